@@ -1,0 +1,349 @@
+"""Workloads ``redis-sink``, ``redis-stream-source``, ``nats-sink``, ``nats-source`` and ``mqtt-sink``
+against the servers on 127.0.0.1 (Redis 6379, nats-server 4222 with JetStream, Mosquitto 1883; see
+tests/services). A workload whose server does not answer raises in setup and is reported as an error.
+
+Rows: the 8-column table, capped at 200k rows (5k with ``--quick``) so the brokers' memory stays small.
+Every baseline is "the same client, per message": ``to_pylist()`` + ``json.dumps(row)`` + one client
+call per row, on a subset.
+
+* ``redis-sink``: ``RedisSink(command="set", key_column="id")`` (RESP built with pyarrow compute, one
+  pipelined buffer per request) vs ``redis.set(key, json.dumps(row))`` per row (one round trip each),
+  and vs a redis-py ``pipeline()`` fed per row. Target: >= 3x the per-message baseline.
+* ``redis-stream-source``: ``RedisStreamSource`` (XREADGROUP 10k per call + ``Json.decode``) vs
+  ``xreadgroup`` per message + ``json.loads`` + ``RecordBatch.from_pylist``.
+* ``nats-sink``: ``NatsJetStreamSink`` (``publish_async`` per request, one wait for all PubAcks) vs
+  ``await js.publish(subject, json.dumps(row))`` per row. Target: >= 3x.
+* ``nats-source``: ``NatsJetStreamSource`` (fetch 10k + ``Json.decode``) vs fetch(1) + ``json.loads``
+  per message.
+* ``mqtt-sink``: ``MqttSink`` (QoS 1) vs paho ``publish`` + ``wait_for_publish`` per row. No target:
+  paho has no batched publish, both make one client call per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import pyarrow as pa
+
+from .core import Method, Prepared, RunConfig, Target, Workload, register
+from .data import make_table
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+NATS_URL = "nats://127.0.0.1:4222"
+MQTT = ("127.0.0.1", 1883)
+
+
+def _rows(config: RunConfig) -> int:
+    return min(config.rows, 5_000 if config.quick else 200_000)
+
+
+def _pylist_json(table: pa.Table) -> list[bytes]:
+    return [json.dumps(r, default=str).encode() for r in table.to_pylist()]
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+def setup_redis_sink(config: RunConfig) -> Prepared:
+    import redis
+
+    from arrowflow.connectors.redis_ import RedisSink
+
+    n = _rows(config)
+    table = make_table(n, config.seed)
+    batches = table.to_batches(max_chunksize=65_536)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+
+    def cleanup() -> None:
+        keys = list(client.scan_iter(match=prefix + "*", count=10_000))
+        for start in range(0, len(keys), 10_000):
+            client.delete(*keys[start : start + 10_000])
+
+    atexit.register(cleanup)
+    sink = RedisSink(REDIS_URL, command="set", key_column="id", key_prefix=prefix + ":af:")
+    py_n = config.subset(2_000 if config.quick else 20_000)
+    py_table = table.slice(0, py_n)
+
+    def run_sink() -> int:
+        for b in batches:
+            sink.write(b)
+        sink.flush()
+        return n
+
+    def run_per_message() -> int:
+        for row in py_table.to_pylist():
+            client.set(f"{prefix}:pm:{row['id']}", json.dumps(row, default=str))
+        return py_n
+
+    def run_pipeline() -> int:
+        pipe = client.pipeline(transaction=False)
+        for i, row in enumerate(py_table.to_pylist()):
+            pipe.set(f"{prefix}:pp:{row['id']}", json.dumps(row, default=str))
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.execute()
+        return py_n
+
+    return Prepared(
+        methods={
+            "arrowflow RedisSink (SET, pipelined RESP)": Method(run=run_sink),
+            "to_pylist + json.dumps + redis.set per row": Method(
+                run=run_per_message, note=f"on {py_n:,} rows", target=Target(min_speedup=3)
+            ),
+            "to_pylist + json.dumps + redis-py pipeline": Method(run=run_pipeline, note=f"on {py_n:,} rows"),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
+def setup_redis_source(config: RunConfig) -> Prepared:
+    import redis
+
+    from arrowflow.connectors.redis_ import RedisSink, RedisStreamSource
+    from arrowflow.formats import Json
+
+    n = _rows(config)
+    table = make_table(n, config.seed)
+    stream = f"bench-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(REDIS_URL)
+    atexit.register(lambda: client.delete(stream))
+    with RedisSink(REDIS_URL, command="xadd", key=stream) as sink:
+        sink.write_table(table)
+    schema = table.schema
+    py_n = config.subset(2_000 if config.quick else 20_000)
+    rounds = {"k": 0}
+
+    def run_source() -> int:
+        rounds["k"] += 1
+        src = RedisStreamSource(REDIS_URL, streams=[stream], group=f"af{rounds['k']}", format=Json(schema))
+        reader = src.open(src.plan()[0])
+        got = 0
+        while got < n:
+            b = reader.read_batch(10_000, 1.0)
+            got += b.num_rows if b is not None else 0
+        reader.close()
+        return got
+
+    def run_per_message() -> int:
+        rounds["k"] += 1
+        group = f"pm{rounds['k']}"
+        client.xgroup_create(stream, group, id="0")
+        rows = []
+        for _ in range(py_n):
+            reply = client.xreadgroup(group, "c", {stream: ">"}, count=1)
+            rows.append(json.loads(reply[0][1][0][1][b"data"]))
+        pa.RecordBatch.from_pylist(rows)
+        return py_n
+
+    return Prepared(
+        methods={
+            "arrowflow RedisStreamSource": Method(run=run_source),
+            "xreadgroup per message + json.loads + from_pylist": Method(
+                run=run_per_message, note=f"on {py_n:,} msgs", target=Target(min_speedup=3)
+            ),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
+# -- NATS ----------------------------------------------------------------------------------------
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(600)
+
+
+def _nats_stream(loop: _Loop, max_msgs: int) -> tuple[Any, Any, str]:
+    import nats
+    from nats.js.api import StreamConfig
+
+    name = f"BENCH{uuid.uuid4().hex[:8]}"
+
+    async def setup() -> tuple[Any, Any]:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], max_msgs=max_msgs))
+        return nc, js
+
+    nc, js = loop.run(setup())
+    atexit.register(lambda: loop.run(js.delete_stream(name)))
+    return nc, js, name
+
+
+def setup_nats_sink(config: RunConfig) -> Prepared:
+    from arrowflow.connectors.nats_jetstream import NatsJetStreamSink
+
+    n = _rows(config)
+    table = make_table(n, config.seed)
+    batches = table.to_batches(max_chunksize=65_536)
+    loop = _Loop()
+    _, js, name = _nats_stream(loop, 2 * n)
+    sink = NatsJetStreamSink(NATS_URL, subject=f"{name}.af")
+    py_n = config.subset(1_000 if config.quick else 10_000)
+    py_table = table.slice(0, py_n)
+
+    def run_sink() -> int:
+        for b in batches:
+            sink.write(b)
+        sink.flush()
+        return n
+
+    def run_per_message() -> int:
+        async def go() -> None:
+            for row in py_table.to_pylist():
+                await js.publish(f"{name}.pm", json.dumps(row, default=str).encode())
+
+        loop.run(go())
+        return py_n
+
+    return Prepared(
+        methods={
+            "arrowflow NatsJetStreamSink": Method(run=run_sink),
+            "to_pylist + json.dumps + js.publish per row": Method(
+                run=run_per_message, note=f"on {py_n:,} rows", target=Target(min_speedup=3)
+            ),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
+def setup_nats_source(config: RunConfig) -> Prepared:
+    from arrowflow.connectors.nats_jetstream import NatsJetStreamSink, NatsJetStreamSource
+    from arrowflow.formats import Json
+
+    n = _rows(config)
+    table = make_table(n, config.seed)
+    loop = _Loop()
+    _, js, name = _nats_stream(loop, 2 * n)
+    with NatsJetStreamSink(NATS_URL, subject=f"{name}.in") as sink:
+        sink.write_table(table)
+    schema = table.schema
+    py_n = config.subset(1_000 if config.quick else 10_000)
+    rounds = {"k": 0}
+
+    def run_source() -> int:
+        rounds["k"] += 1
+        src = NatsJetStreamSource(NATS_URL, stream=name, durable=f"af{rounds['k']}", format=Json(schema))
+        reader = src.open(src.plan()[0])
+        got = 0
+        while got < n:
+            b = reader.read_batch(10_000, 1.0)
+            got += b.num_rows if b is not None else 0
+        reader.close()
+        return got
+
+    def run_per_message() -> int:
+        rounds["k"] += 1
+
+        async def go() -> None:
+            sub = await js.pull_subscribe(f"{name}.in", durable=f"pm{rounds['k']}", stream=name)
+            rows = []
+            for _ in range(py_n):
+                msg = (await sub.fetch(1, timeout=5))[0]
+                rows.append(json.loads(msg.data))
+                await msg.ack()
+            pa.RecordBatch.from_pylist(rows)
+
+        loop.run(go())
+        return py_n
+
+    return Prepared(
+        methods={
+            "arrowflow NatsJetStreamSource": Method(run=run_source),
+            "fetch(1) + json.loads + ack per message": Method(
+                run=run_per_message, note=f"on {py_n:,} msgs", target=Target(min_speedup=3)
+            ),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
+# -- MQTT ----------------------------------------------------------------------------------------
+
+
+def setup_mqtt_sink(config: RunConfig) -> Prepared:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from arrowflow.connectors.mqtt_broker import MqttSink
+
+    n = _rows(config)
+    table = make_table(n, config.seed)
+    batches = table.to_batches(max_chunksize=65_536)
+    topic = f"bench/{uuid.uuid4().hex[:8]}"
+    sink = MqttSink(*MQTT, topic=topic + "/af", qos=1)
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    client.connect(*MQTT)
+    client.loop_start()
+    time.sleep(0.2)
+    py_n = config.subset(1_000 if config.quick else 10_000)
+    py_table = table.slice(0, py_n)
+
+    def run_sink() -> int:
+        for b in batches:
+            sink.write(b)
+        sink.flush()
+        return n
+
+    def run_per_message() -> int:
+        for row in py_table.to_pylist():
+            client.publish(topic + "/pm", json.dumps(row, default=str), qos=1).wait_for_publish(10)
+        return py_n
+
+    return Prepared(
+        methods={
+            "arrowflow MqttSink (QoS 1)": Method(run=run_sink),
+            "to_pylist + json.dumps + publish/wait per row": Method(
+                run=run_per_message, note=f"on {py_n:,} rows"
+            ),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
+for _name, _desc, _setup, _ref in (
+    (
+        "redis-sink",
+        "8-column table -> Redis SET per row (JSON values)",
+        setup_redis_sink,
+        "arrowflow RedisSink (SET, pipelined RESP)",
+    ),
+    (
+        "redis-stream-source",
+        "Redis stream of JSON entries -> batches (consumer group)",
+        setup_redis_source,
+        "arrowflow RedisStreamSource",
+    ),
+    (
+        "nats-sink",
+        "8-column table -> JetStream messages (JSON)",
+        setup_nats_sink,
+        "arrowflow NatsJetStreamSink",
+    ),
+    (
+        "nats-source",
+        "JetStream messages (JSON) -> batches (durable pull consumer)",
+        setup_nats_source,
+        "arrowflow NatsJetStreamSource",
+    ),
+    (
+        "mqtt-sink",
+        "8-column table -> MQTT QoS 1 messages (JSON)",
+        setup_mqtt_sink,
+        "arrowflow MqttSink (QoS 1)",
+    ),
+):
+    register(Workload(name=_name, description=_desc, setup=_setup, reference=_ref))

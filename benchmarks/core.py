@@ -1,0 +1,348 @@
+"""The benchmark runner: workloads, interleaved timing rounds, the table and the JSON report.
+
+A workload family is one module in this package that calls :func:`register` at import time with a
+:class:`Workload`. ``Workload.setup(config)`` builds the data (untimed) and returns a :class:`Prepared`
+holding the methods to time; every method is a zero-argument callable that processes its rows and
+returns how many it processed (a slow baseline may process a subset and say so in its ``note``;
+its rate is then per row of that subset, which is how it is "scaled" to the full workload).
+
+Timing: one untimed warm-up call per method (lazy imports, caches, first-touch page faults), then
+``rounds`` rounds in which every method runs once, in turn, in one process. A method faster than
+``min_sample_s`` per call is called back to back within its sample until the sample lasts that long
+(``times_s`` are per call). The reported figure is the median per method. Interleaving makes the
+ratios hold even when the machine drifts, which it does here (2 cores shared by many processes).
+
+Ratios compare against the workload's ``reference`` method (the arrowflow one): ``ratio`` is
+``reference rows/s / method rows/s``, i.e. "arrowflow is N x faster than this method". Targets are
+per method: ``min_rate`` (rows/s of that method) or ``min_speedup`` (the ratio on that method's row).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Method",
+    "Prepared",
+    "Result",
+    "RunConfig",
+    "Target",
+    "Workload",
+    "format_rate",
+    "register",
+    "registry",
+    "run",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Options of one run. ``rows`` is the full workload size; ``quick`` asks for smoke-test sizes."""
+
+    rows: int = 1_000_000
+    rounds: int = 5
+    quick: bool = False
+    seed: int = 20261123
+    #: A timed sample repeats a method back to back until it lasts at least this long.
+    min_sample_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.rows <= 0:
+            raise ValueError(f"rows must be > 0, got {self.rows}")
+        if self.rounds <= 0:
+            raise ValueError(f"rounds must be > 0, got {self.rounds}")
+
+    def subset(self, n: int) -> int:
+        """The size of a slow baseline's subset: ``n`` rows, never more than the workload."""
+        return max(1, min(n, self.rows))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """What a method must reach. ``min_rate``: rows/s of the method itself; ``min_speedup``: the
+    reference method must be at least this many times faster than the method (1.0: at least as fast).
+    """
+
+    min_rate: float | None = None
+    min_speedup: float | None = None
+
+    def describe(self) -> str:
+        if self.min_rate is not None:
+            return f">= {format_rate(self.min_rate)}/s"
+        if self.min_speedup is not None:
+            return f"af >= {self.min_speedup:g}x"
+        return ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Method:
+    """One timed method. ``run()`` processes its rows and returns how many; ``skip`` (when set)
+    means the method cannot run here ("not built", "not installed") and is listed but not timed.
+    """
+
+    run: Callable[[], int] | None = None
+    note: str = ""
+    skip: str | None = None
+    target: Target | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prepared:
+    """What ``Workload.setup`` returns: the methods (in table order) and the bytes of one input row."""
+
+    methods: dict[str, Method]
+    bytes_per_row: float
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Workload:
+    """A workload family member. ``reference`` names the arrowflow method ratios are taken against."""
+
+    name: str
+    description: str
+    setup: Callable[[RunConfig], Prepared]
+    reference: str
+
+
+@dataclass(kw_only=True)
+class Result:
+    """One row of the table (and of the JSON report)."""
+
+    workload: str
+    method: str
+    rows_per_s: float | None = None
+    mb_per_s: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    median_s: float | None = None
+    rows_per_call: int | None = None
+    calls_per_sample: int | None = None
+    times_s: list[float] = field(default_factory=list)
+
+
+_REGISTRY: dict[str, Workload] = {}
+
+
+def register(workload: Workload) -> Workload:
+    """Add a workload to the registry (module import time). Names must be unique."""
+    if workload.name in _REGISTRY:
+        raise ValueError(f"benchmark workload {workload.name!r} registered twice")
+    _REGISTRY[workload.name] = workload
+    return workload
+
+
+def registry() -> dict[str, Workload]:
+    """The registered workloads, in registration order."""
+    return dict(_REGISTRY)
+
+
+def format_rate(rate: float | None) -> str:
+    """``12.3M`` / ``456k`` / ``789``: rows per second in a column a human can scan."""
+    if rate is None or math.isnan(rate):
+        return "-"
+    if rate >= 1e9:
+        return f"{rate / 1e9:.3g}G"
+    if rate >= 1e6:
+        return f"{rate / 1e6:.3g}M"
+    if rate >= 1e3:
+        return f"{rate / 1e3:.3g}k"
+    return f"{rate:.3g}"
+
+
+def _time_once(fn: Callable[[], int], repeat: int = 1) -> tuple[float, int]:
+    """Seconds per call and rows per call of ``fn``, over ``repeat`` back-to-back calls."""
+    # The collector is paused so a cycle collection triggered by one method's garbage is not
+    # billed to the next one.
+    gc.collect()
+    gc.disable()
+    try:
+        rows = 0
+        start = time.perf_counter()
+        for _ in range(repeat):
+            rows = fn()
+        elapsed = time.perf_counter() - start
+    finally:
+        gc.enable()
+    return elapsed / repeat, int(rows)
+
+
+def _repeat_for(seconds_per_call: float, min_sample_s: float) -> int:
+    """Calls per timed sample so that a sample lasts at least ``min_sample_s`` (timer resolution,
+    cold caches and page faults of one very short call would otherwise dominate it)."""
+    if seconds_per_call <= 0:
+        return 1000
+    return max(1, min(1000, math.ceil(min_sample_s / seconds_per_call)))
+
+
+def run_workload(workload: Workload, config: RunConfig, log: Callable[[str], None]) -> list[Result]:
+    """Set up and time one workload. A method that raises is reported with its error, not fatal."""
+    log(f"[{workload.name}] setting up ({config.rows:,} rows)")
+    prepared = workload.setup(config)
+    results: dict[str, Result] = {}
+    live: dict[str, Callable[[], int]] = {}
+    rows_per_call: dict[str, int] = {}
+    repeats: dict[str, int] = {}
+    for name, method in prepared.methods.items():
+        target = method.target.describe() if method.target else ""
+        results[name] = Result(workload=workload.name, method=name, target=target, note=method.note)
+        if method.skip is not None or method.run is None:
+            results[name].note = "; ".join(x for x in (method.skip or "skipped", method.note) if x)
+            continue
+        try:
+            warm_s, rows_per_call[name] = _time_once(method.run)  # warm-up, untimed
+            live[name] = method.run
+            repeats[name] = _repeat_for(warm_s, config.min_sample_s)
+        except Exception as exc:
+            results[name].note = f"error: {type(exc).__name__}: {exc}"[:160]
+    times: dict[str, list[float]] = {name: [] for name in live}
+    for round_no in range(config.rounds):
+        log(f"[{workload.name}] round {round_no + 1}/{config.rounds}")
+        for name, fn in list(live.items()):
+            try:
+                elapsed, rows = _time_once(fn, repeats[name])
+            except Exception as exc:
+                results[name].note = f"error: {type(exc).__name__}: {exc}"[:160]
+                del live[name]
+                times.pop(name, None)
+                continue
+            times[name].append(elapsed)
+            rows_per_call[name] = rows
+    for name, samples in times.items():
+        res = results[name]
+        median = statistics.median(samples)
+        res.times_s = samples
+        res.median_s = median
+        res.rows_per_call = rows_per_call[name]
+        res.calls_per_sample = repeats[name]
+        res.rows_per_s = rows_per_call[name] / median if median > 0 else float("inf")
+        res.mb_per_s = res.rows_per_s * prepared.bytes_per_row / 1e6
+    ref = results.get(workload.reference)
+    ref_rate = ref.rows_per_s if ref is not None else None
+    for name, res in results.items():
+        method = prepared.methods[name]
+        if res.rows_per_s is not None and ref_rate is not None:
+            res.ratio = ref_rate / res.rows_per_s
+        tgt = method.target
+        if tgt is None:
+            continue
+        if tgt.min_rate is not None and res.rows_per_s is not None:
+            res.met = res.rows_per_s >= tgt.min_rate
+        elif tgt.min_speedup is not None and res.ratio is not None:
+            res.met = res.ratio >= tgt.min_speedup
+    return list(results.values())
+
+
+def _render_table(results: list[Result]) -> str:
+    headers = ["workload", "method", "rows/s", "MB/s", "ratio", "target", "met?", "note"]
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                r.workload,
+                r.method,
+                format_rate(r.rows_per_s),
+                "-" if r.mb_per_s is None else f"{r.mb_per_s:,.0f}",
+                "-" if r.ratio is None else (f"{r.ratio:.2f}x" if r.ratio >= 0.1 else f"{r.ratio:.2g}x"),
+                r.target,
+                {True: "yes", False: "NO", None: "-" if r.target else ""}[r.met],
+                r.note,
+            ]
+        )
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    # The note column is last and left unpadded so long notes do not widen every line.
+    widths[-1] = len(headers[-1])
+    right = {2, 3, 4}
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for i, cell in enumerate(cells):
+            if i == len(cells) - 1:
+                out.append(cell)
+            else:
+                out.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    body = [line(headers), sep]
+    last_workload = None
+    for r, row in zip(results, rows, strict=True):
+        if last_workload is not None and r.workload != last_workload:
+            body.append("")
+        last_workload = r.workload
+        body.append(line(row))
+    return "\n".join(body)
+
+
+def _environment() -> dict[str, Any]:
+    import numpy
+    import pyarrow
+
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
+    }
+    for mod in ("polars", "duckdb", "orjson"):
+        try:
+            env[mod] = __import__(mod).__version__
+        except Exception:
+            env[mod] = None
+    try:
+        import os
+
+        env["cpus"] = os.cpu_count()
+        env["loadavg"] = os.getloadavg()
+    except OSError:
+        pass
+    return env
+
+
+def run(
+    names: list[str],
+    config: RunConfig,
+    json_paths: list[Path],
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> list[Result]:
+    """Run the named workloads, print the table on stdout and write the JSON report to each path."""
+    workloads = registry()
+    unknown = [n for n in names if n not in workloads]
+    if unknown:
+        raise ValueError(f"unknown workload(s) {unknown}; known: {sorted(workloads)}")
+    started = time.time()
+    results: list[Result] = []
+    for name in names:
+        results.extend(run_workload(workloads[name], config, log))
+    report = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 2),
+        "config": asdict(config),
+        "environment": _environment(),
+        "workloads": {n: workloads[n].description for n in names},
+        "results": [asdict(r) for r in results],
+    }
+    for path in json_paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        log(f"wrote {path}")
+    # Printed after the report is saved, so a closed stdout (``| head``) cannot lose the results.
+    print(_render_table(results))
+    print(
+        "\nratio = arrowflow rows/s / method rows/s (median of "
+        f"{config.rounds} interleaved round(s)); MB/s counts input bytes"
+    )
+    return results

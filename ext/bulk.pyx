@@ -1,0 +1,348 @@
+# cython: language_level=3
+"""Elasticsearch/OpenSearch ``_bulk`` bodies from a RecordBatch (the kernel behind the search sinks).
+
+A row becomes one *entry*: its action line and, except for ``delete``, its source line, both ending
+in ``\\n``::
+
+    {"index":{"_index":"logs","_id":"42","routing":"r"}}\\n{"a":1,...}\\n
+
+Documents come from the JSON kernel (:func:`arrowflow._ext.json.encode_rows`, two threads, GIL
+released); this module renders the action lines from a fixed index or ``_index`` / ``_id`` /
+``routing`` columns and interleaves them with the documents in one C loop without the GIL
+(``_bulk.h``). Entries are returned as one ``pa.BinaryArray`` whose data buffer is a valid NDJSON
+body, so any run of consecutive entries is a zero-copy ``_bulk`` request. :func:`cut` splits entries
+into requests by max actions and max bytes; :func:`encode_bodies` does both and returns the bodies
+with the row range each covers, so a failed item ``k`` of body ``j`` is row ``bounds[j] + k``.
+
+Contract:
+
+- Meta values: string columns are JSON-escaped (as ``json.dumps(ensure_ascii=False)``); integer
+  columns are written as decimal strings; any other type is cast to string by Arrow first. A null
+  ``_id`` or ``routing`` leaves the field out (``index``/``create`` then get a server-generated id);
+  a null ``_index`` value is an error here (the sink reports such rows to its error policy before
+  calling the kernel).
+- ``update`` wraps the document as ``{"doc":<doc>}`` or ``{"doc":<doc>,"doc_as_upsert":true}``.
+- Action keys are written in the order ``_index``, ``_id``, ``routing``.
+- The output of one call must stay below 2 GiB (a ``BinaryArray``); larger raises ``ValueError``.
+- Nothing is retained: inputs may be released when the call returns.
+"""
+
+from cpython.buffer cimport PyBuffer_FillInfo
+from libc.stdint cimport int32_t, int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+
+import json as _json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["ACTIONS", "cut", "encode_bodies", "encode_bulk", "encode_entries", "split_bodies"]
+
+ACTIONS = ("index", "create", "update", "delete")
+
+
+cdef extern from "_bulk.h" nogil:
+    enum:
+        BF_NONE, BF_CONST, BF_STR, BF_INT
+    enum:
+        BE_OK, BE_NOMEM, BE_OVERFLOW
+
+    ctypedef struct bfield:
+        int kind
+        const char *key
+        int32_t keylen
+        int64_t offset
+        const uint8_t *validity
+        const int32_t *offsets
+        const uint8_t *data
+
+    ctypedef struct bplan:
+        const char *head
+        int32_t headlen
+        const char *tail
+        int32_t taillen
+        const char *doc_prefix
+        int32_t doc_prefixlen
+        const char *doc_suffix
+        int32_t doc_suffixlen
+        int has_doc
+        int64_t doc_offset
+        const int32_t *doc_offsets
+        const uint8_t *doc_data
+        bfield fields[3]
+        int nfields
+
+    int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen)
+    int64_t bulk_cut(const int64_t *ends, int64_t n, int64_t max_actions, int64_t max_bytes,
+                     int64_t *bounds)
+
+
+cdef class _OwnedMemory:
+    """A malloc'd block exposed through the buffer protocol, freed when pyarrow drops its last view."""
+
+    cdef char *ptr
+    cdef Py_ssize_t size
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.ptr, self.size, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def __dealloc__(self):
+        free(self.ptr)
+        self.ptr = NULL
+
+
+cdef object _wrap(char *ptr, Py_ssize_t size):
+    cdef _OwnedMemory mem = _OwnedMemory.__new__(_OwnedMemory)
+    mem.ptr = ptr
+    mem.size = size
+    return pa.py_buffer(mem)
+
+
+cdef inline const uint8_t *_addr(object buf):
+    if buf is None:
+        return NULL
+    return <const uint8_t *> <size_t> buf.address
+
+
+def _meta_array(object values, str what):
+    """Normalize a meta column: integers -> int64, strings -> string (int32 offsets), else cast."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not isinstance(values, pa.Array):
+        raise TypeError(f"{what} must be a pyarrow Array, got {type(values).__name__}")
+    t = values.type
+    if pa.types.is_dictionary(t):
+        values = values.dictionary_decode()
+        t = values.type
+    if pa.types.is_integer(t):
+        return values if pa.types.is_int64(t) else pc.cast(values, pa.int64())
+    if pa.types.is_string(t):
+        return values
+    if pa.types.is_binary(t):
+        return values.view(pa.string())
+    return pc.cast(values, pa.string())
+
+
+cdef int _set_field(bfield *f, object arr, bytes key, list keep) except -1:
+    keep.append(arr)
+    keep.append(key)
+    bufs = arr.buffers()
+    f.key = <const char *> key
+    f.keylen = <int32_t> len(key)
+    f.offset = arr.offset
+    f.validity = _addr(bufs[0]) if arr.null_count else NULL
+    if pa.types.is_int64(arr.type):
+        f.kind = BF_INT
+        f.offsets = NULL
+        f.data = _addr(bufs[1])
+    else:
+        f.kind = BF_STR
+        f.offsets = <const int32_t *> _addr(bufs[1])
+        f.data = _addr(bufs[2])
+    return 0
+
+
+def encode_entries(docs=None, *, str action="index", index=None, index_values=None, ids=None,
+                   routing=None, bint doc_as_upsert=False, Py_ssize_t num_rows=-1):
+    """Interleave action lines with ``docs`` (a ``BinaryArray`` of JSON documents, no nulls).
+
+    ``index`` is a fixed index name, ``index_values`` / ``ids`` / ``routing`` are per-row arrays (see
+    the module docstring for types and nulls). ``docs`` is required except for ``delete``, where it
+    must be ``None`` and ``num_rows`` (or one of the arrays) gives the row count. Returns one entry per
+    row as a ``pa.BinaryArray`` without nulls. Raises ``ValueError`` for an unknown action, mismatched
+    lengths or an output over 2 GiB.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
+    if index is not None and index_values is not None:
+        raise ValueError("give either index or index_values, not both")
+    cdef bint has_doc = action != "delete"
+    if has_doc and docs is None:
+        raise ValueError(f"action {action!r} needs documents")
+    if not has_doc and docs is not None:
+        raise ValueError("action 'delete' takes no documents")
+    cdef list keep = []
+    cdef bplan plan
+    cdef int64_t n = -1
+    if docs is not None:
+        if isinstance(docs, pa.ChunkedArray):
+            docs = docs.combine_chunks()
+        if not isinstance(docs, pa.Array) or not (pa.types.is_binary(docs.type) or pa.types.is_string(docs.type)):
+            raise TypeError("docs must be a pyarrow binary or string array (int32 offsets)")
+        if docs.null_count:
+            raise ValueError("docs must not contain nulls")
+        n = len(docs)
+    arrays = {}
+    for name, values in (("index_values", index_values), ("ids", ids), ("routing", routing)):
+        if values is not None:
+            arr = _meta_array(values, name)
+            if n >= 0 and len(arr) != n:
+                raise ValueError(f"{name} has {len(arr)} values for {n} rows")
+            n = len(arr)
+            arrays[name] = arr
+    if n < 0:
+        if num_rows < 0:
+            raise ValueError("cannot tell the number of rows: give docs, a meta array or num_rows")
+        n = num_rows
+    elif num_rows >= 0 and num_rows != n:
+        raise ValueError(f"num_rows={num_rows} does not match the {n} rows of the inputs")
+
+    head = ('{"' + action + '":{').encode()
+    tail = b'}}\n'
+    if action == "update":
+        prefix = b'{"doc":'
+        suffix = b',"doc_as_upsert":true}\n' if doc_as_upsert else b'}\n'
+    else:
+        prefix = b''
+        suffix = b'\n'
+    keep += [head, tail, prefix, suffix]
+    plan.head = <const char *> head
+    plan.headlen = <int32_t> len(head)
+    plan.tail = <const char *> tail
+    plan.taillen = <int32_t> len(tail)
+    plan.doc_prefix = <const char *> prefix
+    plan.doc_prefixlen = <int32_t> len(prefix)
+    plan.doc_suffix = <const char *> suffix
+    plan.doc_suffixlen = <int32_t> len(suffix)
+    plan.has_doc = has_doc
+    plan.nfields = 0
+    if has_doc:
+        keep.append(docs)
+        dbufs = docs.buffers()
+        plan.doc_offset = docs.offset
+        plan.doc_offsets = <const int32_t *> _addr(dbufs[1])
+        plan.doc_data = _addr(dbufs[2])
+        if plan.doc_data == NULL:
+            # Zero-length data buffer (all documents empty): any readable address will do.
+            plan.doc_data = <const uint8_t *> <const char *> tail
+    if index is not None:
+        if not isinstance(index, str):
+            raise TypeError(f"index must be a str, got {type(index).__name__}")
+        const = ('"_index":' + _json.dumps(index, ensure_ascii=False)).encode("utf-8")
+        keep.append(const)
+        plan.fields[0].kind = BF_CONST
+        plan.fields[0].key = <const char *> const
+        plan.fields[0].keylen = <int32_t> len(const)
+        plan.nfields = 1
+    for name, key in (("index_values", b'"_index":"'), ("ids", b'"_id":"'), ("routing", b'"routing":"')):
+        if name in arrays:
+            _set_field(&plan.fields[plan.nfields], arrays[name], key, keep)
+            plan.nfields += 1
+
+    cdef int32_t *offsets = <int32_t *> malloc(sizeof(int32_t) * (n + 1))
+    cdef char *data = NULL
+    cdef int64_t total = 0
+    cdef int err
+    if offsets == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            err = bulk_build(&plan, n, offsets, &data, &total)
+        if err == BE_NOMEM:
+            raise MemoryError("out of memory while building _bulk entries")
+        if err == BE_OVERFLOW:
+            raise ValueError("_bulk entries of this batch exceed 2 GiB (a BinaryArray); use smaller batches")
+        data_buf = _wrap(data, total)
+        data = NULL
+        offsets_buf = _wrap(<char *> offsets, sizeof(int32_t) * (n + 1))
+        offsets = NULL
+        return pa.Array.from_buffers(pa.binary(), n, [None, offsets_buf, data_buf], null_count=0)
+    finally:
+        free(offsets)
+        free(data)
+
+
+def encode_bulk(batch, *, str action="index", index=None, index_column=None, id_column=None,
+                routing_column=None, bint doc_as_upsert=False, columns=None, field_names=None,
+                str nulls="null", str nan="error", int threads=0):
+    """Entries for every row of ``batch`` (see :func:`encode_entries`).
+
+    ``index`` (fixed) or ``index_column``; ``id_column`` and ``routing_column`` name meta columns.
+    Documents hold ``columns`` (default: every column except the meta columns) through the JSON
+    kernel with ``field_names``, ``nulls``, ``nan`` and ``threads`` as there.
+    """
+    if not isinstance(batch, pa.RecordBatch):
+        raise TypeError(f"expected a pyarrow.RecordBatch, got {type(batch).__name__}")
+    names = batch.schema.names
+    meta = [c for c in (index_column, id_column, routing_column) if c is not None]
+    for c in meta:
+        if c not in names:
+            raise KeyError(f"column {c!r} is not in the batch (columns: {names})")
+    docs = None
+    if action != "delete":
+        from arrowflow._ext.json import encode_rows
+
+        if columns is None:
+            columns = [c for c in names if c not in meta]
+        docs = encode_rows(batch, columns=columns, field_names=field_names, nulls=nulls, nan=nan,
+                           threads=threads)
+    return encode_entries(
+        docs,
+        action=action,
+        index=index,
+        index_values=batch.column(index_column) if index_column is not None else None,
+        ids=batch.column(id_column) if id_column is not None else None,
+        routing=batch.column(routing_column) if routing_column is not None else None,
+        doc_as_upsert=doc_as_upsert,
+        num_rows=batch.num_rows,
+    )
+
+
+def cut(entries, *, max_actions=1000, max_bytes=5 * 1024 * 1024):
+    """Row bounds of the requests that ``entries`` split into: ``bounds[j]:bounds[j+1]`` is request j.
+
+    Greedy, in order: a request takes entries while it holds at most ``max_actions`` entries and at
+    most ``max_bytes`` bytes (``None`` = no byte limit); an entry larger than ``max_bytes`` forms a
+    request on its own. Returns an int64 numpy array of ``requests + 1`` values (``[0]`` when empty).
+    """
+    if isinstance(entries, pa.ChunkedArray):
+        entries = entries.combine_chunks()
+    if not isinstance(entries, pa.Array) or not pa.types.is_binary(entries.type):
+        raise TypeError("entries must be a pyarrow BinaryArray")
+    if max_actions is None or max_actions <= 0:
+        raise ValueError(f"max_actions must be > 0, got {max_actions!r}")
+    if max_bytes is not None and max_bytes <= 0:
+        raise ValueError(f"max_bytes must be > 0, got {max_bytes!r}")
+    cdef int64_t n = len(entries)
+    cdef int64_t limit_actions = max_actions
+    cdef int64_t limit_bytes = max_bytes if max_bytes is not None else (1 << 62)
+    if n == 0:
+        return np.zeros(1, dtype=np.int64)
+    ends = np.frombuffer(entries.buffers()[1], dtype=np.int32, count=entries.offset + n + 1)[entries.offset:]
+    ends64 = np.ascontiguousarray(ends, dtype=np.int64)
+    bounds = np.empty(n + 1, dtype=np.int64)
+    cdef const int64_t[::1] e = ends64
+    cdef int64_t[::1] b = bounds
+    cdef int64_t count
+    with nogil:
+        count = bulk_cut(&e[0], n, limit_actions, limit_bytes, &b[0])
+    return bounds[: count + 1].copy()
+
+
+def split_bodies(entries, bounds):
+    """The request bodies for ``bounds`` (from :func:`cut`): zero-copy slices of the entries' data."""
+    if isinstance(entries, pa.ChunkedArray):
+        entries = entries.combine_chunks()
+    n = len(entries)
+    if n == 0:
+        return []
+    data = entries.buffers()[2]
+    ends = np.frombuffer(entries.buffers()[1], dtype=np.int32, count=entries.offset + n + 1)[entries.offset:]
+    starts = ends[np.asarray(bounds, dtype=np.int64)]
+    if data is None:
+        return [pa.py_buffer(b"") for _ in range(len(starts) - 1)]
+    return [data.slice(int(a), int(b) - int(a)) for a, b in zip(starts[: len(starts) - 1].tolist(), starts[1:].tolist())]
+
+
+def encode_bodies(batch, *, max_actions=1000, max_bytes=5 * 1024 * 1024, **options):
+    """``(bodies, bounds)``: the ``_bulk`` request bodies of ``batch`` and their row ranges.
+
+    Body ``j`` covers rows ``bounds[j]:bounds[j+1]``; ``options`` go to :func:`encode_bulk`.
+    """
+    entries = encode_bulk(batch, **options)
+    bounds = cut(entries, max_actions=max_actions, max_bytes=max_bytes)
+    return split_bodies(entries, bounds), bounds

@@ -1,0 +1,29 @@
+"""Type stub for the compiled JSON encoding kernel (ext/json.pyx)."""
+
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+
+__all__ = ["encode_ndjson", "encode_rows"]
+
+def encode_rows(
+    batch: pa.RecordBatch,
+    *,
+    columns: Sequence[str] | None = None,
+    field_names: Mapping[str, str] | None = None,
+    nulls: str = "null",
+    nan: str = "error",
+    threads: int = 0,
+) -> pa.BinaryArray:
+    """One JSON object per row (keys in column order) as a BinaryArray without nulls."""
+
+def encode_ndjson(
+    batch: pa.RecordBatch,
+    *,
+    columns: Sequence[str] | None = None,
+    field_names: Mapping[str, str] | None = None,
+    nulls: str = "null",
+    nan: str = "error",
+    threads: int = 0,
+) -> pa.Buffer:
+    """The same documents as encode_rows, each followed by b"\\n", in one buffer."""

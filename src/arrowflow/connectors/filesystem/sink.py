@@ -1,0 +1,455 @@
+"""Files as an exactly-once sink (Flink's FileSink): :class:`FileSink`, :class:`RollingPolicy`.
+
+File life cycle (all names below the sink's base directory, in the bucket/partition directory of the
+rows; ``<final>`` = ``<prefix>-<run id>-<n><suffix>``):
+
+1. **in-progress** ``.<final>.inprogress`` - rows are appended here. One open file per directory.
+2. **pending** ``.<final>.pending`` - a file closed by rolling (``rolling``: rows, bytes, age,
+   inactivity) or by ``prepare_commit()``. Closed, fsynced (local file systems), still hidden.
+3. **finished** ``<final>`` - renamed by ``commit()``.
+
+Hidden names start with ``.``, so ``pyarrow.dataset`` (``ignore_prefixes`` ``['.', '_']``),
+:class:`~arrowflow.connectors.filesystem.FileSource`, Spark, DuckDB and polars never read a partial or
+uncommitted file; and as every committed file is renamed exactly once, never a duplicate.
+
+Two-phase protocol. ``prepare_commit()`` closes every in-progress file (it becomes pending) and returns
+committables ``{"pending": rel path, "final": rel path, "rows": n}`` for every file pending since the
+last call. The pipeline stores them in its checkpoint, then calls ``commit(committables)``: pending ->
+final renames. ``commit`` is idempotent: a committable whose final file exists and whose pending file is
+gone counts as done; if both are gone the data is lost and :class:`~arrowflow.errors.ConnectorError` is
+raised. ``recover(committables)`` after a restart commits the checkpoint's committables and then deletes
+every other in-progress or pending file of this sink's ``prefix`` below the base directory: they belong
+to an epoch no checkpoint covers, and the restarted source replays their rows. Consequently one base
+directory (and prefix) belongs to one pipeline at a time. ``abort()`` deletes the files of the current
+epoch. Part names carry a random run id, so names never collide across restarts.
+
+Without a pipeline: ``flush()`` and ``close()`` publish everything written so far (prepare + commit).
+
+Partitioning and buckets. ``partition_by`` columns become Hive directories ``col=value`` (values
+percent-encoded, null as ``__HIVE_DEFAULT_PARTITION__``) and are dropped from the written rows (a
+reader restores them from the path). ``bucket`` is a strftime template: over ``bucket_column``
+(a timestamp/date column) per row, or over the current UTC time per batch without one. The bucket
+directory comes first (``null`` for a null ``bucket_column``), then the partition directories. Rows
+are routed with one vectorized ``group_by`` per batch (no Python per row); each group is one ``take``.
+
+``write`` blocks on file-system writes only. A write error propagates; the files of the current epoch
+are then garbage that ``abort`` or the next ``recover`` removes. Rolling by age and inactivity is
+checked on every ``write`` (there is no timer thread); at the latest, every checkpoint rolls every file.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ...config import check_positive, check_type
+from ...errors import ArrowflowError, ConfigurationError, ConnectorError
+from ...sink import Committable, TwoPhaseSink
+from .formats import FileFormat, FileWriter, file_format
+from .paths import encode_hive_segment, is_local, join, relative, resolve
+
+__all__ = ["FileSink", "FileSinkConfig", "RollingPolicy"]
+
+_INPROGRESS = ".inprogress"
+_PENDING = ".pending"
+#: The bucket directory of rows whose ``bucket_column`` is null.
+_NULL_BUCKET = "null"
+_COMPRESSED_EXT = {"gzip": ".gz", "bz2": ".bz2", "zstd": ".zst", "lz4": ".lz4", "brotli": ".br"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollingPolicy:
+    """When an in-progress file is closed and a new one started (within a checkpoint epoch).
+
+    ``max_rows``: at most this many rows per file (batches are sliced to fit exactly).
+    ``max_bytes``: roll once the file reached this size (checked after each write, so a file may exceed
+    it by one batch; a Parquet file's size counts its buffered row group). ``max_age_s``: roll files
+    opened this long ago; ``inactivity_s``: roll files not written to for this long (both checked on
+    ``write``). ``None`` disables a limit. Every checkpoint rolls every file regardless.
+    """
+
+    max_rows: int | None = None
+    max_bytes: int | None = 128 * 1024 * 1024
+    max_age_s: float | None = None
+    inactivity_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_bytes"):
+            value = getattr(self, name)
+            check_type(f"rolling.{name}", value, int, allow_none=True)
+            check_positive(f"rolling.{name}", value, allow_none=True)
+        check_positive("rolling.max_age_s", self.max_age_s, allow_none=True)
+        check_positive("rolling.inactivity_s", self.inactivity_s, allow_none=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileSinkConfig:
+    """Options of :class:`FileSink` (see the module docstring)."""
+
+    path: str | os.PathLike[str]
+    format: str = "parquet"
+    partition_by: Sequence[str] | None = None
+    bucket: str | None = None
+    bucket_column: str | None = None
+    rolling: RollingPolicy = field(default_factory=RollingPolicy)
+    prefix: str = "part"
+    suffix: str | None = None
+    compression: Any = None
+    writer_options: Mapping[str, Any] = field(default_factory=dict)
+    filesystem: Any = None
+    fsync: bool = True
+    file_format: FileFormat = field(init=False)
+
+    def __post_init__(self) -> None:
+        check_type("path", self.path, (str, os.PathLike))
+        object.__setattr__(self, "file_format", file_format(self.format))
+        if self.partition_by is not None:
+            if isinstance(self.partition_by, str):
+                object.__setattr__(self, "partition_by", (self.partition_by,))
+            elif not self.partition_by or not all(isinstance(c, str) for c in self.partition_by):
+                raise ConfigurationError(
+                    "partition_by must be a column name or a list of them", option="partition_by"
+                )
+            else:
+                object.__setattr__(self, "partition_by", tuple(self.partition_by))
+        check_type("bucket", self.bucket, str, allow_none=True)
+        check_type("bucket_column", self.bucket_column, str, allow_none=True)
+        if self.bucket_column is not None and self.bucket is None:
+            raise ConfigurationError(
+                "bucket_column needs a bucket template (e.g. '%Y-%m-%d--%H')", option="bucket_column"
+            )
+        if self.bucket is not None and (not self.bucket or "%" not in self.bucket):
+            raise ConfigurationError(
+                f"bucket must be a strftime template, got {self.bucket!r}", option="bucket"
+            )
+        check_type("rolling", self.rolling, RollingPolicy)
+        check_type("prefix", self.prefix, str)
+        if not self.prefix or self.prefix[0] in "._" or "/" in self.prefix:
+            raise ConfigurationError(
+                f"prefix must be non-empty, not start with '.' or '_' and hold no '/'; got {self.prefix!r}",
+                option="prefix",
+            )
+        check_type("suffix", self.suffix, str, allow_none=True)
+        if self.suffix is not None and ("/" in self.suffix or self.suffix.endswith((_INPROGRESS, _PENDING))):
+            raise ConfigurationError(f"suffix {self.suffix!r} is not allowed", option="suffix")
+        check_type("writer_options", self.writer_options, Mapping)
+        check_type("fsync", self.fsync, bool)
+        if (
+            self.file_format.name in ("csv", "ndjson", "text")
+            and self.compression is not None
+            and self.compression not in _COMPRESSED_EXT
+        ):
+            raise ConfigurationError(
+                f"compression={self.compression!r} for {self.file_format.name}: choose one of "
+                f"{', '.join(map(repr, _COMPRESSED_EXT))} or None",
+                option="compression",
+            )
+
+    @property
+    def default_suffix(self) -> str:
+        suffix = self.file_format.suffix
+        if self.file_format.name in ("csv", "ndjson", "text") and self.compression is not None:
+            suffix += _COMPRESSED_EXT[self.compression]
+        return suffix
+
+
+class _OpenFile:
+    __slots__ = ("final", "inprogress", "last_write", "opened_at", "rel_dir", "schema", "writer")
+
+    def __init__(
+        self, rel_dir: str, final: str, inprogress: str, writer: FileWriter, schema: pa.Schema, now: float
+    ) -> None:
+        self.rel_dir = rel_dir
+        self.final = final
+        self.inprogress = inprogress
+        self.writer = writer
+        self.schema = schema
+        self.opened_at = now
+        self.last_write = now
+
+
+class FileSink(TwoPhaseSink):
+    """Writes Parquet, Arrow IPC, CSV, NDJSON or text files exactly once (see the module docstring)."""
+
+    name = "filesystem"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str = "parquet",
+        partition_by: str | Sequence[str] | None = None,
+        bucket: str | None = None,
+        bucket_column: str | None = None,
+        rolling: RollingPolicy | None = None,
+        prefix: str = "part",
+        suffix: str | None = None,
+        compression: Any = None,
+        writer_options: Mapping[str, Any] | None = None,
+        filesystem: Any = None,
+        fsync: bool = True,
+    ) -> None:
+        self.config = FileSinkConfig(
+            path=path,
+            format=format,
+            partition_by=partition_by,
+            bucket=bucket,
+            bucket_column=bucket_column,
+            rolling=rolling if rolling is not None else RollingPolicy(),
+            prefix=prefix,
+            suffix=suffix,
+            compression=compression,
+            writer_options=dict(writer_options or {}),
+            filesystem=filesystem,
+            fsync=fsync,
+        )
+        self.fs, self.base = resolve(path, filesystem)
+        self.fs.create_dir(self.base, recursive=True)
+        self.suffix = suffix if suffix is not None else self.config.default_suffix
+        self.run_id = uuid.uuid4().hex[:16]
+        self._counter = 0
+        self._open: dict[str, _OpenFile] = {}
+        self._pending: list[dict[str, Any]] = []
+        self._local = is_local(self.fs)
+        self._made_dirs: set[str] = {""}
+        self.rows_written = 0
+        self.files_committed = 0
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._closed:
+            raise ArrowflowError("write() on a closed FileSink")
+        if batch.num_rows:
+            now = time.monotonic()
+            for rel_dir, part in self._route(batch):
+                self._append(rel_dir, part, now)
+            self.rows_written += batch.num_rows
+            self._roll_by_time(now)
+
+    def _route(self, batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
+        """``(relative directory, rows for it)`` pairs: bucket and partition columns grouped vectorized."""
+        cfg = self.config
+        keys = list(cfg.partition_by or ())
+        missing = [
+            k
+            for k in [*keys, *([cfg.bucket_column] if cfg.bucket_column else [])]
+            if k not in batch.schema.names
+        ]
+        if missing:
+            raise ArrowflowError(f"FileSink: batch has no column(s) {missing} (partition_by/bucket_column)")
+        data = batch.drop_columns(keys) if keys else batch
+        fixed_bucket: str | None = None
+        columns: dict[str, pa.Array] = {}
+        if cfg.bucket is not None:
+            if cfg.bucket_column is None:
+                fixed_bucket = time.strftime(cfg.bucket, time.gmtime())
+            else:
+                columns["__bucket"] = _strftime(batch.column(cfg.bucket_column), cfg.bucket)
+        for i, k in enumerate(keys):
+            columns[f"__k{i}"] = batch.column(k)
+        if not columns:
+            yield fixed_bucket or "", data
+            return
+        names = list(columns)
+        table = pa.table({**columns, "__row": pa.array(np.arange(batch.num_rows, dtype=np.int64))})
+        groups = table.group_by(names, use_threads=False).aggregate([("__row", "list")])
+        values = groups.select(names).to_pylist()  # one dict per *group*, not per row
+        rows = groups.column("__row_list")
+        for g, group_values in enumerate(values):
+            segments = [fixed_bucket or ""]
+            if "__bucket" in group_values:
+                b = group_values["__bucket"]
+                # Not the Hive null marker: a bare segment starting with "_" is hidden from readers.
+                segments.append(_NULL_BUCKET if b is None else b)
+            segments += [encode_hive_segment(k, group_values[f"__k{i}"]) for i, k in enumerate(keys)]
+            rel_dir = join(*segments)
+            if len(values) == 1:
+                yield rel_dir, data
+            else:
+                yield rel_dir, data.take(rows[g].values)
+
+    def _append(self, rel_dir: str, batch: pa.RecordBatch, now: float) -> None:
+        policy = self.config.rolling
+        part = self._open.get(rel_dir)
+        if part is not None and part.schema != batch.schema:
+            self._roll(rel_dir)  # a file holds one schema
+            part = None
+        while batch.num_rows:
+            if part is None:
+                part = self._new_file(rel_dir, batch.schema, now)
+            take = batch.num_rows
+            if policy.max_rows is not None:
+                take = min(take, policy.max_rows - part.writer.rows)
+            part.writer.write(batch if take == batch.num_rows else batch.slice(0, take))
+            part.last_write = now
+            batch = batch.slice(take)
+            if (
+                (policy.max_rows is not None and part.writer.rows >= policy.max_rows)
+                or (policy.max_bytes is not None and part.writer.bytes_written >= policy.max_bytes)
+                or (policy.max_age_s is not None and now - part.opened_at >= policy.max_age_s)
+            ):
+                self._roll(rel_dir)
+                part = None
+
+    def _roll_by_time(self, now: float) -> None:
+        policy = self.config.rolling
+        if policy.max_age_s is None and policy.inactivity_s is None:
+            return
+        for rel_dir, part in list(self._open.items()):
+            if (policy.max_age_s is not None and now - part.opened_at >= policy.max_age_s) or (
+                policy.inactivity_s is not None and now - part.last_write >= policy.inactivity_s
+            ):
+                self._roll(rel_dir)
+
+    def _new_file(self, rel_dir: str, schema: pa.Schema, now: float) -> _OpenFile:
+        cfg = self.config
+        self._counter += 1
+        name = f"{cfg.prefix}-{self.run_id}-{self._counter:06d}{self.suffix}"
+        final = join(rel_dir, name)
+        inprogress = join(rel_dir, f".{name}{_INPROGRESS}")
+        if rel_dir not in self._made_dirs:
+            self.fs.create_dir(join(self.base, rel_dir), recursive=True)
+            self._made_dirs.add(rel_dir)
+        text_compression = cfg.compression if cfg.file_format.name in ("csv", "ndjson", "text") else None
+        stream = self.fs.open_output_stream(
+            join(self.base, inprogress), compression=text_compression, buffer_size=1 << 20
+        )
+        writer = cfg.file_format.open_writer(
+            stream,
+            schema,
+            compression=None if text_compression is not None else cfg.compression,
+            options=cfg.writer_options,
+        )
+        part = _OpenFile(rel_dir, final, inprogress, writer, schema, now)
+        self._open[rel_dir] = part
+        return part
+
+    def _roll(self, rel_dir: str) -> None:
+        """Close the directory's in-progress file; it becomes pending (hidden) until committed."""
+        part = self._open.pop(rel_dir)
+        part.writer.close()
+        src = join(self.base, part.inprogress)
+        pending = part.inprogress[: -len(_INPROGRESS)] + _PENDING
+        if self._local and self.config.fsync:
+            _fsync(src)
+        self.fs.move(src, join(self.base, pending))
+        self._pending.append({"pending": pending, "final": part.final, "rows": part.writer.rows})
+
+    # -- two-phase commit --------------------------------------------------------------------------
+
+    def prepare_commit(self) -> list[Committable]:
+        """Close every in-progress file; return every pending file since the last call."""
+        if self._closed:
+            return []
+        for rel_dir in list(self._open):
+            self._roll(rel_dir)
+        out, self._pending = self._pending, []
+        self._sync_dirs(c["pending"] for c in out)
+        return out
+
+    def commit(self, committables: Sequence[Committable]) -> None:
+        """Rename pending files to their final names. Idempotent (see the module docstring)."""
+        import pyarrow.fs as pafs
+
+        if not committables:
+            return
+        for c in committables:
+            pending, final = join(self.base, c["pending"]), join(self.base, c["final"])
+            pinfo, finfo = self.fs.get_file_info([pending, final])
+            if pinfo.type == pafs.FileType.File:
+                self.fs.move(pending, final)
+                self.files_committed += 1
+            elif finfo.type != pafs.FileType.File:
+                raise ConnectorError(
+                    f"FileSink: cannot commit {final!r}: neither it nor its pending file {pending!r} exists"
+                )
+        self._sync_dirs(c["final"] for c in committables)
+
+    def recover(self, committables: Sequence[Committable]) -> None:
+        """Commit the checkpoint's files, then delete this prefix's other in-progress/pending files."""
+        import pyarrow.fs as pafs
+
+        self.commit(committables)
+        keep = {c["pending"] for c in committables}
+        keep |= {p.inprogress for p in self._open.values()}
+        keep |= {c["pending"] for c in self._pending}
+        if self.fs.get_file_info(self.base).type != pafs.FileType.Directory:
+            return
+        marker = f".{self.config.prefix}-"
+        for info in self.fs.get_file_info(pafs.FileSelector(self.base, recursive=True)):
+            if info.type != pafs.FileType.File:
+                continue
+            name = info.base_name
+            if name.startswith(marker) and name.endswith((_INPROGRESS, _PENDING)):
+                rel = relative(info.path, self.base)
+                if rel not in keep:
+                    self.fs.delete_file(info.path)
+
+    def abort(self) -> None:
+        """Discard the current epoch: open and rolled-but-unprepared files are deleted."""
+        doomed = []
+        for part in self._open.values():
+            try:
+                part.writer.close()
+            except Exception:
+                pass
+            doomed.append(part.inprogress)
+        doomed += [c["pending"] for c in self._pending]
+        self._open.clear()
+        self._pending = []
+        for rel in doomed:
+            try:
+                self.fs.delete_file(join(self.base, rel))
+            except (FileNotFoundError, OSError):
+                pass
+
+    def flush(self) -> None:
+        """Without a pipeline: publish everything written so far (prepare + commit)."""
+        if not self._closed:
+            self.commit(self.prepare_commit())
+
+    def _close(self) -> None:
+        if self._open or self._pending:  # close() failed half-way: leave nothing open
+            self.abort()
+
+    def metrics(self) -> dict[str, int]:
+        return {
+            "rows_written": self.rows_written,
+            "files_committed": self.files_committed,
+            "files_open": len(self._open),
+        }
+
+    # -- durability --------------------------------------------------------------------------------
+
+    def _sync_dirs(self, rel_paths: Iterator[str] | Any) -> None:
+        if not (self._local and self.config.fsync):
+            return
+        for d in {os.path.dirname(join(self.base, p)) for p in rel_paths}:
+            _fsync(d)
+
+
+def _fsync(path: str) -> None:
+    """fsync a local file or directory (any descriptor of the inode flushes its dirty pages)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _strftime(arr: pa.Array, template: str) -> pa.Array:
+    import pyarrow.compute as pc
+
+    if pa.types.is_date(arr.type):
+        arr = arr.cast(pa.timestamp("s"))
+    if not pa.types.is_timestamp(arr.type):
+        raise ArrowflowError(f"FileSink: bucket_column must be a timestamp or date column, got {arr.type}")
+    return pc.strftime(arr, format=template)

@@ -1,0 +1,23 @@
+"""Kafka connector (confluent-kafka / librdkafka): :class:`KafkaSource` and :class:`KafkaSink`.
+
+Importing this package does not import confluent-kafka; the clients are created when a source is
+planned/opened or a sink is built. Install with ``pip install arrowflow[kafka]``.
+"""
+
+from __future__ import annotations
+
+from .config import METADATA_COLUMNS, KafkaSinkConfig, KafkaSourceConfig
+from .partitioner import murmur2_partitions, round_robin_partitions
+from .sink import KafkaSink, TransactionalKafkaSink
+from .source import KafkaSource
+
+__all__ = [
+    "METADATA_COLUMNS",
+    "KafkaSink",
+    "KafkaSinkConfig",
+    "KafkaSource",
+    "KafkaSourceConfig",
+    "TransactionalKafkaSink",
+    "murmur2_partitions",
+    "round_robin_partitions",
+]

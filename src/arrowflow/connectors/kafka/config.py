@@ -1,0 +1,240 @@
+"""Frozen, validated options of :class:`~arrowflow.connectors.kafka.KafkaSource` and
+:class:`~arrowflow.connectors.kafka.KafkaSink`.
+
+Offsets are written the way a YAML file can spell them:
+
+* ``starting_offsets``: ``"earliest"``, ``"latest"``, ``"committed"`` (the group's committed offset,
+  ``offset_reset`` where there is none), ``"timestamp"`` (the first offset whose timestamp is
+  ``>= starting_timestamp_ms``), or a mapping ``{"topic:partition": offset}`` (partitions missing from
+  it start at ``offset_reset``).
+* ``stopping_offsets``: ``None`` (unbounded), ``"latest"`` (the high watermark when the source is
+  planned: bounded), ``"timestamp"`` (``stopping_timestamp_ms``), or a mapping ``{"topic:partition":
+  offset}`` (exclusive: offset ``N`` means the last message read is ``N - 1``).
+
+``config`` passes any librdkafka option through (SASL, TLS, fetch sizes ...); it wins over the
+defaults the connector sets, except the few the connector must control (named in the error).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...config import check_choice, check_non_negative, check_positive, check_type, hide_secrets
+from ...errors import ConfigurationError
+
+__all__ = [
+    "GUARANTEES",
+    "METADATA_COLUMNS",
+    "KafkaSinkConfig",
+    "KafkaSourceConfig",
+    "parse_partition_key",
+]
+
+#: The metadata columns a source can add (in this order).
+METADATA_COLUMNS: tuple[str, ...] = ("_key", "_topic", "_partition", "_offset", "_timestamp", "_headers")
+GUARANTEES: tuple[str, ...] = ("none", "at-least-once", "exactly-once")
+_START_MODES = ("earliest", "latest", "committed", "timestamp")
+_STOP_MODES = ("latest", "timestamp")
+# Options the connector sets itself: letting ``config`` override them breaks its contract.
+_SOURCE_RESERVED = ("enable.auto.commit", "enable.auto.offset.store")
+
+
+def parse_partition_key(key: Any, option: str) -> tuple[str, int]:
+    """``"topic:partition"`` (or a ``(topic, partition)`` tuple) as ``(topic, partition)``."""
+    if isinstance(key, tuple) and len(key) == 2:
+        topic, part = key
+    elif isinstance(key, str) and ":" in key:
+        topic, _, text = key.rpartition(":")
+        try:
+            part = int(text)
+        except ValueError:
+            raise ConfigurationError(f"{option}: bad partition in {key!r}", option=option) from None
+    else:
+        raise ConfigurationError(
+            f"{option}: keys must be 'topic:partition' or (topic, partition), got {key!r}", option=option
+        )
+    if (
+        not isinstance(topic, str)
+        or not topic
+        or isinstance(part, bool)
+        or not isinstance(part, int)
+        or part < 0
+    ):
+        raise ConfigurationError(f"{option}: bad partition key {key!r}", option=option)
+    return topic, part
+
+
+def _offsets(option: str, value: Mapping[Any, Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k, v in value.items():
+        topic, part = parse_partition_key(k, option)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigurationError(f"{option}[{k!r}] must be an offset >= 0, got {v!r}", option=option)
+        out[f"{topic}:{part}"] = v
+    return out
+
+
+def _check_config(config: Mapping[str, Any], reserved: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(config, Mapping):
+        raise ConfigurationError("config must be a mapping of librdkafka options", option="config")
+    bad = [k for k in config if k in reserved]
+    if bad:
+        raise ConfigurationError(
+            f"config: {', '.join(bad)} are set by the connector and cannot be overridden", option="config"
+        )
+    # Secret-named options (sasl.password, ssl.key.password, ...) are kept as Secret so they never
+    # show in a repr; admin.client_config reveals them for librdkafka.
+    return hide_secrets(config)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSourceConfig:
+    """Options of :class:`~arrowflow.connectors.kafka.KafkaSource` (see the module docstring)."""
+
+    bootstrap_servers: str
+    topics: tuple[str, ...] = ()
+    pattern: str | None = None
+    partitions: tuple[str, ...] = ()
+    group_id: str | None = None
+    format: Any = None
+    key_format: Any = None
+    metadata_columns: tuple[str, ...] = ()
+    starting_offsets: str | Mapping[str, int] = "earliest"
+    offset_reset: str = "earliest"
+    starting_timestamp_ms: int | None = None
+    stopping_offsets: str | Mapping[str, int] | None = None
+    stopping_timestamp_ms: int | None = None
+    isolation_level: str = "read_committed"
+    discovery_interval: float | None = 30.0
+    metadata_timeout: float = 10.0
+    config: Mapping[str, Any] = field(default_factory=dict)
+    error_policy: Any = "fail"
+
+    def __post_init__(self) -> None:
+        check_type("bootstrap_servers", self.bootstrap_servers, str)
+        if not self.bootstrap_servers:
+            raise ConfigurationError("bootstrap_servers must not be empty", option="bootstrap_servers")
+        topics = (self.topics,) if isinstance(self.topics, str) else tuple(self.topics)
+        if not all(isinstance(t, str) and t for t in topics):
+            raise ConfigurationError("topics must be a list of topic names", option="topics")
+        object.__setattr__(self, "topics", topics)
+        parts = tuple(f"{t}:{p}" for t, p in (parse_partition_key(k, "partitions") for k in self.partitions))
+        object.__setattr__(self, "partitions", parts)
+        given = sum(1 for x in (topics, self.pattern, parts) if x)
+        if given != 1:
+            raise ConfigurationError("give exactly one of topics, pattern or partitions", option="topics")
+        if self.pattern is not None:
+            check_type("pattern", self.pattern, str)
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ConfigurationError(f"pattern: {exc}", option="pattern") from None
+        check_type("group_id", self.group_id, str, allow_none=True)
+        meta = tuple(self.metadata_columns)
+        for m in meta:
+            check_choice("metadata_columns", m, METADATA_COLUMNS)
+        object.__setattr__(self, "metadata_columns", meta)
+        check_choice("offset_reset", self.offset_reset, ("earliest", "latest"))
+        if isinstance(self.starting_offsets, Mapping):
+            object.__setattr__(self, "starting_offsets", _offsets("starting_offsets", self.starting_offsets))
+        else:
+            check_choice("starting_offsets", self.starting_offsets, _START_MODES)
+        if self.starting_offsets == "timestamp":
+            check_non_negative("starting_timestamp_ms", self.starting_timestamp_ms)
+        if self.starting_offsets == "committed" and self.group_id is None:
+            raise ConfigurationError("starting_offsets='committed' needs a group_id", option="group_id")
+        if isinstance(self.stopping_offsets, Mapping):
+            object.__setattr__(self, "stopping_offsets", _offsets("stopping_offsets", self.stopping_offsets))
+        elif self.stopping_offsets is not None:
+            check_choice("stopping_offsets", self.stopping_offsets, _STOP_MODES)
+        if self.stopping_offsets == "timestamp":
+            check_non_negative("stopping_timestamp_ms", self.stopping_timestamp_ms)
+        check_choice("isolation_level", self.isolation_level, ("read_committed", "read_uncommitted"))
+        check_positive("discovery_interval", self.discovery_interval, allow_none=True)
+        check_positive("metadata_timeout", self.metadata_timeout)
+        object.__setattr__(self, "config", _check_config(self.config, _SOURCE_RESERVED))
+
+    @property
+    def bounded(self) -> bool:
+        return self.stopping_offsets is not None
+
+
+#: ``fn(batch, num_partitions) -> int32 array-like`` (one partition per row) for ``partitioner=``.
+PartitionFunction = Callable[[Any, int], Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSinkConfig:
+    """Options of :class:`~arrowflow.connectors.kafka.KafkaSink` (see its docstring)."""
+
+    bootstrap_servers: str
+    topic: str | None = None
+    topic_column: str | None = None
+    key_columns: tuple[str, ...] = ()
+    key_format: Any = None
+    format: Any = None
+    value_columns: tuple[str, ...] | None = None
+    headers_column: str | None = None
+    timestamp_column: str | None = None
+    partition_column: str | None = None
+    partitioner: str | PartitionFunction = "murmur2"
+    guarantee: str = "at-least-once"
+    transactional_id_prefix: str | None = None
+    transaction_timeout_ms: int = 60_000
+    checkpoint_interval: float | None = None
+    flush_timeout: float = 30.0
+    metadata_timeout: float = 10.0
+    config: Mapping[str, Any] = field(default_factory=dict)
+    error_policy: Any = "fail"
+
+    def __post_init__(self) -> None:
+        check_type("bootstrap_servers", self.bootstrap_servers, str)
+        if not self.bootstrap_servers:
+            raise ConfigurationError("bootstrap_servers must not be empty", option="bootstrap_servers")
+        if (self.topic is None) == (self.topic_column is None):
+            raise ConfigurationError("give exactly one of topic or topic_column", option="topic")
+        check_type("topic", self.topic, str, allow_none=True)
+        check_type("topic_column", self.topic_column, str, allow_none=True)
+        keys = (self.key_columns,) if isinstance(self.key_columns, str) else tuple(self.key_columns)
+        if not all(isinstance(k, str) for k in keys):
+            raise ConfigurationError("key_columns must be a list of column names", option="key_columns")
+        object.__setattr__(self, "key_columns", keys)
+        if self.value_columns is not None:
+            vals = (self.value_columns,) if isinstance(self.value_columns, str) else tuple(self.value_columns)
+            object.__setattr__(self, "value_columns", vals)
+        for opt in ("headers_column", "timestamp_column", "partition_column"):
+            check_type(opt, getattr(self, opt), str, allow_none=True)
+        if not callable(self.partitioner):
+            check_choice("partitioner", self.partitioner, ("murmur2", "round-robin", "librdkafka"))
+        if self.partition_column is not None and self.partitioner != "murmur2":
+            raise ConfigurationError(
+                "partition_column and partitioner are exclusive", option="partition_column"
+            )
+        check_choice("guarantee", self.guarantee, GUARANTEES)
+        check_type("transactional_id_prefix", self.transactional_id_prefix, str, allow_none=True)
+        check_positive("transaction_timeout_ms", self.transaction_timeout_ms)
+        check_positive("checkpoint_interval", self.checkpoint_interval, allow_none=True)
+        if (
+            self.guarantee == "exactly-once"
+            and self.checkpoint_interval is not None
+            and self.transaction_timeout_ms < self.checkpoint_interval * 1000
+        ):
+            raise ConfigurationError(
+                f"transaction.timeout.ms ({self.transaction_timeout_ms}) is smaller than the checkpoint "
+                f"interval ({self.checkpoint_interval}s): the broker would abort every transaction "
+                "before its checkpoint commits it; raise transaction_timeout_ms (and the broker's "
+                "transaction.max.timeout.ms) or checkpoint more often",
+                option="transaction_timeout_ms",
+            )
+        check_positive("flush_timeout", self.flush_timeout)
+        check_positive("metadata_timeout", self.metadata_timeout)
+        reserved = ("transactional.id",) if self.guarantee == "exactly-once" else ()
+        object.__setattr__(self, "config", _check_config(self.config, reserved))
+        if "transaction.timeout.ms" in self.config:
+            raise ConfigurationError(
+                "set transaction_timeout_ms instead of config['transaction.timeout.ms']",
+                option="transaction_timeout_ms",
+            )

@@ -1,0 +1,678 @@
+"""Kafka sink: a batch becomes one message per row, produced through librdkafka.
+
+Per batch (all vectorized): the value format encodes the value columns into one ``BinaryArray``
+(default :class:`~arrowflow.formats.Json`, the compiled kernel); the key is a binary/string column
+taken as is, or the key columns encoded by ``key_format``; partitions come from the murmur2 kernel
+over the key bytes (Kafka's default partitioner, identical to the Java client's, passed explicitly as
+``partition=``), round robin, a ``partition_column``, librdkafka's own partitioner, or a user
+function ``fn(batch, num_partitions)``. The produce loop then walks the offsets of the value and key
+arrays: in the common case (fixed topic, no nulls, headers or timestamps) the compiled loop
+:func:`arrowflow._ext.kafka_produce.produce_rows` cuts one ``bytes`` per value and key straight from
+the Arrow buffers (the client accepts only ``bytes``, not memoryviews) and calls ``produce`` with the
+explicit partition; otherwise a Python loop handles every option.
+
+Contract:
+
+* ``write`` blocks while librdkafka's local queue is full: ``BufferError`` is handled by polling and
+  retrying the same message, never by dropping it. Rows that cannot be encoded, and messages the
+  client refuses at once (too large, unknown partition), go to the error policy with their row.
+* ``flush`` (``at-least-once``) waits for every message to be acknowledged (``flush_timeout``): a
+  message still undelivered then raises :class:`~arrowflow.errors.ConnectorError`; messages whose
+  delivery failed go to the error policy as rows ``topic, partition, key, value, error`` (``"fail"``
+  raises). With ``guarantee="none"`` ``flush`` only serves delivery reports. ``at-least-once``
+  enables the idempotent producer by default.
+* ``exactly-once``: :class:`TransactionalKafkaSink` (``KafkaSink(..., guarantee="exactly-once")``
+  returns one). One transaction per checkpoint: ``prepare_commit`` flushes it and returns
+  ``[{"transactional_id", "transaction"}]``; ``commit`` commits it; ``recover`` runs
+  ``init_transactions`` with the same transactional id, which fences any producer of a crashed run
+  and aborts its lingering transaction. Limitation: librdkafka cannot resume another producer's open
+  transaction, so a crash *after* the checkpoint is durable and *before* ``commit`` finishes aborts
+  that checkpoint's transaction (its rows are not delivered; the run logs it at ``recover``).
+* Partition counts come from metadata, are cached per topic, and are refreshed when the client
+  reports an unknown partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ...error_policy import ErrorPolicy, ErrorPolicyLike
+from ...errors import ArrowflowError, ConfigurationError, ConnectorError
+from ...formats import Format, Json
+from ...formats.base import as_binary
+from ...sink import Committable, Sink, TwoPhaseSink
+from .admin import client_config
+from .config import KafkaSinkConfig
+from .partitioner import UNASSIGNED, murmur2_partitions, round_robin_partitions
+
+__all__ = ["KafkaSink", "TransactionalKafkaSink"]
+
+log = logging.getLogger("arrowflow.kafka")
+
+#: Large batches are encoded and produced in chunks of this many rows (the JSON kernel encodes a
+#: chunk this large on two threads).
+_CHUNK_ROWS = 65_536
+
+#: Rows per call of the compiled produce loop (about 5-10 ms, like the interpreter's switch interval).
+_PRODUCE_WINDOW = 8_192
+
+#: ``(rows, value payloads, key payloads or None, failed row indices or None, their errors)``.
+_EncodedBatch = tuple[pa.RecordBatch, pa.Array, "pa.Array | None", "np.ndarray | None", list[str]]
+
+_FAILED_SCHEMA = pa.schema(
+    [("topic", pa.string()), ("partition", pa.int32()), ("key", pa.binary()), ("value", pa.binary())]
+)
+
+
+def _as_plain_binary(arr: pa.Array) -> pa.Array:
+    """``arr`` as ``binary`` (int32 offsets), the layout the produce loops read."""
+    arr = as_binary(arr)
+    return arr if pa.types.is_binary(arr.type) else arr.cast(pa.binary())
+
+
+def _bytes_and_offsets(arr: pa.Array) -> tuple[bytes, list[int]]:
+    """One ``bytes`` copy of a binary array's data and its offsets (for slicing per message)."""
+    arr = _as_plain_binary(arr)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    data = bufs[2].to_pybytes() if bufs[2] is not None else b""
+    return data, offsets.tolist()
+
+
+class KafkaSink(Sink):
+    """Writes each row of each batch as a Kafka message. See the module docstring for the contract.
+
+    ``topic`` or ``topic_column``; ``key_columns`` (one binary/string column is the key itself;
+    otherwise, or with ``key_format``, the columns are encoded, by default as JSON); ``format`` for
+    the value (default ``Json()``) over ``value_columns`` (default: every column not used as key,
+    topic, headers, timestamp or partition; or the format's own ``columns`` when it has them);
+    ``headers_column`` (a map<string, binary|string>);
+    ``timestamp_column`` (a timestamp, or int64 milliseconds); ``partitioner``: ``"murmur2"``,
+    ``"round-robin"``, ``"librdkafka"`` or ``fn(batch, num_partitions)``; or ``partition_column``.
+    ``config`` passes librdkafka producer options through.
+    """
+
+    name = "kafka"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> KafkaSink:
+        # One entry point for every guarantee: exactly-once needs the two-phase protocol.
+        if cls is KafkaSink and kwargs.get("guarantee") == "exactly-once":
+            return super().__new__(TransactionalKafkaSink)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topic: str | None = None,
+        topic_column: str | None = None,
+        key_columns: Sequence[str] | str = (),
+        key_format: Format | None = None,
+        format: Format | None = None,
+        value_columns: Sequence[str] | None = None,
+        headers_column: str | None = None,
+        timestamp_column: str | None = None,
+        partition_column: str | None = None,
+        partitioner: str | Callable[[pa.RecordBatch, int], Any] = "murmur2",
+        guarantee: str = "at-least-once",
+        transactional_id_prefix: str | None = None,
+        transaction_timeout_ms: int = 60_000,
+        checkpoint_interval: float | None = None,
+        flush_timeout: float = 30.0,
+        metadata_timeout: float = 10.0,
+        config: Mapping[str, Any] | None = None,
+        error_policy: ErrorPolicyLike = "fail",
+    ) -> None:
+        self.config = KafkaSinkConfig(
+            bootstrap_servers=bootstrap_servers,
+            topic=topic,
+            topic_column=topic_column,
+            key_columns=(key_columns,) if isinstance(key_columns, str) else tuple(key_columns),
+            key_format=key_format,
+            format=format,
+            value_columns=tuple(value_columns) if value_columns is not None else None,
+            headers_column=headers_column,
+            timestamp_column=timestamp_column,
+            partition_column=partition_column,
+            partitioner=partitioner,
+            guarantee=guarantee,
+            transactional_id_prefix=transactional_id_prefix,
+            transaction_timeout_ms=transaction_timeout_ms,
+            checkpoint_interval=checkpoint_interval,
+            flush_timeout=flush_timeout,
+            metadata_timeout=metadata_timeout,
+            config=dict(config or {}),
+            error_policy=error_policy,
+        )
+        if self.config.guarantee == "exactly-once" and not isinstance(self, TransactionalKafkaSink):
+            raise ConfigurationError("use KafkaSink(..., guarantee='exactly-once')", option="guarantee")
+        self.format: Format = format if format is not None else Json()
+        self.key_format = key_format
+        self.error_policy = ErrorPolicy.resolve(error_policy, name="kafka sink")
+        self._partition_counts: dict[str, int] = {}
+        self._rr_next: dict[str, int] = {}
+        self._failed: list[tuple[str, int, bytes | None, bytes | None, str]] = []
+        self._failed_lock = threading.Lock()
+        self._rows = 0
+        self._messages = 0
+        self._delivery_failures = 0
+        self._queue_full = 0
+        self._producer: Any = self._new_producer()
+
+    # -- producer ------------------------------------------------------------------------------
+
+    def _producer_config(self) -> dict[str, Any]:
+        c = self.config
+        defaults: dict[str, Any] = {"linger.ms": 5, "delivery.report.only.error": True}
+        if c.guarantee == "at-least-once":
+            defaults["enable.idempotence"] = True
+        if c.guarantee == "none":
+            defaults["acks"] = 1
+        return client_config(c.bootstrap_servers, c.config, **defaults) | {"on_delivery": self._on_delivery}
+
+    def _new_producer(self) -> Any:
+        from confluent_kafka import Producer
+
+        return Producer(self._producer_config())
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        # Called from poll()/flush() in the writing thread; with delivery.report.only.error only for
+        # failures, so the common path costs nothing per message.
+        if err is None:
+            return
+        with self._failed_lock:
+            self._failed.append((msg.topic(), msg.partition(), msg.key(), msg.value(), str(err)))
+
+    def _num_partitions(self, topic: str, *, refresh: bool = False) -> int:
+        if not refresh and topic in self._partition_counts:
+            return self._partition_counts[topic]
+        import time
+
+        deadline = time.monotonic() + self.config.metadata_timeout
+        last: Any = None
+        while True:
+            try:
+                md = self._producer.list_topics(topic, timeout=max(0.1, deadline - time.monotonic()))
+                tmd = md.topics.get(topic)
+                if tmd is not None and tmd.error is None and tmd.partitions:
+                    self._partition_counts[topic] = len(tmd.partitions)
+                    return len(tmd.partitions)
+                last = tmd.error if tmd is not None else "no metadata"
+            except Exception as exc:
+                last = exc
+            if time.monotonic() >= deadline:
+                raise ConnectorError(
+                    f"kafka: no partition metadata for topic {topic!r}: {last}", retryable=True
+                )
+            time.sleep(0.05)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _value_columns(self, batch: pa.RecordBatch) -> list[str]:
+        c = self.config
+        if c.value_columns is not None:
+            return list(c.value_columns)
+        if getattr(self.format, "columns", None) is not None:
+            # The format picks its own columns (Json(columns=...)): give it the whole batch.
+            return batch.schema.names
+        used = {c.topic_column, c.headers_column, c.timestamp_column, c.partition_column, *c.key_columns}
+        return [n for n in batch.schema.names if n not in used]
+
+    def _encode_keys(self, batch: pa.RecordBatch) -> tuple[pa.Array | None, np.ndarray | None, list[str]]:
+        """Key bytes per row (or None without keys), and the rows whose key failed to encode."""
+        cols = self.config.key_columns
+        if not cols:
+            return None, None, []
+        if self.key_format is None and len(cols) == 1:
+            col = batch.column(cols[0])
+            t = col.type
+            if (
+                pa.types.is_binary(t)
+                or pa.types.is_string(t)
+                or pa.types.is_large_binary(t)
+                or pa.types.is_large_string(t)
+            ):
+                return as_binary(col), None, []
+        fmt = self.key_format or Json()
+        enc = fmt.encode(batch.select(list(cols)))
+        return enc.payloads, enc.failed if len(enc.failed) else None, enc.errors
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._closed:
+            raise ArrowflowError("kafka sink: write after close")
+        self._before_write()
+        if batch.num_rows == 0:
+            return
+        c = self.config
+        missing = [
+            n
+            for n in (
+                c.topic_column,
+                c.headers_column,
+                c.timestamp_column,
+                c.partition_column,
+                *c.key_columns,
+            )
+            if n is not None and n not in batch.schema.names
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"kafka sink: columns {missing} are not in the batch", option="key_columns"
+            )
+        # Large batches go in chunks (bounded memory for the encoded values), encoded and produced
+        # in turn on this thread: encoding in a helper thread while producing was measured slower
+        # (the produce loop holds the GIL, so the two threads convoy on it).
+        for start in range(0, batch.num_rows, _CHUNK_ROWS):
+            self._write_encoded(self._encode(batch.slice(start, _CHUNK_ROWS)))
+        self._producer.poll(0)
+
+    def _encode(self, batch: pa.RecordBatch) -> _EncodedBatch:
+        """Value and key payloads of ``batch`` and the rows that failed to encode (no side effects)."""
+        enc = self.format.encode(batch.select(self._value_columns(batch)))
+        keys, kfailed, kerrors = self._encode_keys(batch)
+        if not len(enc.failed) and kfailed is None:
+            return batch, enc.payloads, keys, None, []
+        bad = np.zeros(batch.num_rows, dtype=bool)
+        errors: dict[int, str] = {}
+        for idx, errs in ((enc.failed, enc.errors), (kfailed, kerrors)):
+            if idx is not None and len(idx):
+                bad[idx] = True
+                for i, e in zip(idx.tolist(), errs, strict=True):
+                    errors.setdefault(i, e)
+        failed = np.flatnonzero(bad)
+        return batch, enc.payloads, keys, failed, [errors[i] for i in failed.tolist()]
+
+    def _write_encoded(self, encoded: _EncodedBatch) -> None:
+        """Hand encoding failures to the policy, then produce the good rows."""
+        batch, values, keys, failed, errors = encoded
+        if failed is not None:
+            self.error_policy.handle(batch.take(pa.array(failed)), errors)
+            mask = np.ones(batch.num_rows, dtype=bool)
+            mask[failed] = False
+            ok = pa.array(np.flatnonzero(mask))
+            batch, values = batch.take(ok), values.take(ok)
+            keys = keys.take(ok) if keys is not None else None
+            if batch.num_rows == 0:
+                return
+        self._produce(batch, values, keys)
+        self._rows += batch.num_rows
+
+    def _before_write(self) -> None:
+        """Hook: the transactional sink opens its transaction here."""
+
+    def _topics_and_partitions(
+        self, batch: pa.RecordBatch, keys: pa.Array | None
+    ) -> tuple[list[str] | None, np.ndarray]:
+        """Per-row topic names (None for a fixed topic) and int32 partitions (-1: librdkafka picks)."""
+        c = self.config
+        n = batch.num_rows
+        if c.topic is not None:
+            groups: list[tuple[str, np.ndarray | None]] = [(c.topic, None)]
+            row_topics = None
+        else:
+            enc = pc.dictionary_encode(batch.column(c.topic_column).cast(pa.string()))
+            if enc.null_count:
+                raise ConnectorError(f"kafka sink: column {c.topic_column!r} holds a null topic")
+            names = enc.dictionary.to_pylist()
+            codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False))
+            groups = [(name, np.flatnonzero(codes == j)) for j, name in enumerate(names)]
+            row_topics = [names[j] for j in codes.tolist()]
+        parts = np.full(n, UNASSIGNED, dtype=np.int32)
+        for topic, rows in groups:
+            sub = batch if rows is None else batch.take(pa.array(rows))
+            subkeys = keys if rows is None or keys is None else keys.take(pa.array(rows))
+            p = self._partitions_for(topic, sub, subkeys)
+            if rows is None:
+                parts = p
+            else:
+                parts[rows] = p
+        return row_topics, parts
+
+    def _partitions_for(self, topic: str, batch: pa.RecordBatch, keys: pa.Array | None) -> np.ndarray:
+        c = self.config
+        n = batch.num_rows
+        if c.partition_column is not None:
+            col = batch.column(c.partition_column).cast(pa.int32()).fill_null(UNASSIGNED)
+            return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.int32)
+        if c.partitioner == "librdkafka":
+            return np.full(n, UNASSIGNED, dtype=np.int32)
+        count = self._num_partitions(topic)
+        if callable(c.partitioner):
+            out = c.partitioner(batch, count)
+            arr = np.asarray(
+                out.to_numpy(zero_copy_only=False) if isinstance(out, pa.Array) else out, dtype=np.int32
+            )
+            if len(arr) != n:
+                raise ConnectorError(f"kafka sink: partitioner returned {len(arr)} partitions for {n} rows")
+            return arr
+        if c.partitioner == "round-robin" or keys is None:
+            parts, self._rr_next[topic] = round_robin_partitions(n, count, self._rr_next.get(topic, 0))
+            return parts
+        return murmur2_partitions(keys, count)
+
+    def _produce(self, batch: pa.RecordBatch, values: pa.Array, keys: pa.Array | None) -> None:
+        c = self.config
+        n = batch.num_rows
+        row_topics, parts = self._topics_and_partitions(batch, keys)
+        simple = (
+            row_topics is None
+            and c.headers_column is None
+            and c.timestamp_column is None
+            and values.null_count == 0
+            and (keys is None or keys.null_count == 0)
+        )
+        failed: dict[int, str] = {}
+        if simple:
+            self._produce_simple(c.topic or "", values, keys, parts, failed)
+        else:
+            self._produce_general(batch, values, keys, row_topics, parts.tolist(), failed)
+        self._messages += n - len(failed)
+        if failed:
+            rows = sorted(failed)
+            self.error_policy.handle(batch.take(pa.array(rows, pa.int64())), [failed[i] for i in rows])
+
+    def _produce_simple(
+        self,
+        topic: str,
+        values: pa.Array,
+        keys: pa.Array | None,
+        parts: np.ndarray,
+        failed: dict[int, str],
+    ) -> None:
+        """The common case (fixed topic, no nulls, headers or timestamps): the compiled loop
+        ``arrowflow._ext.kafka_produce`` calls ``produce`` per row straight from the Arrow buffers
+        and stops at the first row that raises, which is handled here and the loop resumed."""
+        from ..._ext import load
+
+        produce_rows = load("kafka_produce").produce_rows
+        values = _as_plain_binary(values)
+        keys = _as_plain_binary(keys) if keys is not None else None
+        produce = self._producer.produce
+        poll = self._producer.poll
+        n = len(values)
+        i = 0
+        while i < n:
+            # Windows of rows: the compiled loop holds the GIL, other threads run between calls.
+            i, exc = produce_rows(produce, topic, values, keys, parts, i, min(n, i + _PRODUCE_WINDOW))
+            if exc is None:
+                continue
+            if isinstance(exc, BufferError):
+                # librdkafka's queue is full: serve delivery reports, then retry the same row.
+                self._queue_full += 1
+                poll(0.05)
+                continue
+            if not self._refused(exc, i, failed):
+                raise exc
+            i += 1
+
+    def _produce_general(
+        self,
+        batch: pa.RecordBatch,
+        values: pa.Array,
+        keys: pa.Array | None,
+        row_topics: list[str] | None,
+        plist: list[int],
+        failed: dict[int, str],
+    ) -> None:
+        """Every option: per-row topics, null keys/values (tombstones), headers, timestamps."""
+        c = self.config
+        n = batch.num_rows
+        vdata, vo = _bytes_and_offsets(values)
+        vvalid = (
+            np.asarray(values.is_valid().to_numpy(zero_copy_only=False)).tolist()
+            if values.null_count
+            else None
+        )
+        if keys is not None:
+            kdata, ko = _bytes_and_offsets(keys)
+            kvalid = (
+                np.asarray(keys.is_valid().to_numpy(zero_copy_only=False)).tolist()
+                if keys.null_count
+                else None
+            )
+        headers = batch.column(c.headers_column).to_pylist() if c.headers_column else None
+        stamps: list[int] | None = None
+        if c.timestamp_column:
+            col = batch.column(c.timestamp_column)
+            if pa.types.is_timestamp(col.type):
+                col = col.cast(pa.timestamp("ms", tz=col.type.tz)).cast(pa.int64())
+            stamps = np.asarray(col.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)).tolist()
+        produce = self._producer.produce
+        for i in range(n):
+            kwargs: dict[str, Any] = {
+                "value": vdata[vo[i] : vo[i + 1]] if vvalid is None or vvalid[i] else None,
+                "partition": plist[i],
+            }
+            if keys is not None and (kvalid is None or kvalid[i]):
+                kwargs["key"] = kdata[ko[i] : ko[i + 1]]
+            if headers is not None and headers[i]:
+                kwargs["headers"] = headers[i]
+            if stamps is not None and stamps[i]:
+                kwargs["timestamp"] = stamps[i]
+            topic = row_topics[i] if row_topics is not None else c.topic
+            while True:
+                try:
+                    produce(topic, **kwargs)
+                    break
+                except BufferError:
+                    self._queue_full += 1
+                    self._producer.poll(0.05)
+                except Exception as exc:
+                    if not self._refused(exc, i, failed):
+                        raise
+                    break
+
+    def _refused(self, exc: BaseException, row: int, failed: dict[int, str]) -> bool:
+        """A message the client refused at once: record it for the error policy (True), or not ours."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        if not isinstance(exc, KafkaException):
+            return False
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.code() in (
+            KafkaError._UNKNOWN_PARTITION,
+            KafkaError._UNKNOWN_TOPIC,
+        ):
+            # The cached partition count is stale: the next batch re-reads it.
+            self._partition_counts.clear()
+        failed[row] = f"produce refused: {exc}"
+        return True
+
+    # -- flushing ------------------------------------------------------------------------------
+
+    def _wait_delivered(self) -> None:
+        """Wait for every in-flight message; raise on a timeout; hand delivery failures to the policy."""
+        remaining = self._producer.flush(self.config.flush_timeout)
+        self._report_failures()
+        if remaining:
+            raise ConnectorError(
+                f"kafka sink: {remaining} message(s) not acknowledged within flush_timeout="
+                f"{self.config.flush_timeout}s",
+                retryable=True,
+            )
+
+    def _report_failures(self) -> None:
+        with self._failed_lock:
+            failed, self._failed = self._failed, []
+        if not failed:
+            return
+        self._delivery_failures += len(failed)
+        self._messages -= len(failed)
+        topics, parts, keys, values, errors = zip(*failed, strict=True)
+        rows = pa.RecordBatch.from_arrays(
+            [
+                pa.array(topics, pa.string()),
+                pa.array(parts, pa.int32()),
+                pa.array(keys, pa.binary()),
+                pa.array(values, pa.binary()),
+            ],
+            schema=_FAILED_SCHEMA,
+        )
+        self.error_policy.handle(
+            rows,
+            [f"delivery failed: {e}" for e in errors],
+            exception=ConnectorError(
+                f"kafka sink: {len(failed)} message(s) not delivered: {errors[0]}", retryable=True
+            ),
+        )
+
+    def flush(self) -> None:
+        if self._closed:
+            return
+        if self.config.guarantee == "none":
+            self._producer.poll(0)
+            self._report_failures()
+        else:
+            self._wait_delivered()
+        self.error_policy.flush()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            # Even with guarantee="none": librdkafka discards what is still queued when destroyed.
+            self._wait_delivered()
+            self.error_policy.flush()
+        finally:
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
+        self._producer = None
+
+    def metrics(self) -> dict[str, int]:
+        return {
+            "rows": self._rows,
+            "messages": self._messages,
+            "delivery_failures": self._delivery_failures,
+            "queue_full": self._queue_full,
+            "skipped": self.error_policy.skipped,
+            "dead_lettered": self.error_policy.dead_lettered,
+        }
+
+
+class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
+    """``KafkaSink`` with ``guarantee="exactly-once"``: one Kafka transaction per checkpoint.
+
+    The transactional id is ``f"{transactional_id_prefix}-0"`` (default prefix
+    ``"arrowflow-<topic>"``): stable across restarts so that a restarted run fences the crashed one,
+    and different for every pipeline writing concurrently (set the prefix when two pipelines write
+    the same topic).
+    """
+
+    def __init__(self, bootstrap_servers: str, **kwargs: Any) -> None:
+        self._initialized = False
+        self._in_transaction = False
+        self._transactions = 0
+        super().__init__(bootstrap_servers, **kwargs)
+
+    @property
+    def transactional_id(self) -> str:
+        c = self.config
+        prefix = c.transactional_id_prefix or f"arrowflow-{c.topic or c.topic_column}"
+        return f"{prefix}-0"
+
+    def _producer_config(self) -> dict[str, Any]:
+        cfg = super()._producer_config()
+        cfg["transactional.id"] = self.transactional_id
+        cfg["transaction.timeout.ms"] = self.config.transaction_timeout_ms
+        return cfg
+
+    def _init(self) -> None:
+        if self._initialized:
+            return
+        try:
+            self._producer.init_transactions(self.config.metadata_timeout)
+        except Exception as exc:
+            raise ConnectorError(
+                f"kafka sink: init_transactions({self.transactional_id!r}) failed: {exc}", retryable=True
+            ) from exc
+        self._initialized = True
+
+    def _before_write(self) -> None:
+        self._init()
+        if not self._in_transaction:
+            self._producer.begin_transaction()
+            self._in_transaction = True
+            self._transactions += 1
+
+    def send_offsets(self, positions: Mapping[str, int], group_metadata: Any) -> None:
+        """Add consumed source offsets (``{"topic:partition": next offset}``) to the open transaction
+        (Kafka -> Kafka exactly-once: they commit with the produced messages). ``group_metadata``
+        is ``Consumer.consumer_group_metadata()`` of the consuming group."""
+        from confluent_kafka import TopicPartition
+
+        from .config import parse_partition_key
+
+        self._before_write()
+        tps = [TopicPartition(*parse_partition_key(k, "positions"), int(v)) for k, v in positions.items()]
+        self._producer.send_offsets_to_transaction(tps, group_metadata, self.config.metadata_timeout)
+
+    def flush(self) -> None:
+        if self._closed or not self._in_transaction:
+            return
+        self._wait_delivered()
+        self.error_policy.flush()
+
+    def prepare_commit(self) -> list[Committable]:
+        """Flush the open transaction (durable on the brokers, invisible to read_committed readers)."""
+        if not self._in_transaction:
+            return []
+        self._wait_delivered()
+        self.error_policy.flush()
+        return [{"transactional_id": self.transactional_id, "transaction": self._transactions}]
+
+    def commit(self, committables: Sequence[Committable]) -> None:
+        """Commit the open transaction, if any (idempotent: nothing open, nothing to do)."""
+        if not self._in_transaction:
+            return
+        try:
+            self._producer.commit_transaction(self.config.flush_timeout)
+        except Exception as exc:
+            raise ConnectorError(f"kafka sink: commit_transaction failed: {exc}", retryable=False) from exc
+        self._in_transaction = False
+
+    def abort(self) -> None:
+        if not self._in_transaction or self._producer is None:
+            return
+        try:
+            self._producer.abort_transaction(self.config.flush_timeout)
+        finally:
+            self._in_transaction = False
+            with self._failed_lock:
+                self._failed = []
+
+    def recover(self, committables: Sequence[Committable]) -> None:
+        """Fence the producers of earlier runs with this transactional id and abort their open
+        transaction (``init_transactions``). A transaction the last checkpoint prepared but did not
+        commit cannot be resumed by librdkafka: it is aborted, and this is logged."""
+        self._init()
+        if committables and not self._in_transaction:
+            log.warning(
+                "kafka sink %s: recovered after a crash; the transaction prepared by the last checkpoint "
+                "(%s) was aborted by init_transactions if it had not been committed yet",
+                self.transactional_id,
+                committables,
+            )
+
+    def close(self) -> None:
+        """Without a pipeline: commit what was written, then close."""
+        if self._closed:
+            return
+        try:
+            if self._in_transaction:
+                self.prepare_commit()
+                self.commit([])
+        finally:
+            self._closed = True
+            self._close()
+
+    def metrics(self) -> dict[str, int]:
+        return {**super().metrics(), "transactions": self._transactions}

@@ -1,0 +1,453 @@
+"""Kafka source: one split per topic-partition, read by an *assigned* (never subscribed) consumer.
+
+Contract (see :mod:`arrowflow.source`):
+
+* Splits: ``split_id`` is ``"topic:partition"``; ``params`` hold the topic, the partition and, for a
+  bounded read, the exclusive ``stop`` offset, resolved once by :meth:`KafkaSource.plan` (so
+  ``stopping_offsets="latest"`` means the high watermark — the last stable offset under
+  ``read_committed`` — at planning time, and a split reopened from its JSON form stops at the same
+  offset).
+* Position: the next offset to read (an ``int``). A reader opened at a position starts exactly there;
+  without one it resolves ``starting_offsets`` when it opens. Transaction markers and compacted-away
+  offsets are skipped, so a position can jump by more than the rows returned.
+* ``read_batch(max_rows, timeout)`` makes one ``Consumer.consume(max_rows, timeout)`` call: it never
+  blocks past ``timeout`` (plus librdkafka's scheduling slack) and never returns a message at or past
+  the stop offset. A bounded split is finished when its position reaches the stop offset.
+* Decoding is batch-wise: the message values are gathered into one ``BinaryArray`` (one C call over
+  the client's own message objects) and the format decodes the whole array. Payloads that fail go
+  to the error policy as dead-letter rows ``payload, topic, partition, offset, error``.
+* ``commit(snapshot)`` commits the group offset synchronously, only then (never auto-commit); the
+  checkpoint is the truth, group offsets are for monitoring and ``starting_offsets="committed"``. A
+  failed commit is logged, not raised. Without a ``group_id`` a random one is used and nothing is
+  committed.
+* One librdkafka consumer per open reader (its own fetch threads); ``close()`` closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ...error_policy import ErrorPolicy, ErrorPolicyLike
+from ...errors import ConnectorError
+from ...formats import Format, Raw, decode_with_policy
+from ...source import Position, Source, Split, SplitReader
+from .admin import client_config, list_partitions, metadata_client
+from .config import KafkaSourceConfig, parse_partition_key
+
+__all__ = ["KafkaSource"]
+
+log = logging.getLogger("arrowflow.kafka")
+
+_META_TYPES: dict[str, pa.DataType] = {
+    "_key": pa.binary(),
+    "_topic": pa.string(),
+    "_partition": pa.int32(),
+    "_offset": pa.int64(),
+    "_timestamp": pa.timestamp("ms", tz="UTC"),
+    "_headers": pa.map_(pa.string(), pa.binary()),
+}
+_DEAD_LETTER_META = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
+
+
+class KafkaSource(Source):
+    """Reads Kafka topics into record batches. See the module docstring for the contract.
+
+    ``topics`` (names), ``pattern`` (a regex matched in full against topic names) or ``partitions``
+    (``"topic:partition"`` strings) choose what to read. ``format`` decodes values (default: a
+    ``Raw`` binary column ``value``); ``key_format`` optionally decodes keys into more columns.
+    ``metadata_columns`` adds any of ``_key, _topic, _partition, _offset, _timestamp, _headers``.
+    Offsets: see :mod:`arrowflow.connectors.kafka.config`.
+    """
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        topics: Sequence[str] | str = (),
+        pattern: str | None = None,
+        partitions: Sequence[str] = (),
+        group_id: str | None = None,
+        format: Format | None = None,
+        key_format: Format | None = None,
+        metadata_columns: Sequence[str] = (),
+        starting_offsets: str | Mapping[str, int] = "earliest",
+        offset_reset: str = "earliest",
+        starting_timestamp_ms: int | None = None,
+        stopping_offsets: str | Mapping[str, int] | None = None,
+        stopping_timestamp_ms: int | None = None,
+        isolation_level: str = "read_committed",
+        discovery_interval: float | None = 30.0,
+        metadata_timeout: float = 10.0,
+        config: Mapping[str, Any] | None = None,
+        error_policy: ErrorPolicyLike = "fail",
+    ) -> None:
+        self.config = KafkaSourceConfig(
+            bootstrap_servers=bootstrap_servers,
+            topics=tuple(topics) if not isinstance(topics, str) else (topics,),
+            pattern=pattern,
+            partitions=tuple(partitions),
+            group_id=group_id,
+            format=format,
+            key_format=key_format,
+            metadata_columns=tuple(metadata_columns),
+            starting_offsets=starting_offsets,
+            offset_reset=offset_reset,
+            starting_timestamp_ms=starting_timestamp_ms,
+            stopping_offsets=stopping_offsets,
+            stopping_timestamp_ms=stopping_timestamp_ms,
+            isolation_level=isolation_level,
+            discovery_interval=discovery_interval,
+            metadata_timeout=metadata_timeout,
+            config=dict(config or {}),
+            error_policy=error_policy,
+        )
+        self.format: Format = format if format is not None else Raw(column="value")
+        self.key_format = key_format
+        self.error_policy = ErrorPolicy.resolve(error_policy, name="kafka source")
+        # A random group when none is given: the consumer needs one, but nothing is committed.
+        self._group = group_id or f"arrowflow-{uuid.uuid4().hex}"
+        if not self.bounded and not self.config.partitions:
+            self.discovery_interval = self.config.discovery_interval
+
+    @property
+    def bounded(self) -> bool:
+        return self.config.bounded
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        fields: list[pa.Field] = []
+        for fmt in (self.format, self.key_format):
+            if fmt is None:
+                continue
+            s = getattr(fmt, "schema", None)
+            if s is None:
+                return None
+            fields.extend(s)
+        fields.extend(pa.field(m, _META_TYPES[m]) for m in self.config.metadata_columns)
+        return pa.schema(fields)
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _consumer_config(self) -> dict[str, Any]:
+        c = self.config
+        return client_config(
+            c.bootstrap_servers,
+            c.config,
+            **{
+                "group.id": self._group,
+                "isolation.level": c.isolation_level,
+                "auto.offset.reset": c.offset_reset,
+                "enable.partition.eof": False,
+            },
+        ) | {"enable.auto.commit": False, "enable.auto.offset.store": False}
+
+    def _new_consumer(self) -> Any:
+        from confluent_kafka import Consumer
+
+        return Consumer(self._consumer_config())
+
+    def _topic_partitions(self) -> list[tuple[str, int]]:
+        c = self.config
+        if c.partitions:
+            return [parse_partition_key(p, "partitions") for p in c.partitions]
+        admin = metadata_client(c.bootstrap_servers, c.config)
+        counts = list_partitions(admin, topics=c.topics, pattern=c.pattern, timeout=c.metadata_timeout)
+        return [(t, p) for t in sorted(counts) for p in range(counts[t])]
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def plan(self) -> list[Split]:
+        """One split per topic-partition; bounded reads resolve their stop offsets here (blocks on
+        metadata and ListOffsets requests, up to ``metadata_timeout`` each)."""
+        tps = self._topic_partitions()
+        stops = self._stop_offsets(tps)
+        return [
+            Split(
+                split_id=f"{t}:{p}",
+                bounded=self.bounded,
+                params={"topic": t, "partition": p, "stop": stops.get(f"{t}:{p}")},
+            )
+            for t, p in tps
+        ]
+
+    def _stop_offsets(self, tps: list[tuple[str, int]]) -> dict[str, int]:
+        c = self.config
+        mode = c.stopping_offsets
+        if mode is None:
+            return {}
+        if isinstance(mode, Mapping):
+            # Partitions the mapping leaves out stop where they are now.
+            explicit = dict(mode)
+            missing = [tp for tp in tps if f"{tp[0]}:{tp[1]}" not in explicit]
+            return {**self._watermarks(missing), **explicit}
+        if mode == "latest":
+            return self._watermarks(tps)
+        assert c.stopping_timestamp_ms is not None
+        return self._offsets_for_time(tps, c.stopping_timestamp_ms)
+
+    def _watermarks(self, tps: list[tuple[str, int]]) -> dict[str, int]:
+        if not tps:
+            return {}
+        from confluent_kafka import TopicPartition
+
+        consumer = self._new_consumer()
+        try:
+            out = {}
+            for t, p in tps:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(t, p), timeout=self.config.metadata_timeout
+                )
+                out[f"{t}:{p}"] = int(high)
+            return out
+        except Exception as exc:
+            raise ConnectorError(f"kafka: listing offsets failed: {exc}", retryable=True) from exc
+        finally:
+            consumer.close()
+
+    def _offsets_for_time(self, tps: list[tuple[str, int]], ts_ms: int) -> dict[str, int]:
+        """First offset with a timestamp >= ``ts_ms`` per partition; the high watermark where none is."""
+        from confluent_kafka import TopicPartition
+
+        ends = self._watermarks(tps)
+        consumer = self._new_consumer()
+        try:
+            found = consumer.offsets_for_times(
+                [TopicPartition(t, p, ts_ms) for t, p in tps], timeout=self.config.metadata_timeout
+            )
+        except Exception as exc:
+            raise ConnectorError(f"kafka: offsets_for_times failed: {exc}", retryable=True) from exc
+        finally:
+            consumer.close()
+        out = {}
+        for tp in found:
+            key = f"{tp.topic}:{tp.partition}"
+            out[key] = int(tp.offset) if tp.offset >= 0 else ends[key]
+        return out
+
+    def discover(self, known: Sequence[Split]) -> list[Split]:
+        """Partitions (of the named topics, or of topics matching ``pattern``) not in ``known``.
+
+        They start at the earliest offset, so nothing written before discovery is missed.
+        """
+        if self.bounded or self.config.partitions:
+            return []
+        ids = {s.split_id for s in known}
+        return [
+            Split(
+                split_id=f"{t}:{p}",
+                bounded=False,
+                params={"topic": t, "partition": p, "stop": None, "new": True},
+            )
+            for t, p in self._topic_partitions()
+            if f"{t}:{p}" not in ids
+        ]
+
+    def open(self, split: Split, position: Position = None) -> SplitReader:
+        if position is not None and (
+            isinstance(position, bool) or not isinstance(position, int) or position < 0
+        ):
+            raise ConnectorError(f"split {split.split_id!r}: a position is an offset >= 0, got {position!r}")
+        return _KafkaReader(split, position, self)
+
+
+class _KafkaReader(SplitReader):
+    """One topic-partition read by its own assigned consumer."""
+
+    def __init__(self, split: Split, position: Position, source: KafkaSource) -> None:
+        from confluent_kafka import TopicPartition
+
+        super().__init__(split, position)
+        self._source = source
+        self._topic: str = split.params["topic"]
+        self._partition: int = int(split.params["partition"])
+        stop = split.params.get("stop")
+        self._stop: int | None = int(stop) if stop is not None else None
+        self._tp = TopicPartition(self._topic, self._partition)
+        self._consumer: Any = source._new_consumer()
+        self._closed = False
+        try:
+            self._position: int = position if position is not None else self._start_offset(split)
+            self._consumer.assign([TopicPartition(self._topic, self._partition, self._position)])
+        except BaseException:
+            self.close()
+            raise
+        self._finished = self._stop is not None and self._position >= self._stop
+
+    def _start_offset(self, split: Split) -> int:
+        from confluent_kafka import TopicPartition
+
+        c = self._source.config
+        timeout = c.metadata_timeout
+        mode: Any = "earliest" if split.params.get("new") else c.starting_offsets
+        if isinstance(mode, Mapping):
+            if split.split_id in mode:
+                return int(mode[split.split_id])
+            mode = c.offset_reset
+        if mode == "committed":
+            got = self._consumer.committed([self._tp], timeout=timeout)
+            if got and got[0].offset >= 0:
+                return int(got[0].offset)
+            mode = c.offset_reset
+        low, high = self._consumer.get_watermark_offsets(self._tp, timeout=timeout)
+        if mode == "earliest":
+            return int(low)
+        if mode == "latest":
+            return int(high)
+        assert c.starting_timestamp_ms is not None
+        found = self._consumer.offsets_for_times(
+            [TopicPartition(self._topic, self._partition, c.starting_timestamp_ms)], timeout=timeout
+        )
+        return int(found[0].offset) if found and found[0].offset >= 0 else int(high)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._finished or self._closed:
+            return None
+        want = max_rows if self._stop is None else min(max_rows, self._stop - self._position)
+        msgs = self._consumer.consume(num_messages=max(want, 1), timeout=max(timeout, 0.0))
+        if msgs:
+            msgs = self._check_errors(msgs)
+        if self._stop is not None and msgs and msgs[-1].offset() >= self._stop:
+            msgs = [m for m in msgs if m.offset() < self._stop]
+        if not msgs:
+            # Transaction markers (and compacted gaps) advance the fetch position without a message.
+            pos = self._consumer.position([self._tp])
+            if pos and pos[0].offset > self._position:
+                self._position = int(pos[0].offset)
+            self._finished = self._stop is not None and self._position >= self._stop
+            return None
+        batch = self._to_batch(msgs)
+        self._position = msgs[-1].offset() + 1
+        self._finished = self._stop is not None and self._position >= self._stop
+        return batch
+
+    def _check_errors(self, msgs: list[Any]) -> list[Any]:
+        """The messages without error events. librdkafka reports transient trouble (a broker down,
+        a connection reset) as error events and recovers by itself: those are logged. Fatal errors
+        and authorization failures raise :class:`ConnectorError`."""
+        from confluent_kafka import KafkaError
+
+        bad = [m for m in msgs if m.error() is not None]
+        if not bad:
+            return msgs
+        for m in bad:
+            err = m.error()
+            if err.code() == KafkaError._PARTITION_EOF:
+                continue
+            if err.fatal() or err.code() in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.GROUP_AUTHORIZATION_FAILED,
+                KafkaError._AUTHENTICATION,
+            ):
+                raise ConnectorError(f"kafka: consuming {self.split.split_id} failed: {err}", retryable=False)
+            log.warning("kafka: %s: %s (librdkafka retries)", self.split.split_id, err)
+        return [m for m in msgs if m.error() is None]
+
+    def _to_batch(self, msgs: list[Any]) -> pa.RecordBatch:
+        src = self._source
+        n = len(msgs)
+        values = pa.array([m.value() for m in msgs], pa.binary())
+        offsets = pa.array(np.fromiter((m.offset() for m in msgs), np.int64, n))
+        topic = pa.array([self._topic] * n, pa.string())
+        partition = pa.array(np.full(n, self._partition, np.int32))
+        meta = pa.RecordBatch.from_arrays([topic, partition, offsets], schema=_DEAD_LETTER_META)
+        batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
+        keys: pa.Array | None = None
+        if src.key_format is not None or "_key" in src.config.metadata_columns:
+            keys = pa.array([m.key() for m in msgs], pa.binary())
+        if src.key_format is not None and len(rows):
+            assert keys is not None
+            take = pa.array(rows, pa.int64())
+            kbatch, krows = decode_with_policy(
+                src.key_format, keys.take(take), src.error_policy, meta.take(take)
+            )
+            if len(krows) != len(rows):
+                batch = batch.take(pa.array(krows, pa.int64()))
+                rows = rows[krows]
+            for f, col in zip(kbatch.schema, kbatch.columns, strict=True):
+                batch = batch.append_column(f, col)
+        if not src.config.metadata_columns:
+            return batch
+        take = None if len(rows) == n else pa.array(rows, pa.int64())
+        for name in src.config.metadata_columns:
+            col = self._meta_column(name, msgs, keys, topic, partition, offsets)
+            batch = batch.append_column(
+                pa.field(name, _META_TYPES[name]), col if take is None else col.take(take)
+            )
+        return batch
+
+    def _meta_column(
+        self,
+        name: str,
+        msgs: list[Any],
+        keys: pa.Array | None,
+        topic: pa.Array,
+        partition: pa.Array,
+        offsets: pa.Array,
+    ) -> pa.Array:
+        if name == "_key":
+            assert keys is not None
+            return keys
+        if name == "_topic":
+            return topic
+        if name == "_partition":
+            return partition
+        if name == "_offset":
+            return offsets
+        if name == "_timestamp":
+            ts = np.fromiter((m.timestamp()[1] for m in msgs), np.int64, len(msgs))
+            return pa.array(ts, _META_TYPES["_timestamp"], mask=ts < 0)
+        return pa.array([m.headers() for m in msgs], _META_TYPES["_headers"])
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def snapshot(self) -> Position:
+        return self._position
+
+    def commit(self, snapshot: Position) -> None:
+        """Commit ``snapshot`` as the group offset (synchronously); failures are logged only."""
+        if self._source.config.group_id is None or self._closed or snapshot is None:
+            return
+        from confluent_kafka import TopicPartition
+
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(self._topic, self._partition, int(snapshot))], asynchronous=False
+            )
+        except Exception as exc:  # the checkpoint, not the group offset, is the truth
+            log.warning("kafka: committing %s at %s failed: %s", self.split.split_id, snapshot, exc)
+
+    def lag(self) -> int | None:
+        """Messages between the position and the (cached) high watermark, or the stop offset."""
+        if self._closed:
+            return None
+        try:
+            _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        except Exception:
+            return None
+        if high < 0:
+            return None
+        end = high if self._stop is None else min(high, self._stop)
+        return max(0, int(end) - self._position)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close()
+        except Exception as exc:  # closing twice or after a fatal error
+            log.debug("kafka: closing consumer: %s", exc)

@@ -1,0 +1,88 @@
+"""Building redis-py clients from arrowflow options (standalone URL or Sentinel), lazily imported.
+
+Errors: :func:`is_transient` says which redis-py exceptions a retry (after a reconnect) can cure:
+connection loss, timeouts, a server still loading its append-only file after a restart
+(``LOADING``), a cluster slot moving (``TRYAGAIN``), a replica promoted (``READONLY``,
+``MASTERDOWN``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...config import check_type, hide_secrets, reveal_secrets
+from ...errors import ConfigurationError
+
+__all__ = ["RedisConnection", "is_transient"]
+
+#: Error-reply prefixes that mean "try again later", not "this command is wrong".
+TRANSIENT_REPLIES = ("LOADING", "TRYAGAIN", "BUSY ", "READONLY", "MASTERDOWN", "CLUSTERDOWN")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisConnection:
+    """Where and how to connect.
+
+    * ``url``: ``redis://[user:password@]host:port/db`` or ``rediss://`` (TLS) or ``unix://``.
+    * ``sentinels``: ``[(host, port), ...]``; with it, ``service_name`` names the monitored master and
+      the client follows failovers (``url`` is then ignored except for its options).
+    * ``client_options``: passed through to ``redis.Redis`` (``socket_timeout``, ``password``,
+      ``ssl_ca_certs`` ...); secret-named values are hidden in reprs.
+    """
+
+    url: str = "redis://127.0.0.1:6379/0"
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_type("url", self.url, str)
+        if not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(
+                f"url must start with redis://, rediss:// or unix://, got {self.url!r}", option="url"
+            )
+        object.__setattr__(self, "sentinels", tuple((str(h), int(p)) for h, p in self.sentinels))
+        if self.sentinels and not self.service_name:
+            raise ConfigurationError("sentinels need service_name (the master's name)", option="service_name")
+        check_type("client_options", self.client_options, Mapping)
+        object.__setattr__(self, "client_options", hide_secrets(self.client_options))
+
+    def client(self, **overrides: Any) -> Any:
+        """A new ``redis.Redis`` (bytes replies, a private connection pool)."""
+        import redis
+
+        options = reveal_secrets(self.client_options) | overrides
+        options.setdefault("decode_responses", False)
+        if self.sentinels:
+            from redis.sentinel import Sentinel
+
+            assert self.service_name is not None
+            return Sentinel(list(self.sentinels), **options).master_for(self.service_name, **options)
+        return redis.Redis.from_url(self.url, **options)
+
+
+def connection_from(
+    url: str,
+    sentinels: Sequence[tuple[str, int]],
+    service_name: str | None,
+    client_options: Mapping[str, Any] | None,
+) -> RedisConnection:
+    return RedisConnection(
+        url=url,
+        sentinels=tuple(sentinels),
+        service_name=service_name,
+        client_options=dict(client_options or {}),
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for redis-py errors a reconnect and retry can cure (see the module docstring)."""
+    import redis
+
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+        return True
+    if isinstance(exc, redis.ResponseError):
+        return str(exc).startswith(TRANSIENT_REPLIES)
+    return False

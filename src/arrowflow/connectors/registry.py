@@ -1,0 +1,280 @@
+"""The catalogue of connectors: where each lives, which extra it needs, and how it is tested.
+
+``arrowflow connectors`` prints this table; the README's connector table mirrors it. Adding a connector
+means adding one :class:`ConnectorInfo` here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+__all__ = ["CONNECTORS", "ConnectorInfo", "available"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectorInfo:
+    """One connector: ``module`` holds its classes; ``requires`` are the client imports its extra installs."""
+
+    name: str
+    module: str
+    sources: tuple[str, ...] = ()
+    sinks: tuple[str, ...] = ()
+    extra: str | None = None
+    requires: tuple[str, ...] = ()
+    status: str = "planned"
+    tested_against: str = ""
+
+
+CONNECTORS: tuple[ConnectorInfo, ...] = (
+    ConnectorInfo(
+        name="datagen",
+        module="arrowflow.connectors.datagen",
+        sources=("DataGenSource",),
+        status="available",
+        tested_against="in-process",
+    ),
+    ConnectorInfo(
+        name="collection",
+        module="arrowflow.connectors.collection",
+        sources=("CollectionSource",),
+        status="available",
+        tested_against="in-process",
+    ),
+    ConnectorInfo(
+        name="socket",
+        module="arrowflow.connectors.socket",
+        sources=("SocketSource",),
+        sinks=("SocketSink",),
+        status="available",
+        tested_against="loopback TCP sockets",
+    ),
+    ConnectorInfo(
+        name="print",
+        module="arrowflow.connectors.console",
+        sinks=("PrintSink",),
+        status="available",
+        tested_against="stdout/stderr",
+    ),
+    ConnectorInfo(
+        name="null",
+        module="arrowflow.connectors.null",
+        sinks=("NullSink",),
+        status="available",
+        tested_against="in-process",
+    ),
+    ConnectorInfo(
+        name="filesystem",
+        module="arrowflow.connectors.filesystem",
+        sources=("FileSource",),
+        sinks=("FileSink",),
+        status="available",
+        tested_against="local file system (pyarrow.fs; S3/GCS/fsspec by URI, untested)",
+    ),
+    ConnectorInfo(
+        name="hybrid",
+        module="arrowflow.connectors.hybrid",
+        sources=("HybridSource",),
+        status="available",
+        tested_against="in-process (collections, files)",
+    ),
+    ConnectorInfo(
+        name="kafka",
+        module="arrowflow.connectors.kafka",
+        sources=("KafkaSource",),
+        sinks=("KafkaSink", "TransactionalKafkaSink"),
+        extra="kafka",
+        requires=("confluent_kafka",),
+        status="available",
+        tested_against="librdkafka mock cluster; Tansu 0.6 (separate process); Apache Kafka when "
+        "ARROWFLOW_KAFKA_BOOTSTRAP is set",
+    ),
+    ConnectorInfo(
+        name="memory",
+        module="arrowflow.connectors.memory",
+        sinks=("MemorySink",),
+        status="available",
+        tested_against="in-process",
+    ),
+    ConnectorInfo(
+        name="sql",
+        module="arrowflow.connectors.sql",
+        sources=("SqlSource",),
+        sinks=("SqlSink",),
+        extra="postgres",
+        requires=("adbc_driver_postgresql", "adbc_driver_manager"),
+        status="available",
+        tested_against="PostgreSQL 15 (adbc-driver-postgresql 1.13)",
+    ),
+    ConnectorInfo(
+        name="mongodb",
+        module="arrowflow.connectors.mongodb",
+        sources=("MongoSource", "MongoChangeStreamSource"),
+        sinks=("MongoSink",),
+        extra="mongodb",
+        requires=("pymongo",),
+        status="available",
+        tested_against="SecantusDB 0.7.0b3 (MongoDB wire protocol, not mongod; pymongo 4.20)",
+    ),
+    ConnectorInfo(
+        name="redis",
+        module="arrowflow.connectors.redis_",
+        sources=("RedisStreamSource", "RedisPubSubSource"),
+        sinks=("RedisSink",),
+        extra="redis",
+        requires=("redis",),
+        status="available",
+        tested_against="Redis 7.0 (redis-py 8.1)",
+    ),
+    ConnectorInfo(
+        name="mqtt",
+        module="arrowflow.connectors.mqtt_broker",
+        sources=("MqttSource",),
+        sinks=("MqttSink",),
+        extra="mqtt",
+        requires=("paho",),
+        status="available",
+        tested_against="Eclipse Mosquitto 2.0 (paho-mqtt 2.2, MQTT 5 and 3.1.1)",
+    ),
+    ConnectorInfo(
+        name="rabbitmq",
+        module="arrowflow.connectors.rabbitmq",
+        sources=("RabbitMQSource",),
+        sinks=("RabbitMQSink",),
+        extra="rabbitmq",
+        requires=("pika",),
+        status="available",
+        tested_against="RabbitMQ 3.10 (pika 1.4)",
+    ),
+    ConnectorInfo(
+        name="activemq",
+        module="arrowflow.connectors.activemq",
+        sources=("ActiveMQSource",),
+        sinks=("ActiveMQSink", "ActiveMQTransactionalSink"),
+        extra="activemq",
+        requires=("stomp",),
+        status="available",
+        tested_against="Apache ActiveMQ 5.17 over STOMP 1.2 (stomp.py 9.0)",
+    ),
+    ConnectorInfo(
+        name="nats",
+        module="arrowflow.connectors.nats_jetstream",
+        sources=("NatsJetStreamSource",),
+        sinks=("NatsJetStreamSink",),
+        extra="nats",
+        requires=("nats",),
+        status="available",
+        tested_against="nats-server 2.9 with JetStream (nats-py 2.16)",
+    ),
+    ConnectorInfo(
+        name="elasticsearch",
+        module="arrowflow.connectors.search.elasticsearch",
+        sources=("ElasticsearchSource",),
+        sinks=("ElasticsearchSink",),
+        extra="elasticsearch",
+        requires=("elasticsearch",),
+        status="available",
+        tested_against="osmem-server 0.1.6 (OpenSearch-compatible, in memory) with elasticsearch-py 9.5; "
+        "a real cluster when ARROWFLOW_ES_URL is set",
+    ),
+    ConnectorInfo(
+        name="opensearch",
+        module="arrowflow.connectors.search.opensearch",
+        sources=("OpenSearchSource",),
+        sinks=("OpenSearchSink",),
+        extra="opensearch",
+        requires=("opensearchpy",),
+        status="available",
+        tested_against="osmem-server 0.1.6 (OpenSearch-compatible, in memory) with opensearch-py 3.2; "
+        "a real cluster when ARROWFLOW_OPENSEARCH_URL is set",
+    ),
+    ConnectorInfo(
+        name="prometheus",
+        module="arrowflow.connectors.prometheus",
+        sinks=("PrometheusSink",),
+        extra="prometheus",
+        requires=("cramjam",),
+        status="available",
+        tested_against="Prometheus 2.42 (remote-write receiver) "
+        "+ a local HTTP server for 400/429/5xx/403/404",
+    ),
+    ConnectorInfo(
+        name="queue",
+        module="arrowflow.connectors.queue",
+        sources=("QueueSource",),
+        status="available",
+        tested_against="in-process (threads, asyncio)",
+    ),
+    ConnectorInfo(
+        name="push",
+        module="arrowflow.connectors.push",
+        sources=("TcpPushSource", "HttpPushSource"),
+        status="available",
+        tested_against="concurrent loopback TCP / HTTP clients",
+    ),
+    ConnectorInfo(
+        name="flume",
+        module="arrowflow.connectors.flume",
+        sinks=("FlumeSink",),
+        extra="flume",
+        requires=("fastavro",),
+        status="available",
+        tested_against="protocol test servers for Flume's HTTPSource (JSONHandler) and AvroSource "
+        "(Avro IPC over Netty framing), not Apache Flume; a real agent when ARROWFLOW_FLUME_HTTP / "
+        "ARROWFLOW_FLUME_AVRO is set",
+    ),
+    ConnectorInfo(
+        name="pulsar",
+        module="arrowflow.connectors.pulsar_broker",
+        sources=("PulsarSource",),
+        sinks=("PulsarSink",),
+        extra="pulsar",
+        requires=("pulsar",),
+        status="available",
+        tested_against="pulsar-lite 0.2 (Pulsar binary protocol, not Apache Pulsar) with pulsar-client 3.13",
+    ),
+    ConnectorInfo(
+        name="pubsub",
+        module="arrowflow.connectors.gcp_pubsub",
+        sources=("PubSubSource",),
+        sinks=("PubSubSink",),
+        extra="pubsub",
+        requires=("google.cloud.pubsub_v1",),
+        status="available",
+        tested_against="Cloud Pub/Sub emulator 0.8 with google-cloud-pubsub 2.44",
+    ),
+    ConnectorInfo(
+        name="kinesis",
+        module="arrowflow.connectors.aws",
+        sources=("KinesisSource",),
+        sinks=("KinesisSink",),
+        extra="aws",
+        requires=("boto3",),
+        status="available",
+        tested_against="moto 5.2 server with boto3 1.44 (+ fault-injecting proxy)",
+    ),
+    ConnectorInfo(
+        name="firehose",
+        module="arrowflow.connectors.aws",
+        sinks=("FirehoseSink",),
+        extra="aws",
+        requires=("boto3",),
+        status="available",
+        tested_against="moto 5.2 server (DirectPut -> S3) with boto3 1.44 (+ fault-injecting proxy)",
+    ),
+    ConnectorInfo(
+        name="dynamodb",
+        module="arrowflow.connectors.aws",
+        sources=("DynamoDBScanSource",),
+        sinks=("DynamoDBSink",),
+        extra="aws",
+        requires=("boto3",),
+        status="available",
+        tested_against="moto 5.2 server with boto3 1.44 (+ fault-injecting proxy)",
+    ),
+)
+
+
+def available(info: ConnectorInfo) -> bool:
+    """True when every client library the connector needs can be imported (without importing it)."""
+    return all(importlib.util.find_spec(mod) is not None for mod in info.requires)

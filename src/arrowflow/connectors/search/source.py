@@ -1,0 +1,230 @@
+"""Bounded read of an Elasticsearch/OpenSearch index: ``search_after`` pages, one split per slice.
+
+* ``plan()`` returns ``slices`` splits (no request is made). With ``slices == 1`` the split pages
+  through the index with ``search_after`` over ``sort``; with ``slices > 1`` each split reads one
+  ``slice`` of a point in time (PIT) opened by its reader (servers that have PIT: Elasticsearch
+  ``/_pit``, OpenSearch ``/_search/point_in_time``).
+* ``sort`` must be a total order (a unique field last); the default ``[{"_id": "asc"}]`` works on
+  OpenSearch-compatible servers but real Elasticsearch 8+ refuses to sort on ``_id`` unless
+  ``indices.id_field_data.enabled`` is set: pass a unique keyword field there.
+* A position is ``{"search_after": [sort values of the last row returned]}`` (JSON), ``None`` at
+  the start; reopening a split from it re-reads nothing and skips nothing, as long as the index does
+  not change between runs (the PIT is not kept across a restart).
+* Hits become Arrow columns with ``schema`` (explicit: values are converted, ISO-8601 text to
+  timestamps, numeric text to numbers; missing fields become nulls) or inferred from the first page
+  (later pages are cast to it). ``columns`` projects ``_source``; ``id_column`` adds the hit's
+  ``_id`` as a column. The client parses the answer into Python objects, so this read path is
+  bounded by the client's JSON parsing (no kernel here).
+* ``read_batch`` blocks for one HTTP request (``request_timeout`` bounds it, not ``timeout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from ...config import check_positive, check_type, hide_secrets, reveal_secrets
+from ...errors import ConfigurationError, ConnectorError
+from ...source import Position, Source, Split, SplitReader
+from ._client import Flavor
+
+__all__ = ["SearchSource", "SearchSourceConfig", "hits_to_batch"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSourceConfig:
+    """Options of a search source (see the module docstring)."""
+
+    index: str
+    query: Mapping[str, Any] | None = None
+    schema: pa.Schema | None = None
+    columns: tuple[str, ...] | None = None
+    id_column: str | None = None
+    sort: tuple[Any, ...] = ({"_id": "asc"},)
+    page_size: int = 1000
+    slices: int = 1
+    keep_alive: str = "5m"
+
+    def __post_init__(self) -> None:
+        check_type("index", self.index, str)
+        if not self.index:
+            raise ConfigurationError("index must not be empty", option="index")
+        check_type("query", self.query, Mapping, allow_none=True)
+        check_type("schema", self.schema, pa.Schema, allow_none=True)
+        check_type("id_column", self.id_column, str, allow_none=True)
+        if self.columns is not None:
+            check_type("columns", self.columns, (tuple, list))
+            object.__setattr__(self, "columns", tuple(self.columns))
+        check_type("sort", self.sort, (tuple, list))
+        if not self.sort:
+            raise ConfigurationError("sort must name at least one field (a total order)", option="sort")
+        object.__setattr__(self, "sort", tuple(self.sort))
+        for name in ("page_size", "slices"):
+            check_type(name, getattr(self, name), int)
+            check_positive(name, getattr(self, name))
+        check_type("keep_alive", self.keep_alive, str)
+
+
+def _column(values: list[Any], target: pa.DataType | None) -> pa.Array:
+    if target is None:
+        return pa.array(values)
+    try:
+        return pa.array(values, type=target)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # JSON gives timestamps as ISO-8601 text and ids as strings: let Arrow's cast parse them.
+        return pa.array(values).cast(target)
+
+
+def hits_to_batch(
+    hits: Sequence[Mapping[str, Any]], schema: pa.Schema | None, id_column: str | None
+) -> pa.RecordBatch:
+    """A batch of ``hits`` (``_source`` fields, plus ``_id`` as ``id_column``) with ``schema``."""
+    sources = [h.get("_source") or {} for h in hits]
+    if schema is None:
+        table = pa.Table.from_pylist(sources) if sources else pa.table({})
+        if id_column is not None:
+            ids = pa.array([h.get("_id") for h in hits], pa.string())
+            if id_column in table.schema.names:
+                table = table.set_column(table.schema.get_field_index(id_column), id_column, ids)
+            else:
+                table = table.append_column(id_column, ids)
+        return table.combine_chunks().to_batches()[0] if table.num_rows else pa.record_batch({})
+    arrays = []
+    for f in schema:
+        key = "_id" if f.name == id_column else None
+        values = [h.get("_id") for h in hits] if key else [s.get(f.name) for s in sources]
+        arrays.append(_column(values, f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+class SearchSource(Source):
+    """Reads an index once (bounded). See the module docstring for splits, positions and types."""
+
+    name = "search"
+
+    def __init__(
+        self,
+        flavor: Flavor,
+        config: SearchSourceConfig,
+        *,
+        hosts: Any = None,
+        client: Any = None,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        check_type("config", config, SearchSourceConfig)
+        if (hosts is None) == (client is None):
+            raise ConfigurationError("give either hosts or client", option="hosts")
+        self.flavor = flavor
+        self.config = config
+        self.name = flavor.name
+        self.client_options = hide_secrets(dict(client_options or {}))
+        self._hosts = hosts
+        self._client = client
+
+    @property
+    def bounded(self) -> bool:
+        return True
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        return self.config.schema
+
+    def plan(self) -> list[Split]:
+        n = self.config.slices
+        return [
+            Split(
+                split_id=f"{self.config.index}/slice-{i}" if n > 1 else self.config.index,
+                params={"slice": i, "slices": n},
+            )
+            for i in range(n)
+        ]
+
+    def open(self, split: Split, position: Position = None) -> SplitReader:
+        if self._client is not None:
+            client, owned = self._client, False
+        else:
+            client, owned = self.flavor.make_client(self._hosts, reveal_secrets(self.client_options)), True
+        return _SearchReader(self, split, position, client, owned)
+
+
+class _SearchReader(SplitReader):
+    def __init__(
+        self, source: SearchSource, split: Split, position: Position, client: Any, owned: bool
+    ) -> None:
+        super().__init__(split, position)
+        if position is not None and not (isinstance(position, Mapping) and "search_after" in position):
+            raise ConfigurationError(f"not a search position: {position!r}", option="position")
+        self._source = source
+        self._client = client
+        self._owned = owned
+        self._after: list[Any] | None = list(position["search_after"]) if position else None
+        self._finished = False
+        self._closed = False
+        self._pit: str | None = None
+        self._schema = source.config.schema
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def snapshot(self) -> Position:
+        return None if self._after is None else {"search_after": list(self._after)}
+
+    def _body(self, size: int) -> dict[str, Any]:
+        cfg = self._source.config
+        body: dict[str, Any] = {"size": size, "sort": list(cfg.sort)}
+        if cfg.query is not None:
+            body["query"] = dict(cfg.query)
+        if cfg.columns is not None:
+            body["_source"] = [c for c in cfg.columns if c != cfg.id_column]
+        if self._after is not None:
+            body["search_after"] = self._after
+        slices = int(self.split.params.get("slices", 1))
+        if slices > 1:
+            if self._pit is None:
+                self._pit = self._source.flavor.open_pit(self._client, cfg.index, cfg.keep_alive)
+            body["pit"] = {"id": self._pit, "keep_alive": cfg.keep_alive}
+            body["slice"] = {"id": int(self.split.params["slice"]), "max": slices}
+        return body
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._finished or self._closed:
+            return None
+        cfg = self._source.config
+        size = min(cfg.page_size, max_rows)
+        body = self._body(size)
+        path = "/_search" if "pit" in body else f"/{cfg.index}/_search"
+        answer = self._source.flavor.request(self._client, "POST", path, body=body)
+        hits = answer.get("hits", {}).get("hits", [])
+        if len(hits) < size:
+            self._finished = True
+            self._release_pit()
+        if not hits:
+            return None
+        last = hits[-1].get("sort")
+        if last is None:
+            raise ConnectorError(f"{self._source.name}: hits carry no sort values; cannot page")
+        batch = hits_to_batch(hits, self._schema, cfg.id_column)
+        if self._schema is None:
+            self._schema = batch.schema
+        self._after = list(last)
+        return batch
+
+    def _release_pit(self) -> None:
+        if self._pit is not None:
+            pit, self._pit = self._pit, None
+            try:
+                self._source.flavor.close_pit(self._client, pit)
+            except Exception:  # an expired PIT is gone anyway
+                pass
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._release_pit()
+        if self._owned:
+            self._client.close()

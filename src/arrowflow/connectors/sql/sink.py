@@ -1,0 +1,332 @@
+"""``SqlSink``: batches into a SQL table over ADBC (PostgreSQL first), append by COPY or keyed upsert.
+
+Contract:
+
+* ``write(batch)`` buffers; when ``flush_rows`` rows are buffered, or the first buffered row is older
+  than ``flush_interval`` seconds at the time of a write, it flushes (on the caller's thread: there
+  is no timer thread, so an idle sink flushes at the next ``write``/``flush``/``close``; a pipeline
+  flushes at every checkpoint).
+* One flush is one database transaction (autocommit off, ``COMMIT`` at the end):
+
+  - ``mode="append"``: ``cursor.adbc_ingest(table, rows, mode="append")`` (the PostgreSQL driver uses
+    ``COPY ... FROM STDIN (FORMAT binary)``). The table must exist unless ``create=True`` (then it is
+    created from the Arrow schema before the first flush, ``CREATE TABLE`` by the driver).
+  - ``mode="upsert"``: rows are deduplicated on ``keys`` (the last row of a key in the flush wins,
+    vectorized with ``group_by``), loaded by COPY into a temporary staging table, then merged by one
+    ``INSERT INTO t SELECT ... FROM staging ON CONFLICT (keys) DO UPDATE SET ...``; rows whose
+    ``delete_column`` is true are removed by ``DELETE FROM t USING staging ...`` instead (that column
+    is not written). The staging table is dropped in the same transaction. ``create=True`` also adds
+    ``PRIMARY KEY (keys)`` to a table it creates (``ON CONFLICT`` needs a unique index on the keys).
+
+* Connection loss (terminated backend, server restart, socket error) fails the transaction; the sink
+  reconnects and retries the *whole* flush up to ``max_retries`` times with exponential backoff and
+  full jitter. In upsert mode the retry is idempotent, so with a checkpointing pipeline the result is
+  exactly-once in effect (``idempotent`` is true). In append mode a retry after a COMMIT whose
+  acknowledgement was lost can write the flush twice: append is **at-least-once**.
+* Rows the database rejects (constraint violations, bad values: SQLSTATE classes 22/23) fail the
+  whole flush. With ``error_policy="fail"`` that raises :class:`~arrowflow.errors.ConnectorError`.
+  With ``"skip"`` or a dead-letter sink the flush is bisected: each half is tried in its own
+  transaction, recursively, until the rejected rows are single rows, which go to the policy with the
+  database's message; every other row is committed. (k bad rows cost about ``2 k log2(n)``
+  transactions.)
+* Other errors (missing table, wrong column names, SQL errors) raise at once.
+* A password inside ``uri`` never shows: the URI is held as a :class:`~arrowflow.config.Secret`,
+  ``repr`` and error messages use the masked form.
+
+Not thread-safe: one thread writes and flushes (the pipeline's writer thread).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ...config import Secret
+from ...error_policy import ErrorPolicy, ErrorPolicyLike
+from ...errors import ConnectorError
+from ...retry import ExponentialBackoff
+from ...sink import Sink
+from ._conn import CONNECTION_ERROR, ROW_ERROR, classify, close_quietly, connect, wrap_error
+from .config import SqlSinkConfig, mask_uri, quote_ident, quote_table, scrub, split_table
+
+__all__ = ["SqlSink", "dedupe_last"]
+
+
+class _RowsRejected(Exception):
+    """Internal: the database rejected the data of one attempt (the transaction was rolled back)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def dedupe_last(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    """``table`` keeping only the last row of each key (input order preserved), without a per-row loop."""
+    n = table.num_rows
+    if n < 2:
+        return table
+    idx_name = "__arrowflow_row"
+    indexed = table.select(list(keys)).append_column(idx_name, pa.array(np.arange(n, dtype=np.int64)))
+    last = indexed.group_by(list(keys), use_threads=False).aggregate([(idx_name, "max")])
+    if last.num_rows == n:
+        return table
+    keep = np.sort(last.column(f"{idx_name}_max").to_numpy())
+    return table.take(pa.array(keep))
+
+
+class SqlSink(Sink):
+    """Writes batches into ``table`` through ADBC. See the module docstring for the contract.
+
+    ``flush_interval=None`` flushes by rows (and at ``flush()``/``close()``) only. ``db_kwargs`` are
+    passed to the ADBC database (driver options).
+    """
+
+    name = "sql"
+
+    def __init__(
+        self,
+        uri: str | Secret,
+        table: str,
+        *,
+        driver: str = "adbc_driver_postgresql",
+        mode: str = "append",
+        keys: str | tuple[str, ...] | list[str] | None = None,
+        create: bool = False,
+        delete_column: str | None = None,
+        flush_rows: int = 100_000,
+        flush_interval: float | None = 5.0,
+        max_retries: int = 5,
+        retry_backoff: float = 0.2,
+        db_kwargs: Mapping[str, str] | None = None,
+        error_policy: ErrorPolicyLike = "fail",
+    ) -> None:
+        self.config = SqlSinkConfig(
+            uri=uri if isinstance(uri, Secret) else Secret(uri) if isinstance(uri, str) else uri,
+            table=table,
+            driver=driver,
+            mode=mode,
+            keys=keys,  # type: ignore[arg-type]  # normalized to a tuple by the config
+            create=create,
+            delete_column=delete_column,
+            flush_rows=flush_rows,
+            flush_interval=flush_interval,
+            max_retries=max_retries,
+            retry_backoff=retry_backoff,
+            db_kwargs=db_kwargs or {},
+            error_policy=error_policy,
+        )
+        self.error_policy = ErrorPolicy.resolve(error_policy, name=f"sql:{table}")
+        self.idempotent = self.config.mode == "upsert"
+        self._backoff = ExponentialBackoff(initial_delay=retry_backoff, max_delay=5.0, multiplier=2.0)
+        self._conn: Any = None
+        self._table_ready = not create
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered_rows = 0
+        self._buffered_since: float | None = None
+        self.rows_written = 0
+        self.flushes = 0
+        self.retries = 0
+        self.reconnects = 0
+        self.rows_rejected = 0
+
+    def __repr__(self) -> str:
+        c = self.config
+        where = f"SqlSink({mask_uri(c.uri)!r}, {c.table!r}"
+        return f"{where}, driver={c.driver!r}, mode={c.mode!r}, keys={c.keys!r})"
+
+    # -- Sink ---------------------------------------------------------------------------------------
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Buffer ``batch``; flush when ``flush_rows`` rows are buffered or ``flush_interval`` passed."""
+        if self._closed:
+            raise ConnectorError(f"{self!r} is closed")
+        if isinstance(batch, pa.Table):
+            self.write_table(batch)
+            return
+        if batch.num_rows == 0:
+            return
+        self._buffer.append(batch)
+        self._buffered_rows += batch.num_rows
+        now = time.monotonic()
+        if self._buffered_since is None:
+            self._buffered_since = now
+        interval = self.config.flush_interval
+        if self._buffered_rows >= self.config.flush_rows or (
+            interval is not None and now - self._buffered_since >= interval
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything buffered in one transaction (see the module docstring); blocks until committed."""
+        if self._buffer:
+            batches, self._buffer = self._buffer, []
+            self._buffered_rows = 0
+            self._buffered_since = None
+            self._write_table(pa.Table.from_batches(batches))
+        self.error_policy.flush()
+
+    def _close(self) -> None:
+        close_quietly(self._conn)
+        self._conn = None
+
+    def metrics(self) -> dict[str, int]:
+        return {
+            "rows_written": self.rows_written,
+            "flushes": self.flushes,
+            "retries": self.retries,
+            "reconnects": self.reconnects,
+            "rows_rejected": self.rows_rejected,
+        }
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    @property
+    def _columns(self) -> Callable[[pa.Schema], list[str]]:
+        delete = self.config.delete_column
+        return lambda schema: [n for n in schema.names if n != delete]
+
+    def _write_table(self, table: pa.Table) -> None:
+        c = self.config
+        if c.mode == "upsert":
+            assert c.keys is not None
+            table = dedupe_last(table, c.keys)
+        if not self._table_ready:
+            self._run_in_transaction(lambda conn: self._ensure_table(conn, table.schema))
+            self._table_ready = True
+        try:
+            self._run_in_transaction(lambda conn: self._apply(conn, table))
+        except _RowsRejected as rejected:
+            if self.error_policy.mode == "fail":
+                raise wrap_error(
+                    rejected.cause, c.uri, f"{c.table}: the database rejected the flush"
+                ) from None
+            self._isolate(table)
+            return
+        self.flushes += 1
+        self.rows_written += table.num_rows
+
+    def _isolate(self, table: pa.Table) -> None:
+        """Bisect ``table`` until the rejected rows are single rows; hand those to the policy."""
+        pending = [table]
+        while pending:
+            part = pending.pop()
+            try:
+                self._run_in_transaction(lambda conn, part=part: self._apply(conn, part))  # type: ignore[misc]
+            except _RowsRejected as rejected:
+                if part.num_rows == 1:
+                    self.rows_rejected += 1
+                    self.error_policy.handle(part, scrub(str(rejected.cause), self.config.uri))
+                else:
+                    mid = part.num_rows // 2
+                    # Pushed in reverse so the first half is tried first (keeps append order).
+                    pending.append(part.slice(mid))
+                    pending.append(part.slice(0, mid))
+                continue
+            self.flushes += 1
+            self.rows_written += part.num_rows
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            c = self.config
+            self._conn = connect(c.driver, c.uri, c.db_kwargs, autocommit=False)
+        return self._conn
+
+    def _run_in_transaction(self, fn: Callable[[Any], None]) -> None:
+        """Run ``fn(conn)`` and commit; reconnect and rerun on connection loss.
+
+        Raises :class:`_RowsRejected` when the data was rejected (rolled back), a
+        :class:`ConnectorError` otherwise.
+        """
+        c = self.config
+        attempt = 0
+        while True:
+            try:
+                conn = self._connection()
+                fn(conn)
+                conn.commit()
+                return
+            except Exception as exc:
+                kind = classify(exc)
+                if kind == CONNECTION_ERROR:
+                    close_quietly(self._conn)
+                    self._conn = None
+                elif self._conn is not None:
+                    try:
+                        self._conn.rollback()
+                    except Exception:
+                        close_quietly(self._conn)
+                        self._conn = None
+                if kind == ROW_ERROR:
+                    raise _RowsRejected(exc) from exc
+                if kind != CONNECTION_ERROR or attempt >= c.max_retries:
+                    if isinstance(exc, ConnectorError):
+                        raise
+                    raise wrap_error(exc, c.uri, f"{c.table}: flush failed") from None
+                attempt += 1
+                self.retries += 1
+                self.reconnects += 1
+                time.sleep(self._backoff.delay(attempt))
+
+    def _ensure_table(self, conn: Any, schema: pa.Schema) -> None:
+        """Create the target from ``schema`` (minus ``delete_column``) when it does not exist."""
+        c = self.config
+        db_schema, name = split_table(c.table)
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT to_regclass('{quote_table(c.table).replace(chr(39), chr(39) * 2)}') IS NULL")
+            row = cur.fetchone()
+            if not (row and row[0]):
+                return
+            columns = self._columns(schema)
+            empty = schema.empty_table().select(columns)
+            cur.adbc_ingest(name, empty, mode="create", db_schema_name=db_schema)
+            if c.mode == "upsert":
+                assert c.keys is not None
+                keys = ", ".join(quote_ident(k) for k in c.keys)
+                cur.execute(f"ALTER TABLE {quote_table(c.table)} ADD PRIMARY KEY ({keys})")
+        finally:
+            cur.close()
+
+    def _apply(self, conn: Any, table: pa.Table) -> None:
+        """The statements of one flush (the caller commits)."""
+        c = self.config
+        db_schema, name = split_table(c.table)
+        cur = conn.cursor()
+        try:
+            if c.mode == "append":
+                cur.adbc_ingest(name, table, mode="append", db_schema_name=db_schema)
+                return
+            assert c.keys is not None
+            stage = f"_arrowflow_stage_{uuid.uuid4().hex[:12]}"
+            cur.adbc_ingest(stage, table, mode="create", temporary=True)
+            target = quote_table(c.table)
+            columns = self._columns(table.schema)
+            cols = ", ".join(quote_ident(n) for n in columns)
+            keys = ", ".join(quote_ident(k) for k in c.keys)
+            where = ""
+            if c.delete_column is not None:
+                flag = f"s.{quote_ident(c.delete_column)}"
+                match = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in c.keys)
+                cur.execute(
+                    f"DELETE FROM {target} AS t USING {quote_ident(stage)} AS s WHERE {match} AND {flag}"
+                )
+                where = f" WHERE NOT COALESCE({flag}, FALSE)"
+            updates = [n for n in columns if n not in c.keys]
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in updates)
+                if updates
+                else "DO NOTHING"
+            )
+            select_cols = ", ".join(f"s.{quote_ident(n)}" for n in columns)
+            cur.execute(
+                f"INSERT INTO {target} ({cols}) SELECT {select_cols} FROM {quote_ident(stage)} AS s{where} "
+                f"ON CONFLICT ({keys}) {action}"
+            )
+            cur.execute(f"DROP TABLE {quote_ident(stage)}")
+        finally:
+            cur.close()

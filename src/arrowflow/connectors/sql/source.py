@@ -1,0 +1,371 @@
+"""``SqlSource``: a SQL query read over ADBC as Arrow batches, split into ranges or polled incrementally.
+
+Bounded mode (the default) runs ``query`` (or ``SELECT * FROM table``):
+
+* without ``partition_column``: one split reading the whole result;
+* with ``partition_column`` and ``num_partitions = n``: n splits over ranges of that numeric or
+  timestamp column, like Flink's JDBC parameter providers (Spark's ``partitionColumn``). The stride
+  is ``(upper_bound - lower_bound) / n``; missing bounds are taken from ``min``/``max`` of the column
+  by one aggregate query in :meth:`SqlSource.plan`. The first split also takes rows below the lower
+  bound and rows whose column is NULL, the last split rows at or above the upper bound, so every row
+  is read by exactly one split whatever the bounds. Split i reads
+  ``SELECT * FROM (query) WHERE col >= lo AND col < hi ORDER BY col``.
+
+  Rows stream through ``cursor.fetch_record_batch()`` and are cut to ``max_rows``.
+  **Position** (JSON): ``{"rows": n}``, the rows of the split already delivered. Reopening from it
+  re-executes the split's query with ``OFFSET n``; this is exact when the ordering is deterministic:
+  partitioned splits order by the partition column, so it must be unique (or ties must not move
+  between runs); a split without partition column has no ``ORDER BY`` and relies on the table not
+  changing and PostgreSQL scanning it in the same order. With ``keyset=True`` the position also holds
+  the last partition value, ``{"rows": n, "last": v}``, and resuming adds ``col > v`` instead of
+  ``OFFSET`` (cheap for large offsets; needs a unique, non-null partition column).
+
+Incremental mode (``incremental_column=...``, unbounded, one split) polls an append-only table:
+``SELECT * FROM (query) WHERE col > last ORDER BY col`` every ``poll_interval`` seconds, streaming
+the new rows. **Position**: the last value delivered (a number, or an ISO-8601 string for
+timestamps), ``None`` before the first row. The column must be strictly increasing in commit order
+(a sequence-fed id written by one writer, an ingestion timestamp): rows committed later with a
+smaller value are missed, ties across a batch boundary may be skipped on resume.
+
+``read_batch`` blocks while the database executes a query (the first call of a split, each poll);
+otherwise it returns at once, or waits up to ``timeout`` for the next poll. Database errors raise
+:class:`~arrowflow.errors.ConnectorError` (``retryable`` for connection loss): a pipeline restarts
+from its last checkpoint. Reads run in autocommit mode, so no transaction stays open between polls.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from ...config import Secret
+from ...errors import ConfigurationError
+from ...source import Position, Source, Split, SplitReader
+from ._conn import close_quietly, connect, wrap_error
+from .config import SqlSourceConfig, mask_uri, quote_ident, quote_table, sql_literal
+
+__all__ = ["SqlSource"]
+
+
+def _json_value(value: Any) -> Any:
+    """A partition/incremental value as JSON: numbers stay numbers, the rest becomes ISO/str text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return str(value)
+
+
+def _as_datetime(value: Any, option: str) -> _dt.datetime:
+    if isinstance(value, _dt.datetime):
+        return value
+    if isinstance(value, _dt.date):
+        return _dt.datetime(value.year, value.month, value.day)
+    try:
+        return _dt.datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{option}={value!r} is neither a number nor an ISO timestamp", option=option
+        ) from exc
+
+
+def _boundaries(lower: Any, upper: Any, n: int) -> list[Any]:
+    """The n - 1 inner boundaries between ``lower`` and ``upper`` (JSON values), deduplicated."""
+    if n <= 1 or lower is None or upper is None:
+        return []
+    numeric = all(
+        isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool) for v in (lower, upper)
+    )
+    out: list[Any] = []
+    if numeric:
+        if isinstance(lower, int) and isinstance(upper, int):
+            span = upper - lower
+            out = [lower + (span * i) // n for i in range(1, n)]
+        else:
+            lo, hi = float(lower), float(upper)
+            out = [lo + (hi - lo) * i / n for i in range(1, n)]
+            out = [v for v in out if math.isfinite(v)]
+    else:
+        lo_dt, hi_dt = _as_datetime(lower, "lower_bound"), _as_datetime(upper, "upper_bound")
+        delta = hi_dt - lo_dt
+        out = [(lo_dt + delta * i / n).isoformat() for i in range(1, n)]
+    deduped: list[Any] = []
+    for v in out:
+        if not deduped or v != deduped[-1]:
+            deduped.append(v)
+    return deduped
+
+
+class SqlSource(Source):
+    """Reads a SQL query over ADBC. See the module docstring for splits, positions and blocking."""
+
+    name = "sql"
+
+    def __init__(
+        self,
+        uri: str | Secret,
+        query: str | None = None,
+        *,
+        table: str | None = None,
+        driver: str = "adbc_driver_postgresql",
+        partition_column: str | None = None,
+        lower_bound: Any = None,
+        upper_bound: Any = None,
+        num_partitions: int = 1,
+        keyset: bool = False,
+        incremental_column: str | None = None,
+        poll_interval: float = 1.0,
+        batch_size: int = 65536,
+        db_kwargs: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = SqlSourceConfig(
+            uri=uri if isinstance(uri, Secret) else Secret(uri) if isinstance(uri, str) else uri,
+            query=query,
+            table=table,
+            driver=driver,
+            partition_column=partition_column,
+            lower_bound=lower_bound,
+            upper_bound=upper_bound,
+            num_partitions=num_partitions,
+            keyset=keyset,
+            incremental_column=incremental_column,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+            db_kwargs=db_kwargs or {},
+        )
+
+    def __repr__(self) -> str:
+        c = self.config
+        what = f"table={c.table!r}" if c.table else f"query={c.query!r}"
+        return f"SqlSource({mask_uri(c.uri)!r}, {what})"
+
+    @property
+    def bounded(self) -> bool:
+        return not self.config.incremental
+
+    @property
+    def base_query(self) -> str:
+        c = self.config
+        if c.table is not None:
+            return f"SELECT * FROM {quote_table(c.table)}"
+        assert c.query is not None
+        return c.query.strip().rstrip(";")
+
+    def _connect(self) -> Any:
+        c = self.config
+        return connect(c.driver, c.uri, c.db_kwargs, autocommit=True)
+
+    def _bounds(self) -> tuple[Any, Any]:
+        c = self.config
+        lower, upper = c.lower_bound, c.upper_bound
+        if lower is not None and upper is not None:
+            return _json_value(lower), _json_value(upper)
+        col = quote_ident(c.partition_column or "")
+        conn = self._connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(f"SELECT min({col}), max({col}) FROM ({self.base_query}) AS _af_q")
+            row = cur.fetchone()
+            cur.close()
+        except Exception as exc:
+            raise wrap_error(exc, c.uri, "planning the partition bounds") from None
+        finally:
+            close_quietly(conn)
+        lo, hi = row if row else (None, None)
+        return _json_value(lower if lower is not None else lo), _json_value(
+            upper if upper is not None else hi
+        )
+
+    def plan(self) -> list[Split]:
+        """One split (no partition column), ``num_partitions`` range splits, or one incremental split.
+
+        With a partition column and a missing bound this runs one ``min``/``max`` query.
+        """
+        c = self.config
+        if c.incremental:
+            return [Split(split_id="sql-incremental", bounded=False, params={"kind": "incremental"})]
+        if c.partition_column is None or c.num_partitions == 1:
+            return [Split(split_id="sql-0", params={"kind": "range", "lo": None, "hi": None})]
+        lower, upper = self._bounds()
+        inner = _boundaries(lower, upper, c.num_partitions)
+        edges: list[Any] = [None, *inner, None]
+        return [
+            Split(split_id=f"sql-{i}", params={"kind": "range", "lo": edges[i], "hi": edges[i + 1]})
+            for i in range(len(edges) - 1)
+        ]
+
+    def open(self, split: Split, position: Position = None) -> SplitReader:
+        if split.params.get("kind") == "incremental":
+            return _IncrementalReader(self, split, position)
+        return _RangeReader(self, split, position)
+
+
+class _StreamingReader(SplitReader):
+    """Common part: one streaming query at a time, cut to ``max_rows``."""
+
+    def __init__(self, source: SqlSource, split: Split, position: Position) -> None:
+        super().__init__(split, position)
+        self._source = source
+        self._conn: Any = None
+        self._cursor: Any = None
+        self._stream: pa.RecordBatchReader | None = None
+        self._pending: pa.RecordBatch | None = None
+
+    def _execute(self, sql: str) -> None:
+        c = self._source.config
+        try:
+            if self._conn is None:
+                self._conn = self._source._connect()
+            self._cursor = self._conn.cursor()
+            self._cursor.execute(sql)
+            self._stream = self._cursor.fetch_record_batch()
+        except Exception as exc:
+            self._drop_connection()
+            raise wrap_error(exc, c.uri, f"{self.split.split_id}: query failed") from None
+
+    def _next_slice(self, max_rows: int) -> pa.RecordBatch | None:
+        """Up to ``max_rows`` rows of the current query, or ``None`` once it is exhausted."""
+        while self._pending is None or self._pending.num_rows == 0:
+            assert self._stream is not None
+            try:
+                self._pending = self._stream.read_next_batch()
+            except StopIteration:
+                self._end_query()
+                return None
+            except Exception as exc:
+                self._drop_connection()
+                raise wrap_error(
+                    exc, self._source.config.uri, f"{self.split.split_id}: read failed"
+                ) from None
+        out = self._pending.slice(0, max_rows)
+        self._pending = self._pending.slice(max_rows)
+        return out
+
+    def _end_query(self) -> None:
+        self._pending = None
+        self._stream = None
+        if self._cursor is not None:
+            try:
+                self._cursor.close()
+            except Exception:  # the result is complete; closing its cursor may fail
+                pass
+            self._cursor = None
+
+    def _drop_connection(self) -> None:
+        self._end_query()
+        close_quietly(self._conn)
+        self._conn = None
+
+    def close(self) -> None:
+        self._drop_connection()
+
+
+class _RangeReader(_StreamingReader):
+    """A bounded split: one query over the split's range, resumed by OFFSET or keyset."""
+
+    def __init__(self, source: SqlSource, split: Split, position: Position) -> None:
+        super().__init__(source, split, position)
+        pos = position or {}
+        self._rows = int(pos.get("rows", 0))
+        self._last = pos.get("last")
+        self._finished = False
+
+    def _sql(self) -> str:
+        c = self._source.config
+        conds: list[str] = []
+        order = ""
+        offset = ""
+        if c.partition_column is not None:
+            col = quote_ident(c.partition_column)
+            lo, hi = self.split.params.get("lo"), self.split.params.get("hi")
+            if lo is not None:
+                conds.append(f"{col} >= {sql_literal(lo)}")
+            if hi is not None:
+                conds.append(
+                    f"({col} < {sql_literal(hi)} OR {col} IS NULL)"
+                    if lo is None
+                    else f"{col} < {sql_literal(hi)}"
+                )
+            order = f" ORDER BY {col}"
+            if c.keyset and self._last is not None:
+                conds.append(f"{col} > {sql_literal(self._last)}")
+            elif self._rows:
+                offset = f" OFFSET {self._rows}"
+        elif self._rows:
+            offset = f" OFFSET {self._rows}"
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        return f"SELECT * FROM ({self._source.base_query}) AS _af_q{where}{order}{offset}"
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._finished:
+            return None
+        if self._stream is None:
+            self._execute(self._sql())
+        batch = self._next_slice(max_rows)
+        if batch is None:
+            self._finished = True
+            self._drop_connection()
+            return None
+        self._rows += batch.num_rows
+        c = self._source.config
+        if c.keyset and c.partition_column is not None:
+            self._last = _json_value(batch.column(c.partition_column)[-1].as_py())
+        return batch
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def snapshot(self) -> Position:
+        snap: dict[str, Any] = {"rows": self._rows}
+        if self._source.config.keyset:
+            snap["last"] = self._last
+        return snap
+
+
+class _IncrementalReader(_StreamingReader):
+    """The unbounded split: polls ``col > last`` every ``poll_interval`` seconds."""
+
+    def __init__(self, source: SqlSource, split: Split, position: Position) -> None:
+        super().__init__(source, split, position)
+        self._last = position
+        self._next_poll = 0.0
+
+    def _sql(self) -> str:
+        c = self._source.config
+        assert c.incremental_column is not None
+        col = quote_ident(c.incremental_column)
+        cond = f"{col} > {sql_literal(self._last)}" if self._last is not None else f"{col} IS NOT NULL"
+        return f"SELECT * FROM ({self._source.base_query}) AS _af_q WHERE {cond} ORDER BY {col}"
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._stream is None:
+            wait = self._next_poll - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, max(timeout, 0.0)))
+                if time.monotonic() < self._next_poll:
+                    return None
+            self._execute(self._sql())
+        batch = self._next_slice(max_rows)
+        if batch is None:
+            self._next_poll = time.monotonic() + self._source.config.poll_interval
+            return None
+        column = self._source.config.incremental_column
+        assert column is not None
+        self._last = _json_value(batch.column(column)[-1].as_py())
+        return batch
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def snapshot(self) -> Position:
+        return self._last

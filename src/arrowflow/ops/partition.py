@@ -1,0 +1,158 @@
+"""Partitioning operators: :class:`KeyBy` (Kafka's murmur2 partitioner over key columns) and
+:class:`Partition` (a user function).
+
+Each input batch becomes one batch per non-empty partition, rows in their input order within a
+partition (a stable argsort, then one ``take`` and zero-copy slices). Each output batch carries its
+partition number in the schema metadata key ``arrowflow.partition``; :func:`partition_of` reads it.
+Neither operator keeps rows back nor blocks.
+
+How :class:`KeyBy` turns key columns into the bytes it hashes:
+
+* one ``binary``/``string`` (or ``large_``) column: its bytes as they are, so the partition equals
+  what Kafka's default partitioner picks for a record with that key;
+* anything else (one non-binary column, or several): each row's key columns encoded as one JSON
+  object by the compiled ``arrowflow._ext.json.encode_rows`` kernel (``{"a":1,"b":"x"}``, keys in
+  the order given), so the partition equals Kafka's for a record whose key is that JSON document.
+
+A null key (single binary column) hashes like the empty key ``b""``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..config import check_type
+from ..errors import ConfigurationError
+from .base import Operator
+from .columns import to_arrow_array
+
+__all__ = ["PARTITION_KEY", "KeyBy", "Partition", "partition_of", "split_by_partition"]
+
+#: Schema metadata key holding the partition number (ASCII decimal) of a partitioned batch.
+PARTITION_KEY = b"arrowflow.partition"
+
+
+def partition_of(batch: pa.RecordBatch) -> int | None:
+    """The partition a :class:`KeyBy`/:class:`Partition` output batch belongs to, else ``None``."""
+    meta = batch.schema.metadata
+    if not meta or PARTITION_KEY not in meta:
+        return None
+    return int(meta[PARTITION_KEY])
+
+
+def split_by_partition(batch: pa.RecordBatch, partitions: np.ndarray) -> list[pa.RecordBatch]:
+    """Split ``batch`` into one batch per distinct value of ``partitions`` (ascending), order kept."""
+    if len(partitions) != batch.num_rows:
+        raise ValueError(f"{len(partitions)} partition numbers for a batch of {batch.num_rows} rows")
+    if batch.num_rows == 0:
+        return []
+    parts = np.asarray(partitions, dtype=np.int64)
+    order = np.argsort(parts, kind="stable")
+    sorted_parts = parts[order]
+    # Boundaries where the sorted partition number changes.
+    starts = np.flatnonzero(np.diff(sorted_parts)) + 1
+    bounds = np.concatenate(([0], starts, [len(parts)]))
+    # One partition: the batch is already grouped, no take needed.
+    grouped = batch if len(bounds) == 2 else batch.take(pa.array(order))
+    base_meta = dict(batch.schema.metadata or {})
+    out = []
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        meta = {**base_meta, PARTITION_KEY: str(int(sorted_parts[lo])).encode()}
+        piece = grouped.slice(lo, hi - lo)
+        out.append(piece.replace_schema_metadata(meta))
+    return out
+
+
+def _binary_like(t: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_large_string(t)
+    )
+
+
+class KeyBy(Operator):
+    """Partition rows by ``columns`` into ``num_partitions`` with Kafka's murmur2 partitioner.
+
+    See the module docstring for how keys are encoded. Raises ``KeyError`` for a missing column.
+    """
+
+    name = "key_by"
+
+    def __init__(self, columns: str | Sequence[str], num_partitions: int) -> None:
+        cols = [columns] if isinstance(columns, str) else list(columns)
+        if not cols or not all(isinstance(c, str) for c in cols):
+            raise ConfigurationError("columns must be a column name or a list of names", option="columns")
+        check_type("num_partitions", num_partitions, int)
+        if isinstance(num_partitions, bool) or num_partitions <= 0:
+            raise ConfigurationError(
+                f"num_partitions must be a positive integer, got {num_partitions!r}", option="num_partitions"
+            )
+        self.columns = cols
+        self.num_partitions = num_partitions
+        self._murmur2: Any = None
+        self._json: Any = None
+
+    def open(self) -> None:
+        from .._ext import load
+
+        if self._murmur2 is None:
+            self._murmur2 = load("murmur2")
+
+    def keys(self, batch: pa.RecordBatch) -> pa.Array:
+        """The binary key of every row (see the module docstring)."""
+        missing = [c for c in self.columns if c not in batch.schema.names]
+        if missing:
+            raise KeyError(f"key_by: no column(s) {missing} in {batch.schema.names}")
+        if len(self.columns) == 1:
+            col = batch.column(self.columns[0])
+            if _binary_like(col.type):
+                return col.fill_null(pa.scalar(b"").cast(col.type)) if col.null_count else col
+        if self._json is None:
+            from .._ext import load
+
+            self._json = load("json")
+        return self._json.encode_rows(batch.select(self.columns))
+
+    def partitions(self, batch: pa.RecordBatch) -> np.ndarray:
+        """The partition number of every row (int32 numpy array)."""
+        self.open()
+        parts = self._murmur2.partition(self.keys(batch), self.num_partitions)
+        return parts.to_numpy(zero_copy_only=False)
+
+    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
+        if not batch.num_rows:
+            return []
+        return split_by_partition(batch, self.partitions(batch))
+
+
+class Partition(Operator):
+    """Partition rows by a user function ``fn(batch) -> int array`` (one partition number per row).
+
+    The array may be pyarrow, numpy, polars or pandas; nulls or negative numbers raise ``ValueError``.
+    """
+
+    name = "partition"
+
+    def __init__(self, fn: Callable[[pa.RecordBatch], Any]) -> None:
+        if not callable(fn):
+            raise ConfigurationError("fn must be callable(batch) -> partition numbers", option="fn")
+        self.fn = fn
+
+    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
+        if not batch.num_rows:
+            return []
+        arr = to_arrow_array(self.fn(batch), batch.num_rows, what="partition function")
+        if not pa.types.is_integer(arr.type):
+            raise TypeError(f"partition function must return integers, got {arr.type}")
+        if arr.null_count:
+            raise ValueError("partition function returned null partition numbers")
+        parts = arr.to_numpy(zero_copy_only=False)
+        if parts.size and parts.min() < 0:
+            raise ValueError("partition function returned negative partition numbers")
+        return split_by_partition(batch, parts)

@@ -1,0 +1,731 @@
+"""Build a :class:`~arrowflow.pipeline.Pipeline` from a YAML document (``arrowflow run pipeline.yaml``).
+
+The document::
+
+    source: {type: datagen, count: 1000, fields: {id: {sequence: {start: 0}}}}
+    operators:                     # optional, applied in order
+      - filter: "id % 2 == 0"      # see arrowflow.pipeline_spec.expr for the expression language
+      - select: [id]
+    sink: {type: file, path: out/, format: parquet}
+    run: {guarantee: at-least-once, checkpoint_dir: ckpt/, checkpoint_interval: 5}   # optional
+
+Everything is checked before anything runs: unknown keys, missing required options, wrong types,
+unknown connector types and operators raise :class:`~arrowflow.errors.ConfigurationError` reading
+``file:line: path.to.key: what is wrong``.
+
+How a connector mapping becomes a constructor call (data-driven; no per-connector code beyond the
+few adapters in :data:`FIELD_ADAPTERS`):
+
+* ``type`` names a connector of :mod:`arrowflow.connectors.registry` (aliases in :data:`ALIASES`) or
+  an import path ``"package.module:Class"``; the role (source or sink) picks the class.
+* The other keys must be parameters of the class's ``__init__``; the constructor (its frozen config
+  dataclass) validates the values, and a :class:`ConfigurationError` naming an option is reported at
+  that option's line.
+* Generic conversions by parameter: a ``format`` mapping ``{type: json, ...}`` (or a format name where
+  the parameter's default is not a string) goes through :func:`arrowflow.formats.for_name`; a
+  ``schema`` mapping ``{column: type name}`` becomes a ``pyarrow.Schema``; a string for a ``bytes``
+  parameter is UTF-8 encoded; a string ``filter`` is an expression; ``"module:function"`` for a
+  callable parameter (``generator``, ``fn``, ``partitioner`` ...) is imported.
+* Strings under secret-looking keys (password, token, api_key ...) arrive as
+  :class:`~arrowflow.config.Secret` (see :func:`~arrowflow.pipeline_spec.loader.is_secret_key`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..errors import ConfigurationError
+from ..ops.base import Operator
+from ..sink import Sink
+from ..source import Source
+from .expr import parse_expression
+from .loader import Node, NodeList, expand_tree, load_yaml, located
+
+__all__ = [
+    "ALIASES",
+    "BENCH_FIELDS",
+    "OPERATORS",
+    "RUN_OPTIONS",
+    "PipelineSpec",
+    "apply_overrides",
+    "bench_fields",
+    "build_connector",
+    "build_pipeline",
+    "import_object",
+    "load_pipeline",
+    "resolve_connector",
+]
+
+#: Connector names accepted besides the registry's own.
+ALIASES: dict[str, str] = {
+    "file": "filesystem",
+    "files": "filesystem",
+    "console": "print",
+    "stdout": "print",
+    "discard": "null",
+    "blackhole": "null",
+}
+
+#: ``run:`` keys (the options of :meth:`arrowflow.Pipeline.run` that a file can spell).
+RUN_OPTIONS: tuple[str, ...] = (
+    "checkpoint_dir",
+    "checkpoint_interval",
+    "guarantee",
+    "max_rows",
+    "progress",
+    "metrics_port",
+    "max_batch_rows",
+    "read_timeout",
+    "queue_size",
+)
+
+_TOP_LEVEL = ("source", "operators", "sink", "run")
+_CALLABLE_PARAMS = {"generator", "fn", "func", "function", "partitioner", "setup", "teardown", "key_fn"}
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """Where a value sits: the file name and the key path (for error messages)."""
+
+    filename: str
+
+    def error(self, node: Any, key: Any, path: str, message: str) -> ConfigurationError:
+        line = node.line_of(key) if isinstance(node, (Node, NodeList)) else None
+        return located(self.filename, line, path, message)
+
+
+def _plain(value: Any) -> Any:
+    """A copy of ``value`` made of plain dicts and lists (connectors never see :class:`Node`)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _show(node: Node, key: Any) -> str:
+    """How an error message quotes a value: the unexpanded text, never a secret."""
+    if key in node.raw:
+        return repr(node.raw[key])
+    return repr(node[key])
+
+
+def _type_name(value: Any) -> str:
+    names: dict[type, str] = {
+        dict: "a mapping",
+        Node: "a mapping",
+        list: "a list",
+        NodeList: "a list",
+        str: "a string",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
+def import_object(path: str, what: str = "object") -> Any:
+    """Import ``"package.module:attr"`` (``attr`` may be dotted). Raises ``ConfigurationError``."""
+    if not isinstance(path, str) or not _IMPORT_PATH.match(path):
+        raise ConfigurationError(f"{what} must be an import path 'package.module:name', got {path!r}")
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot import {path!r}: {exc}") from None
+    return obj
+
+
+# -- datagen -------------------------------------------------------------------------------------
+
+
+def bench_fields() -> dict[str, Any]:
+    """The benchmark table of BASELINES.md as DataGen fields: int64, float64, string (15-25 chars),
+    bool, timestamp[us], int32, string (6-10 chars), float64."""
+    from datetime import datetime
+
+    from ..connectors import datagen as dg
+
+    return {
+        "id": dg.Sequence(start=0),
+        "value": dg.Uniform(low=0.0, high=1000.0),
+        "name": dg.RandomString(length=(15, 25)),
+        "flag": dg.Bool(p=0.5),
+        "ts": dg.Timestamps(start=datetime(2026, 1, 1), step=1000, unit="us"),
+        "quantity": dg.Uniform(low=0, high=1_000_000, type="int32"),
+        "code": dg.RandomString(length=(6, 10)),
+        "score": dg.Normal(mean=0.0, std=1.0),
+    }
+
+
+#: Column names of :func:`bench_fields`.
+BENCH_FIELDS: tuple[str, ...] = ("id", "value", "name", "flag", "ts", "quantity", "code", "score")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _field_generators() -> dict[str, type]:
+    from ..connectors import datagen as dg
+
+    out: dict[str, type] = {}
+    for attr in dir(dg):
+        obj = getattr(dg, attr)
+        if isinstance(obj, type) and issubclass(obj, dg.FieldGenerator) and obj is not dg.FieldGenerator:
+            out[_snake(obj.__name__)] = obj
+    return out
+
+
+def _datagen_fields(value: Any, node: Node, key: str, path: str, ctx: _Ctx) -> Any:
+    """``{column: {generator: {options}}}`` (or ``{column: generator}``) -> DataGen field generators."""
+    if value == "bench":
+        return bench_fields()
+    if not isinstance(value, Node):
+        raise ctx.error(node, key, path, f"must be a mapping of column -> generator, got {_type_name(value)}")
+    gens = _field_generators()
+    allowed = ", ".join(sorted(gens))
+    out: dict[str, Any] = {}
+    for column, spec in value.items():
+        sub = f"{path}.{column}"
+        if isinstance(spec, str):
+            gen_name, options = spec, Node()
+        elif isinstance(spec, Node) and len(spec) == 1:
+            gen_name, options = next(iter(spec.items()))
+            options = Node() if options is None else options
+        else:
+            raise ctx.error(value, column, sub, f"must be {{generator: {{options}}}} with one of: {allowed}")
+        cls = gens.get(gen_name)
+        if cls is None:
+            where = value if isinstance(spec, str) else spec
+            raise ctx.error(
+                where,
+                gen_name if isinstance(spec, Node) else column,
+                sub,
+                f"unknown generator {gen_name!r}; allowed: {allowed}",
+            )
+        if not isinstance(options, Node):
+            raise ctx.error(
+                spec, gen_name, f"{sub}.{gen_name}", f"options must be a mapping, got {_type_name(options)}"
+            )
+        names = [f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
+        out[column] = _construct(cls, options, f"{sub}.{gen_name}", ctx, names=names)
+    return out
+
+
+#: Per (class name, parameter) adapters: ``fn(value, node, key, path, ctx) -> constructor value``.
+FIELD_ADAPTERS: dict[tuple[str, str], Callable[[Any, Node, str, str, _Ctx], Any]] = {
+    ("DataGenSource", "fields"): _datagen_fields,
+    ("DataGenSource", "schema_spec"): _datagen_fields,
+}
+
+
+# -- generic conversions ---------------------------------------------------------------------------
+
+
+def _arrow_type(text: str, option: str) -> pa.DataType:
+    from ..formats import _type_from_name
+
+    return _type_from_name(text, option)  # type: ignore[no-any-return]
+
+
+def _schema(value: Mapping[str, Any], path: str) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field(str(n), _arrow_type(t, f"{path}.{n}") if isinstance(t, str) else t)
+            for n, t in value.items()
+        ]
+    )
+
+
+def _format(value: Any, node: Node, key: str, path: str, ctx: _Ctx) -> Any:
+    from ..formats import for_name
+
+    if isinstance(value, str):
+        name, options = value, {}
+    else:
+        if "type" not in value:
+            raise ctx.error(
+                value, "type", path, "a format mapping needs type: (json, csv, avro, raw, arrow-ipc)"
+            )
+        options = {k: _plain(v) for k, v in value.items() if k != "type"}
+        name = value["type"]
+    try:
+        return for_name(name, **options)
+    except ConfigurationError as exc:
+        opt = exc.option if isinstance(value, Node) and exc.option in value else key
+        where = value if opt != key else node
+        raise ctx.error(where, opt, path if opt == key else f"{path}.{opt}", _strip(str(exc), opt)) from None
+
+
+def _strip(message: str, option: str | None) -> str:
+    """Drop a leading ``"option: "`` from a constructor's message (the location already names it)."""
+    if option and message.startswith(f"{option}: "):
+        return message[len(option) + 2 :]
+    return message
+
+
+def _convert(
+    cls: type, param: inspect.Parameter | None, value: Any, node: Node, key: str, path: str, ctx: _Ctx
+) -> Any:
+    adapter = FIELD_ADAPTERS.get((cls.__name__, key))
+    if adapter is not None:
+        return adapter(value, node, key, path, ctx)
+    default = param.default if param is not None else inspect.Parameter.empty
+    if key in ("format", "key_format") and (
+        isinstance(value, Node) or (isinstance(value, str) and not isinstance(default, str))
+    ):
+        return _format(value, node, key, path, ctx)
+    if key == "schema" and isinstance(value, Node):
+        try:
+            return _schema(value, path)
+        except ConfigurationError as exc:
+            raise ctx.error(node, key, path, str(exc)) from None
+    if key == "filter" and isinstance(value, str):
+        try:
+            return parse_expression(value)
+        except ConfigurationError as exc:
+            raise ctx.error(node, key, path, str(exc)) from None
+    if isinstance(default, bytes) and isinstance(value, str):
+        return value.encode()
+    if key in _CALLABLE_PARAMS and isinstance(value, str) and _IMPORT_PATH.match(value):
+        try:
+            return import_object(value, key)
+        except ConfigurationError as exc:
+            raise ctx.error(node, key, path, str(exc)) from None
+    return _plain(value)
+
+
+def _parameters(cls: type) -> tuple[dict[str, inspect.Parameter], bool]:
+    """``cls.__init__``'s keyword-capable parameters and whether it takes ``**kwargs``."""
+    sig = inspect.signature(cls)
+    params = {
+        name: p
+        for name, p in sig.parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+    return params, var_kw
+
+
+def _construct(
+    cls: type,
+    mapping: Node,
+    path: str,
+    ctx: _Ctx,
+    *,
+    names: Sequence[str] | None = None,
+    skip: Sequence[str] = ("type",),
+    prefix: Mapping[str, Any] | None = None,
+) -> Any:
+    """``cls(**mapping)`` after checking the keys against its parameters (or ``names``)."""
+    params, var_kw = _parameters(cls)
+    allowed = list(names) if names is not None else list(params)
+    kwargs: dict[str, Any] = dict(prefix or {})
+    for key, value in mapping.items():
+        if key in skip:
+            continue
+        sub = f"{path}.{key}" if path else str(key)
+        if not isinstance(key, str) or (key not in allowed and not var_kw):
+            raise ctx.error(mapping, key, sub, f"unknown option; allowed: {', '.join(allowed) or '(none)'}")
+        kwargs[key] = _convert(cls, params.get(key), value, mapping, key, sub, ctx)
+    missing = [
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty and n not in kwargs and (names is None or n in names)
+    ]
+    if missing:
+        raise ctx.error(mapping, None, path, f"missing required option(s): {', '.join(missing)}")
+    try:
+        return cls(**kwargs)
+    except ConfigurationError as exc:
+        opt = exc.option
+        if opt in mapping:
+            raise ctx.error(mapping, opt, f"{path}.{opt}", _strip(str(exc), opt)) from None
+        raise ctx.error(mapping, None, path, str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ctx.error(mapping, None, path, f"{cls.__name__}: {exc}") from None
+
+
+# -- connectors ------------------------------------------------------------------------------------
+
+
+def resolve_connector(name: str, role: str) -> type:
+    """The class for connector ``name`` in ``role`` (``"source"`` or ``"sink"``).
+
+    ``name`` is a registry name, an alias from :data:`ALIASES`, or ``"package.module:Class"``. Raises
+    :class:`ConfigurationError` (unknown name, no class for that role, client library missing).
+    """
+    from ..connectors import registry
+
+    base: type = Source if role == "source" else Sink
+    if not isinstance(name, str):
+        raise ConfigurationError(f"type must be a string, got {type(name).__name__}", option="type")
+    if ":" in name:
+        cls = import_object(name, "type")
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise ConfigurationError(f"{name!r} is not an arrowflow {base.__name__}", option="type")
+        return cls
+    by_name = {info.name: info for info in registry.CONNECTORS}
+    info = by_name.get(ALIASES.get(name, name))
+    if info is None:
+        raise ConfigurationError(
+            f"unknown connector type {name!r}; known: {', '.join(sorted(by_name))} "
+            "(or 'package.module:Class')",
+            option="type",
+        )
+    classes = info.sources if role == "source" else info.sinks
+    if not classes:
+        have = [n for n, i in by_name.items() if (i.sources if role == "source" else i.sinks)]
+        raise ConfigurationError(
+            f"connector {name!r} has no {role}; {role}s: {', '.join(sorted(have))}", option="type"
+        )
+    try:
+        module = importlib.import_module(info.module)
+    except ImportError as exc:
+        extra = f" (pip install 'arrowflow[{info.extra}]')" if info.extra else ""
+        raise ConfigurationError(
+            f"connector {name!r} cannot be loaded: {exc}{extra}", option="type"
+        ) from None
+    return getattr(module, classes[0])  # type: ignore[no-any-return]
+
+
+def build_connector(spec: Any, role: str, *, filename: str = "<spec>", path: str | None = None) -> Any:
+    """Construct the source or sink described by ``spec`` (a mapping with ``type``).
+
+    ``spec`` may be a plain mapping (converted to a located :class:`Node` without line numbers).
+    """
+    path = role if path is None else path
+    ctx = _Ctx(filename)
+    node = spec if isinstance(spec, Node) else _to_node(spec)
+    if not isinstance(node, Node):
+        raise located(filename, None, path, f"must be a mapping with a type, got {_type_name(spec)}")
+    if "type" not in node:
+        raise ctx.error(node, None, path, "missing 'type' (a connector name or 'package.module:Class')")
+    type_name = node["type"]
+    if type_name is None:
+        type_name = "null"  # YAML reads ``type: null`` as None; the user means the null sink
+    try:
+        cls = resolve_connector(type_name, role)
+    except ConfigurationError as exc:
+        raise ctx.error(node, "type", f"{path}.type", str(exc)) from None
+    return _construct(cls, node, path, ctx)
+
+
+def _to_node(value: Any) -> Any:
+    if isinstance(value, (Node, NodeList)):
+        return value
+    if isinstance(value, Mapping):
+        node = Node({k: _to_node(v) for k, v in value.items()})
+        return node
+    if isinstance(value, list):
+        out = NodeList(_to_node(v) for v in value)
+        return out
+    return value
+
+
+# -- operators -------------------------------------------------------------------------------------
+
+
+def _op_filter(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import Filter
+
+    if not isinstance(value, str):
+        raise ctx.error(item, "filter", path, f"must be an expression string, got {_type_name(value)}")
+    try:
+        return Filter(parse_expression(value))
+    except ConfigurationError as exc:
+        raise ctx.error(item, "filter", path, str(exc)) from None
+
+
+def _op_select(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import Select
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ctx.error(item, "select", path, "must be a list of column names")
+    return Select(list(value))
+
+
+def _op_rename(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import Rename
+
+    if not isinstance(value, Node) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ctx.error(item, "rename", path, "must be a mapping old name -> new name")
+    return Rename(dict(value))
+
+
+def _op_with_columns(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import WithColumns
+
+    if not isinstance(value, Node) or not value:
+        raise ctx.error(item, "with_columns", path, "must be a mapping column -> expression")
+    columns: dict[str, Any] = {}
+    for name, expr in value.items():
+        if isinstance(expr, str):
+            try:
+                columns[str(name)] = parse_expression(expr)
+            except ConfigurationError as exc:
+                raise ctx.error(value, name, f"{path}.{name}", str(exc)) from None
+        elif expr is None or isinstance(expr, (int, float, bool)):
+            columns[str(name)] = expr
+        else:
+            raise ctx.error(
+                value, name, f"{path}.{name}", "must be an expression string or a number/bool literal"
+            )
+    return WithColumns(**columns)
+
+
+def _op_rebatch(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import Rebatch
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Node(rows=value)
+    if not isinstance(value, Node):
+        raise ctx.error(item, "rebatch", path, "must be a row count or {rows: N, bytes: M}")
+    return _construct(Rebatch, value, path, ctx, skip=())  # type: ignore[no-any-return]
+
+
+def _callable_op(cls_name: str, key: str) -> Callable[[Any, Node, str, _Ctx], Operator]:
+    def build(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+        from .. import ops
+
+        cls = getattr(ops, cls_name)
+        if isinstance(value, str):
+            value_node = Node(fn=value)
+            value_node.line = item.line_of(key)
+            value_node.key_lines["fn"] = item.line_of(key)
+            value = value_node
+        if not isinstance(value, Node) or "fn" not in value:
+            raise ctx.error(
+                item, key, path, "must be an import path 'module:function' or {fn: 'module:function', ...}"
+            )
+        try:
+            fn = import_object(value["fn"], "fn")
+        except ConfigurationError as exc:
+            raise ctx.error(value, "fn", f"{path}.fn", str(exc)) from None
+        return _construct(cls, value, path, ctx, skip=("fn",), prefix={"fn": fn})  # type: ignore[no-any-return]
+
+    return build
+
+
+def _op_key_by(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import KeyBy
+
+    if not isinstance(value, Node):
+        raise ctx.error(item, "key_by", path, "must be {columns: [...], num_partitions: N}")
+    return _construct(KeyBy, value, path, ctx, skip=())  # type: ignore[no-any-return]
+
+
+def _op_flat_map(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import FlatMap
+
+    if isinstance(value, str):
+        return FlatMap(value)
+    if not isinstance(value, Node):
+        raise ctx.error(item, "flat_map", path, "must be a column name or {column: name}")
+    return _construct(FlatMap, value, path, ctx, skip=())  # type: ignore[no-any-return]
+
+
+#: Operator name in YAML -> builder ``(value, item node, path, ctx) -> Operator``.
+OPERATORS: dict[str, Callable[[Any, Node, str, _Ctx], Operator]] = {
+    "filter": _op_filter,
+    "select": _op_select,
+    "rename": _op_rename,
+    "with_columns": _op_with_columns,
+    "rebatch": _op_rebatch,
+    "map_batches": _callable_op("MapBatches", "map_batches"),
+    "enrich": _callable_op("Enrich", "enrich"),
+    "key_by": _op_key_by,
+    "flat_map": _op_flat_map,
+}
+
+
+def _build_operators(value: Any, root: Node, ctx: _Ctx) -> list[Operator]:
+    if value is None:
+        return []
+    if not isinstance(value, NodeList):
+        raise ctx.error(root, "operators", "operators", f"must be a list, got {_type_name(value)}")
+    ops: list[Operator] = []
+    allowed = ", ".join(OPERATORS)
+    for i, item in enumerate(value):
+        path = f"operators[{i}]"
+        if not isinstance(item, Node) or len(item) != 1:
+            raise ctx.error(value, i, path, f"each operator is a one-key mapping; one of: {allowed}")
+        name, arg = next(iter(item.items()))
+        builder = OPERATORS.get(name)
+        if builder is None:
+            raise ctx.error(item, name, f"{path}.{name}", f"unknown operator; allowed: {allowed}")
+        ops.append(builder(arg, item, f"{path}.{name}", ctx))
+    return ops
+
+
+# -- the document ----------------------------------------------------------------------------------
+
+
+def _run_options(value: Any, root: Node, ctx: _Ctx) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Node):
+        raise ctx.error(root, "run", "run", f"must be a mapping, got {_type_name(value)}")
+    out: dict[str, Any] = {}
+    for key, v in value.items():
+        if key not in RUN_OPTIONS:
+            raise ctx.error(value, key, f"run.{key}", f"unknown option; allowed: {', '.join(RUN_OPTIONS)}")
+        out[key] = v
+    try:
+        _check_run_options(out)
+    except ConfigurationError as exc:
+        opt = exc.option if exc.option in value else None
+        raise ctx.error(value, opt, f"run.{opt}" if opt else "run", _strip(str(exc), opt)) from None
+    return out
+
+
+def _check_run_options(options: Mapping[str, Any]) -> None:
+    from ..pipeline import RunConfig
+
+    RunConfig(**options)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A built pipeline and the ``run:`` options of its document.
+
+    ``run(**overrides)`` runs it (blocking); overrides win over the file's ``run:`` section.
+    """
+
+    pipeline: Any
+    run_options: dict[str, Any] = field(default_factory=dict)
+    filename: str = "<spec>"
+
+    @property
+    def source(self) -> Source:
+        return self.pipeline.source  # type: ignore[no-any-return]
+
+    @property
+    def sink(self) -> Sink:
+        return self.pipeline.sink  # type: ignore[no-any-return]
+
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        """The effective run options (file, then non-``None`` overrides), validated."""
+        opts = {**self.run_options, **{k: v for k, v in overrides.items() if v is not None}}
+        _check_run_options({k: v for k, v in opts.items() if k in RUN_OPTIONS})
+        return opts
+
+    def run(self, **overrides: Any) -> Any:
+        """Run the pipeline (see :meth:`arrowflow.Pipeline.run`); returns its ``RunResult``."""
+        return self.pipeline.run(**self.options(**overrides))
+
+
+def build_pipeline(document: Any, filename: str = "<spec>") -> PipelineSpec:
+    """Build a :class:`PipelineSpec` from a parsed document (a :class:`Node` or a plain mapping)."""
+    from ..pipeline import Pipeline
+
+    ctx = _Ctx(filename)
+    root = _to_node(document)
+    if not isinstance(root, Node):
+        raise located(
+            filename, None, "", f"a pipeline file is a mapping with source/sink, got {_type_name(document)}"
+        )
+    for key in root:
+        if key not in _TOP_LEVEL:
+            raise ctx.error(root, key, str(key), f"unknown section; allowed: {', '.join(_TOP_LEVEL)}")
+    for key in ("source", "sink"):
+        if key not in root:
+            raise ctx.error(root, None, key, "missing (a mapping with type: and the connector's options)")
+    source = build_connector(root["source"], "source", filename=filename)
+    operators = _build_operators(root.get("operators"), root, ctx)
+    sink = build_connector(root["sink"], "sink", filename=filename)
+    run_options = _run_options(root.get("run"), root, ctx)
+    pipeline = Pipeline(source)
+    for op in operators:
+        pipeline = pipeline.via(op)
+    return PipelineSpec(pipeline.to(sink), run_options, filename)
+
+
+def apply_overrides(document: Node, overrides: Sequence[str], *, filename: str = "<spec>") -> Node:
+    """Apply ``key.path=value`` overrides (values parsed as YAML scalars; ``a.b[0].c`` indexes lists)."""
+    import yaml
+
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigurationError(f"--set {item!r}: expected key.path=value", option="set")
+        dotted, _, text = item.partition("=")
+        parts = _split_path(dotted)
+        if not parts:
+            raise ConfigurationError(f"--set {item!r}: empty key", option="set")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, (dict, list)):
+            value = _to_node(value)
+        target: Any = document
+        for part in parts[:-1]:
+            if isinstance(target, NodeList) and isinstance(part, int) and part < len(target):
+                target = target[part]
+            elif isinstance(target, Node):
+                if not isinstance(target.get(part), (Node, NodeList)):
+                    target[part] = Node()
+                target = target[part]
+            else:
+                raise ConfigurationError(f"--set {dotted}: {part!r} is not a mapping key here", option="set")
+        last = parts[-1]
+        if isinstance(target, NodeList) and isinstance(last, int) and last < len(target):
+            target[last] = value
+        elif isinstance(target, Node):
+            target[last] = value
+            target.raw.pop(last, None)
+        else:
+            raise ConfigurationError(f"--set {dotted}: cannot set {last!r} here", option="set")
+    return document
+
+
+def _split_path(dotted: str) -> list[str | int]:
+    out: list[str | int] = []
+    for part in dotted.split("."):
+        m = re.fullmatch(r"([^\[\]]*)((?:\[\d+\])*)", part)
+        if m is None:
+            raise ConfigurationError(f"--set {dotted!r}: bad key path", option="set")
+        if m.group(1):
+            out.append(m.group(1))
+        out.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return out
+
+
+def load_pipeline(
+    path: str | os.PathLike[str],
+    *,
+    overrides: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> PipelineSpec:
+    """Read, validate and build the pipeline file at ``path`` (nothing runs).
+
+    ``overrides`` are ``key.path=value`` strings applied before ``${ENV}`` expansion and validation.
+    """
+    p = Path(path)
+    filename = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"{filename}: cannot read: {exc.strerror or exc}", option="file") from None
+    document = load_yaml(text, filename, environ=environ, expand=False)
+    if overrides:
+        if not isinstance(document, Node):
+            raise located(filename, None, "", "a pipeline file is a mapping with source/sink")
+        apply_overrides(document, overrides, filename=filename)
+    document = expand_tree(document, filename, environ=environ)
+    return build_pipeline(document, filename)

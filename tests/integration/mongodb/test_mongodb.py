@@ -1,0 +1,192 @@
+"""MongoSink, MongoSource, MongoChangeStreamSource against SecantusDB (MongoDB wire protocol, loopback)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import bson
+import pyarrow as pa
+import pytest
+
+from arrowflow.connectors.memory import MemorySink
+from arrowflow.connectors.mongodb import MongoChangeStreamSource, MongoSink, MongoSource
+from arrowflow.errors import ArrowflowError
+
+DB = "arrowflow_it"
+
+
+@pytest.fixture()
+def coll(mongodb_uri: str) -> Iterator[str]:
+    import pymongo
+
+    name = f"c_{uuid.uuid4().hex[:10]}"
+    yield name
+    with pymongo.MongoClient(mongodb_uri) as client:
+        client[DB].drop_collection(name)
+
+
+def _docs(uri: str, name: str) -> list[dict]:
+    import pymongo
+
+    with pymongo.MongoClient(uri) as client:
+        return list(client[DB][name].find({}, sort=[("_id", 1)]))
+
+
+def _typed_table(n: int) -> pa.Table:
+    oids = [bson.ObjectId().binary for _ in range(n)]
+    return pa.table(
+        {
+            "_id": pa.array(sorted(oids), pa.binary(12)),
+            "i32": pa.array([i if i % 3 else None for i in range(n)], pa.int32()),
+            "i64": pa.array([i * 2**33 for i in range(n)], pa.int64()),
+            "f64": pa.array([i / 4 for i in range(n)], pa.float64()),
+            "s": pa.array([f"s-{i}-é" if i % 4 else None for i in range(n)], pa.string()),
+            "b": pa.array([bytes([i % 256]) * 3 for i in range(n)], pa.binary()),
+            "ok": pa.array([i % 2 == 0 for i in range(n)]),
+            "ts": pa.array([1_700_000_000_000 + i for i in range(n)], pa.timestamp("ms", "UTC")),
+            "d": pa.array([dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(n)], pa.date32()),
+            "dec": pa.array([decimal.Decimal(i).scaleb(-2) for i in range(n)], pa.decimal128(12, 2)),
+            "l": pa.array([[i, None] if i % 5 else [] for i in range(n)], pa.list_(pa.int64())),
+            "st": pa.array(
+                [{"x": i, "y": str(i)} if i % 6 else None for i in range(n)],
+                pa.struct([("x", pa.int64()), ("y", pa.string())]),
+            ),
+            "m": pa.array([[("k", float(i))] for i in range(n)], pa.map_(pa.string(), pa.float64())),
+        }
+    )
+
+
+def test_round_trip_every_type(mongodb_uri: str, coll: str) -> None:
+    data = _typed_table(300)
+    sink = MongoSink(mongodb_uri, DB, coll, batch_size=64)
+    sink.write_table(data)
+    sink.close()
+    assert sink.metrics()["rows_written"] == 300
+    docs = _docs(mongodb_uri, coll)
+    assert docs[1]["_id"] == bson.ObjectId(data.column("_id")[1].as_py())
+    assert isinstance(docs[1]["dec"], bson.Decimal128)
+    back = MongoSource(mongodb_uri, DB, coll, schema=data.schema, num_splits=3).read_all()
+    back = back.sort_by("_id")
+    assert back.equals(data), back.schema
+
+
+def test_source_filter_projection_and_resume(mongodb_uri: str, coll: str) -> None:
+    data = pa.table(
+        {
+            "_id": pa.array(range(100), pa.int64()),
+            "v": pa.array(range(100), pa.int64()),
+            "w": pa.array(["x"] * 100),
+        }
+    )
+    sink = MongoSink(mongodb_uri, DB, coll, batch_size=1000)
+    sink.write_table(data)
+    sink.close()
+    schema = pa.schema([("_id", pa.int64()), ("v", pa.int64())])
+    src = MongoSource(mongodb_uri, DB, coll, filter={"v": {"$gte": 50}}, projection={"w": 0}, schema=schema)
+    (split,) = src.plan()
+    reader = src.open(split)
+    first = reader.read_batch(20, 1.0)
+    assert first is not None and first.column("_id").to_pylist() == list(range(50, 70))
+    position = json.loads(json.dumps(reader.snapshot()))
+    reader.close()
+    reader = src.open(split, position)
+    rest = []
+    while not reader.finished:
+        batch = reader.read_batch(7, 1.0)
+        if batch is not None:
+            rest.extend(batch.column("_id").to_pylist())
+    reader.close()
+    assert rest == list(range(70, 100))
+
+
+def test_upserts_are_idempotent(mongodb_uri: str, coll: str) -> None:
+    data = pa.table({"key": pa.array([1, 2, 3], pa.int64()), "v": ["a", "b", "c"]})
+    for mode in ("replace", "update"):
+        for _ in range(2):  # writing twice leaves one document per key
+            sink = MongoSink(mongodb_uri, DB, coll, mode=mode, keys="key")
+            sink.write_table(data)
+            sink.close()
+    changed = pa.table({"key": pa.array([2], pa.int64()), "v": ["B"]})
+    sink = MongoSink(mongodb_uri, DB, coll, mode="update", keys=["key"])
+    sink.write_table(changed)
+    sink.close()
+    docs = sorted(_docs(mongodb_uri, coll), key=lambda d: d["key"])
+    assert [(d["key"], d["v"]) for d in docs] == [(1, "a"), (2, "B"), (3, "c")]
+
+
+def test_duplicate_keys_go_to_the_error_policy(mongodb_uri: str, coll: str) -> None:
+    first = pa.table({"_id": pa.array([1, 2, 3], pa.int64()), "v": ["a", "b", "c"]})
+    sink = MongoSink(mongodb_uri, DB, coll)
+    sink.write_table(first)
+    sink.close()
+    again = pa.table({"_id": pa.array([3, 4, 1, 5], pa.int64()), "v": ["x", "d", "y", "e"]})
+    dead = MemorySink()
+    sink = MongoSink(mongodb_uri, DB, coll, error_policy=dead)
+    sink.write_table(again)
+    sink.close()
+    letters = dead.table()
+    assert sorted(letters.column("_id").to_pylist()) == [1, 3]
+    assert all("11000" in e for e in letters.column("error").to_pylist())
+    assert [d["_id"] for d in _docs(mongodb_uri, coll)] == [1, 2, 3, 4, 5]
+    # ordered: the write stops at the duplicate; later documents are re-sent, not lost.
+    sink = MongoSink(mongodb_uri, DB, coll, ordered=True, error_policy="skip")
+    sink.write_table(pa.table({"_id": pa.array([6, 2, 7], pa.int64()), "v": ["f", "z", "g"]}))
+    sink.close()
+    assert sink.error_policy.skipped == 1
+    assert [d["_id"] for d in _docs(mongodb_uri, coll)] == [1, 2, 3, 4, 5, 6, 7]
+    # ignore_duplicates: re-inserting after a restart is harmless.
+    sink = MongoSink(mongodb_uri, DB, coll, ignore_duplicates=True)
+    assert sink.idempotent
+    sink.write_table(pa.table({"_id": pa.array([1, 8], pa.int64()), "v": ["again", "h"]}))
+    sink.close()
+    docs = _docs(mongodb_uri, coll)
+    assert [d["_id"] for d in docs] == [1, 2, 3, 4, 5, 6, 7, 8] and docs[0]["v"] == "a"
+    # fail: the error surfaces.
+    sink = MongoSink(mongodb_uri, DB, coll)
+    with pytest.raises(ArrowflowError, match="11000"):
+        sink.write_table(first)
+        sink.flush()
+    with pytest.raises(ArrowflowError):
+        sink.close()
+
+
+def test_change_stream_resumes_from_token(mongodb_uri: str, coll: str) -> None:
+    import pymongo
+
+    schema = pa.schema([("_id", pa.int64()), ("v", pa.string())])
+    src = MongoChangeStreamSource(mongodb_uri, DB, coll, schema=schema)
+    (split,) = src.plan()
+    reader = src.open(split)
+    with pymongo.MongoClient(mongodb_uri) as client:
+        c = client[DB][coll]
+        c.insert_many([{"_id": 1, "v": "a"}, {"_id": 2, "v": "b"}])
+        got = _drain(reader, 2)
+        assert got.column("_operation").to_pylist() == ["insert", "insert"]
+        assert got.column("v").to_pylist() == ["a", "b"]
+        token = json.loads(json.dumps(reader.snapshot()))
+        reader.close()
+        c.delete_one({"_id": 1})
+        c.insert_one({"_id": 3, "v": "c"})
+    reader = src.open(split, token)
+    got = _drain(reader, 2)
+    reader.close()
+    assert got.column("_operation").to_pylist() == ["delete", "insert"]
+    assert got.column("v").to_pylist() == [None, "c"]
+    assert json.loads(got.column("_document_key")[0].as_py()) == {"_id": {"$numberInt": "1"}}
+
+
+def _drain(reader, n: int) -> pa.Table:
+    batches = []
+    deadline = time.monotonic() + 20
+    while sum(b.num_rows for b in batches) < n and time.monotonic() < deadline:
+        batch = reader.read_batch(100, 0.5)
+        if batch is not None:
+            batches.append(batch)
+    table = pa.Table.from_batches(batches)
+    assert table.num_rows == n
+    return table

@@ -1,0 +1,326 @@
+"""PulsarSource / PulsarSink against pulsar-lite (Pulsar binary protocol) on 127.0.0.1:6650.
+
+Round trips through the real broker, acknowledgement on checkpoint commit (what is not committed is
+redelivered), subscription types, start/stop cursors, key routing with Key_Shared, poison messages to
+a dead-letter sink, and SIGKILL crash/restart runs of both directions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from arrowflow import Pipeline
+from arrowflow.connectors.collection import CollectionSource
+from arrowflow.connectors.memory import MemorySink
+from arrowflow.connectors.pulsar_broker import PulsarSink, PulsarSource, decode_message_id, encode_message_id
+from arrowflow.errors import ConfigurationError, SerializationError
+from arrowflow.formats import Json
+from arrowflow.testing import assert_same_rows, make_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
+from crash_harness import CrashReport, run_with_crashes
+
+HERE = Path(__file__).resolve().parent
+SCHEMA = make_table(1).schema
+
+
+def _topic() -> str:
+    return f"persistent://public/default/it-{uuid.uuid4().hex[:12]}"
+
+
+def _write(url: str, topic: str, table: pa.Table, **kw: object) -> None:
+    with PulsarSink(url, topic=topic, **kw) as sink:  # type: ignore[arg-type]
+        sink.write_table(table)
+
+
+def _read_ids(reader: object, want: int, max_rows: int = 1000, rounds: int = 200) -> list[pa.RecordBatch]:
+    out: list[pa.RecordBatch] = []
+    got = 0
+    for _ in range(rounds):
+        if got >= want:
+            break
+        b = reader.read_batch(max_rows, 0.2)  # type: ignore[attr-defined]
+        if b is not None:
+            out.append(b)
+            got += b.num_rows
+    return out
+
+
+def test_pipeline_round_trip_with_metadata(pulsar_url: str) -> None:
+    topic = _topic()
+    data = make_table(3000)
+    Pipeline(CollectionSource(data, batch_size=700)).to(
+        PulsarSink(pulsar_url, topic=topic, key_column="name", value_columns=SCHEMA.names)
+    ).run(progress=False)
+    src = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="rt",
+        format=Json(SCHEMA),
+        stop="latest",
+        metadata_columns=["_key", "_topic", "_message_id", "_publish_time", "_redelivery_count"],
+    )
+    table = src.read_all()
+    assert_same_rows(table.select(SCHEMA.names), data)
+    # Single-producer, single-partition topic: order is kept.
+    assert table.column("id").to_pylist() == list(range(3000))
+    assert table.column("_key").to_pylist() == data.column("name").to_pylist()
+    assert set(table.column("_topic").to_pylist()) == {topic}
+    ids = table.column("_message_id").to_pylist()
+    assert len(set(ids)) == 3000
+    assert decode_message_id(encode_message_id(decode_message_id(ids[5]))).serialize() == ids[5]
+    assert table.column("_redelivery_count").to_pylist() == [0] * 3000
+
+
+def test_uncommitted_messages_are_redelivered_and_committed_ones_not(pulsar_url: str) -> None:
+    topic = _topic()
+    # Unbatched: Pulsar acknowledges whole entries, so a partly acknowledged batch comes back whole.
+    _write(pulsar_url, topic, make_table(1000), producer_batching=False)
+    for stype in ("shared", "exclusive"):
+        src = PulsarSource(
+            pulsar_url,
+            topics=topic,
+            subscription=f"ack-{stype}",
+            subscription_type=stype,
+            format=Json(SCHEMA),
+        )
+        reader = src.open(src.plan()[0])
+        first = _read_ids(reader, 400, max_rows=100)
+        committed = reader.snapshot()
+        more = _read_ids(reader, 200, max_rows=100)
+        assert sum(b.num_rows for b in first) >= 400 and more
+        reader.commit(committed)  # acknowledges only what that snapshot holds
+        reader.close()
+        # A new run without a position (shared: the broker is the truth) gets everything not acked.
+        again = src.open(src.plan()[0])
+        rest = pa.Table.from_batches(_read_ids(again, 1000 - 400))
+        again.close()
+        first_ids = set(pa.Table.from_batches(first).column("id").to_pylist())
+        rest_ids = set(rest.column("id").to_pylist())
+        assert first_ids | rest_ids == set(range(1000)), stype
+        assert not first_ids & rest_ids, f"{stype}: committed messages were redelivered"
+
+
+def test_exclusive_resume_from_position_skips_returned_rows(pulsar_url: str) -> None:
+    topic = _topic()
+    _write(pulsar_url, topic, make_table(500), batching_max_messages=32)
+    src = PulsarSource(pulsar_url, topics=topic, subscription="pos", format=Json(SCHEMA), stop="latest")
+    reader = src.open(src.plan()[0])
+    first = _read_ids(reader, 150, max_rows=37)
+    position = json.loads(json.dumps(reader.snapshot()))
+    reader.close()  # nothing committed: the broker redelivers all, the position filters
+    resumed = src.open(src.plan()[0], position)
+    rest = []
+    while not resumed.finished:
+        b = resumed.read_batch(1000, 0.2)
+        if b is not None:
+            rest.append(b)
+    resumed.close()
+    ids = (
+        pa.concat_tables([pa.Table.from_batches(first), pa.Table.from_batches(rest)]).column("id").to_pylist()
+    )
+    assert sorted(ids) == list(range(500))
+
+
+def test_start_and_stop_cursors(pulsar_url: str) -> None:
+    topic = _topic()
+    _write(pulsar_url, topic, make_table(300), producer_batching=False)
+    everything = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="all",
+        format=Json(SCHEMA),
+        stop="latest",
+        metadata_columns=["_message_id", "_publish_time"],
+    ).read_all()
+    ids = everything.column("_message_id").to_pylist()
+    start, stop = ids[100], ids[250]
+    window = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="window",
+        format=Json(SCHEMA),
+        start={"message_id": start},
+        stop={"message_id": encode_message_id(decode_message_id(stop))},
+    ).read_all()
+    assert window.column("id").to_pylist() == list(range(100, 250))
+    # Publish-time cursors: everything published at or after the 200th message's time.
+    t200 = everything.column("_publish_time")[200].value
+    later = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="time",
+        format=Json(SCHEMA),
+        start={"publish_time": t200},
+        stop="latest",
+    ).read_all()
+    expected = [
+        i for i, t in enumerate(everything.column("_publish_time").cast(pa.int64()).to_pylist()) if t >= t200
+    ]
+    assert later.column("id").to_pylist() == expected
+    assert expected[0] <= 200
+    # "latest" as a start cursor on a new subscription: nothing of the backlog.
+    src = PulsarSource(pulsar_url, topics=topic, subscription="latest", format=Json(SCHEMA), start="latest")
+    reader = src.open(src.plan()[0])
+    assert reader.read_batch(100, 0.5) is None
+    _write(pulsar_url, topic, make_table(5).set_column(0, "id", pa.array(range(1000, 1005))))
+    new = pa.Table.from_batches(_read_ids(reader, 5))
+    reader.close()
+    assert new.column("id").to_pylist() == list(range(1000, 1005))
+
+
+def test_key_shared_consumers_get_disjoint_keys(pulsar_url: str) -> None:
+    topic = _topic()
+    src = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="ks",
+        subscription_type="key_shared",
+        consumers=2,
+        format=Json(SCHEMA),
+    )
+    readers = [src.open(s) for s in src.plan()]  # Key_Shared: subscribe before producing
+    data = make_table(1200)
+    data = data.set_column(2, "name", pa.array([f"key-{i % 16}" for i in range(1200)]))
+    _write(pulsar_url, topic, data, key_column="name", value_columns=SCHEMA.names)
+    parts = [[], []]
+    total = 0
+    for _ in range(300):
+        if total >= 1200:
+            break
+        for i, r in enumerate(readers):
+            b = r.read_batch(500, 0.1)
+            if b is not None:
+                parts[i].append(b)
+                total += b.num_rows
+    for r in readers:
+        r.close()
+    tables = [pa.Table.from_batches(p, schema=SCHEMA) for p in parts]
+    assert sum(t.num_rows for t in tables) == 1200
+    keys = [set(t.column("name").to_pylist()) for t in tables]
+    assert not keys[0] & keys[1], "a key went to both consumers"
+    for t in tables:  # per-key order is kept
+        for k in set(t.column("name").to_pylist()):
+            ids = [
+                i
+                for i, n in zip(t.column("id").to_pylist(), t.column("name").to_pylist(), strict=True)
+                if n == k
+            ]
+            assert ids == sorted(ids)
+
+
+def test_poison_messages_go_to_dead_letter_sink(pulsar_url: str) -> None:
+    topic = _topic()
+    raw = pa.table({"value": pa.array([b'{"id": 1}', b"not json", b'{"id": 3}', b"\xff\xfe"], pa.binary())})
+    _write(pulsar_url, topic, raw, value_column="value")
+    dead = MemorySink()
+    src = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="dlq",
+        format=Json(pa.schema([("id", pa.int64())])),
+        stop="latest",
+        error_policy=dead,
+    )
+    table = src.read_all()
+    assert table.column("id").to_pylist() == [1, 3]
+    bad = dead.table()
+    assert bad.column("payload").to_pylist() == [b"not json", b"\xff\xfe"]
+    assert set(bad.column("topic").to_pylist()) == {topic}
+    assert bad.column("message_id").null_count == 0 and all(bad.column("error").to_pylist())
+    with pytest.raises(SerializationError):
+        PulsarSource(
+            pulsar_url,
+            topics=topic,
+            subscription="dlq-fail",
+            format=Json(pa.schema([("id", pa.int64())])),
+            stop="latest",
+        ).read_all()
+
+
+def test_sink_failures_follow_the_error_policy(pulsar_url: str) -> None:
+    topic = _topic()
+    dead = MemorySink()
+    # A message over the client's max size is refused: the row goes to the dead-letter sink.
+    big = pa.table({"value": pa.array([b"ok-1", b"x" * (6 * 1024 * 1024), b"ok-2"], pa.binary())})
+    with PulsarSink(pulsar_url, topic=topic, value_column="value", error_policy=dead) as sink:
+        sink.write_table(big)
+    assert dead.table().num_rows == 1 and "MessageTooBig" in dead.table().column("error")[0].as_py()
+    back = PulsarSource(pulsar_url, topics=topic, subscription="b", stop="latest").read_all()
+    assert back.column("value").to_pylist() == [b"ok-1", b"ok-2"]
+
+
+def test_configuration_is_validated() -> None:
+    with pytest.raises(ConfigurationError) as e:
+        PulsarSource(topics="t", subscription="s", subscription_type="fanout")
+    assert e.value.option == "subscription_type"
+    with pytest.raises(ConfigurationError) as e:
+        PulsarSource(topics="t", subscription="s", consumers=2)
+    assert e.value.option == "consumers"
+    with pytest.raises(ConfigurationError) as e:
+        PulsarSource(topics="t", subscription="s", start={"offset": 3})
+    assert e.value.option == "start"
+    with pytest.raises(ConfigurationError) as e:
+        PulsarSource("http://x", topics="t", subscription="s")
+    assert e.value.option == "service_url"
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, str(HERE / "pulsar_crash_pipeline.py"), *args]
+
+
+def test_sigkill_produce_and_consume(pulsar_url: str, tmp_path: Path) -> None:
+    rows = 1500
+    topic = _topic()
+    common = ["--url", pulsar_url, "--topic", topic]
+
+    def produced_ok(report: CrashReport) -> None:
+        assert "done" in report.final_stdout
+
+    produced = run_with_crashes(
+        _command("produce", *common, "--rows", str(rows), "--checkpoint-dir", str(tmp_path / "cp1")),
+        verify=produced_ok,
+        kills=3,
+        min_delay=0.3,
+        max_delay=1.5,
+        ready_line="started",
+        seed=5,
+        timeout=120,
+    )
+    assert produced.kills + produced.early_exits >= 1
+    everything = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="check",
+        format=Json(pa.schema([("id", pa.int64())])),
+        stop="latest",
+    ).read_all()
+    n_messages = everything.num_rows
+    assert set(everything.column("id").to_pylist()) == set(range(rows)), "rows lost (at-least-once)"
+    out = tmp_path / "out"
+
+    def consumed_ok(report: CrashReport) -> None:
+        table = ds.dataset(str(out), format="parquet").to_table()
+        mids = table.column("_message_id").to_pylist()
+        assert len(mids) == len(set(mids)), f"{len(mids) - len(set(mids))} messages written twice"
+        assert len(mids) == n_messages, f"{n_messages - len(mids)} messages missing"
+        assert set(table.column("id").to_pylist()) == set(range(rows))
+
+    consumed = run_with_crashes(
+        _command("consume", *common, "--checkpoint-dir", str(tmp_path / "cp2"), "--out", str(out)),
+        verify=consumed_ok,
+        kills=3,
+        min_delay=0.3,
+        max_delay=1.2,
+        ready_line="started",
+        seed=9,
+        timeout=120,
+    )
+    assert consumed.kills + consumed.early_exits >= 1

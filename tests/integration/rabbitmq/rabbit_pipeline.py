@@ -1,0 +1,86 @@
+"""RabbitMQSource(dedup=message_id) -> FileSink (two-phase, parquet), exactly-once; or (``--activemq``)
+ActiveMQSource -> FileSink, at-least-once (the source does not deduplicate). Run as its own process by
+the SIGKILL crash tests. Rows are ``{"id": int, "text": str}``; the run stops (final checkpoint) once
+it has seen ``id == last`` or after ``idle`` quiet seconds. Prints ``started`` on the first batch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from arrowflow import Pipeline
+from arrowflow.connectors.filesystem import FileSink
+from arrowflow.connectors.rabbitmq import RabbitMQSource
+from arrowflow.formats import Json
+from arrowflow.ops.base import Operator
+
+SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
+
+
+class StopAtLast(Operator):
+    name = "stop-at-last"
+
+    def __init__(self, last: int, stop: threading.Event, idle: float) -> None:
+        self.last, self.stop, self.announced = last, stop, False
+        self.last_batch = time.monotonic()
+        threading.Thread(target=self._watch, args=(idle,), daemon=True).start()
+
+    def _watch(self, idle: float) -> None:
+        while not self.stop.wait(0.2):
+            if time.monotonic() - self.last_batch > idle:
+                self.stop.set()
+
+    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
+        self.last_batch = time.monotonic()
+        if not self.announced:
+            print("started", flush=True)
+            self.announced = True
+        time.sleep(0.02)
+        if pc.any(pc.equal(batch.column("id"), self.last)).as_py():
+            self.stop.set()
+        return [batch]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--queue", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--last", type=int, required=True)
+    ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("--idle", type=float, default=3.0)
+    ap.add_argument("--activemq", action="store_true", help="--url is host:port, --queue a /queue/NAME")
+    args = ap.parse_args(argv)
+    source: Any
+    if args.activemq:
+        from arrowflow.connectors.activemq import ActiveMQSource
+
+        host, port = args.url.rsplit(":", 1)
+        source = ActiveMQSource(host, int(port), destination=args.queue, format=Json(SCHEMA), prefetch=500)
+    else:
+        source = RabbitMQSource(
+            args.url, queue=args.queue, format=Json(SCHEMA), prefetch=500, dedup="message_id"
+        )
+    stop = threading.Event()
+    Pipeline(source).via(StopAtLast(args.last, stop, args.idle)).to(FileSink(args.out)).run(
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_interval=0.2,
+        guarantee="exactly-once",
+        progress=False,
+        max_batch_rows=50,
+        queue_size=2,
+        stop_event=stop,
+    )
+    print("done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
