@@ -73,6 +73,8 @@ def test_connectors_table_lists_every_connector() -> None:
         assert line is not None, f"{info.name} missing from:\n{result.output}"
         assert info.status in line
         assert ("yes" if registry.available(info) else "no") in line
+        # The pip extra is printed as typed, not eaten as a rich markup tag.
+        assert (f"arrowflow[{info.extra}]" if info.extra else "(core)") in line
 
 
 def test_connectors_via_python_m() -> None:

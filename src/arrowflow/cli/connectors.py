@@ -46,12 +46,14 @@ def connectors_command(as_json: bool) -> None:
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Cells are plain text: "arrowflow[kafka]" would otherwise be read as a rich markup tag.
     table = Table(title="arrowflow connectors")
     for col in ("name", "sources", "sinks", "extra", "installed", "status", "tested against"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(
+        cells = [
             row["name"],
             ", ".join(row["sources"]) or "-",
             ", ".join(row["sinks"]) or "-",
@@ -59,7 +61,8 @@ def connectors_command(as_json: bool) -> None:
             "yes" if row["installed"] else "no",
             row["status"],
             row["tested_against"] or "-",
-        )
+        ]
+        table.add_row(*(Text(cell) for cell in cells))
     console = Console()
     if not console.is_terminal:
         # Piped output: rich would assume 80 columns and fold every cell; keep one line per connector.
