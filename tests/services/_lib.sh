@@ -31,9 +31,11 @@ apt_need() {
     as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
     made_policy=1
   fi
-  as_root apt-get update -qq >/dev/null 2>&1
+  # Another script (or a person) may be installing at the same time: wait for dpkg's lock, not fail.
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null 2>&1
   # shellcheck disable=SC2086
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -y -qq install $missing >"$STATE/apt.log" 2>&1
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -qq install $missing \
+    >"$STATE/apt.log" 2>&1
   rc=$?
   [ -n "$made_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
   [ $rc = 0 ] || die "apt-get install$missing failed (see $STATE/apt.log)"
