@@ -1,0 +1,99 @@
+"""A search-sink pipeline run as its own process by the SIGKILL crash test (tests/integration/crash harness).
+
+DataGen (deterministic: ``id`` = 0..rows-1 plus seeded random columns, so a restart regenerates the
+same rows) -> a slow pass-through operator -> ``OpenSearchSink`` or ``ElasticsearchSink`` with
+``_id`` from the ``id`` column, checkpointed every ``--checkpoint-interval`` seconds with
+``guarantee="exactly-once"`` (allowed because the sink is idempotent). Rows written after the last
+checkpoint are written again after a restart; with ids they overwrite the same documents.
+Prints ``started`` once the first batch passes and ``done`` at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import pyarrow as pa
+from search_helpers import client_options
+
+from arrowflow import Pipeline
+from arrowflow.connectors.datagen import Bool, DataGenSource, RandomString, Uniform
+from arrowflow.connectors.datagen import Sequence as Seq
+from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH
+from arrowflow.connectors.search.elasticsearch import ElasticsearchSink
+from arrowflow.connectors.search.opensearch import OpenSearchSink
+from arrowflow.ops.base import Operator
+
+SEED = 7
+BATCH = 50
+
+
+def make_source(rows: int) -> DataGenSource:
+    """The deterministic source (the test regenerates the expected table from it)."""
+    return DataGenSource(
+        fields={
+            "id": Seq(),
+            "text": RandomString(length=(5, 12)),
+            "value": Uniform(low=-1000.0, high=1000.0),
+            "flag": Bool(),
+        },
+        count=rows,
+        seed=SEED,
+        batch_size=BATCH,
+    )
+
+
+class Announce(Operator):
+    """Passes batches through, sleeping ``delay`` per batch so that a run lasts long enough to be killed."""
+
+    name = "announce"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.announced = False
+
+    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
+        if not self.announced:
+            print("started", flush=True)
+            self.announced = True
+        time.sleep(self.delay)
+        return [batch]
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind", choices=["opensearch", "elasticsearch"])
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--index", required=True)
+    ap.add_argument("--rows", type=int, default=4000)
+    ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("--checkpoint-interval", type=float, default=0.4)
+    args = ap.parse_args(argv)
+    flavor, sink_cls = (
+        (OPENSEARCH, OpenSearchSink) if args.kind == "opensearch" else (ELASTICSEARCH, ElasticsearchSink)
+    )
+    sink = sink_cls(
+        args.url,
+        args.index,
+        id_column="id",
+        client_options=client_options(flavor, args.url),
+        max_actions=40,  # several requests per checkpoint interval reach the server before a kill
+        flush_interval=0.05,
+    )
+    assert sink.idempotent
+    Pipeline(make_source(args.rows)).via(Announce(0.03)).to(sink).run(
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_interval=args.checkpoint_interval,
+        guarantee="exactly-once",
+        progress=False,
+        max_batch_rows=BATCH,
+        queue_size=2,
+    )
+    print("done", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

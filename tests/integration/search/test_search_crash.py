@@ -1,0 +1,111 @@
+"""SIGKILL crash/restart of a checkpointed DataGen -> search sink pipeline with ``_id`` from the data.
+
+The pipeline (``search_crash_pipeline.py``) runs as its own process; the crash harness kills it with
+SIGKILL from this process at seeded random moments, restarts it from its checkpoint directory, and
+finally lets it run to the end. Rows written after the last checkpoint are written again on restart,
+so the server sees more writes than rows; because every write carries the row's id, the index must
+end up holding every row exactly once, with the values the deterministic source generates.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from search_crash_pipeline import make_source
+from search_helpers import admin, check_server, client_options, count, new_index, server_url
+
+from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH, Flavor
+from arrowflow.connectors.search.elasticsearch import ElasticsearchSource
+from arrowflow.connectors.search.opensearch import OpenSearchSource
+from arrowflow.testing import assert_same_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
+from crash_harness import CrashReport, run_with_crashes
+
+HERE = Path(__file__).resolve().parent
+FLAVORS = {
+    "opensearch": (OPENSEARCH, OpenSearchSource),
+    "elasticsearch": (ELASTICSEARCH, ElasticsearchSource),
+}
+MAPPINGS = {
+    "properties": {"text": {"type": "keyword"}, "value": {"type": "double"}, "flag": {"type": "boolean"}}
+}
+ROWS = 4000
+
+
+@pytest.fixture(params=sorted(FLAVORS))
+def kind(request: pytest.FixtureRequest) -> str:
+    check_server(FLAVORS[request.param][0])
+    return str(request.param)
+
+
+@pytest.fixture
+def index(kind: str) -> Iterator[str]:
+    yield from new_index(FLAVORS[kind][0], MAPPINGS)
+
+
+def _writes(flavor: Flavor, index: str) -> int:
+    """Writes the index has seen: the sum of the documents' ``_version`` (1 per write of an id)."""
+    answer: Any = admin(
+        flavor,
+        "POST",
+        f"/{index}/_search",
+        body={"query": {"match_all": {}}, "size": ROWS + 10, "version": True, "_source": False},
+    )
+    return sum(int(hit["_version"]) for hit in answer["hits"]["hits"])
+
+
+def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
+    kind: str, index: str, tmp_path: Path
+) -> None:
+    flavor, source_cls = FLAVORS[kind]
+    url = server_url(flavor)
+    command = [
+        sys.executable,
+        str(HERE / "search_crash_pipeline.py"),
+        kind,
+        "--url",
+        url,
+        "--index",
+        index,
+        "--rows",
+        str(ROWS),
+        "--checkpoint-dir",
+        str(tmp_path / "cp"),
+    ]
+
+    def verify(report: CrashReport) -> None:
+        assert "done" in report.final_stdout
+        assert count(flavor, index) == ROWS, "lost or duplicated documents"
+        expected = make_source(ROWS).read_all()
+        got = source_cls(
+            url,
+            index,
+            client_options=client_options(flavor, url),
+            schema=expected.schema,
+            id_column="id",
+            page_size=1000,
+        ).read_all()
+        assert got.num_rows == ROWS
+        assert sorted(got.column("id").to_pylist()) == list(range(ROWS))
+        assert_same_rows(got, expected)
+
+    report = run_with_crashes(
+        command,
+        verify=verify,
+        kills=4,
+        min_delay=0.2,
+        max_delay=0.7,
+        ready_line="started",
+        seed=11,
+        timeout=120,
+    )
+    assert report.kills >= 1, f"no run was killed (early exits: {report.early_exits})"
+    # The kills did make the pipeline write rows again (else "no duplicates" would prove nothing):
+    # more writes than documents, every extra write an overwrite of an existing id.
+    writes = _writes(flavor, index)
+    assert writes > ROWS, f"no row was replayed after {report.kills} kill(s) ({writes} writes)"
