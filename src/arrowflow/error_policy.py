@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import pyarrow as pa
 
@@ -53,6 +53,17 @@ class ErrorPolicy:
         self.dead_lettered = 0
         self._lock = threading.Lock()
         self._last_log = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sources and sinks travel to other processes (Ray tasks, spawned workers) with their
+        # policy; the lock is per process and is made anew there. Counters travel as they are.
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @classmethod
     def resolve(cls, value: ErrorPolicyLike, *, option: str = "error_policy", name: str = "") -> ErrorPolicy:

@@ -81,15 +81,7 @@ AVRO_SCHEMA = {
         lambda: Csv(schema=SCHEMA),
         lambda: ArrowIpc(),
         lambda: Raw(column="name", type=pa.string()),
-        pytest.param(
-            lambda: Avro(AVRO_SCHEMA),
-            marks=pytest.mark.xfail(
-                raises=TypeError,
-                strict=True,
-                reason="known gap: Avro keeps a threading.Lock in _state (formats/avro.py), so it does "
-                "not pickle; a Ray sink factory must build the Avro format inside the factory",
-            ),
-        ),
+        lambda: Avro(AVRO_SCHEMA),
     ],
     ids=["json", "json-schema", "csv", "arrow-ipc", "raw", "avro"],
 )
@@ -260,15 +252,7 @@ READ_SHIPPABLE = [
     "CollectionSource",
     "FileSource",
     "HybridSource",
-    pytest.param(
-        "KafkaSource",
-        marks=pytest.mark.xfail(
-            raises=TypeError,
-            strict=True,
-            reason="known gap: KafkaSource holds a threading.Lock, so a bounded Kafka read cannot be "
-            "shipped by arrowflow.ray.read; use run_partitioned (the factory builds it on the worker)",
-        ),
-    ),
+    "KafkaSource",
     "SqlSource",
     "MongoSource",
     "ElasticsearchSource",

@@ -121,6 +121,18 @@ class Avro(Format):
         object.__setattr__(self, "_decode_fix", _fixer(self.avro_schema, {}, encode=False))
         self._state["lock"] = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The lock and the compiled writer cache are per process; the registered schema id
+        # ("header") travels so a copy does not register the schema again.
+        state = self.__dict__.copy()
+        state["_state"] = {k: v for k, v in self._state.items() if k == "header"}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        self._state["lock"] = threading.Lock()
+
     @property
     def schema(self) -> pa.Schema:  # type: ignore[override]
         """The Arrow schema of decoded batches (derived from the Avro schema)."""

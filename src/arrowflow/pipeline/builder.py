@@ -88,7 +88,11 @@ class Pipeline:
         return self.via(MapBatches(fn, **opts))
 
     def key_by(self, columns: str | Sequence[str], num_partitions: int) -> Pipeline:
-        """Add the partition of each row, hashed from ``columns``."""
+        """Split each batch into one batch per partition of Kafka's murmur2 over ``columns``.
+
+        Output batches carry their partition number (``arrowflow.ops.partition_of(batch)``); rows
+        keep their input order within a partition. Nothing is held back.
+        """
         from ..ops import KeyBy
 
         return self.via(KeyBy(columns, num_partitions))
