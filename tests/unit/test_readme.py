@@ -218,7 +218,8 @@ def test_every_registry_connector_is_in_the_table() -> None:
 
 def test_table_lists_the_planned_connectors() -> None:
     rows = connector_rows(readme_text())
-    names = " ".join(rows)
+    # A system counts as listed when its name is in a row (the name column or its description).
+    names = " ".join(f"{name} {row}" for name, row in rows.items())
     for system in (
         "kafka",
         "Cassandra",
