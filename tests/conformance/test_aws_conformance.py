@@ -3,6 +3,8 @@
 * DynamoDB sink: the deterministic table keyed by ``id``, read back with a parallel Scan; the bad
   batch holds NaN in ``value`` (no DynamoDB number form), so every row goes to the error policy.
 * DynamoDB Scan source: a table loaded through the sink, 3 segments.
+* DynamoDB Streams source: a stream-enabled table loaded through the sink; the rows compared are
+  ``event_name`` (INSERT), ``keys`` and ``new_image`` (the data) and ``old_image`` (null).
 * Kinesis sink: read back from every shard and decoded as JSON; the bad batch has null partition keys.
 * Kinesis source: a 2-shard stream loaded through the sink (unbounded splits, TRIM_HORIZON).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from arrowflow.connectors.aws import DynamoDBScanSource, DynamoDBSink, KinesisSink, KinesisSource
+from arrowflow.connectors.aws import (
+    DynamoDBScanSource,
+    DynamoDBSink,
+    DynamoDBStreamsSource,
+    KinesisSink,
+    KinesisSource,
+)
 from arrowflow.formats import Json
 from arrowflow.sink import Sink
 from arrowflow.source import Source
@@ -79,6 +88,41 @@ class TestDynamoDBScanConformance(SourceConformance):
     def expected_table(self, data: pa.Table) -> pa.Table:
         iso = pc.strftime(data.column("ts"), format="%Y-%m-%dT%H:%M:%S")
         return data.set_column(data.schema.get_field_index("ts"), "ts", iso)
+
+
+class TestDynamoDBStreamsConformance(SourceConformance):
+    num_rows = 300
+    read_timeout = 0.5
+    settle_time = 1.0
+
+    def make_source(self, data: pa.Table) -> Source:
+        ddb = _client("dynamodb")
+        table = f"af-conf-streams-{uuid.uuid4().hex[:8]}"
+        ddb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        sink = DynamoDBSink(table_name=table, aws=OPTS, max_in_flight=1)  # in order: one request at a time
+        sink.write_table(data)
+        sink.close()
+        return DynamoDBStreamsSource(table_name=table, aws=OPTS, schema=READ_SCHEMA, poll_interval=0.05)
+
+    def expected_table(self, data: pa.Table) -> pa.Table:
+        iso = pc.strftime(data.column("ts"), format="%Y-%m-%dT%H:%M:%S")
+        items = data.set_column(data.schema.get_field_index("ts"), "ts", iso).combine_chunks()
+        images = pa.StructArray.from_arrays([c.chunk(0) for c in items.columns], fields=list(READ_SCHEMA))
+        n = data.num_rows
+        return pa.table(
+            {
+                "event_name": pa.array(["INSERT"] * n),
+                "keys": pa.StructArray.from_arrays([items.column("id").chunk(0)], names=["id"]),
+                "new_image": images,
+                "old_image": pa.nulls(n, images.type),
+            }
+        )
 
 
 class TestKinesisSinkConformance(SinkConformance):

@@ -265,7 +265,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ConnectorInfo(
         name="dynamodb",
         module="arrowflow.connectors.aws",
-        sources=("DynamoDBScanSource",),
+        sources=("DynamoDBScanSource", "DynamoDBStreamsSource"),
         sinks=("DynamoDBSink",),
         extra="aws",
         requires=("boto3",),

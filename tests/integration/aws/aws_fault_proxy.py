@@ -145,7 +145,7 @@ class FaultProxy:
                 if shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"):
                     with self.lock:
                         self.closed_shards.add(shard["ShardId"])
-        if short == "GetRecords" and status == 200 and parsed is not None:
+        if target.startswith("Kinesis_") and short == "GetRecords" and status == 200 and parsed is not None:
             import base64
 
             shard_id = base64.b64decode(parsed["ShardIterator"]).decode().split(":")[1]

@@ -1,0 +1,442 @@
+"""DynamoDB Streams: :class:`DynamoDBStreamsSource`, the change records of a table as Arrow batches.
+
+One unbounded split per stream shard. Each change record becomes one row:
+
+* ``event_id``, ``event_name`` (``INSERT`` / ``MODIFY`` / ``REMOVE``), ``sequence_number`` (string:
+  the numbers exceed 64 bits), ``approximate_creation_time`` (``timestamp[ms, UTC]``);
+* ``keys``, ``new_image``, ``old_image``: structs of the item's attributes, mapped from DynamoDB JSON
+  to Arrow with the same mapping as :class:`~arrowflow.connectors.aws.DynamoDBScanSource`
+  (:func:`~arrowflow.connectors.aws.attribute_values.from_attribute_values`). An image the stream
+  does not carry (``new_image`` of a ``REMOVE``, ``old_image`` of an ``INSERT``, both with the
+  ``KEYS_ONLY`` view) is null;
+* optional metadata columns ``_shard_id`` and ``_size_bytes``.
+
+With ``schema`` (the Arrow schema of the table's items) every batch has the same types; without it
+the attribute types are inferred per batch (an attribute missing from a batch is missing from its
+structs), which is convenient for a look but not for a pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ...config import check_choice, check_positive, check_type
+from ...errors import ConfigurationError
+from ...retry import ExponentialBackoff
+from ...source import Position, Source, Split, SplitReader
+from .attribute_values import from_attribute_values
+from .config import AwsConfig, error_code, is_retryable_aws_error
+
+__all__ = ["DynamoDBStreamsSource", "DynamoDBStreamsSourceConfig"]
+
+log = logging.getLogger("arrowflow.dynamodb_streams")
+
+_META_TYPES: dict[str, pa.DataType] = {"_shard_id": pa.string(), "_size_bytes": pa.int64()}
+_START_POSITIONS = ("TRIM_HORIZON", "LATEST")
+_TS = pa.timestamp("ms", tz="UTC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamoDBStreamsSourceConfig:
+    """Options of :class:`DynamoDBStreamsSource`.
+
+    Target: ``stream_arn``, or ``table_name`` (its ``LatestStreamArn`` is looked up with
+    DescribeTable when the source plans). ``start_position``: ``TRIM_HORIZON`` (oldest record kept,
+    24 hours) or ``LATEST`` (records arriving after the reader opens); a saved position always wins.
+    ``schema``: Arrow schema of the table's items (see the module docstring); ``key_columns``: the
+    key attribute names (default: from DescribeStream's ``KeySchema``). ``metadata_columns``: any of
+    ``_shard_id``, ``_size_bytes``. ``poll_interval``: seconds between GetRecords calls of a shard
+    that returned nothing; calls of one shard are never closer than ``min_call_interval`` (the
+    service allows 5 per second per shard). ``shard_discovery_interval``: seconds between
+    DescribeStream calls finding new shards (``None`` = never). Throttling backs off between
+    ``initial_backoff`` and ``max_backoff`` seconds.
+    """
+
+    stream_arn: str | None = None
+    table_name: str | None = None
+    start_position: str = "TRIM_HORIZON"
+    schema: pa.Schema | None = None
+    key_columns: tuple[str, ...] | None = None
+    metadata_columns: tuple[str, ...] = ()
+    poll_interval: float = 0.5
+    min_call_interval: float = 0.2
+    shard_discovery_interval: float | None = 10.0
+    max_records_per_call: int = 1000
+    initial_backoff: float = 0.2
+    max_backoff: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("stream_arn", "table_name"):
+            check_type(name, getattr(self, name), str, allow_none=True)
+        if (self.stream_arn is None) == (self.table_name is None):
+            raise ConfigurationError("give exactly one of stream_arn and table_name", option="stream_arn")
+        check_choice("start_position", self.start_position, _START_POSITIONS)
+        check_type("schema", self.schema, pa.Schema, allow_none=True)
+        check_type("key_columns", self.key_columns, (tuple, list), allow_none=True)
+        if self.key_columns is not None:
+            object.__setattr__(self, "key_columns", tuple(self.key_columns))
+            if not 1 <= len(self.key_columns) <= 2:
+                raise ConfigurationError(
+                    "key_columns holds the partition key and an optional sort key", option="key_columns"
+                )
+            if self.schema is not None:
+                missing = [k for k in self.key_columns if k not in self.schema.names]
+                if missing:
+                    raise ConfigurationError(f"key_columns {missing} are not in schema", option="key_columns")
+        check_type("metadata_columns", self.metadata_columns, (tuple, list))
+        object.__setattr__(self, "metadata_columns", tuple(self.metadata_columns))
+        for m in self.metadata_columns:
+            check_choice("metadata_columns", m, tuple(_META_TYPES))
+        check_positive("poll_interval", self.poll_interval)
+        check_positive("min_call_interval", self.min_call_interval)
+        check_positive("shard_discovery_interval", self.shard_discovery_interval, allow_none=True)
+        check_type("max_records_per_call", self.max_records_per_call, int)
+        check_positive("max_records_per_call", self.max_records_per_call)
+        if self.max_records_per_call > 1000:
+            raise ConfigurationError(
+                "max_records_per_call must be <= 1000 (DynamoDB Streams GetRecords limit)",
+                option="max_records_per_call",
+            )
+        check_positive("initial_backoff", self.initial_backoff)
+        check_positive("max_backoff", self.max_backoff)
+
+
+def _struct_column(raw: pa.Array, schema: pa.Schema | None) -> pa.Array:
+    """A struct array of AttributeValue structs (or nulls) -> a struct of plain Arrow columns."""
+    n = len(raw)
+    if schema is not None:
+        target = pa.struct(list(schema))
+        if pa.types.is_null(raw.type):
+            return pa.nulls(n, target)
+        present = {raw.type.field(i).name: col for i, col in enumerate(raw.flatten())}
+        arrays = [
+            from_attribute_values(present[f.name], f.type) if f.name in present else pa.nulls(n, f.type)
+            for f in schema
+        ]
+        return pa.StructArray.from_arrays(arrays, fields=list(schema), mask=_null_mask(raw))
+    if pa.types.is_null(raw.type):
+        return pa.nulls(n, pa.struct([]))
+    names = sorted(raw.type.field(i).name for i in range(raw.type.num_fields))
+    present = {raw.type.field(i).name: col for i, col in enumerate(raw.flatten())}
+    arrays = [from_attribute_values(present[name]) for name in names]
+    if not arrays:
+        return pa.nulls(n, pa.struct([]))
+    return pa.StructArray.from_arrays(arrays, names=names, mask=_null_mask(raw))
+
+
+def _null_mask(arr: pa.Array) -> pa.Array | None:
+    return arr.is_null() if arr.null_count else None
+
+
+def records_to_batch(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    schema: pa.Schema | None,
+    key_columns: Sequence[str] | None,
+    shard_id: str,
+    metadata_columns: Sequence[str] = (),
+) -> pa.RecordBatch:
+    """GetRecords records (botocore's parsed dicts) -> one batch (see the module docstring).
+
+    ``pa.array`` converts the list of record dicts into nested structs in C; the image columns are
+    then mapped column by column with :func:`from_attribute_values`.
+    """
+    n = len(records)
+    raw = pa.array(records)
+    top = dict(zip([raw.type.field(i).name for i in range(raw.type.num_fields)], raw.flatten(), strict=True))
+    ddb = top["dynamodb"]
+    inner = dict(
+        zip([ddb.type.field(i).name for i in range(ddb.type.num_fields)], ddb.flatten(), strict=True)
+    )
+
+    def get(d: Mapping[str, pa.Array], name: str, typ: pa.DataType) -> pa.Array:
+        col = d.get(name)
+        if col is None:
+            return pa.nulls(n, typ)
+        return col if col.type == typ else col.cast(typ)
+
+    key_schema = None
+    if schema is not None and key_columns:
+        key_schema = pa.schema([schema.field(k) for k in key_columns])
+    stamps = inner.get("ApproximateCreationDateTime")
+    if stamps is None:
+        stamps = pa.nulls(n, _TS)
+    elif pa.types.is_timestamp(stamps.type):
+        stamps = stamps.cast(pa.timestamp("ms", tz=stamps.type.tz or "UTC")).cast(_TS)
+    else:  # epoch seconds (a parser that left them numeric)
+        millis = np.asarray(stamps.cast(pa.float64()).to_numpy(zero_copy_only=False)) * 1000
+        stamps = pa.array(millis, mask=np.isnan(millis)).cast(pa.int64()).cast(_TS)
+    columns: dict[str, pa.Array] = {
+        "event_id": get(top, "eventID", pa.string()),
+        "event_name": get(top, "eventName", pa.string()),
+        "sequence_number": get(inner, "SequenceNumber", pa.string()),
+        "approximate_creation_time": stamps,
+        "keys": _struct_column(inner.get("Keys", pa.nulls(n)), key_schema),
+        "new_image": _struct_column(inner.get("NewImage", pa.nulls(n)), schema),
+        "old_image": _struct_column(inner.get("OldImage", pa.nulls(n)), schema),
+    }
+    for m in metadata_columns:
+        if m == "_shard_id":
+            columns[m] = pa.array(np.full(n, shard_id, dtype=object), pa.string())
+        else:
+            columns[m] = get(inner, "SizeBytes", pa.int64())
+    return pa.record_batch(columns)
+
+
+class DynamoDBStreamsSource(Source):
+    """Reads a DynamoDB stream: one unbounded split per shard (see the module docstring for rows).
+
+    Contract (see :mod:`arrowflow.source`):
+
+    * ``plan()`` lists the shards (DescribeStream, paginated); :meth:`discover` (every
+      ``shard_discovery_interval`` seconds) returns shards created since (DynamoDB rolls shards over
+      every few hours and splits them under load).
+    * Parents before children: a child shard's reader returns nothing until its parent shard, if
+      this source knows it, is read to its end (its iterator ran out), so the changes of one item
+      stay in order. A parent no longer listed (trimmed) does not block.
+    * Position: ``{"sequence_number": <last returned or null>, "closed": <shard read to its end>}``.
+      A reader reopened from a position continues AFTER that sequence number; without one it starts
+      at ``start_position``.
+    * ``read_batch(max_rows, timeout)`` makes at most one GetRecords call (``Limit`` = ``max_rows``,
+      at most 1000) and sleeps at most ``timeout`` to honour the per-shard call rate; throttling
+      (``LimitExceededException``, ``ProvisionedThroughputExceededException``, 5xx) backs off with
+      full jitter, an expired iterator is renewed from the position. Other errors (e.g.
+      ``TrimmedDataAccessException``: the saved position is older than the stream's retention) raise.
+    * Splits are unbounded; ``commit`` does nothing: the stream keeps no consumer state and is
+      replayable within its retention, so the checkpoint is the truth.
+    """
+
+    name = "dynamodb-streams"
+
+    def __init__(
+        self,
+        config: DynamoDBStreamsSourceConfig | None = None,
+        *,
+        aws: AwsConfig | Mapping[str, Any] | None = None,
+        client: Any = None,
+        **options: Any,
+    ) -> None:
+        if config is None:
+            config = DynamoDBStreamsSourceConfig(**options)
+        elif options:
+            raise ConfigurationError("give either config or individual options", option="config")
+        check_type("config", config, DynamoDBStreamsSourceConfig)
+        self.config = config
+        self.aws = AwsConfig.coerce(aws)
+        self._client = client
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._ended: set[str] = set()
+        self._arn: str | None = config.stream_arn
+        self._keys: tuple[str, ...] | None = config.key_columns
+        self.discovery_interval = config.shard_discovery_interval
+
+    def __repr__(self) -> str:
+        return f"DynamoDBStreamsSource(config={self.config!r}, aws={self.aws!r})"
+
+    @property
+    def bounded(self) -> bool:
+        return False
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        item = self.config.schema
+        if item is None:
+            return None
+        keys = self.key_columns
+        fields = [
+            pa.field("event_id", pa.string()),
+            pa.field("event_name", pa.string()),
+            pa.field("sequence_number", pa.string()),
+            pa.field("approximate_creation_time", _TS),
+            pa.field("keys", pa.struct([item.field(k) for k in keys])),
+            pa.field("new_image", pa.struct(list(item))),
+            pa.field("old_image", pa.struct(list(item))),
+        ]
+        fields += [pa.field(m, _META_TYPES[m]) for m in self.config.metadata_columns]
+        return pa.schema(fields)
+
+    @property
+    def client(self) -> Any:
+        """The boto3 ``dynamodbstreams`` client (created on first use)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self.aws.client("dynamodbstreams", max_pool_connections=16)
+            return self._client
+
+    @property
+    def stream_arn(self) -> str:
+        """The stream's ARN (from the config, else the table's ``LatestStreamArn``)."""
+        if self._arn is None:
+            table = self.aws.client("dynamodb").describe_table(TableName=self.config.table_name)["Table"]
+            arn = table.get("LatestStreamArn")
+            if not arn or not (table.get("StreamSpecification") or {}).get("StreamEnabled", True):
+                raise ConfigurationError(
+                    f"table {self.config.table_name!r} has no enabled stream", option="table_name"
+                )
+            self._arn = str(arn)
+        return self._arn
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The table's key attributes (from the config, else DescribeStream's ``KeySchema``)."""
+        if self._keys is None:
+            desc = self.client.describe_stream(StreamArn=self.stream_arn, Limit=1)["StreamDescription"]
+            schema = sorted(desc["KeySchema"], key=lambda k: 0 if k["KeyType"] == "HASH" else 1)
+            self._keys = tuple(k["AttributeName"] for k in schema)
+        return self._keys
+
+    def _list_shards(self) -> list[dict[str, Any]]:
+        shards: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"StreamArn": self.stream_arn}
+        while True:
+            desc = self.client.describe_stream(**params)["StreamDescription"]
+            if self._keys is None and desc.get("KeySchema"):
+                ks = sorted(desc["KeySchema"], key=lambda k: 0 if k["KeyType"] == "HASH" else 1)
+                self._keys = tuple(k["AttributeName"] for k in ks)
+            shards.extend(desc.get("Shards") or [])
+            last = desc.get("LastEvaluatedShardId")
+            if not last:
+                return shards
+            params = {"StreamArn": self.stream_arn, "ExclusiveStartShardId": last}
+
+    def _splits(self, shards: list[dict[str, Any]]) -> list[Split]:
+        arn = self.stream_arn
+        splits = [
+            Split(
+                split_id=s["ShardId"],
+                bounded=False,
+                params={
+                    "stream_arn": arn,
+                    "shard_id": s["ShardId"],
+                    "parents": [s["ParentShardId"]] if s.get("ParentShardId") else [],
+                },
+            )
+            for s in shards
+        ]
+        with self._lock:
+            self._known.update(s.split_id for s in splits)
+        return splits
+
+    def plan(self) -> list[Split]:
+        return self._splits(self._list_shards())
+
+    def discover(self, known: Sequence[Split]) -> list[Split]:
+        ids = {s.split_id for s in known}
+        return [s for s in self._splits(self._list_shards()) if s.split_id not in ids]
+
+    def open(self, split: Split, position: Position = None) -> SplitReader:
+        return _StreamShardReader(self, split, position)
+
+    def _mark_ended(self, shard_id: str) -> None:
+        with self._lock:
+            self._ended.add(shard_id)
+
+    def _parents_done(self, parents: Sequence[str]) -> bool:
+        with self._lock:
+            return all(p in self._ended or p not in self._known for p in parents)
+
+
+class _StreamShardReader(SplitReader):
+    def __init__(self, source: DynamoDBStreamsSource, split: Split, position: Position) -> None:
+        super().__init__(split, position)
+        self._src = source
+        self._arn = str(split.params.get("stream_arn") or source.stream_arn)
+        self._shard = str(split.params["shard_id"])
+        self._parents = list(split.params.get("parents") or [])
+        pos = position or {}
+        self._seq: str | None = pos.get("sequence_number")
+        self._ended = bool(pos.get("closed", False))
+        if self._ended:
+            source._mark_ended(self._shard)
+        self._iterator: str | None = None
+        self._next_call = 0.0
+        self._throttled = 0
+        cfg = source.config
+        self._backoff = ExponentialBackoff(
+            initial_delay=cfg.initial_backoff, max_delay=cfg.max_backoff, multiplier=2.0
+        )
+        # Keys and schema are resolved once, outside the polling loop.
+        self._keys = source.key_columns if cfg.schema is not None else cfg.key_columns
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def snapshot(self) -> Position:
+        return {"sequence_number": self._seq, "closed": self._ended}
+
+    def _new_iterator(self) -> str | None:
+        params: dict[str, Any] = {"StreamArn": self._arn, "ShardId": self._shard}
+        if self._seq is not None:
+            params.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=self._seq)
+        else:
+            params["ShardIteratorType"] = self._src.config.start_position
+        it = self._src.client.get_shard_iterator(**params).get("ShardIterator")
+        return str(it) if it else None
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._ended or (self._parents and not self._src._parents_done(self._parents)):
+            time.sleep(min(timeout, 0.05))
+            return None
+        wait = self._next_call - time.monotonic()
+        if wait > 0:
+            if wait > timeout:
+                time.sleep(max(timeout, 0.0))
+                return None
+            time.sleep(wait)
+        cfg = self._src.config
+        from botocore.exceptions import ClientError
+
+        try:
+            if self._iterator is None:
+                self._iterator = self._new_iterator()
+                if self._iterator is None:  # a closed shard with nothing after the position
+                    self._close_shard()
+                    return None
+            response = self._src.client.get_records(
+                ShardIterator=self._iterator, Limit=min(max_rows, cfg.max_records_per_call)
+            )
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "ExpiredIteratorException":
+                self._iterator = None
+                self._next_call = time.monotonic()
+                return None
+            if is_retryable_aws_error(exc):
+                self._throttled += 1
+                self._next_call = time.monotonic() + self._backoff.delay(self._throttled)
+                log.debug("dynamodb stream shard %s throttled (%s), backing off", self._shard, code)
+                return None
+            raise
+        self._throttled = 0
+        records = response.get("Records") or []
+        self._iterator = response.get("NextShardIterator")
+        now = time.monotonic()
+        if self._iterator is None:
+            self._close_shard()
+        if not records:
+            self._next_call = now + cfg.poll_interval
+            return None
+        self._next_call = now + cfg.min_call_interval
+        self._seq = str(records[-1]["dynamodb"]["SequenceNumber"])
+        return records_to_batch(
+            records,
+            schema=cfg.schema,
+            key_columns=self._keys,
+            shard_id=self._shard,
+            metadata_columns=cfg.metadata_columns,
+        )
+
+    def _close_shard(self) -> None:
+        # A closed shard read to its end: its children may start.
+        self._ended = True
+        self._src._mark_ended(self._shard)
