@@ -41,12 +41,16 @@ __all__ = ["ACTIONS", "cut", "encode_bodies", "encode_bulk", "encode_entries", "
 
 ACTIONS = ("index", "create", "update", "delete")
 
+# Rows at which threads=0 copies entries on two threads (as the JSON kernel splits its row loop).
+cdef int64_t _PARALLEL_MIN_ROWS = 65536
+cdef int _AUTO_THREADS = 2
+
 
 cdef extern from "_bulk.h" nogil:
     enum:
         BF_NONE, BF_CONST, BF_STR, BF_INT
     enum:
-        BE_OK, BE_NOMEM, BE_OVERFLOW
+        BE_OK, BE_NOMEM, BE_OVERFLOW, BE_INTERNAL
 
     ctypedef struct bfield:
         int kind
@@ -73,7 +77,8 @@ cdef extern from "_bulk.h" nogil:
         bfield fields[3]
         int nfields
 
-    int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen)
+    int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen,
+                   int nthreads)
     int64_t bulk_cut(const int64_t *ends, int64_t n, int64_t max_actions, int64_t max_bytes,
                      int64_t *bounds)
 
@@ -147,15 +152,18 @@ cdef int _set_field(bfield *f, object arr, bytes key, list keep) except -1:
 
 
 def encode_entries(docs=None, *, str action="index", index=None, index_values=None, ids=None,
-                   routing=None, bint doc_as_upsert=False, Py_ssize_t num_rows=-1):
+                   routing=None, bint doc_as_upsert=False, Py_ssize_t num_rows=-1, int threads=0):
     """Interleave action lines with ``docs`` (a ``BinaryArray`` of JSON documents, no nulls).
 
     ``index`` is a fixed index name, ``index_values`` / ``ids`` / ``routing`` are per-row arrays (see
     the module docstring for types and nulls). ``docs`` is required except for ``delete``, where it
     must be ``None`` and ``num_rows`` (or one of the arrays) gives the row count. Returns one entry per
-    row as a ``pa.BinaryArray`` without nulls. Raises ``ValueError`` for an unknown action, mismatched
-    lengths or an output over 2 GiB.
+    row as a ``pa.BinaryArray`` without nulls. ``threads=0`` copies on two threads from 65,536 rows
+    on, else one; ``threads=n`` uses up to n (the output never depends on it). Raises ``ValueError``
+    for an unknown action, mismatched lengths or an output over 2 GiB.
     """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = automatic), got {threads}")
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
     if index is not None and index_values is not None:
@@ -237,15 +245,18 @@ def encode_entries(docs=None, *, str action="index", index=None, index_values=No
     cdef char *data = NULL
     cdef int64_t total = 0
     cdef int err
+    cdef int nthreads = threads if threads > 0 else (_AUTO_THREADS if n >= _PARALLEL_MIN_ROWS else 1)
     if offsets == NULL:
         raise MemoryError()
     try:
         with nogil:
-            err = bulk_build(&plan, n, offsets, &data, &total)
+            err = bulk_build(&plan, n, offsets, &data, &total, nthreads)
         if err == BE_NOMEM:
             raise MemoryError("out of memory while building _bulk entries")
         if err == BE_OVERFLOW:
             raise ValueError("_bulk entries of this batch exceed 2 GiB (a BinaryArray); use smaller batches")
+        if err == BE_INTERNAL:
+            raise RuntimeError("_bulk kernel: written entries do not match their planned sizes (a bug)")
         data_buf = _wrap(data, total)
         data = NULL
         offsets_buf = _wrap(<char *> offsets, sizeof(int32_t) * (n + 1))
@@ -289,6 +300,7 @@ def encode_bulk(batch, *, str action="index", index=None, index_column=None, id_
         routing=batch.column(routing_column) if routing_column is not None else None,
         doc_as_upsert=doc_as_upsert,
         num_rows=batch.num_rows,
+        threads=threads,
     )
 
 

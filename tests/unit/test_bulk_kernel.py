@@ -60,10 +60,13 @@ def test_compiled() -> None:
     upsert=st.booleans(),
     routing=st.booleans(),
     fixed=st.booleans(),
+    threads=st.integers(0, 4),
+    skip=st.integers(0, 2),
 )
 def test_entries_equal_reference(
-    batch: pa.RecordBatch, action: str, upsert: bool, routing: bool, fixed: bool
+    batch: pa.RecordBatch, action: str, upsert: bool, routing: bool, fixed: bool, threads: int, skip: int
 ) -> None:
+    batch = batch.slice(min(skip, batch.num_rows))  # non-zero array offsets
     options = {
         "action": action,
         "id_column": "id",
@@ -77,10 +80,26 @@ def test_entries_equal_reference(
         batch = batch.set_column(1, "name", batch.column(1).fill_null("fallback"))
         options["index_column"] = "name"
         options["routing_column"] = None
-    got = bulk.encode_bulk(batch, **options)
+    got = bulk.encode_bulk(batch, threads=threads, **options)
     want = ref.encode_bulk(batch, **options)
     assert got.equals(want)
     assert got.null_count == 0 and len(got) == batch.num_rows
+
+
+def test_large_batch_on_two_threads_equals_one_thread() -> None:
+    # From 65,536 rows on, threads=0 copies the entries on two threads, each writing its row range
+    # at its final place; the output must not depend on it.
+    n = 70_001
+    rng = np.random.default_rng(3)
+    ids = pa.array(rng.integers(-(2**40), 2**40, n), pa.int64())
+    names = pa.array([None if i % 7 == 0 else f'n"{i}\u00e9\n' for i in range(n)], pa.string())
+    batch = pa.record_batch({"id": ids, "name": names, "value": pa.array(rng.random(n))}).slice(1)
+    options = {"index": "i", "id_column": "id", "routing_column": "name"}
+    two = bulk.encode_bulk(batch, **options)
+    one = bulk.encode_bulk(batch, threads=1, **options)
+    assert two.equals(one) and len(two) == n - 1
+    sample = batch.slice(34_990, 20)  # around the split point
+    assert two.slice(34_990, 20).equals(ref.encode_bulk(sample, **options))
 
 
 @settings(max_examples=60, deadline=None)

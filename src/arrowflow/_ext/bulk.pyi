@@ -19,6 +19,7 @@ def encode_entries(
     routing: pa.Array | None = None,
     doc_as_upsert: bool = False,
     num_rows: int = -1,
+    threads: int = 0,
 ) -> pa.BinaryArray:
     """One entry (action line + source line) per row as a BinaryArray without nulls."""
 
