@@ -56,6 +56,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "activemq-openwire": ServiceInfo("activemq", "ACTIVEMQ_OPENWIRE_PORT", 61616),
     "activemq-mqtt": ServiceInfo("activemq", "ACTIVEMQ_MQTT_PORT", 1884),
     "pubsub": ServiceInfo("pubsub", "PUBSUB_PORT", 8085),
+    "mariadb": ServiceInfo("mariadb", "MARIADB_PORT", 3306),
 }
 
 HOST = "127.0.0.1"
@@ -144,6 +145,19 @@ def postgres_dsn() -> str:
     """Trust-auth superuser DSN (the script's private cluster, or the machine's own on 5432)."""
     host, port = check_service("postgres")
     return os.environ.get("POSTGRES_DSN", f"postgresql://postgres@{host}:{port}/postgres")
+
+
+@pytest.fixture(scope="session")
+def mariadb_connect() -> Callable[[], object]:
+    """A zero-argument factory of pymysql connections to MariaDB (root, empty password, database test)."""
+    import pymysql
+
+    host, port = check_service("mariadb")
+
+    def connect() -> object:
+        return pymysql.connect(host=host, port=port, user="root", password="", database="test")
+
+    return connect
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,14 @@ inside it never shows in a ``repr``; :func:`mask_uri` gives the printable form (
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow as pa
 
 from ...config import Secret, check_choice, check_positive, check_type, reveal
 from ...error_policy import ErrorPolicyLike
@@ -100,6 +103,32 @@ def sql_literal(value: Any) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _check_target(config: Any) -> None:
+    """Exactly one of ``uri`` (ADBC) and ``connect`` (DB-API factory or SQLite path); a known dialect."""
+    uri, connect = config.uri, config.connect
+    if (uri is None) == (connect is None):
+        raise ConfigurationError(
+            "give exactly one of uri (ADBC) or connect (a DB-API connection factory or a SQLite path)",
+            option="uri" if uri is None else "connect",
+        )
+    if uri is not None:
+        if not isinstance(uri, Secret):
+            check_type("uri", uri, str)
+            uri = Secret(uri)
+            object.__setattr__(config, "uri", uri)
+        if not uri.reveal():
+            raise ConfigurationError("uri must not be empty", option="uri")
+    elif not (callable(connect) or isinstance(connect, (str, os.PathLike))):
+        raise ConfigurationError(
+            "connect must be a callable returning a DB-API connection, or the path of a SQLite database",
+            option="connect",
+        )
+    if config.dialect is not None:
+        check_choice("dialect", config.dialect, ("mysql", "sqlite", "postgresql"))
+        if uri is not None:
+            raise ConfigurationError("dialect applies to connect= (DB-API) only", option="dialect")
+
+
 def _check_identifier(option: str, value: str | None, *, allow_none: bool = False) -> None:
     check_type(option, value, str, allow_none=allow_none)
     if value is not None and (not value or "\x00" in value):
@@ -110,9 +139,11 @@ def _check_identifier(option: str, value: str | None, *, allow_none: bool = Fals
 class SqlSinkConfig:
     """Options of :class:`~arrowflow.connectors.sql.SqlSink` (see there for their meaning)."""
 
-    uri: Secret
+    uri: Secret | None
     table: str
     driver: str = "adbc_driver_postgresql"
+    connect: Any = None
+    dialect: str | None = None
     mode: str = "append"
     keys: tuple[str, ...] | None = None
     create: bool = False
@@ -125,11 +156,7 @@ class SqlSinkConfig:
     error_policy: ErrorPolicyLike = "fail"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.uri, Secret):
-            check_type("uri", self.uri, str)
-            object.__setattr__(self, "uri", Secret(self.uri))
-        if not self.uri.reveal():
-            raise ConfigurationError("uri must not be empty", option="uri")
+        _check_target(self)
         _check_identifier("table", self.table)
         check_type("driver", self.driver, str)
         check_choice("mode", self.mode, _MODES)
@@ -171,10 +198,13 @@ class SqlSinkConfig:
 class SqlSourceConfig:
     """Options of :class:`~arrowflow.connectors.sql.SqlSource` (see there for their meaning)."""
 
-    uri: Secret
+    uri: Secret | None
     query: str | None = None
     table: str | None = None
     driver: str = "adbc_driver_postgresql"
+    connect: Any = None
+    dialect: str | None = None
+    schema: pa.Schema | None = None
     partition_column: str | None = None
     lower_bound: Any = None
     upper_bound: Any = None
@@ -186,11 +216,7 @@ class SqlSourceConfig:
     db_kwargs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.uri, Secret):
-            check_type("uri", self.uri, str)
-            object.__setattr__(self, "uri", Secret(self.uri))
-        if not self.uri.reveal():
-            raise ConfigurationError("uri must not be empty", option="uri")
+        _check_target(self)
         if (self.query is None) == (self.table is None):
             raise ConfigurationError("give exactly one of query or table", option="query")
         check_type("query", self.query, str, allow_none=True)
@@ -218,6 +244,7 @@ class SqlSourceConfig:
             raise ConfigurationError("num_partitions > 1 needs partition_column", option="num_partitions")
         if self.keyset and self.partition_column is None:
             raise ConfigurationError("keyset=True needs a (unique) partition_column", option="keyset")
+        check_type("schema", self.schema, pa.Schema, allow_none=True)
         check_positive("poll_interval", self.poll_interval)
         check_type("batch_size", self.batch_size, int)
         check_positive("batch_size", self.batch_size)

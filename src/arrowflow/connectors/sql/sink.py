@@ -1,4 +1,5 @@
-"""``SqlSink``: batches into a SQL table over ADBC (PostgreSQL first), append by COPY or keyed upsert.
+"""``SqlSink``: batches into a SQL table over ADBC (PostgreSQL first), append by COPY or keyed upsert,
+or over any DB-API 2.0 driver (MySQL/MariaDB, SQLite, ...) when given ``connect=``.
 
 Contract:
 
@@ -18,6 +19,19 @@ Contract:
     is not written). The staging table is dropped in the same transaction. ``create=True`` also adds
     ``PRIMARY KEY (keys)`` to a table it creates (``ON CONFLICT`` needs a unique index on the keys).
 
+* **DB-API fallback** (``connect=`` a zero-argument factory returning a DB-API 2.0 connection, e.g.
+  ``lambda: pymysql.connect(...)``, or the path of a SQLite file; ``uri`` is then omitted): one flush is
+  still one transaction (``commit()`` at the end). Append is ``cursor.executemany("INSERT INTO t (cols)
+  VALUES (...)", rows)``; upsert appends the dialect's conflict clause (MySQL/MariaDB ``ON DUPLICATE
+  KEY UPDATE c = VALUES(c)``, SQLite/PostgreSQL ``ON CONFLICT (keys) DO UPDATE SET c = excluded.c``;
+  the keys need a primary key or unique index), after the rows whose ``delete_column`` is true were
+  removed by ``executemany("DELETE FROM t WHERE k = ?")``. ``create=True`` runs ``CREATE TABLE IF NOT
+  EXISTS`` with column types mapped from Arrow by the dialect (``PRIMARY KEY (keys)`` in upsert
+  mode; string keys are ``VARCHAR(255)`` in MySQL). The dialect comes from the driver module
+  (``sqlite3``, ``pymysql``/``MySQLdb``/``mariadb``, ``psycopg``/``psycopg2``) unless ``dialect=`` is
+  given; placeholders follow the module's ``paramstyle``. DB-API drivers take Python tuples, so this
+  path builds one tuple per row (``to_pylist`` per column): it is far slower than ADBC and meant for
+  databases without an ADBC driver. Nested types (list, struct, map) are not supported there.
 * Connection loss (terminated backend, server restart, socket error) fails the transaction; the sink
   reconnects and retries the *whole* flush up to ``max_retries`` times with exponential backoff and
   full jitter. In upsert mode the retry is idempotent, so with a checkpointing pipeline the result is
@@ -45,13 +59,25 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ...config import Secret
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
-from ...errors import ConnectorError
+from ...errors import ConfigurationError, ConnectorError
 from ...retry import ExponentialBackoff
 from ...sink import Sink
-from ._conn import CONNECTION_ERROR, ROW_ERROR, classify, close_quietly, connect, wrap_error
+from ._conn import CONNECTION_ERROR, ROW_ERROR, classify, close_quietly, connect
+from ._dbapi import (
+    DIALECTS,
+    Dialect,
+    classify_dbapi,
+    connection_factory,
+    describe_factory,
+    detect_dialect,
+    open_connection,
+    placeholders,
+    rows_for_driver,
+)
 from .config import SqlSinkConfig, mask_uri, quote_ident, quote_table, scrub, split_table
 
 __all__ = ["SqlSink", "dedupe_last"]
@@ -80,20 +106,23 @@ def dedupe_last(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
 
 
 class SqlSink(Sink):
-    """Writes batches into ``table`` through ADBC. See the module docstring for the contract.
+    """Writes batches into ``table`` through ADBC, or DB-API with ``connect=``. See the module docstring.
 
     ``flush_interval=None`` flushes by rows (and at ``flush()``/``close()``) only. ``db_kwargs`` are
-    passed to the ADBC database (driver options).
+    passed to the ADBC database (driver options). Give either ``uri`` (ADBC, with ``driver``) or
+    ``connect`` (a DB-API connection factory or a SQLite path, with an optional ``dialect``).
     """
 
     name = "sql"
 
     def __init__(
         self,
-        uri: str | Secret,
-        table: str,
+        uri: str | Secret | None = None,
+        table: str = "",
         *,
         driver: str = "adbc_driver_postgresql",
+        connect: Callable[[], Any] | str | None = None,
+        dialect: str | None = None,
         mode: str = "append",
         keys: str | tuple[str, ...] | list[str] | None = None,
         create: bool = False,
@@ -109,6 +138,8 @@ class SqlSink(Sink):
             uri=uri if isinstance(uri, Secret) else Secret(uri) if isinstance(uri, str) else uri,
             table=table,
             driver=driver,
+            connect=connect,
+            dialect=dialect,
             mode=mode,
             keys=keys,  # type: ignore[arg-type]  # normalized to a tuple by the config
             create=create,
@@ -124,6 +155,8 @@ class SqlSink(Sink):
         self.idempotent = self.config.mode == "upsert"
         self._backoff = ExponentialBackoff(initial_delay=retry_backoff, max_delay=5.0, multiplier=2.0)
         self._conn: Any = None
+        self._factory = connection_factory(connect) if connect is not None else None
+        self._dialect: Dialect | None = DIALECTS[dialect] if dialect is not None else None
         self._table_ready = not create
         self._buffer: list[pa.RecordBatch] = []
         self._buffered_rows = 0
@@ -136,8 +169,25 @@ class SqlSink(Sink):
 
     def __repr__(self) -> str:
         c = self.config
-        where = f"SqlSink({mask_uri(c.uri)!r}, {c.table!r}"
-        return f"{where}, driver={c.driver!r}, mode={c.mode!r}, keys={c.keys!r})"
+        where = f"SqlSink({self._where!r}, {c.table!r}"
+        driver = c.driver if self._factory is None else "dbapi"
+        return f"{where}, driver={driver!r}, mode={c.mode!r}, keys={c.keys!r})"
+
+    @property
+    def _where(self) -> str:
+        c = self.config
+        return mask_uri(c.uri) if c.uri is not None else describe_factory(c.connect)
+
+    def _classify(self, exc: BaseException) -> str:
+        return classify_dbapi(exc) if self._factory is not None else classify(exc)
+
+    def _wrap(self, exc: BaseException, what: str) -> ConnectorError:
+        """A :class:`ConnectorError` for ``exc``, the URI's password scrubbed from the message."""
+        c = self.config
+        text = scrub(str(exc), c.uri) if c.uri is not None else f"{type(exc).__name__}: {exc}"
+        return ConnectorError(
+            f"{what} ({self._where}): {text}", retryable=self._classify(exc) == CONNECTION_ERROR
+        )
 
     # -- Sink ---------------------------------------------------------------------------------------
 
@@ -202,9 +252,7 @@ class SqlSink(Sink):
             self._run_in_transaction(lambda conn: self._apply(conn, table))
         except _RowsRejected as rejected:
             if self.error_policy.mode == "fail":
-                raise wrap_error(
-                    rejected.cause, c.uri, f"{c.table}: the database rejected the flush"
-                ) from None
+                raise self._wrap(rejected.cause, f"{c.table}: the database rejected the flush") from None
             self._isolate(table)
             return
         self.flushes += 1
@@ -220,7 +268,7 @@ class SqlSink(Sink):
             except _RowsRejected as rejected:
                 if part.num_rows == 1:
                     self.rows_rejected += 1
-                    self.error_policy.handle(part, scrub(str(rejected.cause), self.config.uri))
+                    self.error_policy.handle(part, self._reason(rejected.cause))
                 else:
                     mid = part.num_rows // 2
                     # Pushed in reverse so the first half is tried first (keeps append order).
@@ -230,10 +278,20 @@ class SqlSink(Sink):
             self.flushes += 1
             self.rows_written += part.num_rows
 
+    def _reason(self, exc: BaseException) -> str:
+        c = self.config
+        return scrub(str(exc), c.uri) if c.uri is not None else str(exc)
+
     def _connection(self) -> Any:
         if self._conn is None:
             c = self.config
-            self._conn = connect(c.driver, c.uri, c.db_kwargs, autocommit=False)
+            if self._factory is not None:
+                self._conn = open_connection(self._factory, self._where)
+                if self._dialect is None:
+                    self._dialect = detect_dialect(self._conn)
+            else:
+                assert c.uri is not None
+                self._conn = connect(c.driver, c.uri, c.db_kwargs, autocommit=False)
         return self._conn
 
     def _run_in_transaction(self, fn: Callable[[Any], None]) -> None:
@@ -250,8 +308,12 @@ class SqlSink(Sink):
                 fn(conn)
                 conn.commit()
                 return
+            except ConfigurationError:
+                close_quietly(self._conn)
+                self._conn = None
+                raise
             except Exception as exc:
-                kind = classify(exc)
+                kind = self._classify(exc)
                 if kind == CONNECTION_ERROR:
                     close_quietly(self._conn)
                     self._conn = None
@@ -266,7 +328,7 @@ class SqlSink(Sink):
                 if kind != CONNECTION_ERROR or attempt >= c.max_retries:
                     if isinstance(exc, ConnectorError):
                         raise
-                    raise wrap_error(exc, c.uri, f"{c.table}: flush failed") from None
+                    raise self._wrap(exc, f"{c.table}: flush failed") from None
                 attempt += 1
                 self.retries += 1
                 self.reconnects += 1
@@ -275,6 +337,17 @@ class SqlSink(Sink):
     def _ensure_table(self, conn: Any, schema: pa.Schema) -> None:
         """Create the target from ``schema`` (minus ``delete_column``) when it does not exist."""
         c = self.config
+        if self._factory is not None:
+            assert self._dialect is not None
+            columns = self._columns(schema)
+            pk = c.keys if c.mode == "upsert" else None
+            cur = conn.cursor()
+            try:
+                target = pa.schema([schema.field(n) for n in columns])
+                cur.execute(self._dialect.create_table(c.table, target, pk))
+            finally:
+                cur.close()
+            return
         db_schema, name = split_table(c.table)
         cur = conn.cursor()
         try:
@@ -295,6 +368,9 @@ class SqlSink(Sink):
     def _apply(self, conn: Any, table: pa.Table) -> None:
         """The statements of one flush (the caller commits)."""
         c = self.config
+        if self._factory is not None:
+            self._apply_dbapi(conn, table)
+            return
         db_schema, name = split_table(c.table)
         cur = conn.cursor()
         try:
@@ -328,5 +404,37 @@ class SqlSink(Sink):
                 f"ON CONFLICT ({keys}) {action}"
             )
             cur.execute(f"DROP TABLE {quote_ident(stage)}")
+        finally:
+            cur.close()
+
+    def _apply_dbapi(self, conn: Any, table: pa.Table) -> None:
+        """One flush through DB-API: deletes (flagged rows), then one ``executemany`` INSERT/upsert."""
+        c = self.config
+        d = self._dialect
+        assert d is not None
+        target = d.quote_table(c.table)
+        table = d.prepare(table)
+        columns = self._columns(table.schema)
+        cur = conn.cursor()
+        try:
+            data = table
+            if c.mode == "upsert" and c.delete_column is not None:
+                assert c.keys is not None
+                flag = pc.fill_null(pc.cast(table.column(c.delete_column), pa.bool_()), False)
+                deletes = table.filter(flag).select(list(c.keys))
+                data = table.filter(pc.invert(flag))
+                if deletes.num_rows:
+                    marks = placeholders(conn, len(c.keys))
+                    match = " AND ".join(f"{d.quote(k)} = {m}" for k, m in zip(c.keys, marks, strict=True))
+                    cur.executemany(f"DELETE FROM {target} WHERE {match}", rows_for_driver(deletes))
+            if data.num_rows == 0:
+                return
+            cols = ", ".join(d.quote(n) for n in columns)
+            marks_row = ", ".join(placeholders(conn, len(columns)))
+            sql = f"INSERT INTO {target} ({cols}) VALUES ({marks_row})"
+            if c.mode == "upsert":
+                assert c.keys is not None
+                sql += d.upsert_suffix(columns, c.keys)
+            cur.executemany(sql, rows_for_driver(data.select(columns)))
         finally:
             cur.close()

@@ -20,6 +20,18 @@ Bounded mode (the default) runs ``query`` (or ``SELECT * FROM table``):
   the last partition value, ``{"rows": n, "last": v}``, and resuming adds ``col > v`` instead of
   ``OFFSET`` (cheap for large offsets; needs a unique, non-null partition column).
 
+**DB-API fallback**: with ``connect=`` (a zero-argument factory returning a DB-API 2.0 connection, or
+the path of a SQLite file) instead of ``uri``, the same splits, positions and incremental mode run
+through ``cursor.execute`` + ``cursor.fetchmany(max_rows)``, with the dialect's quoting and
+``LIMIT ... OFFSET`` (MySQL/MariaDB, SQLite, PostgreSQL; from the driver module or ``dialect=``). The
+rows are converted to Arrow per column: with ``schema`` each column becomes its field's type (values
+the driver returns as text or numbers, as SQLite does for timestamps, decimals and booleans, are cast
+by Arrow); without it pyarrow infers each column's type from the first batch that has a non-null
+value (decimals take precision/scale from ``cursor.description`` when the driver reports them), and
+keeps it for later batches. Each query ends with ``rollback()`` so that no read transaction stays
+open between polls. Whether ``fetchmany`` streams depends on the driver (pymysql's default cursor
+buffers the whole result: pass ``cursorclass=pymysql.cursors.SSCursor`` to stream).
+
 Incremental mode (``incremental_column=...``, unbounded, one split) polls an append-only table:
 ``SELECT * FROM (query) WHERE col > last ORDER BY col`` every ``poll_interval`` seconds, streaming
 the new rows. **Position**: the last value delivered (a number, or an ISO-8601 string for
@@ -39,16 +51,26 @@ import datetime as _dt
 import decimal
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
 
 from ...config import Secret
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, ConnectorError
 from ...source import Position, Source, Split, SplitReader
-from ._conn import close_quietly, connect, wrap_error
-from .config import SqlSourceConfig, mask_uri, quote_ident, quote_table, sql_literal
+from ._conn import CONNECTION_ERROR, classify, close_quietly, connect
+from ._dbapi import (
+    DIALECTS,
+    Dialect,
+    batch_from_rows,
+    classify_dbapi,
+    connection_factory,
+    describe_factory,
+    detect_dialect,
+    open_connection,
+)
+from .config import SqlSourceConfig, mask_uri, scrub
 
 __all__ = ["SqlSource"]
 
@@ -105,17 +127,21 @@ def _boundaries(lower: Any, upper: Any, n: int) -> list[Any]:
 
 
 class SqlSource(Source):
-    """Reads a SQL query over ADBC. See the module docstring for splits, positions and blocking."""
+    """Reads a SQL query over ADBC, or DB-API with ``connect=``. See the module docstring for splits,
+    positions and blocking. ``schema`` (DB-API only) fixes the Arrow types of the result."""
 
     name = "sql"
 
     def __init__(
         self,
-        uri: str | Secret,
+        uri: str | Secret | None = None,
         query: str | None = None,
         *,
         table: str | None = None,
         driver: str = "adbc_driver_postgresql",
+        connect: Callable[[], Any] | str | None = None,
+        dialect: str | None = None,
+        schema: pa.Schema | None = None,
         partition_column: str | None = None,
         lower_bound: Any = None,
         upper_bound: Any = None,
@@ -131,6 +157,9 @@ class SqlSource(Source):
             query=query,
             table=table,
             driver=driver,
+            connect=connect,
+            dialect=dialect,
+            schema=schema,
             partition_column=partition_column,
             lower_bound=lower_bound,
             upper_bound=upper_bound,
@@ -141,11 +170,47 @@ class SqlSource(Source):
             batch_size=batch_size,
             db_kwargs=db_kwargs or {},
         )
+        if schema is not None and connect is None:
+            raise ConfigurationError("schema applies to connect= (DB-API) only", option="schema")
+        self._factory = connection_factory(connect) if connect is not None else None
+        self._dialect: Dialect | None = None
+        if dialect is not None:
+            self._dialect = DIALECTS[dialect]
+        elif connect is None:
+            self._dialect = DIALECTS["sqlite" if "sqlite" in driver else "postgresql"]
 
     def __repr__(self) -> str:
         c = self.config
         what = f"table={c.table!r}" if c.table else f"query={c.query!r}"
-        return f"SqlSource({mask_uri(c.uri)!r}, {what})"
+        return f"SqlSource({self._where!r}, {what})"
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        return self.config.schema
+
+    @property
+    def dbapi(self) -> bool:
+        """True on the DB-API path (``connect=``)."""
+        return self._factory is not None
+
+    @property
+    def _where(self) -> str:
+        c = self.config
+        return mask_uri(c.uri) if c.uri is not None else describe_factory(c.connect)
+
+    def _wrap(self, exc: BaseException, what: str) -> ConnectorError:
+        c = self.config
+        text = scrub(str(exc), c.uri) if c.uri is not None else f"{type(exc).__name__}: {exc}"
+        kind = classify_dbapi(exc) if self.dbapi else classify(exc)
+        return ConnectorError(f"{what} ({self._where}): {text}", retryable=kind == CONNECTION_ERROR)
+
+    def dialect(self, conn: Any = None) -> Dialect:
+        """The SQL dialect (for DB-API without ``dialect=``, detected from an open connection)."""
+        if self._dialect is None:
+            if conn is None:
+                raise ConfigurationError("the dialect is known once connected", option="dialect")
+            self._dialect = detect_dialect(conn)
+        return self._dialect
 
     @property
     def bounded(self) -> bool:
@@ -153,14 +218,23 @@ class SqlSource(Source):
 
     @property
     def base_query(self) -> str:
+        """The query read (``SELECT * FROM table`` quoted in the dialect; ADBC's until connected)."""
+        return self._base_query(self._dialect or DIALECTS["postgresql"])
+
+    def _base_query(self, d: Dialect) -> str:
         c = self.config
         if c.table is not None:
-            return f"SELECT * FROM {quote_table(c.table)}"
+            return f"SELECT * FROM {d.quote_table(c.table)}"
         assert c.query is not None
         return c.query.strip().rstrip(";")
 
     def _connect(self) -> Any:
         c = self.config
+        if self._factory is not None:
+            conn = open_connection(self._factory, self._where)
+            self.dialect(conn)
+            return conn
+        assert c.uri is not None
         return connect(c.driver, c.uri, c.db_kwargs, autocommit=True)
 
     def _bounds(self) -> tuple[Any, Any]:
@@ -168,15 +242,21 @@ class SqlSource(Source):
         lower, upper = c.lower_bound, c.upper_bound
         if lower is not None and upper is not None:
             return _json_value(lower), _json_value(upper)
-        col = quote_ident(c.partition_column or "")
-        conn = self._connect()
+        conn = None
         try:
+            conn = self._connect()
+            d = self.dialect(conn)
+            col = d.quote(c.partition_column or "")
             cur = conn.cursor()
-            cur.execute(f"SELECT min({col}), max({col}) FROM ({self.base_query}) AS _af_q")
+            cur.execute(f"SELECT min({col}), max({col}) FROM ({self._base_query(d)}) AS _af_q")
             row = cur.fetchone()
             cur.close()
+            if self.dbapi:
+                conn.rollback()
+        except ConnectorError:
+            raise
         except Exception as exc:
-            raise wrap_error(exc, c.uri, "planning the partition bounds") from None
+            raise self._wrap(exc, "planning the partition bounds") from None
         finally:
             close_quietly(conn)
         lo, hi = row if row else (None, None)
@@ -218,21 +298,42 @@ class _StreamingReader(SplitReader):
         self._cursor: Any = None
         self._stream: pa.RecordBatchReader | None = None
         self._pending: pa.RecordBatch | None = None
+        self._running = False  # a query is open (DB-API: a cursor to fetchmany from)
+        self._names: list[str] = []
+        self._description: Any = None
+        self._inferred: list[pa.DataType | None] = []
 
-    def _execute(self, sql: str) -> None:
-        c = self._source.config
+    def _sql(self, d: Dialect) -> str:
+        raise NotImplementedError
+
+    def _execute(self) -> None:
+        src = self._source
         try:
             if self._conn is None:
-                self._conn = self._source._connect()
+                self._conn = src._connect()
+            sql = self._sql(src.dialect(self._conn))
             self._cursor = self._conn.cursor()
             self._cursor.execute(sql)
-            self._stream = self._cursor.fetch_record_batch()
+            if src.dbapi:
+                self._description = self._cursor.description or ()
+                names = [str(d[0]) for d in self._description]
+                if names != self._names:
+                    self._names = names
+                    self._inferred = [None] * len(names)
+            else:
+                self._stream = self._cursor.fetch_record_batch()
+            self._running = True
+        except ConnectorError:
+            self._drop_connection()
+            raise
         except Exception as exc:
             self._drop_connection()
-            raise wrap_error(exc, c.uri, f"{self.split.split_id}: query failed") from None
+            raise src._wrap(exc, f"{self.split.split_id}: query failed") from None
 
     def _next_slice(self, max_rows: int) -> pa.RecordBatch | None:
         """Up to ``max_rows`` rows of the current query, or ``None`` once it is exhausted."""
+        if self._source.dbapi:
+            return self._fetch_rows(max_rows)
         while self._pending is None or self._pending.num_rows == 0:
             assert self._stream is not None
             try:
@@ -242,22 +343,40 @@ class _StreamingReader(SplitReader):
                 return None
             except Exception as exc:
                 self._drop_connection()
-                raise wrap_error(
-                    exc, self._source.config.uri, f"{self.split.split_id}: read failed"
-                ) from None
+                raise self._source._wrap(exc, f"{self.split.split_id}: read failed") from None
         out = self._pending.slice(0, max_rows)
         self._pending = self._pending.slice(max_rows)
         return out
 
+    def _fetch_rows(self, max_rows: int) -> pa.RecordBatch | None:
+        """DB-API: one ``fetchmany(max_rows)`` converted to Arrow, ``None`` (query ended) when empty."""
+        src = self._source
+        try:
+            rows = self._cursor.fetchmany(max_rows)
+        except Exception as exc:
+            self._drop_connection()
+            raise src._wrap(exc, f"{self.split.split_id}: read failed") from None
+        if not rows:
+            self._end_query()
+            return None
+        return batch_from_rows(rows, self._names, src.config.schema, self._inferred, self._description)
+
     def _end_query(self) -> None:
         self._pending = None
         self._stream = None
+        self._running = False
         if self._cursor is not None:
             try:
                 self._cursor.close()
             except Exception:  # the result is complete; closing its cursor may fail
                 pass
             self._cursor = None
+            if self._source.dbapi and self._conn is not None:
+                try:
+                    self._conn.rollback()  # end the read transaction: the next poll sees new rows
+                except Exception:
+                    close_quietly(self._conn)
+                    self._conn = None
 
     def _drop_connection(self) -> None:
         self._end_query()
@@ -278,37 +397,34 @@ class _RangeReader(_StreamingReader):
         self._last = pos.get("last")
         self._finished = False
 
-    def _sql(self) -> str:
+    def _sql(self, d: Dialect) -> str:
         c = self._source.config
         conds: list[str] = []
         order = ""
         offset = ""
         if c.partition_column is not None:
-            col = quote_ident(c.partition_column)
+            col = d.quote(c.partition_column)
             lo, hi = self.split.params.get("lo"), self.split.params.get("hi")
             if lo is not None:
-                conds.append(f"{col} >= {sql_literal(lo)}")
+                conds.append(f"{col} >= {d.literal(lo)}")
             if hi is not None:
-                conds.append(
-                    f"({col} < {sql_literal(hi)} OR {col} IS NULL)"
-                    if lo is None
-                    else f"{col} < {sql_literal(hi)}"
-                )
+                below = f"{col} < {d.literal(hi)}"
+                conds.append(f"({below} OR {col} IS NULL)" if lo is None else below)
             order = f" ORDER BY {col}"
             if c.keyset and self._last is not None:
-                conds.append(f"{col} > {sql_literal(self._last)}")
-            elif self._rows:
-                offset = f" OFFSET {self._rows}"
-        elif self._rows:
-            offset = f" OFFSET {self._rows}"
+                conds.append(f"{col} > {d.literal(self._last)}")
+            else:
+                offset = d.offset(self._rows)
+        else:
+            offset = d.offset(self._rows)
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
-        return f"SELECT * FROM ({self._source.base_query}) AS _af_q{where}{order}{offset}"
+        return f"SELECT * FROM ({self._source._base_query(d)}) AS _af_q{where}{order}{offset}"
 
     def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
         if self._finished:
             return None
-        if self._stream is None:
-            self._execute(self._sql())
+        if not self._running:
+            self._execute()
         batch = self._next_slice(max_rows)
         if batch is None:
             self._finished = True
@@ -339,21 +455,21 @@ class _IncrementalReader(_StreamingReader):
         self._last = position
         self._next_poll = 0.0
 
-    def _sql(self) -> str:
+    def _sql(self, d: Dialect) -> str:
         c = self._source.config
         assert c.incremental_column is not None
-        col = quote_ident(c.incremental_column)
-        cond = f"{col} > {sql_literal(self._last)}" if self._last is not None else f"{col} IS NOT NULL"
-        return f"SELECT * FROM ({self._source.base_query}) AS _af_q WHERE {cond} ORDER BY {col}"
+        col = d.quote(c.incremental_column)
+        cond = f"{col} > {d.literal(self._last)}" if self._last is not None else f"{col} IS NOT NULL"
+        return f"SELECT * FROM ({self._source._base_query(d)}) AS _af_q WHERE {cond} ORDER BY {col}"
 
     def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
-        if self._stream is None:
+        if not self._running:
             wait = self._next_poll - time.monotonic()
             if wait > 0:
                 time.sleep(min(wait, max(timeout, 0.0)))
                 if time.monotonic() < self._next_poll:
                     return None
-            self._execute(self._sql())
+            self._execute()
         batch = self._next_slice(max_rows)
         if batch is None:
             self._next_poll = time.monotonic() + self._source.config.poll_interval
