@@ -842,6 +842,48 @@ class Store:
         self.faults: list[Fault] = []
         for name, cols, pk in _local_tables():
             self.keyspaces["system"][name] = Table("system", name, cols, pk, [])
+        schema_cols = {
+            "keyspace_name": TEXT,
+            "table_name": TEXT,
+            "column_name": TEXT,
+            "clustering_order": TEXT,
+            "kind": TEXT,
+            "position": INT,
+            "type": TEXT,
+        }
+        self.keyspaces["system_schema"] = {
+            "columns": Table(
+                "system_schema", "columns", schema_cols, ["keyspace_name"], ["table_name", "column_name"]
+            )
+        }
+
+    def describe_table(self, table: Table) -> None:
+        """Rows of ``system_schema.columns`` for ``table`` (what drivers and tools read)."""
+        columns = self.keyspaces["system_schema"]["columns"]
+        for name, t in table.columns.items():
+            if name in table.partition_key:
+                kind, pos = "partition_key", table.partition_key.index(name)
+            elif name in table.clustering:
+                kind, pos = "clustering", table.clustering.index(name)
+            else:
+                kind, pos = "regular", -1
+            row = {
+                "keyspace_name": table.keyspace,
+                "table_name": table.name,
+                "column_name": name,
+                "clustering_order": "asc" if kind == "clustering" else "none",
+                "kind": kind,
+                "position": pos,
+                "type": str(t).replace("varchar", "text"),
+            }
+            self.write(columns, {c: encode_value(columns.columns[c], v) for c, v in row.items()})
+
+    def forget_table(self, keyspace: str, name: str) -> None:
+        columns = self.keyspaces["system_schema"]["columns"]
+        entry = columns.partitions.get(keyspace.encode())
+        if entry is not None:
+            for ck in [ck for ck in entry[1] if ck[0] == name.encode()]:
+                del entry[1][ck]
 
     def table(self, ks: str, tb: str) -> Table:
         try:
@@ -1017,19 +1059,23 @@ class Engine:
                         f"Table {st.keyspace}.{st.table} already exists",
                         w_string(st.keyspace) + w_string(st.table),
                     )
-                store.keyspaces[st.keyspace][st.table] = Table(
-                    st.keyspace, st.table, st.create_columns, st.partition_key, st.clustering
-                )
+                table = Table(st.keyspace, st.table, st.create_columns, st.partition_key, st.clustering)
+                store.keyspaces[st.keyspace][st.table] = table
+                store.describe_table(table)
                 store.bump_schema()
                 return self._schema_change("CREATED", "TABLE", st.keyspace, st.table)
             if st.kind == "drop_keyspace":
-                if store.keyspaces.pop(st.keyspace, None) is None and not st.if_exists:
+                dropped = store.keyspaces.pop(st.keyspace, None)
+                if dropped is None and not st.if_exists:
                     raise CqlError(0x2300, f"Cannot drop non existing keyspace '{st.keyspace}'.")
+                for name in dropped or {}:
+                    store.forget_table(st.keyspace, name)
                 store.bump_schema()
                 return self._schema_change("DROPPED", "KEYSPACE", st.keyspace)
             if st.kind == "drop_table":
                 if store.keyspaces.get(st.keyspace, {}).pop(st.table, None) is None and not st.if_exists:
                     raise CqlError(0x2300, f"Cannot drop non existing table '{st.table}'.")
+                store.forget_table(st.keyspace, st.table)
                 store.bump_schema()
                 return self._schema_change("DROPPED", "TABLE", st.keyspace, st.table)
             table = store.table(st.keyspace, st.table)

@@ -1,0 +1,31 @@
+"""Apache Cassandra (and CQL-compatible servers) through the DataStax driver; extra ``arrowflow[cassandra]``.
+
+* :class:`CassandraSink`: a prepared INSERT built from the columns (or a user CQL statement), run
+  concurrently with a bound on statements in flight, optional UNLOGGED batches per partition,
+  retries of retryable errors, the error policy for the rest; idempotent for keyed upserts.
+* :class:`CassandraSource`: a bounded read split by Murmur3 token ranges, one page per batch,
+  resumable from the paging state.
+
+Tested against arrowflow's CQL native-protocol v4 test server (``tests/integration/cassandra``, not
+Cassandra); the same suite runs against a real cluster when ``ARROWFLOW_CASSANDRA_HOSTS`` is set. The
+driver is imported only when a session is opened, so importing this package needs no driver.
+"""
+
+from __future__ import annotations
+
+from ._common import CassandraConnection, arrow_type_for, column_from_driver, column_to_driver
+from .sink import CassandraSink, CassandraSinkConfig, is_retryable_cassandra_error
+from .source import CassandraRangeReader, CassandraSource, token_ranges
+
+__all__ = [
+    "CassandraConnection",
+    "CassandraRangeReader",
+    "CassandraSink",
+    "CassandraSinkConfig",
+    "CassandraSource",
+    "arrow_type_for",
+    "column_from_driver",
+    "column_to_driver",
+    "is_retryable_cassandra_error",
+    "token_ranges",
+]

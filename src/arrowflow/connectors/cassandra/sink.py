@@ -1,0 +1,402 @@
+"""CassandraSink: prepared statements executed concurrently, on :class:`~arrowflow.writer.AsyncBatchWriter`.
+
+Contract:
+
+* The statement is a prepared ``INSERT INTO ks.table (cols...) VALUES (?, ...)`` built from the
+  batch's columns (or ``columns``), or a user CQL statement with ``?`` bind markers (``statement``);
+  a user statement's markers bind the batch columns of the same names (the names the server reports
+  for the markers: the column each marker is compared with or assigned to), or the columns listed in
+  ``columns``, in marker order. It is prepared once, on the first ``write()``.
+* ``write(batch)`` buffers the rows (Arrow, no per-row work). Requests of up to ``request_rows`` rows
+  run in up to ``max_in_flight_requests`` worker threads; each converts its rows to driver values
+  column by column and runs them with ``execute_concurrent_with_args`` holding at most
+  ``concurrency`` statements in flight, so at most ``max_in_flight_requests * concurrency``
+  statements are in flight in all. With ``batch_by_partition``, the rows of a request are grouped by
+  partition key and sent as UNLOGGED batches of at most ``max_batch_statements`` statements (one
+  partition per batch: the cheap kind of batch for Cassandra).
+* Rows with a null partition key column go to the error policy at ``write()``. A failed statement (or
+  batch: all its rows) is retried with exponential backoff and jitter when the error is retryable
+  (write/read timeouts, unavailable, overloaded, connection errors, no host available), up to
+  ``max_retries``; other errors (invalid request, syntax, unauthorized) and exhausted retries go to
+  the error policy (fail / skip with count / dead letter with the driver's message).
+* ``ignore_null_fields``: nulls are sent as "unset" (protocol v4), so they leave existing cells alone
+  and write no tombstones, instead of deleting the cell.
+* ``flush()`` (called at every checkpoint) returns when every row written so far is acknowledged or
+  handed to the error policy: at-least-once. A generated INSERT is an idempotent keyed upsert, so the
+  sink declares ``idempotent`` and replays after a crash leave the table as if written once, which
+  ``exactly-once`` pipelines accept; a user statement is idempotent only if declared with
+  ``idempotent=True`` (counter updates and list appends are not).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ...config import check_positive, check_type
+from ...error_policy import ErrorPolicyLike
+from ...errors import ConfigurationError, SerializationError
+from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
+from ._common import CassandraConnection, SessionHolder, column_to_driver, quote_ident, split_table
+
+__all__ = ["CassandraSink", "CassandraSinkConfig", "is_retryable_cassandra_error"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CassandraSinkConfig:
+    """Options of :class:`CassandraSink` (see the module docstring).
+
+    Exactly one of ``table`` (``"ks.table"``, or ``"table"`` with ``connection.keyspace``) and
+    ``statement``. ``columns``: for ``table``, the columns to insert (default: every column of the
+    batch); for ``statement``, the batch columns bound to the markers in order (default: by the
+    markers' names). ``partition_key``: the partition key columns, for ``batch_by_partition`` and the
+    null-key check (default: from the prepared statement's routing key). ``idempotent``: ``None`` =
+    True for a generated INSERT, False for a user statement.
+    """
+
+    table: str | None = None
+    statement: str | None = None
+    columns: tuple[str, ...] | None = None
+    partition_key: tuple[str, ...] | None = None
+    ignore_null_fields: bool = False
+    batch_by_partition: bool = False
+    max_batch_statements: int = 50
+    concurrency: int = 64
+    max_in_flight_requests: int = 2
+    request_rows: int = 2000
+    max_buffered_rows: int = 20_000
+    flush_interval: float | None = 1.0
+    max_retries: int = 5
+    initial_backoff: float = 0.05
+    max_backoff: float = 5.0
+    idempotent: bool | None = None
+
+    def __post_init__(self) -> None:
+        if (self.table is None) == (self.statement is None):
+            raise ConfigurationError("give exactly one of table and statement", option="table")
+        check_type("table", self.table, str, allow_none=True)
+        check_type("statement", self.statement, str, allow_none=True)
+        if self.statement is not None and "?" not in self.statement and ":" not in self.statement:
+            raise ConfigurationError("statement has no bind markers ('?')", option="statement")
+        for name in ("columns", "partition_key"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            check_type(name, value, (tuple, list), allow_none=True)
+            if value is not None:
+                if not value or not all(isinstance(c, str) and c for c in value):
+                    raise ConfigurationError(f"{name} must hold column names", option=name)
+                object.__setattr__(self, name, tuple(value))
+        for name in ("ignore_null_fields", "batch_by_partition"):
+            check_type(name, getattr(self, name), bool)
+        check_type("idempotent", self.idempotent, bool, allow_none=True)
+        for name in (
+            "max_batch_statements",
+            "concurrency",
+            "max_in_flight_requests",
+            "request_rows",
+            "max_buffered_rows",
+        ):
+            check_type(name, getattr(self, name), int)
+            check_positive(name, getattr(self, name))
+        check_type("max_retries", self.max_retries, int)
+        if self.max_retries < 0:
+            raise ConfigurationError("max_retries must be >= 0", option="max_retries")
+        check_positive("flush_interval", self.flush_interval, allow_none=True)
+        check_positive("initial_backoff", self.initial_backoff)
+        check_positive("max_backoff", self.max_backoff)
+
+    def batching(self) -> BatchingConfig:
+        return BatchingConfig(
+            max_request_rows=self.request_rows,
+            max_request_bytes=None,
+            max_in_flight=self.max_in_flight_requests,
+            max_buffered_rows=self.max_buffered_rows,
+            max_time_in_buffer=self.flush_interval,
+            initial_backoff=self.initial_backoff,
+            max_backoff=max(self.max_backoff, self.initial_backoff),
+            max_attempts=self.max_retries + 1,
+        )
+
+
+def is_retryable_cassandra_error(exc: BaseException) -> bool:
+    """True for errors where trying again may succeed (timeouts, unavailable, overload, connection)."""
+    from cassandra import (
+        CoordinationFailure,
+        OperationTimedOut,
+        ReadTimeout,
+        Unavailable,
+        WriteTimeout,
+    )
+    from cassandra.cluster import NoHostAvailable
+    from cassandra.connection import ConnectionException
+    from cassandra.protocol import IsBootstrappingErrorMessage, OverloadedErrorMessage, ServerError
+
+    retryable = (
+        WriteTimeout,
+        ReadTimeout,
+        Unavailable,
+        CoordinationFailure,
+        OperationTimedOut,
+        NoHostAvailable,
+        ConnectionException,
+        OverloadedErrorMessage,
+        IsBootstrappingErrorMessage,
+        ServerError,
+        ConnectionError,
+        TimeoutError,
+    )
+    if isinstance(exc, NoHostAvailable):
+        # Retryable unless every host answered with a fatal error.
+        errors = list((exc.errors or {}).values())
+        return not errors or any(
+            not isinstance(e, BaseException) or is_retryable_cassandra_error(e) for e in errors
+        )
+    return isinstance(exc, retryable)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Prepared:
+    """A prepared statement with the batch columns its markers bind and its partition key columns."""
+
+    def __init__(self, statement: Any, bind_columns: tuple[str, ...], partition_key: tuple[str, ...]) -> None:
+        self.statement = statement
+        self.bind_columns = bind_columns
+        self.types = [c.type for c in statement.column_metadata]
+        self.partition_key = partition_key
+
+
+class CassandraSink(AsyncBatchWriter):
+    """Writes batches to Cassandra with a prepared statement (see the module docstring).
+
+    ``connection``: a :class:`CassandraConnection` or a dict of its fields; ``session``: an existing
+    driver ``Session`` (not shut down by the sink). Options: :class:`CassandraSinkConfig` or its
+    fields as keywords.
+    """
+
+    name = "cassandra"
+
+    def __init__(
+        self,
+        config: CassandraSinkConfig | None = None,
+        *,
+        connection: CassandraConnection | Mapping[str, Any] | None = None,
+        session: Any = None,
+        error_policy: ErrorPolicyLike = "fail",
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        if config is None:
+            config = CassandraSinkConfig(**options)
+        elif options:
+            raise ConfigurationError("give either config or individual options", option="config")
+        check_type("config", config, CassandraSinkConfig)
+        super().__init__(config.batching(), error_policy=error_policy, name=name)
+        self.sink_config = config
+        self.connection = CassandraConnection.coerce(connection)
+        if config.table is not None:
+            self._target: tuple[str, str] | None = split_table(config.table, self.connection.keyspace)
+        else:
+            self._target = None
+        self.idempotent = config.idempotent if config.idempotent is not None else config.table is not None
+        self._holder = SessionHolder(self.connection, session)
+        self._statements: dict[tuple[str, ...], _Prepared] = {}
+        self._prep_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CassandraSink(config={self.sink_config!r}, connection={self.connection!r})"
+
+    @property
+    def session(self) -> Any:
+        """The driver session (connected on first use)."""
+        return self._holder.session
+
+    # -- preparing ------------------------------------------------------------------------------
+
+    def _statement_for(self, names: Sequence[str]) -> _Prepared:
+        cfg = self.sink_config
+        key = tuple(names) if cfg.table is not None and cfg.columns is None else ()
+        with self._prep_lock:
+            prep = self._statements.get(key)
+            if prep is not None:
+                return prep
+            session = self.session
+            if self._target is not None:
+                cols = cfg.columns or tuple(names)
+                ks, tb = self._target
+                cql = (
+                    f"INSERT INTO {quote_ident(ks)}.{quote_ident(tb)} "
+                    f"({', '.join(quote_ident(c) for c in cols)}) VALUES ({', '.join('?' * len(cols))})"
+                )
+                statement = session.prepare(cql)
+                bind = cols
+            else:
+                statement = session.prepare(cfg.statement)
+                markers = tuple(c.name for c in statement.column_metadata)
+                bind = cfg.columns or markers
+                if len(bind) != len(markers):
+                    raise ConfigurationError(
+                        f"columns {list(bind)} do not match the statement's {len(markers)} bind markers",
+                        option="columns",
+                    )
+            statement.is_idempotent = self.idempotent
+            if cfg.partition_key is not None:
+                pk = cfg.partition_key
+            else:
+                idx = statement.routing_key_indexes or []
+                pk = tuple(bind[i] for i in idx)
+            if cfg.batch_by_partition and not pk:
+                raise ConfigurationError(
+                    "batch_by_partition needs the partition key: the statement does not bind it, or the "
+                    "server did not say; give partition_key",
+                    option="partition_key",
+                )
+            prep = _Prepared(statement, tuple(bind), pk)
+            self._statements[key] = prep
+            return prep
+
+    # -- AsyncBatchWriter hooks -----------------------------------------------------------------
+
+    def encode(self, batch: pa.RecordBatch) -> pa.StructArray | Encoded:
+        prep = self._statement_for(batch.schema.names)
+        names = batch.schema.names
+        missing = [c for c in prep.bind_columns if c not in names]
+        if missing:
+            raise ConfigurationError(
+                f"columns {missing} are not columns of the batch {names}", option="columns"
+            )
+        cols = [batch.column(c) for c in prep.bind_columns]
+        entries = pa.StructArray.from_arrays(cols, names=list(prep.bind_columns))
+        bad = np.zeros(batch.num_rows, dtype=bool)
+        for k in prep.partition_key:
+            col = batch.column(k)
+            if col.null_count:
+                bad |= np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if bad.any():
+            failed = np.flatnonzero(bad)
+            return Encoded(
+                entries=entries.filter(pa.array(~bad)),
+                failed=failed,
+                errors=f"null value in partition key column(s) {list(prep.partition_key)}",
+            )
+        return entries
+
+    def entry_sizes(self, entries: pa.StructArray) -> np.ndarray:
+        n = len(entries)
+        sizes = np.zeros(n, dtype=np.int64)
+        for child in entries.flatten():
+            t = child.type
+            if pa.types.is_binary(t) or pa.types.is_string(t):
+                sizes += super().entry_sizes(child)
+            elif pa.types.is_large_binary(t) or pa.types.is_large_string(t):
+                sizes += super().entry_sizes(child)
+            else:
+                try:
+                    width = max(1, t.bit_width // 8)
+                except ValueError:  # nested types: their average size
+                    width = child.nbytes // max(n, 1)
+                sizes += width
+        return sizes
+
+    def _rows(self, entries: pa.StructArray, prep: _Prepared) -> list[tuple[Any, ...]]:
+        # The driver serializes Python values row by row, so each column becomes one Python list
+        # (one Arrow/numpy conversion per column, see _common.column_to_driver) and the rows are the
+        # zip of those lists: no per-cell type dispatch in Python.
+        unset: Any = None
+        if self.sink_config.ignore_null_fields:
+            from cassandra.query import UNSET_VALUE
+
+            unset = UNSET_VALUE
+        columns = []
+        for child, cqltype, name in zip(entries.flatten(), prep.types, prep.bind_columns, strict=True):
+            null = None if name in prep.partition_key else unset
+            try:
+                columns.append(column_to_driver(child, cqltype, null=null))
+            except (SerializationError, pa.ArrowInvalid, ValueError, TypeError) as exc:
+                raise SerializationError(f"{self.name}: column {name!r}: {exc}") from exc
+        return list(zip(*columns, strict=True))
+
+    def submit(self, entries: pa.StructArray) -> SubmitResult | None:
+        from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
+
+        prep = self._statement_for(entries.type.names if self.sink_config.columns is None else ())
+        rows = self._rows(entries, prep)
+        cfg = self.sink_config
+        session = self.session
+        if not cfg.batch_by_partition:
+            results = execute_concurrent_with_args(
+                session, prep.statement, rows, concurrency=cfg.concurrency, raise_on_first_error=False
+            )
+            failed = [i for i, (ok, _) in enumerate(results) if not ok]
+            if not failed:
+                return SubmitResult.ok()
+            excs = [results[i][1] for i in failed]
+            return SubmitResult(
+                failed=np.asarray(failed, dtype=np.int64),
+                errors=[_describe(e) for e in excs],
+                retryable=np.asarray([is_retryable_cassandra_error(e) for e in excs], dtype=bool),
+            )
+        groups = self._groups(entries, prep)
+        batches = []
+        for idx in groups:
+            batches.append((self._batch(prep, [rows[i] for i in idx]), None))
+        results = execute_concurrent(
+            session, batches, concurrency=cfg.concurrency, raise_on_first_error=False
+        )
+        failed_rows: list[np.ndarray] = []
+        errors: list[str] = []
+        flags: list[bool] = []
+        for idx, (ok, res) in zip(groups, results, strict=True):
+            if not ok:
+                failed_rows.append(idx)
+                errors.extend([_describe(res)] * len(idx))
+                flags.extend([is_retryable_cassandra_error(res)] * len(idx))
+        if not failed_rows:
+            return SubmitResult.ok()
+        order = np.concatenate(failed_rows)
+        perm = np.argsort(order, kind="stable")
+        return SubmitResult(
+            failed=order[perm],
+            errors=[errors[i] for i in perm.tolist()],
+            retryable=np.asarray(flags, dtype=bool)[perm],
+        )
+
+    def _batch(self, prep: _Prepared, rows: list[tuple[Any, ...]]) -> Any:
+        from cassandra.query import BatchStatement, BatchType
+
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch.add_all([prep.statement] * len(rows), rows)
+        batch.is_idempotent = self.idempotent
+        return batch
+
+    def _groups(self, entries: pa.StructArray, prep: _Prepared) -> list[np.ndarray]:
+        """Row indices grouped by partition key (Arrow group_by), cut to ``max_batch_statements``."""
+        keys = {f"k{i}": entries.field(c) for i, c in enumerate(prep.partition_key)}
+        table = pa.table({**keys, "_row": pa.array(np.arange(len(entries), dtype=np.int64))})
+        grouped = table.group_by(list(keys), use_threads=False).aggregate([("_row", "list")])
+        lists = grouped.column("_row_list").combine_chunks()
+        offsets = lists.offsets.to_numpy()
+        flat = lists.values.to_numpy()
+        step = self.sink_config.max_batch_statements
+        out = []
+        for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
+            for s in range(a, b, step):
+                out.append(flat[s : min(b, s + step)])
+        return out
+
+    def classify(self, exc: BaseException) -> bool:
+        return is_retryable_cassandra_error(exc)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._holder.close()

@@ -1,0 +1,253 @@
+"""CassandraSource: a bounded table read split by token ranges, decoded into Arrow page by page.
+
+Contract:
+
+* ``plan()`` cuts the Murmur3 ring ``(-2**63, 2**63 - 1]`` into ``splits`` equal ranges; each split
+  is ``{"start": s, "end": e}`` (JSON) and reads ``SELECT cols FROM ks.t WHERE token(pk) > s AND
+  token(pk) <= e``, so the splits cover every partition exactly once. The ranges are not aligned to
+  the nodes' token ownership (correct, though a range may span replicas).
+* ``read_batch(max_rows, timeout)`` fetches ONE page of at most ``min(page_size, max_rows)`` rows
+  (it blocks for that round trip, bounded by the connection's ``request_timeout``, not by
+  ``timeout``) and decodes it column by column into a RecordBatch of ``schema``.
+* Position: ``{"paging_state": hex or None, "done": bool}`` after the last page returned; a reader
+  opened with it resumes inside its range at the next page (the server's paging state, valid for the
+  same statement). Like any Cassandra scan it is not a snapshot: concurrent writes may or may not be
+  seen.
+* ``columns`` projects (default: ``*``, in the server's order); ``schema`` fixes the Arrow types
+  (default: from the CQL types: uuid/inet/varint/decimal as strings, sets as lists, timestamp[ms]).
+  ``partition_key`` names the partition key columns for ``token()``; by default they are read from
+  ``system_schema.columns``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from ...config import check_positive, check_type
+from ...errors import ConfigurationError, ConnectorError, SerializationError
+from ...source import Position, Source, Split, SplitReader
+from ._common import (
+    MAX_TOKEN,
+    MIN_TOKEN,
+    CassandraConnection,
+    SessionHolder,
+    arrow_type_for,
+    column_from_driver,
+    quote_ident,
+    split_table,
+)
+
+__all__ = ["CassandraSource", "token_ranges"]
+
+
+def token_ranges(n: int) -> list[tuple[int, int]]:
+    """``n`` ranges ``(start, end]`` of equal width covering ``(-2**63, 2**63 - 1]``."""
+    width = MAX_TOKEN - MIN_TOKEN
+    bounds = [MIN_TOKEN + (width * i) // n for i in range(n)] + [MAX_TOKEN]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+class CassandraSource(Source):
+    """Reads a Cassandra table with token-range splits (see the module docstring).
+
+    ``table``: ``"ks.table"`` (or ``"table"`` with ``connection.keyspace``); ``connection``: a
+    :class:`CassandraConnection` or a dict of its fields; ``session``: an existing driver session
+    (not shut down by the source; its row factory may be tuples, named tuples or dicts).
+    """
+
+    name = "cassandra"
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        connection: CassandraConnection | Mapping[str, Any] | None = None,
+        session: Any = None,
+        columns: Sequence[str] | None = None,
+        schema: pa.Schema | None = None,
+        partition_key: Sequence[str] | None = None,
+        splits: int = 8,
+        page_size: int = 5000,
+    ) -> None:
+        self.connection = CassandraConnection.coerce(connection)
+        self.keyspace, self.table = split_table(table, self.connection.keyspace)
+        if isinstance(columns, str):
+            columns = (columns,)
+        check_type("columns", columns, (list, tuple), allow_none=True)
+        self.columns = tuple(columns) if columns is not None else None
+        if self.columns is not None and not self.columns:
+            raise ConfigurationError("columns must not be empty", option="columns")
+        check_type("schema", schema, pa.Schema, allow_none=True)
+        if schema is not None and self.columns is not None and list(schema.names) != list(self.columns):
+            raise ConfigurationError("schema must name the same columns as columns", option="schema")
+        if schema is not None and self.columns is None:
+            self.columns = tuple(schema.names)
+        self._schema = schema
+        if isinstance(partition_key, str):
+            partition_key = (partition_key,)
+        check_type("partition_key", partition_key, (list, tuple), allow_none=True)
+        self.partition_key = tuple(partition_key) if partition_key else None
+        check_type("splits", splits, int)
+        check_positive("splits", splits)
+        check_type("page_size", page_size, int)
+        check_positive("page_size", page_size)
+        self.splits = splits
+        self.page_size = page_size
+        self._holder = SessionHolder(self.connection, session)
+        self._lock = threading.Lock()
+        self._statement: Any = None
+        self._readers = 0
+
+    def __repr__(self) -> str:
+        return f"CassandraSource({self.keyspace}.{self.table}, splits={self.splits})"
+
+    @property
+    def bounded(self) -> bool:
+        return True
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        return self._schema
+
+    def plan(self) -> list[Split]:
+        return [
+            Split(split_id=f"token-{i:04d}-of-{self.splits}", params={"start": s, "end": e})
+            for i, (s, e) in enumerate(token_ranges(self.splits))
+        ]
+
+    def open(self, split: Split, position: Position = None) -> SplitReader:
+        reader = CassandraRangeReader(self, split, position)
+        with self._lock:
+            self._readers += 1
+        return reader
+
+    def _release(self) -> None:
+        """A reader closed: the last one shuts down the session the source created (if it did)."""
+        with self._lock:
+            self._readers -= 1
+            if self._readers > 0:
+                return
+            self._statement = None
+        self._holder.close()
+
+    # -- shared by the readers --------------------------------------------------------------------
+
+    def _partition_key(self, session: Any) -> tuple[str, ...]:
+        if self.partition_key is None:
+            rows = session.execute(
+                "SELECT column_name, kind, position FROM system_schema.columns "
+                "WHERE keyspace_name = %s AND table_name = %s",
+                (self.keyspace, self.table),
+            )
+            pk = []
+            for row in rows:
+                r = row if isinstance(row, Mapping) else dict(zip(("column_name", "kind", "position"), row))
+                if r["kind"] == "partition_key":
+                    pk.append((r["position"], r["column_name"]))
+            if not pk:
+                raise ConfigurationError(
+                    f"table {self.keyspace}.{self.table} not found in system_schema.columns; "
+                    "give partition_key",
+                    option="partition_key",
+                )
+            self.partition_key = tuple(c for _, c in sorted(pk))
+        return self.partition_key
+
+    def _prepared(self) -> Any:
+        with self._lock:
+            if self._statement is None:
+                session = self._holder.session
+                pk = ", ".join(quote_ident(c) for c in self._partition_key(session))
+                cols = "*" if self.columns is None else ", ".join(quote_ident(c) for c in self.columns)
+                cql = (
+                    f"SELECT {cols} FROM {quote_ident(self.keyspace)}.{quote_ident(self.table)} "
+                    f"WHERE token({pk}) > ? AND token({pk}) <= ?"
+                )
+                self._statement = session.prepare(cql)
+            return self._statement
+
+    def _schema_for(self, names: Sequence[str], types: Sequence[Any]) -> pa.Schema:
+        with self._lock:
+            if self._schema is None:
+                self._schema = pa.schema([(n, arrow_type_for(t)) for n, t in zip(names, types, strict=True)])
+            return self._schema
+
+
+class CassandraRangeReader(SplitReader):
+    """Reads one token range page by page; the position is the paging state after the last page."""
+
+    def __init__(self, source: CassandraSource, split: Split, position: Position = None) -> None:
+        super().__init__(split, position)
+        self.source = source
+        try:
+            self.start = int(split.params["start"])
+            self.end = int(split.params["end"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigurationError(f"not a token-range split: {split!r}", option="split") from exc
+        state = position or {}
+        if not isinstance(state, Mapping):
+            raise ConfigurationError(f"not a cassandra position: {position!r}", option="position")
+        ps = state.get("paging_state")
+        self._paging_state: bytes | None = bytes.fromhex(ps) if ps else None
+        self._done = bool(state.get("done", False))
+        self._closed = False
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def snapshot(self) -> Position:
+        return {
+            "paging_state": None if self._paging_state is None else self._paging_state.hex(),
+            "done": self._done,
+        }
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._done or self._closed:
+            return None
+        src = self.source
+        session = src._holder.session
+        bound = src._prepared().bind((self.start, self.end))
+        bound.fetch_size = max(1, min(src.page_size, max_rows))
+        try:
+            rs = session.execute(bound, paging_state=self._paging_state)
+        except Exception as exc:
+            raise ConnectorError(f"cassandra: range ({self.start}, {self.end}]: {exc}", retryable=True) from exc
+        rows = rs.current_rows
+        names = list(rs.column_names or [])
+        types = list(rs.column_types or [])
+        next_state = rs.paging_state
+        batch = self._to_batch(rows, names, types) if rows else None
+        self._paging_state = next_state
+        if next_state is None:
+            self._done = True
+        return batch
+
+    def _to_batch(self, rows: Sequence[Any], names: list[str], types: list[Any]) -> pa.RecordBatch:
+        schema = self.source._schema_for(names, types)
+        if isinstance(rows[0], Mapping):
+            columns: list[Sequence[Any]] = [[r[n] for r in rows] for n in names]
+        else:
+            columns = list(zip(*rows, strict=True))  # page rows -> columns: one transpose in C
+        by_name = dict(zip(names, range(len(names)), strict=True))
+        arrays = []
+        for field in schema:
+            i = by_name.get(field.name)
+            if i is None:
+                raise SerializationError(f"cassandra: column {field.name!r} is not in the result {names}")
+            try:
+                arrays.append(column_from_driver(columns[i], types[i], field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+                raise SerializationError(
+                    f"cassandra: column {field.name!r} does not convert to {field.type}: {exc}"
+                ) from exc
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.source._release()
