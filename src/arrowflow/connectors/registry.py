@@ -117,6 +117,16 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         tested_against="SecantusDB 0.7.0b3 (MongoDB wire protocol, not mongod; pymongo 4.20)",
     ),
     ConnectorInfo(
+        name="cassandra",
+        module="arrowflow.connectors.cassandra",
+        sources=("CassandraSource",),
+        sinks=("CassandraSink",),
+        extra="cassandra",
+        requires=("cassandra",),
+        status="available",
+        tested_against="arrowflow's CQL native-protocol v4 test server (not Cassandra; cassandra-driver 3.30)",
+    ),
+    ConnectorInfo(
         name="redis",
         module="arrowflow.connectors.redis_",
         sources=("RedisStreamSource", "RedisPubSubSource"),
