@@ -1,0 +1,77 @@
+"""SIGKILL crash/restart of Kinesis pipelines (separate processes killed from this one, moto server).
+
+1. DataGen -> KinesisSink (at-least-once), killed 3 times at random moments and resumed from its
+   checkpoint: every id reaches the stream at least once (duplicates are allowed and counted).
+2. KinesisSource -> FileSink (exactly-once) over that stream, killed 3 times and resumed: every
+   record (by shard + sequence number) lands in the output exactly once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from aws_helpers import create_stream, read_stream
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
+from crash_harness import CrashReport, run_with_crashes
+
+HERE = Path(__file__).resolve().parent
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, str(HERE / "aws_crash_pipeline.py"), *args]
+
+
+def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_path: Path) -> None:
+    rows = 1500
+    stream = create_stream(boto("kinesis"), shards=2)
+    common = ["--endpoint", aws_endpoint, "--stream", stream]
+
+    def produced_ok(report: CrashReport) -> None:
+        assert "done" in report.final_stdout
+
+    produced = run_with_crashes(
+        _command("produce", *common, "--rows", str(rows), "--checkpoint-dir", str(tmp_path / "cp1")),
+        verify=produced_ok,
+        kills=3,
+        min_delay=0.3,
+        max_delay=0.8,
+        ready_line="started",
+        seed=11,
+        timeout=120,
+    )
+    assert produced.kills + produced.early_exits >= 1
+    records = read_stream(boto("kinesis"), stream)
+    ids = Counter(
+        int(pa.py_buffer(r["Data"]).to_pybytes().split(b'"id":')[1].split(b",")[0]) for r in records
+    )
+    assert set(ids) == set(range(rows)), f"{rows - len(set(ids) & set(range(rows)))} ids lost"
+    duplicates = sum(ids.values()) - rows
+    print(f"kinesis produce: {produced.kills} kills, {len(records)} records, {duplicates} duplicates")
+    out = tmp_path / "out"
+
+    def consumed_ok(report: CrashReport) -> None:
+        assert "done" in report.final_stdout
+        table = ds.dataset(str(out), format="parquet").to_table()
+        keys = list(zip(table.column("_shard_id").to_pylist(), table.column("_sequence_number").to_pylist()))
+        assert len(keys) == len(set(keys)), f"{len(keys) - len(set(keys))} records written twice"
+        assert len(keys) == len(records), f"{len(records) - len(keys)} records missing"
+        assert Counter(table.column("id").to_pylist()) == ids
+
+    consumed = run_with_crashes(
+        _command("consume", *common, "--checkpoint-dir", str(tmp_path / "cp2"), "--out", str(out)),
+        verify=consumed_ok,
+        kills=3,
+        min_delay=0.3,
+        max_delay=0.8,
+        ready_line="started",
+        seed=13,
+        timeout=120,
+    )
+    assert consumed.kills + consumed.early_exits >= 1
+    print(f"kinesis consume: {consumed.kills} kills, {len(records)} records exactly once")
