@@ -58,7 +58,13 @@ def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_p
     def consumed_ok(report: CrashReport) -> None:
         assert "done" in report.final_stdout
         table = ds.dataset(str(out), format="parquet").to_table()
-        keys = list(zip(table.column("_shard_id").to_pylist(), table.column("_sequence_number").to_pylist()))
+        keys = list(
+            zip(
+                table.column("_shard_id").to_pylist(),
+                table.column("_sequence_number").to_pylist(),
+                strict=True,
+            )
+        )
         assert len(keys) == len(set(keys)), f"{len(keys) - len(set(keys))} records written twice"
         assert len(keys) == len(records), f"{len(records) - len(keys)} records missing"
         assert Counter(table.column("id").to_pylist()) == ids
