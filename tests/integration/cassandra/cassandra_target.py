@@ -54,11 +54,15 @@ class Target:
     def session(self) -> Any:
         """A session of the tests' own (named tuples), in keyspace ``arrowflow_it``."""
         if self._session is None:
-            from cassandra.cluster import Cluster
+            from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
             from cassandra.policies import RoundRobinPolicy
 
+            profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
             self._cluster = Cluster(
-                list(self.hosts), port=self.port, load_balancing_policy=RoundRobinPolicy(), **CLUSTER_OPTIONS
+                list(self.hosts),
+                port=self.port,
+                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                **CLUSTER_OPTIONS,
             )
             s = self._cluster.connect()
             s.execute(

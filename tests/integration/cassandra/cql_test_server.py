@@ -197,6 +197,7 @@ class CqlType:
 
     name: str
     params: tuple[CqlType, ...] = ()
+    frozen: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         if self.params:
@@ -484,7 +485,7 @@ class Parser:
             self.expect("<")
             inner = self.cql_type()
             self.expect(">")
-            return inner
+            return CqlType(inner.name, inner.params, frozen=True)
         if name in ("list", "set", "map"):
             self.expect("<")
             params = [self.cql_type()]
@@ -950,6 +951,9 @@ class Store:
             for c, v in values.items():
                 if v is UNSET:
                     continue
+                t = table.columns[c]
+                if v == b"\x00\x00\x00\x00" and t.name in _COLLECTIONS and not t.frozen:
+                    v = None  # an empty non-frozen collection is no value, as in Cassandra
                 if v is None:
                     row.pop(c, None)
                 else:
