@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         },
         request_rows=200,
     )
-    Pipeline(source).via(AddN(0.02)).to(sink).run(
+    Pipeline(source).via(AddN(0.03)).to(sink).run(
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_interval=0.1,
         guarantee="at-least-once",

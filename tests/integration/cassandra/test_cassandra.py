@@ -438,4 +438,4 @@ def test_sigkill_crash_restart_pipeline_loses_and_duplicates_nothing(cassandra: 
         seed=8,
         timeout=120,
     )
-    assert report.kills + report.early_exits >= 1
+    assert report.kills >= 2, report  # the runs were really killed mid-way
