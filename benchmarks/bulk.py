@@ -14,12 +14,37 @@ Methods:
 * ``polars concat_str + struct.json_encode``: the action line by ``concat_str`` and the document by
   ``struct.json_encode`` in one polars expression (DataFrame built in setup), bodies cut per 500
   rows as zero-copy slices of the result's buffer.
+
+Workloads ``bulk-sink-opensearch`` and ``bulk-sink-elasticsearch``: end to end against the server at
+``ARROWFLOW_BENCH_SEARCH_URL`` (default osmem on 127.0.0.1:9200, ``tests/services/opensearch.sh``),
+the same subset of the table for every method, ``index`` actions with ``_id`` from ``id``, 500 actions
+per request, no refresh. Every call writes into a fresh index (created and deleted inside the call,
+the same cost for every method), with one client made in setup:
+
+* ``arrowflow <Sink>``: ``OpenSearchSink`` / ``ElasticsearchSink`` (``client=``, ``max_actions=500``,
+  default ``max_in_flight=2``), ``write`` per 65,536-row batch, ``close``.
+* ``<client> helpers.bulk``: ``to_pylist`` per 10k rows, one action dict per row,
+  ``helpers.bulk(client, actions, chunk_size=500)`` (one request at a time).
+* ``<client> helpers.parallel_bulk``: the same actions through ``parallel_bulk(thread_count=2,
+  chunk_size=500)`` (two requests in flight, like the sink).
+* ``pre-built bodies, POST only``: the arrowflow bodies built in setup, posted one after the other:
+  the server's (and the client transport's) ceiling for any encoder.
+
+elasticsearch-py 8/9 send a compatibility media type that osmem refuses (406); against osmem (no
+``ARROWFLOW_BENCH_SEARCH_URL``) the Elasticsearch client gets the same benchmark-only node class that
+rewrites it as the tests do (``tests/integration/search/search_helpers.py``); it is not a library default.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import os
+import re
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -117,6 +142,187 @@ def setup(config: RunConfig) -> Prepared:
     return Prepared(methods=methods, bytes_per_row=table.nbytes / max(n, 1))
 
 
+SEARCH_URL = os.environ.get("ARROWFLOW_BENCH_SEARCH_URL", "http://127.0.0.1:9200")
+_COMPAT = re.compile(r"application/vnd\.elasticsearch\+([\w-]+); ?compatible-with=\d+")
+
+
+def _plain_mime_node() -> type:
+    """Benchmark-only (osmem): strip elasticsearch-py's compatibility media type, which osmem answers
+    with 406 (see tests/integration/search/search_helpers.py); real Elasticsearch needs it."""
+    from elastic_transport import Urllib3HttpNode
+
+    class PlainMimeNode(Urllib3HttpNode):  # type: ignore[misc]
+        def perform_request(self, method, target, body=None, headers=None, request_timeout=None):  # type: ignore[no-untyped-def]
+            if headers:
+                headers = headers.copy()
+                for h in ("accept", "content-type"):
+                    if h in headers:
+                        headers[h] = _COMPAT.sub(r"application/\1", headers[h])
+            return super().perform_request(
+                method, target, body=body, headers=headers, request_timeout=request_timeout
+            )
+
+    return PlainMimeNode
+
+
+def _actions(table: pa.Table, index: str) -> Iterator[dict[str, Any]]:
+    """What a helpers user writes: one action dict per row, ``to_pylist`` per 10k rows."""
+    for start in range(0, table.num_rows, BATCH):
+        for d in table.slice(start, BATCH).to_pylist():
+            yield {"_index": index, "_id": d.pop("id"), "_source": d}
+
+
+def _setup_sink(config: RunConfig, kind: str) -> Prepared:
+    from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH
+
+    flavor = OPENSEARCH if kind == "opensearch" else ELASTICSEARCH
+    client_name = "opensearch-py" if kind == "opensearch" else "elasticsearch-py"
+    sink_name = "OpenSearchSink" if kind == "opensearch" else "ElasticsearchSink"
+    names = (
+        f"arrowflow {sink_name}",
+        f"{client_name} helpers.bulk",
+        f"{client_name} helpers.parallel_bulk",
+        "pre-built bodies, POST only",
+    )
+    try:
+        if kind == "opensearch":
+            from opensearchpy import helpers
+
+            from arrowflow.connectors.search.opensearch import OpenSearchSink as sink_cls
+        else:
+            from elasticsearch import helpers  # type: ignore[no-redef]
+
+            from arrowflow.connectors.search.elasticsearch import ElasticsearchSink as sink_cls  # type: ignore[assignment]
+    except ImportError as exc:
+        return Prepared(
+            methods={n: Method(skip=f"not installed: {exc.name}") for n in names}, bytes_per_row=72
+        )
+    options: dict[str, Any] = {"max_retries": 0, "request_timeout": 120}
+    if kind == "elasticsearch" and "ARROWFLOW_BENCH_SEARCH_URL" not in os.environ:
+        options["node_class"] = _plain_mime_node()
+    try:
+        client = flavor.make_client(SEARCH_URL, options)
+        flavor.request(client, "GET", "/")
+    except Exception as exc:
+        why = f"no search server at {SEARCH_URL} ({type(exc).__name__})"
+        return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
+
+    # osmem indexes about 2k documents/s of this table on the shared 2-core box (its own CPU, ~0.45 ms
+    # per document): every method here is bound by the server; the subset keeps a call at ~5 s.
+    n = config.subset(2_000 if config.quick else 10_000)
+    table = make_table(n, config.seed).combine_chunks()
+    batches = table.to_batches(max_chunksize=65_536)
+    bulk: Any = importlib.import_module("arrowflow._ext.bulk")
+    prefix = f"af-bench-{kind}-{uuid.uuid4().hex[:8]}"
+
+    def fresh(tag: str) -> str:
+        name = f"{prefix}-{tag}"
+        try:
+            flavor.request(client, "DELETE", f"/{name}")
+        except Exception:
+            pass
+        flavor.request(client, "PUT", f"/{name}", body={})
+        return name
+
+    def run_sink() -> int:
+        index = fresh("af")
+        sink = sink_cls(client=client, index=index, id_column="id", max_actions=CHUNK)
+        for b in batches:
+            sink.write(b)
+        sink.close()
+        if sink.metrics()["rows_written"] != n:
+            raise RuntimeError(f"sink wrote {sink.metrics()['rows_written']} of {n} rows")
+        flavor.request(client, "DELETE", f"/{index}")
+        return n
+
+    def run_helpers() -> int:
+        index = fresh("helpers")
+        ok, errors = helpers.bulk(client, _actions(table, index), chunk_size=CHUNK, max_retries=0)
+        if ok != n or errors:
+            raise RuntimeError(f"helpers.bulk: {ok} ok, errors {errors!r:.200}")
+        flavor.request(client, "DELETE", f"/{index}")
+        return n
+
+    def run_parallel() -> int:
+        index = fresh("parallel")
+        ok = sum(
+            1
+            for success, _ in helpers.parallel_bulk(
+                client, _actions(table, index), thread_count=2, chunk_size=CHUNK
+            )
+            if success
+        )
+        if ok != n:
+            raise RuntimeError(f"helpers.parallel_bulk: {ok} of {n} ok")
+        flavor.request(client, "DELETE", f"/{index}")
+        return n
+
+    post_index = f"{prefix}-post"
+    post_bodies = [
+        body.to_pybytes()
+        for body in bulk.encode_bodies(
+            table.to_batches()[0], index=post_index, id_column="id", max_actions=CHUNK
+        )[0]
+    ]
+
+    def run_post_only() -> int:
+        fresh("post")
+        for body in post_bodies:
+            answer = flavor.request(client, "POST", "/_bulk", body=body, ndjson=True)
+            if answer.get("errors"):
+                raise RuntimeError("POST only: item errors")
+        flavor.request(client, "DELETE", f"/{post_index}")
+        return n
+
+    def cleanup() -> None:
+        for tag in ("af", "helpers", "parallel", "post"):
+            try:
+                flavor.request(client, "DELETE", f"/{prefix}-{tag}")
+            except Exception:
+                pass
+        client.close()
+
+    # The server's CPU dominates the wall time, so the client's own CPU (this process, every thread)
+    # is what tells the methods apart; it is summed per method and printed to stderr at exit.
+    cpu: dict[str, list[float]] = {}
+
+    def cpu_timed(name: str, fn: Callable[[], int]) -> Callable[[], int]:
+        def run() -> int:
+            start = time.process_time()
+            rows = fn()
+            cpu.setdefault(name, []).append((time.process_time() - start) / rows * 1e3)
+            return rows
+
+        return run
+
+    def report_cpu() -> None:
+        for name, per_k in cpu.items():
+            med = statistics.median(per_k)
+            print(
+                f"[bulk-sink-{kind}] {name}: client CPU {med * 1e3:.0f} ms per 1k rows (median)",
+                file=sys.stderr,
+            )
+
+    import atexit
+
+    atexit.register(cleanup)
+    atexit.register(report_cpu)
+    same = f"{n:,} rows, fresh index per call"
+    methods = {
+        names[0]: Method(run=cpu_timed(names[0], run_sink), note=same),
+        names[1]: Method(
+            run=cpu_timed(names[1], run_helpers),
+            note="same rows, to_pylist + action dicts",
+            target=Target(min_speedup=1.0),
+        ),
+        names[2]: Method(run=cpu_timed(names[2], run_parallel), note="same rows, 2 threads"),
+        names[3]: Method(
+            run=cpu_timed(names[3], run_post_only), note="server ceiling: arrowflow bodies, 1 in flight"
+        ),
+    }
+    return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
+
+
 WORKLOAD = register(
     Workload(
         name="bulk",
@@ -125,3 +331,14 @@ WORKLOAD = register(
         reference="arrowflow encode_bodies",
     )
 )
+
+
+for _kind, _sink in (("opensearch", "OpenSearchSink"), ("elasticsearch", "ElasticsearchSink")):
+    register(
+        Workload(
+            name=f"bulk-sink-{_kind}",
+            description=f"8-column table -> {_sink} vs helpers.bulk against osmem ({_kind} client)",
+            setup=(lambda config, kind=_kind: _setup_sink(config, kind)),
+            reference=f"arrowflow {_sink}",
+        )
+    )
