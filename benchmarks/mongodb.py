@@ -29,6 +29,20 @@ def _skip_all(names: tuple[str, ...], why: str) -> Prepared:
     return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
 
 
+def _pymongoarrow_missing() -> str | None:
+    """Why pymongoarrow's write path cannot run here (it is optional: ``arrowflow[mongodb-arrow]``,
+    and its releases pin an older pyarrow), or ``None``."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pymongoarrow.api import _tabular_generator  # noqa: F401
+    except Exception as exc:
+        return f"pymongoarrow not importable ({type(exc).__name__}); optional extra mongodb-arrow"
+    return None
+
+
 def setup_encode(config: RunConfig) -> Prepared:
     names = ("arrowflow encode_documents", "pymongoarrow write path", "bson.encode per row")
     try:
@@ -64,9 +78,12 @@ def setup_encode(config: RunConfig) -> Prepared:
             bson.encode(row)
         return py_n
 
+    pma_skip = _pymongoarrow_missing()
     methods = {
         "arrowflow encode_documents": Method(run=run_kernel, target=Target(min_rate=2_000_000)),
-        "pymongoarrow write path": Method(
+        "pymongoarrow write path": Method(skip=pma_skip)
+        if pma_skip
+        else Method(
             run=run_pymongoarrow,
             note=f"insert stubbed; on {py_n:,} rows, scaled",
             target=Target(min_speedup=5),

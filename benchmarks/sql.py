@@ -12,6 +12,12 @@ Methods (same run, same server, each into its own logged table, truncated at the
 
 The server is ``$POSTGRES_DSN`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``); when it
 does not answer, the methods are listed as skipped.
+
+``sql-dbapi-sqlite`` / ``sql-dbapi-mariadb``: the DB-API fallback (``SqlSink(connect=...)``) against
+the driver's own ``executemany`` of ``to_pylist`` tuples, same rows, same run: SQLite (stdlib
+``sqlite3``, a temp file) and MariaDB through pymysql (127.0.0.1:``$MARIADB_PORT``, root, database
+``test``). The sink cannot beat the driver (it ends in the same ``executemany``); the ratio shows its
+overhead. Upsert (every row an update) is reported for MariaDB.
 """
 
 from __future__ import annotations
@@ -135,6 +141,170 @@ def setup_ingest(config: RunConfig) -> Prepared:
     return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
 
 
+def _dbapi_rows(config: RunConfig) -> Any:
+    n = config.subset(20_000 if config.quick else 100_000)
+    table = make_table(n, config.seed)
+    return n, table, table.to_batches(max_chunksize=65_536), ", ".join(table.schema.names)
+
+
+def setup_dbapi_sqlite(config: RunConfig) -> Prepared:
+    import os
+    import shutil
+    import sqlite3
+    import tempfile
+
+    import pyarrow as pa
+
+    from arrowflow.connectors.sql import SqlSink
+
+    n, table, batches, cols = _dbapi_rows(config)
+    tmp = tempfile.mkdtemp(prefix="af-bench-sqlite-")
+    path = os.path.join(tmp, "bench.sqlite")
+    lite = sqlite3.connect(path)
+    lite.execute(f"CREATE TABLE lite_af ({_DDL})")
+    lite.execute(f"CREATE TABLE lite_py ({_DDL})")
+    lite.commit()
+    sink = SqlSink(table="lite_af", connect=path, flush_rows=n + 1, flush_interval=None)
+    # What a user writes by hand: timestamps as ISO text (sqlite3's datetime adapter is deprecated).
+    text_ts = pa.schema(
+        [pa.field(f.name, pa.string()) if pa.types.is_timestamp(f.type) else f for f in table.schema]
+    )
+    insert = f"INSERT INTO lite_py ({cols}) VALUES ({', '.join('?' * table.num_columns)})"
+
+    def run_sink() -> int:
+        lite.execute("DELETE FROM lite_af")
+        lite.commit()
+        for b in batches:
+            sink.write(b)
+        sink.flush()
+        return n
+
+    def run_py() -> int:
+        lite.execute("DELETE FROM lite_py")
+        lite.executemany(insert, [tuple(r.values()) for r in table.cast(text_ts).to_pylist()])
+        lite.commit()
+        return n
+
+    def cleanup() -> None:
+        sink.close()
+        lite.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    import atexit
+
+    atexit.register(cleanup)
+    methods = {
+        "arrowflow SqlSink(connect=path)": Method(run=run_sink, note=f"{n:,} rows, temp file"),
+        "sqlite3 executemany(to_pylist)": Method(run=run_py, note="same rows"),
+    }
+    return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
+
+
+def setup_dbapi_mariadb(config: RunConfig) -> Prepared:
+    import os
+
+    from arrowflow.connectors.sql import SqlSink
+
+    names = (
+        "arrowflow SqlSink(connect=pymysql)",
+        "pymysql executemany(to_pylist)",
+        "arrowflow DB-API upsert",
+    )
+    port = int(os.environ.get("MARIADB_PORT", "3306"))
+    try:
+        import pymysql
+    except ImportError as exc:
+        return Prepared(
+            methods={k: Method(skip=f"not installed: {exc.name}") for k in names}, bytes_per_row=72
+        )
+    if not _answers(f"mysql://127.0.0.1:{port}"):
+        why = f"MariaDB not answering at 127.0.0.1:{port}"
+        return Prepared(methods={k: Method(skip=why) for k in names}, bytes_per_row=72)
+
+    def connect() -> Any:
+        return pymysql.connect(host="127.0.0.1", port=port, user="root", password="", database="test")
+
+    n, table, batches, cols = _dbapi_rows(config)
+    ddl = _DDL.replace("timestamp", "datetime(6)").replace("double precision", "double")
+    t_af, t_py, t_up = (f"bench_dbapi_{k}_{uuid.uuid4().hex[:8]}" for k in ("af", "py", "up"))
+    admin: Any = connect()
+    with admin.cursor() as cur:
+        for t in (t_af, t_py):
+            cur.execute(f"CREATE TABLE {t} ({ddl})")
+        cur.execute(f"CREATE TABLE {t_up} ({ddl}, PRIMARY KEY (id))")
+    admin.commit()
+    sink = SqlSink(table=t_af, connect=connect, flush_rows=n + 1, flush_interval=None)
+    upsert = SqlSink(
+        table=t_up, connect=connect, mode="upsert", keys="id", flush_rows=n + 1, flush_interval=None
+    )
+    for b in batches:  # the keys exist before timing: every timed row is an update
+        upsert.write(b)
+    upsert.flush()
+    raw = connect()
+    insert = f"INSERT INTO {t_py} ({cols}) VALUES ({', '.join(['%s'] * table.num_columns)})"
+
+    def truncate(t: str) -> None:
+        with admin.cursor() as cur:
+            cur.execute(f"TRUNCATE TABLE {t}")
+        admin.commit()
+
+    def run_sink() -> int:
+        truncate(t_af)
+        for b in batches:
+            sink.write(b)
+        sink.flush()
+        return n
+
+    def run_py() -> int:
+        truncate(t_py)
+        with raw.cursor() as cur:
+            cur.executemany(insert, [tuple(r.values()) for r in table.to_pylist()])
+        raw.commit()
+        return n
+
+    def run_upsert() -> int:
+        for b in batches:
+            upsert.write(b)
+        upsert.flush()
+        return n
+
+    def cleanup() -> None:
+        with admin.cursor() as cur:
+            for t in (t_af, t_py, t_up):
+                cur.execute(f"DROP TABLE IF EXISTS {t}")
+        admin.commit()
+        for closable in (sink, upsert, admin, raw):
+            closable.close()
+
+    import atexit
+
+    atexit.register(cleanup)
+    methods = {
+        "arrowflow SqlSink(connect=pymysql)": Method(run=run_sink, note=f"{n:,} rows"),
+        "pymysql executemany(to_pylist)": Method(run=run_py, note="same rows"),
+        "arrowflow DB-API upsert": Method(
+            run=run_upsert, note="ON DUPLICATE KEY UPDATE, every row an update"
+        ),
+    }
+    return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
+
+
+register(
+    Workload(
+        name="sql-dbapi-sqlite",
+        description="8-column table -> SQLite file via SqlSink's DB-API path vs sqlite3 executemany",
+        setup=setup_dbapi_sqlite,
+        reference="arrowflow SqlSink(connect=path)",
+    )
+)
+register(
+    Workload(
+        name="sql-dbapi-mariadb",
+        description="8-column table -> MariaDB via SqlSink's DB-API path (pymysql) vs pymysql executemany",
+        setup=setup_dbapi_mariadb,
+        reference="arrowflow SqlSink(connect=pymysql)",
+    )
+)
 register(
     Workload(
         name="sql-ingest",
