@@ -272,7 +272,8 @@ def encode_value(t: CqlType, v: Any) -> bytes:
         if name == "map":
             items = list(v.items()) if isinstance(v, dict) else list(v)
             return w_int(len(items)) + b"".join(
-                w_bytes(encode_value(t.params[0], k)) + w_bytes(encode_value(t.params[1], x)) for k, x in items
+                w_bytes(encode_value(t.params[0], k)) + w_bytes(encode_value(t.params[1], x))
+                for k, x in items
             )
     except CqlError:
         raise
@@ -470,7 +471,9 @@ class Parser:
         if self.accept("."):
             return first, self.ident()
         if not self.keyspace:
-            raise _invalid("No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename")
+            raise _invalid(
+                "No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename"
+            )
         return self.keyspace, first
 
     def done(self) -> None:
@@ -968,7 +971,9 @@ class Store:
                     f.remaining -= 1
                 if f.kind == "write_timeout":
                     extra = w_short(1) + w_int(0) + w_int(1) + w_string("SIMPLE")
-                    raise CqlError(ERR_WRITE_TIMEOUT, "Operation timed out - received only 0 responses.", extra)
+                    raise CqlError(
+                        ERR_WRITE_TIMEOUT, "Operation timed out - received only 0 responses.", extra
+                    )
                 if f.kind == "overloaded":
                     raise CqlError(ERR_OVERLOADED, "injected overload")
                 raise _invalid(f"injected invalid request for key 0x{pk.hex()}")
@@ -992,7 +997,9 @@ class Result:
         return w_int(RESULT_VOID)
 
     @staticmethod
-    def metadata(specs: Sequence[tuple[str, str, str, CqlType]], paging_state: bytes | None, no_meta: bool) -> bytes:
+    def metadata(
+        specs: Sequence[tuple[str, str, str, CqlType]], paging_state: bytes | None, no_meta: bool
+    ) -> bytes:
         flags = 0
         if paging_state is not None:
             flags |= 0x0002
@@ -1054,7 +1061,9 @@ class Engine:
                 return self._schema_change("CREATED", "KEYSPACE", st.keyspace)
             if st.kind == "create_table":
                 if st.keyspace not in store.keyspaces:
-                    raise CqlError(0x2300, f"Cannot add table '{st.table}' to non existing keyspace '{st.keyspace}'.")
+                    raise CqlError(
+                        0x2300, f"Cannot add table '{st.table}' to non existing keyspace '{st.keyspace}'."
+                    )
                 if st.table in store.keyspaces[st.keyspace]:
                     if st.if_exists:
                         return Result.void()
@@ -1088,11 +1097,15 @@ class Engine:
                 table.version += 1
                 return Result.void()
             if st.kind == "insert":
-                row = {c: _bind(t, values, table.columns[c]) for c, t in zip(st.columns, st.terms, strict=True)}
+                row = {
+                    c: _bind(t, values, table.columns[c]) for c, t in zip(st.columns, st.terms, strict=True)
+                }
                 store.write(table, row)
                 return Result.void()
             if st.kind == "update":
-                row = {c: _bind(t, values, table.columns[c]) for c, t in zip(st.columns, st.terms, strict=True)}
+                row = {
+                    c: _bind(t, values, table.columns[c]) for c, t in zip(st.columns, st.terms, strict=True)
+                }
                 for cond in st.where:
                     if cond.column is None or cond.op != "=":
                         raise _invalid("UPDATE needs the full primary key with '=' in WHERE")
@@ -1254,7 +1267,8 @@ class Connection(socketserver.BaseRequestHandler):
                     # Answer in the version the client asked for would be wrong; the spec says reply
                     # with a protocol error in a supported version (the driver then downgrades).
                     msg = w_int(ERR_PROTOCOL) + w_string(
-                        f"Invalid or unsupported protocol version ({version & 0x7F}); supported versions are (4/v4)"
+                        f"Invalid or unsupported protocol version ({version & 0x7F}); "
+                        "supported versions are (4/v4)"
                     )
                     sock.sendall(struct.pack(">BBhBi", 0x84, 0, stream, OP_ERROR, len(msg)) + msg)
                     continue
@@ -1338,7 +1352,9 @@ class Connection(socketserver.BaseRequestHandler):
             by_name = dict(zip(names, values, strict=True))
             values = [by_name.get(m.name, UNSET) for m in st.markers]
         if len(values) != len(st.markers):
-            raise _invalid(f"There were {len(st.markers)} markers(?) in CQL but {len(values)} bound variables")
+            raise _invalid(
+                f"There were {len(st.markers)} markers(?) in CQL but {len(values)} bound variables"
+            )
         return self.server.owner.engine.execute(st, values, page_size, paging_state, skip_meta, self)
 
     def _prepared_result(self, qid: bytes, st: Statement) -> bytes:
@@ -1362,9 +1378,11 @@ class Connection(socketserver.BaseRequestHandler):
             out += w_string(ks) + w_string(tb) + w_string(name) + t.option()
         if st.kind == "select":
             table = self.server.owner.store.table(st.keyspace, st.table)
-            cols = [(table.keyspace, table.name, "count", BIGINT)] if st.count else [
-                (table.keyspace, table.name, c, table.columns[c]) for c in st.columns
-            ]
+            cols = (
+                [(table.keyspace, table.name, "count", BIGINT)]
+                if st.count
+                else [(table.keyspace, table.name, c, table.columns[c]) for c in st.columns]
+            )
             out += Result.metadata(cols, None, False)
         else:
             out += w_int(0x0004) + w_int(0)

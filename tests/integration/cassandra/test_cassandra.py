@@ -80,7 +80,9 @@ def all_types_table(n: int, seed: int = 0) -> pa.Table:
         "flag": (rng.random(n) < 0.5).tolist(),
         "txt": [f"t\u00e9xt '{i}' \"q\"" for i in range(n)],
         "raw": [bytes(rng.integers(0, 256, i % 7).astype(np.uint8)) for i in range(n)],
-        "ts": [dt.datetime(2024, 1, 1) + dt.timedelta(milliseconds=int(x)) for x in rng.integers(-1e12, 1e12, n)],
+        "ts": [
+            dt.datetime(2024, 1, 1) + dt.timedelta(milliseconds=int(x)) for x in rng.integers(-1e12, 1e12, n)
+        ],
         "day": [dt.date(1970, 1, 1) + dt.timedelta(days=int(x)) for x in rng.integers(-50_000, 50_000, n)],
         "dec": [decimal.Decimal(int(x)).scaleb(-3) for x in rng.integers(-(10**9), 10**9, n)],
         "uid": [str(uuid.UUID(int=int(x))) for x in rng.integers(0, 2**62, n)],
@@ -131,7 +133,9 @@ def test_default_schema_from_cql_types(cassandra: Target) -> None:
         f"INSERT INTO {table} (id, v, d, u, m) VALUES (1, 'x', '2024-02-03', "
         "11111111-2222-3333-4444-555555555555, {'a': 1})"
     )
-    out = CassandraSource(table, connection=cassandra.connection(), columns=["id", "v", "d", "u", "m"]).read_all()
+    out = CassandraSource(
+        table, connection=cassandra.connection(), columns=["id", "v", "d", "u", "m"]
+    ).read_all()
     assert out.schema == pa.schema(
         [
             ("id", pa.int64()),
@@ -142,13 +146,25 @@ def test_default_schema_from_cql_types(cassandra: Target) -> None:
         ]
     )
     assert out.to_pylist() == [
-        {"id": 1, "v": "x", "d": dt.date(2024, 2, 3), "u": "11111111-2222-3333-4444-555555555555", "m": [("a", 1)]}
+        {
+            "id": 1,
+            "v": "x",
+            "d": dt.date(2024, 2, 3),
+            "u": "11111111-2222-3333-4444-555555555555",
+            "m": [("a", 1)],
+        }
     ]
 
 
 def test_projection_reads_only_named_columns(cassandra: Target) -> None:
     table = cassandra.new_table("id bigint, a text, b int", "id")
-    data = pa.table({"id": pa.array(range(300), pa.int64()), "a": [str(i) for i in range(300)], "b": pa.array(range(300), pa.int32())})
+    data = pa.table(
+        {
+            "id": pa.array(range(300), pa.int64()),
+            "a": [str(i) for i in range(300)],
+            "b": pa.array(range(300), pa.int32()),
+        }
+    )
     with CassandraSink(table=table, connection=cassandra.connection()) as sink:
         sink.write_table(data)
     out = CassandraSource(table, connection=cassandra.connection(), columns=["b", "id"], splits=2).read_all()
@@ -231,7 +247,9 @@ def test_user_update_statement_and_ignore_null_fields(cassandra: Target) -> None
     table = cassandra.new_table("id bigint, a text, b int", "id")
     cassandra.session.execute(f"INSERT INTO {table} (id, a, b) VALUES (1, 'old', 10)")
     cassandra.session.execute(f"INSERT INTO {table} (id, a, b) VALUES (2, 'old', 20)")
-    batch = pa.table({"id": pa.array([1, 2], pa.int64()), "a": ["new", None], "b": pa.array([None, 21], pa.int32())})
+    batch = pa.table(
+        {"id": pa.array([1, 2], pa.int64()), "a": ["new", None], "b": pa.array([None, 21], pa.int32())}
+    )
     with CassandraSink(
         statement=f"UPDATE {table} SET a = ?, b = ? WHERE id = ?",
         connection=cassandra.connection(),
@@ -315,7 +333,9 @@ def test_exactly_once_accepts_generated_insert_not_user_statement(cassandra: Tar
         guarantee="exactly-once", checkpoint_dir=str(tmp_path / "cp"), progress=False
     )
     assert cassandra.session.execute(f"SELECT COUNT(*) FROM {table}").one()[0] == 100
-    plain = CassandraSink(statement=f"UPDATE {table} SET v = ? WHERE id = ?", connection=cassandra.connection())
+    plain = CassandraSink(
+        statement=f"UPDATE {table} SET v = ? WHERE id = ?", connection=cassandra.connection()
+    )
     assert not plain.idempotent
     with pytest.raises(ConfigurationError):
         Pipeline(CollectionSource(data)).to(plain).run(
@@ -333,7 +353,9 @@ def test_null_and_oversized_partition_keys_go_to_the_dead_letter_sink(cassandra:
     keys = [b"a", None, b"x" * 70_000, b"b"]
     data = pa.table({"k": pa.array(keys, pa.binary()), "v": pa.array([1, 2, 3, 4], pa.int32())})
     dlq = MemorySink()
-    with CassandraSink(table=table, connection=cassandra.connection(), error_policy=dlq, max_retries=1) as sink:
+    with CassandraSink(
+        table=table, connection=cassandra.connection(), error_policy=dlq, max_retries=1
+    ) as sink:
         sink.write_table(data)
     stored = sorted(r.v for r in cassandra.session.execute(f"SELECT v FROM {table}"))
     assert stored == [1, 4]
@@ -401,7 +423,9 @@ def test_fatal_and_exhausted_errors_follow_the_policy(cql_server: Target) -> Non
 # -------------------------------------------------------------------------------------- crash test
 
 
-def test_sigkill_crash_restart_pipeline_loses_and_duplicates_nothing(cassandra: Target, tmp_path: Path) -> None:
+def test_sigkill_crash_restart_pipeline_loses_and_duplicates_nothing(
+    cassandra: Target, tmp_path: Path
+) -> None:
     table = cassandra.new_table("id bigint, text text, n int", "id")
     rows = 3000
     command = [

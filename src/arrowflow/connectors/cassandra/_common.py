@@ -120,7 +120,8 @@ class CassandraConnection:
         if isinstance(value, cls):
             return value
         check_type("connection", value, Mapping)
-        return cls(**dict(value))
+        options: Mapping[str, Any] = value  # type: ignore[assignment]
+        return cls(**dict(options))
 
     def connect(self) -> tuple[Any, Any]:
         """A new ``(Cluster, Session)``; the caller shuts the cluster down."""
@@ -276,7 +277,7 @@ def arrow_type_for(cqltype: Any) -> pa.DataType:
     }
     if name in simple:
         return simple[name]
-    subs = getattr(cqltype, "subtypes", ())
+    subs: Sequence[Any] = getattr(cqltype, "subtypes", ())
     if name in ("list", "set"):
         return pa.list_(arrow_type_for(subs[0]))
     if name == "map":

@@ -294,9 +294,9 @@ class CassandraSink(AsyncBatchWriter):
         sizes = np.zeros(n, dtype=np.int64)
         for child in entries.flatten():
             t = child.type
-            if pa.types.is_binary(t) or pa.types.is_string(t):
-                sizes += super().entry_sizes(child)
-            elif pa.types.is_large_binary(t) or pa.types.is_large_string(t):
+            if any(f(t) for f in (pa.types.is_binary, pa.types.is_string, pa.types.is_large_binary)) or (
+                pa.types.is_large_string(t)
+            ):
                 sizes += super().entry_sizes(child)
             else:
                 try:

@@ -21,6 +21,7 @@ Contract:
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -48,7 +49,7 @@ def token_ranges(n: int) -> list[tuple[int, int]]:
     """``n`` ranges ``(start, end]`` of equal width covering ``(-2**63, 2**63 - 1]``."""
     width = MAX_TOKEN - MIN_TOKEN
     bounds = [MIN_TOKEN + (width * i) // n for i in range(n)] + [MAX_TOKEN]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 class CassandraSource(Source):
@@ -145,7 +146,11 @@ class CassandraSource(Source):
             )
             pk = []
             for row in rows:
-                r = row if isinstance(row, Mapping) else dict(zip(("column_name", "kind", "position"), row))
+                r = (
+                    row
+                    if isinstance(row, Mapping)
+                    else dict(zip(("column_name", "kind", "position"), row, strict=True))
+                )
                 if r["kind"] == "partition_key":
                     pk.append((r["position"], r["column_name"]))
             if not pk:
@@ -216,7 +221,9 @@ class CassandraRangeReader(SplitReader):
         try:
             rs = session.execute(bound, paging_state=self._paging_state)
         except Exception as exc:
-            raise ConnectorError(f"cassandra: range ({self.start}, {self.end}]: {exc}", retryable=True) from exc
+            raise ConnectorError(
+                f"cassandra: range ({self.start}, {self.end}]: {exc}", retryable=True
+            ) from exc
         rows = rs.current_rows
         names = list(rs.column_names or [])
         types = list(rs.column_types or [])
