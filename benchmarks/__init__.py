@@ -31,6 +31,7 @@ WORKLOAD_MODULES = [
     "benchmarks.brokers_amqp",
     "benchmarks.ray_scaling",
     "benchmarks.aws",
+    "benchmarks.cassandra",
 ]
 
 

@@ -1477,12 +1477,16 @@ class CqlTestServer:
             self.store.faults.clear()
 
 
-def main() -> None:  # pragma: no cover - manual use: python cql_test_server.py [port]
+def main() -> None:  # pragma: no cover - used by benchmarks/cassandra.py and by hand
+    """``python cql_test_server.py [port]``: serve on 127.0.0.1 (port 0 = a free one) until killed.
+
+    Prints ``listening <port>`` once it accepts connections.
+    """
     import sys
     import time
 
     srv = CqlTestServer(port=int(sys.argv[1]) if len(sys.argv) > 1 else 9042).start()
-    print(f"CQL protocol test server (not Cassandra) on {srv.host}:{srv.port}", flush=True)
+    print(f"listening {srv.port}", flush=True)
     while True:
         time.sleep(3600)
 

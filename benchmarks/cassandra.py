@@ -1,0 +1,124 @@
+"""Cassandra: ``CassandraSink`` vs a per-row ``session.execute`` loop, against the CQL test server.
+
+``cassandra-insert``: the 8-column benchmark table into a fresh table of arrowflow's CQL
+native-protocol v4 test server (``tests/integration/cassandra/cql_test_server.py``: pure Python, NOT
+Cassandra), started as its own process on a free loopback port for the run.
+
+* ``arrowflow CassandraSink``: prepared INSERT, columnwise conversion, ``execute_concurrent`` with
+  64 statements in flight, 2 requests in flight.
+* ``session.execute(prepared, row) loop``: ``to_pylist()`` then one synchronous ``execute`` per row
+  (the simple way to do it), on a subset, scaled.
+
+Honest reading: the server is single-threaded Python per connection and is the bottleneck of both
+methods; the ratio shows what pipelining buys against a server with that latency, not what either
+reaches against a real Cassandra cluster.
+"""
+
+from __future__ import annotations
+
+import atexit
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .core import Method, Prepared, RunConfig, Target, Workload, register
+from .data import make_table
+
+_SERVER = Path(__file__).resolve().parents[1] / "tests" / "integration" / "cassandra" / "cql_test_server.py"
+_COLUMNS = (
+    "id bigint, price double, name text, active boolean, ts timestamp, qty int, code text, score double"
+)
+_CLUSTER_OPTIONS: dict[str, Any] = {
+    "protocol_version": 4,
+    "schema_metadata_enabled": False,
+    "token_metadata_enabled": False,
+}
+
+
+def _skip_all(why: str) -> Prepared:
+    names = ("arrowflow CassandraSink", "session.execute(prepared, row) loop")
+    return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
+
+
+def _start_server() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(_SERVER), "0"], stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL
+    )
+    line = proc.stdout.readline() if proc.stdout is not None else ""
+    if not line.startswith("listening "):
+        proc.kill()
+        raise RuntimeError(f"CQL test server did not start: {line!r}")
+    atexit.register(proc.kill)
+    return proc, int(line.split()[1])
+
+
+def setup_insert(config: RunConfig) -> Prepared:
+    try:
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import RoundRobinPolicy
+    except ImportError as exc:
+        return _skip_all(f"not installed: {exc.name} (extra cassandra)")
+    from arrowflow.connectors.cassandra import CassandraSink
+
+    _, port = _start_server()
+    n = config.subset(5_000 if config.quick else 50_000)
+    py_n = config.subset(2_000 if config.quick else 10_000)
+    table = make_table(n, config.seed)
+    batches = table.to_batches(max_chunksize=10_000)
+    py_rows_table = table.slice(0, py_n)
+    cluster = Cluster(
+        ["127.0.0.1"],
+        port=port,
+        execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy())},
+        **_CLUSTER_OPTIONS,
+    )
+    session = cluster.connect()
+    session.execute(
+        "CREATE KEYSPACE IF NOT EXISTS bench "
+        "WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    suffix = uuid.uuid4().hex[:8]
+    t_af, t_py = f"bench.af_{suffix}", f"bench.py_{suffix}"
+    for t in (t_af, t_py):
+        session.execute(f"CREATE TABLE {t} ({_COLUMNS}, PRIMARY KEY (id))")
+    insert = session.prepare(
+        f"INSERT INTO {t_py} ({', '.join(table.schema.names)}) VALUES ({', '.join('?' * 8)})"
+    )
+    connection = {"hosts": ["127.0.0.1"], "port": port, "cluster_options": _CLUSTER_OPTIONS}
+
+    def run_sink() -> int:
+        session.execute(f"TRUNCATE {t_af}")
+        sink = CassandraSink(table=t_af, connection=connection, request_rows=5_000, flush_interval=None)
+        for b in batches:
+            sink.write(b)
+        sink.close()
+        return n
+
+    def run_loop() -> int:
+        session.execute(f"TRUNCATE {t_py}")
+        for row in py_rows_table.to_pylist():
+            session.execute(insert, tuple(row.values()))
+        return py_n
+
+    atexit.register(cluster.shutdown)
+    methods = {
+        "arrowflow CassandraSink": Method(
+            run=run_sink, note=f"{n:,} rows; CQL test server (Python), not Cassandra"
+        ),
+        "session.execute(prepared, row) loop": Method(
+            run=run_loop, note=f"to_pylist; on {py_n:,} rows, scaled", target=Target(min_speedup=1)
+        ),
+    }
+    return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
+
+
+register(
+    Workload(
+        name="cassandra-insert",
+        description="8-column table -> CQL test server (pure-Python protocol server, not Cassandra)",
+        setup=setup_insert,
+        reference="arrowflow CassandraSink",
+    )
+)
