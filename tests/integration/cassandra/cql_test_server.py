@@ -1253,34 +1253,45 @@ class Connection(socketserver.BaseRequestHandler):
         self.keyspace = ""
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        f = sock.makefile("rb")
+        buf = bytearray()
         try:
             while True:
-                header = f.read(9)
-                if len(header) < 9:
+                data = sock.recv(1 << 18)
+                if not data:
                     return
-                version, flags, stream, opcode, length = struct.unpack(">BBhBi", header)
-                body = f.read(length) if length else b""
-                if len(body) < length:
-                    return
-                if version & 0x7F != 4:
-                    # Answer in the version the client asked for would be wrong; the spec says reply
-                    # with a protocol error in a supported version (the driver then downgrades).
-                    msg = w_int(ERR_PROTOCOL) + w_string(
-                        f"Invalid or unsupported protocol version ({version & 0x7F}); "
-                        "supported versions are (4/v4)"
-                    )
-                    sock.sendall(struct.pack(">BBhBi", 0x84, 0, stream, OP_ERROR, len(msg)) + msg)
-                    continue
-                try:
-                    op, out = self.dispatch(opcode, flags, body)
-                except CqlError as exc:
-                    op, out = OP_ERROR, w_int(exc.code) + w_string(exc.message) + exc.extra
-                except Exception as exc:  # a bug in the test server: report it to the client
-                    op, out = OP_ERROR, w_int(ERR_SERVER) + w_string(f"test server error: {exc!r}")
-                sock.sendall(struct.pack(">BBhBi", 0x84, 0, stream, op, len(out)) + out)
+                buf += data
+                # Answer every complete frame received so far with one send: a pipelining client
+                # (the driver keeps many requests in flight) gets its responses in few segments.
+                out: list[bytes] = []
+                pos = 0
+                while len(buf) - pos >= 9:
+                    version, flags, stream, opcode, length = struct.unpack_from(">BBhBi", buf, pos)
+                    if len(buf) - pos - 9 < length:
+                        break
+                    body = bytes(buf[pos + 9 : pos + 9 + length])
+                    pos += 9 + length
+                    out.append(self.answer(version, flags, stream, opcode, body))
+                del buf[:pos]
+                if out:
+                    sock.sendall(b"".join(out))
         except (ConnectionError, OSError):
             return
+
+    def answer(self, version: int, flags: int, stream: int, opcode: int, body: bytes) -> bytes:
+        """One response frame for one request frame."""
+        if version & 0x7F != 4:
+            # The spec: answer a protocol error in a supported version (the driver then downgrades).
+            msg = w_int(ERR_PROTOCOL) + w_string(
+                f"Invalid or unsupported protocol version ({version & 0x7F}); supported versions are (4/v4)"
+            )
+            return struct.pack(">BBhBi", 0x84, 0, stream, OP_ERROR, len(msg)) + msg
+        try:
+            op, out = self.dispatch(opcode, flags, body)
+        except CqlError as exc:
+            op, out = OP_ERROR, w_int(exc.code) + w_string(exc.message) + exc.extra
+        except Exception as exc:  # a bug in the test server: report it to the client
+            op, out = OP_ERROR, w_int(ERR_SERVER) + w_string(f"test server error: {exc!r}")
+        return struct.pack(">BBhBi", 0x84, 0, stream, op, len(out)) + out
 
     def dispatch(self, opcode: int, flags: int, body: bytes) -> tuple[int, bytes]:
         srv = self.server.owner
