@@ -2,7 +2,8 @@
 
 Round trip with ordering keys and attributes, acknowledgement on checkpoint commit (uncommitted
 messages come back, committed ones do not), ack-deadline extension while a checkpoint is pending,
-poison messages to a dead-letter sink, configuration errors.
+poison messages to a dead-letter sink, configuration errors, and a SIGKILLed pipeline process
+(at-least-once: nothing lost).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pytest
 
 from arrowflow import Pipeline
@@ -23,6 +26,10 @@ from arrowflow.errors import ConfigurationError
 from arrowflow.formats import Json, Raw
 from arrowflow.testing import assert_same_rows, make_table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
+from crash_harness import CrashReport, run_with_crashes
+
+PIPELINE = Path(__file__).resolve().parent / "pubsub_crash_pipeline.py"
 PROJECT = "arrowflow-it"
 SCHEMA = make_table(1).schema
 
@@ -202,6 +209,41 @@ def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigurationError) as e:
         PubSubSink("p", "", emulator_host="127.0.0.1:1")
     assert e.value.option == "topic"
+
+
+def test_pipeline_at_least_once_across_sigkill(pubsub_emulator_host: str, tmp_path: Path) -> None:
+    """PubSubSource -> FileSink, SIGKILLed three times: every message lands, none stays unacknowledged."""
+    host = pubsub_emulator_host
+    topic, (sub,) = _topic(host, deadline=10)
+    n = 400
+    ids = np.arange(n)
+    data = pa.table({"id": pa.array(ids), "text": pa.array([f"t:{i}" for i in ids])})
+    with PubSubSink(PROJECT, topic, emulator_host=host) as sink:
+        sink.write_table(data)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(PIPELINE), "--emulator-host", host, "--project", PROJECT]
+    cmd += ["--subscription", sub, "--out", str(out), "--checkpoint-dir", str(tmp_path / "cp")]
+    cmd += ["--expect", str(n), "--delay", "0.1"]
+
+    def verify(report: CrashReport) -> None:
+        assert "done" in report.final_stdout
+        got = ds.dataset(str(out), format="parquet").to_table()
+        seen = got.column("id").to_pylist()
+        missing = sorted(set(range(n)) - set(seen))
+        assert not missing, f"{len(missing)} rows lost ({missing[:3]}..{missing[-3:]}), {report}"
+        # A duplicate is a redelivery of one message (same id), never a second publish.
+        assert len(got.column("_message_id").unique()) == len(set(seen))
+        client = subscriber_client(host)
+        try:
+            left = client.pull(request={"subscription": sub, "max_messages": 100}, timeout=5)
+        finally:
+            client.close()
+        assert len(left.received_messages) == 0, "messages were left unacknowledged"
+
+    report = run_with_crashes(
+        cmd, verify=verify, kills=2, min_delay=0.2, max_delay=0.6, ready_line="started", seed=11, timeout=150
+    )
+    assert report.kills >= 1
 
 
 if __name__ == "__main__":  # pragma: no cover
