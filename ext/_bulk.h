@@ -212,15 +212,63 @@ static char *bulk_write_rows(const bplan *pl, int64_t start, int64_t end, char *
 #define BULK_HUGE_MIN ((int64_t)8 << 20)
 #define BULK_HUGE_ALIGN ((int64_t)2 << 20)
 
-static char *bulk_alloc(int64_t size) {
+/* One released large output block is kept for the next call (a sink encodes batch after batch of
+ * similar size): its pages are already mapped, so the next output is written without page faults or
+ * the kernel zeroing every page, which otherwise costs about as much as the copy itself. While it
+ * waits the block is marked MADV_FREE, so under memory pressure the kernel may take its pages back
+ * (they then come back zeroed on the next write, as for a fresh block). At most BULK_CACHE_MAX. */
+#define BULK_CACHE_MAX ((int64_t)512 << 20)
+static pthread_mutex_t bulk_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *bulk_cache_ptr = NULL;
+static int64_t bulk_cache_cap = 0;
+
+/* A block of at least size bytes; *cap gets its capacity (pass it to bulk_release). */
+static char *bulk_alloc(int64_t size, int64_t *cap) {
     if (size < 64) size = 64;
-    if (size < BULK_HUGE_MIN) return (char *)malloc((size_t)size);
-    int64_t cap = (size + BULK_HUGE_ALIGN - 1) & ~(BULK_HUGE_ALIGN - 1);
-    char *p = (char *)aligned_alloc((size_t)BULK_HUGE_ALIGN, (size_t)cap);
+    if (size < BULK_HUGE_MIN) {
+        *cap = size;
+        return (char *)malloc((size_t)size);
+    }
+    char *p = NULL;
+    pthread_mutex_lock(&bulk_cache_lock);
+    if (bulk_cache_ptr != NULL && bulk_cache_cap >= size) {
+        p = bulk_cache_ptr;
+        *cap = bulk_cache_cap;
+        bulk_cache_ptr = NULL;
+        bulk_cache_cap = 0;
+    }
+    pthread_mutex_unlock(&bulk_cache_lock);
+    if (p != NULL) return p;
+    int64_t c = (size + BULK_HUGE_ALIGN - 1) & ~(BULK_HUGE_ALIGN - 1);
+    p = (char *)aligned_alloc((size_t)BULK_HUGE_ALIGN, (size_t)c);
 #ifdef MADV_HUGEPAGE
-    if (p != NULL) madvise(p, (size_t)cap, MADV_HUGEPAGE); /* advice only: failure is harmless */
+    if (p != NULL) madvise(p, (size_t)c, MADV_HUGEPAGE); /* advice only: failure is harmless */
 #endif
+    *cap = c;
     return p;
+}
+
+/* Gives back a block from bulk_alloc (with the GIL or without: the cache has its own lock). */
+static void bulk_release(char *p, int64_t cap) {
+    if (p == NULL) return;
+    if (cap < BULK_HUGE_MIN || cap > BULK_CACHE_MAX) {
+        free(p);
+        return;
+    }
+#ifdef MADV_FREE
+    madvise(p, (size_t)cap, MADV_FREE);
+#endif
+    char *old = NULL;
+    pthread_mutex_lock(&bulk_cache_lock);
+    if (bulk_cache_ptr == NULL || bulk_cache_cap <= cap) {
+        old = bulk_cache_ptr; /* keep the larger block */
+        bulk_cache_ptr = p;
+        bulk_cache_cap = cap;
+    } else {
+        old = p;
+    }
+    pthread_mutex_unlock(&bulk_cache_lock);
+    free(old);
 }
 
 typedef struct {
@@ -241,7 +289,7 @@ static void *bulk_task_run(void *arg) {
  * offsets only), then the copy, each thread writing its row range at its final place (no growing,
  * no stitching). Returns BE_*; on success *out owns the data and *outlen is its length. */
 static int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen,
-                      int nthreads) {
+                      int64_t *outcap, int nthreads) {
     int64_t pos = 0;
     offsets[0] = 0;
     for (int64_t r = 0; r < nrows; r++) {
@@ -249,7 +297,8 @@ static int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **o
         if (pos > 2147483647) return BE_OVERFLOW;
         offsets[r + 1] = (int32_t)pos;
     }
-    char *buf = bulk_alloc(pos);
+    int64_t cap = 0;
+    char *buf = bulk_alloc(pos, &cap);
     if (buf == NULL) return BE_NOMEM;
     if (nthreads > 16) nthreads = 16;
     if (nthreads > nrows) nthreads = nrows > 0 ? (int)nrows : 1;
@@ -271,10 +320,11 @@ static int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **o
         else bulk_task_run(&tasks[t]);
     }
     for (int t = 0; t < nthreads; t++) {
-        if (tasks[t].got != buf + offsets[tasks[t].end]) { free(buf); return BE_INTERNAL; }
+        if (tasks[t].got != buf + offsets[tasks[t].end]) { bulk_release(buf, cap); return BE_INTERNAL; }
     }
     *out = buf;
     *outlen = pos;
+    *outcap = cap;
     return BE_OK;
 }
 

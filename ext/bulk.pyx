@@ -24,7 +24,11 @@ Contract:
 - ``update`` wraps the document as ``{"doc":<doc>}`` or ``{"doc":<doc>,"doc_as_upsert":true}``.
 - Action keys are written in the order ``_index``, ``_id``, ``routing``.
 - The output of one call must stay below 2 GiB (a ``BinaryArray``); larger raises ``ValueError``.
-- Nothing is retained: inputs may be released when the call returns.
+- Nothing is retained: inputs may be released when the call returns. Large outputs (>= 8 MiB) are
+  2 MiB aligned (transparent huge pages) and computed in two passes (exact entry sizes, then the
+  copy, on two threads from 65,536 rows); when such an output is released, its block (up to
+  512 MiB, one at a time) is kept for the next call instead of being unmapped, marked ``MADV_FREE``
+  so the kernel may still reclaim it under memory pressure (see ``_bulk.h``).
 """
 
 from cpython.buffer cimport PyBuffer_FillInfo
@@ -78,16 +82,19 @@ cdef extern from "_bulk.h" nogil:
         int nfields
 
     int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen,
-                   int nthreads)
+                   int64_t *outcap, int nthreads)
+    void bulk_release(char *p, int64_t cap)
     int64_t bulk_cut(const int64_t *ends, int64_t n, int64_t max_actions, int64_t max_bytes,
                      int64_t *bounds)
 
 
 cdef class _OwnedMemory:
-    """A malloc'd block exposed through the buffer protocol, freed when pyarrow drops its last view."""
+    """A malloc'd block exposed through the buffer protocol, freed when pyarrow drops its last view
+    (``cap > 0``: a block of ``bulk_alloc``, given back with ``bulk_release``)."""
 
     cdef char *ptr
     cdef Py_ssize_t size
+    cdef int64_t cap
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         PyBuffer_FillInfo(view, self, self.ptr, self.size, 1, flags)
@@ -96,14 +103,18 @@ cdef class _OwnedMemory:
         pass
 
     def __dealloc__(self):
-        free(self.ptr)
+        if self.cap > 0:
+            bulk_release(self.ptr, self.cap)
+        else:
+            free(self.ptr)
         self.ptr = NULL
 
 
-cdef object _wrap(char *ptr, Py_ssize_t size):
+cdef object _wrap(char *ptr, Py_ssize_t size, int64_t cap=0):
     cdef _OwnedMemory mem = _OwnedMemory.__new__(_OwnedMemory)
     mem.ptr = ptr
     mem.size = size
+    mem.cap = cap
     return pa.py_buffer(mem)
 
 
@@ -243,28 +254,28 @@ def encode_entries(docs=None, *, str action="index", index=None, index_values=No
 
     cdef int32_t *offsets = <int32_t *> malloc(sizeof(int32_t) * (n + 1))
     cdef char *data = NULL
-    cdef int64_t total = 0
+    cdef int64_t total = 0, cap = 0
     cdef int err
     cdef int nthreads = threads if threads > 0 else (_AUTO_THREADS if n >= _PARALLEL_MIN_ROWS else 1)
     if offsets == NULL:
         raise MemoryError()
     try:
         with nogil:
-            err = bulk_build(&plan, n, offsets, &data, &total, nthreads)
+            err = bulk_build(&plan, n, offsets, &data, &total, &cap, nthreads)
         if err == BE_NOMEM:
             raise MemoryError("out of memory while building _bulk entries")
         if err == BE_OVERFLOW:
             raise ValueError("_bulk entries of this batch exceed 2 GiB (a BinaryArray); use smaller batches")
         if err == BE_INTERNAL:
             raise RuntimeError("_bulk kernel: written entries do not match their planned sizes (a bug)")
-        data_buf = _wrap(data, total)
+        data_buf = _wrap(data, total, cap)
         data = NULL
         offsets_buf = _wrap(<char *> offsets, sizeof(int32_t) * (n + 1))
         offsets = NULL
         return pa.Array.from_buffers(pa.binary(), n, [None, offsets_buf, data_buf], null_count=0)
     finally:
         free(offsets)
-        free(data)
+        bulk_release(data, cap)
 
 
 def encode_bulk(batch, *, str action="index", index=None, index_column=None, id_column=None,

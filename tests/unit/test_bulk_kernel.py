@@ -88,18 +88,26 @@ def test_entries_equal_reference(
 
 def test_large_batch_on_two_threads_equals_one_thread() -> None:
     # From 65,536 rows on, threads=0 copies the entries on two threads, each writing its row range
-    # at its final place; the output must not depend on it.
+    # at its final place; the output must not depend on it. The output (> 8 MiB) is a huge-page
+    # block that is kept for the next call once released: a later call must write it afresh.
     n = 70_001
     rng = np.random.default_rng(3)
     ids = pa.array(rng.integers(-(2**40), 2**40, n), pa.int64())
     names = pa.array([None if i % 7 == 0 else f'n"{i}\u00e9\n' for i in range(n)], pa.string())
-    batch = pa.record_batch({"id": ids, "name": names, "value": pa.array(rng.random(n))}).slice(1)
+    pad = pa.array(["p" * (i % 200) for i in range(n)], pa.string())
+    batch = pa.record_batch({"id": ids, "name": names, "value": pa.array(rng.random(n)), "pad": pad})
     options = {"index": "i", "id_column": "id", "routing_column": "name"}
-    two = bulk.encode_bulk(batch, **options)
-    one = bulk.encode_bulk(batch, threads=1, **options)
+    two = bulk.encode_bulk(batch.slice(1), **options)
+    assert two.buffers()[2].size > 8 << 20
+    one = bulk.encode_bulk(batch.slice(1), threads=1, **options)
     assert two.equals(one) and len(two) == n - 1
-    sample = batch.slice(34_990, 20)  # around the split point
+    sample = batch.slice(1).slice(34_990, 20)  # around the split point
     assert two.slice(34_990, 20).equals(ref.encode_bulk(sample, **options))
+    del two, one
+    again = bulk.encode_bulk(batch.slice(5), **options)  # reuses a released block
+    assert again.equals(bulk.encode_bulk(batch.slice(5), threads=1, **options))
+    assert again.slice(0, 20).equals(ref.encode_bulk(batch.slice(5, 20), **options))
+    assert again.slice(len(again) - 20).equals(ref.encode_bulk(batch.slice(n - 20), **options))
 
 
 @settings(max_examples=60, deadline=None)
