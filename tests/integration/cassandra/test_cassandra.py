@@ -31,7 +31,7 @@ from arrowflow.connectors.cassandra import (
 )
 from arrowflow.connectors.collection import CollectionSource
 from arrowflow.connectors.memory import MemorySink
-from arrowflow.errors import ConfigurationError
+from arrowflow.errors import ArrowflowError, ConfigurationError
 from arrowflow.testing import assert_same_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
@@ -414,9 +414,9 @@ def test_fatal_and_exhausted_errors_follow_the_policy(cql_server: Target) -> Non
         assert sink.error_policy.skipped == 2
     sink = CassandraSink(table=table, connection=cql_server.connection(), max_retries=0)
     sink.write_table(data.slice(5, 1))
-    with pytest.raises(Exception, match="injected"):
+    with pytest.raises(ArrowflowError, match="injected"):
         sink.flush()
-    with pytest.raises(Exception, match="injected"):
+    with pytest.raises(ArrowflowError, match="injected"):
         sink.close()
 
 
@@ -463,3 +463,30 @@ def test_sigkill_crash_restart_pipeline_loses_and_duplicates_nothing(
         timeout=120,
     )
     assert report.kills >= 2, report  # the runs were really killed mid-way
+
+
+# ------------------------------------------------------------------------------ the protocol test server
+
+
+def test_test_server_negotiates_v4_and_serves_the_system_tables(cql_server: Target) -> None:
+    """Without a fixed protocol_version the driver offers v5; the server's v4 error makes it downgrade."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import RoundRobinPolicy
+
+    cluster = Cluster(
+        ["127.0.0.1"],
+        port=cql_server.port,
+        schema_metadata_enabled=False,
+        token_metadata_enabled=False,
+        execution_profiles={EXEC_PROFILE_DEFAULT: ExecutionProfile(load_balancing_policy=RoundRobinPolicy())},
+    )
+    try:
+        session = cluster.connect()
+        assert cluster.protocol_version == 4
+        local = session.execute(
+            "SELECT cluster_name, partitioner FROM system.local WHERE key = 'local'"
+        ).one()
+        assert local.partitioner == "org.apache.cassandra.dht.Murmur3Partitioner"
+        assert list(session.execute("SELECT peer FROM system.peers")) == []
+    finally:
+        cluster.shutdown()
