@@ -199,6 +199,38 @@ def test_sink_rejects_bad_rows_to_the_policy(pubsub_emulator_host: str) -> None:
     assert sorted(got.column("value").to_pylist()) == [b"a", b"c"]
 
 
+def test_direct_publish_chunks_attributes_and_failed_rpcs(pubsub_emulator_host: str) -> None:
+    """Without ordering keys the sink sends Publish RPCs itself: chunks of batch_max_messages, the
+    attributes column, and a failed RPC (unknown topic: NOT_FOUND, not transient) to the policy."""
+    host = pubsub_emulator_host
+    topic, (sub,) = _topic(host)
+    n = 2500
+    data = make_table(n)
+    attrs = pa.array(
+        [[("row", str(i))] if i % 3 else [] for i in range(n)], pa.map_(pa.string(), pa.string())
+    )
+    sink = PubSubSink(PROJECT, topic, emulator_host=host, attributes_column="attrs", batch_max_messages=700)
+    with sink:
+        sink.write_table(data.append_column("attrs", attrs))
+    assert sink.metrics()["rows_written"] == n
+    src = PubSubSource(
+        PROJECT, sub, emulator_host=host, format=Json(SCHEMA), metadata_columns=["_attributes"]
+    )
+    reader = src.open(src.plan()[0])
+    got = pa.Table.from_batches(_drain(reader, n))
+    reader.commit(reader.snapshot())
+    reader.close()
+    assert_same_rows(got.select(SCHEMA.names), data)
+    for i, a in zip(got.column("id").to_pylist(), got.column("_attributes").to_pylist(), strict=True):
+        assert dict(a or []) == ({"row": str(i)} if i % 3 else {})
+    dead = MemorySink()
+    missing = f"projects/{PROJECT}/topics/missing-{uuid.uuid4().hex[:8]}"
+    with PubSubSink(PROJECT, missing, emulator_host=host, error_policy=dead) as sink:
+        sink.write_table(make_table(30))
+    assert dead.table().num_rows == 30
+    assert "NOT_FOUND" in dead.table().column("error")[0].as_py()
+
+
 def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigurationError) as e:
         PubSubSource("p", "s", ack_deadline=5)
@@ -209,6 +241,9 @@ def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigurationError) as e:
         PubSubSink("p", "", emulator_host="127.0.0.1:1")
     assert e.value.option == "topic"
+    with pytest.raises(ConfigurationError) as e:
+        PubSubSink("p", "t", emulator_host="127.0.0.1:1", batch_max_messages=1001)
+    assert e.value.option == "batch_max_messages"
 
 
 def test_pipeline_at_least_once_across_sigkill(pubsub_emulator_host: str, tmp_path: Path) -> None:
