@@ -221,11 +221,14 @@ def test_resume_from_a_mid_range_position(cassandra: Target) -> None:
     first = [reader.read_batch(100, 1.0) for _ in range(3)]
     position = json.loads(json.dumps(reader.snapshot()))
     assert position["paging_state"] and not position["done"]
+    assert (position["start"], position["end"]) == (split.params["start"], split.params["end"])
     reader.close()
     # A new source (as after a restart), the split and the position from JSON.
     again = CassandraSource(table, connection=cassandra.connection(), splits=1, page_size=100)
     from arrowflow.source import Split
 
+    with pytest.raises(ConfigurationError):
+        again.open(Split(split_id="x", params={"start": 0, "end": 5}), position)
     resumed = again.open(Split.from_json(json.loads(split.dumps())), position)
     rest = []
     while not resumed.finished:

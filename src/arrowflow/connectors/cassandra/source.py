@@ -9,10 +9,10 @@ Contract:
 * ``read_batch(max_rows, timeout)`` fetches ONE page of at most ``min(page_size, max_rows)`` rows
   (it blocks for that round trip, bounded by the connection's ``request_timeout``, not by
   ``timeout``) and decodes it column by column into a RecordBatch of ``schema``.
-* Position: ``{"paging_state": hex or None, "done": bool}`` after the last page returned; a reader
-  opened with it resumes inside its range at the next page (the server's paging state, valid for the
-  same statement). Like any Cassandra scan it is not a snapshot: concurrent writes may or may not be
-  seen.
+* Position: ``{"start", "end", "paging_state": hex or None, "done": bool}`` (the range and the
+  paging state after the last page returned); a reader opened with it resumes inside its range at
+  the next page (the server's paging state, valid for the same statement). Like any Cassandra scan
+  it is not a snapshot: concurrent writes may or may not be seen.
 * ``columns`` projects (default: ``*``, in the server's order); ``schema`` fixes the Arrow types
   (default: from the CQL types: uuid/inet/varint/decimal as strings, sets as lists, timestamp[ms]).
   ``partition_key`` names the partition key columns for ``token()``; by default they are read from
@@ -196,6 +196,13 @@ class CassandraRangeReader(SplitReader):
         state = position or {}
         if not isinstance(state, Mapping):
             raise ConfigurationError(f"not a cassandra position: {position!r}", option="position")
+        if ("start" in state and state["start"] != self.start) or (
+            "end" in state and state["end"] != self.end
+        ):
+            raise ConfigurationError(
+                f"position {position!r} belongs to another token range than ({self.start}, {self.end}]",
+                option="position",
+            )
         ps = state.get("paging_state")
         self._paging_state: bytes | None = bytes.fromhex(ps) if ps else None
         self._done = bool(state.get("done", False))
@@ -207,6 +214,8 @@ class CassandraRangeReader(SplitReader):
 
     def snapshot(self) -> Position:
         return {
+            "start": self.start,
+            "end": self.end,
             "paging_state": None if self._paging_state is None else self._paging_state.hex(),
             "done": self._done,
         }
