@@ -493,3 +493,18 @@ def test_test_server_negotiates_v4_and_serves_the_system_tables(cql_server: Targ
         assert list(session.execute("SELECT peer FROM system.peers")) == []
     finally:
         cluster.shutdown()
+
+
+def test_source_pickles_whole_and_reads_the_same(cassandra: Target) -> None:
+    import pickle
+
+    table = cassandra.new_table("id bigint, v text", "id")
+    data = pa.table({"id": pa.array(range(200), pa.int64()), "v": [str(i) for i in range(200)]})
+    with CassandraSink(table=table, connection=cassandra.connection()) as sink:
+        sink.write_table(data)
+    source = CassandraSource(table, connection=cassandra.connection(), schema=data.schema, splits=3)
+    first = source.read_all()
+    again = pickle.loads(pickle.dumps(source))
+    assert again.plan() == source.plan()
+    assert_same_rows(again.read_all(), first)
+    assert_same_rows(first, data)

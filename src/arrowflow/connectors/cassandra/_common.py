@@ -166,6 +166,14 @@ class SessionHolder:
         self._cluster: Any = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to another process (Ray read tasks): only the options travel; the receiver opens
+        # its own session (a user-given session cannot travel and is replaced by one of its own).
+        return {"connection": self.connection}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["connection"])  # type: ignore[misc]
+
     @property
     def session(self) -> Any:
         with self._lock:

@@ -103,6 +103,19 @@ class CassandraSource(Source):
         self._statement: Any = None
         self._readers = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable whole (Ray read tasks): no lock, prepared statement or reader count travels.
+        state = self.__dict__.copy()
+        for key in ("_lock", "_statement", "_readers"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._statement = None
+        self._readers = 0
+
     def __repr__(self) -> str:
         return f"CassandraSource({self.keyspace}.{self.table}, splits={self.splits})"
 
