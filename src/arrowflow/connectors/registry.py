@@ -104,7 +104,10 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         extra="postgres",
         requires=("adbc_driver_postgresql", "adbc_driver_manager"),
         status="available",
-        tested_against="PostgreSQL 15 (adbc-driver-postgresql 1.13)",
+        tested_against=(
+            "PostgreSQL 15 (adbc-driver-postgresql 1.13); DB-API: MariaDB 10.11 (pymysql 1.2), "
+            "SQLite 3.40 (stdlib sqlite3)"
+        ),
     ),
     ConnectorInfo(
         name="mongodb",
