@@ -1,5 +1,7 @@
-"""Workloads ``pulsar-produce`` and ``pubsub-publish``: the Pulsar and Pub/Sub sinks against the same
-client used per message (``to_pylist`` + ``json.dumps`` + one send per row).
+"""Workloads ``pulsar-produce`` / ``pubsub-publish`` (the Pulsar and Pub/Sub sinks against the same
+client used per message: ``to_pylist`` + ``json.dumps`` + one send per row) and ``pulsar-source`` /
+``pubsub-source`` (the sources against the client's per-message receive + ``json.loads`` + ack, then
+``RecordBatch.from_pylist``).
 
 Both need their local server (``tests/services/pulsar.sh``, ``tests/services/pubsub.sh``); a method
 whose server does not answer is listed as skipped. The workload rows are capped (the emulator is a
@@ -8,8 +10,16 @@ JVM and pulsar-lite persists to RocksDB): 200k rows for Pulsar, 50k for Pub/Sub 
 
 * ``arrowflow PulsarSink``: ``write`` per 64k-row batch (JSON kernel) then ``flush()`` (every send
   callback back). Producer batching on (1000 messages / 128 KB / 10 ms) for both methods.
-* ``arrowflow PubSubSink``: ``write`` per batch then ``flush()``; client batching 1000 messages / 10 ms
-  for both methods; every future resolved.
+* ``arrowflow PubSubSink``: ``write`` per batch then ``flush()`` (no ordering keys: raw-protobuf
+  ``Publish`` RPCs of 1000 messages, all in flight at once); the baseline uses the client library's
+  ``publish`` (batching 1000 messages / 10 ms) and resolves every future.
+* ``pulsar-source``: 100k messages (10k ``--quick``); each call subscribes anew from the earliest
+  message. Baseline: ``consumer.receive()`` + ``json.loads`` + ``acknowledge`` per message.
+* ``pubsub-source``: 10k messages (5k ``--quick``) published once to a topic with one subscription
+  per timed call. Baseline: ``SubscriberClient.subscribe`` with a callback doing ``json.loads`` +
+  ``ack`` per message (the library's streaming pull and lease management), on the first 2k (1k).
+  The emulator's StreamingPull hands out 100 messages about every 50 ms (~2k msgs/s, measured with
+  both methods; a unary ``pull`` loop reaches ~23k/s), so this workload measures the emulator.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ import os
 import socket
 import uuid
 from typing import Any
+
+import pyarrow as pa
 
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_table
@@ -147,6 +159,150 @@ def setup_pubsub(config: RunConfig) -> Prepared:
     )
 
 
+def setup_pulsar_source(config: RunConfig) -> Prepared:
+    """A topic of ``n`` JSON messages; every call reads it all on a new subscription (earliest)."""
+    n = min(config.rows, 10_000 if config.quick else 100_000)
+    table = make_table(n, config.seed)
+    if not _answers(_PULSAR.replace("pulsar://", "")):
+        skip = Method(skip="pulsar not answering (tests/services/pulsar.sh start)")
+        return Prepared(
+            methods={"arrowflow PulsarSource": skip, "receive + json.loads + acknowledge per message": skip},
+            bytes_per_row=1,
+        )
+    import pulsar
+
+    from arrowflow.connectors.pulsar_broker import PulsarSink, PulsarSource
+    from arrowflow.formats import Json
+
+    topic = f"persistent://public/default/bench-src-{uuid.uuid4().hex[:8]}"
+    with PulsarSink(_PULSAR, topic=topic) as sink:
+        sink.write_table(table)
+    schema = table.schema
+    py_n = config.subset(2_000 if config.quick else 10_000)
+    client = pulsar.Client(_PULSAR, logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error))
+    calls = {"k": 0}
+
+    def run_source() -> int:
+        calls["k"] += 1
+        src = PulsarSource(_PULSAR, topics=topic, subscription=f"af{calls['k']}", format=Json(schema))
+        reader = src.open(src.plan()[0])
+        got = 0
+        while got < n:
+            b = reader.read_batch(10_000, 1.0)
+            if b is not None:
+                got += b.num_rows
+        reader.commit(reader.snapshot())
+        reader.close()
+        return got
+
+    def run_per_message() -> int:
+        calls["k"] += 1
+        consumer = client.subscribe(
+            topic,
+            f"pm{calls['k']}",
+            initial_position=pulsar.InitialPosition.Earliest,
+            receiver_queue_size=1000,
+        )
+        rows = []
+        for _ in range(py_n):
+            msg = consumer.receive(10_000)
+            rows.append(json.loads(msg.data()))
+            consumer.acknowledge(msg)
+        pa.RecordBatch.from_pylist(rows)
+        consumer.close()
+        return py_n
+
+    run_source.keep = client  # type: ignore[attr-defined]
+    return Prepared(
+        methods={
+            "arrowflow PulsarSource": Method(run=run_source, note=f"{n:,} msgs"),
+            "receive + json.loads + acknowledge per message": Method(
+                run=run_per_message, note=f"on {py_n:,} msgs, scaled"
+            ),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
+def setup_pubsub_source(config: RunConfig) -> Prepared:
+    """``n`` JSON messages published once to a topic with one subscription per timed call (Pub/Sub is
+    not replayable: a call drains and acknowledges its own subscription)."""
+    n = min(config.rows, 5_000 if config.quick else 20_000)
+    table = make_table(n, config.seed)
+    if not _answers(_PUBSUB):
+        skip = Method(skip="pubsub emulator not answering (tests/services/pubsub.sh start)")
+        return Prepared(
+            methods={
+                "arrowflow PubSubSource": skip,
+                "subscribe callback + json.loads + ack per message": skip,
+            },
+            bytes_per_row=1,
+        )
+    import threading
+
+    from arrowflow.connectors.gcp_pubsub import PubSubSink, PubSubSource, publisher_client, subscriber_client
+    from arrowflow.formats import Json
+
+    project = "arrowflow-bench"
+    tag = uuid.uuid4().hex[:8]
+    topic = f"projects/{project}/topics/bench-src-{tag}"
+    publisher_client(_PUBSUB).create_topic(name=topic)
+    py_n = config.subset(1_000 if config.quick else 2_000)
+    # Calls per method: one warm-up + rounds, with room for a repeated short sample.
+    calls = 2 * (config.rounds + 2)
+    subscriber = subscriber_client(_PUBSUB)
+    subs = {
+        kind: [f"projects/{project}/subscriptions/bench-{tag}-{kind}{i}" for i in range(calls)]
+        for kind in "ap"
+    }
+    for name in subs["a"] + subs["p"]:
+        subscriber.create_subscription(request={"name": name, "topic": topic, "ack_deadline_seconds": 60})
+    with PubSubSink(project, topic, emulator_host=_PUBSUB) as sink:
+        sink.write_table(table)
+    schema = table.schema
+
+    def run_source() -> int:
+        src = PubSubSource(project, subs["a"].pop(), emulator_host=_PUBSUB, format=Json(schema))
+        reader = src.open(src.plan()[0])
+        got = 0
+        while got < n:
+            b = reader.read_batch(10_000, 1.0)
+            if b is not None:
+                got += b.num_rows
+                reader.commit(reader.snapshot())
+        reader.close()
+        return got
+
+    def run_per_message() -> int:
+        rows: list[Any] = []
+        lock = threading.Lock()
+        finished = threading.Event()
+
+        def callback(message: Any) -> None:
+            row = json.loads(message.data)
+            message.ack()
+            with lock:
+                rows.append(row)
+                if len(rows) >= py_n:
+                    finished.set()
+
+        future = subscriber.subscribe(subs["p"].pop(), callback)
+        finished.wait(120)
+        future.cancel()
+        pa.RecordBatch.from_pylist(rows[:py_n])
+        return py_n
+
+    return Prepared(
+        methods={
+            "arrowflow PubSubSource": Method(run=run_source, note=f"{n:,} msgs"),
+            "subscribe callback + json.loads + ack per message": Method(
+                run=run_per_message, note=f"first {py_n:,} of {n:,} msgs"
+            ),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
 register(
     Workload(
         name="pulsar-produce",
@@ -161,5 +317,21 @@ register(
         description="8-column table -> JSON Pub/Sub messages (emulator on loopback)",
         setup=setup_pubsub,
         reference="arrowflow PubSubSink",
+    )
+)
+register(
+    Workload(
+        name="pulsar-source",
+        description="Pulsar topic of JSON messages -> batches (new exclusive subscription per call)",
+        setup=setup_pulsar_source,
+        reference="arrowflow PulsarSource",
+    )
+)
+register(
+    Workload(
+        name="pubsub-source",
+        description="Pub/Sub subscription of JSON messages -> batches (emulator on loopback)",
+        setup=setup_pubsub_source,
+        reference="arrowflow PubSubSource",
     )
 )

@@ -1,6 +1,7 @@
-"""Workloads ``redis-sink``, ``redis-stream-source``, ``nats-sink``, ``nats-source`` and ``mqtt-sink``
-against the servers on 127.0.0.1 (Redis 6379, nats-server 4222 with JetStream, Mosquitto 1883; see
-tests/services). A workload whose server does not answer raises in setup and is reported as an error.
+"""Workloads ``redis-sink``, ``redis-stream-source``, ``nats-sink``, ``nats-source``, ``mqtt-sink`` and
+``mqtt-source`` against the servers on 127.0.0.1 (Redis 6379, nats-server 4222 with JetStream,
+Mosquitto 1883; see tests/services). A workload whose server does not answer raises in setup and is
+reported as an error.
 
 Rows: the 8-column table, capped at 200k rows (5k with ``--quick``) so the brokers' memory stays small.
 Every baseline is "the same client, per message": ``to_pylist()`` + ``json.dumps(row)`` + one client
@@ -17,6 +18,11 @@ call per row, on a subset.
   per message.
 * ``mqtt-sink``: ``MqttSink`` (QoS 1) vs paho ``publish`` + ``wait_for_publish`` per row. No target:
   paho has no batched publish, both make one client call per message.
+* ``mqtt-source``: MQTT 5 persistent sessions, each subscribed at QoS 1 and holding 900 queued
+  messages (Mosquitto keeps at most 1000 per offline session); a timed call connects with one unused
+  session and reads all of them. ``MqttSource`` (manual acks on commit, ``Json.decode``) vs paho's
+  ``on_message`` + ``json.loads`` with paho's automatic PUBACK, then ``from_pylist``. Both receive
+  through paho's network loop, one Python callback per message.
 """
 
 from __future__ import annotations
@@ -314,6 +320,111 @@ def setup_mqtt_sink(config: RunConfig) -> Prepared:
     )
 
 
+#: Mosquitto queues at most 1000 messages per offline session (its default max_queued_messages).
+_MQTT_SESSION_MSGS = 900
+
+
+def _mqtt_client(client_id: str) -> Any:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    return mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+
+
+def _mqtt_session(client_id: str, topic: str | None, *, keep: bool) -> None:
+    """Create (``keep``: persistent, subscribed to ``topic`` at QoS 1) or remove a broker session."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client = _mqtt_client(client_id)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 600 if keep else 0
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a, **k: subscribed.set()
+    client.connect(*MQTT, clean_start=not keep, properties=props)
+    client.loop_start()
+    if keep and topic is not None:
+        client.subscribe(topic, qos=1)
+        subscribed.wait(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def setup_mqtt_source(config: RunConfig) -> Prepared:
+    """Persistent sessions (one per timed call) subscribed at QoS 1, each holding the same queued
+    messages; a call connects with its session and reads them all."""
+    from arrowflow.connectors.mqtt_broker import MqttSink, MqttSource
+    from arrowflow.formats import Json
+
+    n = min(_MQTT_SESSION_MSGS, config.rows)
+    table = make_table(n, config.seed)
+    topic = f"bench/{uuid.uuid4().hex[:8]}"
+    calls = 4 * (config.rounds + 1)
+    sessions = {k: [f"bench-{k}-{uuid.uuid4().hex[:8]}" for _ in range(calls)] for k in "ap"}
+    for cid in sessions["a"] + sessions["p"]:
+        _mqtt_session(cid, topic, keep=True)
+    with MqttSink(*MQTT, topic=topic, qos=1) as sink:
+        sink.write_table(table)
+    used: list[str] = []
+    atexit.register(
+        lambda: [_mqtt_session(c, None, keep=False) for c in used + sessions["a"] + sessions["p"]]
+    )
+    schema = table.schema
+
+    def run_source() -> int:
+        cid = sessions["a"].pop()
+        used.append(cid)
+        src = MqttSource(*MQTT, topics=[topic], client_id=cid, format=Json(schema), session_expiry=600)
+        reader = src.open(src.plan()[0])
+        got = 0
+        deadline = time.monotonic() + 60
+        while got < n and time.monotonic() < deadline:
+            b = reader.read_batch(10_000, 0.5)
+            if b is not None:
+                got += b.num_rows
+                reader.commit(reader.snapshot())
+        reader.close()
+        return got
+
+    def run_per_message() -> int:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        cid = sessions["p"].pop()
+        used.append(cid)
+        rows: list[Any] = []
+        finished = threading.Event()
+
+        def on_message(client: Any, userdata: Any, msg: Any) -> None:
+            rows.append(json.loads(msg.payload))
+            if len(rows) >= n:
+                finished.set()
+
+        client = _mqtt_client(cid)
+        client.on_message = on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 600
+        client.connect(*MQTT, clean_start=False, properties=props)
+        client.loop_start()
+        finished.wait(60)
+        client.disconnect()
+        client.loop_stop()
+        pa.RecordBatch.from_pylist(rows)
+        return len(rows)
+
+    return Prepared(
+        methods={
+            "arrowflow MqttSource (acks on commit)": Method(run=run_source, note=f"{n} queued msgs/session"),
+            "paho on_message + json.loads + auto-ack per message": Method(
+                run=run_per_message, note=f"{n} queued msgs/session"
+            ),
+        },
+        bytes_per_row=table.nbytes / n,
+    )
+
+
 for _name, _desc, _setup, _ref in (
     (
         "redis-sink",
@@ -344,6 +455,12 @@ for _name, _desc, _setup, _ref in (
         "8-column table -> MQTT QoS 1 messages (JSON)",
         setup_mqtt_sink,
         "arrowflow MqttSink (QoS 1)",
+    ),
+    (
+        "mqtt-source",
+        "MQTT QoS 1 messages (JSON) queued in persistent sessions -> batches",
+        setup_mqtt_source,
+        "arrowflow MqttSource (acks on commit)",
     ),
 ):
     register(Workload(name=_name, description=_desc, setup=_setup, reference=_ref))
