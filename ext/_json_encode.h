@@ -56,6 +56,7 @@ typedef struct jnode {
     int32_t *keylens;
     int32_t column;          /* top-level column index this node belongs to (for error messages) */
     int32_t maybe_null;      /* 0 -> no element can be null (no validity, not null/dictionary type) */
+    int32_t quoted;          /* 1 -> write the (number/bool/decimal) value inside quotes: "1.5" */
 } jnode;
 
 typedef struct jstate {
@@ -657,8 +658,8 @@ static int jw_array(jstate *st, const jnode *ch, int64_t start, int64_t end) {
     return 0;
 }
 
-/* Writes the (non-null) value at logical index i of node n. */
-static int jn_write(jstate *st, const jnode *n, int64_t i) {
+/* Writes the (non-null) value at logical index i of node n, without the quotes of a quoted node. */
+static int jn_write_raw(jstate *st, const jnode *n, int64_t i) {
     int64_t p = n->offset + i;
     switch (n->type) {
         case JT_NULL: return jw_null(st);
@@ -729,8 +730,22 @@ static int jn_write(jstate *st, const jnode *n, int64_t i) {
     return 0;
 }
 
+/* Writes the (non-null) value at logical index i of node n. */
+static int jn_write(jstate *st, const jnode *n, int64_t i) {
+    if (n->quoted) {
+        JS_RESERVE(st, 1);
+        JS_PUT(st, '"');
+        if (jn_write_raw(st, n, i)) return -1;
+        JS_RESERVE(st, 1);
+        JS_PUT(st, '"');
+        return 0;
+    }
+    return jn_write_raw(st, n, i);
+}
+
 /* Encodes rows [start, end) of the top-level node into st; offsets[k] (k = 1..end-start) receives the
- * end position (relative to st->buf) of row start+k-1. ndjson appends '\n' after each document. */
+ * end position (relative to st->buf) of row start+k-1. A non-zero ndjson is a byte appended after
+ * each document (and counted in its offsets): '\n' for NDJSON, ',' for encode_rows(terminator=b","). */
 static int jenc_rows(jstate *st, const jnode *top, int64_t start, int64_t end, int32_t *offsets,
                      int ndjson) {
     for (int64_t r = start; r < end; r++) {
@@ -740,7 +755,7 @@ static int jenc_rows(jstate *st, const jnode *top, int64_t start, int64_t end, i
         if (jw_members(st, top, r)) return -1;
         JS_RESERVE(st, 2);
         JS_PUT(st, '}');
-        if (ndjson) JS_PUT(st, '\n');
+        if (ndjson) JS_PUT(st, (char)ndjson);
         if (offsets) {
             if (st->pos > INT32_MAX) {
                 st->err = JE_OVERFLOW;
@@ -837,7 +852,7 @@ static int jenc_rows_flat(jstate *st, const jnode *top, const jflat *f, int64_t 
                 continue;
             }
             int64_t p = ch->offset + r;
-            switch (ch->type) {
+            switch (ch->quoted ? -1 : ch->type) {
                 case JT_BOOL: {
                     int b = jbit(ch->data, p);
                     memcpy(o, b ? "true\0\0\0\0" : "false\0\0\0", 8);
@@ -887,7 +902,7 @@ static int jenc_rows_flat(jstate *st, const jnode *top, const jflat *f, int64_t 
             }
         }
         *o++ = '}';
-        if (ndjson) *o++ = '\n';
+        if (ndjson) *o++ = (char)ndjson;
         if (offsets) {
             int64_t pos = o - st->buf;
             if (pos > INT32_MAX) {

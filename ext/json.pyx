@@ -18,6 +18,9 @@ Contract (shared by :func:`encode_rows` and :func:`encode_ndjson`):
   first NaN/Infinity; ``nan="null"`` writes ``null`` in its place (the key stays).
 - Floats use the shortest text that reads back to the identical double (Python ``repr`` rules);
   float16/float32 are widened to double first, so ``json.loads`` returns exactly ``to_pylist()``.
+- A field (top-level, or a struct's child) whose metadata has ``QUOTE_KEY`` (``b"arrowflow.json.quote"``)
+  set to ``b"1"`` is written as a JSON string of the same text (``"1.5"``, ``"-3"``): for number,
+  boolean and decimal fields (``TypeError`` for others). DynamoDB's ``{"N": "..."}`` uses it.
 - Nothing is retained: the input batch may be released as soon as the call returns.
 """
 
@@ -31,7 +34,10 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-__all__ = ["encode_ndjson", "encode_rows"]
+__all__ = ["QUOTE_KEY", "encode_ndjson", "encode_rows"]
+
+#: Field metadata key: ``{QUOTE_KEY: b"1"}`` writes the field's numbers as JSON strings.
+QUOTE_KEY = b"arrowflow.json.quote"
 
 
 cdef extern from "_json_encode.h" nogil:
@@ -62,6 +68,7 @@ cdef extern from "_json_encode.h" nogil:
         int32_t *keylens
         int32_t column
         int32_t maybe_null
+        int32_t quoted
 
     ctypedef struct jstate:
         char *buf
@@ -208,6 +215,22 @@ cdef class _Program:
         n.maybe_null = n.validity != NULL or n.type == JT_NULL or n.type == JT_DICT
         return n
 
+    cdef jnode *plan_field(self, object arr, object field, int32_t column) except NULL:
+        """``plan`` for a struct member / top-level column, honouring its ``QUOTE_KEY`` metadata."""
+        cdef jnode *n = self.plan(arr, column)
+        cdef jnode *inner = n
+        meta = field.metadata
+        if meta and meta.get(QUOTE_KEY) == b"1":
+            while inner.type == JT_DICT:
+                inner = inner.children[0]
+            if not (JT_BOOL <= inner.type <= JT_F64 or JT_DEC128 <= inner.type <= JT_DEC64):
+                raise TypeError(
+                    f"field {field.name!r}: quoted output ({QUOTE_KEY!r}) needs a number, boolean or "
+                    f"decimal type, not {field.type}"
+                )
+            inner.quoted = 1
+        return n
+
     cdef jnode *plan_node(self, object arr, int32_t column) except NULL:
         cdef jnode *n
         cdef object t = arr.type
@@ -296,7 +319,9 @@ cdef class _Program:
                 n.children = <jnode **> self.alloc(sizeof(jnode *))
                 n.children[0] = self.plan(values, column)
         elif code == JT_STRUCT:
-            children = [<size_t> self.plan(arr.field(k), column) for k in range(t.num_fields)]
+            children = [
+                <size_t> self.plan_field(arr.field(k), t.field(k), column) for k in range(t.num_fields)
+            ]
             self.set_members(n, [t.field(k).name for k in range(t.num_fields)], children)
         else:
             n.data = _addr(bufs[1])
@@ -347,7 +372,7 @@ cdef _Program _build(object batch, object columns, object field_names):
     cdef int32_t c
     children = []
     for c in range(len(indices)):
-        children.append(<size_t> prog.plan(batch.column(indices[c]), c))
+        children.append(<size_t> prog.plan_field(batch.column(indices[c]), batch.schema.field(indices[c]), c))
     prog.top = prog.new_node(JT_STRUCT, -1)
     prog.set_members(prog.top, keys, children)
     return prog
@@ -366,7 +391,9 @@ cdef int _thread_count(int64_t rows, int threads) except -1:
 
 
 cdef object _encode(object batch, object columns, object field_names, str nulls, str nan,
-                    int threads, bint ndjson):
+                    int threads, bint ndjson, bytes terminator=b""):
+    if len(terminator) > 1:
+        raise ValueError(f"terminator must be empty or one byte, got {terminator!r}")
     if nulls not in ("null", "omit"):
         raise ValueError(f"nulls must be 'null' or 'omit', got {nulls!r}")
     if nan not in ("error", "null"):
@@ -393,7 +420,7 @@ cdef object _encode(object batch, object columns, object field_names, str nulls,
             tasks[t].start = rows * t // ntasks
             tasks[t].end = rows * (t + 1) // ntasks
             tasks[t].offsets = offsets + tasks[t].start if offsets != NULL else NULL
-            tasks[t].ndjson = ndjson
+            tasks[t].ndjson = 10 if ndjson else (terminator[0] if terminator else 0)
             tasks[t].st.omit_nulls = nulls == "omit"
             tasks[t].st.nan_null = nan == "null"
         with nogil:
@@ -451,15 +478,17 @@ cdef object _encode(object batch, object columns, object field_names, str nulls,
 
 
 def encode_rows(batch, *, columns=None, field_names=None, str nulls="null", str nan="error",
-                int threads=0):
+                int threads=0, bytes terminator=b""):
     """Encode each row of ``batch`` as one JSON object; returns a ``pa.BinaryArray`` (no nulls).
 
     ``threads=0`` picks two threads for batches of >= 65,536 rows, else one; ``threads=n`` uses up to
     n. Raises ``KeyError`` for an unknown column, ``TypeError`` for an unsupported type, and
     ``ValueError`` for a NaN/Infinity under ``nan="error"`` (naming column and row) or an output
-    over 2 GiB. The GIL is released while rows are encoded.
+    over 2 GiB. The GIL is released while rows are encoded. ``terminator`` (one byte, e.g. ``b","``)
+    is appended to every document, inside its entry: the entries then concatenate into a JSON
+    array's members (drop the last byte).
     """
-    return _encode(batch, columns, field_names, nulls, nan, threads, False)
+    return _encode(batch, columns, field_names, nulls, nan, threads, False, terminator)
 
 
 def encode_ndjson(batch, *, columns=None, field_names=None, str nulls="null", str nan="error",

@@ -4,7 +4,9 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-__all__ = ["encode_ndjson", "encode_rows"]
+__all__ = ["QUOTE_KEY", "encode_ndjson", "encode_rows"]
+
+QUOTE_KEY: bytes
 
 def encode_rows(
     batch: pa.RecordBatch,
@@ -14,6 +16,7 @@ def encode_rows(
     nulls: str = "null",
     nan: str = "error",
     threads: int = 0,
+    terminator: bytes = b"",
 ) -> pa.BinaryArray:
     """One JSON object per row (keys in column order) as a BinaryArray without nulls."""
 

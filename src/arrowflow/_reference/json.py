@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["encode_ndjson", "encode_rows"]
+__all__ = ["QUOTE_KEY", "encode_ndjson", "encode_rows"]
+
+QUOTE_KEY = b"arrowflow.json.quote"
 
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _FRACTION_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
@@ -62,6 +64,19 @@ def _float_text(value: float, opts: _Options) -> str:
     return "null" if opts.nan_null else _NAN_MARK
 
 
+def _field_texts(arr: pa.Array, field: pa.Field, opts: _Options) -> list[str | None]:
+    """``_texts`` of a struct member / top-level column, quoted when its metadata asks for it."""
+    texts = _texts(arr, opts)
+    if not (field.metadata and field.metadata.get(QUOTE_KEY) == b"1"):
+        return texts
+    t = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+    if not (
+        pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
+    ):
+        raise TypeError(f"field {field.name!r}: quoted output needs a number, boolean or decimal type")
+    return [None if x is None else f'"{x}"' for x in texts]
+
+
 def _texts(arr: pa.Array, opts: _Options) -> list[str | None]:
     """JSON text per element of arr (None where the element is null)."""
     t = arr.type
@@ -82,7 +97,9 @@ def _texts(arr: pa.Array, opts: _Options) -> list[str | None]:
         return [None] * len(arr)
     out: list[str | None]
     if pa.types.is_struct(t):
-        fields = [(t.field(k).name, _texts(arr.field(k), opts)) for k in range(t.num_fields)]
+        fields = [
+            (t.field(k).name, _field_texts(arr.field(k), t.field(k), opts)) for k in range(t.num_fields)
+        ]
         out = []
         for k in range(len(arr)):
             members = [
@@ -198,7 +215,7 @@ def _documents(
     for index in selected:
         name = names[index]
         key = field_names.get(name, name) if field_names is not None else name
-        texts = _texts(batch.column(index), opts)
+        texts = _field_texts(batch.column(index), batch.schema.field(index), opts)
         per_column.append((name, json.dumps(key, ensure_ascii=False) + ":", texts))
     docs = []
     for r in range(batch.num_rows):
@@ -225,9 +242,13 @@ def encode_rows(
     nulls: str = "null",
     nan: str = "error",
     threads: int = 0,
+    terminator: bytes = b"",
 ) -> pa.BinaryArray:
     """Reference for :func:`arrowflow._ext.json.encode_rows` (``threads`` is accepted and ignored)."""
-    return pa.array(_documents(batch, columns, field_names, nulls, nan), pa.binary())
+    if len(terminator) > 1:
+        raise ValueError(f"terminator must be empty or one byte, got {terminator!r}")
+    docs = _documents(batch, columns, field_names, nulls, nan)
+    return pa.array([d + terminator for d in docs], pa.binary())
 
 
 def encode_ndjson(

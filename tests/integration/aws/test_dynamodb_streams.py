@@ -1,4 +1,9 @@
-"""DynamoDB Streams source against moto: changes written with DynamoDBSink, read back as Arrow rows."""
+"""DynamoDB Streams source against moto: changes written with DynamoDBSink, read back as Arrow rows.
+
+The sinks here write with ``max_in_flight=1``: moto's ``StreamShard.add`` numbers records with
+``len(items) + start`` without a lock, so concurrent BatchWriteItem requests can give two change
+records the same sequence number (real DynamoDB Streams cannot).
+"""
 
 from __future__ import annotations
 
@@ -64,7 +69,7 @@ def test_inserts_modifies_removes_every_type(boto: Any, aws_opts: dict[str, Any]
     ddb = boto("dynamodb")
     name, arn = create_stream_table(ddb)
     data = typed_table(120)
-    sink = DynamoDBSink(table_name=name, aws=aws_opts, key_columns=("pk",))
+    sink = DynamoDBSink(table_name=name, aws=aws_opts, key_columns=("pk",), max_in_flight=1)
     for batch in data.to_batches(max_chunksize=50):
         sink.write(batch)
     sink.flush()
@@ -157,7 +162,7 @@ def test_throttled_get_records_back_off_and_pipeline(
 ) -> None:
     ddb = boto("dynamodb")
     name, _ = create_stream_table(ddb)
-    sink = DynamoDBSink(table_name=name, aws=proxy_opts, key_columns=("pk",))
+    sink = DynamoDBSink(table_name=name, aws=proxy_opts, key_columns=("pk",), max_in_flight=1)
     sink.write_table(pa.table({"pk": [f"r{i}" for i in range(300)], "n": list(range(300))}))
     sink.close()
     proxy.throttle["GetRecords"] = 3

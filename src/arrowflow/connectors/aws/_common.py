@@ -21,15 +21,16 @@ def wrap_docs(docs: pa.Array, prefix: str, suffix: str) -> pa.Array:
     return joined.cast(pa.binary())
 
 
-def contiguous_bytes(arr: pa.Array, skip: int = 0) -> bytes:
-    """The data of a (sliced) binary array's entries, back to back, minus the first ``skip`` bytes."""
+def contiguous_bytes(arr: pa.Array, skip: int = 0, trim: int = 0) -> bytes:
+    """The data of a (sliced) binary array's entries, back to back, minus the first ``skip`` and the
+    last ``trim`` bytes."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     n = len(arr)
     if n == 0:
         return b""
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=arr.offset + n + 1)
-    start, stop = int(offsets[arr.offset]) + skip, int(offsets[arr.offset + n])
+    start, stop = int(offsets[arr.offset]) + skip, int(offsets[arr.offset + n]) - trim
     data = arr.buffers()[2]
     return data.slice(start, stop - start).to_pybytes()
 

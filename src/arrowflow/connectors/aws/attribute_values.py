@@ -12,9 +12,13 @@ Type mapping (Arrow -> DynamoDB):
 * null (the type, and null values below the top level) -> ``NULL: true``; at the top level a null
   becomes either ``NULL: true`` or a missing attribute (``top_level_nulls="omit"``, via a null
   struct slot that the kernel omits).
-* bool -> ``BOOL``; (u)int8..64, float16/32/64, decimal128/256 -> ``N`` as an exact decimal string
-  (integers and decimals via Arrow's cast, floats via Arrow's shortest round-trip formatting);
-  NaN and +-inf have no DynamoDB representation: those rows are reported invalid.
+* bool -> ``BOOL``; (u)int8..64, float16/32/64, decimal128/256 -> ``N`` as an exact decimal string.
+  Integers, durations and float64 stay numeric children marked with the JSON kernel's
+  ``QUOTE_KEY`` field metadata: the kernel writes them as quoted text (``{"N":"1.5"}``; float64 as
+  the shortest round-trip text, Python ``repr`` rules, e.g. ``1e-07``), with no string column in
+  between. float16/32 (Arrow's shortest text of the narrow value: ``0.1``, not the widened double)
+  and decimals (exact, with their scale) are cast to strings. NaN and +-inf have no DynamoDB
+  representation: those rows are reported invalid.
 * string, large_string, string_view -> ``S``; binary, large_binary, binary_view, fixed_size_binary
   -> ``B`` (base64 on the wire).
 * timestamp, date, time -> ``S`` in ISO-8601 (the JSON kernel's formatting); duration -> ``N``
@@ -35,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..._ext.json import QUOTE_KEY
 from ...errors import SerializationError
 
 __all__ = ["AttributeValues", "from_attribute_values", "to_attribute_values"]
@@ -66,16 +71,25 @@ def _null_flags(arr: pa.Array) -> pa.Array:
     return pc.if_else(arr.is_null(), pa.scalar(True), pa.scalar(None, pa.bool_()))
 
 
+_QUOTED = {QUOTE_KEY: b"1"}
+
+
 def _wrap(
     arr: pa.Array, children: list[tuple[str, pa.Array]], *, top_mask: pa.Array | None = None
 ) -> pa.StructArray:
-    """A struct of ``children`` plus ``NULL`` for the null slots of ``arr``."""
-    names = [n for n, _ in children]
+    """A struct of ``children`` plus ``NULL`` for the null slots of ``arr``.
+
+    A numeric ``N`` child gets the ``QUOTE_KEY`` metadata: the JSON kernel writes it as a string.
+    """
+    fields = [
+        pa.field(n, a.type, metadata=_QUOTED if n == "N" and not pa.types.is_string(a.type) else None)
+        for n, a in children
+    ]
     arrays = [a for _, a in children]
     if arr.null_count and top_mask is None:
-        names.append("NULL")
+        fields.append(pa.field("NULL", pa.bool_()))
         arrays.append(_null_flags(arr))
-    return pa.StructArray.from_arrays(arrays, names=names, mask=top_mask)
+    return pa.StructArray.from_arrays(arrays, fields=fields, mask=top_mask)
 
 
 def _numbers(arr: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
@@ -99,7 +113,16 @@ def _value_type_child(arr: pa.Array, *, sets: bool) -> tuple[list[tuple[str, pa.
         return [], None
     if pa.types.is_boolean(t):
         return [("BOOL", arr)], None
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_duration(t):
+    if pa.types.is_integer(t) or pa.types.is_duration(t):
+        # Written as quoted text by the kernel (see _wrap): no string cast.
+        return [("N", pc.cast(arr, pa.int64()) if pa.types.is_duration(t) else arr)], None
+    if pa.types.is_float64(t):
+        finite = pc.is_finite(arr).fill_null(True)
+        invalid = None
+        if not pc.all(finite).as_py():
+            invalid = ~np.asarray(finite.to_numpy(zero_copy_only=False), dtype=bool)
+        return [("N", arr)], invalid
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
         text, invalid = _numbers(arr)
         return [("N", text)], invalid
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):

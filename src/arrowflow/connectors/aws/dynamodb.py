@@ -41,7 +41,7 @@ from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError, SerializationError
 from ...source import Position, Source, Split, SplitReader
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._common import contiguous_bytes, wrap_docs
+from ._common import contiguous_bytes
 from .attribute_values import from_attribute_values, to_attribute_values
 from .config import AwsConfig, RawJsonCall, is_retryable_aws_error
 
@@ -253,17 +253,23 @@ class DynamoDBSink(AsyncBatchWriter):
         def column(c: str) -> pa.Array:
             return avs[c] if keep is None else avs[c].filter(keep)
 
-        key_docs = encode_rows(pa.record_batch({k: column(k) for k in keys}), nulls="omit")
-        item_docs = encode_rows(
-            pa.record_batch({c: column(c) for c in dict.fromkeys((*keys, *attributes))}), nulls="omit"
+        key_columns = {k: column(k) for k in keys}
+        key_docs = encode_rows(pa.record_batch(key_columns), nulls="omit")
+        # Each entry is '{"PutRequest":{"Item":{...}}},' written in one kernel pass (the wrapper is a
+        # struct around the item, the comma the kernel's terminator): submit drops the last comma.
+        entries = encode_rows(
+            _wrapped("PutRequest", "Item", {c: column(c) for c in dict.fromkeys((*keys, *attributes))}),
+            nulls="omit",
+            terminator=b",",
         )
-        entries = wrap_docs(item_docs, ',{"PutRequest":{"Item":', "}}")
         if cfg.delete_column is not None:
             flags = pc.cast(batch.column(cfg.delete_column), pa.bool_()).fill_null(False)
             if keep is not None:
                 flags = flags.filter(keep)
             if pc.any(flags).as_py():
-                deletes = wrap_docs(key_docs, ',{"DeleteRequest":{"Key":', "}}")
+                deletes = encode_rows(
+                    _wrapped("DeleteRequest", "Key", key_columns), nulls="omit", terminator=b","
+                )
                 entries = pc.if_else(flags, deletes, entries)
         out = pa.StructArray.from_arrays([entries, key_docs], names=["json", "key"])
         if len(failed):
@@ -271,7 +277,7 @@ class DynamoDBSink(AsyncBatchWriter):
         return out
 
     def entry_sizes(self, entries: pa.StructArray) -> np.ndarray:
-        # Minus the leading comma: the size of the request's JSON for this item.
+        # Minus the trailing comma: the size of the request's JSON for this item.
         lengths = pc.binary_length(pc.struct_field(entries, "json")).to_numpy(zero_copy_only=False)
         return np.asarray(lengths, dtype=np.int64) - 1
 
@@ -280,7 +286,7 @@ class DynamoDBSink(AsyncBatchWriter):
         key_docs = pc.struct_field(entries, "key")
         kept = _last_per_key(key_docs)
         sent = entries if kept is None else entries.take(pa.array(kept))
-        body = self._prefix + contiguous_bytes(pc.struct_field(sent, "json"), skip=1) + self._suffix
+        body = self._prefix + contiguous_bytes(pc.struct_field(sent, "json"), trim=1) + self._suffix
         response = self._raw_call().call(body, RequestItems=self._dummy)
         unprocessed = (response.get("UnprocessedItems") or {}).get(self.sink_config.table_name) or []
         if not unprocessed:
@@ -305,6 +311,12 @@ class DynamoDBSink(AsyncBatchWriter):
 
     def classify(self, exc: BaseException) -> bool:
         return is_retryable_aws_error(exc)
+
+
+def _wrapped(outer: str, inner: str, columns: Mapping[str, pa.Array]) -> pa.RecordBatch:
+    """A one-column batch ``{outer: {inner: {<columns>}}}`` (struct wrappers, no data copied)."""
+    item = pa.StructArray.from_arrays(list(columns.values()), names=list(columns))
+    return pa.record_batch({outer: pa.StructArray.from_arrays([item], names=[inner])})
 
 
 def _last_per_key(keys: pa.Array) -> np.ndarray | None:
