@@ -299,10 +299,6 @@ def sort_key(t: CqlType, b: bytes | None) -> Any:
     return (1, b)
 
 
-def _timeuuid_or_bytes(b: bytes) -> bytes:
-    return b
-
-
 # ------------------------------------------------------------------------------------------ store
 
 
@@ -926,7 +922,7 @@ class Store:
             {"key": b"local", "schema_version": self.schema_version.bytes},
         )
 
-    def write(self, table: Table, values: dict[str, Any], *, insert: bool = True) -> None:
+    def write(self, table: Table, values: dict[str, Any]) -> None:
         """Upsert one row; ``values`` holds serialized bytes, ``None`` (delete the cell) or ``UNSET``."""
         keyparts = []
         for c in table.partition_key:
@@ -1110,7 +1106,7 @@ class Engine:
                     if cond.column is None or cond.op != "=":
                         raise _invalid("UPDATE needs the full primary key with '=' in WHERE")
                     row[cond.column] = _bind(cond.term, values, table.columns[cond.column])
-                store.write(table, row, insert=False)
+                store.write(table, row)
                 return Result.void()
             if st.kind == "delete":
                 for pk, ck, _ in list(self._scan(table, st, values, None)):
@@ -1473,7 +1469,8 @@ class CqlTestServer:
         """Make writes of the partition ``keys`` (Python values of a one-column partition key) fail.
 
         ``kind``: ``"write_timeout"`` (WriteTimeout, write type SIMPLE), ``"overloaded"``, or
-        ``"invalid"`` (InvalidRequest). ``times``: per key... in total, ``None`` = forever.
+        ``"invalid"`` (InvalidRequest). ``times``: how many writes fail in total, over all ``keys``
+        (``None``: every write, forever).
         """
         if kind not in ("write_timeout", "overloaded", "invalid"):
             raise ValueError(kind)
