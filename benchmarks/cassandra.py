@@ -9,9 +9,13 @@ Cassandra), started as its own process on a free loopback port for the run.
 * ``session.execute(prepared, row) loop``: ``to_pylist()`` then one synchronous ``execute`` per row
   (the simple way to do it), on a subset, scaled.
 
-Honest reading: the server is single-threaded Python per connection and is the bottleneck of both
-methods; the ratio shows what pipelining buys against a server with that latency, not what either
-reaches against a real Cassandra cluster.
+Honest reading: neither number says what a real Cassandra cluster reaches. Measured here (CPU time
+of each process over a 30k-row sink run): the driver spends about 130 us of CPU per single-row
+statement in the client (its Python per-request path: bind, future, callbacks in the event-loop
+thread) and the test server about 20-25 us, so on this machine the client driver, not the server,
+is the larger cost; sending UNLOGGED batches of 20 rows cut the client's CPU per row about 7x. The
+sink's own column conversion runs at about 1.2M rows/s and is not the limit. The ratio mostly
+shows what keeping many statements in flight buys over one synchronous round trip per row.
 """
 
 from __future__ import annotations
