@@ -284,22 +284,23 @@ static void *bulk_task_run(void *arg) {
     return NULL;
 }
 
-/* Writes rows [0, nrows) into one malloc'd buffer on up to nthreads threads; offsets[0..nrows] get the
- * entry boundaries. Two passes: the exact size of every entry (cheap: meta values and document
- * offsets only), then the copy, each thread writing its row range at its final place (no growing,
- * no stitching). Returns BE_*; on success *out owns the data and *outlen is its length. */
-static int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen,
-                      int64_t *outcap, int nthreads) {
-    int64_t pos = 0;
-    offsets[0] = 0;
+/* Pass 1: the end of every row's entry, offsets[r + 1] = base + the sizes of rows [0, r] (offsets[0]
+ * is set to base). Cheap: meta values and document offsets only. BE_OVERFLOW past 2 GiB. */
+static int bulk_sizes(const bplan *pl, int64_t nrows, int64_t base, int32_t *offsets) {
+    int64_t pos = base;
+    if (pos > 2147483647) return BE_OVERFLOW;
+    offsets[0] = (int32_t)pos;
     for (int64_t r = 0; r < nrows; r++) {
         pos += bulk_row_len(pl, r);
         if (pos > 2147483647) return BE_OVERFLOW;
         offsets[r + 1] = (int32_t)pos;
     }
-    int64_t cap = 0;
-    char *buf = bulk_alloc(pos, &cap);
-    if (buf == NULL) return BE_NOMEM;
+    return BE_OK;
+}
+
+/* Pass 2: writes rows [0, nrows) into buf at the places offsets (from bulk_sizes) give, each of up to
+ * nthreads threads writing one row range at its final place (no growing, no stitching). */
+static int bulk_write(const bplan *pl, int64_t nrows, const int32_t *offsets, char *buf, int nthreads) {
     if (nthreads > 16) nthreads = 16;
     if (nthreads > nrows) nthreads = nrows > 0 ? (int)nrows : 1;
     if (nthreads < 1) nthreads = 1;
@@ -319,11 +320,46 @@ static int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **o
         if (started[t]) pthread_join(tids[t], NULL);
         else bulk_task_run(&tasks[t]);
     }
-    for (int t = 0; t < nthreads; t++) {
-        if (tasks[t].got != buf + offsets[tasks[t].end]) { bulk_release(buf, cap); return BE_INTERNAL; }
+    for (int t = 0; t < nthreads; t++)
+        if (tasks[t].got != buf + offsets[tasks[t].end]) return BE_INTERNAL;
+    return BE_OK;
+}
+
+/* Makes room for size bytes in *buf (capacity *cap, from bulk_alloc), keeping its first keep bytes. */
+static int bulk_reserve(char **buf, int64_t *cap, int64_t size, int64_t keep) {
+    if (size <= *cap && *buf != NULL) return BE_OK;
+    if (*buf == NULL) {
+        *buf = bulk_alloc(size, cap);
+        return *buf == NULL ? BE_NOMEM : BE_OK;
+    }
+    int64_t ncap = *cap * 2;
+    if (ncap < size) ncap = size;
+    char *nb = bulk_alloc(ncap, &ncap);
+    if (nb == NULL) return BE_NOMEM;
+    memcpy(nb, *buf, (size_t)keep);
+    bulk_release(*buf, *cap);
+    *buf = nb;
+    *cap = ncap;
+    return BE_OK;
+}
+
+/* Writes rows [0, nrows) into one new buffer on up to nthreads threads; offsets[0..nrows] get the
+ * entry boundaries. Returns BE_*; on success *out owns the data (give it back with
+ * bulk_release(*out, *outcap)) and *outlen is its length. */
+static int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen,
+                      int64_t *outcap, int nthreads) {
+    int err = bulk_sizes(pl, nrows, 0, offsets);
+    if (err != BE_OK) return err;
+    int64_t cap = 0;
+    char *buf = bulk_alloc(offsets[nrows], &cap);
+    if (buf == NULL) return BE_NOMEM;
+    err = bulk_write(pl, nrows, offsets, buf, nthreads);
+    if (err != BE_OK) {
+        bulk_release(buf, cap);
+        return err;
     }
     *out = buf;
-    *outlen = pos;
+    *outlen = offsets[nrows];
     *outcap = cap;
     return BE_OK;
 }

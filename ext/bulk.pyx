@@ -36,6 +36,7 @@ from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 
 import json as _json
+import re as _re
 
 import numpy as np
 import pyarrow as pa
@@ -84,6 +85,9 @@ cdef extern from "_bulk.h" nogil:
     int bulk_build(const bplan *pl, int64_t nrows, int32_t *offsets, char **out, int64_t *outlen,
                    int64_t *outcap, int nthreads)
     void bulk_release(char *p, int64_t cap)
+    int bulk_sizes(const bplan *pl, int64_t nrows, int64_t base, int32_t *offsets)
+    int bulk_write(const bplan *pl, int64_t nrows, const int32_t *offsets, char *buf, int nthreads)
+    int bulk_reserve(char **buf, int64_t *cap, int64_t size, int64_t keep)
     int64_t bulk_cut(const int64_t *ends, int64_t n, int64_t max_actions, int64_t max_bytes,
                      int64_t *bounds)
 
@@ -162,19 +166,11 @@ cdef int _set_field(bfield *f, object arr, bytes key, list keep) except -1:
     return 0
 
 
-def encode_entries(docs=None, *, str action="index", index=None, index_values=None, ids=None,
-                   routing=None, bint doc_as_upsert=False, Py_ssize_t num_rows=-1, int threads=0):
-    """Interleave action lines with ``docs`` (a ``BinaryArray`` of JSON documents, no nulls).
-
-    ``index`` is a fixed index name, ``index_values`` / ``ids`` / ``routing`` are per-row arrays (see
-    the module docstring for types and nulls). ``docs`` is required except for ``delete``, where it
-    must be ``None`` and ``num_rows`` (or one of the arrays) gives the row count. Returns one entry per
-    row as a ``pa.BinaryArray`` without nulls. ``threads=0`` copies on two threads from 65,536 rows
-    on, else one; ``threads=n`` uses up to n (the output never depends on it). Raises ``ValueError``
-    for an unknown action, mismatched lengths or an output over 2 GiB.
-    """
-    if threads < 0:
-        raise ValueError(f"threads must be >= 0 (0 = automatic), got {threads}")
+cdef int64_t _fill_plan(bplan *plan, list keep, object docs, str action, object index,
+                        object index_values, object ids, object routing, bint doc_as_upsert,
+                        Py_ssize_t num_rows) except -1:
+    """Check the inputs of :func:`encode_entries` and describe them in ``plan`` (the objects whose
+    buffers it points into go to ``keep``); returns the number of rows."""
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
     if index is not None and index_values is not None:
@@ -184,8 +180,6 @@ def encode_entries(docs=None, *, str action="index", index=None, index_values=No
         raise ValueError(f"action {action!r} needs documents")
     if not has_doc and docs is not None:
         raise ValueError("action 'delete' takes no documents")
-    cdef list keep = []
-    cdef bplan plan
     cdef int64_t n = -1
     if docs is not None:
         if isinstance(docs, pa.ChunkedArray):
@@ -219,39 +213,59 @@ def encode_entries(docs=None, *, str action="index", index=None, index_values=No
         prefix = b''
         suffix = b'\n'
     keep += [head, tail, prefix, suffix]
-    plan.head = <const char *> head
-    plan.headlen = <int32_t> len(head)
-    plan.tail = <const char *> tail
-    plan.taillen = <int32_t> len(tail)
-    plan.doc_prefix = <const char *> prefix
-    plan.doc_prefixlen = <int32_t> len(prefix)
-    plan.doc_suffix = <const char *> suffix
-    plan.doc_suffixlen = <int32_t> len(suffix)
-    plan.has_doc = has_doc
-    plan.nfields = 0
+    plan[0].head = <const char *> head
+    plan[0].headlen = <int32_t> len(head)
+    plan[0].tail = <const char *> tail
+    plan[0].taillen = <int32_t> len(tail)
+    plan[0].doc_prefix = <const char *> prefix
+    plan[0].doc_prefixlen = <int32_t> len(prefix)
+    plan[0].doc_suffix = <const char *> suffix
+    plan[0].doc_suffixlen = <int32_t> len(suffix)
+    plan[0].has_doc = has_doc
+    plan[0].nfields = 0
     if has_doc:
         keep.append(docs)
         dbufs = docs.buffers()
-        plan.doc_offset = docs.offset
-        plan.doc_offsets = <const int32_t *> _addr(dbufs[1])
-        plan.doc_data = _addr(dbufs[2])
-        if plan.doc_data == NULL:
+        plan[0].doc_offset = docs.offset
+        plan[0].doc_offsets = <const int32_t *> _addr(dbufs[1])
+        plan[0].doc_data = _addr(dbufs[2])
+        if plan[0].doc_data == NULL:
             # Zero-length data buffer (all documents empty): any readable address will do.
-            plan.doc_data = <const uint8_t *> <const char *> tail
+            plan[0].doc_data = <const uint8_t *> <const char *> tail
     if index is not None:
         if not isinstance(index, str):
             raise TypeError(f"index must be a str, got {type(index).__name__}")
         const = ('"_index":' + _json.dumps(index, ensure_ascii=False)).encode("utf-8")
         keep.append(const)
-        plan.fields[0].kind = BF_CONST
-        plan.fields[0].key = <const char *> const
-        plan.fields[0].keylen = <int32_t> len(const)
-        plan.nfields = 1
+        plan[0].fields[0].kind = BF_CONST
+        plan[0].fields[0].key = <const char *> const
+        plan[0].fields[0].keylen = <int32_t> len(const)
+        plan[0].nfields = 1
     for name, key in (("index_values", b'"_index":"'), ("ids", b'"_id":"'), ("routing", b'"routing":"')):
         if name in arrays:
-            _set_field(&plan.fields[plan.nfields], arrays[name], key, keep)
-            plan.nfields += 1
+            _set_field(&plan[0].fields[plan[0].nfields], arrays[name], key, keep)
+            plan[0].nfields += 1
 
+    return n
+
+
+def encode_entries(docs=None, *, str action="index", index=None, index_values=None, ids=None,
+                   routing=None, bint doc_as_upsert=False, Py_ssize_t num_rows=-1, int threads=0):
+    """Interleave action lines with ``docs`` (a ``BinaryArray`` of JSON documents, no nulls).
+
+    ``index`` is a fixed index name, ``index_values`` / ``ids`` / ``routing`` are per-row arrays (see
+    the module docstring for types and nulls). ``docs`` is required except for ``delete``, where it
+    must be ``None`` and ``num_rows`` (or one of the arrays) gives the row count. Returns one entry per
+    row as a ``pa.BinaryArray`` without nulls. ``threads=0`` copies on two threads from 65,536 rows
+    on, else one; ``threads=n`` uses up to n (the output never depends on it). Raises ``ValueError``
+    for an unknown action, mismatched lengths or an output over 2 GiB.
+    """
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = automatic), got {threads}")
+    cdef list keep = []
+    cdef bplan plan
+    cdef int64_t n = _fill_plan(&plan, keep, docs, action, index, index_values, ids, routing,
+                                doc_as_upsert, num_rows)
     cdef int32_t *offsets = <int32_t *> malloc(sizeof(int32_t) * (n + 1))
     cdef char *data = NULL
     cdef int64_t total = 0, cap = 0
@@ -278,41 +292,133 @@ def encode_entries(docs=None, *, str action="index", index=None, index_values=No
         bulk_release(data, cap)
 
 
+cdef int64_t _SLICE_ROWS = 65536
+_ROW_IN_ERROR = _re.compile(r"row (\d+):")
+cdef int _SLICE_COPY_THREADS = 1
+
+
+def _tune(slice_rows=None, copy_threads=None):
+    """Testing and benchmarking only: the row slice of :func:`encode_bulk` and its copy threads."""
+    global _SLICE_ROWS, _SLICE_COPY_THREADS
+    old = (_SLICE_ROWS, _SLICE_COPY_THREADS)
+    if slice_rows is not None:
+        _SLICE_ROWS = slice_rows
+    if copy_threads is not None:
+        _SLICE_COPY_THREADS = copy_threads
+    return old
+
+
+cdef object _raise_for(int err):
+    if err == BE_NOMEM:
+        raise MemoryError("out of memory while building _bulk entries")
+    if err == BE_OVERFLOW:
+        raise ValueError("_bulk entries of this batch exceed 2 GiB (a BinaryArray); use smaller batches")
+    if err == BE_INTERNAL:
+        raise RuntimeError("_bulk kernel: written entries do not match their planned sizes (a bug)")
+
+
 def encode_bulk(batch, *, str action="index", index=None, index_column=None, id_column=None,
                 routing_column=None, bint doc_as_upsert=False, columns=None, field_names=None,
-                str nulls="null", str nan="error", int threads=0):
+                str nulls="null", str nan="error", int threads=0, index_values=None):
     """Entries for every row of ``batch`` (see :func:`encode_entries`).
 
-    ``index`` (fixed) or ``index_column``; ``id_column`` and ``routing_column`` name meta columns.
+    ``index`` (fixed), ``index_column``, or ``index_values`` (an array with one index name per row,
+    e.g. from a date template); ``id_column`` and ``routing_column`` name meta columns.
     Documents hold ``columns`` (default: every column except the meta columns) through the JSON
     kernel with ``field_names``, ``nulls``, ``nan`` and ``threads`` as there.
+
+    A batch of more than 65,536 rows is encoded slice by slice (documents of one slice, then its
+    entries straight into the one output buffer), so the documents never exist for the whole batch:
+    the slice's document buffer is reused from slice to slice while it is still in cache, instead
+    of a fresh whole-batch buffer whose pages the kernel must fault in and zero. Same output.
     """
     if not isinstance(batch, pa.RecordBatch):
         raise TypeError(f"expected a pyarrow.RecordBatch, got {type(batch).__name__}")
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0 (0 = automatic), got {threads}")
     names = batch.schema.names
     meta = [c for c in (index_column, id_column, routing_column) if c is not None]
     for c in meta:
         if c not in names:
             raise KeyError(f"column {c!r} is not in the batch (columns: {names})")
-    docs = None
-    if action != "delete":
-        from arrowflow._ext.json import encode_rows
+    if index_column is not None:
+        if index_values is not None:
+            raise ValueError("give either index_column or index_values, not both")
+        index_values = batch.column(index_column)
+    ids = batch.column(id_column) if id_column is not None else None
+    routing = batch.column(routing_column) if routing_column is not None else None
+    if action == "delete":
+        return encode_entries(None, action=action, index=index, index_values=index_values, ids=ids,
+                              routing=routing, num_rows=batch.num_rows, threads=threads)
+    from arrowflow._ext.json import encode_rows
 
-        if columns is None:
-            columns = [c for c in names if c not in meta]
+    if columns is None:
+        columns = [c for c in names if c not in meta]
+    cdef int64_t n = batch.num_rows
+    cdef int64_t step = _SLICE_ROWS
+    if n <= step:
         docs = encode_rows(batch, columns=columns, field_names=field_names, nulls=nulls, nan=nan,
                            threads=threads)
-    return encode_entries(
-        docs,
-        action=action,
-        index=index,
-        index_values=batch.column(index_column) if index_column is not None else None,
-        ids=batch.column(id_column) if id_column is not None else None,
-        routing=batch.column(routing_column) if routing_column is not None else None,
-        doc_as_upsert=doc_as_upsert,
-        num_rows=batch.num_rows,
-        threads=threads,
-    )
+        return encode_entries(docs, action=action, index=index, index_values=index_values, ids=ids,
+                              routing=routing, doc_as_upsert=doc_as_upsert, num_rows=n,
+                              threads=threads)
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
+    # Meta columns normalized once (slices of them are views).
+    if index_values is not None:
+        index_values = _meta_array(index_values, "index_values")
+    if ids is not None:
+        ids = _meta_array(ids, "ids")
+    if routing is not None:
+        routing = _meta_array(routing, "routing")
+    cdef int32_t *offsets = <int32_t *> malloc(sizeof(int32_t) * (n + 1))
+    if offsets == NULL:
+        raise MemoryError()
+    cdef char *data = NULL
+    cdef int64_t cap = 0, start = 0, m = 0, pos = 0, want = 0
+    cdef int err = BE_OK
+    cdef int copy_threads = threads if threads > 0 else _SLICE_COPY_THREADS
+    cdef bplan plan
+    cdef list keep
+    try:
+        while start < n:
+            m = min(step, n - start)
+            try:
+                docs = encode_rows(batch.slice(start, m), columns=columns, field_names=field_names,
+                                   nulls=nulls, nan=nan, threads=threads)
+            except ValueError as exc:
+                # The JSON kernel names the row within the slice: name it within the batch.
+                shift = start
+                raise ValueError(
+                    _ROW_IN_ERROR.sub(lambda mm: f"row {int(mm.group(1)) + shift}:", str(exc), count=1)
+                ) from None
+            keep = []
+            _fill_plan(&plan, keep, docs, action, index,
+                       index_values.slice(start, m) if index_values is not None else None,
+                       ids.slice(start, m) if ids is not None else None,
+                       routing.slice(start, m) if routing is not None else None,
+                       doc_as_upsert, m)
+            with nogil:
+                err = bulk_sizes(&plan, m, pos, offsets + start)
+                if err == BE_OK:
+                    want = offsets[start + m]
+                    if data == NULL:
+                        # Sized for the whole batch from the first slice (+5%); grows if short.
+                        want = want + (want - pos) * (n - start - m) // m * 21 // 20
+                    err = bulk_reserve(&data, &cap, want, pos)
+                if err == BE_OK:
+                    err = bulk_write(&plan, m, offsets + start, data, copy_threads)
+            _raise_for(err)
+            pos = offsets[start + m]
+            start += m
+        data_buf = _wrap(data, pos, cap)
+        data = NULL
+        offsets_buf = _wrap(<char *> offsets, sizeof(int32_t) * (n + 1))
+        offsets = NULL
+        return pa.Array.from_buffers(pa.binary(), n, [None, offsets_buf, data_buf], null_count=0)
+    finally:
+        free(offsets)
+        bulk_release(data, cap)
 
 
 def cut(entries, *, max_actions=1000, max_bytes=5 * 1024 * 1024):

@@ -62,9 +62,17 @@ def test_compiled() -> None:
     fixed=st.booleans(),
     threads=st.integers(0, 4),
     skip=st.integers(0, 2),
+    slice_rows=st.sampled_from([65536, 1, 3, 8]),
 )
 def test_entries_equal_reference(
-    batch: pa.RecordBatch, action: str, upsert: bool, routing: bool, fixed: bool, threads: int, skip: int
+    batch: pa.RecordBatch,
+    action: str,
+    upsert: bool,
+    routing: bool,
+    fixed: bool,
+    threads: int,
+    skip: int,
+    slice_rows: int,
 ) -> None:
     batch = batch.slice(min(skip, batch.num_rows))  # non-zero array offsets
     options = {
@@ -80,7 +88,12 @@ def test_entries_equal_reference(
         batch = batch.set_column(1, "name", batch.column(1).fill_null("fallback"))
         options["index_column"] = "name"
         options["routing_column"] = None
-    got = bulk.encode_bulk(batch, threads=threads, **options)
+    # Batches over slice_rows are encoded slice by slice into one output (65,536 in production).
+    saved = bulk._tune(slice_rows=slice_rows)
+    try:
+        got = bulk.encode_bulk(batch, threads=threads, **options)
+    finally:
+        bulk._tune(*saved)
     want = ref.encode_bulk(batch, **options)
     assert got.equals(want)
     assert got.null_count == 0 and len(got) == batch.num_rows
@@ -215,3 +228,21 @@ def test_errors() -> None:
         bulk.cut(pa.array([b"x"]), max_actions=0)
     assert bulk.cut(pa.array([], pa.binary())).tolist() == [0]
     assert bulk.encode_bodies(batch.slice(0, 0), index="i") == ([], bulk.cut(pa.array([], pa.binary())))
+
+
+def test_sliced_errors_name_the_batch_row_and_index_values_are_taken() -> None:
+    values = [1.0] * 10
+    values[7] = float("nan")
+    batch = pa.record_batch({"id": pa.array(range(10)), "v": pa.array(values)})
+    saved = bulk._tune(slice_rows=3)
+    try:
+        with pytest.raises(ValueError, match=r"column 'v', row 7: NaN"):
+            bulk.encode_bulk(batch, index="i", id_column="id")
+        names = pa.array([f"ix-{i % 3}" for i in range(10)])
+        got = bulk.encode_bulk(batch, index_values=names, id_column="id", nan="null")
+        with pytest.raises(ValueError, match="index_column or index_values"):
+            bulk.encode_bulk(batch, index_column="id", index_values=names)
+    finally:
+        bulk._tune(*saved)
+    with_column = batch.append_column("ix", names)
+    assert got.equals(ref.encode_bulk(with_column, index_column="ix", id_column="id", nan="null"))

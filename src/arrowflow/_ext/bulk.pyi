@@ -37,8 +37,12 @@ def encode_bulk(
     nulls: str = "null",
     nan: str = "error",
     threads: int = 0,
+    index_values: pa.Array | None = None,
 ) -> pa.BinaryArray:
     """Entries for every row of ``batch``; documents through the JSON kernel."""
+
+def _tune(slice_rows: int | None = None, copy_threads: int | None = None) -> tuple[int, int]:
+    """Testing and benchmarking only: encode_bulk's row slice and copy threads; returns the old pair."""
 
 def cut(entries: pa.Array, *, max_actions: int = 1000, max_bytes: int | None = 5242880) -> np.ndarray:
     """Row bounds (int64, requests + 1 values) of the requests the entries split into."""

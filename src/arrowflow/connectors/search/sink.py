@@ -256,8 +256,7 @@ class SearchSink(AsyncBatchWriter):
     # -- AsyncBatchWriter hooks --------------------------------------------------------------
 
     def encode(self, batch: pa.RecordBatch) -> pa.BinaryArray | Encoded:
-        from ..._ext.bulk import encode_entries
-        from ..._ext.json import encode_rows
+        from ..._ext.bulk import encode_bulk
 
         cfg = self.search_config
         names = batch.schema.names
@@ -290,28 +289,23 @@ class SearchSink(AsyncBatchWriter):
             batch = batch.filter(keep)
             if index_values is not None:
                 index_values = index_values.filter(keep)
-        meta = {c for c in (cfg.index_column, cfg.id_column, cfg.routing_column) if c is not None}
-        docs = None
-        if cfg.action != "delete":
-            columns = (
-                list(cfg.document_columns)
-                if cfg.document_columns is not None
-                else [c for c in batch.schema.names if c not in meta]
+        try:
+            # One kernel call: documents slice by slice, then their entries into one output.
+            entries = encode_bulk(
+                batch,
+                action=cfg.action,
+                index=cfg.index,
+                index_values=None if cfg.index_column is not None else index_values,
+                index_column=cfg.index_column,
+                id_column=cfg.id_column,
+                routing_column=cfg.routing_column,
+                doc_as_upsert=cfg.doc_as_upsert,
+                columns=list(cfg.document_columns) if cfg.document_columns is not None else None,
+                nulls=cfg.nulls,
+                nan=cfg.nan,
             )
-            try:
-                docs = encode_rows(batch, columns=columns, nulls=cfg.nulls, nan=cfg.nan)
-            except (ValueError, TypeError, KeyError) as exc:
-                raise SerializationError(f"{self.name}: cannot encode documents: {exc}") from exc
-        entries = encode_entries(
-            docs,
-            action=cfg.action,
-            index=cfg.index,
-            index_values=index_values,
-            ids=batch.column(cfg.id_column) if cfg.id_column is not None else None,
-            routing=batch.column(cfg.routing_column) if cfg.routing_column is not None else None,
-            doc_as_upsert=cfg.doc_as_upsert,
-            num_rows=batch.num_rows,
-        )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SerializationError(f"{self.name}: cannot encode documents: {exc}") from exc
         if len(failed):
             return Encoded(entries=entries, failed=failed, errors=" or ".join(reasons))
         return entries
