@@ -207,9 +207,9 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
         why = f"no search server at {SEARCH_URL} ({type(exc).__name__})"
         return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
 
-    # osmem indexes about 2k documents/s of this table on the shared 2-core box (its own CPU, ~0.45 ms
-    # per document): every method here is bound by the server; the subset keeps a call at ~5 s.
-    n = config.subset(2_000 if config.quick else 10_000)
+    # osmem indexes about 2-3k documents/s of this table on the shared 2-core box (its own CPU, ~0.45
+    # ms per document): every method here is bound by the server; the subset keeps a call at ~2 s.
+    n = config.subset(1_000 if config.quick else 5_000)
     table = make_table(n, config.seed).combine_chunks()
     batches = table.to_batches(max_chunksize=65_536)
     bulk: Any = importlib.import_module("arrowflow._ext.bulk")
