@@ -46,6 +46,16 @@ def test_timestamps_are_floored_to_milliseconds(us: list[int | None]) -> None:
 
 
 @settings(max_examples=60, deadline=None)
+@given(st.lists(st.none() | st.integers(-(10**13), 10**13), min_size=1, max_size=40))
+def test_driver_decoded_timestamps_read_back_exactly(ms: list[int | None]) -> None:
+    """The driver decodes through a float (1 us off far from the epoch); the source restores the ms."""
+    decoded = [None if v is None else ct.DateType.deserialize(ct.DateType.serialize(v, PV), PV) for v in ms]
+    for target in (pa.timestamp("ms"), pa.timestamp("us")):
+        back = column_from_driver(decoded, ct.DateType, target)
+        assert back.cast(pa.timestamp("ms")).cast(pa.int64()).to_pylist() == ms
+
+
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.none() | st.integers(-(10**6), 10**6), max_size=40))
 def test_dates_round_trip(days: list[int | None]) -> None:
     col = pa.array(days, pa.int32()).cast(pa.date32())

@@ -323,6 +323,15 @@ def column_from_driver(values: Sequence[Any], cqltype: Any, target: pa.DataType)
         if name == "time":
             return pc.cast(pa.array(vals, pa.int64()), target)
         return pa.array(vals, target)
+    if name == "timestamp" and pa.types.is_timestamp(target):
+        # CQL timestamps are whole milliseconds, but the driver decodes them through a float and
+        # far from the epoch its datetimes may be 1 us off either way: round to the nearest ms.
+        us = pa.array(values, pa.timestamp("us"))
+        raw = pc.cast(us, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        ms = np.floor_divide(raw + 500, 1000)
+        mask = us.is_null().to_numpy(zero_copy_only=False) if us.null_count else None
+        out = pa.array(ms, pa.int64(), mask=mask).cast(pa.timestamp("ms"))
+        return out if target == out.type else pc.cast(out, target)
     if name == "set":
         return pa.array([None if v is None else list(v) for v in values], target)
     if name == "map":
