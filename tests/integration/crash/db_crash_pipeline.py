@@ -1,7 +1,8 @@
 """DataGen -> keyed database sink, run as its own process by the SIGKILL crash tests of the databases.
 
-``sql``: SqlSink (ADBC PostgreSQL) upserting on ``id``; ``mongo``: MongoSink ``mode="replace"`` keyed on
-``_id`` (the DataGen key column is then named ``_id``).
+``sql``: SqlSink (ADBC PostgreSQL) upserting on ``id``; ``mariadb``: SqlSink's DB-API path (pymysql,
+``--uri host:port``, root, database ``test``) upserting on ``id``; ``mongo``: MongoSink
+``mode="replace"`` keyed on ``_id`` (the DataGen key column is then named ``_id``).
 
 Checkpointed with ``guarantee="exactly-once"`` (idempotent upserts); slowed down per batch so that a
 run lasts long enough to be killed. Prints ``started`` once the first batch passes and
@@ -55,7 +56,7 @@ class Announce(Operator):
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("target", choices=["sql", "mongo"])
+    ap.add_argument("target", choices=["sql", "mariadb", "mongo"])
     ap.add_argument("--uri", required=True)
     ap.add_argument("--table", required=True, help="SQL table, or database.collection")
     ap.add_argument("--rows", type=int, default=3000)
@@ -66,6 +67,18 @@ def main(argv: list[str]) -> int:
     if args.target == "sql":
         key = "id"
         sink = SqlSink(args.uri, args.table, mode="upsert", keys="id", create=True, flush_rows=400)
+    elif args.target == "mariadb":
+        import pymysql
+
+        key = "id"
+        host, _, port = args.uri.partition(":")
+
+        def connect() -> pymysql.Connection:
+            return pymysql.connect(host=host, port=int(port), user="root", password="", database="test")
+
+        sink = SqlSink(
+            table=args.table, connect=connect, mode="upsert", keys="id", create=True, flush_rows=400
+        )
     else:
         key = "_id"
         database, _, collection = args.table.partition(".")
