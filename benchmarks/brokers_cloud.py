@@ -227,7 +227,7 @@ def setup_pulsar_source(config: RunConfig) -> Prepared:
 def setup_pubsub_source(config: RunConfig) -> Prepared:
     """``n`` JSON messages published once to a topic with one subscription per timed call (Pub/Sub is
     not replayable: a call drains and acknowledges its own subscription)."""
-    n = min(config.rows, 5_000 if config.quick else 20_000)
+    n = min(config.rows, 5_000 if config.quick else 10_000)
     table = make_table(n, config.seed)
     if not _answers(_PUBSUB):
         skip = Method(skip="pubsub emulator not answering (tests/services/pubsub.sh start)")
