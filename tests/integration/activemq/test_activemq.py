@@ -162,4 +162,4 @@ def test_pipeline_at_least_once_across_sigkill(
     report = run_with_crashes(
         cmd, verify=verify, kills=3, min_delay=0.3, max_delay=1.2, ready_line="started", seed=3, timeout=120
     )
-    assert report.kills + report.early_exits >= 1
+    assert report.kills >= 1, report

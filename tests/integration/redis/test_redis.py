@@ -381,6 +381,8 @@ def test_stream_to_hash_pipeline_survives_sigkill(r: Any, redis_url: str, tmp_pa
         str(n - 1),
         "--checkpoint-dir",
         str(tmp_path / "cp"),
+        "--delay",
+        "0.05",  # a first run lasts > 1 s, so the first kill lands mid-run
     ]
 
     def verify(report: CrashReport) -> None:
@@ -392,4 +394,4 @@ def test_stream_to_hash_pipeline_survives_sigkill(r: Any, redis_url: str, tmp_pa
     report = run_with_crashes(
         cmd, verify=verify, kills=3, min_delay=0.3, max_delay=1.2, ready_line="started", seed=5, timeout=120
     )
-    assert report.kills + report.early_exits >= 1
+    assert report.kills >= 1, report
