@@ -6,6 +6,13 @@ same rows) -> a slow pass-through operator -> ``OpenSearchSink`` or ``Elasticsea
 ``guarantee="exactly-once"`` (allowed because the sink is idempotent). Rows written after the last
 checkpoint are written again after a restart; with ids they overwrite the same documents.
 Prints ``started`` once the first batch passes and ``done`` at the end.
+
+Stall runs (``--stall-runs``, numbered by starts recorded in ``<checkpoint-dir>.runs``) make the kill
+land at a known point: the sink's first checkpoint flush that follows written rows returns (every
+row acknowledged by the server), then stalls before the checkpoint is saved, and only then prints
+``started``. The harness's SIGKILL thus finds rows in the index that no checkpoint covers, which the
+restart must write again (overwriting them, ids being the rows' own). Other runs are killed at random
+moments.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from search_helpers import client_options
@@ -50,9 +59,9 @@ class Announce(Operator):
 
     name = "announce"
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, announce: bool = True) -> None:
         self.delay = delay
-        self.announced = False
+        self.announced = not announce
 
     def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
         if not self.announced:
@@ -60,6 +69,23 @@ class Announce(Operator):
             self.announced = True
         time.sleep(self.delay)
         return [batch]
+
+
+def stalling(sink_cls: type[Any]) -> type[Any]:
+    """``sink_cls`` whose first checkpoint flush after written rows stalls once flushed (see above)."""
+
+    class Stalling(sink_cls):  # type: ignore[misc,valid-type]
+        def write(self, batch: pa.RecordBatch) -> None:
+            self.pending = getattr(self, "pending", 0) + batch.num_rows
+            super().write(batch)
+
+        def flush(self) -> None:
+            super().flush()
+            if getattr(self, "pending", 0):
+                print("started", flush=True)
+                time.sleep(600)  # killed here: the checkpoint of these acknowledged rows never lands
+
+    return Stalling
 
 
 def main(argv: list[str]) -> int:
@@ -70,11 +96,17 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rows", type=int, default=4000)
     ap.add_argument("--checkpoint-dir", required=True)
     ap.add_argument("--checkpoint-interval", type=float, default=0.4)
+    ap.add_argument("--stall-runs", default="", help="comma-separated run numbers (from 0) that stall")
     args = ap.parse_args(argv)
+    runs = Path(args.checkpoint_dir + ".runs")
+    run_no = len(runs.read_text().splitlines()) if runs.exists() else 0
+    with runs.open("a") as f:
+        f.write(f"{run_no}\n")
+    stall = str(run_no) in args.stall_runs.split(",")
     flavor, sink_cls = (
         (OPENSEARCH, OpenSearchSink) if args.kind == "opensearch" else (ELASTICSEARCH, ElasticsearchSink)
     )
-    sink = sink_cls(
+    sink = (stalling(sink_cls) if stall else sink_cls)(
         args.url,
         args.index,
         id_column="id",
@@ -83,7 +115,7 @@ def main(argv: list[str]) -> int:
         flush_interval=0.05,
     )
     assert sink.idempotent
-    Pipeline(make_source(args.rows)).via(Announce(0.03)).to(sink).run(
+    Pipeline(make_source(args.rows)).via(Announce(0.03, announce=not stall)).to(sink).run(
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_interval=args.checkpoint_interval,
         guarantee="exactly-once",

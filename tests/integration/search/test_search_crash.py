@@ -1,10 +1,11 @@
 """SIGKILL crash/restart of a checkpointed DataGen -> search sink pipeline with ``_id`` from the data.
 
 The pipeline (``search_crash_pipeline.py``) runs as its own process; the crash harness kills it with
-SIGKILL from this process at seeded random moments, restarts it from its checkpoint directory, and
-finally lets it run to the end. Rows written after the last checkpoint are written again on restart,
-so the server sees more writes than rows; because every write carries the row's id, the index must
-end up holding every row exactly once, with the values the deterministic source generates.
+SIGKILL from this process, restarts it from its checkpoint directory, and finally lets it run to the
+end. Runs 0 and 2 are killed while a checkpoint is stalled after its flush (so acknowledged rows that
+no checkpoint covers are certainly written again on restart), runs 1 and 3 at seeded random moments.
+Replayed rows overwrite their own documents: the index must end up holding every row exactly once,
+with the values the deterministic source generates, after more writes than rows.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
         str(ROWS),
         "--checkpoint-dir",
         str(tmp_path / "cp"),
+        "--stall-runs",
+        "0,2",
     ]
 
     def verify(report: CrashReport) -> None:
@@ -104,8 +107,10 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
         seed=11,
         timeout=120,
     )
-    assert report.kills >= 1, f"no run was killed (early exits: {report.early_exits})"
-    # The kills did make the pipeline write rows again (else "no duplicates" would prove nothing):
+    # Runs 0-2 cannot finish before their kill: 0 and 2 stall, 1 restarts from nothing and needs
+    # 80 batches x 30 ms of sleep alone, more than the longest delay.
+    assert report.kills >= 3, f"kills {report.kill_delays}, early exits {report.early_exits}"
+    # The kills made the pipeline write rows again (else "no duplicates" would prove nothing):
     # more writes than documents, every extra write an overwrite of an existing id.
     writes = _writes(flavor, index)
     assert writes > ROWS, f"no row was replayed after {report.kills} kill(s) ({writes} writes)"
