@@ -11,14 +11,7 @@ import pyarrow.compute as pc
 
 from ...errors import ConfigurationError
 
-__all__ = ["contiguous_bytes", "random_keys", "resolve_keys", "wrap_docs"]
-
-
-def wrap_docs(docs: pa.Array, prefix: str, suffix: str) -> pa.Array:
-    """``prefix + doc + suffix`` for every entry of a binary array of JSON documents (vectorized)."""
-    text = docs.cast(pa.string())  # the kernel writes valid UTF-8; the cast only checks it
-    joined = pc.binary_join_element_wise(prefix, text, suffix, "")
-    return joined.cast(pa.binary())
+__all__ = ["contiguous_bytes", "random_keys", "resolve_keys"]
 
 
 def contiguous_bytes(arr: pa.Array, skip: int = 0, trim: int = 0) -> bytes:

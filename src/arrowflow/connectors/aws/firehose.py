@@ -31,7 +31,7 @@ from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError
 from ...formats import Format, Json
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._common import contiguous_bytes, wrap_docs
+from ._common import contiguous_bytes
 from .config import THROTTLING_CODES, AwsConfig, RawJsonCall, is_retryable_aws_error
 from .kinesis import record_outcomes
 
@@ -168,7 +168,7 @@ class FirehoseSink(AsyncBatchWriter):
         if self.sink_config.newline_delimited:
             payloads = pc.binary_join_element_wise(payloads, pa.scalar(b"\n"), pa.scalar(b""))
         records = pa.record_batch({"Data": payloads})
-        entries = wrap_docs(encode_rows(records), ",", "")
+        entries = encode_rows(records, terminator=b",")  # the comma separates the array members
         sizes = pc.binary_length(payloads).cast(pa.int64())
         out = pa.StructArray.from_arrays([entries, sizes], names=["json", "size"])
         if len(failed):
@@ -182,7 +182,7 @@ class FirehoseSink(AsyncBatchWriter):
 
     def submit(self, entries: pa.StructArray) -> SubmitResult | None:
         n = len(entries)
-        body = self._prefix + contiguous_bytes(pc.struct_field(entries, "json"), skip=1) + self._suffix
+        body = self._prefix + contiguous_bytes(pc.struct_field(entries, "json"), trim=1) + self._suffix
         response = self._raw_call().call(
             body, DeliveryStreamName=self.sink_config.delivery_stream_name, Records=[{"Data": b""}]
         )

@@ -42,7 +42,7 @@ from ...formats import Format, Json, Raw, decode_with_policy
 from ...retry import ExponentialBackoff
 from ...source import Position, Source, Split, SplitReader
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._common import contiguous_bytes, resolve_keys, wrap_docs
+from ._common import contiguous_bytes, resolve_keys
 from .config import THROTTLING_CODES, AwsConfig, RawJsonCall, error_code, is_retryable_aws_error
 
 __all__ = ["KinesisSink", "KinesisSinkConfig", "KinesisSource", "KinesisSourceConfig"]
@@ -259,8 +259,8 @@ class KinesisSink(AsyncBatchWriter):
             keep = pa.array(~bad)
             columns = {k: v.filter(keep) for k, v in columns.items()}
         records = pa.record_batch(columns)
-        docs = encode_rows(records, nulls="omit")
-        entries = wrap_docs(docs, ",", "")
+        # '{"Data":...,"PartitionKey":...},' per record: the kernel's terminator is the separator.
+        entries = encode_rows(records, nulls="omit", terminator=b",")
         sizes = pc.add(
             pc.binary_length(records.column("Data")).cast(pa.int64()),
             pc.binary_length(records.column("PartitionKey")).cast(pa.int64()),
@@ -275,7 +275,7 @@ class KinesisSink(AsyncBatchWriter):
 
     def submit(self, entries: pa.StructArray) -> SubmitResult | None:
         n = len(entries)
-        body = self._prefix + contiguous_bytes(pc.struct_field(entries, "json"), skip=1) + self._suffix
+        body = self._prefix + contiguous_bytes(pc.struct_field(entries, "json"), trim=1) + self._suffix
         response = self._raw_call().call(body, Records=[{"Data": b"", "PartitionKey": "_"}], **self._target)
         return record_outcomes(
             response, n, _RETRYABLE_RECORD_CODES, records_key="Records", failed_key="FailedRecordCount"
