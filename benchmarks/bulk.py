@@ -207,9 +207,9 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
         why = f"no search server at {SEARCH_URL} ({type(exc).__name__})"
         return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
 
-    # osmem indexes about 2-3k documents/s of this table on the shared 2-core box (its own CPU, ~0.45
-    # ms per document): every method here is bound by the server; the subset keeps a call at ~2 s.
-    n = config.subset(1_000 if config.quick else 5_000)
+    # osmem indexes about 0.7-3k documents/s of this table on the shared 2-core box (its own CPU, ~0.45
+    # ms per document): every method here is bound by the server; the subset keeps a call at 1-3 s.
+    n = config.subset(500 if config.quick else 2_000)
     table = make_table(n, config.seed).combine_chunks()
     batches = table.to_batches(max_chunksize=65_536)
     bulk: Any = importlib.import_module("arrowflow._ext.bulk")
@@ -310,11 +310,8 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
     same = f"{n:,} rows, fresh index per call"
     methods = {
         names[0]: Method(run=cpu_timed(names[0], run_sink), note=same),
-        names[1]: Method(
-            run=cpu_timed(names[1], run_helpers),
-            note="same rows, to_pylist + action dicts",
-            target=Target(min_speedup=1.0),
-        ),
+        # No target: the server bounds every method (compare the client CPU printed at exit).
+        names[1]: Method(run=cpu_timed(names[1], run_helpers), note="same rows, to_pylist + action dicts"),
         names[2]: Method(run=cpu_timed(names[2], run_parallel), note="same rows, 2 threads"),
         names[3]: Method(
             run=cpu_timed(names[3], run_post_only), note="server ceiling: arrowflow bodies, 1 in flight"
