@@ -45,7 +45,7 @@ def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_p
         seed=11,
         timeout=120,
     )
-    assert produced.kills + produced.early_exits >= 1
+    assert produced.kills >= 1, "no run was killed"
     records = read_stream(boto("kinesis"), stream)
     ids = Counter(
         int(pa.py_buffer(r["Data"]).to_pybytes().split(b'"id":')[1].split(b",")[0]) for r in records
@@ -79,5 +79,5 @@ def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_p
         seed=13,
         timeout=120,
     )
-    assert consumed.kills + consumed.early_exits >= 1
+    assert consumed.kills >= 1, "no run was killed"
     print(f"kinesis consume: {consumed.kills} kills, {len(records)} records exactly once")
