@@ -134,6 +134,7 @@ MAPPING_CLASSES = [
 EXAMPLES: dict[str, dict[str, Any]] = {
     "KafkaSinkConfig": {"bootstrap_servers": "127.0.0.1:9092", "topic": "t"},
     "KafkaSourceConfig": {"bootstrap_servers": "127.0.0.1:9092", "topics": ("t",)},
+    "CassandraConnection": {"username": "user"},
 }
 
 
@@ -252,7 +253,8 @@ def test_errors_about_other_options_do_not_contain_the_secret(cls: type) -> None
             raised += 1
             assert SECRET not in str(exc), f"{cls.__qualname__}: error about {f.name} shows the secret"
             assert SECRET not in repr(exc.args)
-    assert raised > 0
+    # A class whose only option is the secret (BearerToken) has no other option to get wrong.
+    assert raised > 0 or not others
 
 
 @pytest.mark.parametrize("cls", MAPPING_CLASSES, ids=lambda c: c.__qualname__)

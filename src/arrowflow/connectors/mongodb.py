@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..config import Secret, check_choice, check_positive, check_type
+from ..config import Secret, check_choice, check_positive, check_type, hide_secrets, reveal_secrets
 from ..error_policy import ErrorPolicyLike
 from ..errors import ConfigurationError, ConnectorError
 from ..source import Position, Source, Split, SplitReader
@@ -81,7 +81,7 @@ DUPLICATE_KEY = 11000
 def _client(uri: Secret, options: Mapping[str, Any]) -> Any:
     import pymongo
 
-    return pymongo.MongoClient(uri.reveal(), **dict(options))
+    return pymongo.MongoClient(uri.reveal(), **reveal_secrets(options))
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -110,7 +110,7 @@ def _wrap(exc: BaseException, what: str) -> ConnectorError:
 class MongoSinkConfig:
     """Options of :class:`MongoSink` (see the module docstring)."""
 
-    uri: Secret
+    uri: Secret | str
     database: str
     collection: str
     mode: str = "insert"
@@ -123,7 +123,9 @@ class MongoSinkConfig:
     client_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_type("uri", self.uri, Secret)
+        check_type("uri", self.uri, (str, Secret))
+        if isinstance(self.uri, str):
+            object.__setattr__(self, "uri", Secret(self.uri))
         for name in ("database", "collection"):
             value = getattr(self, name)
             check_type(name, value, str)
@@ -137,6 +139,8 @@ class MongoSinkConfig:
         check_type("ordered", self.ordered, bool)
         check_type("ignore_duplicates", self.ignore_duplicates, bool)
         check_type("client_options", self.client_options, Mapping)
+        # Secret-looking entries (password, tlsCertificateKeyFilePassword, ...) never show in repr.
+        object.__setattr__(self, "client_options", hide_secrets(self.client_options))
 
 
 class MongoSink(AsyncBatchWriter):
@@ -475,7 +479,7 @@ class MongoSource(Source):
         self.num_splits = num_splits
         self.samples_per_split = samples_per_split
         self.use_pymongoarrow = _pymongoarrow_usable() if use_pymongoarrow is None else use_pymongoarrow
-        self.client_options = dict(client_options or {})
+        self.client_options = hide_secrets(client_options or {})
 
     def __repr__(self) -> str:
         return f"MongoSource({self.database!r}, {self.collection!r}, filter={self.filter!r})"
@@ -638,7 +642,7 @@ class MongoChangeStreamSource(Source):
         self.document_schema = schema
         self.pipeline = [dict(p) for p in pipeline or []]
         self.full_document = full_document
-        self.client_options = dict(client_options or {})
+        self.client_options = hide_secrets(client_options or {})
 
     @property
     def bounded(self) -> bool:

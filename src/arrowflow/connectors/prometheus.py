@@ -103,6 +103,12 @@ class BasicAuth:
     username: str
     password: Secret | str
 
+    def __post_init__(self) -> None:
+        check_type("username", self.username, str)
+        check_type("password", self.password, (str, Secret))
+        if isinstance(self.password, str):
+            object.__setattr__(self, "password", Secret(self.password))
+
     def __call__(self, headers: MutableMapping[str, str], body: bytes) -> None:
         token = b64encode(f"{self.username}:{reveal(self.password)}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
@@ -113,6 +119,11 @@ class BearerToken:
     """``Authorization: Bearer <token>`` signer."""
 
     token: Secret | str
+
+    def __post_init__(self) -> None:
+        check_type("token", self.token, (str, Secret))
+        if isinstance(self.token, str):
+            object.__setattr__(self, "token", Secret(self.token))
 
     def __call__(self, headers: MutableMapping[str, str], body: bytes) -> None:
         headers["Authorization"] = f"Bearer {reveal(self.token)}"

@@ -278,25 +278,34 @@ def test_configuration_is_validated() -> None:
         FlumeSink(protocol="avro", address="x:1", header_columns=["a"], static_headers={"a": "b"})
 
 
-# -- a real Flume agent (the only skip gate) ---------------------------------------------------------
+# -- a real Flume agent ------------------------------------------------------------------------------
+# Collected only when ARROWFLOW_FLUME_HTTP / ARROWFLOW_FLUME_AVRO name an agent (none can run on the
+# test machines), so a default run neither skips nor pretends to have reached Flume.
 
-REAL = [("http", os.environ.get("ARROWFLOW_FLUME_HTTP")), ("avro", os.environ.get("ARROWFLOW_FLUME_AVRO"))]
+REAL = [
+    pytest.param(protocol, address, id=f"real-flume-{protocol}")
+    for protocol, address in (
+        ("http", os.environ.get("ARROWFLOW_FLUME_HTTP")),
+        ("avro", os.environ.get("ARROWFLOW_FLUME_AVRO")),
+    )
+    if address
+]
 
 
-@pytest.mark.parametrize(("protocol", "address"), REAL, ids=["real-flume-http", "real-flume-avro"])
-def test_real_flume_agent_accepts_events(protocol: str, address: str | None) -> None:
-    if not address:
-        pytest.skip(f"set ARROWFLOW_FLUME_{protocol.upper()} to run against a real Flume agent")
-    batch = _sample(1000)
-    with FlumeSink(
-        protocol=protocol,
-        address=address,
-        body_column="body",
-        header_columns={"hostname": "host", "level": "level"},
-        headers_column="extra",
-        static_headers={"source": "arrowflow-test"},
-    ) as sink:
-        sink.write(batch)
-        sink.flush()
-        m = sink.metrics()
-    assert m["rows_written"] == 1000 and m["rows_failed"] == 0
+if REAL:
+
+    @pytest.mark.parametrize(("protocol", "address"), REAL)
+    def test_real_flume_agent_accepts_events(protocol: str, address: str) -> None:
+        batch = _sample(1000)
+        with FlumeSink(
+            protocol=protocol,
+            address=address,
+            body_column="body",
+            header_columns={"hostname": "host", "level": "level"},
+            headers_column="extra",
+            static_headers={"source": "arrowflow-test"},
+        ) as sink:
+            sink.write(batch)
+            sink.flush()
+            m = sink.metrics()
+        assert m["rows_written"] == 1000 and m["rows_failed"] == 0
