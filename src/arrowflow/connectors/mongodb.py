@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ..config import Secret, check_choice, check_positive, check_type, hide_secrets, reveal_secrets
+from ..config import Secret, check_choice, check_positive, check_type, hide_secrets, reveal, reveal_secrets
 from ..error_policy import ErrorPolicyLike
 from ..errors import ConfigurationError, ConnectorError
 from ..source import Position, Source, Split, SplitReader
@@ -78,10 +78,10 @@ RETRYABLE_CODES = frozenset(
 DUPLICATE_KEY = 11000
 
 
-def _client(uri: Secret, options: Mapping[str, Any]) -> Any:
+def _client(uri: Secret | str, options: Mapping[str, Any]) -> Any:
     import pymongo
 
-    return pymongo.MongoClient(uri.reveal(), **reveal_secrets(options))
+    return pymongo.MongoClient(reveal(uri), **reveal_secrets(options))
 
 
 def _retryable(exc: BaseException) -> bool:
