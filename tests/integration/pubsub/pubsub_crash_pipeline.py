@@ -39,7 +39,13 @@ def committed_ids(out: str) -> int:
     """How many distinct ids the committed files under ``out`` hold (hidden files are not read)."""
     if not os.path.isdir(out):
         return 0
-    table = ds.dataset(out, format="parquet").to_table(columns=["id"])
+    try:
+        dataset = ds.dataset(out, format="parquet")
+        if not dataset.files:  # no committed file yet (an empty dataset has no "id" column)
+            return 0
+        table = dataset.to_table(columns=["id"])
+    except (OSError, pa.ArrowInvalid):  # a file renamed while listing: look again on the next tick
+        return 0
     return int(pc.count_distinct(table.column("id")).as_py())
 
 
