@@ -1,17 +1,140 @@
-"""Small vectorized helpers shared by the AWS sinks (no I/O)."""
+"""Small helpers shared by the AWS connectors (no I/O): vectorized pieces of the sinks, their
+option checks, and reading a batch call's per-record outcome."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...errors import ConfigurationError
+from ...config import check_positive, check_type
+from ...errors import ConfigurationError, ConnectorError
+from ...formats import Encoded as EncodedPayloads
+from ...writer import BatchingConfig, SubmitResult
 
-__all__ = ["contiguous_bytes", "random_keys", "resolve_keys"]
+__all__ = [
+    "SinkLimits",
+    "binary_payloads",
+    "check_sink_limits",
+    "contiguous_bytes",
+    "random_keys",
+    "record_outcomes",
+    "resolve_config",
+    "resolve_keys",
+    "sink_batching",
+]
+
+T = TypeVar("T")
+
+
+def resolve_config(config_type: type[T], config: T | None, options: Mapping[str, Any]) -> T:
+    """``config``, or a ``config_type`` built from ``options``; giving both is a configuration error."""
+    if config is None:
+        config = config_type(**options)
+    elif options:
+        raise ConfigurationError("give either config or individual options", option="config")
+    check_type("config", config, config_type)
+    return config
+
+
+class SinkLimits(Protocol):
+    """The request limits and retry options every AWS sink config holds."""
+
+    @property
+    def max_request_bytes(self) -> int: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def max_buffered_rows(self) -> int: ...
+    @property
+    def flush_interval(self) -> float | None: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def initial_backoff(self) -> float: ...
+    @property
+    def max_backoff(self) -> float: ...
+
+
+def check_sink_limits(
+    cfg: SinkLimits, *, count_option: str, count_limit: int, size_option: str, api: str
+) -> None:
+    """Check the limits of a sink config (``ConfigurationError`` naming the option).
+
+    ``count_option`` (records per request, at most ``count_limit``: the ``api`` limit),
+    ``max_request_bytes``, ``size_option`` (one record), ``max_in_flight`` and ``max_buffered_rows``
+    are positive ints; ``max_retries`` an int >= 0; ``flush_interval`` positive or ``None``; the
+    backoffs positive.
+    """
+    for name in (count_option, "max_request_bytes", size_option, "max_in_flight", "max_buffered_rows"):
+        check_type(name, getattr(cfg, name), int)
+        check_positive(name, getattr(cfg, name))
+    if getattr(cfg, count_option) > count_limit:
+        raise ConfigurationError(
+            f"{count_option} must be <= {count_limit} ({api} limit)", option=count_option
+        )
+    check_type("max_retries", cfg.max_retries, int)
+    if cfg.max_retries < 0:
+        raise ConfigurationError("max_retries must be >= 0", option="max_retries")
+    check_positive("flush_interval", cfg.flush_interval, allow_none=True)
+    check_positive("initial_backoff", cfg.initial_backoff)
+    check_positive("max_backoff", cfg.max_backoff)
+
+
+def sink_batching(cfg: SinkLimits, *, max_request_rows: int, max_record_bytes: int) -> BatchingConfig:
+    """The :class:`BatchingConfig` of a sink config (a record is never over a whole request)."""
+    return BatchingConfig(
+        max_request_rows=max_request_rows,
+        max_request_bytes=cfg.max_request_bytes,
+        max_record_bytes=min(max_record_bytes, cfg.max_request_bytes),
+        max_in_flight=cfg.max_in_flight,
+        max_buffered_rows=cfg.max_buffered_rows,
+        max_time_in_buffer=cfg.flush_interval,
+        initial_backoff=cfg.initial_backoff,
+        max_backoff=max(cfg.max_backoff, cfg.initial_backoff),
+        max_attempts=cfg.max_retries + 1,
+    )
+
+
+def binary_payloads(encoded: EncodedPayloads) -> pa.Array:
+    """A format's encoded payloads as one ``binary`` array."""
+    payloads = encoded.payloads
+    if isinstance(payloads, pa.ChunkedArray):
+        payloads = payloads.combine_chunks()
+    if not pa.types.is_binary(payloads.type):
+        payloads = pc.cast(payloads, pa.binary())
+    return payloads
+
+
+def record_outcomes(
+    response: Mapping[str, Any], n: int, retryable_codes: frozenset[str], *, records_key: str, failed_key: str
+) -> SubmitResult:
+    """Read a PutRecords / PutRecordBatch answer for ``n`` records into a :class:`SubmitResult`.
+
+    Only a response with failures is walked record by record.
+    """
+    if not response.get(failed_key):
+        return SubmitResult.ok()
+    results = response.get(records_key) or []
+    if len(results) != n:
+        raise ConnectorError(f"{records_key}: {len(results)} results for {n} records", retryable=False)
+    failed: list[int] = []
+    errors: list[str] = []
+    retryable: list[bool] = []
+    for i, r in enumerate(results):
+        code = r.get("ErrorCode")
+        if code:
+            failed.append(i)
+            errors.append(f"{code}: {r.get('ErrorMessage', '')}")
+            retryable.append(code in retryable_codes)
+    if not failed:
+        return SubmitResult.ok()
+    return SubmitResult(
+        failed=np.asarray(failed, dtype=np.int64), errors=errors, retryable=np.asarray(retryable, dtype=bool)
+    )
 
 
 def contiguous_bytes(arr: pa.Array, skip: int = 0, trim: int = 0) -> bytes:

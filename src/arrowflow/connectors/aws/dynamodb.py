@@ -40,10 +40,11 @@ from ...config import check_choice, check_positive, check_type
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError, SerializationError
 from ...source import Position, Source, Split, SplitReader
-from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._common import contiguous_bytes
+from ...writer import BatchingConfig, Encoded, SubmitResult
+from ._common import check_sink_limits, resolve_config, sink_batching
+from ._sink import AwsSink
 from .attribute_values import from_attribute_values, to_attribute_values
-from .config import AwsConfig, RawJsonCall, is_retryable_aws_error
+from .config import AwsConfig
 
 __all__ = ["DynamoDBScanSource", "DynamoDBSink", "DynamoDBSinkConfig"]
 
@@ -93,37 +94,17 @@ class DynamoDBSinkConfig:
         object.__setattr__(self, "set_columns", tuple(self.set_columns))
         check_type("delete_column", self.delete_column, str, allow_none=True)
         check_choice("null_attributes", self.null_attributes, ("omit", "null"))
-        for name in (
-            "max_items_per_request",
-            "max_request_bytes",
-            "max_item_bytes",
-            "max_in_flight",
-            "max_buffered_rows",
-        ):
-            check_type(name, getattr(self, name), int)
-            check_positive(name, getattr(self, name))
-        if self.max_items_per_request > 25:
-            raise ConfigurationError(
-                "max_items_per_request must be <= 25 (BatchWriteItem limit)", option="max_items_per_request"
-            )
-        check_type("max_retries", self.max_retries, int)
-        if self.max_retries < 0:
-            raise ConfigurationError("max_retries must be >= 0", option="max_retries")
-        check_positive("flush_interval", self.flush_interval, allow_none=True)
-        check_positive("initial_backoff", self.initial_backoff)
-        check_positive("max_backoff", self.max_backoff)
+        check_sink_limits(
+            self,
+            count_option="max_items_per_request",
+            count_limit=25,
+            size_option="max_item_bytes",
+            api="BatchWriteItem",
+        )
 
     def batching(self) -> BatchingConfig:
-        return BatchingConfig(
-            max_request_rows=self.max_items_per_request,
-            max_request_bytes=self.max_request_bytes,
-            max_record_bytes=min(self.max_item_bytes, self.max_request_bytes),
-            max_in_flight=self.max_in_flight,
-            max_buffered_rows=self.max_buffered_rows,
-            max_time_in_buffer=self.flush_interval,
-            initial_backoff=self.initial_backoff,
-            max_backoff=max(self.max_backoff, self.initial_backoff),
-            max_attempts=self.max_retries + 1,
+        return sink_batching(
+            self, max_request_rows=self.max_items_per_request, max_record_bytes=self.max_item_bytes
         )
 
 
@@ -139,7 +120,7 @@ def _canonical_key(key: Mapping[str, Any], names: Sequence[str]) -> tuple[tuple[
     return tuple(out)
 
 
-class DynamoDBSink(AsyncBatchWriter):
+class DynamoDBSink(AwsSink[DynamoDBSinkConfig]):
     """Writes batches to a DynamoDB table with BatchWriteItem (see the module docstring).
 
     ``aws`` holds the boto3 options (:class:`AwsConfig` or a dict of its fields); ``client`` is an
@@ -147,6 +128,8 @@ class DynamoDBSink(AsyncBatchWriter):
     """
 
     name = "dynamodb"
+    service = "dynamodb"
+    operation = "batch_write_item"
     idempotent = True
 
     def __init__(
@@ -159,42 +142,13 @@ class DynamoDBSink(AsyncBatchWriter):
         name: str | None = None,
         **options: Any,
     ) -> None:
-        if config is None:
-            config = DynamoDBSinkConfig(**options)
-        elif options:
-            raise ConfigurationError("give either config or individual options", option="config")
-        check_type("config", config, DynamoDBSinkConfig)
-        super().__init__(config.batching(), error_policy=error_policy, name=name)
-        self.sink_config = config
-        self.aws = AwsConfig.coerce(aws)
-        self._client = client
-        self._lock_client = threading.Lock()
-        self._raw: RawJsonCall | None = None
+        config = resolve_config(DynamoDBSinkConfig, config, options)
+        super().__init__(config, aws=aws, client=client, error_policy=error_policy, name=name)
         self._keys: tuple[str, ...] | None = config.key_columns
         table = json.dumps(config.table_name)
         self._prefix = ('{"RequestItems":{' + table + ":[").encode()
         self._suffix = b"]}}"
         self._dummy = {config.table_name: [{"DeleteRequest": {"Key": {"_": {"S": "_"}}}}]}
-
-    def __repr__(self) -> str:
-        return f"DynamoDBSink(config={self.sink_config!r}, aws={self.aws!r})"
-
-    def _get_client(self) -> Any:
-        if self._client is None:
-            self._client = self.aws.client("dynamodb", max_pool_connections=self.config.max_in_flight)
-        return self._client
-
-    @property
-    def client(self) -> Any:
-        """The boto3 DynamoDB client (created on first use)."""
-        with self._lock_client:
-            return self._get_client()
-
-    def _raw_call(self) -> RawJsonCall:
-        with self._lock_client:
-            if self._raw is None:
-                self._raw = RawJsonCall(self._get_client(), "batch_write_item")
-            return self._raw
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -286,8 +240,7 @@ class DynamoDBSink(AsyncBatchWriter):
         key_docs = pc.struct_field(entries, "key")
         kept = _last_per_key(key_docs)
         sent = entries if kept is None else entries.take(pa.array(kept))
-        body = self._prefix + contiguous_bytes(pc.struct_field(sent, "json"), trim=1) + self._suffix
-        response = self._raw_call().call(body, RequestItems=self._dummy)
+        response = self._raw_call().call(self._body(sent), RequestItems=self._dummy)
         unprocessed = (response.get("UnprocessedItems") or {}).get(self.sink_config.table_name) or []
         if not unprocessed:
             return SubmitResult.ok()
@@ -308,9 +261,6 @@ class DynamoDBSink(AsyncBatchWriter):
         if len(failed_arr) > n:  # pragma: no cover - defensive
             raise SerializationError(f"{self.name}: more unprocessed items than sent")
         return SubmitResult(failed=failed_arr, errors="UnprocessedItems (throttled)", retryable=True)
-
-    def classify(self, exc: BaseException) -> bool:
-        return is_retryable_aws_error(exc)
 
 
 def _wrapped(outer: str, inner: str, columns: Mapping[str, pa.Array]) -> pa.RecordBatch:

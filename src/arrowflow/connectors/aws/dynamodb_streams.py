@@ -19,8 +19,6 @@ structs), which is convenient for a look but not for a pipeline.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,12 +26,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...config import check_choice, check_positive, check_type
+from ...config import check_choice, check_type
 from ...errors import ConfigurationError
-from ...retry import ExponentialBackoff
-from ...source import Position, Source, Split, SplitReader
+from ...source import Position, Split, SplitReader
+from ._common import resolve_config
+from ._shards import ShardedSource, ShardReader, check_shard_polling
 from .attribute_values import from_attribute_values
-from .config import AwsConfig, error_code, is_retryable_aws_error
+from .config import AwsConfig
 
 __all__ = ["DynamoDBStreamsSource", "DynamoDBStreamsSourceConfig"]
 
@@ -91,22 +90,7 @@ class DynamoDBStreamsSourceConfig:
                 missing = [k for k in self.key_columns if k not in self.schema.names]
                 if missing:
                     raise ConfigurationError(f"key_columns {missing} are not in schema", option="key_columns")
-        check_type("metadata_columns", self.metadata_columns, (tuple, list))
-        object.__setattr__(self, "metadata_columns", tuple(self.metadata_columns))
-        for m in self.metadata_columns:
-            check_choice("metadata_columns", m, tuple(_META_TYPES))
-        check_positive("poll_interval", self.poll_interval)
-        check_positive("min_call_interval", self.min_call_interval)
-        check_positive("shard_discovery_interval", self.shard_discovery_interval, allow_none=True)
-        check_type("max_records_per_call", self.max_records_per_call, int)
-        check_positive("max_records_per_call", self.max_records_per_call)
-        if self.max_records_per_call > 1000:
-            raise ConfigurationError(
-                "max_records_per_call must be <= 1000 (DynamoDB Streams GetRecords limit)",
-                option="max_records_per_call",
-            )
-        check_positive("initial_backoff", self.initial_backoff)
-        check_positive("max_backoff", self.max_backoff)
+        check_shard_polling(self, metadata=_META_TYPES, limit=1000, api="DynamoDB Streams GetRecords")
 
 
 def _struct_column(raw: pa.Array, schema: pa.Schema | None) -> pa.Array:
@@ -191,7 +175,7 @@ def records_to_batch(
     return pa.record_batch(columns)
 
 
-class DynamoDBStreamsSource(Source):
+class DynamoDBStreamsSource(ShardedSource[DynamoDBStreamsSourceConfig]):
     """Reads a DynamoDB stream: one unbounded split per shard (see the module docstring for rows).
 
     Contract (see :mod:`arrowflow.source`):
@@ -224,27 +208,15 @@ class DynamoDBStreamsSource(Source):
         client: Any = None,
         **options: Any,
     ) -> None:
-        if config is None:
-            config = DynamoDBStreamsSourceConfig(**options)
-        elif options:
-            raise ConfigurationError("give either config or individual options", option="config")
-        check_type("config", config, DynamoDBStreamsSourceConfig)
-        self.config = config
+        config = resolve_config(DynamoDBStreamsSourceConfig, config, options)
+        super().__init__(config)
         self.aws = AwsConfig.coerce(aws)
         self._client = client
-        self._lock = threading.Lock()
-        self._known: set[str] = set()
-        self._ended: set[str] = set()
         self._arn: str | None = config.stream_arn
         self._keys: tuple[str, ...] | None = config.key_columns
-        self.discovery_interval = config.shard_discovery_interval
 
     def __repr__(self) -> str:
         return f"DynamoDBStreamsSource(config={self.config!r}, aws={self.aws!r})"
-
-    @property
-    def bounded(self) -> bool:
-        return False
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -308,71 +280,24 @@ class DynamoDBStreamsSource(Source):
                 return shards
             params = {"StreamArn": self.stream_arn, "ExclusiveStartShardId": last}
 
-    def _splits(self, shards: list[dict[str, Any]]) -> list[Split]:
-        arn = self.stream_arn
-        splits = [
-            Split(
-                split_id=s["ShardId"],
-                bounded=False,
-                params={
-                    "stream_arn": arn,
-                    "shard_id": s["ShardId"],
-                    "parents": [s["ParentShardId"]] if s.get("ParentShardId") else [],
-                },
-            )
-            for s in shards
-        ]
-        with self._lock:
-            self._known.update(s.split_id for s in splits)
-        return splits
-
-    def plan(self) -> list[Split]:
-        return self._splits(self._list_shards())
-
-    def discover(self, known: Sequence[Split]) -> list[Split]:
-        ids = {s.split_id for s in known}
-        return [s for s in self._splits(self._list_shards()) if s.split_id not in ids]
+    def _split_params(self) -> dict[str, Any]:
+        return {"stream_arn": self.stream_arn}
 
     def open(self, split: Split, position: Position = None) -> SplitReader:
         return _StreamShardReader(self, split, position)
 
-    def _mark_ended(self, shard_id: str) -> None:
-        with self._lock:
-            self._ended.add(shard_id)
 
-    def _parents_done(self, parents: Sequence[str]) -> bool:
-        with self._lock:
-            return all(p in self._ended or p not in self._known for p in parents)
+class _StreamShardReader(ShardReader[DynamoDBStreamsSource]):
+    log = log
+    label = "dynamodb stream shard"
+    end_without_iterator = True
 
-
-class _StreamShardReader(SplitReader):
     def __init__(self, source: DynamoDBStreamsSource, split: Split, position: Position) -> None:
-        super().__init__(split, position)
-        self._src = source
         self._arn = str(split.params.get("stream_arn") or source.stream_arn)
-        self._shard = str(split.params["shard_id"])
-        self._parents = list(split.params.get("parents") or [])
-        pos = position or {}
-        self._seq: str | None = pos.get("sequence_number")
-        self._ended = bool(pos.get("closed", False))
-        if self._ended:
-            source._mark_ended(self._shard)
-        self._iterator: str | None = None
-        self._next_call = 0.0
-        self._throttled = 0
+        super().__init__(source, split, position)
         cfg = source.config
-        self._backoff = ExponentialBackoff(
-            initial_delay=cfg.initial_backoff, max_delay=cfg.max_backoff, multiplier=2.0
-        )
         # Keys and schema are resolved once, outside the polling loop.
         self._keys = source.key_columns if cfg.schema is not None else cfg.key_columns
-
-    @property
-    def finished(self) -> bool:
-        return False
-
-    def snapshot(self) -> Position:
-        return {"sequence_number": self._seq, "closed": self._ended}
 
     def _new_iterator(self) -> str | None:
         params: dict[str, Any] = {"StreamArn": self._arn, "ShardId": self._shard}
@@ -383,51 +308,11 @@ class _StreamShardReader(SplitReader):
         it = self._src.client.get_shard_iterator(**params).get("ShardIterator")
         return str(it) if it else None
 
-    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
-        if self._ended or (self._parents and not self._src._parents_done(self._parents)):
-            time.sleep(min(timeout, 0.05))
-            return None
-        wait = self._next_call - time.monotonic()
-        if wait > 0:
-            if wait > timeout:
-                time.sleep(max(timeout, 0.0))
-                return None
-            time.sleep(wait)
-        cfg = self._src.config
-        from botocore.exceptions import ClientError
+    def _last_sequence(self, records: list[dict[str, Any]]) -> str:
+        return str(records[-1]["dynamodb"]["SequenceNumber"])
 
-        try:
-            if self._iterator is None:
-                self._iterator = self._new_iterator()
-                if self._iterator is None:  # a closed shard with nothing after the position
-                    self._close_shard()
-                    return None
-            response = self._src.client.get_records(
-                ShardIterator=self._iterator, Limit=min(max_rows, cfg.max_records_per_call)
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ExpiredIteratorException":
-                self._iterator = None
-                self._next_call = time.monotonic()
-                return None
-            if is_retryable_aws_error(exc):
-                self._throttled += 1
-                self._next_call = time.monotonic() + self._backoff.delay(self._throttled)
-                log.debug("dynamodb stream shard %s throttled (%s), backing off", self._shard, code)
-                return None
-            raise
-        self._throttled = 0
-        records = response.get("Records") or []
-        self._iterator = response.get("NextShardIterator")
-        now = time.monotonic()
-        if self._iterator is None:
-            self._close_shard()
-        if not records:
-            self._next_call = now + cfg.poll_interval
-            return None
-        self._next_call = now + cfg.min_call_interval
-        self._seq = str(records[-1]["dynamodb"]["SequenceNumber"])
+    def _to_batch(self, records: list[dict[str, Any]]) -> pa.RecordBatch:
+        cfg = self._src.config
         return records_to_batch(
             records,
             schema=cfg.schema,
@@ -435,8 +320,3 @@ class _StreamShardReader(SplitReader):
             shard_id=self._shard,
             metadata_columns=cfg.metadata_columns,
         )
-
-    def _close_shard(self) -> None:
-        # A closed shard read to its end: its children may start.
-        self._ended = True
-        self._src._mark_ended(self._shard)

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +33,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...config import check_choice, check_positive, check_type
+from ...config import check_choice, check_type
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
-from ...errors import ConfigurationError, ConnectorError
+from ...errors import ConfigurationError
 from ...formats import Format, Json, Raw, decode_with_policy
-from ...retry import ExponentialBackoff
-from ...source import Position, Source, Split, SplitReader
-from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._common import contiguous_bytes, resolve_keys
-from .config import THROTTLING_CODES, AwsConfig, RawJsonCall, error_code, is_retryable_aws_error
+from ...source import Position, Split, SplitReader
+from ...writer import BatchingConfig, Encoded, SubmitResult
+from ._common import (
+    binary_payloads,
+    check_sink_limits,
+    record_outcomes,
+    resolve_config,
+    resolve_keys,
+    sink_batching,
+)
+from ._shards import ShardedSource, ShardReader, check_shard_polling
+from ._sink import AwsSink
+from .config import THROTTLING_CODES, AwsConfig
 
 __all__ = ["KinesisSink", "KinesisSinkConfig", "KinesisSource", "KinesisSourceConfig"]
 
@@ -92,69 +98,21 @@ class KinesisSinkConfig:
             )
         if self.partition_key is not None and not callable(self.partition_key):
             raise ConfigurationError("partition_key must be a function batch -> keys", option="partition_key")
-        for name in (
-            "max_records_per_request",
-            "max_request_bytes",
-            "max_record_bytes",
-            "max_in_flight",
-            "max_buffered_rows",
-        ):
-            check_type(name, getattr(self, name), int)
-            check_positive(name, getattr(self, name))
-        if self.max_records_per_request > 500:
-            raise ConfigurationError(
-                "max_records_per_request must be <= 500 (PutRecords limit)", option="max_records_per_request"
-            )
-        check_type("max_retries", self.max_retries, int)
-        if self.max_retries < 0:
-            raise ConfigurationError("max_retries must be >= 0", option="max_retries")
-        check_positive("flush_interval", self.flush_interval, allow_none=True)
-        check_positive("initial_backoff", self.initial_backoff)
-        check_positive("max_backoff", self.max_backoff)
+        check_sink_limits(
+            self,
+            count_option="max_records_per_request",
+            count_limit=500,
+            size_option="max_record_bytes",
+            api="PutRecords",
+        )
 
     def batching(self) -> BatchingConfig:
-        return BatchingConfig(
-            max_request_rows=self.max_records_per_request,
-            max_request_bytes=self.max_request_bytes,
-            max_record_bytes=min(self.max_record_bytes, self.max_request_bytes),
-            max_in_flight=self.max_in_flight,
-            max_buffered_rows=self.max_buffered_rows,
-            max_time_in_buffer=self.flush_interval,
-            initial_backoff=self.initial_backoff,
-            max_backoff=max(self.max_backoff, self.initial_backoff),
-            max_attempts=self.max_retries + 1,
+        return sink_batching(
+            self, max_request_rows=self.max_records_per_request, max_record_bytes=self.max_record_bytes
         )
 
 
-def record_outcomes(
-    response: Mapping[str, Any], n: int, retryable_codes: frozenset[str], *, records_key: str, failed_key: str
-) -> SubmitResult:
-    """Read a PutRecords / PutRecordBatch answer for ``n`` records into a :class:`SubmitResult`.
-
-    Only a response with failures is walked record by record.
-    """
-    if not response.get(failed_key):
-        return SubmitResult.ok()
-    results = response.get(records_key) or []
-    if len(results) != n:
-        raise ConnectorError(f"{records_key}: {len(results)} results for {n} records", retryable=False)
-    failed: list[int] = []
-    errors: list[str] = []
-    retryable: list[bool] = []
-    for i, r in enumerate(results):
-        code = r.get("ErrorCode")
-        if code:
-            failed.append(i)
-            errors.append(f"{code}: {r.get('ErrorMessage', '')}")
-            retryable.append(code in retryable_codes)
-    if not failed:
-        return SubmitResult.ok()
-    return SubmitResult(
-        failed=np.asarray(failed, dtype=np.int64), errors=errors, retryable=np.asarray(retryable, dtype=bool)
-    )
-
-
-class KinesisSink(AsyncBatchWriter):
+class KinesisSink(AwsSink[KinesisSinkConfig]):
     """Writes batches to a Kinesis data stream with PutRecords (see the module docstring).
 
     ``aws`` holds the boto3 options (:class:`AwsConfig` or a dict of its fields); ``client`` is an
@@ -162,6 +120,8 @@ class KinesisSink(AsyncBatchWriter):
     """
 
     name = "kinesis"
+    service = "kinesis"
+    operation = "put_records"
 
     def __init__(
         self,
@@ -174,19 +134,10 @@ class KinesisSink(AsyncBatchWriter):
         name: str | None = None,
         **options: Any,
     ) -> None:
-        if config is None:
-            config = KinesisSinkConfig(**options)
-        elif options:
-            raise ConfigurationError("give either config or individual options", option="config")
-        check_type("config", config, KinesisSinkConfig)
-        super().__init__(config.batching(), error_policy=error_policy, name=name)
-        self.sink_config = config
+        config = resolve_config(KinesisSinkConfig, config, options)
+        super().__init__(config, aws=aws, client=client, error_policy=error_policy, name=name)
         self.format = format if format is not None else Json()
         check_type("format", self.format, Format)
-        self.aws = AwsConfig.coerce(aws)
-        self._client = client
-        self._client_lock = threading.Lock()
-        self._raw: RawJsonCall | None = None
         target = (
             {"StreamName": config.stream_name} if config.stream_name else {"StreamARN": config.stream_arn}
         )
@@ -197,28 +148,6 @@ class KinesisSink(AsyncBatchWriter):
         self._prefix = (head + ',"Records":[').encode()
         self._suffix = b"]}"
 
-    def __repr__(self) -> str:
-        return f"KinesisSink(config={self.sink_config!r}, aws={self.aws!r})"
-
-    @property
-    def client(self) -> Any:
-        """The boto3 Kinesis client (created on first use)."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self.aws.client("kinesis", max_pool_connections=self.config.max_in_flight)
-            return self._client
-
-    def _raw_call(self) -> RawJsonCall:
-        with self._client_lock:
-            if self._raw is None:
-                self._raw = RawJsonCall(self._client_unlocked(), "put_records")
-            return self._raw
-
-    def _client_unlocked(self) -> Any:
-        if self._client is None:
-            self._client = self.aws.client("kinesis", max_pool_connections=self.config.max_in_flight)
-        return self._client
-
     # -- AsyncBatchWriter hooks ----------------------------------------------------------------
 
     def encode(self, batch: pa.RecordBatch) -> pa.StructArray | Encoded:
@@ -227,11 +156,7 @@ class KinesisSink(AsyncBatchWriter):
         cfg = self.sink_config
         n = batch.num_rows
         encoded = self.format.encode(batch)
-        payloads = encoded.payloads
-        if isinstance(payloads, pa.ChunkedArray):
-            payloads = payloads.combine_chunks()
-        if not (pa.types.is_binary(payloads.type)):
-            payloads = pc.cast(payloads, pa.binary())
+        payloads = binary_payloads(encoded)
         keys = resolve_keys(
             batch, column=cfg.partition_key_column, function=cfg.partition_key, option="partition_key_column"
         )
@@ -270,19 +195,17 @@ class KinesisSink(AsyncBatchWriter):
             return Encoded(entries=out, failed=failed, errors=[str(r) for r in reasons[failed].tolist()])
         return out
 
-    def entry_sizes(self, entries: pa.StructArray) -> np.ndarray:
-        return np.asarray(pc.struct_field(entries, "size").to_numpy(zero_copy_only=False), dtype=np.int64)
-
     def submit(self, entries: pa.StructArray) -> SubmitResult | None:
-        n = len(entries)
-        body = self._prefix + contiguous_bytes(pc.struct_field(entries, "json"), trim=1) + self._suffix
-        response = self._raw_call().call(body, Records=[{"Data": b"", "PartitionKey": "_"}], **self._target)
-        return record_outcomes(
-            response, n, _RETRYABLE_RECORD_CODES, records_key="Records", failed_key="FailedRecordCount"
+        response = self._raw_call().call(
+            self._body(entries), Records=[{"Data": b"", "PartitionKey": "_"}], **self._target
         )
-
-    def classify(self, exc: BaseException) -> bool:
-        return is_retryable_aws_error(exc)
+        return record_outcomes(
+            response,
+            len(entries),
+            _RETRYABLE_RECORD_CODES,
+            records_key="Records",
+            failed_key="FailedRecordCount",
+        )
 
 
 # ----------------------------------------------------------------------------------------- source
@@ -332,24 +255,10 @@ class KinesisSourceConfig:
                 "start_timestamp is required with (and only with) start_position='AT_TIMESTAMP'",
                 option="start_timestamp",
             )
-        check_type("metadata_columns", self.metadata_columns, (tuple, list))
-        object.__setattr__(self, "metadata_columns", tuple(self.metadata_columns))
-        for m in self.metadata_columns:
-            check_choice("metadata_columns", m, tuple(_META_TYPES))
-        check_positive("poll_interval", self.poll_interval)
-        check_positive("min_call_interval", self.min_call_interval)
-        check_positive("shard_discovery_interval", self.shard_discovery_interval, allow_none=True)
-        check_type("max_records_per_call", self.max_records_per_call, int)
-        check_positive("max_records_per_call", self.max_records_per_call)
-        if self.max_records_per_call > 10_000:
-            raise ConfigurationError(
-                "max_records_per_call must be <= 10000 (GetRecords limit)", option="max_records_per_call"
-            )
-        check_positive("initial_backoff", self.initial_backoff)
-        check_positive("max_backoff", self.max_backoff)
+        check_shard_polling(self, metadata=_META_TYPES, limit=10_000, api="GetRecords")
 
 
-class KinesisSource(Source):
+class KinesisSource(ShardedSource[KinesisSourceConfig]):
     """Reads a Kinesis data stream: one unbounded split per shard.
 
     Contract (see :mod:`arrowflow.source`):
@@ -386,28 +295,16 @@ class KinesisSource(Source):
         error_policy: ErrorPolicyLike = "fail",
         **options: Any,
     ) -> None:
-        if config is None:
-            config = KinesisSourceConfig(**options)
-        elif options:
-            raise ConfigurationError("give either config or individual options", option="config")
-        check_type("config", config, KinesisSourceConfig)
-        self.config = config
+        config = resolve_config(KinesisSourceConfig, config, options)
+        super().__init__(config)
         self.format = format if format is not None else Raw(column="data")
         check_type("format", self.format, Format)
         self.error_policy = ErrorPolicy.resolve(error_policy, name=self.name)
         self.aws = AwsConfig.coerce(aws)
         self._client = client
-        self._lock = threading.Lock()
-        self._known: set[str] = set()
-        self._ended: set[str] = set()
-        self.discovery_interval = config.shard_discovery_interval
         self._target = (
             {"StreamName": config.stream_name} if config.stream_name else {"StreamARN": config.stream_arn}
         )
-
-    @property
-    def bounded(self) -> bool:
-        return False
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -434,65 +331,13 @@ class KinesisSource(Source):
                 return shards
             params = {"NextToken": token}
 
-    def _splits(self, shards: list[dict[str, Any]]) -> list[Split]:
-        splits = []
-        for s in shards:
-            parents = [p for p in (s.get("ParentShardId"), s.get("AdjacentParentShardId")) if p]
-            splits.append(
-                Split(
-                    split_id=s["ShardId"],
-                    bounded=False,
-                    params={"shard_id": s["ShardId"], "parents": parents},
-                )
-            )
-        with self._lock:
-            self._known.update(s.split_id for s in splits)
-        return splits
-
-    def plan(self) -> list[Split]:
-        return self._splits(self._list_shards())
-
-    def discover(self, known: Sequence[Split]) -> list[Split]:
-        ids = {s.split_id for s in known}
-        return [s for s in self._splits(self._list_shards()) if s.split_id not in ids]
-
     def open(self, split: Split, position: Position = None) -> SplitReader:
         return _ShardReader(self, split, position)
 
-    def _mark_ended(self, shard_id: str) -> None:
-        with self._lock:
-            self._ended.add(shard_id)
 
-    def _parents_done(self, parents: Sequence[str]) -> bool:
-        with self._lock:
-            return all(p in self._ended or p not in self._known for p in parents)
-
-
-class _ShardReader(SplitReader):
-    def __init__(self, source: KinesisSource, split: Split, position: Position) -> None:
-        super().__init__(split, position)
-        self._src = source
-        self._shard = str(split.params["shard_id"])
-        self._parents = list(split.params.get("parents") or [])
-        pos = position or {}
-        self._seq: str | None = pos.get("sequence_number")
-        self._ended = bool(pos.get("closed", False))
-        if self._ended:
-            source._mark_ended(self._shard)
-        self._iterator: str | None = None
-        self._next_call = 0.0
-        self._throttled = 0
-        cfg = source.config
-        self._backoff = ExponentialBackoff(
-            initial_delay=cfg.initial_backoff, max_delay=cfg.max_backoff, multiplier=2.0
-        )
-
-    @property
-    def finished(self) -> bool:
-        return False
-
-    def snapshot(self) -> Position:
-        return {"sequence_number": self._seq, "closed": self._ended}
+class _ShardReader(ShardReader[KinesisSource]):
+    log = log
+    label = "kinesis shard"
 
     def _new_iterator(self) -> str | None:
         cfg = self._src.config
@@ -506,55 +351,13 @@ class _ShardReader(SplitReader):
         it = self._src.client.get_shard_iterator(**params).get("ShardIterator")
         return str(it) if it else None
 
-    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
-        if self._ended:
-            time.sleep(min(timeout, 0.05))
-            return None
-        if self._parents and not self._src._parents_done(self._parents):
-            time.sleep(min(timeout, 0.05))
-            return None
-        wait = self._next_call - time.monotonic()
-        if wait > 0:
-            if wait > timeout:
-                time.sleep(max(timeout, 0.0))
-                return None
-            time.sleep(wait)
+    def _idle_delay(self, response: Mapping[str, Any]) -> float:
+        caught_up = not response.get("MillisBehindLatest")
         cfg = self._src.config
-        from botocore.exceptions import ClientError
+        return cfg.poll_interval if caught_up else cfg.min_call_interval
 
-        try:
-            if self._iterator is None:
-                self._iterator = self._new_iterator()
-            response = self._src.client.get_records(
-                ShardIterator=self._iterator, Limit=min(max_rows, cfg.max_records_per_call)
-            )
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ExpiredIteratorException":
-                self._iterator = None
-                self._next_call = time.monotonic()
-                return None
-            if is_retryable_aws_error(exc):
-                self._throttled += 1
-                self._next_call = time.monotonic() + self._backoff.delay(self._throttled)
-                log.debug("kinesis shard %s throttled (%s), backing off", self._shard, code)
-                return None
-            raise
-        self._throttled = 0
-        records = response.get("Records") or []
-        self._iterator = response.get("NextShardIterator")
-        now = time.monotonic()
-        if self._iterator is None:
-            # A closed shard read to its end: its children may start.
-            self._ended = True
-            self._src._mark_ended(self._shard)
-        if not records:
-            caught_up = not response.get("MillisBehindLatest")
-            self._next_call = now + (cfg.poll_interval if caught_up else cfg.min_call_interval)
-            return None
-        self._next_call = now + cfg.min_call_interval
-        self._seq = str(records[-1]["SequenceNumber"])
-        return self._to_batch(records)
+    def _last_sequence(self, records: list[dict[str, Any]]) -> str:
+        return str(records[-1]["SequenceNumber"])
 
     def _to_batch(self, records: list[dict[str, Any]]) -> pa.RecordBatch:
         src = self._src

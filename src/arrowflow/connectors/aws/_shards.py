@@ -1,0 +1,246 @@
+"""Shard splits of the AWS stream sources (Kinesis, DynamoDB Streams): planning, parents before
+children, and the rate-limited GetRecords loop of one shard's reader.
+
+Both services list shards with ``ShardId`` / ``ParentShardId`` (Kinesis also
+``AdjacentParentShardId`` after a merge), read a shard with GetShardIterator + GetRecords, and end a
+closed shard by returning no ``NextShardIterator``. What differs (listing, iterator parameters,
+record layout) stays in each connector.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import pyarrow as pa
+
+from ...config import check_choice, check_positive, check_type
+from ...errors import ConfigurationError
+from ...retry import ExponentialBackoff
+from ...source import Position, Source, Split, SplitReader
+from .config import error_code, is_retryable_aws_error
+
+__all__ = ["ShardPolling", "ShardReader", "ShardedSource", "check_shard_polling", "shard_parents"]
+
+
+class ShardPolling(Protocol):
+    """The polling options a shard source's config holds."""
+
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def min_call_interval(self) -> float: ...
+    @property
+    def shard_discovery_interval(self) -> float | None: ...
+    @property
+    def max_records_per_call(self) -> int: ...
+    @property
+    def initial_backoff(self) -> float: ...
+    @property
+    def max_backoff(self) -> float: ...
+    @property
+    def metadata_columns(self) -> tuple[str, ...]: ...
+
+
+def check_shard_polling(cfg: ShardPolling, *, metadata: Iterable[str], limit: int, api: str) -> None:
+    """Check (``ConfigurationError`` naming the option) and normalize a shard source config's
+    ``metadata_columns`` (a tuple of names among ``metadata``) and polling options (positive;
+    ``max_records_per_call`` an int of at most ``limit``, the ``api`` limit)."""
+    check_type("metadata_columns", cfg.metadata_columns, (tuple, list))
+    object.__setattr__(cfg, "metadata_columns", tuple(cfg.metadata_columns))
+    for m in cfg.metadata_columns:
+        check_choice("metadata_columns", m, tuple(metadata))
+    check_positive("poll_interval", cfg.poll_interval)
+    check_positive("min_call_interval", cfg.min_call_interval)
+    check_positive("shard_discovery_interval", cfg.shard_discovery_interval, allow_none=True)
+    check_type("max_records_per_call", cfg.max_records_per_call, int)
+    check_positive("max_records_per_call", cfg.max_records_per_call)
+    if cfg.max_records_per_call > limit:
+        raise ConfigurationError(
+            f"max_records_per_call must be <= {limit} ({api} limit)", option="max_records_per_call"
+        )
+    check_positive("initial_backoff", cfg.initial_backoff)
+    check_positive("max_backoff", cfg.max_backoff)
+
+
+C = TypeVar("C", bound=ShardPolling)
+
+
+def shard_parents(shard: Mapping[str, Any]) -> list[str]:
+    """The parent shard ids of a listed shard (none, one, or two after a merge)."""
+    return [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
+
+
+class ShardedSource(Source, Generic[C]):
+    """An unbounded source with one split per shard; children wait for their parents.
+
+    Subclasses implement :meth:`_list_shards` (every shard the service lists) and may add
+    parameters to every split with :meth:`_split_params`. A shard is *known* once it was listed
+    and *ended* once a reader read it to its end; :meth:`_parents_done` is true when every parent
+    is ended or not known (no longer listed: expired or trimmed).
+    """
+
+    def __init__(self, config: C) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._ended: set[str] = set()
+        self.discovery_interval = config.shard_discovery_interval
+
+    @property
+    def bounded(self) -> bool:
+        return False
+
+    @property
+    def client(self) -> Any:
+        raise NotImplementedError
+
+    def _list_shards(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def _split_params(self) -> dict[str, Any]:
+        """Parameters every split carries besides ``shard_id`` and ``parents``."""
+        return {}
+
+    def _splits(self, shards: list[dict[str, Any]]) -> list[Split]:
+        extra = self._split_params()
+        splits = [
+            Split(
+                split_id=s["ShardId"],
+                bounded=False,
+                params={**extra, "shard_id": s["ShardId"], "parents": shard_parents(s)},
+            )
+            for s in shards
+        ]
+        with self._lock:
+            self._known.update(s.split_id for s in splits)
+        return splits
+
+    def plan(self) -> list[Split]:
+        return self._splits(self._list_shards())
+
+    def discover(self, known: Sequence[Split]) -> list[Split]:
+        ids = {s.split_id for s in known}
+        return [s for s in self._splits(self._list_shards()) if s.split_id not in ids]
+
+    def _mark_ended(self, shard_id: str) -> None:
+        with self._lock:
+            self._ended.add(shard_id)
+
+    def _parents_done(self, parents: Sequence[str]) -> bool:
+        with self._lock:
+            return all(p in self._ended or p not in self._known for p in parents)
+
+
+S = TypeVar("S", bound="ShardedSource[Any]")
+
+
+class ShardReader(SplitReader, Generic[S]):
+    """One shard of a :class:`ShardedSource`: position, parents gate, call pacing and throttling.
+
+    Position: ``{"sequence_number": <last returned or null>, "closed": <shard read to its end>}``.
+    :meth:`read_batch` returns nothing while the shard is ended or a parent is not done, sleeps at
+    most ``timeout`` to keep calls ``min_call_interval`` apart, makes at most one GetRecords call,
+    renews an expired iterator from the position and backs off from retryable errors with full
+    jitter; other errors raise. Subclasses give :meth:`_new_iterator`, :meth:`_last_sequence`,
+    :meth:`_to_batch`, and may change :meth:`_idle_delay` (the wait after an empty answer).
+    """
+
+    log: ClassVar[logging.Logger]
+    label: ClassVar[str]  # names the shard in log lines, e.g. "kinesis shard"
+    #: Whether GetShardIterator answering no iterator means the shard is closed and read to its end
+    #: (DynamoDB Streams); otherwise the missing iterator goes to GetRecords as it is.
+    end_without_iterator: ClassVar[bool] = False
+
+    def __init__(self, source: S, split: Split, position: Position) -> None:
+        super().__init__(split, position)
+        self._src = source
+        self._shard = str(split.params["shard_id"])
+        self._parents = list(split.params.get("parents") or [])
+        pos = position or {}
+        self._seq: str | None = pos.get("sequence_number")
+        self._ended = bool(pos.get("closed", False))
+        if self._ended:
+            source._mark_ended(self._shard)
+        self._iterator: str | None = None
+        self._next_call = 0.0
+        self._throttled = 0
+        cfg = source.config
+        self._backoff = ExponentialBackoff(
+            initial_delay=cfg.initial_backoff, max_delay=cfg.max_backoff, multiplier=2.0
+        )
+
+    @property
+    def finished(self) -> bool:
+        return False
+
+    def snapshot(self) -> Position:
+        return {"sequence_number": self._seq, "closed": self._ended}
+
+    def _new_iterator(self) -> str | None:
+        raise NotImplementedError
+
+    def _last_sequence(self, records: list[dict[str, Any]]) -> str:
+        raise NotImplementedError
+
+    def _to_batch(self, records: list[dict[str, Any]]) -> pa.RecordBatch:
+        raise NotImplementedError
+
+    def _idle_delay(self, response: Mapping[str, Any]) -> float:
+        """Seconds to the next call after an answer without records."""
+        return float(self._src.config.poll_interval)
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._ended or (self._parents and not self._src._parents_done(self._parents)):
+            time.sleep(min(timeout, 0.05))
+            return None
+        wait = self._next_call - time.monotonic()
+        if wait > 0:
+            if wait > timeout:
+                time.sleep(max(timeout, 0.0))
+                return None
+            time.sleep(wait)
+        cfg = self._src.config
+        from botocore.exceptions import ClientError
+
+        try:
+            if self._iterator is None:
+                self._iterator = self._new_iterator()
+                if self._iterator is None and self.end_without_iterator:
+                    self._close_shard()  # a closed shard with nothing after the position
+                    return None
+            response = self._src.client.get_records(
+                ShardIterator=self._iterator, Limit=min(max_rows, cfg.max_records_per_call)
+            )
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "ExpiredIteratorException":
+                self._iterator = None
+                self._next_call = time.monotonic()
+                return None
+            if is_retryable_aws_error(exc):
+                self._throttled += 1
+                self._next_call = time.monotonic() + self._backoff.delay(self._throttled)
+                self.log.debug("%s %s throttled (%s), backing off", self.label, self._shard, code)
+                return None
+            raise
+        self._throttled = 0
+        records = response.get("Records") or []
+        self._iterator = response.get("NextShardIterator")
+        now = time.monotonic()
+        if self._iterator is None:
+            self._close_shard()
+        if not records:
+            self._next_call = now + self._idle_delay(response)
+            return None
+        self._next_call = now + cfg.min_call_interval
+        self._seq = self._last_sequence(records)
+        return self._to_batch(records)
+
+    def _close_shard(self) -> None:
+        # A closed shard read to its end: its children may start.
+        self._ended = True
+        self._src._mark_ended(self._shard)

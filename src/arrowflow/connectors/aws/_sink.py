@@ -1,0 +1,91 @@
+"""The plumbing the AWS sinks share: their boto3 client, made on first use, and the raw JSON call
+that sends a request body built from pre-encoded entries."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ...error_policy import ErrorPolicyLike
+from ...writer import AsyncBatchWriter, BatchingConfig
+from ._common import contiguous_bytes
+from .config import AwsConfig, RawJsonCall, is_retryable_aws_error
+
+__all__ = ["AwsSink"]
+
+
+class _SinkConfig(Protocol):
+    def batching(self) -> BatchingConfig: ...
+
+
+C = TypeVar("C", bound=_SinkConfig)
+
+
+class AwsSink(AsyncBatchWriter, Generic[C]):
+    """An :class:`AsyncBatchWriter` sending one boto3 ``operation`` of ``service`` per request.
+
+    ``sink_config`` is the sink's own config; ``aws`` the boto3 options (:class:`AwsConfig` or a
+    dict of its fields); ``client`` an existing boto3 client (not closed by the sink; its own
+    retries should be off), else one is made on first use with a pool of ``max_in_flight``
+    connections. A request body is ``_prefix`` + the entries' ``json`` (each ending with a comma,
+    the last one dropped) + ``_suffix``; :meth:`entry_sizes` reads the entries' ``size`` field
+    unless a subclass counts otherwise. Every error :func:`is_retryable_aws_error` accepts is
+    retried.
+    """
+
+    service: ClassVar[str]
+    operation: ClassVar[str]
+
+    def __init__(
+        self,
+        config: C,
+        *,
+        aws: AwsConfig | Mapping[str, Any] | None,
+        client: Any,
+        error_policy: ErrorPolicyLike,
+        name: str | None,
+    ) -> None:
+        super().__init__(config.batching(), error_policy=error_policy, name=name)
+        self.sink_config = config
+        self.aws = AwsConfig.coerce(aws)
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._raw: RawJsonCall | None = None
+        self._prefix = b""
+        self._suffix = b""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(config={self.sink_config!r}, aws={self.aws!r})"
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            self._client = self.aws.client(self.service, max_pool_connections=self.config.max_in_flight)
+        return self._client
+
+    @property
+    def client(self) -> Any:
+        """The boto3 client of the sink's service (created on first use)."""
+        with self._client_lock:
+            return self._get_client()
+
+    def _raw_call(self) -> RawJsonCall:
+        with self._client_lock:
+            if self._raw is None:
+                self._raw = RawJsonCall(self._get_client(), self.operation)
+            return self._raw
+
+    def entry_sizes(self, entries: pa.StructArray) -> np.ndarray:
+        """The entries' ``size`` field: the bytes the service counts per record."""
+        return np.asarray(pc.struct_field(entries, "size").to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    def _body(self, entries: pa.StructArray) -> bytes:
+        """The request body holding ``entries``."""
+        return self._prefix + contiguous_bytes(pc.struct_field(entries, "json"), trim=1) + self._suffix
+
+    def classify(self, exc: BaseException) -> bool:
+        return is_retryable_aws_error(exc)
