@@ -85,7 +85,9 @@ def main(argv: list[str]) -> int:
         sink = MongoSink(args.uri, database, collection, mode="replace", keys="_id", batch_size=200)
     result = (
         Pipeline(source(args.rows, args.seed, key))
-        .via(Announce(0.01))
+        # 30 batches x 50 ms: a whole run takes >= 1.5 s, longer than the harness's longest delay
+        # before a kill (1 s), so the first run is always killed, even on a fast idle machine.
+        .via(Announce(0.05))
         .to(sink)
         .run(
             checkpoint_dir=args.checkpoint_dir,
