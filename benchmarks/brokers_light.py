@@ -248,6 +248,9 @@ def setup_nats_source(config: RunConfig) -> Prepared:
         while got < n:
             b = reader.read_batch(10_000, 1.0)
             got += b.num_rows if b is not None else 0
+            # Acknowledge as a pipeline's checkpoints would: without acks the consumer stops
+            # delivering at max_ack_pending (100k) until ack_wait expires.
+            reader.commit(reader.snapshot())
         reader.close()
         return got
 
