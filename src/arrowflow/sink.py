@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -101,6 +102,13 @@ class TwoPhaseSink(Sink):
     @abstractmethod
     def abort(self) -> None:
         """Discard everything written since the last ``prepare_commit``."""
+
+    def attach_state_dir(self, directory: Path) -> None:
+        """A directory that survives crashes, owned by this sink, next to the pipeline's checkpoints.
+
+        A pipeline with a checkpoint store calls this once, before :meth:`recover`. A sink that must
+        keep local state to finish a prepared commit after a crash (e.g. a write-ahead journal) keeps
+        it there and must have it durable when :meth:`prepare_commit` returns."""
 
     def recover(self, committables: Sequence[Committable]) -> None:
         """After a restart: finish committing what the last durable checkpoint prepared."""

@@ -31,7 +31,9 @@ final one at the end of the run, which flushes the sink and acknowledges the sou
 
 A crash anywhere leaves the last complete checkpoint in the store. On start, the runner plans splits,
 adds splits known only to the checkpoint, skips finished ones, reopens the rest from their saved
-positions and calls ``sink.recover(committables)`` on a two-phase sink before anything is written.
+positions and calls ``sink.recover(committables)`` on a two-phase sink before anything is written
+(after ``sink.attach_state_dir(<checkpoint_dir>/sink-state)``, a directory the sink may keep local
+state in, such as the Kafka sink's journal of its open transaction).
 """
 
 from __future__ import annotations
@@ -274,6 +276,7 @@ class _Run:
             # Also on a fresh start: lets the sink discard output of a run that died before its first
             # checkpoint.
             assert isinstance(self.sink, TwoPhaseSink)
+            self.sink.attach_state_dir(self.store.directory / "sink-state")
             self.sink.recover(committables)
         for sid, s in self.splits.items():
             if sid not in self.finished:

@@ -344,7 +344,9 @@ def test_exactly_once_transactions(broker: Broker, new_topic: Callable[..., str]
     sink.recover([])
     sink.write(table(20).to_batches()[0])
     committables = sink.prepare_commit()
-    assert committables == [{"transactional_id": f"{prefix}-0", "transaction": 1}]
+    assert committables == [
+        {"transactional_id": f"{prefix}-0", "transaction": sink._seq, "marker_topic": topic, "journal": []}
+    ]
     sink.commit(committables)
     sink.commit(committables)  # idempotent
     assert sorted(read_bounded(broker, topic).column("id").to_pylist()) == list(range(20))

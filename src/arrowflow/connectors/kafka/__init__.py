@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from .config import METADATA_COLUMNS, KafkaSinkConfig, KafkaSourceConfig
 from .partitioner import murmur2_partitions, round_robin_partitions
-from .sink import KafkaSink, TransactionalKafkaSink
+from .sink import KafkaSink
 from .source import KafkaSource
+from .transactional import TransactionalKafkaSink
 
 __all__ = [
     "METADATA_COLUMNS",

@@ -21,13 +21,10 @@ Contract:
   delivery failed go to the error policy as rows ``topic, partition, key, value, error`` (``"fail"``
   raises). With ``guarantee="none"`` ``flush`` only serves delivery reports. ``at-least-once``
   enables the idempotent producer by default.
-* ``exactly-once``: :class:`TransactionalKafkaSink` (``KafkaSink(..., guarantee="exactly-once")``
-  returns one). One transaction per checkpoint: ``prepare_commit`` flushes it and returns
-  ``[{"transactional_id", "transaction"}]``; ``commit`` commits it; ``recover`` runs
-  ``init_transactions`` with the same transactional id, which fences any producer of a crashed run
-  and aborts its lingering transaction. Limitation: librdkafka cannot resume another producer's open
-  transaction, so a crash *after* the checkpoint is durable and *before* ``commit`` finishes aborts
-  that checkpoint's transaction (its rows are not delivered; the run logs it at ``recover``).
+* ``exactly-once``: :class:`~arrowflow.connectors.kafka.transactional.TransactionalKafkaSink`
+  (``KafkaSink(..., guarantee="exactly-once")`` returns one): one Kafka transaction per checkpoint,
+  committed after the checkpoint is durable; its module states how a crash between the two is
+  recovered without loss.
 * Partition counts come from metadata, are cached per topic, and are refreshed when the client
   reports an unknown partition.
 """
@@ -47,12 +44,12 @@ from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ArrowflowError, ConfigurationError, ConnectorError
 from ...formats import Format, Json
 from ...formats.base import as_binary
-from ...sink import Committable, Sink, TwoPhaseSink
+from ...sink import Sink, TwoPhaseSink
 from .admin import client_config
 from .config import KafkaSinkConfig
 from .partitioner import UNASSIGNED, murmur2_partitions, round_robin_partitions
 
-__all__ = ["KafkaSink", "TransactionalKafkaSink"]
+__all__ = ["KafkaSink"]
 
 log = logging.getLogger("arrowflow.kafka")
 
@@ -104,6 +101,8 @@ class KafkaSink(Sink):
     def __new__(cls, *args: Any, **kwargs: Any) -> KafkaSink:
         # One entry point for every guarantee: exactly-once needs the two-phase protocol.
         if cls is KafkaSink and kwargs.get("guarantee") == "exactly-once":
+            from .transactional import TransactionalKafkaSink
+
             return super().__new__(TransactionalKafkaSink)
         return super().__new__(cls)
 
@@ -151,7 +150,7 @@ class KafkaSink(Sink):
             config=dict(config or {}),
             error_policy=error_policy,
         )
-        if self.config.guarantee == "exactly-once" and not isinstance(self, TransactionalKafkaSink):
+        if self.config.guarantee == "exactly-once" and not isinstance(self, TwoPhaseSink):
             raise ConfigurationError("use KafkaSink(..., guarantee='exactly-once')", option="guarantee")
         self.format: Format = format if format is not None else Json()
         self.key_format = key_format
@@ -301,11 +300,15 @@ class KafkaSink(Sink):
             keys = keys.take(ok) if keys is not None else None
             if batch.num_rows == 0:
                 return
+        self._journal(batch)
         self._produce(batch, values, keys)
         self._rows += batch.num_rows
 
     def _before_write(self) -> None:
         """Hook: the transactional sink opens its transaction here."""
+
+    def _journal(self, batch: pa.RecordBatch) -> None:
+        """Hook: the transactional sink records the rows it is about to produce."""
 
     def _topics_and_partitions(
         self, batch: pa.RecordBatch, keys: pa.Array | None
@@ -556,123 +559,3 @@ class KafkaSink(Sink):
             "skipped": self.error_policy.skipped,
             "dead_lettered": self.error_policy.dead_lettered,
         }
-
-
-class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
-    """``KafkaSink`` with ``guarantee="exactly-once"``: one Kafka transaction per checkpoint.
-
-    The transactional id is ``f"{transactional_id_prefix}-0"`` (default prefix
-    ``"arrowflow-<topic>"``): stable across restarts so that a restarted run fences the crashed one,
-    and different for every pipeline writing concurrently (set the prefix when two pipelines write
-    the same topic).
-    """
-
-    def __init__(self, bootstrap_servers: str, **kwargs: Any) -> None:
-        self._initialized = False
-        self._in_transaction = False
-        self._transactions = 0
-        super().__init__(bootstrap_servers, **kwargs)
-
-    @property
-    def transactional_id(self) -> str:
-        c = self.config
-        prefix = c.transactional_id_prefix or f"arrowflow-{c.topic or c.topic_column}"
-        return f"{prefix}-0"
-
-    def _producer_config(self) -> dict[str, Any]:
-        cfg = super()._producer_config()
-        cfg["transactional.id"] = self.transactional_id
-        cfg["transaction.timeout.ms"] = self.config.transaction_timeout_ms
-        return cfg
-
-    def _init(self) -> None:
-        if self._initialized:
-            return
-        try:
-            self._producer.init_transactions(self.config.metadata_timeout)
-        except Exception as exc:
-            raise ConnectorError(
-                f"kafka sink: init_transactions({self.transactional_id!r}) failed: {exc}", retryable=True
-            ) from exc
-        self._initialized = True
-
-    def _before_write(self) -> None:
-        self._init()
-        if not self._in_transaction:
-            self._producer.begin_transaction()
-            self._in_transaction = True
-            self._transactions += 1
-
-    def send_offsets(self, positions: Mapping[str, int], group_metadata: Any) -> None:
-        """Add consumed source offsets (``{"topic:partition": next offset}``) to the open transaction
-        (Kafka -> Kafka exactly-once: they commit with the produced messages). ``group_metadata``
-        is ``Consumer.consumer_group_metadata()`` of the consuming group."""
-        from confluent_kafka import TopicPartition
-
-        from .config import parse_partition_key
-
-        self._before_write()
-        tps = [TopicPartition(*parse_partition_key(k, "positions"), int(v)) for k, v in positions.items()]
-        self._producer.send_offsets_to_transaction(tps, group_metadata, self.config.metadata_timeout)
-
-    def flush(self) -> None:
-        if self._closed or not self._in_transaction:
-            return
-        self._wait_delivered()
-        self.error_policy.flush()
-
-    def prepare_commit(self) -> list[Committable]:
-        """Flush the open transaction (durable on the brokers, invisible to read_committed readers)."""
-        if not self._in_transaction:
-            return []
-        self._wait_delivered()
-        self.error_policy.flush()
-        return [{"transactional_id": self.transactional_id, "transaction": self._transactions}]
-
-    def commit(self, committables: Sequence[Committable]) -> None:
-        """Commit the open transaction, if any (idempotent: nothing open, nothing to do)."""
-        if not self._in_transaction:
-            return
-        try:
-            self._producer.commit_transaction(self.config.flush_timeout)
-        except Exception as exc:
-            raise ConnectorError(f"kafka sink: commit_transaction failed: {exc}", retryable=False) from exc
-        self._in_transaction = False
-
-    def abort(self) -> None:
-        if not self._in_transaction or self._producer is None:
-            return
-        try:
-            self._producer.abort_transaction(self.config.flush_timeout)
-        finally:
-            self._in_transaction = False
-            with self._failed_lock:
-                self._failed = []
-
-    def recover(self, committables: Sequence[Committable]) -> None:
-        """Fence the producers of earlier runs with this transactional id and abort their open
-        transaction (``init_transactions``). A transaction the last checkpoint prepared but did not
-        commit cannot be resumed by librdkafka: it is aborted, and this is logged."""
-        self._init()
-        if committables and not self._in_transaction:
-            log.warning(
-                "kafka sink %s: recovered after a crash; the transaction prepared by the last checkpoint "
-                "(%s) was aborted by init_transactions if it had not been committed yet",
-                self.transactional_id,
-                committables,
-            )
-
-    def close(self) -> None:
-        """Without a pipeline: commit what was written, then close."""
-        if self._closed:
-            return
-        try:
-            if self._in_transaction:
-                self.prepare_commit()
-                self.commit([])
-        finally:
-            self._closed = True
-            self._close()
-
-    def metrics(self) -> dict[str, int]:
-        return {**super().metrics(), "transactions": self._transactions}

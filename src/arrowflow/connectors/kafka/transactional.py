@@ -1,0 +1,346 @@
+"""Exactly-once Kafka sink: one Kafka transaction per checkpoint, recoverable after a crash.
+
+Protocol per checkpoint (the pipeline runner drives it):
+
+1. ``write``: the first write after a checkpoint begins transaction ``n`` (a sequence number that only
+   grows, across restarts too). Every row produced in it is also appended to a local journal
+   (:class:`~arrowflow.connectors.kafka.journal.TransactionJournal`) when the runner gave the sink a
+   state directory (``attach_state_dir``; every pipeline with a ``checkpoint_dir`` does).
+2. ``prepare_commit``: adds a *commit marker* to the transaction - a transactional offset commit of
+   offset ``n`` for partition 0 of the marker topic in the consumer group
+   ``<transactional id>.arrowflow-commits`` - waits until every message is acknowledged, fsyncs the
+   journal, and returns ``[{"transactional_id", "transaction": n, "marker_topic", "journal"}]``.
+3. The runner saves the checkpoint, then calls ``commit``: ``commit_transaction``, then the journal of
+   ``n`` is deleted.
+
+Kafka applies a transactional offset commit only when its transaction commits, so after a crash the
+committed offset of the marker group says whether transaction ``n`` committed. ``recover`` (on every
+start) runs ``init_transactions`` - fencing the crashed producer and aborting its open transaction,
+or completing a commit the coordinator had already accepted - then reads the marker: if it is ``>= n``
+the transaction committed and its journal is deleted; otherwise its rows are replayed from the journal
+in a new transaction carrying the same marker ``n``, which is committed before anything else is
+written (a crash during the replay repeats it). Journals of transactions after the last checkpoint are
+deleted: the sources re-read those rows from the checkpoint's positions. Nothing is lost, and with a
+broker that hides aborted records from ``read_committed`` readers nothing is duplicated.
+
+Costs and limits: every row is also written once to local disk (Arrow IPC, fsynced per checkpoint).
+Rows the broker refuses at produce time (e.g. too large) go to the error policy again when replayed.
+Without a state directory (a sink used without a checkpointed pipeline) there is no journal: a crash
+between checkpoint and commit then aborts that transaction, and ``recover`` logs it. The librdkafka
+mock cluster does not store transactional offset commits, so against it every prepared transaction
+looks uncommitted and is replayed (duplicates); Tansu and Apache Kafka store them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ...errors import ConnectorError
+from ...sink import Committable, TwoPhaseSink
+from .admin import client_config
+from .journal import TransactionJournal
+from .sink import KafkaSink
+
+__all__ = ["TransactionalKafkaSink"]
+
+log = logging.getLogger("arrowflow.kafka")
+
+#: Consumer-group suffix of the commit markers.
+MARKER_GROUP_SUFFIX = ".arrowflow-commits"
+
+
+class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
+    """``KafkaSink`` with ``guarantee="exactly-once"``. See the module docstring for the protocol.
+
+    The transactional id is ``f"{transactional_id_prefix}-0"`` (default prefix
+    ``"arrowflow-<topic>"``): stable across restarts so that a restarted run fences the crashed one
+    and finds its journal and marker, and different for every pipeline writing concurrently (set the
+    prefix when two pipelines write the same topic).
+    """
+
+    def __init__(self, bootstrap_servers: str, **kwargs: Any) -> None:
+        self._initialized = False
+        self._in_transaction = False
+        self._transactions = 0
+        self._seq = 0
+        self._marker_topic: str | None = None
+        self._journal_store: TransactionJournal | None = None
+        self._replaying = False
+        self._marker_consumer: Any = None
+        self._replayed_rows = 0
+        self._replayed_transactions = 0
+        super().__init__(bootstrap_servers, **kwargs)
+
+    @property
+    def transactional_id(self) -> str:
+        c = self.config
+        prefix = c.transactional_id_prefix or f"arrowflow-{c.topic or c.topic_column}"
+        return f"{prefix}-0"
+
+    @property
+    def marker_group(self) -> str:
+        """The consumer group whose committed offsets are this sink's commit markers."""
+        return self.transactional_id + MARKER_GROUP_SUFFIX
+
+    def _producer_config(self) -> dict[str, Any]:
+        cfg = super()._producer_config()
+        cfg["transactional.id"] = self.transactional_id
+        cfg["transaction.timeout.ms"] = self.config.transaction_timeout_ms
+        return cfg
+
+    def attach_state_dir(self, directory: Path) -> None:
+        self._journal_store = TransactionJournal(Path(directory) / f"kafka-{self.transactional_id}")
+
+    # -- transactions --------------------------------------------------------------------------
+
+    def _init(self) -> None:
+        if self._initialized:
+            return
+        try:
+            self._producer.init_transactions(self.config.metadata_timeout)
+        except Exception as exc:
+            raise ConnectorError(
+                f"kafka sink: init_transactions({self.transactional_id!r}) failed: {exc}", retryable=True
+            ) from exc
+        self._initialized = True
+
+    def _begin(self, seq: int) -> None:
+        self._producer.begin_transaction()
+        self._in_transaction = True
+        self._transactions += 1
+        self._seq = seq
+        self._marker_topic = self.config.topic
+
+    def _before_write(self) -> None:
+        self._init()
+        if not self._in_transaction:
+            # Grows across restarts: recover() raises _seq to the last prepared or committed
+            # transaction, and the clock floor covers a restart without a checkpoint.
+            self._begin(max(self._seq + 1, time.time_ns() // 1_000_000))
+
+    def _journal(self, batch: pa.RecordBatch) -> None:
+        if self._marker_topic is None and self.config.topic_column is not None:
+            self._marker_topic = str(batch.column(self.config.topic_column)[0].as_py())
+        if self._journal_store is not None and not self._replaying:
+            self._journal_store.append(self._seq, batch)
+
+    def send_offsets(self, positions: Mapping[str, int], group_metadata: Any) -> None:
+        """Add consumed source offsets (``{"topic:partition": next offset}``) to the open transaction
+        (Kafka -> Kafka exactly-once: they commit with the produced messages). ``group_metadata``
+        is ``Consumer.consumer_group_metadata()`` of the consuming group."""
+        from confluent_kafka import TopicPartition
+
+        from .config import parse_partition_key
+
+        self._before_write()
+        tps = [TopicPartition(*parse_partition_key(k, "positions"), int(v)) for k, v in positions.items()]
+        self._producer.send_offsets_to_transaction(tps, group_metadata, self.config.metadata_timeout)
+
+    def _marker_client(self) -> Any:
+        if self._marker_consumer is None:
+            from confluent_kafka import Consumer
+
+            self._marker_consumer = Consumer(
+                client_config(
+                    self.config.bootstrap_servers,
+                    self.config.config,  # producer-only options are ignored by a consumer
+                    **{"group.id": self.marker_group, "enable.auto.commit": False},
+                )
+            )
+        return self._marker_consumer
+
+    def _send_marker(self) -> None:
+        from confluent_kafka import TopicPartition
+
+        if self._marker_topic is None:
+            return  # nothing was produced in this transaction: nothing to replay either
+        metadata = self._marker_client().consumer_group_metadata()
+        try:
+            self._producer.send_offsets_to_transaction(
+                [TopicPartition(self._marker_topic, 0, self._seq)], metadata, self.config.metadata_timeout
+            )
+        except Exception as exc:
+            raise ConnectorError(
+                f"kafka sink: adding the commit marker to transaction {self._seq} failed: {exc}",
+                retryable=True,
+            ) from exc
+
+    def _read_marker(self, topic: str) -> int:
+        """The last committed marker for ``topic`` (-1 if none)."""
+        from confluent_kafka import TopicPartition
+
+        try:
+            (tp,) = self._marker_client().committed(
+                [TopicPartition(topic, 0)], timeout=self.config.metadata_timeout
+            )
+        except Exception as exc:
+            raise ConnectorError(
+                f"kafka sink: reading the commit marker of group {self.marker_group!r} failed: {exc}",
+                retryable=True,
+            ) from exc
+        if tp.error is not None:
+            raise ConnectorError(
+                f"kafka sink: reading the commit marker of group {self.marker_group!r} failed: {tp.error}",
+                retryable=True,
+            )
+        return tp.offset if tp.offset >= 0 else -1
+
+    def flush(self) -> None:
+        if self._closed or not self._in_transaction:
+            return
+        self._wait_delivered()
+        self.error_policy.flush()
+
+    def prepare_commit(self) -> list[Committable]:
+        """Add the commit marker, wait for every message of the open transaction (durable on the
+        brokers, invisible to read_committed readers), fsync its journal; return its committable."""
+        if not self._in_transaction:
+            return []
+        self._send_marker()
+        self._wait_delivered()
+        self.error_policy.flush()
+        journal = self._journal_store.seal(self._seq) if self._journal_store is not None else []
+        return [
+            {
+                "transactional_id": self.transactional_id,
+                "transaction": self._seq,
+                "marker_topic": self._marker_topic,
+                "journal": journal,
+            }
+        ]
+
+    def commit(self, committables: Sequence[Committable]) -> None:
+        """Commit the open transaction, if any, then delete its journal (idempotent: nothing open,
+        nothing to do)."""
+        if not self._in_transaction:
+            return
+        try:
+            self._producer.commit_transaction(self.config.flush_timeout)
+        except Exception as exc:
+            raise ConnectorError(f"kafka sink: commit_transaction failed: {exc}", retryable=False) from exc
+        self._in_transaction = False
+        if self._journal_store is not None:
+            self._journal_store.discard(self._seq)
+
+    def abort(self) -> None:
+        if not self._in_transaction or self._producer is None:
+            return
+        try:
+            self._producer.abort_transaction(self.config.flush_timeout)
+        finally:
+            self._in_transaction = False
+            with self._failed_lock:
+                self._failed = []
+            if self._journal_store is not None:
+                self._journal_store.discard(self._seq)
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self, committables: Sequence[Committable]) -> None:
+        """Fence earlier producers with this transactional id (``init_transactions``), then make sure
+        the transaction the last checkpoint prepared is committed: replay its journal if the broker
+        did not commit it. Deletes journals of transactions after the checkpoint."""
+        self._init()
+        mine = [
+            c
+            for c in committables
+            if isinstance(c, Mapping) and c.get("transactional_id") == self.transactional_id
+        ]
+        for c in mine:
+            self._recover_one(c)
+        if self._journal_store is not None:
+            for seq in self._journal_store.sequences():
+                self._journal_store.discard(seq)
+
+    def _recover_one(self, committable: Mapping[str, Any]) -> None:
+        seq = int(committable["transaction"])
+        self._seq = max(self._seq, seq)
+        topic = committable.get("marker_topic")
+        if "journal" not in committable:
+            log.warning(
+                "kafka sink %s: recovered a checkpoint without a transaction journal (%s): if that "
+                "transaction had not been committed, init_transactions aborted it",
+                self.transactional_id,
+                committable,
+            )
+            return
+        if topic is None:
+            return  # nothing was produced in that transaction
+        marker = self._read_marker(str(topic))
+        self._seq = max(self._seq, marker)
+        if marker >= seq:
+            log.info("kafka sink %s: transaction %d was committed", self.transactional_id, seq)
+            return
+        expected = list(committable["journal"])
+        journal = self._journal_store
+        found = [p.name for p in journal.files(seq)] if journal is not None else []
+        if journal is None or found != expected:
+            raise ConnectorError(
+                f"kafka sink {self.transactional_id}: transaction {seq} of the last checkpoint was not "
+                f"committed and its journal ({expected}) is not in the state directory (found {found}); "
+                "its rows cannot be replayed",
+                retryable=False,
+            )
+        self._replay(seq, str(topic), journal)
+
+    def _replay(self, seq: int, topic: str, journal: TransactionJournal) -> None:
+        rows = 0
+        self._begin(seq)
+        self._marker_topic = topic
+        self._replaying = True
+        try:
+            for batch in journal.read(seq):
+                self._write_encoded(self._encode(batch))
+                rows += batch.num_rows
+            self._producer.poll(0)
+            self.prepare_commit()
+            self.commit([])
+        finally:
+            self._replaying = False
+        self._replayed_rows += rows
+        self._replayed_transactions += 1
+        log.warning(
+            "kafka sink %s: transaction %d of the last checkpoint had not been committed before the crash; "
+            "replayed its %d row(s) from the journal and committed them",
+            self.transactional_id,
+            seq,
+            rows,
+        )
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Without a pipeline: commit what was written, then close."""
+        if self._closed:
+            return
+        try:
+            if self._in_transaction:
+                self.prepare_commit()
+                self.commit([])
+        finally:
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
+        if self._marker_consumer is not None:
+            try:
+                self._marker_consumer.close()
+            finally:
+                self._marker_consumer = None
+        if self._journal_store is not None:
+            self._journal_store.close()
+        super()._close()
+
+    def metrics(self) -> dict[str, int]:
+        return {
+            **super().metrics(),
+            "transactions": self._transactions,
+            "replayed_transactions": self._replayed_transactions,
+            "replayed_rows": self._replayed_rows,
+        }
