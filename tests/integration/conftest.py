@@ -49,6 +49,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "nats": ServiceInfo("nats", "NATS_PORT", 4222),
     "pulsar": ServiceInfo("pulsar", "PULSAR_PORT", 6650),
     "aws": ServiceInfo("aws", "AWS_PORT", 5000),
+    "dynalite": ServiceInfo("dynalite", "DYNALITE_PORT", 4567),
     "mongodb": ServiceInfo("mongodb", "MONGO_PORT", 27017),
     "opensearch": ServiceInfo("opensearch", "OPENSEARCH_PORT", 9200),
     "prometheus": ServiceInfo("prometheus", "PROMETHEUS_PORT", 9090),
@@ -187,6 +188,13 @@ def pulsar_url() -> str:
 def aws_endpoint() -> str:
     """moto server endpoint (DynamoDB, Kinesis, Firehose, S3); any credentials, region us-east-1."""
     host, port = check_service("aws")
+    return f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def dynalite_endpoint() -> str:
+    """dynalite endpoint (DynamoDB API only, in memory); any credentials and region."""
+    host, port = check_service("dynalite")
     return f"http://{host}:{port}"
 
 
