@@ -90,6 +90,11 @@ class TwoPhaseSink(Sink):
     """A sink whose output becomes visible only when a checkpoint commits it."""
 
     transactional = True
+    #: True when a fresh instance (same options, maybe another process) can commit the committables
+    #: another instance prepared (file renames, database transactions by id). False when only the
+    #: preparing instance can (a Kafka transaction belongs to its producer): such sinks cannot have
+    #: their output committed elsewhere, e.g. by a Ray job's driver.
+    commits_from_any_instance: bool = True
 
     @abstractmethod
     def prepare_commit(self) -> list[Committable]:

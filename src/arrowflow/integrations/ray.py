@@ -21,8 +21,11 @@ entry points (also importable as :mod:`arrowflow.ray`):
   ``abort()`` s its own sink; ``on_write_failed`` calls ``recover([])`` on a fresh sink, which for
   :class:`~arrowflow.connectors.filesystem.FileSink` deletes every prepared-but-uncommitted file of its
   prefix (so give each job its own directory or prefix). Sinks whose committables only the preparing
-  instance can commit (a transactional Kafka producer) need ``commit="task"``: each task then commits
-  its own output when it finishes, so a failed job may leave the output of finished tasks.
+  instance can commit (``commits_from_any_instance = False``: a transactional Kafka producer) need
+  ``commit="task"`` (a task refuses ``"driver"`` with a ConfigurationError before writing): each task
+  then commits its own output when it finishes, so a failed job may leave the output of finished tasks.
+  Concurrent tasks must not share a Kafka ``transactional_id_prefix`` (they would fence each other):
+  let the factory make one per task.
 * :func:`run_partitioned` ``(pipeline_factory, splits=..., checkpoint_root=...)`` for **unbounded**
   sources (and long bounded ones that must survive worker loss). The splits are grouped into
   partitions; each partition runs one ordinary single-process arrowflow pipeline in a Ray actor, over
@@ -326,6 +329,13 @@ class Datasink(_RayDatasink):  # type: ignore[misc]
         """One write task: write every block, then flush/prepare. Returns rows, bytes, committables."""
         sink = self._new_sink()
         two_phase = isinstance(sink, TwoPhaseSink)
+        if isinstance(sink, TwoPhaseSink) and self.commit == "driver" and not sink.commits_from_any_instance:
+            _release(sink)
+            raise ConfigurationError(
+                f"{type(sink).__name__} can only commit what the same instance prepared (a Kafka "
+                "transaction belongs to its producer): the driver cannot commit it; use commit='task'",
+                option="commit",
+            )
         rows = nbytes = 0
         committables: list[Committable] = []
         try:

@@ -195,3 +195,58 @@ def test_kafka_sink(ray_session: Any, input_dir: tuple[Path, pa.Table], kafka_bo
     assert sorted(by_id) == sorted(want.column("id").to_pylist())
     for row in want.to_pylist():
         assert by_id[row["id"]] == row
+
+
+def test_transactional_kafka_sink_with_task_commit(
+    ray_session: Any, input_dir: tuple[Path, pa.Table], kafka_bootstrap: str
+) -> None:
+    """A Kafka transaction can only be committed by its producer: ``commit="driver"`` is refused
+    before anything is written; ``commit="task"`` (a prefix per task) delivers every row."""
+    from confluent_kafka import Consumer
+
+    from arrowflow.connectors.kafka import KafkaSink
+
+    d, _ = input_dir
+    src = d.parent / f"kafka-eos-in-{uuid.uuid4().hex[:6]}"
+    write_files(src, [200, 200])
+    topic = f"af-ray-eos-{uuid.uuid4().hex[:12]}"
+
+    def factory() -> KafkaSink:
+        # One transactional id per task: concurrent producers with one id would fence each other.
+        return KafkaSink(
+            kafka_bootstrap,
+            topic=topic,
+            guarantee="exactly-once",
+            transactional_id_prefix=f"{topic}-{uuid.uuid4().hex[:8]}",
+            value_columns=("id", "x", "name"),
+            config={"batch.num.messages": 1},
+        )
+
+    with pytest.raises(ConfigurationError, match="commit='task'"):
+        afr.read(FileSource(src), parallelism=2).write_datasink(afr.Datasink(factory))
+    datasink = afr.Datasink(factory, commit="task")
+    afr.read(FileSource(src), parallelism=2).write_datasink(datasink)
+    assert datasink.summary is not None and datasink.summary.rows == 400
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": f"g-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": 6000,
+            "log_level": 3,
+        }
+    )
+    ids: list[int] = []
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(ids) < 400 and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.5):
+                assert m.error() is None, m.error()
+                ids.append(json.loads(m.value())["id"])
+    finally:
+        consumer.close()
+    # The refused run wrote nothing (it failed before its first write), so every id exactly once.
+    assert sorted(ids) == sorted(FileSource(src).read_all().column("id").to_pylist())

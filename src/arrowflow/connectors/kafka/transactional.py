@@ -64,6 +64,9 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
     prefix when two pipelines write the same topic).
     """
 
+    # Only the producer that opened a Kafka transaction can commit it.
+    commits_from_any_instance = False
+
     def __init__(self, bootstrap_servers: str, **kwargs: Any) -> None:
         self._initialized = False
         self._in_transaction = False
