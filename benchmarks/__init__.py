@@ -15,6 +15,7 @@ __all__ = ["WORKLOAD_MODULES", "load_workloads"]
 WORKLOAD_MODULES = [
     "benchmarks.murmur2_partition",
     "benchmarks.json_rows",
+    "benchmarks.avro",
     "benchmarks.bulk",
     "benchmarks.pipeline_overhead",
     "benchmarks.pipeline_ops",

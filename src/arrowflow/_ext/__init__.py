@@ -32,6 +32,7 @@ def _compiled(name: str) -> bool:
 
 #: The compiled kernel modules (one per ``ext/*.pyx``).
 KERNELS: tuple[str, ...] = (
+    "avro_decode",
     "bson",
     "bulk",
     "datagen",

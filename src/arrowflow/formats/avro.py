@@ -1,8 +1,17 @@
 """Avro: one schemaless Avro record per payload (fastavro), with optional Confluent framing.
 
-fastavro's ``schemaless_writer`` / ``schemaless_reader`` run once per row: this is a per-row path
-(a Python dict per row), accepted here because fastavro is the well-kept Avro library and its
-per-row work runs in its C code. Expect ~150k rows/s per core (see BASELINES.md).
+Decoding a flat record (fields null, boolean, int, long, float, double, string, bytes, fixed, enum,
+the logical types date and (local-)timestamp-millis/micros, and ``["null", T]`` / ``[T, "null"]``
+unions of those) runs the compiled kernel :mod:`arrowflow._ext.avro_decode` (GIL released, no Python
+object per row) when the payload's writer schema is the reader schema (always without framing; with
+Confluent framing, the schema ids whose writer schema equals this schema). Every payload the kernel
+does not take (another schema id, a writer schema that differs, a corrupt or truncated body, a value
+fastavro would read differently) is decoded by fastavro as below, row by row, so the results and
+failure messages are those of fastavro.
+
+Otherwise fastavro's ``schemaless_reader`` runs once per row (a Python dict per row, ~150k rows/s per
+core), and ``schemaless_writer`` always does on encode: accepted because fastavro is the well-kept
+Avro library and its per-row work runs in its C code.
 
 The Arrow schema is derived from the Avro record schema: ``["null", X]`` unions -> nullable X;
 boolean, int, long, float, double, string, bytes, fixed; logical types ``timestamp-millis/micros``
@@ -15,7 +24,8 @@ Confluent framing (``schema_id=`` / ``framing=`` / ``registry=``): encoded paylo
 magic byte 0 and the 4-byte big-endian schema id. On decode, a payload without the magic byte fails
 (error policy); the writer schema is looked up by id in ``registry`` (a :class:`SchemaRegistryClient`,
 its URL, or a callable ``id -> schema``) and resolved against this format's (reader) schema. An id
-the registry does not know fails that payload; a registry that cannot be reached raises
+the registry does not know fails that payload (it is asked once per id and ``decode`` call; known
+ids are cached for the format's life); a registry that cannot be reached raises
 :class:`~arrowflow.errors.ConnectorError` (the data is not at fault). Without a registry only this
 format's own ``schema_id`` is accepted.
 
@@ -36,7 +46,17 @@ import pyarrow as pa
 
 from ..config import check_type
 from ..errors import ConfigurationError
-from .base import Decoded, Encoded, Format, as_binary, concat_batches, isolate, sort_failures, valid_mask
+from .base import (
+    Decoded,
+    Encoded,
+    Format,
+    as_binary,
+    concat_batches,
+    isolate,
+    offsets_and_data,
+    sort_failures,
+    valid_mask,
+)
 from .schema_registry import MAGIC_BYTE, ConfluentFraming, SchemaNotFound, SchemaRegistryClient
 
 __all__ = ["Avro", "avro_to_arrow"]
@@ -119,6 +139,7 @@ class Avro(Format):
         object.__setattr__(self, "_arrow", avro_to_arrow(self.avro_schema))
         object.__setattr__(self, "_encode_fix", _fixer(self.avro_schema, {}, encode=True))
         object.__setattr__(self, "_decode_fix", _fixer(self.avro_schema, {}, encode=False))
+        object.__setattr__(self, "_program", _compile_program(parsed, self._arrow))
         self._state["lock"] = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -212,18 +233,117 @@ class Avro(Format):
         cache[schema_id] = parsed
         return parsed
 
+    def _resolver(self) -> Callable[[int], Any]:
+        """``_writer_schema`` memoized for one decode call, failures included (one registry request
+        per unknown id and call, not one per payload)."""
+        memo: dict[int, tuple[bool, Any]] = {}
+
+        def resolve(schema_id: int) -> Any:
+            hit = memo.get(schema_id)
+            if hit is None:
+                try:
+                    hit = (True, self._writer_schema(schema_id))
+                except KeyError as exc:
+                    hit = (False, exc.args)
+                memo[schema_id] = hit
+            if not hit[0]:
+                raise KeyError(*hit[1])
+            return hit[1]
+
+        return resolve
+
+    def _fast_ids(
+        self, offsets: np.ndarray, data: np.ndarray, valid: np.ndarray, resolve: Callable[[int], Any]
+    ) -> list[int]:
+        """The Confluent schema ids whose writer schema is this (reader) schema, among the payloads'."""
+        if self.registry is None:
+            assert self.framing is not None
+            return [self.framing.schema_id]
+        starts = offsets[:-1][valid & (np.diff(offsets) >= 5)]
+        starts = starts[data[starts] == MAGIC_BYTE]
+        if len(starts) == 0:
+            return []
+        ids = (
+            (data[starts + 1].astype(np.int64) << 24)
+            | (data[starts + 2].astype(np.int64) << 16)
+            | (data[starts + 3].astype(np.int64) << 8)
+            | data[starts + 4].astype(np.int64)
+        )
+        unique = [int(ids[0])] if bool((ids == ids[0]).all()) else np.unique(ids).tolist()
+        accepted = []
+        for schema_id in unique:
+            try:
+                writer = resolve(schema_id)
+            except KeyError:
+                continue
+            if writer is self._parsed or writer == self._parsed:
+                accepted.append(schema_id)
+        return accepted
+
     def decode(self, payloads: pa.Array | pa.ChunkedArray) -> Decoded:
-        """Each payload as one Avro record (resolved against this schema when the writer's differs)."""
-        fastavro = _fastavro()
+        """Each payload as one Avro record (resolved against this schema when the writer's differs).
+
+        The compiled kernel decodes what it can (see the module docstring); fastavro decodes the
+        rest, and the two parts are merged in payload order.
+        """
+        _fastavro()
         binary = as_binary(payloads)
+        resolve = self._resolver()
+        program: _Program | None = self._program  # type: ignore[attr-defined]
+        n = len(binary)
+        if program is None or n == 0:
+            return self._decode_rows(binary, None, resolve)
+        offsets, data = offsets_and_data(binary)
         valid = valid_mask(binary)
+        ids: list[int] | None = None
+        if self.confluent:
+            ids = self._fast_ids(offsets, data, valid, resolve)
+            if not ids:
+                return self._decode_rows(binary, None, resolve)
+        from .._ext import load
+
+        columns, ok = load("avro_decode").decode(
+            data,
+            offsets,
+            None if binary.null_count == 0 else ~valid,
+            ids,
+            program.kinds,
+            program.unions,
+            program.params,
+            program.types,
+            program.symbols,
+        )
+        if columns is None:
+            return self._decode_rows(binary, None, resolve)
+        fast = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        if bool(ok.all()):
+            return Decoded(fast, np.arange(n, dtype=np.int64))
+        good = np.flatnonzero(ok).astype(np.int64)
+        slow = self._decode_rows(binary, np.flatnonzero(~ok).astype(np.int64), resolve)
+        if slow.batch.num_rows == 0:
+            return Decoded(fast, good, slow.failed, slow.errors)
+        rows = np.concatenate([good, slow.row_indices])
+        order = np.argsort(rows, kind="stable")
+        batch = concat_batches([fast, slow.batch], self.schema).take(pa.array(order))
+        return Decoded(batch, rows[order], slow.failed, slow.errors)
+
+    def _decode_rows(
+        self, binary: pa.Array, indices: np.ndarray | None, resolve: Callable[[int], Any]
+    ) -> Decoded:
+        """fastavro, one payload at a time, over ``binary`` (or its entries at ``indices``)."""
+        fastavro = _fastavro()
+        if indices is None:
+            indices = np.arange(len(binary), dtype=np.int64)
+            values = binary.to_pylist()
+        else:
+            values = binary.take(pa.array(indices)).to_pylist()
         fix = self._decode_fix  # type: ignore[attr-defined]
         records: list[Any] = []
         rows: list[int] = []
         failed: list[int] = []
         errors: list[str] = []
-        for i, value in enumerate(binary.to_pylist()):
-            if not valid[i]:
+        for i, value in zip(indices.tolist(), values, strict=True):
+            if value is None:
                 failed.append(i)
                 errors.append("null payload")
                 continue
@@ -233,7 +353,7 @@ class Avro(Format):
                 if self.confluent:
                     if len(value) < 5 or value[0] != MAGIC_BYTE:
                         raise ValueError("payload does not start with the Confluent magic byte 0")
-                    writer = self._writer_schema(int.from_bytes(value[1:5], "big"))
+                    writer = resolve(int.from_bytes(value[1:5], "big"))
                     body.seek(5)
                 record = fastavro.schemaless_reader(body, writer, self._parsed)
                 if body.tell() != len(value):
@@ -271,6 +391,83 @@ class Avro(Format):
         out_rows = index[np.concatenate(idx)] if idx else np.empty(0, np.int64)
         farr, ferr = sort_failures(failed, errors)
         return Decoded(concat_batches(results, schema), out_rows.astype(np.int64), farr, ferr)
+
+
+# --------------------------------------------------------------------------------------------------
+# The kernel's program: a flat record schema as one (kind, union, param) per field
+
+
+#: Avro (type, logicalType) -> the kernel's kind name; a logical type not listed keeps fastavro.
+_LOGICAL_KINDS: dict[tuple[str, str], str] = {
+    ("int", "date"): "date",
+    ("long", "timestamp-millis"): "timestamp-millis",
+    ("long", "timestamp-micros"): "timestamp-micros",
+    ("long", "local-timestamp-millis"): "timestamp-millis",
+    ("long", "local-timestamp-micros"): "timestamp-micros",
+}
+_PLAIN_KINDS = ("null", "boolean", "int", "long", "float", "double", "string", "bytes")
+
+
+@dataclass(frozen=True)
+class _Program:
+    """What :func:`arrowflow._ext.avro_decode.decode` needs to know of each field (in order)."""
+
+    kinds: list[int]
+    unions: list[int]
+    params: list[int]
+    types: list[pa.DataType]
+    symbols: list[pa.Array | None]
+
+
+def _compile_program(parsed: Any, arrow: pa.Schema) -> _Program | None:
+    """The kernel program of a parsed (fastavro) record schema, or None when a field is out of scope."""
+    from .._ext import load
+
+    codes: dict[str, int] = load("avro_decode").KINDS
+    named: dict[str, Any] = parsed.get("__named_schemas", {})
+    program = _Program([], [], [], [], [])
+    for f, target in zip(parsed["fields"], arrow, strict=True):
+        avro = f["type"]
+        union = 0
+        if isinstance(avro, list):
+            if len(avro) != 2 or avro.count("null") != 1:
+                return None
+            union = 1 if avro[0] == "null" else 2
+            avro = avro[1] if union == 1 else avro[0]
+        kind = _field_kind(avro, named)
+        if kind is None:
+            return None
+        name, param, symbols = kind
+        program.kinds.append(codes[name])
+        program.unions.append(union)
+        program.params.append(param)
+        program.types.append(target.type)
+        program.symbols.append(None if symbols is None else pa.array(symbols, pa.string()))
+    return program
+
+
+def _field_kind(avro: Any, named: dict[str, Any]) -> tuple[str, int, list[str] | None] | None:
+    if isinstance(avro, str):
+        if avro in _PLAIN_KINDS:
+            return avro, 0, None
+        if avro in named:
+            return _field_kind(named[avro], {})
+        return None
+    if not isinstance(avro, dict) or not isinstance(avro.get("type"), str):
+        return None
+    t = avro["type"]
+    logical = avro.get("logicalType")
+    if logical is not None:
+        name = _LOGICAL_KINDS.get((t, logical))
+        return None if name is None else (name, 0, None)
+    if t == "enum":
+        symbols = [str(s) for s in avro["symbols"]]
+        return "enum", len(symbols), symbols
+    if t == "fixed":
+        return "fixed", int(avro["size"]), None
+    if t in _PLAIN_KINDS:
+        return t, 0, None
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
