@@ -34,6 +34,7 @@ def _compiled(name: str) -> bool:
 KERNELS: tuple[str, ...] = (
     "avro_decode",
     "bson",
+    "bson_decode",
     "bulk",
     "datagen",
     "json",

@@ -27,12 +27,17 @@ upserts of one key apply in write order). ``flush()`` blocks until every documen
 
 **MongoSource** reads a collection (``filter``, ``projection``) sorted by ``_id``, in pages of at most
 ``max_rows`` documents (``find`` with ``_id > last``), decoded into Arrow with ``schema`` (inferred per
-batch when ``None``). ``num_splits > 1`` samples ``_id`` s (``$sample``) in :meth:`MongoSource.plan`
-and splits the collection into ``_id`` ranges at the sample quantiles; when sampling fails, or the
-sampled ``_id`` s are not all of one BSON type (range queries only match one type), there is a single
-split. **Position**: the last ``_id`` delivered in the split as canonical extended JSON text (or
-``None``); reopening resumes with ``_id > last``, so no row is re-read or skipped. A source position
-is exact only for a single ``_id`` type per collection, which is MongoDB's norm.
+batch when ``None``). Without pymongoarrow, a page is decoded by the compiled kernel
+``arrowflow._ext.bson_decode`` (GIL released, no Python object per value) when ``schema`` holds only
+bool, int32, int64, float64, string, binary, fixed_size_binary(12) and timestamp[ms/us/ns] columns and
+every value fits its column (see ``ext/bson_decode.pyx``); any other page takes ``bson.decode_all`` +
+:func:`decode_documents`, with the same result. ``num_splits > 1`` samples ``_id`` s (``$sample``) in
+:meth:`MongoSource.plan` and splits the collection into ``_id`` ranges at the sample quantiles; when
+sampling fails, or the sampled ``_id`` s are not all of one BSON type (range queries only match one
+type), there is a single split. **Position**: the last ``_id`` delivered in the split as canonical
+extended JSON text (or ``None``); reopening resumes with ``_id > last``, so no row is re-read or
+skipped. A source position is exact only for a single ``_id`` type per collection, which is MongoDB's
+norm.
 
 **MongoChangeStreamSource** watches a collection (or database) change stream; one unbounded split.
 Each change is one row: ``_operation`` (insert, update, replace, delete, ...), ``_document_key``
@@ -395,12 +400,14 @@ def _infer(value: Any) -> Any:
 def decode_documents(docs: Sequence[Mapping[str, Any]], schema: pa.Schema | None) -> pa.RecordBatch:
     """Decoded BSON documents -> a batch with ``schema`` (missing fields are null; extra ones dropped).
 
-    The decoder used when pymongoarrow's compiled module is not importable (the default install: the
-    ``mongodb`` extra is pymongo only). ``bson.decode_all`` makes one Python object per value; each
-    column is then converted by ``pa.array(values, type)`` in C++, falling back to a value-by-value
-    conversion only for a column holding BSON-specific values (ObjectId, Decimal128, ...) or dates.
-    Measured on the 8-column benchmark table: ~45-60k rows/s for decode_all + this (load-dependent;
-    decode_all is most of it), far below pymongoarrow. With ``schema=None`` pyarrow infers the types.
+    The general decoder used when pymongoarrow's compiled module is not importable (the default
+    install: the ``mongodb`` extra is pymongo only) and the ``bson_decode`` kernel declines a page.
+    ``bson.decode_all`` makes one Python object per value; each column is then converted by
+    ``pa.array(values, type)`` in C++, falling back to a value-by-value conversion only for a column
+    holding BSON-specific values (ObjectId, Decimal128, ...) or dates. Measured on the 8-column
+    benchmark table: ~45-60k rows/s for decode_all + this in an earlier run, 120-260k rows/s in the
+    ``bson-decode`` workload (load-dependent; decode_all is most of it), 20x+ below the kernel. With
+    ``schema=None`` pyarrow infers the types.
     """
     if schema is None:
         rows = [{k: _infer(v) for k, v in d.items()} for d in docs]
@@ -537,6 +544,11 @@ class _MongoReader(SplitReader):
         self.source = source
         self._last: str | None = position
         self._done = False
+        #: Which decoder made the last batch: "kernel" (``arrowflow._ext.bson_decode``), "python"
+        #: (``bson.decode_all`` + :func:`decode_documents`) or "pymongoarrow"; ``None`` before one.
+        self.decoded_by: str | None = None
+        #: Why the kernel declined the last page (its reason text), when it did.
+        self.kernel_declined: str | None = None
         self._client = _client(source.uri, source.client_options)
         self._coll = self._client[source.database][source.collection]
 
@@ -583,10 +595,23 @@ class _MongoReader(SplitReader):
             process_bson_stream(raw, ctx)
             batch = ctx.finish().combine_chunks().to_batches()[0]
             last_doc = bson.decode(raw[_last_doc_start(raw) :])
+            self.decoded_by = "pymongoarrow"
         else:
-            docs = bson.decode_all(raw)
-            batch = decode_documents(docs, src.schema)
-            last_doc = docs[-1]
+            fast = None
+            if src.schema is not None:
+                from .._ext import bson_decode
+
+                fast, self.kernel_declined = bson_decode.decode_documents(raw, src.schema)
+            if fast is not None:
+                batch = fast
+                offsets = bson_decode.document_offsets(raw)
+                last_doc = bson.decode(raw[int(offsets[-2]) :])
+                self.decoded_by = "kernel"
+            else:
+                docs = bson.decode_all(raw)
+                batch = decode_documents(docs, src.schema)
+                last_doc = docs[-1]
+                self.decoded_by = "python"
         self._last = _extjson(last_doc["_id"])
         if batch.num_rows < max_rows:
             self._done = True

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import bson
 import pyarrow as pa
 import pytest
+from bson import json_util
 
 from arrowflow.connectors.memory import MemorySink
 from arrowflow.connectors.mongodb import MongoChangeStreamSource, MongoSink, MongoSource
@@ -73,6 +74,51 @@ def test_round_trip_every_type(mongodb_uri: str, coll: str) -> None:
     back = MongoSource(mongodb_uri, DB, coll, schema=data.schema, num_splits=3).read_all()
     back = back.sort_by("_id")
     assert back.equals(data), back.schema
+
+
+def test_source_decodes_flat_pages_with_the_kernel(mongodb_uri: str, coll: str) -> None:
+    """Without pymongoarrow, pages whose schema and values fit ``bson_decode`` skip ``bson.decode_all``;
+    a page the kernel declines (a nested column) takes the general path with the same contract."""
+    n = 500
+    data = pa.table(
+        {
+            "_id": pa.array(sorted(bson.ObjectId().binary for _ in range(n)), pa.binary(12)),
+            "i32": pa.array([i if i % 3 else None for i in range(n)], pa.int32()),
+            "i64": pa.array([i * 2**33 for i in range(n)], pa.int64()),
+            "f64": pa.array([i / 4 for i in range(n)], pa.float64()),
+            "s": pa.array([f"s-{i}-é" if i % 4 else None for i in range(n)], pa.string()),
+            "b": pa.array([bytes([i % 256]) * 3 for i in range(n)], pa.binary()),
+            "ok": pa.array([i % 2 == 0 for i in range(n)]),
+            "ts": pa.array([-86_400_000 + 1_000_003 * i for i in range(n)], pa.timestamp("ms", "UTC")),
+            "nested": pa.array([{"x": i} for i in range(n)], pa.struct([("x", pa.int64())])),
+        }
+    )
+    sink = MongoSink(mongodb_uri, DB, coll, batch_size=200)
+    sink.write_table(data)
+    sink.close()
+    flat = data.drop_columns(["nested"])
+    src = MongoSource(mongodb_uri, DB, coll, schema=flat.schema, use_pymongoarrow=False)
+    (split,) = src.plan()
+    reader = src.open(split)
+    batches = []
+    while not reader.finished:
+        batch = reader.read_batch(128, 1.0)
+        if batch is not None:
+            assert reader.decoded_by == "kernel"
+            batches.append(batch)
+    position = reader.snapshot()
+    reader.close()
+    assert pa.Table.from_batches(batches).equals(flat)
+    # The position is the last _id, found without decoding the page.
+    assert json_util.loads(position) == bson.ObjectId(data.column("_id")[n - 1].as_py())
+    # The same read with the nested column: the general path.
+    src = MongoSource(mongodb_uri, DB, coll, schema=data.schema, use_pymongoarrow=False)
+    reader = src.open(split)
+    first = reader.read_batch(128, 1.0)
+    assert reader.decoded_by == "python"
+    assert reader.kernel_declined is not None and "'nested'" in reader.kernel_declined
+    reader.close()
+    assert first is not None and pa.Table.from_batches([first]).equals(data.slice(0, 128))
 
 
 def test_source_filter_projection_and_resume(mongodb_uri: str, coll: str) -> None:
