@@ -15,7 +15,7 @@ documents (raw BSON, as ``find_raw_batches`` returns it) -> one batch per page w
 * ``arrowflow bson_decode``: the compiled kernel (``arrowflow._ext.bson_decode``); target >= 1M rows/s.
 * ``bson.decode_all + decode_documents``: the general path ``MongoSource`` took before (and still takes
   for pages the kernel declines), on a subset, scaled; target: the kernel is >= 10x faster.
-* ``pymongoarrow process_bson_stream``: pymongoarrow's compiled decoder (``arrowflow[mongodb-arrow]``,
+* ``pymongoarrow process_bson_stream``: pymongoarrow's compiled decoder (``pip install pymongoarrow``,
   skipped when it does not load against this pyarrow), ``PyMongoArrowContext.process_bson_stream``
   per page (pymongoarrow 1.15's API).
 
@@ -46,7 +46,7 @@ def _skip_all(names: tuple[str, ...], why: str) -> Prepared:
 
 
 def _pymongoarrow_missing() -> str | None:
-    """Why pymongoarrow's write path cannot run here (it is optional: ``arrowflow[mongodb-arrow]``,
+    """Why pymongoarrow's write path cannot run here (optional, ``pip install pymongoarrow``,
     and its releases pin an older pyarrow), or ``None``."""
     import warnings
 
@@ -55,7 +55,7 @@ def _pymongoarrow_missing() -> str | None:
             warnings.simplefilter("ignore")
             from pymongoarrow.api import _tabular_generator  # noqa: F401
     except Exception as exc:
-        return f"pymongoarrow not importable ({type(exc).__name__}); optional extra mongodb-arrow"
+        return f"pymongoarrow not importable ({type(exc).__name__}); needs pymongoarrow (pyarrow < 25.1)"
     return None
 
 
@@ -119,7 +119,7 @@ def _pymongoarrow_decoder_missing() -> str | None:
             from pymongoarrow.context import PyMongoArrowContext  # noqa: F401
             from pymongoarrow.lib import BuilderManager  # noqa: F401
     except Exception as exc:
-        return f"pymongoarrow not importable ({type(exc).__name__}); optional extra mongodb-arrow"
+        return f"pymongoarrow not importable ({type(exc).__name__}); needs pymongoarrow (pyarrow < 25.1)"
     return None
 
 

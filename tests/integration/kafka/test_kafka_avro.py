@@ -68,7 +68,9 @@ def test_avro_confluent_round_trip_and_bad_payloads(broker: Broker, new_topic: C
     assert got.sort_by("id").equals(data)
     letters = dead.table()
     assert sorted(letters.column("payload").to_pylist()) == sorted(bad)
-    errors = dict(zip(letters.column("payload").to_pylist(), letters.column("error").to_pylist(), strict=True))
+    errors = dict(
+        zip(letters.column("payload").to_pylist(), letters.column("error").to_pylist(), strict=True)
+    )
     assert "unknown schema id 4" in errors[bad[1]]
     assert "magic byte" in errors[b"plain"]
     assert errors[good + b"\x00"] == "ValueError: 1 trailing bytes after the record"

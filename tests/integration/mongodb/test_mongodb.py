@@ -97,7 +97,7 @@ def test_source_decodes_flat_pages_with_the_kernel(mongodb_uri: str, coll: str) 
     sink.write_table(data)
     sink.close()
     flat = data.drop_columns(["nested"])
-    src = MongoSource(mongodb_uri, DB, coll, schema=flat.schema, use_pymongoarrow=False)
+    src = MongoSource(mongodb_uri, DB, coll, schema=flat.schema)
     (split,) = src.plan()
     reader = src.open(split)
     batches = []
@@ -112,7 +112,7 @@ def test_source_decodes_flat_pages_with_the_kernel(mongodb_uri: str, coll: str) 
     # The position is the last _id, found without decoding the page.
     assert json_util.loads(position) == bson.ObjectId(data.column("_id")[n - 1].as_py())
     # The same read with the nested column: the general path.
-    src = MongoSource(mongodb_uri, DB, coll, schema=data.schema, use_pymongoarrow=False)
+    src = MongoSource(mongodb_uri, DB, coll, schema=data.schema)
     reader = src.open(split)
     first = reader.read_batch(128, 1.0)
     assert reader.decoded_by == "python"
