@@ -103,6 +103,9 @@ class Prepared:
     methods: dict[str, Method]
     bytes_per_row: float
     note: str = ""
+    #: Called once after the rounds (or when they fail): releases clients and servers the setup made,
+    #: so they do not outlive the workload and disturb the next one.
+    teardown: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,6 +194,16 @@ def run_workload(workload: Workload, config: RunConfig, log: Callable[[str], Non
     """Set up and time one workload. A method that raises is reported with its error, not fatal."""
     log(f"[{workload.name}] setting up ({config.rows:,} rows)")
     prepared = workload.setup(config)
+    try:
+        return _run_prepared(workload, config, prepared, log)
+    finally:
+        if prepared.teardown is not None:
+            prepared.teardown()
+
+
+def _run_prepared(
+    workload: Workload, config: RunConfig, prepared: Prepared, log: Callable[[str], None]
+) -> list[Result]:
     results: dict[str, Result] = {}
     live: dict[str, Callable[[], int]] = {}
     rows_per_call: dict[str, int] = {}

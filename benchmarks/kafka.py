@@ -140,7 +140,15 @@ def setup_produce(config: RunConfig) -> Prepared:
             run=run_per_row, note=f"on {py_n:,} rows, scaled", target=Target(min_speedup=2.5)
         ),
     }
-    return Prepared(methods=methods, bytes_per_row=keyed.nbytes / n)
+
+    def teardown() -> None:
+        # Clients first: once the mock cluster is gone they would reconnect (and log) until collected.
+        sink.close()
+        eos.close()
+        bare.flush(10)
+        per_row.flush(10)
+
+    return Prepared(methods=methods, bytes_per_row=keyed.nbytes / n, teardown=teardown)
 
 
 def setup_decode(config: RunConfig) -> Prepared:
