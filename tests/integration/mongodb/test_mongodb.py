@@ -236,3 +236,95 @@ def _drain(reader, n: int) -> pa.Table:
     table = pa.Table.from_batches(batches)
     assert table.num_rows == n
     return table
+
+
+def _drain_batches(reader, n: int) -> tuple[pa.Table, set[str | None], set[str | None]]:
+    """Reads ``n`` changes; returns them with the ``decoded_by`` / ``kernel_declined`` values seen."""
+    batches, by, declined = [], set(), set()
+    deadline = time.monotonic() + 30
+    while sum(b.num_rows for b in batches) < n and time.monotonic() < deadline:
+        batch = reader.read_batch(64, 0.5)
+        if batch is not None:
+            batches.append(batch)
+            by.add(reader.decoded_by)
+            declined.add(reader.kernel_declined)
+    table = pa.Table.from_batches(batches)
+    assert table.num_rows == n
+    return table, by, declined
+
+
+def test_change_stream_decodes_flat_documents_with_the_kernel(mongodb_uri: str, coll: str) -> None:
+    """Changes arrive as raw BSON; their ``fullDocument`` s are decoded for the whole batch by the
+    ``bson_decode`` kernel when the schema is flat, by the general path when it is not (a nested
+    column), with the same values; the metadata and the position are those pymongo reports."""
+    import pymongo
+
+    n = 300
+    data = pa.table(
+        {
+            "_id": pa.array(sorted(bson.ObjectId().binary for _ in range(n)), pa.binary(12)),
+            "i32": pa.array([i if i % 3 else None for i in range(n)], pa.int32()),
+            "i64": pa.array([i * 2**33 for i in range(n)], pa.int64()),
+            "f64": pa.array([i / 4 for i in range(n)], pa.float64()),
+            "s": pa.array([f"s-{i}-é" if i % 4 else None for i in range(n)], pa.string()),
+            "b": pa.array([bytes([i % 256]) * 3 for i in range(n)], pa.binary()),
+            "ok": pa.array([i % 2 == 0 for i in range(n)]),
+            "ts": pa.array([-86_400_000 + 1_000_003 * i for i in range(n)], pa.timestamp("ms", "UTC")),
+            "nested": pa.array([{"x": i} for i in range(n)], pa.struct([("x", pa.int64())])),
+        }
+    )
+    flat = data.drop_columns(["nested"])
+    kernel_src = MongoChangeStreamSource(mongodb_uri, DB, coll, schema=flat.schema)
+    general_src = MongoChangeStreamSource(mongodb_uri, DB, coll, schema=data.schema)
+    (split,) = kernel_src.plan()
+    kernel_reader = kernel_src.open(split)
+    general_reader = general_src.open(split)
+    with pymongo.MongoClient(mongodb_uri) as client:
+        c = client[DB][coll]
+        oracle = c.watch(full_document="updateLookup", max_await_time_ms=100)
+        # One request at a time, so the inserts happen (and are streamed) in the table's order.
+        sink = MongoSink(mongodb_uri, DB, coll, batch_size=100, max_in_flight=1, ordered=True)
+        sink.write_table(data)
+        sink.close()
+        ids = [bson.ObjectId(v) for v in data.column("_id").to_pylist()]
+        c.delete_many({"_id": {"$in": ids[:3]}})
+        c.update_one({"_id": ids[10]}, {"$set": {"s": "changed"}})
+        total = n + 4
+        expected_changes = []
+        deadline = time.monotonic() + 30
+        while len(expected_changes) < total and time.monotonic() < deadline:
+            change = oracle.try_next()
+            if change is not None:
+                expected_changes.append((change, oracle.resume_token))
+        oracle.close()
+    assert len(expected_changes) == total
+
+    by_kernel, by, declined = _drain_batches(kernel_reader, total)
+    assert by == {"kernel"} and declined == {None}
+    by_general, by, declined = _drain_batches(general_reader, total)
+    assert by == {"python"}
+    assert all(d is not None and "'nested'" in d for d in declined)
+    kernel_position, general_position = kernel_reader.snapshot(), general_reader.snapshot()
+    kernel_reader.close()
+    general_reader.close()
+
+    # Inserts, then three deletes (all-null documents), then the update (the document looked up).
+    nulls = pa.table({f.name: pa.nulls(3, f.type) for f in data.schema})
+    updated = data.slice(10, 1).set_column(4, "s", pa.array(["changed"]))
+    expected = pa.concat_tables([data, nulls, updated])
+    meta = ["_operation", "_document_key", "_cluster_time"]
+    assert by_general.drop_columns(meta).equals(expected)
+    assert by_kernel.drop_columns(meta).equals(expected.drop_columns(["nested"]))
+    assert by_kernel.select(meta).equals(by_general.select(meta))
+    # The metadata and the position equal what pymongo's own decoded changes say.
+    assert by_kernel.column("_operation").to_pylist() == [ch["operationType"] for ch, _ in expected_changes]
+    assert by_kernel.column("_document_key").to_pylist() == [
+        json_util.dumps(ch["documentKey"], json_options=json_util.CANONICAL_JSON_OPTIONS)
+        for ch, _ in expected_changes
+    ]
+    assert by_kernel.column("_cluster_time").to_pylist() == [
+        dt.datetime.fromtimestamp(ch["clusterTime"].time, tz=dt.timezone.utc) for ch, _ in expected_changes
+    ]
+    last_token = dict(expected_changes[-1][1])
+    assert kernel_position == general_position == last_token
+    assert json.loads(json.dumps(kernel_position)) == kernel_position
