@@ -33,6 +33,7 @@ def _compiled(name: str) -> bool:
 #: The compiled kernel modules (one per ``ext/*.pyx``).
 KERNELS: tuple[str, ...] = (
     "avro_decode",
+    "avro_encode",
     "bson",
     "bson_decode",
     "bulk",

@@ -9,9 +9,20 @@ does not take (another schema id, a writer schema that differs, a corrupt or tru
 fastavro would read differently) is decoded by fastavro as below, row by row, so the results and
 failure messages are those of fastavro.
 
-Otherwise fastavro's ``schemaless_reader`` runs once per row (a Python dict per row, ~150k rows/s per
-core), and ``schemaless_writer`` always does on encode: accepted because fastavro is the well-kept
-Avro library and its per-row work runs in its C code.
+Encoding a flat record of the same field types runs the compiled kernel :mod:`arrowflow._ext.avro_encode`
+(GIL released, no Python object per row) when every field's column is of a type it reads (see
+:func:`_encode_columns`: integers for int/long, float32/64 for float/double, string/large_string (or
+a dictionary of them) for string and enum, binary/large_binary/fixed_size_binary for bytes and fixed,
+date32 for date, timestamps of any unit for the timestamp types; extra columns are ignored). Its
+output is fastavro's ``schemaless_writer``'s byte for byte, and it fails the rows fastavro rejects (a
+null outside a ``["null", T]`` union, a value outside a union's ``int``, an unsigned value beyond
+``long``, a fixed of another size, a string not among an enum's symbols), plus dates and timestamps
+outside Python's datetime range (on the fastavro path ``to_pylist`` raises for the whole batch). Like
+fastavro, it writes a null plain ``boolean`` as false and a plain ``int`` beyond 32 bits as a long.
+
+Otherwise fastavro's ``schemaless_reader`` / ``schemaless_writer`` run once per row (a Python dict
+per row, ~150k rows/s per core): accepted because fastavro is the well-kept Avro library and its
+per-row work runs in its C code.
 
 The Arrow schema is derived from the Avro record schema: ``["null", X]`` unions -> nullable X;
 boolean, int, long, float, double, string, bytes, fixed; logical types ``timestamp-millis/micros``
@@ -140,6 +151,7 @@ class Avro(Format):
         object.__setattr__(self, "_encode_fix", _fixer(self.avro_schema, {}, encode=True))
         object.__setattr__(self, "_decode_fix", _fixer(self.avro_schema, {}, encode=False))
         object.__setattr__(self, "_program", _compile_program(parsed, self._arrow))
+        object.__setattr__(self, "_encoder", _compile_encoder(parsed))
         self._state["lock"] = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -184,9 +196,24 @@ class Avro(Format):
             return self._state["header"]  # type: ignore[no-any-return]
 
     def encode(self, batch: pa.RecordBatch) -> Encoded:
-        """One Avro body (framed when configured) per row; rows fastavro rejects fail."""
-        fastavro = _fastavro()
+        """One Avro body (framed when configured) per row; rows fastavro rejects fail.
+
+        The compiled kernel encodes the batch when the schema and the batch's column types are in
+        its scope (see :func:`_encode_columns`), byte for byte as fastavro would; otherwise fastavro
+        runs row by row.
+        """
+        _fastavro()
         header = self._header()
+        encoder: _Encoder | None = self._encoder  # type: ignore[attr-defined]
+        if encoder is not None:
+            fast = encoder.encode(batch, header)
+            if fast is not None:
+                return fast
+        return self._encode_rows(batch, header)
+
+    def _encode_rows(self, batch: pa.RecordBatch, header: bytes) -> Encoded:
+        """fastavro's ``schemaless_writer``, one row at a time (the general path)."""
+        fastavro = _fastavro()
         fix = self._encode_fix  # type: ignore[attr-defined]
         rows = batch.to_pylist()
         out = io.BytesIO()
@@ -468,6 +495,247 @@ def _field_kind(avro: Any, named: dict[str, Any]) -> tuple[str, int, list[str] |
     if t in _PLAIN_KINDS:
         return t, 0, None
     return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The encode kernel's program: per field its name, kind, union layout and what it accepts
+
+
+@dataclass(frozen=True)
+class _EncodeField:
+    name: str
+    kind: str  # a key of avro_encode.KINDS
+    union: int  # 0 plain, 1 ["null", T], 2 [T, "null"]
+    param: int  # fixed size
+    local: bool  # local-timestamp-*
+    symbols: list[str] | None  # enum symbols
+    avro: Any  # the field's Avro type, for messages
+
+
+#: Arrow time units -> (mul, div) to microseconds.
+_TO_US: dict[str, tuple[int, int]] = {"s": (1_000_000, 1), "ms": (1000, 1), "us": (1, 1), "ns": (1, 1000)}
+#: Python's datetime range in microseconds from the epoch, and date's in days.
+_MIN_US, _MAX_US = -62135596800000000, 253402300799999999
+_MIN_DAY, _MAX_DAY = -719162, 2932896
+_INT64 = (-(2**63), 2**63 - 1)
+#: Zone names that are UTC (a local-timestamp field takes their wall clock as is).
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "+00:00", "Z", "utc"})
+
+
+def _naive_is_utc() -> bool:
+    """fastavro reads a naive datetime for ``timestamp-*`` in the process's local zone (mktime)."""
+    import time
+
+    return time.timezone == 0 and time.altzone == 0 and time.localtime().tm_gmtoff == 0
+
+
+def _string_like(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+
+def _binary_like(t: pa.DataType) -> bool:
+    return bool(pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t))
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    """The compiled encode program of a flat record schema (see :func:`_compile_encoder`)."""
+
+    fields: list[_EncodeField]
+
+    def encode(self, batch: pa.RecordBatch, header: bytes) -> Encoded | None:
+        """The kernel's encoding of ``batch``, or None when a column is out of its scope."""
+        from .._ext import load
+
+        names = batch.schema.names
+        if not self.fields or len(set(names)) != len(names):
+            return None
+        prepared = _encode_columns(self.fields, batch)
+        if prepared is None:
+            return None
+        columns, bounds, scales = prepared
+        kernel = load("avro_encode")
+        codes: dict[str, int] = kernel.KINDS
+        result = kernel.encode(
+            columns,
+            [codes[f.kind] for f in self.fields],
+            [f.union for f in self.fields],
+            [f.param for f in self.fields],
+            bounds,
+            scales,
+            header,
+        )
+        if result is None:
+            return None
+        payloads, ok, err_code, err_field = result
+        failed = np.flatnonzero(~ok).astype(np.int64)
+        messages: dict[int, str] = {v: k for k, v in kernel.ERRORS.items()}
+        errors = [
+            _encode_message(
+                self.fields[int(err_field[i])],
+                messages[int(err_code[i])],
+                _value_at(batch.column(self.fields[int(err_field[i])].name), int(i)),
+            )
+            for i in failed
+        ]
+        return Encoded(payloads, failed, errors)
+
+
+def _value_at(col: pa.Array, i: int) -> Any:
+    """The Python value at row ``i`` (a date/timestamp Python cannot hold: its raw number)."""
+    try:
+        return col[i].as_py()
+    except Exception:  # OverflowError, pandas' OutOfBoundsDatetime, ...
+        raw = col.slice(i, 1).view(pa.int64() if col.type.bit_width == 64 else pa.int32())
+        return f"{raw[0].as_py()} ({col.type})"
+
+
+def _encode_message(f: _EncodeField, code: str, value: Any) -> str:
+    where = f"field {f.name!r} ({json.dumps(f.avro) if not isinstance(f.avro, str) else f.avro})"
+    if code == "null":
+        return f"TypeError: null value in non-nullable {where}"
+    if code == "int-range":
+        return f"ValueError: {value!r} is outside the Avro int range in {where}"
+    if code == "long-range":
+        return f"OverflowError: {value!r} is outside the Avro long range in {where}"
+    if code == "fixed-size":
+        return f"ValueError: {len(value)} bytes for fixed size {f.param} in {where}"
+    if code == "enum-symbol":
+        return f"ValueError: {value!r} is not a symbol of {where}"
+    return f"ValueError: {value} is outside Python's datetime range in {where}"
+
+
+def _compile_encoder(parsed: Any) -> _Encoder | None:
+    """The encode program of a parsed (fastavro) record schema, or None when a field is out of scope."""
+    named: dict[str, Any] = parsed.get("__named_schemas", {})
+    fields: list[_EncodeField] = []
+    for f in parsed["fields"]:
+        avro = f["type"]
+        union = 0
+        if isinstance(avro, list):
+            if len(avro) != 2 or avro.count("null") != 1:
+                return None
+            union = 1 if avro[0] == "null" else 2
+            avro = avro[1] if union == 1 else avro[0]
+        kind = _field_kind(avro, named)
+        if kind is None or (union and kind[0] == "null"):
+            return None
+        resolved = named.get(avro, avro) if isinstance(avro, str) else avro
+        logical = resolved.get("logicalType", "") if isinstance(resolved, dict) else ""
+        name, param, symbols = kind
+        fields.append(
+            _EncodeField(
+                name=str(f["name"]),
+                kind=name,
+                union=union,
+                param=param if name == "fixed" else 0,
+                local=str(logical).startswith("local-"),
+                symbols=symbols,
+                avro=f["type"],
+            )
+        )
+    return _Encoder(fields)
+
+
+def _encode_columns(
+    fields: list[_EncodeField], batch: pa.RecordBatch
+) -> tuple[list[pa.Array], list[tuple[int, int]], list[tuple[int, int]]] | None:
+    """Each field's column as the kernel reads it, with its bounds and scale; None when one is not
+    in scope (a missing column, or a type outside the accepted set below).
+
+    Accepted Arrow types per Avro type: null: any (nothing is written); boolean: bool; int / long:
+    int8..int64, uint8..uint64; float / double: float32, float64; string: string, large_string,
+    dictionary of those; bytes / fixed: binary, large_binary, fixed_size_binary; enum: string,
+    large_string, dictionary of those; date: date32; timestamp-millis/micros: timestamp of any unit
+    with a zone, or without one when the process's local zone is UTC (fastavro reads naive datetimes
+    in the local zone); local-timestamp-millis/micros: timestamp of any unit without a zone or in UTC.
+    """
+    import pyarrow.compute as pc
+
+    columns: list[pa.Array] = []
+    bounds: list[tuple[int, int]] = []
+    scales: list[tuple[int, int]] = []
+    names = set(batch.schema.names)
+    naive_utc: bool | None = None
+    for f in fields:
+        if f.name not in names:
+            return None
+        col = batch.column(f.name)
+        t = col.type
+        bound, scale = _INT64, (1, 1)
+        if f.kind == "null":
+            pass
+        elif f.kind == "boolean":
+            if not pa.types.is_boolean(t):
+                return None
+        elif f.kind in ("int", "long"):
+            if not pa.types.is_integer(t):
+                return None
+        elif f.kind in ("float", "double"):
+            if not (pa.types.is_float32(t) or pa.types.is_float64(t)):
+                return None
+        elif f.kind == "string":
+            if pa.types.is_dictionary(t) and _string_like(t.value_type):
+                col = col.dictionary_decode()
+            elif not _string_like(t):
+                return None
+        elif f.kind in ("bytes", "fixed"):
+            if not _binary_like(t):
+                return None
+        elif f.kind == "enum":
+            col = _enum_indices(col, f.symbols or [], pc)
+            if col is None:
+                return None
+        elif f.kind == "date":
+            if not pa.types.is_date32(t):
+                return None
+            bound = (_MIN_DAY, _MAX_DAY)
+        else:  # timestamp-millis / timestamp-micros
+            if not pa.types.is_timestamp(t):
+                return None
+            if f.local:
+                if t.tz is not None and t.tz not in _UTC_ZONES:
+                    return None
+            elif t.tz is None:
+                if naive_utc is None:
+                    naive_utc = _naive_is_utc()
+                if not naive_utc:
+                    return None
+            mul, div = _TO_US[t.unit]
+            lo = -(-_MIN_US // mul) if div == 1 else max(_MIN_US * div, _INT64[0] + 1)
+            hi = _MAX_US // mul if div == 1 else min(_MAX_US * div + div - 1, _INT64[1])
+            bound = (lo, hi)
+            if f.kind == "timestamp-millis":
+                # micros -> millis: one division by the combined factor, or one multiplication.
+                if mul >= 1000:
+                    mul, div = mul // 1000, 1
+                else:
+                    div = div * 1000 // mul
+                    mul = 1
+            scale = (mul, div)
+            if mul > 1 and div > 1:  # pragma: no cover - no unit needs both
+                return None
+        columns.append(col)
+        bounds.append(bound)
+        scales.append(scale)
+    return columns, bounds, scales
+
+
+def _enum_indices(col: pa.Array, symbols: list[str], pc: Any) -> pa.Array | None:
+    """The int32 symbol index of each value (-1 when not a symbol, null where the value is)."""
+    t = col.type
+    if pa.types.is_dictionary(t):
+        if not _string_like(t.value_type):
+            return None
+        found = pc.index_in(col.dictionary, value_set=pa.array(symbols, t.value_type))
+        index = pc.fill_null(found, -1).take(col.indices)
+    elif _string_like(t):
+        index = pc.fill_null(pc.index_in(col, value_set=pa.array(symbols, t)), -1)
+    else:
+        return None
+    if col.null_count:
+        index = pc.if_else(col.is_null(), pa.scalar(None, pa.int32()), index)
+    return index.cast(pa.int32())
 
 
 # --------------------------------------------------------------------------------------------------
