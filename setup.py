@@ -25,7 +25,8 @@ extensions = [
         include_dirs=[str(EXT_DIR.relative_to(HERE))],
         # Headers are part of the kernels: editing one must trigger a rebuild.
         depends=[str(h.relative_to(HERE)) for h in sorted(EXT_DIR.glob("*.h"))]
-        + [str(h.relative_to(HERE)) for h in sorted(EXT_DIR.glob("*.pxd"))],
+        + [str(h.relative_to(HERE)) for h in sorted(EXT_DIR.glob("*.pxd"))]
+        + [str(h.relative_to(HERE)) for h in sorted(EXT_DIR.glob("*.pxi"))],
         extra_compile_args=compile_args,
         extra_link_args=["-pthread"],
     )

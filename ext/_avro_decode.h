@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_utf8.h"
+
 enum {
     AFA_NULL = 0,
     AFA_BOOL = 1,
@@ -70,54 +72,6 @@ static inline int afa_long(const uint8_t **pp, const uint8_t *end, int64_t *out)
         shift += 7;
     }
     return 0;
-}
-
-/* Strict UTF-8 (what Python's "strict" decoder accepts: no overlongs, surrogates or > U+10FFFF). */
-static inline int afa_utf8(const uint8_t *s, int64_t n) {
-    int64_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (!(w & 0x8080808080808080ULL)) {
-                i += 8;
-                continue;
-            }
-        }
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80)
-                return 0;
-            i += 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            if (i + 2 >= n)
-                return 0;
-            uint8_t c1 = s[i + 1], c2 = s[i + 2];
-            if ((c1 & 0xC0) != 0x80 || (c2 & 0xC0) != 0x80)
-                return 0;
-            if (c == 0xE0 && c1 < 0xA0)
-                return 0; /* overlong */
-            if (c == 0xED && c1 >= 0xA0)
-                return 0; /* surrogate */
-            i += 3;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            if (i + 3 >= n)
-                return 0;
-            uint8_t c1 = s[i + 1], c2 = s[i + 2], c3 = s[i + 3];
-            if ((c1 & 0xC0) != 0x80 || (c2 & 0xC0) != 0x80 || (c3 & 0xC0) != 0x80)
-                return 0;
-            if (c == 0xF0 && c1 < 0x90)
-                return 0; /* overlong */
-            if (c == 0xF4 && c1 >= 0x90)
-                return 0; /* > U+10FFFF */
-            i += 4;
-        } else {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 /* Per-field outputs. values: fixed-width column (n_rows * width bytes, NULL for null; bool uses 1 byte per
@@ -205,7 +159,7 @@ static inline int afa_value(int kind, int64_t param, const uint8_t **pp, const u
             return 0;
         if (v < 0 || v > end - p)
             return 0;
-        if (kind == AFA_STRING && !afa_utf8(p, v))
+        if (kind == AFA_STRING && !af_utf8_valid(p, v))
             return 0;
         if (col->used + v > col->cap)
             return -1; /* cannot happen when cap >= the input size; reported, never written */

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_utf8.h"
+
 /* Column kinds. */
 enum { BK_BOOL, BK_I32, BK_I64, BK_F64, BK_STR, BK_BIN, BK_FSB12, BK_TS };
 /* Results. */
@@ -62,45 +64,6 @@ static inline int64_t bd_rd64(const uint8_t *p) {
     uint64_t v;
     memcpy(&v, p, 8);
     return (int64_t)v; /* little-endian hosts only (x86-64, aarch64) */
-}
-
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF): what Python's "strict" decoder accepts. */
-static int bd_utf8(const uint8_t *s, int64_t n) {
-    int64_t i = 0;
-    while (i < n) {
-        if (i + 8 <= n) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if (!(w & 0x8080808080808080ULL)) {
-                i += 8;
-                continue;
-            }
-        }
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80) return 0;
-            i += 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            if (i + 2 >= n) return 0;
-            uint8_t c1 = s[i + 1];
-            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80) return 0;
-            if (c == 0xE0 && c1 < 0xA0) return 0;
-            if (c == 0xED && c1 > 0x9F) return 0;
-            i += 3;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            if (i + 3 >= n) return 0;
-            uint8_t c1 = s[i + 1];
-            if ((c1 & 0xC0) != 0x80 || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80) return 0;
-            if (c == 0xF0 && c1 < 0x90) return 0;
-            if (c == 0xF4 && c1 > 0x8F) return 0;
-            i += 4;
-        } else {
-            return 0;
-        }
-    }
-    return 1;
 }
 
 /* Number of documents in d[0:len], checking each header (length >= 5, inside the buffer, ends with
@@ -270,7 +233,7 @@ static int bd_store(bdcol *c, int64_t i, int t, const uint8_t *p, int64_t vs, in
     case BK_STR:
         if (t == 0x02) {
             int64_t sl = vs - 5; /* without the length and the NUL */
-            if (!bd_utf8(p + 4, sl)) { *code = BS_UTF8; return BD_SLOW; }
+            if (!af_utf8_valid(p + 4, sl)) { *code = BS_UTF8; return BD_SLOW; }
             if (!bd_append(c, p + 4, sl)) return BD_NOMEM;
         } else if (t == 0x07) {
             uint8_t hex[24];
@@ -344,7 +307,7 @@ static inline int bd_match(const bdcol *cols, int ncols, const uint8_t *key, int
 
 static int bd_key_ok(const uint8_t *key, int64_t klen) {
     for (int64_t j = 0; j < klen; j++)
-        if (key[j] & 0x80) return bd_utf8(key, klen);
+        if (key[j] & 0x80) return af_utf8_valid(key, klen);
     return 1;
 }
 
@@ -358,10 +321,10 @@ static int bd_check_doc(const uint8_t *p, int64_t dl, int is_array, int depth, i
 static int bd_check_value(int t, const uint8_t *p, int64_t vs, int depth, int *code) {
     switch (t) {
     case 0x02: case 0x0D: case 0x0E:
-        if (!bd_utf8(p + 4, vs - 5)) { *code = BS_UTF8; return BD_SLOW; }
+        if (!af_utf8_valid(p + 4, vs - 5)) { *code = BS_UTF8; return BD_SLOW; }
         return BD_OK;
     case 0x0C:
-        if (!bd_utf8(p + 4, vs - 17)) { *code = BS_UTF8; return BD_SLOW; }
+        if (!af_utf8_valid(p + 4, vs - 17)) { *code = BS_UTF8; return BD_SLOW; }
         return BD_OK;
     case 0x09: {
         int64_t ms = bd_rd64(p);
@@ -373,7 +336,7 @@ static int bd_check_value(int t, const uint8_t *p, int64_t vs, int depth, int *c
         return BD_OK;
     case 0x0B: {
         int64_t a = (int64_t)strlen((const char *)p);
-        if (!bd_utf8(p, a) || !bd_utf8(p + a + 1, vs - a - 2)) { *code = BS_UTF8; return BD_SLOW; }
+        if (!af_utf8_valid(p, a) || !af_utf8_valid(p + a + 1, vs - a - 2)) { *code = BS_UTF8; return BD_SLOW; }
         return BD_OK;
     }
     case 0x03: case 0x04:
@@ -383,7 +346,7 @@ static int bd_check_value(int t, const uint8_t *p, int64_t vs, int depth, int *c
         if (sl < 1 || sl > vs - 13 || p[8 + sl - 1] != 0) { *code = BM_CODE; return BD_MALFORMED; }
         int64_t dl = bd_rd32(p + 8 + sl);
         if (dl < 5 || 8 + sl + dl != vs || p[vs - 1] != 0) { *code = BM_CODE; return BD_MALFORMED; }
-        if (!bd_utf8(p + 8, sl - 1)) { *code = BS_UTF8; return BD_SLOW; }
+        if (!af_utf8_valid(p + 8, sl - 1)) { *code = BS_UTF8; return BD_SLOW; }
         return bd_check_doc(p + 8 + sl, dl, 0, depth + 1, code);
     }
     }
@@ -442,7 +405,7 @@ static int bd_decode(const uint8_t *d, int64_t len, int64_t n, bdcol *cols, int 
                 err->row = i; err->pos = p; err->code = BM_KEY;
                 return BD_MALFORMED;
             }
-            if ((high & 0x80) && !bd_utf8(key, klen)) {
+            if ((high & 0x80) && !af_utf8_valid(key, klen)) {
                 err->row = i; err->pos = p; err->code = BM_KEY;
                 return BD_MALFORMED;
             }

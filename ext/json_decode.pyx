@@ -50,20 +50,7 @@ cdef extern from "_json_decode.h" nogil:
 _PARALLEL_MIN_ROWS = 65_536
 
 
-cdef class _Owned:
-    """A malloc'd block handed to Arrow without a copy (freed when the last view goes)."""
-
-    cdef uint8_t *data
-    cdef Py_ssize_t size
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        PyBuffer_FillInfo(view, self, <void *>self.data, self.size, 1, flags)
-
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
-
-    def __dealloc__(self):
-        free(self.data)
+include "_owned.pxi"
 
 
 cdef object _take(afj_buf *b):

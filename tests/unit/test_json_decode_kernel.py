@@ -67,9 +67,13 @@ key_names = st.sampled_from(["a", "b", "c", "long_key_name", "other", "é", ""])
 
 @st.composite
 def payload(draw: st.DrawFn) -> bytes:
-    obj = draw(st.dictionaries(key_names, values, max_size=6))
+    ascii_only = draw(st.booleans())
+    # A top-level key written with an escape ("\u00e9" for "é" under ensure_ascii) is "unsupported"
+    # by the kernel and not modelled by the reference: covered by test_first_bad_row_and_reason.
+    keys = key_names.filter(lambda k: k.isascii()) if ascii_only else key_names
+    obj = draw(st.dictionaries(keys, values, max_size=6))
     indent = draw(st.sampled_from([None, 0, 2]))
-    text = json.dumps(obj, indent=indent, ensure_ascii=draw(st.booleans()))
+    text = json.dumps(obj, indent=indent, ensure_ascii=ascii_only)
     text = draw(st.sampled_from(["", " ", "\n", "\t\r\n"])) + text + draw(st.sampled_from(["", " ", "\n"]))
     damage = draw(st.integers(0, 9))
     if damage == 0 and text:
