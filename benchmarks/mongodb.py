@@ -45,15 +45,17 @@ def _skip_all(names: tuple[str, ...], why: str) -> Prepared:
     return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
 
 
-def _pymongoarrow_missing() -> str | None:
-    """Why pymongoarrow's write path cannot run here (optional, ``pip install pymongoarrow``,
-    and its releases pin an older pyarrow), or ``None``."""
+def _pymongoarrow_missing(*imports: tuple[str, str]) -> str | None:
+    """Why pymongoarrow cannot run here (optional, ``pip install pymongoarrow``; its releases pin an
+    older pyarrow), or ``None``: each ``(module, name)`` must import."""
+    import importlib
     import warnings
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from pymongoarrow.api import _tabular_generator  # noqa: F401
+            for module, name in imports:
+                getattr(importlib.import_module(module), name)
     except Exception as exc:
         return f"pymongoarrow not importable ({type(exc).__name__}); needs pymongoarrow (pyarrow < 25.1)"
     return None
@@ -94,7 +96,7 @@ def setup_encode(config: RunConfig) -> Prepared:
             bson.encode(row)
         return py_n
 
-    pma_skip = _pymongoarrow_missing()
+    pma_skip = _pymongoarrow_missing(("pymongoarrow.api", "_tabular_generator"))
     methods = {
         "arrowflow encode_documents": Method(run=run_kernel, target=Target(min_rate=2_000_000)),
         "pymongoarrow write path": Method(skip=pma_skip)
@@ -107,20 +109,6 @@ def setup_encode(config: RunConfig) -> Prepared:
         "bson.encode per row": Method(run=run_bson, note=f"to_pylist + encode; on {py_n:,} rows, scaled"),
     }
     return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
-
-
-def _pymongoarrow_decoder_missing() -> str | None:
-    """Why pymongoarrow's compiled decoder cannot run here, or ``None``."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from pymongoarrow.context import PyMongoArrowContext  # noqa: F401
-            from pymongoarrow.lib import BuilderManager  # noqa: F401
-    except Exception as exc:
-        return f"pymongoarrow not importable ({type(exc).__name__}); needs pymongoarrow (pyarrow < 25.1)"
-    return None
 
 
 def _concatenated(docs: Any) -> memoryview:
@@ -180,7 +168,9 @@ def setup_decode(config: RunConfig) -> Prepared:
             ctx.finish()
         return n
 
-    pma_skip = _pymongoarrow_decoder_missing()
+    pma_skip = _pymongoarrow_missing(
+        ("pymongoarrow.context", "PyMongoArrowContext"), ("pymongoarrow.lib", "BuilderManager")
+    )
     raw_bytes = {} if pma_skip else {id(raw): bytes(raw) for raw in raws}
     methods = {
         "arrowflow bson_decode": Method(

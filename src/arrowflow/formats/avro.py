@@ -454,13 +454,10 @@ def _compile_program(parsed: Any, arrow: pa.Schema) -> _Program | None:
     named: dict[str, Any] = parsed.get("__named_schemas", {})
     program = _Program([], [], [], [], [])
     for f, target in zip(parsed["fields"], arrow, strict=True):
-        avro = f["type"]
-        union = 0
-        if isinstance(avro, list):
-            if len(avro) != 2 or avro.count("null") != 1:
-                return None
-            union = 1 if avro[0] == "null" else 2
-            avro = avro[1] if union == 1 else avro[0]
+        branch = _union_branch(f["type"])
+        if branch is None:
+            return None
+        union, avro = branch
         kind = _field_kind(avro, named)
         if kind is None:
             return None
@@ -471,6 +468,16 @@ def _compile_program(parsed: Any, arrow: pa.Schema) -> _Program | None:
         program.types.append(target.type)
         program.symbols.append(None if symbols is None else pa.array(symbols, pa.string()))
     return program
+
+
+def _union_branch(avro: Any) -> tuple[int, Any] | None:
+    """``(union, type)`` of a field type for the kernels: ``union`` 0 (not a union), 1 (``["null", T]``)
+    or 2 (``[T, "null"]``), and ``T``; ``None`` for any other union (out of the kernels' scope)."""
+    if not isinstance(avro, list):
+        return 0, avro
+    if len(avro) != 2 or avro.count("null") != 1:
+        return None
+    return (1, avro[1]) if avro[0] == "null" else (2, avro[0])
 
 
 def _field_kind(avro: Any, named: dict[str, Any]) -> tuple[str, int, list[str] | None] | None:
@@ -610,13 +617,10 @@ def _compile_encoder(parsed: Any) -> _Encoder | None:
     named: dict[str, Any] = parsed.get("__named_schemas", {})
     fields: list[_EncodeField] = []
     for f in parsed["fields"]:
-        avro = f["type"]
-        union = 0
-        if isinstance(avro, list):
-            if len(avro) != 2 or avro.count("null") != 1:
-                return None
-            union = 1 if avro[0] == "null" else 2
-            avro = avro[1] if union == 1 else avro[0]
+        branch = _union_branch(f["type"])
+        if branch is None:
+            return None
+        union, avro = branch
         kind = _field_kind(avro, named)
         if kind is None or (union and kind[0] == "null"):
             return None
