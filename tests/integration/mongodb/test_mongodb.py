@@ -76,11 +76,10 @@ def test_round_trip_every_type(mongodb_uri: str, coll: str) -> None:
     assert back.equals(data), back.schema
 
 
-def test_source_decodes_flat_pages_with_the_kernel(mongodb_uri: str, coll: str) -> None:
-    """Without pymongoarrow, pages whose schema and values fit ``bson_decode`` skip ``bson.decode_all``;
-    a page the kernel declines (a nested column) takes the general path with the same contract."""
-    n = 500
-    data = pa.table(
+def _kernel_table(n: int) -> pa.Table:
+    """Every column type the ``bson_decode`` kernel decodes (sorted ObjectId ``_id`` s, nulls, negative
+    datetimes, non-ASCII text), plus one nested column it declines."""
+    return pa.table(
         {
             "_id": pa.array(sorted(bson.ObjectId().binary for _ in range(n)), pa.binary(12)),
             "i32": pa.array([i if i % 3 else None for i in range(n)], pa.int32()),
@@ -93,6 +92,13 @@ def test_source_decodes_flat_pages_with_the_kernel(mongodb_uri: str, coll: str) 
             "nested": pa.array([{"x": i} for i in range(n)], pa.struct([("x", pa.int64())])),
         }
     )
+
+
+def test_source_decodes_flat_pages_with_the_kernel(mongodb_uri: str, coll: str) -> None:
+    """Without pymongoarrow, pages whose schema and values fit ``bson_decode`` skip ``bson.decode_all``;
+    a page the kernel declines (a nested column) takes the general path with the same contract."""
+    n = 500
+    data = _kernel_table(n)
     sink = MongoSink(mongodb_uri, DB, coll, batch_size=200)
     sink.write_table(data)
     sink.close()
@@ -260,19 +266,7 @@ def test_change_stream_decodes_flat_documents_with_the_kernel(mongodb_uri: str, 
     import pymongo
 
     n = 300
-    data = pa.table(
-        {
-            "_id": pa.array(sorted(bson.ObjectId().binary for _ in range(n)), pa.binary(12)),
-            "i32": pa.array([i if i % 3 else None for i in range(n)], pa.int32()),
-            "i64": pa.array([i * 2**33 for i in range(n)], pa.int64()),
-            "f64": pa.array([i / 4 for i in range(n)], pa.float64()),
-            "s": pa.array([f"s-{i}-é" if i % 4 else None for i in range(n)], pa.string()),
-            "b": pa.array([bytes([i % 256]) * 3 for i in range(n)], pa.binary()),
-            "ok": pa.array([i % 2 == 0 for i in range(n)]),
-            "ts": pa.array([-86_400_000 + 1_000_003 * i for i in range(n)], pa.timestamp("ms", "UTC")),
-            "nested": pa.array([{"x": i} for i in range(n)], pa.struct([("x", pa.int64())])),
-        }
-    )
+    data = _kernel_table(n)
     flat = data.drop_columns(["nested"])
     kernel_src = MongoChangeStreamSource(mongodb_uri, DB, coll, schema=flat.schema)
     general_src = MongoChangeStreamSource(mongodb_uri, DB, coll, schema=data.schema)
