@@ -32,11 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help=f"also write the JSON report here (always: {RESULTS})")
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+    parser.add_argument(
+        "--name",
+        help="name of this run, stored in the JSON and quoted by readme_table (default: start time + host)",
+    )
     args = parser.parse_args(argv)
 
     if args.list:
         for name, workload in registry().items():
-            print(f"{name:12} {workload.description}")
+            baseline = f" [baseline: {' | '.join(workload.idiomatic)}]" if workload.idiomatic else ""
+            print(f"{name:12} {workload.description}{baseline}")
         return 0
     selected = names
     if args.only:
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = [RESULTS]
     if args.json is not None:
         paths.append(args.json)
-    run(selected, config, paths)
+    run(selected, config, paths, run_name=args.name)
     return 0
 
 

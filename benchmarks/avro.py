@@ -180,6 +180,7 @@ WORKLOAD = register(
         description="one Avro record per payload (8-column table) -> Arrow batch",
         setup=setup,
         reference="arrowflow Avro.decode",
+        idiomatic=("fastavro schemaless_reader per row + from_pylist",),
     )
 )
 
@@ -189,5 +190,6 @@ ENCODE_WORKLOAD = register(
         description="Arrow batch (8-column table) -> one Avro record per row",
         setup=setup_encode,
         reference="arrowflow Avro.encode",
+        idiomatic=("fastavro to_pylist + schemaless_writer per row",),
     )
 )

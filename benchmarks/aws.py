@@ -2,25 +2,39 @@
 ``aws-dynamodb-encode``.
 
 Start the servers first (``sh tests/services/up.sh aws dynalite``); without them the setup fails and
-the table shows the error. moto (127.0.0.1:5000) and dynalite (127.0.0.1:4567, ``DYNALITE_PORT``)
-are in-memory emulators: absolute rates say little about AWS, the ratios compare the client-side
-paths against the same server. The server's own CPU per request bounds every ratio, and it shares
-the machine's cores with the client: measured here, moto spends ~9 ms per 25-item BatchWriteItem
-whatever the client sends, dynalite (one Node.js thread) ~3-5 ms, so the DynamoDB client-side
-difference shows more against dynalite, but the server still caps the sink (see the README).
+the table shows the error. moto (127.0.0.1:``$AWS_PORT``, 5000) and dynalite (127.0.0.1:
+``$DYNALITE_PORT``, 4567) are in-memory emulators: absolute rates say little about AWS, the ratios
+compare the client-side paths against the same server. The server's own CPU per request bounds every
+ratio, and it shares the machine's cores with the client: measured here, moto spends ~9 ms per 25-item
+BatchWriteItem whatever the client sends, dynalite (one Node.js thread) ~3-5 ms, so the DynamoDB
+client-side difference shows more against dynalite, but the server still caps the sink (see the README).
 
 ``aws-kinesis-sink``: the 8-column table as JSON records, partition key = the int64 column.
 
 * ``arrowflow KinesisSink``: ``write`` per 10k-row batch + ``flush`` (JSON kernel, PutRecords of 500
   built from the kernel's entries, 4 requests in flight).
-* ``to_pylist + json + put_record per row``: the usual Python path, on a subset.
+* ``orjson + put_records of 500 on 4 threads``: the idiomatic baseline: ``to_pylist`` per 10k rows,
+  ``orjson.dumps`` per row, ``put_records`` of 500 records submitted to a 4-thread pool (the sink's
+  requests in flight) on one boto3 client (clients are thread-safe), failed records re-sent; a subset.
+* ``to_pylist + json + put_record per row``: naive, for context, on a smaller subset.
+
+Every call writes into a fresh 4-shard stream (moto's put costs grow with the records already in a
+shard); a method's previous stream is deleted at the start of its next call. The check reads the
+stream of the warm-up call back with ``get_records`` (every shard) and compares the JSON rows with
+the rows written and each record's partition key with its row's id.
 
 ``aws-dynamodb-sink`` (moto) and ``aws-dynamodb-sink-dynalite`` (dynalite): the table keyed by its
-int64 column; the same methods and options against the two servers.
+int64 column; the same methods and options against the two servers, each method into its own table.
 
-* ``arrowflow DynamoDBSink``: vectorized attribute values + JSON kernel, BatchWriteItem of 25.
-* ``to_pylist + Table.batch_writer``: boto3's resource layer (floats as ``Decimal``, timestamps as
-  ISO strings), on a subset.
+* ``arrowflow DynamoDBSink``: vectorized attribute values + JSON kernel, BatchWriteItem of 25, 4
+  requests in flight.
+* ``Table.batch_writer on 4 threads``: the idiomatic baseline: boto3's resource layer (floats as
+  ``Decimal``, timestamps as ISO strings), the rows in 4 contiguous slices, each written by its own
+  thread with its own session's ``Table.batch_writer()`` (resources are not thread-safe); a subset.
+* ``to_pylist + Table.batch_writer``: the same on one thread, one batch_writer: naive, for context.
+
+The check scans the method's table (low-level client, paginated) and compares every item with the
+rows written.
 
 ``aws-dynamodb-encode``: ``DynamoDBSink.encode`` alone (Arrow -> BatchWriteItem entries), no I/O.
 """
@@ -29,23 +43,29 @@ from __future__ import annotations
 
 import decimal
 import json
-import os
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
 
+from .checks import json_table, same_rows, text_schema
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_table
+from .servers import DYNALITE_URL, MOTO_URL
 
 _OPTS = {
-    "endpoint_url": "http://127.0.0.1:5000",
+    "endpoint_url": MOTO_URL,
     "region_name": "us-east-1",
     "aws_access_key_id": "bench",
     "aws_secret_access_key": "bench",
 }
-_DYNALITE_OPTS = {**_OPTS, "endpoint_url": f"http://127.0.0.1:{os.environ.get('DYNALITE_PORT', '4567')}"}
+_DYNALITE_OPTS = {**_OPTS, "endpoint_url": DYNALITE_URL}
+#: The sinks' requests in flight (``max_in_flight=4``), and so the baselines' threads.
+_THREADS = 4
+_KINESIS_THREADS = "orjson + put_records of 500 on 4 threads"
+_DDB_THREADS = "Table.batch_writer on 4 threads"
 
 
 def _table(config: RunConfig, cap: int) -> pa.Table:
@@ -54,6 +74,7 @@ def _table(config: RunConfig, cap: int) -> pa.Table:
 
 def setup_kinesis(config: RunConfig) -> Prepared:
     import boto3
+    import orjson
 
     from arrowflow.connectors.aws import KinesisSink
 
@@ -64,41 +85,109 @@ def setup_kinesis(config: RunConfig) -> Prepared:
     n = table.num_rows
     py_n = config.subset(300 if config.quick else 2_000)
     py_rows = table.slice(0, py_n)
+    pr_n = config.subset(5_000 if config.quick else 20_000)
+    pr_rows = table.slice(0, pr_n)
+    pool = ThreadPoolExecutor(_THREADS)
+    streams: dict[str, str] = {}
 
-    def fresh_stream() -> str:
+    def fresh_stream(method: str) -> str:
         # moto's Shard.put_record finds the last sequence number with list(records)[-1]: a put costs
-        # O(records already in the shard). Every run writes to a new, empty stream (created and
-        # deleted inside the timed call, a few ms) so neither method pays for the other's records.
+        # O(records already in the shard). Every run writes to a new, empty stream (created inside the
+        # timed call, a few ms; the method's previous one deleted) so no method pays for another's.
+        old = streams.pop(method, None)
+        if old is not None:
+            client.delete_stream(StreamName=old)
         stream = f"bench-{uuid.uuid4().hex[:8]}"
         client.create_stream(StreamName=stream, ShardCount=4)
+        streams[method] = stream
         return stream
 
     def run_af() -> int:
-        stream = fresh_stream()
-        sink = KinesisSink(stream_name=stream, partition_key_column=key, aws=_OPTS, max_in_flight=4)
+        stream = fresh_stream("af")
+        sink = KinesisSink(stream_name=stream, partition_key_column=key, aws=_OPTS, max_in_flight=_THREADS)
         for b in batches:
             sink.write(b)
         sink.close()
-        client.delete_stream(StreamName=stream)
         return n
 
+    def put_records(stream: str, records: list[dict[str, Any]]) -> None:
+        while records:
+            answer = client.put_records(StreamName=stream, Records=records)
+            if not answer["FailedRecordCount"]:
+                return
+            records = [r for r, out in zip(records, answer["Records"], strict=True) if "ErrorCode" in out]
+
+    def run_put_records() -> int:
+        stream = fresh_stream("put_records")
+        dumps = orjson.dumps
+        futures = []
+        for b in pr_rows.to_batches(max_chunksize=10_000):
+            records = [{"Data": dumps(row), "PartitionKey": str(row[key])} for row in b.to_pylist()]
+            futures += [
+                pool.submit(put_records, stream, records[i : i + 500]) for i in range(0, len(records), 500)
+            ]
+        for f in futures:
+            f.result()
+        return pr_n
+
     def run_per_row() -> int:
-        stream = fresh_stream()
+        stream = fresh_stream("per_row")
         for row in py_rows.to_pylist():
             client.put_record(
                 StreamName=stream, Data=json.dumps(row, default=str).encode(), PartitionKey=str(row[key])
             )
-        client.delete_stream(StreamName=stream)
         return py_n
+
+    def landed(method: str, expected: pa.Table, *, concurrent: bool) -> Callable[[], str]:
+        def check() -> str:
+            stream = streams[method]
+            records = []
+            for shard in client.list_shards(StreamName=stream)["Shards"]:
+                it = client.get_shard_iterator(
+                    StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+                while it:
+                    answer = client.get_records(ShardIterator=it, Limit=10_000)
+                    records += answer["Records"]
+                    it = answer.get("NextShardIterator") if answer["Records"] else None
+            got = json_table([r["Data"] for r in records], expected.schema)
+            if [r["PartitionKey"] for r in records] != [str(v) for v in got.column(key).to_pylist()]:
+                raise AssertionError(f"{stream}: a record's partition key is not its {key}")
+            # moto numbers a shard's records "last + 1" without a lock ("not safe for concurrency", its
+            # source says): two PutRecords in flight can get the same number, and one record replaces
+            # the other although both were acknowledged. Concurrent writers may come up short by that.
+            return same_rows(
+                got,
+                expected,
+                stream,
+                may_lose=max(1, expected.num_rows // 100) if concurrent else 0,
+                why="moto overwrites records put concurrently into one shard",
+            )
+
+        return check
+
+    def teardown() -> None:
+        pool.shutdown()
+        for stream in streams.values():
+            client.delete_stream(StreamName=stream)
 
     return Prepared(
         methods={
-            "arrowflow KinesisSink": Method(run=run_af),
+            "arrowflow KinesisSink": Method(run=run_af, check=landed("af", table, concurrent=True)),
+            _KINESIS_THREADS: Method(
+                run=run_put_records,
+                note=f"on {pr_n:,} rows, scaled",
+                target=Target(min_speedup=1),
+                check=landed("put_records", pr_rows, concurrent=True),
+            ),
             "to_pylist + json + put_record per row": Method(
-                run=run_per_row, note=f"on {py_n:,} rows, scaled", target=Target(min_speedup=5)
+                run=run_per_row,
+                note=f"naive; on {py_n:,} rows, scaled",
+                check=landed("per_row", py_rows, concurrent=False),
             ),
         },
         bytes_per_row=table.nbytes / n,
+        teardown=teardown,
     )
 
 
@@ -117,6 +206,27 @@ def _ddb_table(opts: dict[str, str], key: str) -> str:
     return name
 
 
+def _scan(opts: dict[str, str], name: str, schema: pa.Schema) -> pa.Table:
+    """Every item of table ``name`` (low-level Scan, paginated) as a table of ``schema``."""
+    import boto3
+    from boto3.dynamodb.types import TypeDeserializer
+
+    client = boto3.client("dynamodb", **opts)
+    deserialize = TypeDeserializer().deserialize
+    ints = {f.name for f in schema if pa.types.is_integer(f.type)}
+    rows = []
+    for page in client.get_paginator("scan").paginate(TableName=name):
+        for item in page["Items"]:
+            row = {k: deserialize(v) for k, v in item.items()}
+            rows.append(
+                {
+                    k: (int(v) if k in ints else float(v)) if isinstance(v, decimal.Decimal) else v
+                    for k, v in row.items()
+                }
+            )
+    return pa.Table.from_pylist(rows, schema=text_schema(schema))
+
+
 def _setup_dynamodb(config: RunConfig, opts: dict[str, str]) -> Prepared:
     import boto3
 
@@ -124,15 +234,20 @@ def _setup_dynamodb(config: RunConfig, opts: dict[str, str]) -> Prepared:
 
     table = _table(config, 20_000 if config.quick else 100_000)
     key = table.schema.names[0]
-    name = _ddb_table(opts, key)
+    names = {m: _ddb_table(opts, key) for m in ("af", "threads", "one")}
     batches = table.to_batches(max_chunksize=10_000)
     n = table.num_rows
     py_n = config.subset(1_000 if config.quick else 10_000)
     py_rows = table.slice(0, py_n)
-    resource_table = boto3.resource("dynamodb", **opts).Table(name)
+    # One session and resource per thread: boto3 resources are not thread-safe.
+    thread_tables = [
+        boto3.session.Session().resource("dynamodb", **opts).Table(names["threads"]) for _ in range(_THREADS)
+    ]
+    one_table = boto3.resource("dynamodb", **opts).Table(names["one"])
+    pool = ThreadPoolExecutor(_THREADS)
 
     def run_af() -> int:
-        sink = DynamoDBSink(table_name=name, key_columns=(key,), aws=opts, max_in_flight=4)
+        sink = DynamoDBSink(table_name=names["af"], key_columns=(key,), aws=opts, max_in_flight=_THREADS)
         for b in batches:
             sink.write(b)
         sink.close()
@@ -145,20 +260,48 @@ def _setup_dynamodb(config: RunConfig, opts: dict[str, str]) -> Prepared:
             return v.isoformat()
         return v
 
-    def run_batch_writer() -> int:
+    def write_items(resource_table: Any, rows: pa.Table) -> None:
         with resource_table.batch_writer() as writer:
-            for row in py_rows.to_pylist():
+            for row in rows.to_pylist():
                 writer.put_item(Item={k: convert(v) for k, v in row.items()})
+
+    def run_threads() -> int:
+        step = -(-py_n // _THREADS)
+        futures = [
+            pool.submit(write_items, t, py_rows.slice(i * step, step)) for i, t in enumerate(thread_tables)
+        ]
+        for f in futures:
+            f.result()
         return py_n
+
+    def run_batch_writer() -> int:
+        write_items(one_table, py_rows)
+        return py_n
+
+    def landed(method: str, expected: pa.Table) -> Callable[[], str]:
+        return lambda: same_rows(_scan(opts, names[method], expected.schema), expected, names[method])
+
+    def teardown() -> None:
+        pool.shutdown()
+        client = boto3.client("dynamodb", **opts)
+        for name in names.values():
+            client.delete_table(TableName=name)
 
     return Prepared(
         methods={
-            "arrowflow DynamoDBSink": Method(run=run_af),
+            "arrowflow DynamoDBSink": Method(run=run_af, check=landed("af", table)),
+            _DDB_THREADS: Method(
+                run=run_threads,
+                note=f"on {py_n:,} rows, scaled",
+                target=Target(min_speedup=1),
+                check=landed("threads", py_rows),
+            ),
             "to_pylist + Table.batch_writer": Method(
-                run=run_batch_writer, note=f"on {py_n:,} rows, scaled", target=Target(min_speedup=5)
+                run=run_batch_writer, note=f"naive; on {py_n:,} rows, scaled", check=landed("one", py_rows)
             ),
         },
         bytes_per_row=table.nbytes / n,
+        teardown=teardown,
     )
 
 
@@ -194,6 +337,7 @@ register(
         description="8-column table -> Kinesis PutRecords (moto server)",
         setup=setup_kinesis,
         reference="arrowflow KinesisSink",
+        idiomatic=(_KINESIS_THREADS,),
     )
 )
 register(
@@ -202,6 +346,7 @@ register(
         description="8-column table -> DynamoDB BatchWriteItem (moto server)",
         setup=_dynamodb_setup(_OPTS),
         reference="arrowflow DynamoDBSink",
+        idiomatic=(_DDB_THREADS,),
     )
 )
 register(
@@ -210,6 +355,7 @@ register(
         description="8-column table -> DynamoDB BatchWriteItem (dynalite server)",
         setup=_dynamodb_setup(_DYNALITE_OPTS),
         reference="arrowflow DynamoDBSink",
+        idiomatic=(_DDB_THREADS,),
     )
 )
 register(

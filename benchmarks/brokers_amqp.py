@@ -289,6 +289,7 @@ register(
         description="ActiveMQ STOMP SEND, persistent",
         setup=setup_activemq_sink,
         reference="arrowflow ActiveMQSink (frames via pyarrow, 1 receipt/request)",
+        idiomatic=("to_pylist + json.dumps + stomp send per row",),
     )
 )
 register(
@@ -297,5 +298,6 @@ register(
         description="ActiveMQ STOMP consume + JSON decode",
         setup=setup_activemq_source,
         reference="arrowflow ActiveMQSource (acks per batch)",
+        idiomatic=("listener + json.loads + ack per message + from_pylist",),
     )
 )

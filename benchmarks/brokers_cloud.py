@@ -309,6 +309,7 @@ register(
         description="8-column table -> JSON Pulsar messages (pulsar-lite on loopback)",
         setup=setup_pulsar,
         reference="arrowflow PulsarSink",
+        idiomatic=("to_pylist + json.dumps + send_async per row",),
     )
 )
 register(
@@ -317,6 +318,7 @@ register(
         description="8-column table -> JSON Pub/Sub messages (emulator on loopback)",
         setup=setup_pubsub,
         reference="arrowflow PubSubSink",
+        idiomatic=("to_pylist + json.dumps + publish per row",),
     )
 )
 register(
@@ -333,5 +335,6 @@ register(
         description="Pub/Sub subscription of JSON messages -> batches (emulator on loopback)",
         setup=setup_pubsub_source,
         reference="arrowflow PubSubSource",
+        idiomatic=("subscribe callback + json.loads + ack per message",),
     )
 )

@@ -8,9 +8,12 @@ Methods:
 * ``arrowflow encode_bodies``: :func:`arrowflow._ext.bulk.encode_bodies` over the whole table as one
   ``RecordBatch`` (documents by the JSON kernel, action lines + interleaving + cutting in C) ->
   a list of zero-copy body buffers.
-* ``elasticsearch.helpers path``: what ``helpers.bulk`` does before sending: ``to_pylist`` per 10k
-  rows, one action dict per row, ``expand_action`` + ``_chunk_actions`` with the client's default
-  ``JsonSerializer``, bodies joined per chunk, on a subset.
+* ``elasticsearch.helpers path (OrjsonSerializer)``: what ``helpers.bulk`` / ``parallel_bulk`` do
+  before sending (both serialize in the calling thread): ``to_pylist`` per 10k rows, one action dict
+  per row, ``expand_action`` + ``_chunk_actions`` with elasticsearch-py's ``OrjsonSerializer`` (the
+  client's fast serializer), bodies joined per chunk, on a subset. The idiomatic baseline.
+* ``elasticsearch.helpers path``: the same with the client's default (stdlib) ``JsonSerializer``, for
+  context.
 * ``polars concat_str + struct.json_encode``: the action line by ``concat_str`` and the document by
   ``struct.json_encode`` in one polars expression (DataFrame built in setup), bodies cut per 500
   rows as zero-copy slices of the result's buffer.
@@ -27,12 +30,19 @@ the same cost for every method), with one client made in setup:
   ``helpers.bulk(client, actions, chunk_size=500)`` (one request at a time).
 * ``<client> helpers.parallel_bulk``: the same actions through ``parallel_bulk(thread_count=2,
   chunk_size=500)`` (two requests in flight, like the sink).
+* ``<client> helpers.parallel_bulk (orjson)``: the same on a client made with an orjson serializer
+  (elasticsearch-py's ``OrjsonSerializer``; for opensearch-py, which has none, its ``JSONSerializer``
+  with ``dumps`` by ``orjson``, the documented way to plug a serializer in). The idiomatic baseline.
 * ``pre-built bodies, POST only``: the arrowflow bodies built in setup, posted one after the other:
   the server's (and the client transport's) ceiling for any encoder.
 
 elasticsearch-py 8/9 send a compatibility media type that osmem refuses (406); against osmem (no
 ``ARROWFLOW_BENCH_SEARCH_URL``) the Elasticsearch client gets the same benchmark-only node class that
 rewrites it as the tests do (``tests/integration/search/search_helpers.py``); it is not a library default.
+
+Each call leaves its index in place until the method's next call (which deletes and recreates it):
+after the warm-up call the check refreshes the index and reads every document back (``_search``),
+comparing ``_id`` and ``_source`` with the rows written.
 """
 
 from __future__ import annotations
@@ -49,20 +59,23 @@ from typing import Any
 
 import pyarrow as pa
 
+from .checks import same_rows, text_schema
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_table
+from .servers import SEARCH_URL
 
 BATCH = 10_000
 CHUNK = 500
+_HELPERS_ORJSON = "elasticsearch.helpers path (OrjsonSerializer)"
 
 
-def _helpers_path(table: pa.Table, rows: int) -> Callable[[], int] | str:
+def _helpers_path(table: pa.Table, rows: int, *, fast: bool) -> Callable[[], int] | str:
     try:
         from elasticsearch.helpers.actions import _chunk_actions, expand_action
-        from elasticsearch.serializer import JsonSerializer
+        from elasticsearch.serializer import JsonSerializer, OrjsonSerializer
     except ImportError:
-        return "not installed (elasticsearch)"
-    serializer = JsonSerializer()
+        return "not installed (elasticsearch with orjson)"
+    serializer = OrjsonSerializer() if fast else JsonSerializer()
     sub = table.slice(0, rows)
 
     def run() -> int:
@@ -101,13 +114,16 @@ def setup(config: RunConfig) -> Prepared:
         )
 
     helpers_n = config.subset(5_000 if config.quick else 50_000)
-    helpers = _helpers_path(table, helpers_n)
-    if isinstance(helpers, str):
-        methods["elasticsearch.helpers path"] = Method(skip=helpers)
-    else:
-        methods["elasticsearch.helpers path"] = Method(
-            run=helpers, target=Target(min_speedup=20), note=f"on {helpers_n:,} rows, scaled"
-        )
+    for label, fast in ((_HELPERS_ORJSON, True), ("elasticsearch.helpers path", False)):
+        helpers = _helpers_path(table, helpers_n, fast=fast)
+        if isinstance(helpers, str):
+            methods[label] = Method(skip=helpers)
+        else:
+            methods[label] = Method(
+                run=helpers,
+                target=Target(min_speedup=20) if fast else None,
+                note=f"on {helpers_n:,} rows, scaled" + ("" if fast else "; stdlib json"),
+            )
 
     df = pl.from_arrow(table)
     others = [c for c in table.schema.names if c != "id"]
@@ -142,7 +158,7 @@ def setup(config: RunConfig) -> Prepared:
     return Prepared(methods=methods, bytes_per_row=table.nbytes / max(n, 1))
 
 
-SEARCH_URL = os.environ.get("ARROWFLOW_BENCH_SEARCH_URL", "http://127.0.0.1:9200")
+_PARALLEL_ORJSON = "helpers.parallel_bulk (orjson)"
 _COMPAT = re.compile(r"application/vnd\.elasticsearch\+([\w-]+); ?compatible-with=\d+")
 
 
@@ -172,6 +188,28 @@ def _actions(table: pa.Table, index: str) -> Iterator[dict[str, Any]]:
             yield {"_index": index, "_id": d.pop("id"), "_source": d}
 
 
+def _orjson_serializer(kind: str) -> Any:
+    """The client's orjson serializer: elasticsearch-py ships ``OrjsonSerializer``; opensearch-py has
+    none, so its ``JSONSerializer`` gets ``dumps`` by orjson (decoded to ``str``: opensearch-py's bulk
+    helpers encode what ``dumps`` returns)."""
+    import orjson
+
+    if kind == "elasticsearch":
+        from elasticsearch.serializer import OrjsonSerializer
+
+        return OrjsonSerializer()
+    from opensearchpy.serializer import JSONSerializer
+
+    class OpenSearchOrjson(JSONSerializer):  # type: ignore[misc]
+        def dumps(self, data: Any) -> Any:
+            return data if isinstance(data, str | bytes) else orjson.dumps(data).decode()
+
+        def loads(self, s: Any) -> Any:
+            return orjson.loads(s)
+
+    return OpenSearchOrjson()
+
+
 def _setup_sink(config: RunConfig, kind: str) -> Prepared:
     from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH
 
@@ -180,6 +218,7 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
     sink_name = "OpenSearchSink" if kind == "opensearch" else "ElasticsearchSink"
     names = (
         f"arrowflow {sink_name}",
+        f"{client_name} {_PARALLEL_ORJSON}",
         f"{client_name} helpers.bulk",
         f"{client_name} helpers.parallel_bulk",
         "pre-built bodies, POST only",
@@ -193,6 +232,7 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
             from elasticsearch import helpers  # type: ignore[no-redef]
 
             from arrowflow.connectors.search.elasticsearch import ElasticsearchSink as sink_cls  # type: ignore[assignment]
+        fast_serializer = _orjson_serializer(kind)
     except ImportError as exc:
         return Prepared(
             methods={n: Method(skip=f"not installed: {exc.name}") for n in names}, bytes_per_row=72
@@ -203,6 +243,7 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
     try:
         client = flavor.make_client(SEARCH_URL, options)
         flavor.request(client, "GET", "/")
+        fast_client = flavor.make_client(SEARCH_URL, {**options, "serializer": fast_serializer})
     except Exception as exc:
         why = f"no search server at {SEARCH_URL} ({type(exc).__name__})"
         return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
@@ -232,7 +273,6 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
         sink.close()
         if sink.metrics()["rows_written"] != n:
             raise RuntimeError(f"sink wrote {sink.metrics()['rows_written']} of {n} rows")
-        flavor.request(client, "DELETE", f"/{index}")
         return n
 
     def run_helpers() -> int:
@@ -240,22 +280,23 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
         ok, errors = helpers.bulk(client, _actions(table, index), chunk_size=CHUNK, max_retries=0)
         if ok != n or errors:
             raise RuntimeError(f"helpers.bulk: {ok} ok, errors {errors!r:.200}")
-        flavor.request(client, "DELETE", f"/{index}")
         return n
 
-    def run_parallel() -> int:
-        index = fresh("parallel")
-        ok = sum(
-            1
-            for success, _ in helpers.parallel_bulk(
-                client, _actions(table, index), thread_count=2, chunk_size=CHUNK
+    def parallel(tag: str, on: Any) -> Callable[[], int]:
+        def run() -> int:
+            index = fresh(tag)
+            ok = sum(
+                1
+                for success, _ in helpers.parallel_bulk(
+                    on, _actions(table, index), thread_count=2, chunk_size=CHUNK
+                )
+                if success
             )
-            if success
-        )
-        if ok != n:
-            raise RuntimeError(f"helpers.parallel_bulk: {ok} of {n} ok")
-        flavor.request(client, "DELETE", f"/{index}")
-        return n
+            if ok != n:
+                raise RuntimeError(f"helpers.parallel_bulk: {ok} of {n} ok")
+            return n
+
+        return run
 
     post_index = f"{prefix}-post"
     post_bodies = [
@@ -271,16 +312,32 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
             answer = flavor.request(client, "POST", "/_bulk", body=body, ndjson=True)
             if answer.get("errors"):
                 raise RuntimeError("POST only: item errors")
-        flavor.request(client, "DELETE", f"/{post_index}")
         return n
 
+    def landed(tag: str) -> Callable[[], str]:
+        def check() -> str:
+            index = f"{prefix}-{tag}"
+            flavor.request(client, "POST", f"/{index}/_refresh")
+            answer = flavor.request(
+                client, "POST", f"/{index}/_search", body={"query": {"match_all": {}}, "size": n + 1}
+            )
+            hits = answer["hits"]["hits"]
+            docs = [{**h["_source"], "id": int(h["_id"])} for h in hits]
+            got = pa.Table.from_pylist(docs, schema=text_schema(table.schema))
+            return same_rows(got, table, index)
+
+        return check
+
+    tags = ("af", "helpers", "parallel", "parallel-orjson", "post")
+
     def cleanup() -> None:
-        for tag in ("af", "helpers", "parallel", "post"):
+        for tag in tags:
             try:
                 flavor.request(client, "DELETE", f"/{prefix}-{tag}")
             except Exception:
                 pass
         client.close()
+        fast_client.close()
 
     # The server's CPU dominates the wall time, so the client's own CPU (this process, every thread)
     # is what tells the methods apart; it is summed per method and printed to stderr at exit.
@@ -309,12 +366,27 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
     atexit.register(report_cpu)
     same = f"{n:,} rows, fresh index per call"
     methods = {
-        names[0]: Method(run=cpu_timed(names[0], run_sink), note=same),
+        names[0]: Method(run=cpu_timed(names[0], run_sink), note=same, check=landed("af")),
         # No target: the server bounds every method (compare the client CPU printed at exit).
-        names[1]: Method(run=cpu_timed(names[1], run_helpers), note="same rows, to_pylist + action dicts"),
-        names[2]: Method(run=cpu_timed(names[2], run_parallel), note="same rows, 2 threads"),
+        names[1]: Method(
+            run=cpu_timed(names[1], parallel("parallel-orjson", fast_client)),
+            note="same rows, 2 threads, orjson serializer",
+            check=landed("parallel-orjson"),
+        ),
+        names[2]: Method(
+            run=cpu_timed(names[2], run_helpers),
+            note="same rows, to_pylist + action dicts",
+            check=landed("helpers"),
+        ),
         names[3]: Method(
-            run=cpu_timed(names[3], run_post_only), note="server ceiling: arrowflow bodies, 1 in flight"
+            run=cpu_timed(names[3], parallel("parallel", client)),
+            note="same rows, 2 threads, stdlib json",
+            check=landed("parallel"),
+        ),
+        names[4]: Method(
+            run=cpu_timed(names[4], run_post_only),
+            note="server ceiling: arrowflow bodies, 1 in flight",
+            check=landed("post"),
         ),
     }
     return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
@@ -326,16 +398,28 @@ WORKLOAD = register(
         description="benchmark table -> _bulk bodies (index, _id from a column, 500 actions/request)",
         setup=setup,
         reference="arrowflow encode_bodies",
+        idiomatic=(_HELPERS_ORJSON,),
     )
 )
 
 
-for _kind, _sink in (("opensearch", "OpenSearchSink"), ("elasticsearch", "ElasticsearchSink")):
+def _sink_setup(kind: str) -> Callable[[RunConfig], Prepared]:
+    def setup(config: RunConfig) -> Prepared:
+        return _setup_sink(config, kind)
+
+    return setup
+
+
+for _kind, _sink, _client in (
+    ("opensearch", "OpenSearchSink", "opensearch-py"),
+    ("elasticsearch", "ElasticsearchSink", "elasticsearch-py"),
+):
     register(
         Workload(
             name=f"bulk-sink-{_kind}",
             description=f"8-column table -> {_sink} vs helpers.bulk against osmem ({_kind} client)",
-            setup=(lambda config, kind=_kind: _setup_sink(config, kind)),
+            setup=_sink_setup(_kind),
             reference=f"arrowflow {_sink}",
+            idiomatic=(f"{_client} {_PARALLEL_ORJSON}",),
         )
     )

@@ -136,5 +136,6 @@ WORKLOAD = register(
         description="DataGen: the 8-column benchmark table (2 random string columns) generated as Arrow",
         setup=setup,
         reference="arrowflow DataGen read_all",
+        idiomatic=("numpy per 64k block", "numpy whole table"),
     )
 )

@@ -287,5 +287,6 @@ WORKLOAD = register(
         description="Enrich (async I/O, capacity 100) against a 1 ms service: per row, per batch, aiohttp",
         setup=setup,
         reference=REFERENCE,
+        idiomatic=("asyncio loop, 100 workers (floor)",),
     )
 )

@@ -92,5 +92,6 @@ WORKLOAD = register(
         description="the table -> Parquet (snappy) files in a local directory",
         setup=setup,
         reference="FileSink parquet (fsync=False)",
+        idiomatic=("pyarrow ParquetWriter (raw)",),
     )
 )

@@ -132,5 +132,6 @@ WORKLOAD = register(
         description="benchmark table (8 columns) -> one JSON document per row",
         setup=setup,
         reference="arrowflow encode_rows",
+        idiomatic=("polars write_ndjson", "duckdb to_json(t)", "to_pylist + orjson.dumps per row"),
     )
 )

@@ -1,16 +1,30 @@
 """Workloads ``kafka-produce`` and ``kafka-decode`` against the librdkafka mock cluster (in process).
 
-``kafka-produce``: the 8-column table with a 16-byte key per row, JSON values.
+``kafka-produce``: the 8-column table with a 16-byte key per row, JSON values. Every sink row says
+which guarantee it ran with; every baseline produces with the exact librdkafka configuration of the
+at-least-once sink (read from the sink: ``linger.ms=5``, ``delivery.report.only.error=true``,
+``enable.idempotence=true`` (so ``acks=all``), ``queue.buffering.max.messages``), plus
+``partitioner=murmur2_random`` so that its keys land in the partitions the sink's murmur2 (the Java
+client's) picks.
 
-* ``arrowflow KafkaSink``: ``KafkaSink.write`` per 64k-row batch (JSON kernel + murmur2 kernel +
-  the compiled produce loop ``arrowflow._ext.kafka_produce``, which cuts value/key ``bytes`` straight
-  from the Arrow buffers), then ``flush()``.
-* ``bare produce() over pre-serialized bytes``: the ceiling: values and keys serialized beforehand
-  (untimed), one ``produce(topic, value, key)`` per message, then ``flush()``.
-* ``to_pylist + orjson + produce per row``: the usual Python path, on a subset.
+* ``arrowflow KafkaSink at-least-once (default)``: ``KafkaSink.write`` per 64k-row batch (JSON kernel
+  + murmur2 kernel + the compiled produce loop ``arrowflow._ext.kafka_produce``, which cuts value/key
+  ``bytes`` straight from the Arrow buffers), then ``flush()`` (waits for every delivery). The
+  reference.
+* ``arrowflow KafkaSink guarantee=none (acks=1)``: the same with ``guarantee="none"`` (no idempotence,
+  ``acks=1``), waiting for every delivery at the end of the call.
 * ``arrowflow KafkaSink exactly-once``: the transactional sink (acks=all, idempotent), one transaction
   per round with its commit marker and its journal (every row also written to local disk, fsynced):
   what exactly-once costs next to the at-least-once path.
+* ``to_pylist + orjson + produce per row``: the idiomatic baseline: ``to_pylist`` per 10k rows,
+  ``orjson.dumps`` per row, ``produce`` per message (librdkafka batches), ``flush``; on a subset.
+* ``bare produce() over pre-serialized bytes``: the client's ceiling: values and keys serialized
+  beforehand (untimed), one ``produce(topic, value, key)`` per message, then ``flush()``.
+
+Output check (after each method's warm-up call): per partition, the number of messages the call
+added (high watermarks) equals the count murmur2 assigns to the rows' keys, and the last message of
+every partition has the expected key and the expected row as its JSON value. The exactly-once row is
+not checked this way (its commit markers take offsets too).
 
 ``kafka-decode``: what the source does with a batch of consumed JSON values.
 
@@ -19,8 +33,7 @@
   ``arrowflow._ext.json_decode`` + Arrow casts).
 * ``json.loads + RecordBatch.from_pylist``: one dict per message, on a subset.
 
-Producers use ``linger.ms=5`` and ``acks=1`` (as the baselines in BASELINES.md). The mock cluster
-keeps only the last few MB per partition, which does not matter for producing.
+The mock cluster keeps only the last few MB per partition, which does not matter for producing.
 """
 
 from __future__ import annotations
@@ -29,16 +42,20 @@ import atexit
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from .checks import json_table, same_rows
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_keys, make_table
 
-_PRODUCER = {"linger.ms": 5, "acks": 1, "log_level": 3, "queue.buffering.max.messages": 1_000_000}
+#: Options every producer here gets on top of the sink's defaults: room for a whole round in the queue.
+_QUEUE = {"log_level": 3, "queue.buffering.max.messages": 1_000_000}
+_AT_LEAST_ONCE = "arrowflow KafkaSink at-least-once (default)"
 
 
 def _mock_cluster() -> tuple[Any, str]:
@@ -47,6 +64,60 @@ def _mock_cluster() -> tuple[Any, str]:
     holder = Producer({"test.mock.num.brokers": 1, "log_level": 3})
     md = holder.list_topics(timeout=10)
     return holder, ",".join(f"{b.host}:{b.port}" for b in md.brokers.values())
+
+
+class _Landed:
+    """Checks what one call produced into a topic: messages per partition and each partition's last
+    message, read back with a plain confluent_kafka consumer."""
+
+    def __init__(self, bootstrap: str, table: pa.Table, keys: pa.Array) -> None:
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "bench-check",
+                "log_level": 3,
+                "enable.auto.commit": False,
+            }
+        )
+        self.table, self.keys = table, keys
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def check(self, topic: str, rows: int) -> Callable[[], str]:
+        def check() -> str:
+            from confluent_kafka import TopicPartition
+
+            from arrowflow.connectors.kafka.partitioner import murmur2_partitions
+
+            md = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            count = len(md.partitions)
+            parts = murmur2_partitions(self.keys.slice(0, rows), count)
+            expected = np.bincount(parts, minlength=count)
+            got = [
+                self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(count)
+            ]
+            if got != expected.tolist():
+                raise AssertionError(f"{topic}: messages per partition {got}, expected {expected.tolist()}")
+            values: list[bytes] = []
+            last_rows: list[int] = []
+            for p in range(count):
+                if not got[p]:
+                    continue
+                row = int(np.flatnonzero(parts == p)[-1])
+                self.consumer.assign([TopicPartition(topic, p, got[p] - 1)])
+                msg = self.consumer.consume(1, timeout=10)
+                if not msg or msg[0].error() is not None or msg[0].key() != self.keys[row].as_py():
+                    raise AssertionError(f"{topic}[{p}]: last message is not the key of row {row}")
+                values.append(msg[0].value() or b"")
+                last_rows.append(row)
+            same_rows(json_table(values, self.table.schema), self.table.take(last_rows), topic)
+            return f"{rows:,} messages over {count} partitions, last of each compared"
+
+        return check
 
 
 def setup_produce(config: RunConfig) -> Prepared:
@@ -61,24 +132,43 @@ def setup_produce(config: RunConfig) -> Prepared:
     keyed = table.append_column("key", keys)
     batches = keyed.to_batches(max_chunksize=65_536)
     n = keyed.num_rows
-    sink = KafkaSink(
-        bootstrap, topic="bench-af", key_columns=["key"], guarantee="none", config=_PRODUCER | {"acks": 1}
-    )
+    sink = KafkaSink(bootstrap, topic="bench-af", key_columns=["key"], config=_QUEUE)
+    fast = KafkaSink(bootstrap, topic="bench-none", key_columns=["key"], guarantee="none", config=_QUEUE)
+    # The baselines' configuration is the at-least-once sink's own (less its delivery callback).
+    options = {k: v for k, v in sink._producer_config().items() if k != "on_delivery"}
+    options["partitioner"] = "murmur2_random"
+    failures = {"n": 0}
+
+    def on_delivery(err: Any, msg: Any) -> None:  # with delivery.report.only.error: failures only
+        if err is not None:
+            failures["n"] += 1
+
     from arrowflow.formats import Json
 
     values = Json().encode(table.to_batches()[0] if table.num_columns else table).payloads
     pre_values = values.to_pylist()
     pre_keys = keys.to_pylist()
-    bare = Producer({"bootstrap.servers": bootstrap, **_PRODUCER})
-    per_row = Producer({"bootstrap.servers": bootstrap, **_PRODUCER})
+    bare = Producer({**options, "on_delivery": on_delivery})
+    per_row = Producer({**options, "on_delivery": on_delivery})
     py_n = config.subset(20_000 if config.quick else 200_000)
     py_table = table.slice(0, py_n)
     py_keys = pre_keys[:py_n]
 
+    def delivered(rows: int) -> int:
+        if failures["n"]:
+            raise RuntimeError(f"{failures['n']} messages not delivered")
+        return rows
+
     def run_sink() -> int:
         for b in batches:
             sink.write(b)
-        sink._wait_delivered()
+        sink.flush()
+        return n
+
+    def run_none() -> int:
+        for b in batches:
+            fast.write(b)
+        fast._wait_delivered()  # flush() does not wait with guarantee="none"; the others all do
         return n
 
     def run_bare() -> int:
@@ -90,7 +180,7 @@ def setup_produce(config: RunConfig) -> Prepared:
                 poll(0.05)
                 produce("bench-bare", v, k)
         bare.flush(60)
-        return n
+        return delivered(n)
 
     def run_per_row() -> int:
         produce, poll, dumps = per_row.produce, per_row.poll, orjson.dumps
@@ -104,7 +194,7 @@ def setup_produce(config: RunConfig) -> Prepared:
                     poll(0.05)
                     produce("bench-row", v, k)
         per_row.flush(60)
-        return py_n
+        return delivered(py_n)
 
     # Exactly-once: one transaction per round, with the commit marker and the journal a checkpointed
     # pipeline gives it (Arrow IPC in a temporary directory, fsynced at prepare_commit).
@@ -116,7 +206,7 @@ def setup_produce(config: RunConfig) -> Prepared:
         key_columns=["key"],
         guarantee="exactly-once",
         transactional_id_prefix="bench-eos",
-        config={k: v for k, v in _PRODUCER.items() if k != "acks"},
+        config=_QUEUE,
     )
     eos.attach_state_dir(journal_dir)  # type: ignore[attr-defined]
     eos.recover([])  # type: ignore[attr-defined]
@@ -127,23 +217,35 @@ def setup_produce(config: RunConfig) -> Prepared:
         eos.commit(eos.prepare_commit())  # type: ignore[attr-defined]
         return n
 
+    landed = _Landed(bootstrap, table, keys)
     run_sink.holder = holder  # type: ignore[attr-defined]  # keeps the mock cluster alive
     methods = {
-        "arrowflow KafkaSink": Method(run=run_sink),
+        _AT_LEAST_ONCE: Method(run=run_sink, check=landed.check("bench-af", n)),
+        "arrowflow KafkaSink guarantee=none (acks=1)": Method(
+            run=run_none, note="no idempotence; waits for every delivery", check=landed.check("bench-none", n)
+        ),
         "arrowflow KafkaSink exactly-once": Method(
             run=run_eos, note="one transaction + journal fsync per round (acks=all)"
         ),
-        "bare produce() over pre-serialized bytes": Method(
-            run=run_bare, note="values/keys serialized untimed", target=Target(min_speedup=0.8)
-        ),
         "to_pylist + orjson + produce per row": Method(
-            run=run_per_row, note=f"on {py_n:,} rows, scaled", target=Target(min_speedup=2.5)
+            run=run_per_row,
+            note=f"the sink's at-least-once producer options; on {py_n:,} rows, scaled",
+            target=Target(min_speedup=2.5),
+            check=landed.check("bench-row", py_n),
+        ),
+        "bare produce() over pre-serialized bytes": Method(
+            run=run_bare,
+            note="ceiling: values/keys serialized untimed; the sink's at-least-once options",
+            target=Target(min_speedup=0.8),
+            check=landed.check("bench-bare", n),
         ),
     }
 
     def teardown() -> None:
         # Clients first: once the mock cluster is gone they would reconnect (and log) until collected.
+        landed.close()
         sink.close()
+        fast.close()
         eos.close()
         bare.flush(10)
         per_row.flush(10)
@@ -191,7 +293,8 @@ register(
         name="kafka-produce",
         description="8-column table + 16 B key -> JSON Kafka messages (librdkafka mock cluster)",
         setup=setup_produce,
-        reference="arrowflow KafkaSink",
+        reference=_AT_LEAST_ONCE,
+        idiomatic=("to_pylist + orjson + produce per row",),
     )
 )
 register(
@@ -200,5 +303,6 @@ register(
         description="consumed JSON values -> Arrow batch (the Kafka source's decode path)",
         setup=setup_decode,
         reference="arrowflow Json.decode",
+        idiomatic=("json.loads + RecordBatch.from_pylist",),
     )
 )

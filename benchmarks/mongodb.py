@@ -8,19 +8,23 @@
   on a subset, scaled.
 * ``bson.encode per row``: ``to_pylist()`` then ``bson.encode`` of each dict, on a subset, scaled.
 
-``bson-decode`` (no server): the 8-column table encoded by the BSON kernel into pages of 65,536
-documents (raw BSON, as ``find_raw_batches`` returns it) -> one batch per page with the table's schema
-(every column type of the table takes the kernel's fast path).
+``bson-decode`` (no server): documents as pymongo writes them: ``bson.encode`` (setup, untimed) of
+each row's dict with an ``ObjectId`` ``_id`` first (seeded bytes), concatenated into pages of 65,536
+documents (raw BSON, as ``find_raw_batches`` returns it) -> one batch per page with the schema
+``_id: string`` (the ObjectId's 24 hex digits) + the table's 8 columns (``ts`` as ``timestamp[ms]``,
+BSON's resolution).
 
 * ``arrowflow bson_decode``: the compiled kernel (``arrowflow._ext.bson_decode``); target >= 1M rows/s.
-* ``bson.decode_all + decode_documents``: the general path ``MongoSource`` took before (and still takes
-  for pages the kernel declines), on a subset, scaled; target: the kernel is >= 10x faster.
 * ``pymongoarrow process_bson_stream``: pymongoarrow's compiled decoder (``pip install pymongoarrow``,
   skipped when it does not load against this pyarrow), ``PyMongoArrowContext.process_bson_stream``
-  per page (pymongoarrow 1.15's API).
+  per page (pymongoarrow 1.15's API), the 8 columns (``_id`` left out: its ObjectId type decodes to
+  12-byte binary, not hex). An idiomatic baseline (the fastest, when it loads).
+* ``bson.decode_all + from_pylist``: what a pymongo user writes: ``bson.decode_all(page)``, ``_id``
+  as ``str``, ``RecordBatch.from_pylist(docs, schema)``, on a subset, scaled. An idiomatic baseline.
+* ``bson.decode_all + decode_documents``: arrowflow's own general path (what ``MongoSource`` took
+  before the kernel, and still takes for pages the kernel declines), on a subset, for context.
 
-The decode schema is the table's with ``ts`` as ``timestamp[ms]`` (BSON's resolution; pymongoarrow
-decodes only that).
+Each method's output (its warm-up call's batches) is compared with the expected rows.
 
 ``mongodb-insert`` (SecantusDB on 127.0.0.1:27017): ``MongoSink(mode="insert")`` vs
 ``collection.insert_many(table.to_pylist())``, each into its own collection (dropped per call), on a
@@ -31,14 +35,20 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
+from .checks import same_rows
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_table
+from .servers import port
 
-_URI = "mongodb://127.0.0.1:27017/?directConnection=true"
+_MONGO_PORT = port("MONGO_PORT", 27017)
+_URI = f"mongodb://127.0.0.1:{_MONGO_PORT}/?directConnection=true"
+_PYMONGOARROW = "pymongoarrow process_bson_stream"
+_DECODE_ALL = "bson.decode_all + from_pylist"
 
 
 def _skip_all(names: tuple[str, ...], why: str) -> Prepared:
@@ -111,49 +121,63 @@ def setup_encode(config: RunConfig) -> Prepared:
     return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
 
 
-def _concatenated(docs: Any) -> memoryview:
-    """The documents of a ``BinaryArray`` back to back (its data buffer, no copy): raw BSON as
-    ``find_raw_batches`` returns it."""
-    import numpy as np
-
-    offsets = np.frombuffer(docs.buffers()[1], dtype=np.int32)[docs.offset : docs.offset + len(docs) + 1]
-    return memoryview(docs.buffers()[2])[int(offsets[0]) : int(offsets[-1])]
-
-
 def setup_decode(config: RunConfig) -> Prepared:
-    names = (
-        "arrowflow bson_decode",
-        "bson.decode_all + decode_documents",
-        "pymongoarrow process_bson_stream",
-    )
+    names = ("arrowflow bson_decode", _PYMONGOARROW, _DECODE_ALL, "bson.decode_all + decode_documents")
     try:
         import bson
     except ImportError as exc:
         return _skip_all(names, f"not installed: {exc.name}")
-    from arrowflow._ext.bson import encode_documents
+    import numpy as np
+
     from arrowflow._ext.bson_decode import decode_documents as kernel_decode
     from arrowflow.connectors.mongodb import decode_documents
 
     table = make_table(config.rows, config.seed)
-    # BSON datetimes are milliseconds (and pymongoarrow decodes only timestamp[ms]).
-    schema = table.schema.set(table.schema.get_field_index("ts"), pa.field("ts", pa.timestamp("ms")))
     n = table.num_rows
-    raws = [_concatenated(encode_documents(b)) for b in table.to_batches(max_chunksize=65_536)]
+    # BSON datetimes are milliseconds (pymongo truncates; pymongoarrow decodes only timestamp[ms]).
+    ts = table.schema.get_field_index("ts")
+    table = table.set_column(ts, "ts", table.column("ts").cast(pa.timestamp("ms"), safe=False))
+    oid_bytes = np.random.default_rng(config.seed + 2).bytes(12 * n)
+    oids = [bson.ObjectId(oid_bytes[12 * i : 12 * i + 12]) for i in range(n)]
+    expected = table.add_column(0, "_id", pa.array([str(o) for o in oids], pa.string()))
+    schema = expected.schema
+    page = 65_536
+    raws = []
+    for start in range(0, n, page):
+        rows = table.slice(start, page).to_pylist()
+        raws.append(
+            b"".join(bson.encode({"_id": oid, **row}) for oid, row in zip(oids[start:], rows, strict=False))
+        )
     total_bytes = sum(len(r) for r in raws)
     py_n = config.subset(5_000 if config.quick else 50_000)
-    py_raw = _concatenated(encode_documents(table.slice(0, py_n).combine_chunks().to_batches()[0])).tobytes()
-    check, why = kernel_decode(raws[0], schema)
-    if check is None or not check.equals(decode_documents(bson.decode_all(bytes(raws[0])), schema)):
-        raise RuntimeError(f"bson_decode does not reproduce the general path on the benchmark table: {why}")
+    py_raw = b"".join(
+        bson.encode({"_id": oid, **row})
+        for oid, row in zip(oids, table.slice(0, py_n).to_pylist(), strict=False)
+    )
+    out: dict[str, list[pa.RecordBatch]] = {}
 
     def run_kernel() -> int:
+        batches = []
         for raw in raws:
-            kernel_decode(raw, schema)
+            batch, why = kernel_decode(raw, schema)
+            if batch is None:
+                raise RuntimeError(f"bson_decode declined a page of pymongo's documents: {why}")
+            batches.append(batch)
+        out["kernel"] = batches
         return n
 
-    def run_python() -> int:
-        decode_documents(bson.decode_all(py_raw), schema)
+    def run_decode_all() -> int:
+        docs = bson.decode_all(py_raw)
+        for d in docs:
+            d["_id"] = str(d["_id"])
+        out["decode_all"] = [pa.RecordBatch.from_pylist(docs, schema=schema)]
         return py_n
+
+    def run_python() -> int:
+        out["general"] = [decode_documents(bson.decode_all(py_raw), schema)]
+        return py_n
+
+    eight = pa.schema([f for f in schema if f.name != "_id"])
 
     def run_pymongoarrow() -> int:
         import warnings
@@ -162,33 +186,54 @@ def setup_decode(config: RunConfig) -> Prepared:
             warnings.simplefilter("ignore")
             from pymongoarrow.api import Schema
             from pymongoarrow.context import PyMongoArrowContext
+        tables = []
         for raw in raws:
-            ctx = PyMongoArrowContext(Schema({f.name: f.type for f in schema}))
-            ctx.process_bson_stream(raw_bytes[id(raw)])
-            ctx.finish()
+            ctx = PyMongoArrowContext(Schema({f.name: f.type for f in eight}))
+            ctx.process_bson_stream(raw)
+            tables.append(ctx.finish())
+        out["pymongoarrow"] = [b for t in tables for b in t.to_batches()]
         return n
+
+    def check(key: str, want: pa.Table) -> Callable[[], str]:
+        return lambda: same_rows(pa.Table.from_batches(out.pop(key)), want, key)
 
     pma_skip = _pymongoarrow_missing(
         ("pymongoarrow.context", "PyMongoArrowContext"), ("pymongoarrow.lib", "BuilderManager")
     )
-    raw_bytes = {} if pma_skip else {id(raw): bytes(raw) for raw in raws}
+    subset = expected.slice(0, py_n)
     methods = {
         "arrowflow bson_decode": Method(
-            run=run_kernel, note="pages of 65,536 documents", target=Target(min_rate=1_000_000)
+            run=run_kernel,
+            note="pages of 65,536 documents by bson.encode, ObjectId _id",
+            target=Target(min_rate=1_000_000),
+            check=check("kernel", expected),
+        ),
+        _PYMONGOARROW: Method(skip=pma_skip)
+        if pma_skip
+        else Method(
+            run=run_pymongoarrow,
+            note="same pages; the 8 columns without _id",
+            target=Target(min_speedup=1),
+            check=check("pymongoarrow", expected.select(eight.names)),
+        ),
+        _DECODE_ALL: Method(
+            run=run_decode_all,
+            note=f"_id as str; on {py_n:,} rows, scaled",
+            target=Target(min_speedup=10),
+            check=check("decode_all", subset),
         ),
         "bson.decode_all + decode_documents": Method(
-            run=run_python, note=f"on {py_n:,} rows, scaled", target=Target(min_speedup=10)
+            run=run_python,
+            note=f"arrowflow's general path; on {py_n:,} rows, scaled",
+            check=check("general", subset),
         ),
-        "pymongoarrow process_bson_stream": Method(skip=pma_skip)
-        if pma_skip
-        else Method(run=run_pymongoarrow, note="same pages"),
     }
     return Prepared(methods=methods, bytes_per_row=total_bytes / n, note="MB/s of BSON input")
 
 
 def _answers() -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", 27017), timeout=2):
+        with socket.create_connection(("127.0.0.1", _MONGO_PORT), timeout=2):
             return True
     except OSError:
         return False
@@ -248,6 +293,7 @@ register(
         description="8-column table -> one BSON document per row (no server)",
         setup=setup_encode,
         reference="arrowflow encode_documents",
+        idiomatic=("pymongoarrow write path", "bson.encode per row"),
     )
 )
 register(
@@ -256,6 +302,7 @@ register(
         description="raw BSON pages of the 8-column table -> batches (no server)",
         setup=setup_decode,
         reference="arrowflow bson_decode",
+        idiomatic=(_PYMONGOARROW, _DECODE_ALL),
     )
 )
 register(
@@ -264,5 +311,6 @@ register(
         description="8-column table -> MongoDB wire protocol (SecantusDB; loopback)",
         setup=setup_insert,
         reference="arrowflow MongoSink insert",
+        idiomatic=("pymongo insert_many(to_pylist)",),
     )
 )

@@ -138,5 +138,6 @@ WORKLOAD = register(
         description=f"Kafka default partition ({NUM_PARTITIONS} partitions) of keys of 12-20 bytes",
         setup=setup,
         reference="arrowflow murmur2 kernel",
+        idiomatic=("numpy grouped by key length",),
     )
 )

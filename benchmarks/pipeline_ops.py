@@ -159,5 +159,6 @@ WORKLOAD = register(
         description="Pipeline.run with filter/select/with_columns vs the same operators in a bare loop",
         setup=setup,
         reference=OPS_BIG,
+        idiomatic=("pyarrow compute loop (hand-written)",),
     )
 )

@@ -150,5 +150,6 @@ WORKLOAD = register(
         description="samples (200 series) -> remote-write WriteRequest protobuf, per 10k-sample batch",
         setup=setup,
         reference="arrowflow kernel, per 10k batch",
+        idiomatic=("protobuf package",),
     )
 )

@@ -136,5 +136,6 @@ WORKLOAD = register(
         description=f"HttpPushSource ingest, {CLIENTS} concurrent keep-alive clients, 1k-row bodies",
         setup=setup,
         reference="arrowflow HttpPushSource, NDJSON",
+        idiomatic=("stdlib ThreadingHTTPServer + json.loads",),
     )
 )
