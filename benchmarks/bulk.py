@@ -48,6 +48,7 @@ comparing ``_id`` and ``_source`` with the rows written.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import statistics
@@ -67,9 +68,32 @@ from .servers import SEARCH_URL
 BATCH = 10_000
 CHUNK = 500
 _HELPERS_ORJSON = "elasticsearch.helpers path (OrjsonSerializer)"
+#: The request bodies of each method's last call, for its output check.
+_BODIES: dict[str, list[Any]] = {}
 
 
-def _helpers_path(table: pa.Table, rows: int, *, fast: bool) -> Callable[[], int] | str:
+def _bodies_check(label: str, expected: pa.Table) -> Callable[[], str]:
+    """Check that ``label``'s last bodies hold one ``index`` action into ``bench`` per row of
+    ``expected``, with its ``id`` as ``_id`` and the other columns as the document, at most
+    ``CHUNK`` actions per body."""
+
+    def check() -> str:
+        docs = []
+        for body in _BODIES.pop(label):
+            lines = bytes(body).splitlines()
+            if len(lines) > 2 * CHUNK or len(lines) % 2:
+                raise AssertionError(f"{label}: a body of {len(lines)} lines")
+            for action, source in zip(lines[::2], lines[1::2], strict=True):
+                meta = json.loads(action)["index"]
+                if meta["_index"] != "bench":
+                    raise AssertionError(f"{label}: action {meta}")
+                docs.append({**json.loads(source), "id": int(meta["_id"])})
+        return same_rows(pa.Table.from_pylist(docs, schema=text_schema(expected.schema)), expected, label)
+
+    return check
+
+
+def _helpers_path(table: pa.Table, rows: int, *, fast: bool, label: str) -> Callable[[], int] | str:
     try:
         from elasticsearch.helpers.actions import _chunk_actions, expand_action
         from elasticsearch.serializer import JsonSerializer, OrjsonSerializer
@@ -79,13 +103,14 @@ def _helpers_path(table: pa.Table, rows: int, *, fast: bool) -> Callable[[], int
     sub = table.slice(0, rows)
 
     def run() -> int:
+        bodies = _BODIES[label] = []
         for start in range(0, rows, BATCH):
             docs = sub.slice(start, BATCH).to_pylist()
             actions = ({"_index": "bench", "_id": d.pop("id"), "_source": d} for d in docs)
             for _, chunk in _chunk_actions(
                 map(expand_action, actions), CHUNK, 100 * 1024 * 1024, None, serializer
             ):
-                b"\n".join(chunk) + b"\n"
+                bodies.append(b"\n".join(chunk) + b"\n")
         return rows
 
     return run
@@ -106,16 +131,20 @@ def setup(config: RunConfig) -> Prepared:
     else:
 
         def run_kernel() -> int:
-            _bodies, bounds = bulk.encode_bodies(batch, index="bench", id_column="id", max_actions=CHUNK)
+            bodies, bounds = bulk.encode_bodies(batch, index="bench", id_column="id", max_actions=CHUNK)
+            _BODIES["kernel"] = bodies
             return int(bounds[-1])
 
         methods["arrowflow encode_bodies"] = Method(
-            run=run_kernel, target=Target(min_rate=2e6), note=f"whole table as one batch, {CHUNK}/request"
+            run=run_kernel,
+            target=Target(min_rate=2e6),
+            note=f"whole table as one batch, {CHUNK}/request",
+            check=_bodies_check("kernel", table),
         )
 
     helpers_n = config.subset(5_000 if config.quick else 50_000)
     for label, fast in ((_HELPERS_ORJSON, True), ("elasticsearch.helpers path", False)):
-        helpers = _helpers_path(table, helpers_n, fast=fast)
+        helpers = _helpers_path(table, helpers_n, fast=fast, label=label)
         if isinstance(helpers, str):
             methods[label] = Method(skip=helpers)
         else:
@@ -123,6 +152,7 @@ def setup(config: RunConfig) -> Prepared:
                 run=helpers,
                 target=Target(min_speedup=20) if fast else None,
                 note=f"on {helpers_n:,} rows, scaled" + ("" if fast else "; stdlib json"),
+                check=_bodies_check(label, table.slice(0, helpers_n)),
             )
 
     df = pl.from_arrow(table)
@@ -149,11 +179,16 @@ def setup(config: RunConfig) -> Prepared:
         import numpy as np
 
         ends = np.frombuffer(offsets, dtype=np.int64)
-        [data.slice(int(ends[a]), int(ends[min(a + CHUNK, n)] - ends[a])) for a in range(0, n, CHUNK)]
+        _BODIES["polars"] = [
+            data.slice(int(ends[a]), int(ends[min(a + CHUNK, n)] - ends[a])) for a in range(0, n, CHUNK)
+        ]
         return n
 
     methods["polars concat_str + struct.json_encode"] = Method(
-        run=run_polars, target=Target(min_speedup=1.0), note="DataFrame built in setup"
+        run=run_polars,
+        target=Target(min_speedup=1.0),
+        note="DataFrame built in setup",
+        check=_bodies_check("polars", table),
     )
     return Prepared(methods=methods, bytes_per_row=table.nbytes / max(n, 1))
 

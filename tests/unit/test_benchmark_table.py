@@ -1,43 +1,71 @@
-"""``python -m benchmarks.readme_table``: JSON reports -> the README's Markdown block, numbers unchanged."""
+"""The benchmark runner's bookkeeping and ``python -m benchmarks.readme_table``: which row is the
+idiomatic baseline, what an output check does to a method, and the README block (numbers unchanged,
+the run named)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pyarrow as pa
 import pytest
 
+from benchmarks.checks import same_rows
+from benchmarks.core import Method, Prepared, RunConfig, Workload, run_workload, summarise
 from benchmarks.readme_table import END, START, render, replace_block
 
 
 def report(started: str, workload: str, rate: float, ratio: float, met: bool | None) -> dict[str, object]:
     return {
+        "run": f"run at {started}",
         "started": started,
         "config": {"rows": 1_000_000, "rounds": 5},
         "environment": {"python": "3.11.7", "pyarrow": "26.0.1", "cpus": 2, "loadavg": [0.5, 0.4, 0.3]},
         "results": [
-            {"workload": workload, "method": "arrowflow", "rows_per_s": rate, "mb_per_s": 12.0,
-             "ratio": 1.0, "target": ">= 1M/s", "met": met, "note": "a|b"},
-            {"workload": workload, "method": "baseline", "rows_per_s": rate / ratio, "mb_per_s": None,
-             "ratio": ratio, "target": "", "met": None, "note": ""},
+            {"workload": workload, "method": "arrowflow", "role": "arrowflow", "rows_per_s": rate,
+             "mb_per_s": 12.0, "ratio": 1.0, "target": ">= 1M/s", "met": met, "note": "a|b",
+             "checked": "10 rows"},
+            {"workload": workload, "method": "baseline", "role": "baseline", "rows_per_s": rate / ratio,
+             "mb_per_s": None, "ratio": ratio, "target": "af >= 2x", "met": ratio >= 2, "note": "",
+             "checked": None},
+        ],
+        "summary": [
+            {"workload": workload, "arrowflow": "arrowflow", "arrowflow_rows_per_s": rate,
+             "baseline": "baseline", "baseline_rows_per_s": rate / ratio, "ratio": ratio,
+             "target": "af >= 2x", "met": ratio >= 2},
         ],
     }  # fmt: skip
 
 
-def test_render_keeps_the_reports_numbers_and_later_reports_win() -> None:
+def test_one_report_is_named_and_its_numbers_kept() -> None:
+    block = render([(Path("/tmp/run.json"), report("t1", "json", 2_000_000, 4.0, True))])
+    assert 'one `python -m benchmarks` run: `/tmp/run.json`, run "run at t1" (started t1)' in block
+    assert "1,000,000 rows, median of 5 interleaved rounds" in block and "load average 0.50" in block
+    rows = [line for line in block.splitlines() if line.startswith("| json")]
+    assert rows == [
+        "| json | arrowflow | 2M | baseline | 500k | 4.00x | af >= 2x | yes |",
+        "| json | arrowflow | arrowflow | 2M | 12 | 1.00x | >= 1M/s | yes | same | a\\|b |",
+        "| json | baseline | BASELINE | 500k | - | 4.00x | af >= 2x | yes |  |  |",
+    ]
+
+
+def test_several_reports_name_the_run_of_every_row_and_later_reports_win() -> None:
     block = render(
         [
-            report("t1", "json", 2_000_000, 4.0, True),
-            report("t1", "murmur2", 90_000_000, 200.0, True),
-            report("t2", "json", 3_000_000, 5.0, False),
+            (Path("/tmp/a.json"), report("t1", "json", 2_000_000, 4.0, True)),
+            (Path("/tmp/a.json"), report("t1", "murmur2", 90_000_000, 200.0, True)),
+            (Path("/tmp/b.json"), report("t2", "json", 3_000_000, 1.5, False)),
         ]
     )
-    rows = [line for line in block.splitlines() if line.startswith("| json") or line.startswith("| murmur2")]
+    assert '- [3] `/tmp/b.json`, run "run at t2" (started t2)' in block
+    rows = [line for line in block.splitlines() if line.startswith(("| json", "| murmur2"))]
     assert rows == [
-        "| json | arrowflow | 3M | 12 | 1.00x | >= 1M/s | **no** | a\\|b |",
-        "| json | baseline | 600k | - | 5.00x |  |  |  |",
-        "| murmur2 | arrowflow | 90M | 12 | 1.00x | >= 1M/s | yes | a\\|b |",
-        "| murmur2 | baseline | 450k | - | 200.00x |  |  |  |",
+        "| json | arrowflow | 3M | baseline | 2M | 1.50x | af >= 2x | **no** | [3] |",
+        "| murmur2 | arrowflow | 90M | baseline | 450k | 200.00x | af >= 2x | yes | [2] |",
+        "| json | arrowflow | arrowflow | 3M | 12 | 1.00x | >= 1M/s | **no** | same | a\\|b | [3] |",
+        "| json | baseline | BASELINE | 2M | - | 1.50x | af >= 2x | **no** |  |  | [3] |",
+        "| murmur2 | arrowflow | arrowflow | 90M | 12 | 1.00x | >= 1M/s | yes | same | a\\|b | [2] |",
+        "| murmur2 | baseline | BASELINE | 450k | - | 200.00x | af >= 2x | yes |  |  | [2] |",
     ]
-    assert "- t1: 1,000,000 rows, median of 5 interleaved rounds" in block
-    assert "load average 0.50" in block
 
 
 def test_replace_block_replaces_only_between_the_markers() -> None:
@@ -45,3 +73,77 @@ def test_replace_block_replaces_only_between_the_markers() -> None:
     assert replace_block(text, "new") == f"intro\n{START}\nnew\n{END}\noutro\n"
     with pytest.raises(ValueError, match="exactly once"):
         replace_block("no markers", "new")
+
+
+# -- the runner: roles and output checks -------------------------------------------------------------
+
+
+def _workload(methods: dict[str, Method], idiomatic: tuple[str, ...]) -> tuple[Workload, Prepared]:
+    prepared = Prepared(methods=methods, bytes_per_row=8.0)
+    workload = Workload(
+        name="w", description="", setup=lambda c: prepared, reference="af", idiomatic=idiomatic
+    )
+    return workload, prepared
+
+
+def test_fastest_idiomatic_method_is_the_baseline_and_a_failed_check_is_not_timed() -> None:
+    table = pa.table({"id": [1, 2, 3], "v": ["a", "b", "c"]})
+    landed: dict[str, pa.Table] = {}
+
+    def method(name: str, rows: pa.Table, repeat: int) -> Method:
+        def run() -> int:
+            for _ in range(repeat):  # slower methods do the same work several times
+                landed[name] = rows
+            return 3
+
+        return Method(run=run, check=lambda: same_rows(landed[name], table, name))
+
+    workload, _ = _workload(
+        {
+            "af": method("af", table, 1),
+            "slow": method("slow", table, 20_000),
+            "fast": method("fast", table, 2_000),
+            "short": method("short", table.slice(0, 2), 1),  # lands a row less: must not be timed
+            "naive": method("naive", table, 200_000),
+        },
+        idiomatic=("slow", "fast", "short"),
+    )
+    config = RunConfig(rows=3, rounds=3, min_sample_s=0)
+    results = {r.method: r for r in run_workload(workload, config, print)}
+    assert [results[n].role for n in ("af", "slow", "fast", "short", "naive")] == [
+        "arrowflow",
+        "idiomatic",
+        "baseline",
+        "",
+        "",
+    ]
+    assert results["short"].rows_per_s is None and results["short"].times_s == []
+    assert "output check failed" in results["short"].note
+    assert "2 rows landed, expected 3" in results["short"].note
+    assert results["fast"].checked == "3 rows x 2 columns"
+    summary = summarise(workload, list(results.values()))
+    assert (summary.baseline, summary.ratio) == ("fast", results["fast"].ratio)
+
+
+def test_a_workload_naming_a_method_its_setup_lacks_is_refused() -> None:
+    workload, _ = _workload({"af": Method(run=lambda: 1)}, idiomatic=("missing",))
+    with pytest.raises(ValueError, match="missing"):
+        run_workload(workload, RunConfig(rows=1, rounds=1), print)
+
+
+def test_same_rows_tolerates_only_the_stated_shortfall_of_identical_rows() -> None:
+    table = pa.table({"id": list(range(100)), "v": [float(i) for i in range(100)]})
+    approx = same_rows(table.slice(1), table, "t", may_lose=1, why="lossy server")
+    assert approx.startswith("approx: 1 of 100 rows missing (lossy server)")
+    with pytest.raises(AssertionError, match="98 rows landed"):
+        same_rows(table.slice(2), table, "t", may_lose=1, why="lossy server")
+    changed = pa.table({"id": list(range(1, 100)), "v": [0.5] + [float(i) for i in range(2, 100)]})
+    with pytest.raises(AssertionError, match=r"column 'v' differs, e\.g\. at id=1: 0\.5 != 1\.0"):
+        same_rows(changed, table, "t", may_lose=1)
+    shifted = pa.table({"id": list(range(1, 101)), "v": [float(i) for i in range(1, 101)]})
+    with pytest.raises(AssertionError, match="id values differ"):
+        same_rows(shifted, table, "t")
+    with pytest.raises(AssertionError, match="never written"):
+        same_rows(shifted.slice(1), table, "t", may_lose=1)
+    with pytest.raises(AssertionError, match="landed twice"):
+        same_rows(pa.concat_tables([table.slice(0, 98), table.slice(0, 1)]), table, "t", may_lose=2)
