@@ -31,7 +31,13 @@ not checked this way (its commit markers take offsets too).
 * ``arrowflow Json.decode``: one ``pa.array(list of bytes)`` (what the source builds from the
   consumed messages) + :meth:`arrowflow.formats.Json.decode` (its flat fast path: the compiled scan
   ``arrowflow._ext.json_decode`` + Arrow casts).
-* ``json.loads + RecordBatch.from_pylist``: one dict per message, on a subset.
+* ``pyarrow.json.read_json (joined)``: the payloads joined by newlines into one NDJSON buffer and
+  read by Arrow's own (multi-threaded) JSON reader with the explicit schema. An idiomatic baseline.
+* ``orjson.loads + RecordBatch.from_pylist``: one dict per message by orjson, on a subset. An
+  idiomatic baseline.
+* ``json.loads + RecordBatch.from_pylist``: the same with the standard library, on a subset.
+
+Every method's batch is compared with the table the payloads were encoded from.
 
 The mock cluster keeps only the last few MB per partition, which does not matter for producing.
 """
@@ -49,7 +55,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .checks import json_table, same_rows
+from .checks import json_table, same_rows, text_schema
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_keys, make_table
 
@@ -254,6 +260,11 @@ def setup_produce(config: RunConfig) -> Prepared:
 
 
 def setup_decode(config: RunConfig) -> Prepared:
+    import io
+
+    import orjson
+    import pyarrow.json as pajson
+
     from arrowflow.formats import Json
 
     table = make_table(config.rows, config.seed)
@@ -262,27 +273,49 @@ def setup_decode(config: RunConfig) -> Prepared:
     n = len(payloads)
     py_n = config.subset(20_000 if config.quick else 100_000)
     schema = table.schema
-    assert fmt.decode(pa.array(payloads[:100], pa.binary())).batch.num_rows == 100
+    out: dict[str, pa.Table] = {}
 
     def run_af() -> int:
-        fmt.decode(pa.array(payloads, pa.binary()))
+        out["af"] = pa.Table.from_batches([fmt.decode(pa.array(payloads, pa.binary())).batch])
         return n
 
-    def run_loads() -> int:
-        loads = json.loads
-        rows = [loads(p) for p in payloads[:py_n]]
-        pa.RecordBatch.from_pylist(
-            rows,
-            schema=pa.schema(
-                [f if not pa.types.is_timestamp(f.type) else pa.field(f.name, pa.string()) for f in schema]
-            ),
+    def run_read_json() -> int:
+        # The messages as NDJSON (their bytes joined by newlines) through Arrow's own JSON reader.
+        ndjson = b"\n".join(payloads)
+        out["read_json"] = pajson.read_json(
+            io.BytesIO(ndjson), parse_options=pajson.ParseOptions(explicit_schema=schema)
         )
-        return py_n
+        return n
+
+    def per_row(key: str, loads: Callable[[bytes], Any]) -> Callable[[], int]:
+        def run() -> int:
+            rows = [loads(p) for p in payloads[:py_n]]
+            out[key] = pa.Table.from_batches([pa.RecordBatch.from_pylist(rows, schema=text_schema(schema))])
+            return py_n
+
+        return run
+
+    def check(key: str, expected: pa.Table) -> Callable[[], str]:
+        return lambda: same_rows(out.pop(key), expected, key)
 
     methods = {
-        "arrowflow Json.decode": Method(run=run_af, target=Target(min_rate=1e6)),
+        "arrowflow Json.decode": Method(run=run_af, target=Target(min_rate=1e6), check=check("af", table)),
+        "pyarrow.json.read_json (joined)": Method(
+            run=run_read_json,
+            note="payloads joined with newlines, explicit schema (multi-threaded)",
+            target=Target(min_speedup=1),
+            check=check("read_json", table),
+        ),
+        "orjson.loads + RecordBatch.from_pylist": Method(
+            run=per_row("orjson", orjson.loads),
+            note=f"on {py_n:,} msgs, scaled",
+            target=Target(min_speedup=3),
+            check=check("orjson", table.slice(0, py_n)),
+        ),
         "json.loads + RecordBatch.from_pylist": Method(
-            run=run_loads, note=f"on {py_n:,} msgs, scaled", target=Target(min_speedup=3)
+            run=per_row("json", json.loads),
+            note=f"on {py_n:,} msgs, scaled",
+            check=check("json", table.slice(0, py_n)),
         ),
     }
     return Prepared(methods=methods, bytes_per_row=float(np.mean([len(p) for p in payloads[:1000]])))
@@ -303,6 +336,6 @@ register(
         description="consumed JSON values -> Arrow batch (the Kafka source's decode path)",
         setup=setup_decode,
         reference="arrowflow Json.decode",
-        idiomatic=("json.loads + RecordBatch.from_pylist",),
+        idiomatic=("pyarrow.json.read_json (joined)", "orjson.loads + RecordBatch.from_pylist"),
     )
 )
