@@ -31,7 +31,9 @@ int64 column; the same methods and options against the two servers, each method 
 * ``Table.batch_writer on 4 threads``: the idiomatic baseline: boto3's resource layer (floats as
   ``Decimal``, timestamps as ISO strings), the rows in 4 contiguous slices, each written by its own
   thread with its own session's ``Table.batch_writer()`` (resources are not thread-safe); a subset.
-* ``to_pylist + Table.batch_writer``: the same on one thread, one batch_writer: naive, for context.
+* ``to_pylist + Table.batch_writer``: the same on one thread, one batch_writer. Also idiomatic (the
+  baseline is the faster of the two: against dynalite, one Node.js thread, four client threads may
+  only add contention).
 
 The check scans the method's table (low-level client, paginated) and compares every item with the
 rows written.
@@ -66,6 +68,10 @@ _DYNALITE_OPTS = {**_OPTS, "endpoint_url": DYNALITE_URL}
 _THREADS = 4
 _KINESIS_THREADS = "orjson + put_records of 500 on 4 threads"
 _DDB_THREADS = "Table.batch_writer on 4 threads"
+_DDB_ONE = "to_pylist + Table.batch_writer"
+#: Against a single-threaded emulator (dynalite) one batch_writer can beat four threads; the baseline
+#: is the faster of the two.
+_DDB_IDIOMATIC = (_DDB_THREADS, _DDB_ONE)
 
 
 def _table(config: RunConfig, cap: int) -> pa.Table:
@@ -296,8 +302,10 @@ def _setup_dynamodb(config: RunConfig, opts: dict[str, str]) -> Prepared:
                 target=Target(min_speedup=1),
                 check=landed("threads", py_rows),
             ),
-            "to_pylist + Table.batch_writer": Method(
-                run=run_batch_writer, note=f"naive; on {py_n:,} rows, scaled", check=landed("one", py_rows)
+            _DDB_ONE: Method(
+                run=run_batch_writer,
+                note=f"one thread; on {py_n:,} rows, scaled",
+                check=landed("one", py_rows),
             ),
         },
         bytes_per_row=table.nbytes / n,
@@ -346,7 +354,7 @@ register(
         description="8-column table -> DynamoDB BatchWriteItem (moto server)",
         setup=_dynamodb_setup(_OPTS),
         reference="arrowflow DynamoDBSink",
-        idiomatic=(_DDB_THREADS,),
+        idiomatic=_DDB_IDIOMATIC,
     )
 )
 register(
@@ -355,7 +363,7 @@ register(
         description="8-column table -> DynamoDB BatchWriteItem (dynalite server)",
         setup=_dynamodb_setup(_DYNALITE_OPTS),
         reference="arrowflow DynamoDBSink",
-        idiomatic=(_DDB_THREADS,),
+        idiomatic=_DDB_IDIOMATIC,
     )
 )
 register(
