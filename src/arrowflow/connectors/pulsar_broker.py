@@ -7,9 +7,11 @@ Source contract:
 
 * Topics: ``topics`` (one name or a list; a partitioned topic is read through its partitions by the
   client) or ``topics_pattern``, a regular expression over full topic names of one namespace
-  (``"persistent://public/default/orders-.*"``); the client subscribes to every matching topic and
-  picks up new ones every ``pattern_auto_discovery_period`` seconds (60; set it through
-  ``consumer_options``). Exactly one of the two is given.
+  (``"persistent://public/default/orders-.*"``; a ``non-persistent://`` pattern matches
+  non-persistent topics); the client subscribes to every matching topic and picks up new ones,
+  from the subscription's initial position, within 60 seconds (pulsar-client's Python wrapper
+  ignores ``pattern_auto_discovery_period``, apache/pulsar-client-python#171). Exactly one of
+  ``topics`` and ``topics_pattern`` is given.
 * Splits: ``consumers`` splits (default 1), ``split_id`` = ``"<subscription>/<i>"``. Each split is one
   ``pulsar.Consumer`` of the subscription over every topic. Several splits only make sense for
   ``shared``, ``key_shared`` and ``failover`` subscriptions: the broker spreads messages (or keys, or
@@ -423,6 +425,9 @@ class PulsarSplitReader(SplitReader):
             ),
             **source.consumer_options,
         }
+        if (source.topics_pattern or "").startswith("non-persistent://"):
+            # The client drops the domain from a pattern and takes it from this option instead.
+            opts.setdefault("regex_subscription_mode", pulsar.RegexSubscriptionMode.NonPersistentOnly)
         topics = list(source.topics)
         what: Any = (
             re.compile(source.topics_pattern)

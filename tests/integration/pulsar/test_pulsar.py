@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -135,8 +136,9 @@ def _ids(n0: int, n1: int) -> pa.Table:
     return pa.table({"id": pa.array(range(n0, n1), pa.int64())})
 
 
-def _drain(reader: object, want: int) -> list[int]:
-    return pa.Table.from_batches(_read_ids(reader, want), schema=ID_SCHEMA).column("id").to_pylist()
+def _drain(reader: object, want: int, rounds: int = 200) -> list[int]:
+    """The ids of up to ``want`` rows read within ``rounds`` reads."""
+    return [i for b in _read_ids(reader, want, rounds=rounds) for i in b.column("id").to_pylist()]
 
 
 def test_exclusive_subscription_over_two_topics_keeps_every_message(pulsar_url: str) -> None:
@@ -203,6 +205,174 @@ def test_start_and_stop_cursors(pulsar_url: str) -> None:
     new = pa.Table.from_batches(_read_ids(reader, 5))
     reader.close()
     assert new.column("id").to_pylist() == list(range(1000, 1005))
+
+
+def _admin(admin_url: str, method: str, topic: str, suffix: str = "", body: object = None) -> object:
+    """One call of the broker's admin REST API on ``topic`` (``/admin/v2/persistent/...``)."""
+    path = topic.removeprefix("persistent://")
+    req = urllib.request.Request(
+        f"{admin_url}/admin/v2/persistent/{path}{suffix}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read()
+    return json.loads(text) if text else None
+
+
+def _keyed(n0: int, n1: int, keys: int) -> pa.Table:
+    return pa.table(
+        {"id": pa.array(range(n0, n1), pa.int64()), "name": [f"key-{i % keys}" for i in range(n0, n1)]}
+    )
+
+
+def _ids_by_key(table: pa.Table) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for i, k in zip(table.column("id").to_pylist(), table.column("name").to_pylist(), strict=True):
+        out.setdefault(k, []).append(i)
+    return out
+
+
+def test_partitioned_topic_from_the_admin_api(pulsar_url: str, pulsar_admin_url: str) -> None:
+    topic = _topic()
+    _admin(pulsar_admin_url, "PUT", topic, "/partitions", 3)
+    assert _admin(pulsar_admin_url, "GET", topic, "/partitions") == {"partitions": 3, "deleted": False}
+    parts = {f"{topic}-partition-{i}" for i in range(3)}
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
+    _write(pulsar_url, topic, _keyed(0, 1200, 16), key_column="name", value_columns=["id", "name"])
+    # Bounded by the last message of every partition (one consumer cannot tell it for a partitioned topic).
+    table = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="bounded",
+        format=Json(schema),
+        stop="latest",
+        metadata_columns=["_topic", "_key"],
+    ).read_all()
+    assert sorted(table.column("id").to_pylist()) == list(range(1200))
+    assert set(table.column("_topic").to_pylist()) == parts, "keys were not spread over the partitions"
+    assert table.column("_key").to_pylist() == table.column("name").to_pylist()
+    partition_of: dict[str, set[str]] = {}
+    for k, t in zip(table.column("name").to_pylist(), table.column("_topic").to_pylist(), strict=True):
+        partition_of.setdefault(k, set()).add(t)
+    assert all(len(v) == 1 for v in partition_of.values()), "a key went to two partitions"
+    for ids in _ids_by_key(table).values():
+        assert ids == sorted(ids), "per-key order was not kept"
+    # An exclusive reader resumed from its position across partitions returns the rest exactly once.
+    src = PulsarSource(pulsar_url, topics=topic, subscription="resume", format=Json(schema), stop="latest")
+    reader = src.open(src.plan()[0])
+    first = _read_ids(reader, 500, max_rows=100)
+    position = json.loads(json.dumps(reader.snapshot()))
+    assert set(position["last"]) <= parts
+    reader.close()
+    resumed = src.open(src.plan()[0], position)
+    rest: list[pa.RecordBatch] = []
+    while not resumed.finished:
+        b = resumed.read_batch(1000, 0.2)
+        if b is not None:
+            rest.append(b)
+    final = resumed.snapshot()
+    resumed.commit(final)
+    resumed.close()
+    # Everything is acknowledged: reopened at the final position, the reader knows it is done (the
+    # broker has nothing left to deliver that could tell it).
+    again = src.open(src.plan()[0], final)
+    assert again.finished and again.read_batch(100, 0.5) is None
+    again.close()
+    first_ids = pa.Table.from_batches(first).column("id").to_pylist()
+    rest_ids = pa.Table.from_batches(rest, schema=schema).column("id").to_pylist()
+    assert len(first_ids) >= 500 and not set(first_ids) & set(rest_ids)
+    assert sorted(first_ids + rest_ids) == list(range(1200))
+
+
+def test_failover_consumers_share_the_partitions(pulsar_url: str, pulsar_admin_url: str) -> None:
+    topic = _topic()
+    _admin(pulsar_admin_url, "PUT", topic, "/partitions", 4)
+    src = PulsarSource(
+        pulsar_url,
+        topics=topic,
+        subscription="fo",
+        subscription_type="failover",
+        consumers=2,
+        format=Json(ID_SCHEMA),
+        metadata_columns=["_topic"],
+    )
+    readers = [src.open(s) for s in src.plan()]
+    # Unbatched and without keys: the producer spreads messages round-robin over the partitions.
+    _write(pulsar_url, topic, _ids(0, 800), producer_batching=False)
+    parts: list[list[pa.RecordBatch]] = [[], []]
+    total = 0
+    for _ in range(300):
+        if total >= 800:
+            break
+        for i, r in enumerate(readers):
+            b = r.read_batch(500, 0.1)
+            if b is not None:
+                parts[i].append(b)
+                total += b.num_rows
+    for r in readers:
+        r.close()
+    tables = [pa.Table.from_batches(p, schema=src.schema) for p in parts]
+    assert sorted(tables[0].column("id").to_pylist() + tables[1].column("id").to_pylist()) == list(range(800))
+    owned = [set(t.column("_topic").to_pylist()) for t in tables]
+    assert owned[0] and owned[1], "failover gave every partition to one consumer"
+    assert not owned[0] & owned[1], "a partition was read by both consumers"
+    assert owned[0] | owned[1] == {f"{topic}-partition-{i}" for i in range(4)}
+
+
+def test_topic_pattern_reads_matching_topics_and_finds_new_ones(
+    pulsar_url: str, pulsar_admin_url: str
+) -> None:
+    prefix = f"persistent://public/default/pat-{uuid.uuid4().hex[:8]}"
+    plain, partitioned, other = f"{prefix}-plain", f"{prefix}-parted", f"{prefix}x-other"
+    _admin(pulsar_admin_url, "PUT", plain)
+    _admin(pulsar_admin_url, "PUT", partitioned, "/partitions", 2)
+    _admin(pulsar_admin_url, "PUT", other)
+    _write(pulsar_url, plain, _ids(0, 100))
+    _write(pulsar_url, partitioned, _ids(100, 300), producer_batching=False)
+    _write(pulsar_url, other, _ids(1000, 1100))
+    src = PulsarSource(
+        pulsar_url,
+        topics_pattern=f"{prefix}-.*",
+        subscription="pattern",
+        format=Json(ID_SCHEMA),
+        metadata_columns=["_topic"],
+    )
+    reader = src.open(src.plan()[0])
+    got = pa.Table.from_batches(_read_ids(reader, 300), schema=src.schema)
+    assert sorted(got.column("id").to_pylist()) == list(range(300))
+    assert set(got.column("_topic").to_pylist()) == {
+        plain,
+        f"{partitioned}-partition-0",
+        f"{partitioned}-partition-1",
+    }
+    # A topic created after the subscription is found by the client's discovery (every 60 s: the
+    # Python client ignores pattern_auto_discovery_period) and read from its first message.
+    later = f"{prefix}-later"
+    _admin(pulsar_admin_url, "PUT", later)
+    _write(pulsar_url, later, _ids(500, 550))
+    assert sorted(_drain(reader, 50, rounds=600)) == list(range(500, 550)), "the new topic was not read"
+    assert reader.read_batch(100, 1.0) is None, "a topic the pattern does not match was read"
+    reader.close()
+
+
+def test_non_persistent_topic_pattern(pulsar_url: str) -> None:
+    prefix = f"non-persistent://public/default/np-{uuid.uuid4().hex[:8]}"
+    with PulsarSink(pulsar_url, topic=f"{prefix}-a") as sink:  # the topic lives while a client uses it
+        src = PulsarSource(
+            pulsar_url,
+            topics_pattern=f"{prefix}-.*",
+            subscription="np",
+            format=Json(ID_SCHEMA),
+            metadata_columns=["_topic"],
+        )
+        reader = src.open(src.plan()[0])  # non-persistent: only messages sent after subscribing
+        sink.write_table(_ids(0, 10))
+        got = pa.Table.from_batches(_read_ids(reader, 10), schema=src.schema)
+        reader.close()
+    assert got.column("id").to_pylist() == list(range(10))
+    assert set(got.column("_topic").to_pylist()) == {f"{prefix}-a"}
 
 
 def test_key_shared_consumers_get_disjoint_keys(pulsar_url: str) -> None:
@@ -299,6 +469,19 @@ def test_configuration_is_validated() -> None:
     with pytest.raises(ConfigurationError) as e:
         PulsarSource("http://x", topics="t", subscription="s")
     assert e.value.option == "service_url"
+    for both_or_neither in ({"topics": "t", "topics_pattern": "t-.*"}, {}):
+        with pytest.raises(ConfigurationError) as e:
+            PulsarSource(subscription="s", **both_or_neither)  # type: ignore[arg-type]
+        assert e.value.option == "topics"
+    with pytest.raises(ConfigurationError) as e:
+        PulsarSource(topics_pattern="persistent://public/default/t-(", subscription="s")
+    assert e.value.option == "topics_pattern"
+    with pytest.raises(ConfigurationError) as e:
+        PulsarSource(topics_pattern="persistent://public/default/t-.*", subscription="s", stop="latest")
+    assert e.value.option == "stop"
+    with pytest.raises(ConfigurationError) as e:
+        PulsarSource(topics=["a", "b"], subscription="s", start={"message_id": b"\x08\x01"})
+    assert e.value.option == "start"
 
 
 def _command(*args: str) -> list[str]:
