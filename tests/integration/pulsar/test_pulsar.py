@@ -12,6 +12,7 @@ import json
 import sys
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -488,51 +489,88 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, str(HERE / "pulsar_crash_pipeline.py"), *args]
 
 
+# The crash pipeline holds every batch of at most BATCH rows DELAY seconds, and each SIGKILL lands at
+# most MAX_KILL_DELAY seconds after a run's first batch: a killed run gets through at most
+# RUN_ROWS rows, so after KILLS kills at least ROWS - KILLS * RUN_ROWS rows are still to do, whatever
+# the machine's speed. Every kill therefore lands while data is in flight.
+ROWS, BATCH, DELAY, KILLS, MAX_KILL_DELAY = 2000, 50, 0.1, 3, 1.0
+RUN_ROWS = (int(MAX_KILL_DELAY / DELAY) + 1) * BATCH
+assert ROWS - KILLS * RUN_ROWS >= 5 * BATCH
+
+
+def _progress(stdout: str) -> list[list[int]]:
+    """``[n, lo, hi]`` of every ``rows <n> ids <lo> <hi>`` line a run of pulsar_crash_pipeline.py printed."""
+    lines = [ln.split() for ln in stdout.splitlines() if ln.startswith("rows ")]
+    return [[int(w[1]), int(w[3]), int(w[4])] for w in lines]
+
+
+def _rows_of_run(stdout: str) -> int:
+    """Rows a run had taken in when it printed its last progress line."""
+    progress = _progress(stdout)
+    return progress[-1][0] if progress else 0
+
+
+def _check_kills(report: CrashReport, once: int) -> None:
+    """Exactly KILLS SIGKILLs, each while the run had data in flight, a final run that still had data
+    to do, and a replay: the runs took in more rows than the ``once`` that one clean run would."""
+    assert report.kills == KILLS and report.early_exits == 0, (report.kills, report.early_exits)
+    for out in report.killed_stdouts:
+        lines = out.splitlines()
+        assert "started" in lines and "done" not in lines, f"a kill did not land mid-run: {lines[-3:]}"
+        assert 0 < _rows_of_run(out) <= RUN_ROWS
+    final = report.final_stdout.splitlines()
+    assert "started" in final and "done" in final, "the final run had nothing left to do"
+    taken = sum(_rows_of_run(out) for out in report.killed_stdouts) + _rows_of_run(report.final_stdout)
+    # A batch printed by a killed run was never covered by a checkpoint: it is read again.
+    assert taken >= once + KILLS, f"no replay: {taken} rows taken in for {once}"
+
+
 def test_sigkill_produce_and_consume(pulsar_url: str, tmp_path: Path) -> None:
-    rows = 1500
     topic = _topic()
-    common = ["--url", pulsar_url, "--topic", topic]
-
-    def produced_ok(report: CrashReport) -> None:
-        assert "done" in report.final_stdout
-
+    common = ["--url", pulsar_url, "--topic", topic, "--delay", str(DELAY)]
+    crash = {"kills": KILLS, "min_delay": 0.3, "max_delay": MAX_KILL_DELAY, "ready_line": "started"}
     produced = run_with_crashes(
-        _command("produce", *common, "--rows", str(rows), "--checkpoint-dir", str(tmp_path / "cp1")),
-        verify=produced_ok,
-        kills=3,
-        min_delay=0.3,
-        max_delay=1.5,
-        ready_line="started",
+        _command("produce", *common, "--rows", str(ROWS), "--checkpoint-dir", str(tmp_path / "cp1")),
+        verify=lambda report: None,
         seed=5,
         timeout=120,
+        **crash,  # type: ignore[arg-type]
     )
-    assert produced.kills + produced.early_exits >= 1
+    _check_kills(produced, ROWS)
     everything = PulsarSource(
         pulsar_url,
         topics=topic,
         subscription="check",
         format=Json(pa.schema([("id", pa.int64())])),
         stop="latest",
+        metadata_columns=["_message_id"],
     ).read_all()
-    n_messages = everything.num_rows
-    assert set(everything.column("id").to_pylist()) == set(range(rows)), "rows lost (at-least-once)"
+    ids = everything.column("id").to_pylist()
+    assert set(ids) == set(range(ROWS)), f"{ROWS - len(set(ids))} rows lost (at-least-once)"
+    # At-least-once: only a killed run can have sent a row that a later run sends again, so an id is
+    # repeated at most once per killed run that took it in, and nothing else is sent twice.
+    taken_by_killed = [
+        (min(p[1] for p in pr), max(p[2] for p in pr)) for pr in map(_progress, produced.killed_stdouts)
+    ]
+    for i, n in Counter(ids).items():
+        if n > 1:
+            assert n - 1 <= sum(lo <= i <= hi for lo, hi in taken_by_killed), f"id {i} sent {n} times"
+    all_messages = sorted(everything.column("_message_id").to_pylist())
     out = tmp_path / "out"
 
-    def consumed_ok(report: CrashReport) -> None:
+    def consumed_exactly_once(report: CrashReport) -> None:
         table = ds.dataset(str(out), format="parquet").to_table()
-        mids = table.column("_message_id").to_pylist()
-        assert len(mids) == len(set(mids)), f"{len(mids) - len(set(mids))} messages written twice"
-        assert len(mids) == n_messages, f"{n_messages - len(mids)} messages missing"
-        assert set(table.column("id").to_pylist()) == set(range(rows))
+        written = sorted(table.column("_message_id").to_pylist())
+        dupes = len(written) - len(set(written))
+        assert not dupes, f"{dupes} messages written twice"
+        assert written == all_messages, f"{len(all_messages) - len(written)} messages missing"
+        assert Counter(table.column("id").to_pylist()) == Counter(ids)
 
     consumed = run_with_crashes(
         _command("consume", *common, "--checkpoint-dir", str(tmp_path / "cp2"), "--out", str(out)),
-        verify=consumed_ok,
-        kills=3,
-        min_delay=0.3,
-        max_delay=1.2,
-        ready_line="started",
+        verify=consumed_exactly_once,
         seed=9,
         timeout=120,
+        **crash,  # type: ignore[arg-type]
     )
-    assert consumed.kills + consumed.early_exits >= 1
+    _check_kills(consumed, len(all_messages))
