@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -121,16 +122,22 @@ def test_exclusive_resume_from_position_skips_returned_rows(pulsar_url: str) -> 
     position = json.loads(json.dumps(reader.snapshot()))
     reader.close()  # nothing committed: the broker redelivers all, the position filters
     resumed = src.open(src.plan()[0], position)
-    rest = []
-    while not resumed.finished:
-        b = resumed.read_batch(1000, 0.2)
-        if b is not None:
-            rest.append(b)
+    rest = _read_to_end(resumed)
     resumed.close()
     ids = (
         pa.concat_tables([pa.Table.from_batches(first), pa.Table.from_batches(rest)]).column("id").to_pylist()
     )
     assert sorted(ids) == list(range(500))
+
+
+def _read_to_end(reader: Any) -> list[pa.RecordBatch]:
+    """Every batch a bounded reader returns until it is finished."""
+    out = []
+    while not reader.finished:
+        b = reader.read_batch(1000, 0.2)
+        if b is not None:
+            out.append(b)
+    return out
 
 
 def _ids(n0: int, n1: int) -> pa.Table:
@@ -235,6 +242,24 @@ def _ids_by_key(table: pa.Table) -> dict[str, list[int]]:
     return out
 
 
+def _read_each(readers: list[Any], want: int, schema: pa.Schema) -> list[pa.Table]:
+    """What each of ``readers`` (readers of one subscription) returns, polled in turn until ``want``
+    rows arrived in all; the readers are closed."""
+    parts: list[list[pa.RecordBatch]] = [[] for _ in readers]
+    total = 0
+    for _ in range(300):
+        if total >= want:
+            break
+        for i, r in enumerate(readers):
+            b = r.read_batch(500, 0.1)
+            if b is not None:
+                parts[i].append(b)
+                total += b.num_rows
+    for r in readers:
+        r.close()
+    return [pa.Table.from_batches(p, schema=schema) for p in parts]
+
+
 def test_partitioned_topic_from_the_admin_api(pulsar_url: str, pulsar_admin_url: str) -> None:
     topic = _topic()
     _admin(pulsar_admin_url, "PUT", topic, "/partitions", 3)
@@ -268,11 +293,7 @@ def test_partitioned_topic_from_the_admin_api(pulsar_url: str, pulsar_admin_url:
     assert set(position["last"]) <= parts
     reader.close()
     resumed = src.open(src.plan()[0], position)
-    rest: list[pa.RecordBatch] = []
-    while not resumed.finished:
-        b = resumed.read_batch(1000, 0.2)
-        if b is not None:
-            rest.append(b)
+    rest = _read_to_end(resumed)
     final = resumed.snapshot()
     resumed.commit(final)
     resumed.close()
@@ -302,19 +323,7 @@ def test_failover_consumers_share_the_partitions(pulsar_url: str, pulsar_admin_u
     readers = [src.open(s) for s in src.plan()]
     # Unbatched and without keys: the producer spreads messages round-robin over the partitions.
     _write(pulsar_url, topic, _ids(0, 800), producer_batching=False)
-    parts: list[list[pa.RecordBatch]] = [[], []]
-    total = 0
-    for _ in range(300):
-        if total >= 800:
-            break
-        for i, r in enumerate(readers):
-            b = r.read_batch(500, 0.1)
-            if b is not None:
-                parts[i].append(b)
-                total += b.num_rows
-    for r in readers:
-        r.close()
-    tables = [pa.Table.from_batches(p, schema=src.schema) for p in parts]
+    tables = _read_each(readers, 800, src.schema)
     assert sorted(tables[0].column("id").to_pylist() + tables[1].column("id").to_pylist()) == list(range(800))
     owned = [set(t.column("_topic").to_pylist()) for t in tables]
     assert owned[0] and owned[1], "failover gave every partition to one consumer"
@@ -390,29 +399,12 @@ def test_key_shared_consumers_get_disjoint_keys(pulsar_url: str) -> None:
     data = make_table(1200)
     data = data.set_column(2, "name", pa.array([f"key-{i % 16}" for i in range(1200)]))
     _write(pulsar_url, topic, data, key_column="name", value_columns=SCHEMA.names)
-    parts = [[], []]
-    total = 0
-    for _ in range(300):
-        if total >= 1200:
-            break
-        for i, r in enumerate(readers):
-            b = r.read_batch(500, 0.1)
-            if b is not None:
-                parts[i].append(b)
-                total += b.num_rows
-    for r in readers:
-        r.close()
-    tables = [pa.Table.from_batches(p, schema=SCHEMA) for p in parts]
+    tables = _read_each(readers, 1200, SCHEMA)
     assert sum(t.num_rows for t in tables) == 1200
     keys = [set(t.column("name").to_pylist()) for t in tables]
     assert not keys[0] & keys[1], "a key went to both consumers"
     for t in tables:  # per-key order is kept
-        for k in set(t.column("name").to_pylist()):
-            ids = [
-                i
-                for i, n in zip(t.column("id").to_pylist(), t.column("name").to_pylist(), strict=True)
-                if n == k
-            ]
+        for ids in _ids_by_key(t).values():
             assert ids == sorted(ids)
 
 
