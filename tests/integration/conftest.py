@@ -48,6 +48,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "mqtt": ServiceInfo("mqtt", "MQTT_PORT", 1883),
     "nats": ServiceInfo("nats", "NATS_PORT", 4222),
     "pulsar": ServiceInfo("pulsar", "PULSAR_PORT", 6650),
+    "pulsar-admin": ServiceInfo("pulsar", "PULSAR_HTTP_PORT", 8080),
     "aws": ServiceInfo("aws", "AWS_PORT", 5000),
     "dynalite": ServiceInfo("dynalite", "DYNALITE_PORT", 4567),
     "mongodb": ServiceInfo("mongodb", "MONGO_PORT", 27017),
@@ -182,6 +183,13 @@ def nats_url() -> str:
 def pulsar_url() -> str:
     host, port = check_service("pulsar")
     return f"pulsar://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def pulsar_admin_url() -> str:
+    """Base URL of the Pulsar broker's admin REST API (``/admin/v2/...``)."""
+    host, port = check_service("pulsar-admin")
+    return f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="session")

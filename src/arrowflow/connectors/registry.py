@@ -244,7 +244,8 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         extra="pulsar",
         requires=("pulsar",),
         status="available",
-        tested_against="pulsar-lite 0.2 (Pulsar binary protocol, not Apache Pulsar) with pulsar-client 3.13",
+        tested_against="Apache Pulsar 4.0.7 standalone (broker + one bookie, RocksDB metadata) "
+        "with pulsar-client 3.13",
     ),
     ConnectorInfo(
         name="pubsub",

@@ -26,13 +26,16 @@ HERE = str(Path(__file__).resolve().parent)
 
 @dataclass
 class CrashReport:
-    """What happened: kill delays (seconds after ready), the final run's output."""
+    """What happened: kill delays (seconds after ready), what each killed run had printed on stdout
+    when its SIGKILL landed (so a test can show the kill came while data was in flight), the final
+    run's output."""
 
     seed: int
     kill_delays: list[float] = field(default_factory=list)
     early_exits: int = 0
     final_stdout: str = ""
     final_stderr: str = ""
+    killed_stdouts: list[str] = field(default_factory=list)
 
     @property
     def kills(self) -> int:
@@ -122,6 +125,7 @@ def run_with_crashes(
             os.kill(p.proc.pid, signal.SIGKILL)
             p.wait(timeout)
             report.kill_delays.append(delay)
+            report.killed_stdouts.append(p.stdout)
             continue
         p.wait(timeout)
         if rc != 0:
