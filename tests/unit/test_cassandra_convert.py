@@ -128,6 +128,13 @@ def test_durations_times_tuples_user_types_vectors_and_nesting_round_trip() -> N
         (ct.TimeType, pa.array([0, None, 86_399_999_999_999], pa.time64("ns"))),
         (TUPLE, pa.array([{"f0": 1, "f1": None}, None, {"f0": None, "f1": "b"}], arrow_type_for(TUPLE))),
         (UDT, pa.array([{"street": "s", "no": 1}, None, {"street": None, "no": 2}], arrow_type_for(UDT))),
+        # A struct's fields meet a user type's by name, in any order.
+        (
+            UDT,
+            pa.array(
+                [{"no": 7, "street": "t"}, None], pa.struct([("no", pa.int32()), ("street", pa.string())])
+            ),
+        ),
         (VECTOR, pa.array([[1.5, 2.0, -3.25], None, [0.0, 0.0, 1.0]], pa.list_(pa.float32(), 3))),
         (
             LIST_UUID,
