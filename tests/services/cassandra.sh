@@ -50,6 +50,8 @@ hints_directory: $d/hints
 cdc_raw_directory: $d/cdc_raw
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
+# 8 MiB segments: the largest mutation and CQL message the node takes is half that, 4 MiB (with the
+# default 32 MiB segments, 16 MiB); the sink's batch size test relies on that limit.
 commitlog_segment_size: 8MiB
 # Small memory footprint: other JVMs share this machine.
 memtable_heap_space: 64MiB

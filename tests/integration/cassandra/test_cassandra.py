@@ -392,8 +392,9 @@ def test_unlogged_batches_grouped_by_partition(cql_proxy: Target) -> None:
 
 
 def test_batches_stay_under_the_servers_message_limit(cassandra: Target) -> None:
-    """Cassandra 5.0 refuses a CQL message over 4 MiB: 24 rows of 256 KiB in one partition must go in
-    several batches (max_batch_bytes), not one 6 MiB batch the server rejects whole."""
+    """The test node refuses a CQL message over 4 MiB (native_transport_max_message_size defaults to
+    half its 8 MiB commit log segment): 24 rows of 256 KiB in one partition must go in several
+    batches (max_batch_bytes), not one 6 MiB batch the server rejects whole."""
     table = cassandra.new_table("p int, c int, payload blob", "(p), c")
     n = 24
     data = pa.table(

@@ -14,8 +14,9 @@ Contract:
   statements are in flight in all. With ``batch_by_partition``, the rows of a request are grouped by
   partition key and sent as UNLOGGED batches of at most ``max_batch_statements`` statements and
   ``max_batch_bytes`` bytes of values (one partition per batch: the cheap kind of batch for Cassandra;
-  the byte bound keeps a batch under the server's message size limit, 4 MiB on Cassandra 5.0 by
-  default, beyond which it refuses the whole batch).
+  the byte bound keeps a batch under the server's maximum CQL message size, beyond which it refuses
+  the whole batch: ``native_transport_max_message_size``, by default half a commit log segment, 16 MiB
+  with Cassandra 5.0's default 32 MiB segments, 4 MiB on arrowflow's test node).
 * Rows with a null partition key column go to the error policy at ``write()``, and so does a whole
   batch when the server refuses to prepare the statement (unknown table or column), with the server's
   message. A row whose values do not convert to the column's CQL type (a malformed uuid string, an
