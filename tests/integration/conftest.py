@@ -59,6 +59,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "activemq-mqtt": ServiceInfo("activemq", "ACTIVEMQ_MQTT_PORT", 1884),
     "pubsub": ServiceInfo("pubsub", "PUBSUB_PORT", 8085),
     "mariadb": ServiceInfo("mariadb", "MARIADB_PORT", 3306),
+    "cassandra": ServiceInfo("cassandra", "CASSANDRA_PORT", 9042),
 }
 
 HOST = "127.0.0.1"
