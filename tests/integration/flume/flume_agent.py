@@ -9,8 +9,9 @@ events of a source in the order the source accepted them.
 
 Tests share the agent, so every event a test sends carries a ``run`` header with a fresh id and a
 test reads back only its own run. :meth:`FlumeAgent.run_events` sends an end marker after the run
-and waits until the agent wrote it: by then every event of the run accepted before it is written
-too (same channel, same sink, FIFO), so the test compares the complete output, not a prefix.
+(with the suite's own clients, not arrowflow) and waits until the agent wrote it: by then every
+event of the run accepted before it is written too (same channel, same sink, FIFO), so the test
+compares the complete output, not a prefix.
 """
 
 from __future__ import annotations
@@ -24,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import fastavro
-import pyarrow as pa
-
-from arrowflow.connectors.flume import FlumeSink
+from flume_test_server import Event, append_batch, post_json_events
 
 SCRIPT = Path(__file__).resolve().parents[2] / "services" / "flume.sh"
 PROTOCOLS = ("avro", "http")
@@ -118,10 +117,11 @@ class FlumeAgent:
     def run_events(self, protocol: str, run: str, *, timeout: float = 180.0) -> list[Stored]:
         """All events of ``run``: sends an end marker through ``protocol`` and waits until the agent
         wrote it (see the module docstring). Fails if a file ends in a partial block."""
-        with FlumeSink(
-            protocol=protocol, address=self.address(protocol), static_headers={RUN: run, END: "1"}
-        ) as s:
-            s.write(pa.record_batch({"body": [END]}))
+        marker = [Event({RUN: run, END: "1"}, END.encode())]  # sent by the suite's own clients
+        if protocol == "avro":
+            assert append_batch(self.avro_port, marker) == "OK"
+        else:
+            assert post_json_events(self.http_port, marker) == 200
         deadline = time.monotonic() + timeout
         while True:
             events, truncated = self.stored(protocol)

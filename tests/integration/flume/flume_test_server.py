@@ -37,6 +37,7 @@ mirrored here.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import socket
@@ -446,6 +447,46 @@ def _read_long(stream: io.BytesIO) -> int:
         if not b & 0x80:
             return (value >> 1) ^ -(value & 1)
         shift += 7
+
+
+# -- reference clients (the suite's own, independent of arrowflow) ------------------------------------
+
+
+def post_json_events(port: int, events: list[Event]) -> int:
+    """POST ``events`` to an HTTPSource (JSONHandler) on ``port``; the HTTP status."""
+    body = json.dumps([{"headers": e.headers, "body": e.body.decode("utf-8")} for e in events])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request(
+            "POST", "/", body=body.encode(), headers={"Content-Type": "application/json; charset=UTF-8"}
+        )
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def append_batch(port: int, events: list[Event]) -> str:
+    """Call ``appendBatch(events)`` on an AvroSource on ``port`` (handshake with this module's copy
+    of the protocol); the returned ``Status``."""
+    shake = {
+        "clientHash": _SERVER_HASH,
+        "clientProtocol": _PROTOCOL_TEXT,
+        "serverHash": _SERVER_HASH,
+        "meta": None,
+    }
+    call = _write(CALL_META, {}) + _long(len("appendBatch")) + b"appendBatch"
+    params = {"events": [{"headers": e.headers, "body": e.body} for e in events]}
+    payload = _write(HANDSHAKE_REQUEST, shake) + call + _write(_SERVER_REQUESTS["appendBatch"], params)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
+        conn.sendall(frame(1, [payload]))
+        received = read_frame(conn)
+    assert received is not None, "the AvroSource closed the connection"
+    answer = io.BytesIO(b"".join(received[1]))
+    match = fastavro.schemaless_reader(answer, HANDSHAKE_RESPONSE)
+    assert isinstance(match, dict) and match["match"] != "NONE", match
+    fastavro.schemaless_reader(answer, CALL_META)
+    assert answer.read(1) == b"\x00", "an error response"
+    return ["OK", "FAILED", "UNKNOWN"][_read_long(answer)]
 
 
 @contextmanager
