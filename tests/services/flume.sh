@@ -12,7 +12,8 @@
 #                         run, for a restart of a killed agent)
 # The file_roll sinks write Flume's avro_event serializer (an Avro container file of records
 # {headers: map<string>, body: bytes}, one block per sink transaction), so the tests can read back both
-# the headers and the exact body bytes the agent stored. The file channels make what a source
+# the headers and the exact body bytes the agent stored; a new file every 10 s keeps the file being
+# written small (the tests re-read only files that changed). The file channels make what a source
 # acknowledged survive a SIGKILL of the agent. Layout in $SERVICES_DIR/flume: flume.conf, log4j2.xml,
 # classpath (+ .key), log (stdout/stderr), flume.log (the agent's log), agent/channel/*, agent/out/{avro,http}.
 # `start` returns once Flume itself answers: an event POSTed to the HTTPSource appears in its rolled file
@@ -72,13 +73,13 @@ agent.channels.httpCh.transactionCapacity = 10000
 agent.sinks.avroOut.type = file_roll
 agent.sinks.avroOut.channel = avroCh
 agent.sinks.avroOut.sink.directory = $AGENT/out/avro
-agent.sinks.avroOut.sink.rollInterval = 0
+agent.sinks.avroOut.sink.rollInterval = 10
 agent.sinks.avroOut.sink.serializer = avro_event
 agent.sinks.avroOut.batchSize = 1000
 agent.sinks.httpOut.type = file_roll
 agent.sinks.httpOut.channel = httpCh
 agent.sinks.httpOut.sink.directory = $AGENT/out/http
-agent.sinks.httpOut.sink.rollInterval = 0
+agent.sinks.httpOut.sink.rollInterval = 10
 agent.sinks.httpOut.sink.serializer = avro_event
 agent.sinks.httpOut.batchSize = 1000
 

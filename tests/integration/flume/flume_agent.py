@@ -4,8 +4,8 @@ and what its file_roll sinks wrote.
 The agent (config in the script's header) has an AvroSource and an HTTPSource (JSONHandler), each
 into its own file channel and its own file_roll sink writing Flume's ``avro_event`` serializer: Avro
 container files of ``{headers: map<string>, body: bytes}`` records, one block per sink transaction,
-under ``$SERVICES_DIR/flume/agent/out/{avro,http}``. One channel and one sink per source keep the
-events of a source in the order the source accepted them.
+a new file every 10 s, under ``$SERVICES_DIR/flume/agent/out/{avro,http}``. One channel and one
+sink per source keep the events of a source in the order the source accepted them.
 
 Tests share the agent, so every event a test sends carries a ``run`` header with a fresh id and a
 test reads back only its own run. :meth:`FlumeAgent.run_events` sends an end marker after the run
@@ -83,17 +83,23 @@ class FlumeAgent:
     # -- what the agent wrote ------------------------------------------------------------------------
 
     def stored(self, protocol: str) -> tuple[list[Stored], list[Path]]:
-        """Every event the file_roll sink of ``protocol`` wrote, in order, and the files that end
-        in a partial block. Files are named ``<epoch ms>-<n>`` by the sink; unchanged files are not
-        read again."""
+        """Every event the file_roll sink of ``protocol`` wrote, in order, and the finished files of
+        the running agent that end in a partial block (there should be none).
+
+        A file_roll sink names its files ``<its start in ms>-<n>``. A partial block is allowed at
+        the end of the file being written (the sink may be writing a block right now) and of a
+        file of an earlier, killed, agent process: its events were not committed in the file
+        channel, so the restarted agent wrote them again. Unchanged files are not re-read.
+        """
         out = self.state / "agent" / "out" / protocol
+        named = []
+        for path in out.iterdir():
+            started, _, n = path.name.partition("-")
+            named.append(((int(started), int(n)), path))
+        named.sort()
         events: list[Stored] = []
         truncated: list[Path] = []
-        paths = []
-        for path in out.iterdir():
-            ms, _, n = path.name.partition("-")
-            paths.append(((int(ms), int(n)), path))
-        for _, path in sorted(paths):
+        for (started, _), path in named:
             st = path.stat()
             parsed = self._cache.get(path)
             if parsed is None or parsed.stamp != (st.st_size, st.st_mtime_ns):
@@ -101,7 +107,7 @@ class FlumeAgent:
                 parsed = _Parsed((st.st_size, st.st_mtime_ns), found, cut)
                 self._cache[path] = parsed
             events.extend(parsed.events)
-            if parsed.truncated:
+            if parsed.truncated and started == named[-1][0][0] and path != named[-1][1]:
                 truncated.append(path)
         return events, truncated
 
@@ -116,7 +122,8 @@ class FlumeAgent:
 
     def run_events(self, protocol: str, run: str, *, timeout: float = 180.0) -> list[Stored]:
         """All events of ``run``: sends an end marker through ``protocol`` and waits until the agent
-        wrote it (see the module docstring). Fails if a file ends in a partial block."""
+        wrote it (see the module docstring). Fails if a file of the running agent ends in a
+        partial block."""
         marker = [Event({RUN: run, END: "1"}, END.encode())]  # sent by the suite's own clients
         if protocol == "avro":
             assert append_batch(self.avro_port, marker) == "OK"
