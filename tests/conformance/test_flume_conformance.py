@@ -18,17 +18,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "flume"))
 
-from flume_agent import RUN, FlumeAgent, new_run
+from flume_agent import FAST, RUN, FlumeAgent, new_run
 
 from arrowflow.connectors.flume import FlumeSink
 from arrowflow.sink import Sink
 from arrowflow.testing import SinkConformance, make_table
-from arrowflow.writer import BatchingConfig
 
 HEADERS = ["id", "value", "flag", "count", "ts"]
-BATCHING = BatchingConfig(
-    max_request_rows=100, max_in_flight=1, max_time_in_buffer=0.2, initial_backoff=0.05, max_backoff=0.5
-)
 AGENT = FlumeAgent()
 
 
@@ -53,7 +49,7 @@ class _FlumeConformance(SinkConformance):
             body_column="name",
             header_columns=HEADERS,
             static_headers={RUN: self.run},
-            batching=BATCHING,
+            batching=FAST,
             error_policy=error_policy,
         )
 

@@ -43,63 +43,52 @@ wait_file() {
   done
 }
 
-write_conf() {
-  cat >"$STATE/flume.conf" <<CONF
-agent.sources = avro http rejectAvro rejectHttp
-agent.channels = avroCh httpCh rejectCh
-agent.sinks = avroOut httpOut rejectOut
-
-agent.sources.avro.type = avro
-agent.sources.avro.bind = 127.0.0.1
-agent.sources.avro.port = $AVRO
-agent.sources.avro.channels = avroCh
-agent.sources.http.type = http
-agent.sources.http.bind = 127.0.0.1
-agent.sources.http.port = $HTTP
-agent.sources.http.handler = org.apache.flume.source.http.JSONHandler
-agent.sources.http.channels = httpCh
-
-agent.channels.avroCh.type = file
-agent.channels.avroCh.checkpointDir = $AGENT/channel/avro/checkpoint
-agent.channels.avroCh.dataDirs = $AGENT/channel/avro/data
-agent.channels.avroCh.capacity = 1000000
-agent.channels.avroCh.transactionCapacity = 10000
-agent.channels.httpCh.type = file
-agent.channels.httpCh.checkpointDir = $AGENT/channel/http/checkpoint
-agent.channels.httpCh.dataDirs = $AGENT/channel/http/data
-agent.channels.httpCh.capacity = 1000000
-agent.channels.httpCh.transactionCapacity = 10000
-
-agent.sinks.avroOut.type = file_roll
-agent.sinks.avroOut.channel = avroCh
-agent.sinks.avroOut.sink.directory = $AGENT/out/avro
-agent.sinks.avroOut.sink.rollInterval = 10
-agent.sinks.avroOut.sink.serializer = avro_event
-agent.sinks.avroOut.batchSize = 1000
-agent.sinks.httpOut.type = file_roll
-agent.sinks.httpOut.channel = httpCh
-agent.sinks.httpOut.sink.directory = $AGENT/out/http
-agent.sinks.httpOut.sink.rollInterval = 10
-agent.sinks.httpOut.sink.serializer = avro_event
-agent.sinks.httpOut.batchSize = 1000
-
-# A put of more than 10 events in one transaction throws ChannelException: AvroSource answers FAILED,
-# HTTPSource 503. Requests of at most 10 events are accepted (and dropped by the null sink).
-agent.sources.rejectAvro.type = avro
-agent.sources.rejectAvro.bind = 127.0.0.1
-agent.sources.rejectAvro.port = $REJECT_AVRO
-agent.sources.rejectAvro.channels = rejectCh
-agent.sources.rejectHttp.type = http
-agent.sources.rejectHttp.bind = 127.0.0.1
-agent.sources.rejectHttp.port = $REJECT_HTTP
-agent.sources.rejectHttp.channels = rejectCh
-agent.channels.rejectCh.type = memory
-agent.channels.rejectCh.capacity = 100
-agent.channels.rejectCh.transactionCapacity = 10
-agent.sinks.rejectOut.type = null
-agent.sinks.rejectOut.channel = rejectCh
-agent.sinks.rejectOut.batchSize = 10
+source_conf() { # source_conf NAME TYPE PORT CHANNEL
+  cat <<CONF
+agent.sources.$1.type = $2
+agent.sources.$1.bind = 127.0.0.1
+agent.sources.$1.port = $3
+agent.sources.$1.channels = $4
 CONF
+}
+
+stored_conf() { # stored_conf NAME: file channel NAMECh -> file_roll sink NAMEOut writing agent/out/NAME
+  cat <<CONF
+agent.channels.$1Ch.type = file
+agent.channels.$1Ch.checkpointDir = $AGENT/channel/$1/checkpoint
+agent.channels.$1Ch.dataDirs = $AGENT/channel/$1/data
+agent.channels.$1Ch.capacity = 1000000
+agent.channels.$1Ch.transactionCapacity = 10000
+agent.sinks.$1Out.type = file_roll
+agent.sinks.$1Out.channel = $1Ch
+agent.sinks.$1Out.sink.directory = $AGENT/out/$1
+agent.sinks.$1Out.sink.rollInterval = 10
+agent.sinks.$1Out.sink.serializer = avro_event
+agent.sinks.$1Out.batchSize = 1000
+CONF
+}
+
+write_conf() {
+  {
+    echo "agent.sources = avro http rejectAvro rejectHttp"
+    echo "agent.channels = avroCh httpCh rejectCh"
+    echo "agent.sinks = avroOut httpOut rejectOut"
+    source_conf avro avro "$AVRO" avroCh
+    source_conf http http "$HTTP" httpCh
+    echo "agent.sources.http.handler = org.apache.flume.source.http.JSONHandler"
+    stored_conf avro
+    stored_conf http
+    # A put of more than 10 events in one transaction throws ChannelException: AvroSource answers
+    # FAILED, HTTPSource 503. Requests of at most 10 events are accepted (and dropped by the null sink).
+    source_conf rejectAvro avro "$REJECT_AVRO" rejectCh
+    source_conf rejectHttp http "$REJECT_HTTP" rejectCh
+    echo "agent.channels.rejectCh.type = memory"
+    echo "agent.channels.rejectCh.capacity = 100"
+    echo "agent.channels.rejectCh.transactionCapacity = 10"
+    echo "agent.sinks.rejectOut.type = null"
+    echo "agent.sinks.rejectOut.channel = rejectCh"
+    echo "agent.sinks.rejectOut.batchSize = 10"
+  } >"$STATE/flume.conf"
   cat >"$STATE/log4j2.xml" <<XML
 <Configuration status="warn">
   <Appenders>

@@ -27,7 +27,19 @@ from pathlib import Path
 import fastavro
 from flume_test_server import Event, append_batch, post_json_events
 
+from arrowflow.writer import BatchingConfig
+
 SCRIPT = Path(__file__).resolve().parents[2] / "services" / "flume.sh"
+#: The suite's batching: Flume's 100 events per request, one request in flight (so events arrive in
+#: write order), a partial request after 0.2 s, short backoffs.
+FAST = BatchingConfig(
+    max_request_rows=100,
+    max_in_flight=1,
+    max_time_in_buffer=0.2,
+    initial_backoff=0.01,
+    max_backoff=0.2,
+    max_attempts=10,
+)
 PROTOCOLS = ("avro", "http")
 RUN = "run"
 END = "arrowflow-test-end"

@@ -23,7 +23,7 @@ import fastavro
 import numpy as np
 import pyarrow as pa
 import pytest
-from flume_agent import PROTOCOLS, RUN, FlumeAgent, Stored, new_run
+from flume_agent import FAST, PROTOCOLS, RUN, FlumeAgent, Stored, new_run
 from flume_test_server import (
     AVRO_SOURCE_PROTOCOL,
     HANDSHAKE_REQUEST,
@@ -38,15 +38,6 @@ from arrowflow.connectors import MemorySink
 from arrowflow.connectors.flume import FlumeSink
 from arrowflow.errors import ConfigurationError
 from arrowflow.writer import BatchingConfig
-
-FAST = BatchingConfig(
-    max_request_rows=100,
-    max_in_flight=1,
-    max_time_in_buffer=0.2,
-    initial_backoff=0.05,
-    max_backoff=0.5,
-    max_attempts=20,
-)
 
 
 @pytest.fixture(params=PROTOCOLS)

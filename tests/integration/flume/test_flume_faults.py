@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from flume_agent import FAST
 from flume_test_server import (
     Event,
     FlumeAvroTestServer,
@@ -24,15 +25,6 @@ from arrowflow.connectors import MemorySink
 from arrowflow.connectors.flume import FlumeSink, default_batching
 from arrowflow.errors import ArrowflowError
 from arrowflow.writer import BatchingConfig
-
-FAST = BatchingConfig(
-    max_request_rows=100,
-    max_in_flight=1,
-    max_time_in_buffer=0.2,
-    initial_backoff=0.01,
-    max_backoff=0.05,
-    max_attempts=6,
-)
 
 
 @pytest.fixture(params=["http", "avro"], ids=lambda p: f"{p}-fault-test-server-not-flume")
