@@ -60,6 +60,10 @@ SERVICES: dict[str, ServiceInfo] = {
     "pubsub": ServiceInfo("pubsub", "PUBSUB_PORT", 8085),
     "mariadb": ServiceInfo("mariadb", "MARIADB_PORT", 3306),
     "cassandra": ServiceInfo("cassandra", "CASSANDRA_PORT", 9042),
+    "flume": ServiceInfo("flume", "FLUME_AVRO_PORT", 41414),
+    "flume-http": ServiceInfo("flume", "FLUME_HTTP_PORT", 41415),
+    "flume-reject-avro": ServiceInfo("flume", "FLUME_REJECT_AVRO_PORT", 41416),
+    "flume-reject-http": ServiceInfo("flume", "FLUME_REJECT_HTTP_PORT", 41417),
 }
 
 HOST = "127.0.0.1"

@@ -232,9 +232,8 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         extra="flume",
         requires=("fastavro",),
         status="available",
-        tested_against="protocol test servers for Flume's HTTPSource (JSONHandler) and AvroSource "
-        "(Avro IPC over Netty framing), not Apache Flume; a real agent when ARROWFLOW_FLUME_HTTP / "
-        "ARROWFLOW_FLUME_AVRO is set",
+        tested_against="Apache Flume 1.11.0 agent: AvroSource and HTTPSource (JSONHandler) into file "
+        "channels and file_roll sinks",
     ),
     ConnectorInfo(
         name="pulsar",
