@@ -9,10 +9,10 @@ Prints ``started`` once the first batch passes and ``done`` at the end.
 
 Stall runs (``--stall-runs``, numbered by starts recorded in ``<checkpoint-dir>.runs``) make the kill
 land at a known point: the sink's first checkpoint flush that follows written rows returns (every
-row acknowledged by the server), then stalls before the checkpoint is saved, and only then prints
-``started``. The harness's SIGKILL thus finds rows in the index that no checkpoint covers, which the
-restart must write again (overwriting them, ids being the rows' own). Other runs are killed at random
-moments.
+row acknowledged by the server), then stalls before the checkpoint is saved, records how many rows
+it had written (one line in ``<checkpoint-dir>.stalls``) and only then prints ``started``. The
+harness's SIGKILL thus finds that many rows in the index that no checkpoint covers, which the restart
+must write again (overwriting them, ids being the rows' own). Other runs are killed at random moments.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ class Announce(Operator):
         return [batch]
 
 
-def stalling(sink_cls: type[Any]) -> type[Any]:
-    """``sink_cls`` whose first checkpoint flush after written rows stalls once flushed (see above)."""
+def stalling(sink_cls: type[Any], record: Path) -> type[Any]:
+    """``sink_cls`` whose first checkpoint flush after written rows stalls once flushed (see above),
+    after appending the number of rows it wrote (all acknowledged, none checkpointed) to ``record``."""
 
     class Stalling(sink_cls):  # type: ignore[misc,valid-type]
         def write(self, batch: pa.RecordBatch) -> None:
@@ -82,6 +83,8 @@ def stalling(sink_cls: type[Any]) -> type[Any]:
         def flush(self) -> None:
             super().flush()
             if getattr(self, "pending", 0):
+                with record.open("a") as f:
+                    f.write(f"{self.pending}\n")
                 print("started", flush=True)
                 time.sleep(600)  # killed here: the checkpoint of these acknowledged rows never lands
 
@@ -106,7 +109,7 @@ def main(argv: list[str]) -> int:
     flavor, sink_cls = (
         (OPENSEARCH, OpenSearchSink) if args.kind == "opensearch" else (ELASTICSEARCH, ElasticsearchSink)
     )
-    sink = (stalling(sink_cls) if stall else sink_cls)(
+    sink = (stalling(sink_cls, Path(args.checkpoint_dir + ".stalls")) if stall else sink_cls)(
         args.url,
         args.index,
         id_column="id",

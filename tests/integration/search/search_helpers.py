@@ -1,13 +1,21 @@
 """Helpers for the search integration suites: clients for both libraries, unique indices, a proxy.
 
-The servers: osmem on 127.0.0.1:9200 (``tests/services/opensearch.sh``), or a real cluster when
-``ARROWFLOW_ES_URL`` / ``ARROWFLOW_OPENSEARCH_URL`` is set (then the elasticsearch / opensearch-py
-suite runs against that URL instead; the node-class fix below is only used against osmem).
+The server: a real OpenSearch 2.19 node on 127.0.0.1:$OPENSEARCH_PORT (default 9200), started by
+``tests/services/opensearch.sh``. Both suites run against it: opensearch-py as is, elasticsearch-py
+through the test-only node class below. ``ARROWFLOW_ES_URL`` / ``ARROWFLOW_OPENSEARCH_URL`` point
+one suite at another cluster instead (then the node class is not used for that URL).
 
-``PlainMimeNode`` is the TEST-ONLY fix for elasticsearch-py 8/9 against osmem: the client always
-sends ``application/vnd.elasticsearch+json; compatible-with=N``, which osmem (like real OpenSearch)
-answers with HTTP 406; the node rewrites it to plain ``application/json`` / ``application/x-ndjson``.
-It is deliberately not part of the library: real Elasticsearch expects the compatibility header.
+``plain_mime_node`` is the TEST-ONLY bridge from elasticsearch-py 8/9 to OpenSearch, for two checks
+the client makes that OpenSearch fails by design:
+
+* the client always sends ``application/vnd.elasticsearch+json; compatible-with=N``, which
+  OpenSearch answers with HTTP 406: the node rewrites it to plain ``application/json`` /
+  ``application/x-ndjson``;
+* the client refuses any 2xx answer without ``X-Elastic-Product: Elasticsearch``
+  (``UnsupportedProductError``), which OpenSearch never sends: the node adds it to the answer.
+
+It is deliberately not part of the library: real Elasticsearch expects the compatibility header,
+and arrowflow's users talk to OpenSearch with opensearch-py.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import pytest
 
 from arrowflow.connectors.search import ELASTICSEARCH, Flavor
 
-OSMEM_URL = "http://127.0.0.1:9200"
+OPENSEARCH_URL = f"http://127.0.0.1:{os.environ.get('OPENSEARCH_PORT', '9200')}"
 _COMPAT = re.compile(r"application/vnd\.elasticsearch\+([\w-]+); ?compatible-with=\d+")
 
 
@@ -34,7 +42,7 @@ def plain_mime_node() -> type:
     from elastic_transport import Urllib3HttpNode
 
     class PlainMimeNode(Urllib3HttpNode):  # type: ignore[misc]
-        """Test-only: drop the ES compatibility media type that osmem refuses (406)."""
+        """Test-only: elasticsearch-py against OpenSearch (see the module docstring)."""
 
         def perform_request(self, method, target, body=None, headers=None, request_timeout=None):  # type: ignore[no-untyped-def]
             if headers:
@@ -42,20 +50,22 @@ def plain_mime_node() -> type:
                 for h in ("accept", "content-type"):
                     if h in headers:
                         headers[h] = _COMPAT.sub(r"application/\1", headers[h])
-            return super().perform_request(
+            response = super().perform_request(
                 method, target, body=body, headers=headers, request_timeout=request_timeout
             )
+            response.meta.headers.setdefault("x-elastic-product", "Elasticsearch")
+            return response
 
     return PlainMimeNode
 
 
 def server_url(flavor: Flavor) -> str:
     env = "ARROWFLOW_ES_URL" if flavor is ELASTICSEARCH else "ARROWFLOW_OPENSEARCH_URL"
-    return os.environ.get(env) or OSMEM_URL
+    return os.environ.get(env) or OPENSEARCH_URL
 
 
 def client_options(flavor: Flavor, url: str | None = None) -> dict[str, Any]:
-    """Client options for ``flavor`` against ``url`` (the node-class fix only for osmem/proxies)."""
+    """Client options for ``flavor`` against ``url`` (the node class unless ``url`` is a real ES)."""
     real = os.environ.get("ARROWFLOW_ES_URL" if flavor is ELASTICSEARCH else "ARROWFLOW_OPENSEARCH_URL")
     options: dict[str, Any] = {}
     if flavor is ELASTICSEARCH and not (real and url in (None, real)):
@@ -80,7 +90,7 @@ def check_server(flavor: Flavor) -> str:
         admin(flavor, "GET", "/")
     except Exception as exc:
         pytest.fail(
-            f"no search server at {url} ({exc}); start osmem with `sh tests/services/opensearch.sh start`",
+            f"no search server at {url} ({exc}); start it with `sh tests/services/opensearch.sh start`",
             pytrace=False,
         )
     return url
@@ -103,22 +113,55 @@ def count(flavor: Flavor, index: str) -> int:
     return int(admin(flavor, "GET", f"/{index}/_count")["count"])
 
 
-class BulkProxy:
-    """An HTTP proxy in front of the server that can rewrite ``_bulk`` answers or fail requests.
+def _bulk_actions(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
+    """Split a ``_bulk`` body into ``(action metadata, its lines)``; ``delete`` has no source line."""
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    actions: list[tuple[dict[str, Any], bytes]] = []
+    i = 0
+    while i < len(lines):
+        ((op, meta),) = json.loads(lines[i]).items()
+        n = 1 if op == "delete" else 2
+        actions.append(({"op": op, **meta}, b"\n".join(lines[i : i + n]) + b"\n"))
+        i += n
+    return actions
 
-    ``rewrite(answer, attempt) -> answer`` sees each parsed ``_bulk`` answer (``attempt`` counts
-    ``_bulk`` requests from 1); ``fail_first`` requests get ``status 503`` without reaching the server.
+
+def _rejected_item(meta: dict[str, Any]) -> dict[str, Any]:
+    """The item a node answers for an action its write queue refused (what the sink must resend)."""
+    return {
+        meta["op"]: {
+            "_index": meta.get("_index"),
+            "_id": meta.get("_id"),
+            "status": 429,
+            "error": {"type": "es_rejected_execution_exception", "reason": "injected: queue full"},
+        }
+    }
+
+
+class BulkProxy:
+    """An HTTP proxy in front of the server that rejects ``_bulk`` items or fails whole requests.
+
+    ``reject(attempt, n) -> positions`` is asked for each ``_bulk`` request (``attempt`` counts them
+    from 1, ``n`` is its number of actions): the actions at those positions are REMOVED from the body
+    forwarded to the server and answered as ``429 es_rejected_execution_exception`` items, merged
+    into the server's answer in their places. Like a node whose write queue is full, the rejected
+    documents are not written: only a resend by the sink can get them into the index.
+    ``fail_first`` requests get ``status 503`` without reaching the server. ``rejected`` counts the
+    items rejected so far.
     """
 
     def __init__(
         self,
         upstream: str,
-        rewrite: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
+        reject: Callable[[int, int], set[int]] | None = None,
         *,
         fail_first: int = 0,
     ) -> None:
         host, port = upstream.removeprefix("http://").rstrip("/").split(":")
         self.bulk_requests = 0
+        self.rejected = 0
         self.lock = threading.Lock()
         proxy = self
 
@@ -140,14 +183,39 @@ class BulkProxy:
                     if attempt <= fail_first:
                         self._reply(503, b'{"error":"injected","status":503}')
                         return
+                actions: list[tuple[dict[str, Any], bytes]] = []
+                dropped: set[int] = set()
+                if is_bulk and reject is not None and body:
+                    actions = _bulk_actions(body)
+                    dropped = reject(attempt, len(actions)) & set(range(len(actions)))
+                    with proxy.lock:
+                        proxy.rejected += len(dropped)
+                    body = b"".join(lines for i, (_, lines) in enumerate(actions) if i not in dropped)
+                    if not body:  # every action rejected: nothing reaches the server
+                        items = [_rejected_item(meta) for meta, _ in actions]
+                        self._reply(200, json.dumps({"took": 0, "errors": True, "items": items}).encode())
+                        return
                 conn = http.client.HTTPConnection(host, int(port), timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "connection", "content-length")
+                }
+                if body is not None:
+                    headers["content-length"] = str(len(body))
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 conn.close()
-                if is_bulk and rewrite is not None and resp.status == 200:
-                    data = json.dumps(rewrite(json.loads(data), attempt)).encode()
+                if dropped and resp.status == 200:
+                    answer = json.loads(data)
+                    served = iter(answer["items"])
+                    answer["items"] = [
+                        _rejected_item(meta) if i in dropped else next(served)
+                        for i, (meta, _) in enumerate(actions)
+                    ]
+                    answer["errors"] = True
+                    data = json.dumps(answer).encode()
                 # Pass the server's headers on (elasticsearch-py checks X-Elastic-Product).
                 extra = [
                     (k, v)

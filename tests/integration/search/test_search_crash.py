@@ -3,9 +3,11 @@
 The pipeline (``search_crash_pipeline.py``) runs as its own process; the crash harness kills it with
 SIGKILL from this process, restarts it from its checkpoint directory, and finally lets it run to the
 end. Runs 0 and 2 are killed while a checkpoint is stalled after its flush (so acknowledged rows that
-no checkpoint covers are certainly written again on restart), runs 1 and 3 at seeded random moments.
-Replayed rows overwrite their own documents: the index must end up holding every row exactly once,
-with the values the deterministic source generates, after more writes than rows.
+no checkpoint covers are certainly written again on restart), runs 1 and 3 at seeded random moments
+while rows are still flowing (no run can finish before its kill: the test asserts exactly 4 kills
+and no early exit). Replayed rows overwrite their own documents: the index must end up holding every
+row exactly once, with the values the deterministic source generates, after at least as many extra
+writes (``_version`` sums) as the stalled runs had acknowledged without a checkpoint.
 """
 
 from __future__ import annotations
@@ -107,10 +109,18 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
         seed=11,
         timeout=120,
     )
-    # Runs 0-2 cannot finish before their kill: 0 and 2 stall, 1 restarts from nothing and needs
-    # 80 batches x 30 ms of sleep alone, more than the longest delay.
-    assert report.kills >= 3, f"kills {report.kill_delays}, early exits {report.early_exits}"
-    # The kills made the pipeline write rows again (else "no duplicates" would prove nothing):
-    # more writes than documents, every extra write an overwrite of an existing id.
+    # No run can finish before its kill: 0 and 2 stall; 1 restarts from nothing and needs 80 batches
+    # x 30 ms of sleep alone (2.4 s), more than the longest delay (0.7 s); 3 resumes from run 1's
+    # checkpoint, taken at most 0.7 s into run 1, so it still has more than 1.7 s of rows to go.
+    assert report.kills == 4 and report.early_exits == 0, (
+        f"kills {report.kill_delays}, early exits {report.early_exits}"
+    )
+    starts = (tmp_path / "cp.runs").read_text().split()
+    assert len(starts) == 5, f"expected 4 killed runs and the final one, saw {len(starts)} starts"
+    stalled = [int(n) for n in (tmp_path / "cp.stalls").read_text().split()]
+    assert len(stalled) == 2 and min(stalled) > 0, f"stalled runs recorded {stalled}"
+    # The kills made the pipeline write rows again (else "no duplicates" would prove nothing): every
+    # row a stalled run had acknowledged without a checkpoint was written again after its kill, each
+    # extra write an overwrite of an existing id (one more ``_version``).
     writes = _writes(flavor, index)
-    assert writes > ROWS, f"no row was replayed after {report.kills} kill(s) ({writes} writes)"
+    assert writes >= ROWS + sum(stalled), f"{writes} writes after stalls of {stalled} rows: no replay"
