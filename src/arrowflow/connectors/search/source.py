@@ -11,7 +11,8 @@
   the start; reopening a split from it re-reads nothing and skips nothing, as long as the index does
   not change between runs (the PIT is not kept across a restart).
 * Hits become Arrow columns with ``schema`` (explicit: values are converted, ISO-8601 text to
-  timestamps, numeric text to numbers; missing fields become nulls) or inferred from the first page
+  timestamps, numeric text to numbers, base64 text to binary; missing fields become nulls) or
+  inferred from the first page
   (later pages are cast to it). ``columns`` projects ``_source``; ``id_column`` adds the hit's
   ``_id`` as a column. The client parses the answer into Python objects, so this read path is
   bounded by the client's JSON parsing (no kernel here).
@@ -28,6 +29,8 @@ import pyarrow as pa
 
 from ...config import check_positive, check_type, hide_secrets, reveal_secrets
 from ...errors import ConfigurationError, ConnectorError
+from ...formats.json import _convert as json_convert
+from ...formats.json import _read_type as json_read_type
 from ...source import Position, Source, Split, SplitReader
 from ._client import Flavor
 
@@ -68,14 +71,33 @@ class SearchSourceConfig:
         check_type("keep_alive", self.keep_alive, str)
 
 
-def _column(values: list[Any], target: pa.DataType | None) -> pa.Array:
-    if target is None:
-        return pa.array(values)
+def _has_binary(t: pa.DataType) -> bool:
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_binary(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_binary(t.value_type)
+    return False
+
+
+def _array(values: list[Any], target: pa.DataType) -> pa.Array:
     try:
         return pa.array(values, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # JSON gives timestamps as ISO-8601 text and ids as strings: let Arrow's cast parse them.
         return pa.array(values).cast(target)
+
+
+def _column(values: list[Any], target: pa.DataType | None) -> pa.Array:
+    if target is None:
+        return pa.array(values)
+    if _has_binary(target):
+        # Bytes travel as base64 text (what the sink writes and the servers' `binary` type holds).
+        # pa.array would take that text as the bytes themselves: read it as text, then decode it
+        # (vectorized, also inside structs and lists) as the JSON format does.
+        return json_convert(_array(values, json_read_type(target, "search source schema")), target)
+    return _array(values, target)
 
 
 def hits_to_batch(
