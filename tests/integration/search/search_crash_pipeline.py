@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from search_helpers import client_options
+from search_helpers import TARGETS
 
 from arrowflow import Pipeline
 from arrowflow.connectors.datagen import Bool, DataGenSource, RandomString, Uniform
 from arrowflow.connectors.datagen import Sequence as Seq
-from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH
+from arrowflow.connectors.search import ELASTICSEARCH
 from arrowflow.connectors.search.elasticsearch import ElasticsearchSink
 from arrowflow.connectors.search.opensearch import OpenSearchSink
 from arrowflow.ops.base import Operator
@@ -93,7 +93,7 @@ def stalling(sink_cls: type[Any], record: Path) -> type[Any]:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["opensearch", "elasticsearch"])
+    ap.add_argument("target", choices=sorted(TARGETS))
     ap.add_argument("--url", required=True)
     ap.add_argument("--index", required=True)
     ap.add_argument("--rows", type=int, default=4000)
@@ -106,14 +106,13 @@ def main(argv: list[str]) -> int:
     with runs.open("a") as f:
         f.write(f"{run_no}\n")
     stall = str(run_no) in args.stall_runs.split(",")
-    flavor, sink_cls = (
-        (OPENSEARCH, OpenSearchSink) if args.kind == "opensearch" else (ELASTICSEARCH, ElasticsearchSink)
-    )
+    target = TARGETS[args.target]
+    sink_cls = ElasticsearchSink if target.flavor is ELASTICSEARCH else OpenSearchSink
     sink = (stalling(sink_cls, Path(args.checkpoint_dir + ".stalls")) if stall else sink_cls)(
         args.url,
         args.index,
         id_column="id",
-        client_options=client_options(flavor, args.url),
+        client_options=target.client_options(),
         max_actions=40,  # several requests per checkpoint interval reach the server before a kill
         flush_interval=0.05,
     )

@@ -1,9 +1,15 @@
-"""Helpers for the search integration suites: clients for both libraries, unique indices, a proxy.
+"""Helpers for the search integration suites: test targets, unique indices, a rejecting proxy.
 
-The server: a real OpenSearch 2.19 node on 127.0.0.1:$OPENSEARCH_PORT (default 9200), started by
-``tests/services/opensearch.sh``. Both suites run against it: opensearch-py as is, elasticsearch-py
-through the test-only node class below. ``ARROWFLOW_ES_URL`` / ``ARROWFLOW_OPENSEARCH_URL`` point
-one suite at another cluster instead (then the node class is not used for that URL).
+A *target* is one client library against one server (``TARGETS``):
+
+* ``opensearch``: opensearch-py against the real OpenSearch 2.19 node (``tests/services/opensearch.sh``,
+  127.0.0.1:$OPENSEARCH_PORT, default 9200);
+* ``elasticsearch``: elasticsearch-py against the real Elasticsearch 9.2 node
+  (``tests/services/elasticsearch.sh``, 127.0.0.1:$ELASTICSEARCH_PORT, default 9201);
+* ``elasticsearch-on-opensearch``: elasticsearch-py against the OpenSearch node through the
+  test-only node class below (the compatibility note of :mod:`arrowflow.connectors.search`).
+
+``ARROWFLOW_ES_URL`` / ``ARROWFLOW_OPENSEARCH_URL`` point the targets of one server at another cluster.
 
 ``plain_mime_node`` is the TEST-ONLY bridge from elasticsearch-py 8/9 to OpenSearch, for two checks
 the client makes that OpenSearch fails by design:
@@ -27,14 +33,14 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from arrowflow.connectors.search import ELASTICSEARCH, Flavor
+from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH, Flavor
 
-OPENSEARCH_URL = f"http://127.0.0.1:{os.environ.get('OPENSEARCH_PORT', '9200')}"
 _COMPAT = re.compile(r"application/vnd\.elasticsearch\+([\w-]+); ?compatible-with=\d+")
 
 
@@ -59,58 +65,105 @@ def plain_mime_node() -> type:
     return PlainMimeNode
 
 
-def server_url(flavor: Flavor) -> str:
-    env = "ARROWFLOW_ES_URL" if flavor is ELASTICSEARCH else "ARROWFLOW_OPENSEARCH_URL"
-    return os.environ.get(env) or OPENSEARCH_URL
+@dataclass(frozen=True)
+class Target:
+    """One client library (``flavor``) against one server (``server``: opensearch | elasticsearch)."""
+
+    name: str
+    flavor: Flavor
+    server: str
+    url_env: str
+    port_env: str
+    default_port: int
+
+    @property
+    def url(self) -> str:
+        port = os.environ.get(self.port_env, str(self.default_port))
+        return os.environ.get(self.url_env) or f"http://127.0.0.1:{port}"
+
+    @property
+    def rejection(self) -> str:
+        """The error type of a bulk item the server's write queue refused (status 429)."""
+        # OpenSearchRejectedExecutionException / EsRejectedExecutionException, as each server names it.
+        return (
+            "es_rejected_execution_exception"
+            if self.server == "elasticsearch"
+            else "rejected_execution_exception"
+        )
+
+    @property
+    def mapping_error(self) -> str:
+        """The error type the server gives a document whose field does not fit its mapping."""
+        return "document_parsing_exception" if self.server == "elasticsearch" else "mapper_parsing_exception"
+
+    def client_options(self) -> dict[str, Any]:
+        """Options for the client (also for one that goes through a proxy in front of the server)."""
+        options: dict[str, Any] = {}
+        if self.flavor is ELASTICSEARCH and self.server == "opensearch":
+            options["node_class"] = plain_mime_node()
+        # The sink does its own retries: keep the clients' built-in retries out of the way.
+        options["max_retries"] = 0
+        return options
 
 
-def client_options(flavor: Flavor, url: str | None = None) -> dict[str, Any]:
-    """Client options for ``flavor`` against ``url`` (the node class unless ``url`` is a real ES)."""
-    real = os.environ.get("ARROWFLOW_ES_URL" if flavor is ELASTICSEARCH else "ARROWFLOW_OPENSEARCH_URL")
-    options: dict[str, Any] = {}
-    if flavor is ELASTICSEARCH and not (real and url in (None, real)):
-        options["node_class"] = plain_mime_node()
-    # The sink does its own retries: keep the clients' built-in retries out of the way.
-    options["max_retries"] = 0
-    return options
+TARGETS = {
+    t.name: t
+    for t in (
+        Target("opensearch", OPENSEARCH, "opensearch", "ARROWFLOW_OPENSEARCH_URL", "OPENSEARCH_PORT", 9200),
+        Target(
+            "elasticsearch", ELASTICSEARCH, "elasticsearch", "ARROWFLOW_ES_URL", "ELASTICSEARCH_PORT", 9201
+        ),
+        Target(
+            "elasticsearch-on-opensearch",
+            ELASTICSEARCH,
+            "opensearch",
+            "ARROWFLOW_OPENSEARCH_URL",
+            "OPENSEARCH_PORT",
+            9200,
+        ),
+    )
+}
+#: The targets that talk to each server with its own client (crash and conformance suites).
+NATIVE = ("elasticsearch", "opensearch")
 
 
-def admin(flavor: Flavor, method: str, path: str, body: Any = None, **params: Any) -> Any:
+def admin(target: Target, method: str, path: str, body: Any = None, **params: Any) -> Any:
     """One request with a fresh client (index setup / teardown / checks)."""
-    client = flavor.make_client(server_url(flavor), client_options(flavor))
+    client = target.flavor.make_client(target.url, target.client_options())
     try:
-        return flavor.request(client, method, path, params=params, body=body)
+        return target.flavor.request(client, method, path, params=params, body=body)
     finally:
         client.close()
 
 
-def check_server(flavor: Flavor) -> str:
-    url = server_url(flavor)
+def check_server(target: Target) -> str:
+    """``target.url`` once its server answers; FAILS the test (never skips) when it does not."""
     try:
-        admin(flavor, "GET", "/")
+        admin(target, "GET", "/_cluster/health")
     except Exception as exc:
         pytest.fail(
-            f"no search server at {url} ({exc}); start it with `sh tests/services/opensearch.sh start`",
+            f"no {target.server} at {target.url} ({exc}); start it with "
+            f"`sh tests/services/up.sh {target.server}`",
             pytrace=False,
         )
-    return url
+    return target.url
 
 
-def new_index(flavor: Flavor, mappings: dict[str, Any] | None = None) -> Iterator[str]:
+def new_index(target: Target, mappings: dict[str, Any] | None = None) -> Iterator[str]:
     name = f"af-test-{uuid.uuid4().hex[:12]}"
-    admin(flavor, "PUT", f"/{name}", body={"mappings": mappings} if mappings else {})
+    admin(target, "PUT", f"/{name}", body={"mappings": mappings} if mappings else {})
     try:
         yield name
     finally:
         try:
-            admin(flavor, "DELETE", f"/{name}")
+            admin(target, "DELETE", f"/{name}")
         except Exception:
             pass
 
 
-def count(flavor: Flavor, index: str) -> int:
-    admin(flavor, "POST", f"/{index}/_refresh")
-    return int(admin(flavor, "GET", f"/{index}/_count")["count"])
+def count(target: Target, index: str) -> int:
+    admin(target, "POST", f"/{index}/_refresh")
+    return int(admin(target, "GET", f"/{index}/_count")["count"])
 
 
 def _bulk_actions(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
@@ -128,14 +181,14 @@ def _bulk_actions(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
     return actions
 
 
-def _rejected_item(meta: dict[str, Any]) -> dict[str, Any]:
+def _rejected_item(meta: dict[str, Any], etype: str) -> dict[str, Any]:
     """The item a node answers for an action its write queue refused (what the sink must resend)."""
     return {
         meta["op"]: {
             "_index": meta.get("_index"),
             "_id": meta.get("_id"),
             "status": 429,
-            "error": {"type": "es_rejected_execution_exception", "reason": "injected: queue full"},
+            "error": {"type": etype, "reason": "injected: queue full"},
         }
     }
 
@@ -145,11 +198,11 @@ class BulkProxy:
 
     ``reject(attempt, n) -> positions`` is asked for each ``_bulk`` request (``attempt`` counts them
     from 1, ``n`` is its number of actions): the actions at those positions are REMOVED from the body
-    forwarded to the server and answered as ``429 es_rejected_execution_exception`` items, merged
-    into the server's answer in their places. Like a node whose write queue is full, the rejected
-    documents are not written: only a resend by the sink can get them into the index.
-    ``fail_first`` requests get ``status 503`` without reaching the server. ``rejected`` counts the
-    items rejected so far.
+    forwarded to the server and answered as status 429 items of type ``rejection`` (name it as the
+    server behind the proxy does), merged into the server's answer in their places. Like a node
+    whose write queue is full, the rejected documents are not written: only a resend by the sink can
+    get them into the index. ``fail_first`` requests get ``status 503`` without reaching the server.
+    ``rejected`` counts the items rejected so far.
     """
 
     def __init__(
@@ -157,6 +210,7 @@ class BulkProxy:
         upstream: str,
         reject: Callable[[int, int], set[int]] | None = None,
         *,
+        rejection: str = "es_rejected_execution_exception",
         fail_first: int = 0,
     ) -> None:
         host, port = upstream.removeprefix("http://").rstrip("/").split(":")
@@ -192,7 +246,7 @@ class BulkProxy:
                         proxy.rejected += len(dropped)
                     body = b"".join(lines for i, (_, lines) in enumerate(actions) if i not in dropped)
                     if not body:  # every action rejected: nothing reaches the server
-                        items = [_rejected_item(meta) for meta, _ in actions]
+                        items = [_rejected_item(meta, rejection) for meta, _ in actions]
                         self._reply(200, json.dumps({"took": 0, "errors": True, "items": items}).encode())
                         return
                 conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -211,7 +265,7 @@ class BulkProxy:
                     answer = json.loads(data)
                     served = iter(answer["items"])
                     answer["items"] = [
-                        _rejected_item(meta) if i in dropped else next(served)
+                        _rejected_item(meta, rejection) if i in dropped else next(served)
                         for i, (meta, _) in enumerate(actions)
                     ]
                     answer["errors"] = True

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from search_crash_pipeline import make_source
-from search_helpers import admin, check_server, client_options, count, new_index, server_url
+from search_helpers import NATIVE, TARGETS, Target, admin, check_server, count, new_index
 
-from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH, Flavor
+from arrowflow.connectors.search import ELASTICSEARCH
 from arrowflow.connectors.search.elasticsearch import ElasticsearchSource
 from arrowflow.connectors.search.opensearch import OpenSearchSource
 from arrowflow.testing import assert_same_rows
@@ -30,31 +30,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
 from crash_harness import CrashReport, run_with_crashes
 
 HERE = Path(__file__).resolve().parent
-FLAVORS = {
-    "opensearch": (OPENSEARCH, OpenSearchSource),
-    "elasticsearch": (ELASTICSEARCH, ElasticsearchSource),
-}
 MAPPINGS = {
     "properties": {"text": {"type": "keyword"}, "value": {"type": "double"}, "flag": {"type": "boolean"}}
 }
 ROWS = 4000
 
 
-@pytest.fixture(params=sorted(FLAVORS))
-def kind(request: pytest.FixtureRequest) -> str:
-    check_server(FLAVORS[request.param][0])
-    return str(request.param)
+@pytest.fixture(params=NATIVE)
+def target(request: pytest.FixtureRequest) -> Target:
+    t = TARGETS[request.param]
+    check_server(t)
+    return t
 
 
 @pytest.fixture
-def index(kind: str) -> Iterator[str]:
-    yield from new_index(FLAVORS[kind][0], MAPPINGS)
+def index(target: Target) -> Iterator[str]:
+    yield from new_index(target, MAPPINGS)
 
 
-def _writes(flavor: Flavor, index: str) -> int:
+def _writes(target: Target, index: str) -> int:
     """Writes the index has seen: the sum of the documents' ``_version`` (1 per write of an id)."""
     answer: Any = admin(
-        flavor,
+        target,
         "POST",
         f"/{index}/_search",
         body={"query": {"match_all": {}}, "size": ROWS + 10, "version": True, "_source": False},
@@ -63,16 +60,15 @@ def _writes(flavor: Flavor, index: str) -> int:
 
 
 def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
-    kind: str, index: str, tmp_path: Path
+    target: Target, index: str, tmp_path: Path
 ) -> None:
-    flavor, source_cls = FLAVORS[kind]
-    url = server_url(flavor)
+    source_cls = ElasticsearchSource if target.flavor is ELASTICSEARCH else OpenSearchSource
     command = [
         sys.executable,
         str(HERE / "search_crash_pipeline.py"),
-        kind,
+        target.name,
         "--url",
-        url,
+        target.url,
         "--index",
         index,
         "--rows",
@@ -85,12 +81,12 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
 
     def verify(report: CrashReport) -> None:
         assert "done" in report.final_stdout
-        assert count(flavor, index) == ROWS, "lost or duplicated documents"
+        assert count(target, index) == ROWS, "lost or duplicated documents"
         expected = make_source(ROWS).read_all()
         got = source_cls(
-            url,
+            target.url,
             index,
-            client_options=client_options(flavor, url),
+            client_options=target.client_options(),
             schema=expected.schema,
             id_column="id",
             page_size=1000,
@@ -122,5 +118,5 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
     # The kills made the pipeline write rows again (else "no duplicates" would prove nothing): every
     # row a stalled run had acknowledged without a checkpoint was written again after its kill, each
     # extra write an overwrite of an existing id (one more ``_version``).
-    writes = _writes(flavor, index)
+    writes = _writes(target, index)
     assert writes >= ROWS + sum(stalled), f"{writes} writes after stalls of {stalled} rows: no replay"

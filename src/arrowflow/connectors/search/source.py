@@ -4,9 +4,12 @@
   through the index with ``search_after`` over ``sort``; with ``slices > 1`` each split reads one
   ``slice`` of a point in time (PIT) opened by its reader (servers that have PIT: Elasticsearch
   ``/_pit``, OpenSearch ``/_search/point_in_time``).
-* ``sort`` must be a total order (a unique field last); the default ``[{"_id": "asc"}]`` works on
-  OpenSearch-compatible servers but real Elasticsearch 8+ refuses to sort on ``_id`` unless
-  ``indices.id_field_data.enabled`` is set: pass a unique keyword field there.
+* ``sort`` must be a total order (a unique field last). The default ``[{"_id": "asc"}]`` works on
+  OpenSearch (which logs a deprecation: it loads ``_id`` field data into the heap), but
+  Elasticsearch 8+ refuses to sort on ``_id`` unless the cluster setting
+  ``indices.id_field_data.enabled`` is on (off by default): the first read then fails with a
+  :class:`~arrowflow.errors.ConnectorError` naming ``sort``. Pass a unique keyword or numeric field
+  of the documents there.
 * A position is ``{"search_after": [sort values of the last row returned]}`` (JSON), ``None`` at
   the start; reopening a split from it re-reads nothing and skips nothing, as long as the index does
   not change between runs (the PIT is not kept across a restart).
@@ -219,7 +222,18 @@ class _SearchReader(SplitReader):
         size = min(cfg.page_size, max_rows)
         body = self._body(size)
         path = "/_search" if "pit" in body else f"/{cfg.index}/_search"
-        answer = self._source.flavor.request(self._client, "POST", path, body=body)
+        try:
+            answer = self._source.flavor.request(self._client, "POST", path, body=body)
+        except Exception as exc:
+            if "id_field_data" in str(exc):
+                # Elasticsearch 8+ refuses to sort on _id by default; say which option fixes it.
+                raise ConnectorError(
+                    f"{self._source.name}: the server refuses to sort on _id (sort={list(cfg.sort)}): "
+                    "Elasticsearch 8+ turns indices.id_field_data.enabled off. Pass sort= with a "
+                    "unique keyword or numeric field of the documents, e.g. sort=[{'id': 'asc'}], "
+                    f"or enable that cluster setting. Server said: {exc}"
+                ) from exc
+            raise
         hits = answer.get("hits", {}).get("hits", [])
         if len(hits) < size:
             self._finished = True
