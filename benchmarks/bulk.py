@@ -8,16 +8,21 @@ Methods:
 * ``arrowflow encode_bodies``: :func:`arrowflow._ext.bulk.encode_bodies` over the whole table as one
   ``RecordBatch`` (documents by the JSON kernel, action lines + interleaving + cutting in C) ->
   a list of zero-copy body buffers.
-* ``elasticsearch.helpers path``: what ``helpers.bulk`` does before sending: ``to_pylist`` per 10k
-  rows, one action dict per row, ``expand_action`` + ``_chunk_actions`` with the client's default
-  ``JsonSerializer``, bodies joined per chunk, on a subset.
+* ``elasticsearch.helpers path (OrjsonSerializer)``: what ``helpers.bulk`` / ``parallel_bulk`` do
+  before sending (both serialize in the calling thread): ``to_pylist`` per 10k rows, one action dict
+  per row, ``expand_action`` + ``_chunk_actions`` with elasticsearch-py's ``OrjsonSerializer`` (the
+  client's fast serializer), bodies joined per chunk, on a subset. The idiomatic baseline.
+* ``elasticsearch.helpers path``: the same with the client's default (stdlib) ``JsonSerializer``, for
+  context.
 * ``polars concat_str + struct.json_encode``: the action line by ``concat_str`` and the document by
   ``struct.json_encode`` in one polars expression (DataFrame built in setup), bodies cut per 500
   rows as zero-copy slices of the result's buffer.
 
-Workloads ``bulk-sink-opensearch`` and ``bulk-sink-elasticsearch``: end to end against the server at
-``ARROWFLOW_BENCH_SEARCH_URL`` (default osmem on 127.0.0.1:9200, ``tests/services/opensearch.sh``),
-the same subset of the table for every method, ``index`` actions with ``_id`` from ``id``, 500 actions
+Workloads ``bulk-sink-opensearch`` and ``bulk-sink-elasticsearch``: end to end, opensearch-py against
+the real OpenSearch 2.19 node (``tests/services/opensearch.sh``, ``OPENSEARCH_PORT``, or
+``ARROWFLOW_BENCH_OPENSEARCH_URL``) and elasticsearch-py against the real Elasticsearch 9.2 node
+(``tests/services/elasticsearch.sh``, ``ELASTICSEARCH_PORT``, or ``ARROWFLOW_BENCH_ES_URL``), the same
+subset of the table for every method, ``index`` actions with ``_id`` from ``id``, 500 actions
 per request, no refresh. Every call writes into a fresh index (created and deleted inside the call,
 the same cost for every method), with one client made in setup:
 
@@ -27,19 +32,21 @@ the same cost for every method), with one client made in setup:
   ``helpers.bulk(client, actions, chunk_size=500)`` (one request at a time).
 * ``<client> helpers.parallel_bulk``: the same actions through ``parallel_bulk(thread_count=2,
   chunk_size=500)`` (two requests in flight, like the sink).
+* ``<client> helpers.parallel_bulk (orjson)``: the same on a client made with an orjson serializer
+  (elasticsearch-py's ``OrjsonSerializer``; for opensearch-py, which has none, its ``JSONSerializer``
+  with ``dumps`` by ``orjson``, the documented way to plug a serializer in). The idiomatic baseline.
 * ``pre-built bodies, POST only``: the arrowflow bodies built in setup, posted one after the other:
   the server's (and the client transport's) ceiling for any encoder.
 
-elasticsearch-py 8/9 send a compatibility media type that osmem refuses (406); against osmem (no
-``ARROWFLOW_BENCH_SEARCH_URL``) the Elasticsearch client gets the same benchmark-only node class that
-rewrites it as the tests do (``tests/integration/search/search_helpers.py``); it is not a library default.
+Each call leaves its index in place until the method's next call (which deletes and recreates it):
+after the warm-up call the check refreshes the index and reads every document back (``_search``),
+comparing ``_id`` and ``_source`` with the rows written.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import re
+import json
 import statistics
 import sys
 import time
@@ -49,30 +56,57 @@ from typing import Any
 
 import pyarrow as pa
 
+from .checks import same_rows, text_schema
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_table
+from .servers import ELASTICSEARCH_URL, OPENSEARCH_URL
 
 BATCH = 10_000
 CHUNK = 500
+_HELPERS_ORJSON = "elasticsearch.helpers path (OrjsonSerializer)"
+#: The request bodies of each method's last call, for its output check.
+_BODIES: dict[str, list[Any]] = {}
 
 
-def _helpers_path(table: pa.Table, rows: int) -> Callable[[], int] | str:
+def _bodies_check(label: str, expected: pa.Table) -> Callable[[], str]:
+    """Check that ``label``'s last bodies hold one ``index`` action into ``bench`` per row of
+    ``expected``, with its ``id`` as ``_id`` and the other columns as the document, at most
+    ``CHUNK`` actions per body."""
+
+    def check() -> str:
+        docs = []
+        for body in _BODIES.pop(label):
+            lines = bytes(body).splitlines()
+            if len(lines) > 2 * CHUNK or len(lines) % 2:
+                raise AssertionError(f"{label}: a body of {len(lines)} lines")
+            for action, source in zip(lines[::2], lines[1::2], strict=True):
+                meta = json.loads(action)["index"]
+                if meta["_index"] != "bench":
+                    raise AssertionError(f"{label}: action {meta}")
+                docs.append({**json.loads(source), "id": int(meta["_id"])})
+        return same_rows(pa.Table.from_pylist(docs, schema=text_schema(expected.schema)), expected, label)
+
+    return check
+
+
+def _helpers_path(table: pa.Table, rows: int, *, fast: bool, label: str) -> Callable[[], int] | str:
     try:
         from elasticsearch.helpers.actions import _chunk_actions, expand_action
-        from elasticsearch.serializer import JsonSerializer
+        from elasticsearch.serializer import JsonSerializer, OrjsonSerializer
     except ImportError:
-        return "not installed (elasticsearch)"
-    serializer = JsonSerializer()
+        return "not installed (elasticsearch with orjson)"
+    serializer = OrjsonSerializer() if fast else JsonSerializer()
     sub = table.slice(0, rows)
 
     def run() -> int:
+        bodies = _BODIES[label] = []
         for start in range(0, rows, BATCH):
             docs = sub.slice(start, BATCH).to_pylist()
             actions = ({"_index": "bench", "_id": d.pop("id"), "_source": d} for d in docs)
             for _, chunk in _chunk_actions(
                 map(expand_action, actions), CHUNK, 100 * 1024 * 1024, None, serializer
             ):
-                b"\n".join(chunk) + b"\n"
+                bodies.append(b"\n".join(chunk) + b"\n")
         return rows
 
     return run
@@ -93,21 +127,29 @@ def setup(config: RunConfig) -> Prepared:
     else:
 
         def run_kernel() -> int:
-            _bodies, bounds = bulk.encode_bodies(batch, index="bench", id_column="id", max_actions=CHUNK)
+            bodies, bounds = bulk.encode_bodies(batch, index="bench", id_column="id", max_actions=CHUNK)
+            _BODIES["kernel"] = bodies
             return int(bounds[-1])
 
         methods["arrowflow encode_bodies"] = Method(
-            run=run_kernel, target=Target(min_rate=2e6), note=f"whole table as one batch, {CHUNK}/request"
+            run=run_kernel,
+            target=Target(min_rate=2e6),
+            note=f"whole table as one batch, {CHUNK}/request",
+            check=_bodies_check("kernel", table),
         )
 
     helpers_n = config.subset(5_000 if config.quick else 50_000)
-    helpers = _helpers_path(table, helpers_n)
-    if isinstance(helpers, str):
-        methods["elasticsearch.helpers path"] = Method(skip=helpers)
-    else:
-        methods["elasticsearch.helpers path"] = Method(
-            run=helpers, target=Target(min_speedup=20), note=f"on {helpers_n:,} rows, scaled"
-        )
+    for label, fast in ((_HELPERS_ORJSON, True), ("elasticsearch.helpers path", False)):
+        helpers = _helpers_path(table, helpers_n, fast=fast, label=label)
+        if isinstance(helpers, str):
+            methods[label] = Method(skip=helpers)
+        else:
+            methods[label] = Method(
+                run=helpers,
+                target=Target(min_speedup=20) if fast else None,
+                note=f"on {helpers_n:,} rows, scaled" + ("" if fast else "; stdlib json"),
+                check=_bodies_check(label, table.slice(0, helpers_n)),
+            )
 
     df = pl.from_arrow(table)
     others = [c for c in table.schema.names if c != "id"]
@@ -133,36 +175,21 @@ def setup(config: RunConfig) -> Prepared:
         import numpy as np
 
         ends = np.frombuffer(offsets, dtype=np.int64)
-        [data.slice(int(ends[a]), int(ends[min(a + CHUNK, n)] - ends[a])) for a in range(0, n, CHUNK)]
+        _BODIES["polars"] = [
+            data.slice(int(ends[a]), int(ends[min(a + CHUNK, n)] - ends[a])) for a in range(0, n, CHUNK)
+        ]
         return n
 
     methods["polars concat_str + struct.json_encode"] = Method(
-        run=run_polars, target=Target(min_speedup=1.0), note="DataFrame built in setup"
+        run=run_polars,
+        target=Target(min_speedup=1.0),
+        note="DataFrame built in setup",
+        check=_bodies_check("polars", table),
     )
     return Prepared(methods=methods, bytes_per_row=table.nbytes / max(n, 1))
 
 
-SEARCH_URL = os.environ.get("ARROWFLOW_BENCH_SEARCH_URL", "http://127.0.0.1:9200")
-_COMPAT = re.compile(r"application/vnd\.elasticsearch\+([\w-]+); ?compatible-with=\d+")
-
-
-def _plain_mime_node() -> type:
-    """Benchmark-only (osmem): strip elasticsearch-py's compatibility media type, which osmem answers
-    with 406 (see tests/integration/search/search_helpers.py); real Elasticsearch needs it."""
-    from elastic_transport import Urllib3HttpNode
-
-    class PlainMimeNode(Urllib3HttpNode):  # type: ignore[misc]
-        def perform_request(self, method, target, body=None, headers=None, request_timeout=None):  # type: ignore[no-untyped-def]
-            if headers:
-                headers = headers.copy()
-                for h in ("accept", "content-type"):
-                    if h in headers:
-                        headers[h] = _COMPAT.sub(r"application/\1", headers[h])
-            return super().perform_request(
-                method, target, body=body, headers=headers, request_timeout=request_timeout
-            )
-
-    return PlainMimeNode
+_PARALLEL_ORJSON = "helpers.parallel_bulk (orjson)"
 
 
 def _actions(table: pa.Table, index: str) -> Iterator[dict[str, Any]]:
@@ -170,6 +197,28 @@ def _actions(table: pa.Table, index: str) -> Iterator[dict[str, Any]]:
     for start in range(0, table.num_rows, BATCH):
         for d in table.slice(start, BATCH).to_pylist():
             yield {"_index": index, "_id": d.pop("id"), "_source": d}
+
+
+def _orjson_serializer(kind: str) -> Any:
+    """The client's orjson serializer: elasticsearch-py ships ``OrjsonSerializer``; opensearch-py has
+    none, so its ``JSONSerializer`` gets ``dumps`` by orjson (decoded to ``str``: opensearch-py's bulk
+    helpers encode what ``dumps`` returns)."""
+    import orjson
+
+    if kind == "elasticsearch":
+        from elasticsearch.serializer import OrjsonSerializer
+
+        return OrjsonSerializer()
+    from opensearchpy.serializer import JSONSerializer
+
+    class OpenSearchOrjson(JSONSerializer):  # type: ignore[misc]
+        def dumps(self, data: Any) -> Any:
+            return data if isinstance(data, str | bytes) else orjson.dumps(data).decode()
+
+        def loads(self, s: Any) -> Any:
+            return orjson.loads(s)
+
+    return OpenSearchOrjson()
 
 
 def _setup_sink(config: RunConfig, kind: str) -> Prepared:
@@ -180,6 +229,7 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
     sink_name = "OpenSearchSink" if kind == "opensearch" else "ElasticsearchSink"
     names = (
         f"arrowflow {sink_name}",
+        f"{client_name} {_PARALLEL_ORJSON}",
         f"{client_name} helpers.bulk",
         f"{client_name} helpers.parallel_bulk",
         "pre-built bodies, POST only",
@@ -193,22 +243,24 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
             from elasticsearch import helpers  # type: ignore[no-redef]
 
             from arrowflow.connectors.search.elasticsearch import ElasticsearchSink as sink_cls  # type: ignore[assignment]
+        fast_serializer = _orjson_serializer(kind)
     except ImportError as exc:
         return Prepared(
             methods={n: Method(skip=f"not installed: {exc.name}") for n in names}, bytes_per_row=72
         )
+    url = OPENSEARCH_URL if kind == "opensearch" else ELASTICSEARCH_URL
     options: dict[str, Any] = {"max_retries": 0, "request_timeout": 120}
-    if kind == "elasticsearch" and "ARROWFLOW_BENCH_SEARCH_URL" not in os.environ:
-        options["node_class"] = _plain_mime_node()
     try:
-        client = flavor.make_client(SEARCH_URL, options)
-        flavor.request(client, "GET", "/")
+        client = flavor.make_client(url, options)
+        # Not GET /: the test Elasticsearch node has no rest-root module (see elasticsearch.sh).
+        flavor.request(client, "GET", "/_cluster/health")
+        fast_client = flavor.make_client(url, {**options, "serializer": fast_serializer})
     except Exception as exc:
-        why = f"no search server at {SEARCH_URL} ({type(exc).__name__})"
+        why = f"no {kind} server at {url} ({type(exc).__name__})"
         return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
 
-    # osmem indexes about 0.7-3k documents/s of this table on the shared 2-core box (its own CPU, ~0.45
-    # ms per document): every method here is bound by the server; the subset keeps a call at 1-3 s.
+    # Every method is bound by the node (index creation and indexing; 3-8k rows/s of this table on the
+    # shared 2-core box): the subset keeps a call under a second or two.
     n = config.subset(500 if config.quick else 2_000)
     table = make_table(n, config.seed).combine_chunks()
     batches = table.to_batches(max_chunksize=65_536)
@@ -232,7 +284,6 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
         sink.close()
         if sink.metrics()["rows_written"] != n:
             raise RuntimeError(f"sink wrote {sink.metrics()['rows_written']} of {n} rows")
-        flavor.request(client, "DELETE", f"/{index}")
         return n
 
     def run_helpers() -> int:
@@ -240,22 +291,23 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
         ok, errors = helpers.bulk(client, _actions(table, index), chunk_size=CHUNK, max_retries=0)
         if ok != n or errors:
             raise RuntimeError(f"helpers.bulk: {ok} ok, errors {errors!r:.200}")
-        flavor.request(client, "DELETE", f"/{index}")
         return n
 
-    def run_parallel() -> int:
-        index = fresh("parallel")
-        ok = sum(
-            1
-            for success, _ in helpers.parallel_bulk(
-                client, _actions(table, index), thread_count=2, chunk_size=CHUNK
+    def parallel(tag: str, on: Any) -> Callable[[], int]:
+        def run() -> int:
+            index = fresh(tag)
+            ok = sum(
+                1
+                for success, _ in helpers.parallel_bulk(
+                    on, _actions(table, index), thread_count=2, chunk_size=CHUNK
+                )
+                if success
             )
-            if success
-        )
-        if ok != n:
-            raise RuntimeError(f"helpers.parallel_bulk: {ok} of {n} ok")
-        flavor.request(client, "DELETE", f"/{index}")
-        return n
+            if ok != n:
+                raise RuntimeError(f"helpers.parallel_bulk: {ok} of {n} ok")
+            return n
+
+        return run
 
     post_index = f"{prefix}-post"
     post_bodies = [
@@ -271,16 +323,32 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
             answer = flavor.request(client, "POST", "/_bulk", body=body, ndjson=True)
             if answer.get("errors"):
                 raise RuntimeError("POST only: item errors")
-        flavor.request(client, "DELETE", f"/{post_index}")
         return n
 
+    def landed(tag: str) -> Callable[[], str]:
+        def check() -> str:
+            index = f"{prefix}-{tag}"
+            flavor.request(client, "POST", f"/{index}/_refresh")
+            answer = flavor.request(
+                client, "POST", f"/{index}/_search", body={"query": {"match_all": {}}, "size": n + 1}
+            )
+            hits = answer["hits"]["hits"]
+            docs = [{**h["_source"], "id": int(h["_id"])} for h in hits]
+            got = pa.Table.from_pylist(docs, schema=text_schema(table.schema))
+            return same_rows(got, table, index)
+
+        return check
+
+    tags = ("af", "helpers", "parallel", "parallel-orjson", "post")
+
     def cleanup() -> None:
-        for tag in ("af", "helpers", "parallel", "post"):
+        for tag in tags:
             try:
                 flavor.request(client, "DELETE", f"/{prefix}-{tag}")
             except Exception:
                 pass
         client.close()
+        fast_client.close()
 
     # The server's CPU dominates the wall time, so the client's own CPU (this process, every thread)
     # is what tells the methods apart; it is summed per method and printed to stderr at exit.
@@ -309,12 +377,27 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
     atexit.register(report_cpu)
     same = f"{n:,} rows, fresh index per call"
     methods = {
-        names[0]: Method(run=cpu_timed(names[0], run_sink), note=same),
+        names[0]: Method(run=cpu_timed(names[0], run_sink), note=same, check=landed("af")),
         # No target: the server bounds every method (compare the client CPU printed at exit).
-        names[1]: Method(run=cpu_timed(names[1], run_helpers), note="same rows, to_pylist + action dicts"),
-        names[2]: Method(run=cpu_timed(names[2], run_parallel), note="same rows, 2 threads"),
+        names[1]: Method(
+            run=cpu_timed(names[1], parallel("parallel-orjson", fast_client)),
+            note="same rows, 2 threads, orjson serializer",
+            check=landed("parallel-orjson"),
+        ),
+        names[2]: Method(
+            run=cpu_timed(names[2], run_helpers),
+            note="same rows, to_pylist + action dicts",
+            check=landed("helpers"),
+        ),
         names[3]: Method(
-            run=cpu_timed(names[3], run_post_only), note="server ceiling: arrowflow bodies, 1 in flight"
+            run=cpu_timed(names[3], parallel("parallel", client)),
+            note="same rows, 2 threads, stdlib json",
+            check=landed("parallel"),
+        ),
+        names[4]: Method(
+            run=cpu_timed(names[4], run_post_only),
+            note="server ceiling: arrowflow bodies, 1 in flight",
+            check=landed("post"),
         ),
     }
     return Prepared(methods=methods, bytes_per_row=table.nbytes / n)
@@ -326,16 +409,28 @@ WORKLOAD = register(
         description="benchmark table -> _bulk bodies (index, _id from a column, 500 actions/request)",
         setup=setup,
         reference="arrowflow encode_bodies",
+        idiomatic=(_HELPERS_ORJSON,),
     )
 )
 
 
-for _kind, _sink in (("opensearch", "OpenSearchSink"), ("elasticsearch", "ElasticsearchSink")):
+def _sink_setup(kind: str) -> Callable[[RunConfig], Prepared]:
+    def setup(config: RunConfig) -> Prepared:
+        return _setup_sink(config, kind)
+
+    return setup
+
+
+for _kind, _sink, _client, _server in (
+    ("opensearch", "OpenSearchSink", "opensearch-py", "OpenSearch 2.19"),
+    ("elasticsearch", "ElasticsearchSink", "elasticsearch-py", "Elasticsearch 9.2"),
+):
     register(
         Workload(
             name=f"bulk-sink-{_kind}",
-            description=f"8-column table -> {_sink} vs helpers.bulk against osmem ({_kind} client)",
-            setup=(lambda config, kind=_kind: _setup_sink(config, kind)),
+            description=f"8-column table -> {_sink} vs helpers against a real {_server} node",
+            setup=_sink_setup(_kind),
             reference=f"arrowflow {_sink}",
+            idiomatic=(f"{_client} {_PARALLEL_ORJSON}",),
         )
     )
