@@ -7,12 +7,20 @@ fail_log() { # fail_log MESSAGE: the server log's tail, then a clear error
 }
 
 # resolve_classpath POM: the runtime classpath of POM's dependencies into $STATE/classpath.txt.
+# Reused while it is newer than POM and every jar on it exists (Maven takes 5-20 s just to confirm it).
 resolve_classpath() {
+  if [ -s "$STATE/classpath.txt" ] && [ "$STATE/classpath.txt" -nt "$1" ] \
+    && [ "$(cat "$STATE/pom.path" 2>/dev/null)" = "$1" ]; then
+    missing=0
+    for jar in $(tr ':' ' ' <"$STATE/classpath.txt"); do [ -f "$jar" ] || missing=1; done
+    [ $missing = 0 ] && return 0
+  fi
   command -v mvn >/dev/null 2>&1 || apt_need maven
   say "resolving $(basename "$(dirname "$1")") with Maven (the first run downloads ~50 MB of jars into ~/.m2)"
   mvn -q -B -f "$1" dependency:build-classpath -Dmdep.includeScope=runtime \
     -Dmdep.outputFile="$STATE/classpath.txt" >"$STATE/mvn.log" 2>&1 \
     || { tail -n 30 "$STATE/mvn.log" >&2; die "Maven could not resolve $1 (see $STATE/mvn.log)"; }
+  echo "$1" >"$STATE/pom.path"
 }
 
 # compile_launcher JAVAC SOURCE CLASSPATH: compile the launcher into $STATE/classes.
