@@ -3,16 +3,20 @@
 # jars from Maven Central) on the Temurin 25 JDK (Elasticsearch 9 needs Java 21+; OpenJDK 17 cannot
 # run it), for the elasticsearch-py suite. 9.2.2 is the newest 9.x whose server AND transport-netty4
 # are both served by Maven Central (9.2.3, 9.2.4 and 9.3.x publish the server only); without
-# transport-netty4 a node has no HTTP server. tests/services/java/elasticsearch/pom.xml resolves the
+# transport-netty4 a node has no HTTP server. Not 8.x: elasticsearch-py 9 sends compatible-with=9,
+# which an 8.x server refuses. tests/services/java/elasticsearch/pom.xml resolves the
 # jars into ~/.m2; the script puts transport-netty4 and the Netty jars into <home>/modules (with the
 # plugin descriptor the module jar carries, minus its modulename: the server runs from the classpath)
 # and ElasticsearchLauncher.java (compiled here) starts the node: single-node discovery, no x-pack
 # (so no security: plain HTTP, no auth), small heap, data and logs in the state dir. start returns
 # once GET /_cluster/health answers green or yellow.
 # Maven Central does not serve the distribution's other modules (rest-root, analysis-common,
-# lang-painless, mapper-extras, reindex, data-streams, x-pack-*), so this node has the server's
-# built-in features only: no `GET /` banner (405), no scripts, no common analyzers beyond the
-# standard ones, no _reindex. The suite uses none of them (its health checks use /_cluster/health).
+# lang-painless, mapper-extras, reindex, data-streams; x-pack-core only for some versions, not 9.2.2),
+# so this node has the server's built-in features only: no `GET /` banner (405), no scripts, no
+# common analyzers beyond the standard ones, no _reindex. The suite uses none of them (its health checks use /_cluster/health).
+# Nor are the distribution's native libraries (lib/platform: zstd, vector scoring): the node logs
+# "Native methods will be disabled", so whatever needs them (e.g. index.codec: best_compression,
+# which uses zstd) is not available here; the suite uses the default codec.
 # indices.id_field_data.enabled is turned on (Elasticsearch 8+ has it off and then refuses to sort on
 # _id, the sources' default sort; a test turns it off to check the source fails loudly).
 # Usage: elasticsearch.sh start|stop|status
