@@ -187,8 +187,8 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         extra="elasticsearch",
         requires=("elasticsearch",),
         status="available",
-        tested_against="osmem-server 0.1.6 (OpenSearch-compatible, in memory) with elasticsearch-py 9.5; "
-        "a real cluster when ARROWFLOW_ES_URL is set",
+        tested_against="Elasticsearch 9.2.2 (one node, no x-pack) with elasticsearch-py 9.5; also "
+        "OpenSearch 2.19.6 through a test-only node class (see the package's compatibility note)",
     ),
     ConnectorInfo(
         name="opensearch",
@@ -198,8 +198,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         extra="opensearch",
         requires=("opensearchpy",),
         status="available",
-        tested_against="osmem-server 0.1.6 (OpenSearch-compatible, in memory) with opensearch-py 3.2; "
-        "a real cluster when ARROWFLOW_OPENSEARCH_URL is set",
+        tested_against="OpenSearch 2.19.6 (one node, no security plugin) with opensearch-py 3.2",
     ),
     ConnectorInfo(
         name="prometheus",

@@ -9,10 +9,10 @@ Prints ``started`` once the first batch passes and ``done`` at the end.
 
 Stall runs (``--stall-runs``, numbered by starts recorded in ``<checkpoint-dir>.runs``) make the kill
 land at a known point: the sink's first checkpoint flush that follows written rows returns (every
-row acknowledged by the server), then stalls before the checkpoint is saved, and only then prints
-``started``. The harness's SIGKILL thus finds rows in the index that no checkpoint covers, which the
-restart must write again (overwriting them, ids being the rows' own). Other runs are killed at random
-moments.
+row acknowledged by the server), then stalls before the checkpoint is saved, records how many rows
+it had written (one line in ``<checkpoint-dir>.stalls``) and only then prints ``started``. The
+harness's SIGKILL thus finds that many rows in the index that no checkpoint covers, which the restart
+must write again (overwriting them, ids being the rows' own). Other runs are killed at random moments.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from search_helpers import client_options
+from search_helpers import TARGETS
 
 from arrowflow import Pipeline
 from arrowflow.connectors.datagen import Bool, DataGenSource, RandomString, Uniform
 from arrowflow.connectors.datagen import Sequence as Seq
-from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH
+from arrowflow.connectors.search import ELASTICSEARCH
 from arrowflow.connectors.search.elasticsearch import ElasticsearchSink
 from arrowflow.connectors.search.opensearch import OpenSearchSink
 from arrowflow.ops.base import Operator
@@ -71,8 +71,9 @@ class Announce(Operator):
         return [batch]
 
 
-def stalling(sink_cls: type[Any]) -> type[Any]:
-    """``sink_cls`` whose first checkpoint flush after written rows stalls once flushed (see above)."""
+def stalling(sink_cls: type[Any], record: Path) -> type[Any]:
+    """``sink_cls`` whose first checkpoint flush after written rows stalls once flushed (see above),
+    after appending the number of rows it wrote (all acknowledged, none checkpointed) to ``record``."""
 
     class Stalling(sink_cls):  # type: ignore[misc,valid-type]
         def write(self, batch: pa.RecordBatch) -> None:
@@ -82,6 +83,8 @@ def stalling(sink_cls: type[Any]) -> type[Any]:
         def flush(self) -> None:
             super().flush()
             if getattr(self, "pending", 0):
+                with record.open("a") as f:
+                    f.write(f"{self.pending}\n")
                 print("started", flush=True)
                 time.sleep(600)  # killed here: the checkpoint of these acknowledged rows never lands
 
@@ -90,7 +93,7 @@ def stalling(sink_cls: type[Any]) -> type[Any]:
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["opensearch", "elasticsearch"])
+    ap.add_argument("target", choices=sorted(TARGETS))
     ap.add_argument("--url", required=True)
     ap.add_argument("--index", required=True)
     ap.add_argument("--rows", type=int, default=4000)
@@ -103,14 +106,13 @@ def main(argv: list[str]) -> int:
     with runs.open("a") as f:
         f.write(f"{run_no}\n")
     stall = str(run_no) in args.stall_runs.split(",")
-    flavor, sink_cls = (
-        (OPENSEARCH, OpenSearchSink) if args.kind == "opensearch" else (ELASTICSEARCH, ElasticsearchSink)
-    )
-    sink = (stalling(sink_cls) if stall else sink_cls)(
+    target = TARGETS[args.target]
+    sink_cls = ElasticsearchSink if target.flavor is ELASTICSEARCH else OpenSearchSink
+    sink = (stalling(sink_cls, Path(args.checkpoint_dir + ".stalls")) if stall else sink_cls)(
         args.url,
         args.index,
         id_column="id",
-        client_options=client_options(flavor, args.url),
+        client_options=target.client_options(),
         max_actions=40,  # several requests per checkpoint interval reach the server before a kill
         flush_interval=0.05,
     )
