@@ -61,6 +61,7 @@ class CassandraSource(Source):
     """
 
     name = "cassandra"
+    replayable = True
 
     def __init__(
         self,
