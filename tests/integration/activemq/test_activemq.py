@@ -24,7 +24,7 @@ from arrowflow.formats import Json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "conformance"))
-from crash_harness import CrashReport, run_with_crashes
+from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
 from test_activemq_conformance import drain
 
 PIPELINE = Path(__file__).resolve().parents[1] / "rabbitmq" / "rabbit_pipeline.py"
@@ -145,7 +145,7 @@ def test_config_errors() -> None:
 def test_pipeline_at_least_once_across_sigkill(
     activemq_stomp: tuple[str, int], queue: str, tmp_path: Path
 ) -> None:
-    n = 1000
+    n = 3000  # 60 batches of 50
     with ActiveMQSink(destination=queue) as sink:
         sink.write_table(_table(0, n))
     host, port = activemq_stomp
@@ -154,12 +154,13 @@ def test_pipeline_at_least_once_across_sigkill(
     cmd += ["--out", str(out), "--last", str(n - 1), "--checkpoint-dir", str(tmp_path / "cp")]
 
     def verify(report: CrashReport) -> None:
-        assert "done" in report.final_stdout
+        assert DONE in report.final_stdout.splitlines()
         ids = ds.dataset(str(out), format="parquet").to_table().column("id").to_pylist()
         assert set(ids) == set(range(n)), f"{n - len(set(ids))} rows lost"
         assert drain(queue) == 0
 
     report = run_with_crashes(
-        cmd, verify=verify, kills=3, min_delay=0.3, max_delay=1.2, ready_line="started", seed=3, timeout=120
-    )
-    assert report.kills >= 1, report
+        cmd, verify=verify, kills=3, min_delay=0.0, max_delay=0.05, ready_line="started", seed=3,
+        progress_line=PROGRESS, kill_after=(2, 15), done_line=DONE, timeout=120,
+    )  # fmt: skip
+    assert_kills_in_flight(report, 3)

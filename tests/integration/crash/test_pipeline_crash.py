@@ -6,12 +6,21 @@ import json
 from pathlib import Path
 
 import numpy as np
-from crash_harness import CrashReport, python_command, run_with_crashes
+from crash_harness import (
+    DONE,
+    PROGRESS,
+    CrashReport,
+    assert_kills_in_flight,
+    python_command,
+    run_with_crashes,
+)
 from crash_helpers import committed_ids
 
 from arrowflow.pipeline import CheckpointStore
 
 ROWS = 30_000
+# 200 batches of 150 rows; each run is killed after 1-15 of them: the kills always land mid-stream.
+KILL_AFTER = (1, 15)
 
 
 def _command(tmp_path: Path, sink: str, guarantee: str) -> list[str]:
@@ -43,9 +52,17 @@ def test_exactly_once_survives_repeated_sigkill(tmp_path: Path) -> None:
         assert cp.positions == {"r0": 10_000, "r1": 20_000, "r2": ROWS}
 
     report = run_with_crashes(
-        _command(tmp_path, "2pc", "exactly-once"), verify=verify, kills=6, ready_line="started"
+        _command(tmp_path, "2pc", "exactly-once"),
+        verify=verify,
+        kills=6,
+        ready_line="started",
+        done_line=DONE,
+        progress_line=PROGRESS,
+        kill_after=KILL_AFTER,
+        min_delay=0.0,
+        max_delay=0.05,
     )
-    assert report.kills >= 5, f"the pipeline finished before enough kills: {report}"
+    assert_kills_in_flight(report, 6)
 
 
 def test_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
@@ -54,6 +71,14 @@ def test_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
         assert np.array_equal(np.unique(ids), np.arange(ROWS)), "rows lost"
 
     report = run_with_crashes(
-        _command(tmp_path, "append", "at-least-once"), verify=verify, kills=5, ready_line="started"
+        _command(tmp_path, "append", "at-least-once"),
+        verify=verify,
+        kills=5,
+        ready_line="started",
+        done_line=DONE,
+        progress_line=PROGRESS,
+        kill_after=KILL_AFTER,
+        min_delay=0.0,
+        max_delay=0.05,
     )
-    assert report.kills >= 5
+    assert_kills_in_flight(report, 5)

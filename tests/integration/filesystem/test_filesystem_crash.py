@@ -17,12 +17,14 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
 
-from crash_harness import CrashReport, run_with_crashes
+from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
 from crash_helpers import committed_ids
 
 from arrowflow.testing import make_table
 
 ROWS = 30_000
+# 200 batches of 150 rows, a checkpoint every ~3 batches: each run is killed after 1-15 batches.
+KILL_AFTER = (1, 15)
 SCRIPT = str(Path(__file__).resolve().parent / "fs_crash_pipeline.py")
 
 
@@ -72,9 +74,13 @@ def test_range_to_filesink_exactly_once_under_sigkill(tmp_path: Path) -> None:
         verify=verify,
         kills=6,
         ready_line="started",
-        max_delay=1.0,
+        min_delay=0.0,
+        max_delay=0.05,
+        progress_line=PROGRESS,
+        kill_after=KILL_AFTER,
+        done_line=DONE,
     )
-    assert report.kills >= 5, f"the pipeline finished before enough kills: {report}"
+    assert_kills_in_flight(report, 6)
 
 
 def test_filesource_to_filesink_exactly_once_under_sigkill(tmp_path: Path) -> None:
@@ -94,9 +100,13 @@ def test_filesource_to_filesink_exactly_once_under_sigkill(tmp_path: Path) -> No
         verify=verify,
         kills=5,
         ready_line="started",
-        max_delay=1.0,
+        min_delay=0.0,
+        max_delay=0.05,
+        progress_line=PROGRESS,
+        kill_after=KILL_AFTER,
+        done_line=DONE,
     )
-    assert report.kills >= 5, f"the pipeline finished before enough kills: {report}"
+    assert_kills_in_flight(report, 5)
 
 
 def test_filesource_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
@@ -117,6 +127,10 @@ def test_filesource_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) ->
         verify=verify,
         kills=5,
         ready_line="started",
-        max_delay=1.0,
+        min_delay=0.0,
+        max_delay=0.05,
+        progress_line=PROGRESS,
+        kill_after=KILL_AFTER,
+        done_line=DONE,
     )
-    assert report.kills >= 5, f"the pipeline finished before enough kills: {report}"
+    assert_kills_in_flight(report, 5)

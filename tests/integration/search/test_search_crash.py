@@ -3,7 +3,8 @@
 The pipeline (``search_crash_pipeline.py``) runs as its own process; the crash harness kills it with
 SIGKILL from this process, restarts it from its checkpoint directory, and finally lets it run to the
 end. Runs 0 and 2 are killed while a checkpoint is stalled after its flush (so acknowledged rows that
-no checkpoint covers are certainly written again on restart), runs 1 and 3 at seeded random moments.
+no checkpoint covers are certainly written again on restart), runs 1 and 3 after a seeded random
+number of batches: exactly four kills land while data is in flight.
 Replayed rows overwrite their own documents: the index must end up holding every row exactly once,
 with the values the deterministic source generates, after more writes than rows.
 """
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from search_crash_pipeline import make_source
 from search_helpers import admin, check_server, client_options, count, new_index, server_url
 
 from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH, Flavor
@@ -25,7 +25,8 @@ from arrowflow.connectors.search.opensearch import OpenSearchSource
 from arrowflow.testing import assert_same_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import CrashReport, run_with_crashes
+from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
+from search_crash_pipeline import make_source
 
 HERE = Path(__file__).resolve().parent
 FLAVORS = {
@@ -82,7 +83,7 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
     ]
 
     def verify(report: CrashReport) -> None:
-        assert "done" in report.final_stdout
+        assert DONE in report.final_stdout.splitlines()
         assert count(flavor, index) == ROWS, "lost or duplicated documents"
         expected = make_source(ROWS).read_all()
         got = source_cls(
@@ -101,15 +102,16 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
         command,
         verify=verify,
         kills=4,
-        min_delay=0.2,
-        max_delay=0.7,
+        min_delay=0.0,
+        max_delay=0.05,
         ready_line="started",
+        progress_line=PROGRESS,
+        kill_after=(1, 10),  # of 80 batches
+        done_line=DONE,
         seed=11,
         timeout=120,
     )
-    # Runs 0-2 cannot finish before their kill: 0 and 2 stall, 1 restarts from nothing and needs
-    # 80 batches x 30 ms of sleep alone, more than the longest delay.
-    assert report.kills >= 3, f"kills {report.kill_delays}, early exits {report.early_exits}"
+    assert_kills_in_flight(report, 4)
     # The kills made the pipeline write rows again (else "no duplicates" would prove nothing):
     # more writes than documents, every extra write an overwrite of an existing id.
     writes = _writes(flavor, index)
