@@ -9,7 +9,9 @@ batch, ``progress`` on every batch (the harness kills a run after a chosen numbe
 ``done rows=<rows read in this run>`` at the end. Runs listed in ``--stall-runs`` (numbered by starts,
 see crash_helpers.run_number) stall after their first checkpoint flush of written rows and print
 ``stalled``: the kill then leaves rows in the table that no checkpoint covers, so the restart writes
-them again (the test proves that replay happened and was absorbed). The rows are a pure function of
+them again (the test proves that replay happened and was absorbed). For ``mongo`` a stalled run
+also adds ``stalled: true`` to its documents: MongoDB does not report a replace by an identical
+document (no change event), so the restart's replace is visible only because it removes the field. The rows are a pure function of
 ``--seed``, so the test can compare the table with ``DataGenSource(...).read_all()``.
 """
 
@@ -18,6 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from crash_harness import DONE
 from crash_helpers import Progress, run_number, stalling
@@ -72,18 +77,16 @@ def main(argv: list[str]) -> int:
         key = "_id"
         database, _, collection = args.table.partition(".")
         sink = mongo_sink(args.uri, database, collection, mode="replace", keys="_id", batch_size=200)
-    result = (
-        Pipeline(source(args.rows, args.seed, key))
-        .via(Progress(0.02, quiet=stall))
-        .to(sink)
-        .run(
-            checkpoint_dir=args.checkpoint_dir,
-            checkpoint_interval=0.1,
-            guarantee="exactly-once",
-            progress=False,
-            max_batch_rows=100,
-            queue_size=2,
-        )
+    pipeline = Pipeline(source(args.rows, args.seed, key)).via(Progress(0.02, quiet=stall))
+    if stall and args.target == "mongo":
+        pipeline = pipeline.with_columns(stalled=lambda b: pa.array(np.ones(b.num_rows, dtype=bool)))
+    result = pipeline.to(sink).run(
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_interval=0.1,
+        guarantee="exactly-once",
+        progress=False,
+        max_batch_rows=100,
+        queue_size=2,
     )
     print(DONE, flush=True)
     print(f"rows={result.rows}", flush=True)

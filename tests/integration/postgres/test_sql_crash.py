@@ -62,15 +62,15 @@ def _count_writes(dsn: str, table: str) -> None:
     """Create ``table`` as the sink would, plus ``<table>_writes``: one row per row the server wrote
     into ``table`` (inserted or updated by the upsert), appended by a trigger in the same transaction
     (a rolled-back flush leaves no trace)."""
-    _execute(
-        dsn,
-        f"""CREATE TABLE "{table}" (id bigint PRIMARY KEY, x bigint, s text);
-        CREATE TABLE "{table}_writes" (id bigint NOT NULL);
-        CREATE FUNCTION "{table}_count"() RETURNS trigger LANGUAGE plpgsql AS
-          $$ BEGIN INSERT INTO "{table}_writes" VALUES (NEW.id); RETURN NULL; END $$;
-        CREATE TRIGGER "{table}_count" AFTER INSERT OR UPDATE ON "{table}"
-          FOR EACH ROW EXECUTE FUNCTION "{table}_count"();""",
-    )
+    for statement in (
+        f'CREATE TABLE "{table}" (id bigint PRIMARY KEY, x bigint, s text)',
+        f'CREATE TABLE "{table}_writes" (id bigint NOT NULL)',
+        f"""CREATE FUNCTION "{table}_count"() RETURNS trigger LANGUAGE plpgsql AS
+          $$ BEGIN INSERT INTO "{table}_writes" VALUES (NEW.id); RETURN NULL; END $$""",
+        f"""CREATE TRIGGER "{table}_count" AFTER INSERT OR UPDATE ON "{table}"
+          FOR EACH ROW EXECUTE FUNCTION "{table}_count"()""",
+    ):
+        _execute(dsn, statement)
 
 
 def test_sigkill_and_resume_loses_nothing_and_duplicates_nothing(postgres_dsn: str, tmp_path: Path) -> None:
