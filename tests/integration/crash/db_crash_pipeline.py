@@ -11,8 +11,9 @@ see crash_helpers.run_number) stall after their first checkpoint flush of writte
 ``stalled``: the kill then leaves rows in the table that no checkpoint covers, so the restart writes
 them again (the test proves that replay happened and was absorbed). For ``mongo`` a stalled run
 also adds ``stalled: true`` to its documents: MongoDB does not report a replace by an identical
-document (no change event), so the restart's replace is visible only because it removes the field. The rows are a pure function of
-``--seed``, so the test can compare the table with ``DataGenSource(...).read_all()``.
+document (no change event), so the restart's replace is visible only because it removes the field.
+The rows are a pure function of ``--seed``, so the test can compare the table with
+``DataGenSource(...).read_all()``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
 from crash_harness import DONE
 from crash_helpers import Progress, run_number, stalling
 
