@@ -342,6 +342,9 @@ def test_configuration_errors_name_the_option(tmp_path: Path) -> None:
         (lambda: SqlSink(table="t", connect=path, dialect="oracle"), "dialect"),
         (lambda: SqlSink("postgresql://x", "t", dialect="mysql"), "dialect"),
         (lambda: SqlSink(connect=path), "table"),
+        # The ADBC path speaks PostgreSQL only: another ADBC driver is refused at construction.
+        (lambda: SqlSink("file:x.sqlite", "t", driver="adbc_driver_sqlite"), "driver"),
+        (lambda: SqlSource("file:x.sqlite", table="t", driver="adbc_driver_sqlite"), "driver"),
         (lambda: SqlSource(connect=path), "query"),
         (lambda: SqlSource("postgresql://x", table="t", schema=pa.schema([("a", pa.int64())])), "schema"),
     ]
