@@ -11,13 +11,11 @@ idempotent; derived ids: not).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
+from arrowflow_classes import subclasses_in_arrowflow
 
-import arrowflow.connectors
 from arrowflow import Sink
 
 #: Every sink class and when it is idempotent ("never", "always", or the option that makes it so).
@@ -54,28 +52,15 @@ IDEMPOTENT = {
 }
 
 
-def _all_sink_classes() -> Iterator[type[Sink]]:
-    for info in pkgutil.walk_packages(arrowflow.connectors.__path__, "arrowflow.connectors."):
-        importlib.import_module(info.name)
-    seen: set[type[Sink]] = set()
-    todo = list(Sink.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        if cls not in seen and cls.__module__.startswith("arrowflow."):
-            seen.add(cls)
-            yield cls
-        todo.extend(cls.__subclasses__())
-
-
 def test_every_sink_is_listed() -> None:
-    names = {cls.__name__ for cls in _all_sink_classes()}
+    names = set(subclasses_in_arrowflow(Sink))
     assert names == set(IDEMPOTENT), (
         f"unlisted: {sorted(names - set(IDEMPOTENT))}, gone: {sorted(set(IDEMPOTENT) - names)}"
     )
 
 
 def test_sinks_listed_as_never_are_not_idempotent_by_class() -> None:
-    for cls in _all_sink_classes():
+    for cls in subclasses_in_arrowflow(Sink).values():
         if IDEMPOTENT[cls.__name__] == "never":
             assert cls.idempotent is False, cls.__name__
 

@@ -24,7 +24,7 @@ from arrowflow.formats import Json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "conformance"))
-from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
 from test_activemq_conformance import PORT, drain
 
 PIPELINE = Path(__file__).resolve().parents[1] / "rabbitmq" / "rabbit_pipeline.py"
@@ -167,8 +167,11 @@ def test_pipeline_at_least_once_across_sigkill(
         assert set(ids) == set(range(n)), f"{n - len(set(ids))} rows lost"
         assert drain(queue) == 0
 
-    report = run_with_crashes(
-        cmd, verify=verify, kills=3, min_delay=0.0, max_delay=0.05, ready_line="started", seed=3,
-        progress_line=PROGRESS, kill_after=(2, 15), done_line=DONE, timeout=120,
-    )  # fmt: skip
-    assert_kills_in_flight(report, 3)
+    crash_mid_stream(
+        cmd,
+        verify=verify,
+        kills=3,
+        kill_after=(2, 15),
+        seed=3,
+        timeout=120,
+    )

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 from aws_helpers import create_stream, read_stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,20 +37,14 @@ def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_p
         assert DONE in report.final_stdout.splitlines()
 
     # 30 batches of 50 rows, a checkpoint every ~2 batches: kills after 1-6 batches land mid-stream.
-    produced = run_with_crashes(
+    produced = crash_mid_stream(
         _command("produce", *common, "--rows", str(rows), "--checkpoint-dir", str(tmp_path / "cp1")),
         verify=produced_ok,
         kills=3,
-        min_delay=0.0,
-        max_delay=0.05,
-        ready_line="started",
-        progress_line=PROGRESS,
         kill_after=(1, 6),
-        done_line=DONE,
         seed=11,
         timeout=120,
     )
-    assert_kills_in_flight(produced, 3)
     records = read_stream(boto("kinesis"), stream)
     ids = Counter(
         int(pa.py_buffer(r["Data"]).to_pybytes().split(b'"id":')[1].split(b",")[0]) for r in records
@@ -74,18 +68,12 @@ def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_p
         assert len(keys) == len(records), f"{len(records) - len(keys)} records missing"
         assert Counter(table.column("id").to_pylist()) == ids
 
-    consumed = run_with_crashes(
+    consumed = crash_mid_stream(
         _command("consume", *common, "--checkpoint-dir", str(tmp_path / "cp2"), "--out", str(out)),
         verify=consumed_ok,
         kills=3,
-        min_delay=0.0,
-        max_delay=0.05,
-        ready_line="started",
-        progress_line=PROGRESS,
         kill_after=(1, 6),
-        done_line=DONE,
         seed=13,
         timeout=120,
     )
-    assert_kills_in_flight(consumed, 3)
     print(f"kinesis consume: {consumed.kills} kills, {len(records)} records exactly once")

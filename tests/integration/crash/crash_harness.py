@@ -258,6 +258,39 @@ def _describe(report: CrashReport) -> str:
     )
 
 
+def crash_mid_stream(
+    command: Sequence[str],
+    *,
+    verify: Callable[[CrashReport], None],
+    kills: int,
+    kill_after: tuple[int, int],
+    seed: int | None = None,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+) -> CrashReport:
+    """:func:`run_with_crashes` for a pipeline that prints :class:`crash_helpers.Progress`'s lines
+    (``started``, ``progress`` per batch, ``done``): each run is killed after n batches, n drawn from
+    ``kill_after`` (plus up to 50 ms); then exactly ``kills`` kills must have landed in flight.
+    ``kill_after`` should reach past a checkpoint interval (so that some kills find a checkpoint to
+    resume from) and ``kills * kill_after[1]`` stay below the batches of the whole run."""
+    report = run_with_crashes(
+        command,
+        verify=verify,
+        kills=kills,
+        min_delay=0.0,
+        max_delay=0.05,
+        ready_line=STARTED,
+        progress_line=PROGRESS,
+        kill_after=kill_after,
+        done_line=DONE,
+        seed=seed,
+        timeout=timeout,
+        env=env,
+    )
+    assert_kills_in_flight(report, kills)
+    return report
+
+
 def assert_kills_in_flight(report: CrashReport, expected: int) -> None:
     """The exact number of SIGKILLs that landed in flight (a finished pipeline cannot be crashed)."""
     assert report.kills_in_flight == expected, (

@@ -31,42 +31,37 @@ def _streaming(batches: int, then: str = "") -> list[str]:
     )
 
 
-def test_kills_mid_stream_are_counted() -> None:
-    report = run_with_crashes(
-        _streaming(1000),
+def _crash(
+    command: list[str], *, kills: int, delay: float, kill_after: tuple[int, int], seed: int
+) -> CrashReport:
+    """At most ``kills`` killed runs, each after its ``kill_after`` progress lines and ``delay`` s."""
+    return run_with_crashes(
+        command,
         verify=_ok,
-        kills=3,
-        min_delay=0.0,
-        max_delay=0.01,
+        kills=kills,
+        min_delay=delay,
+        max_delay=delay,
         ready_line=STARTED,
         progress_line=PROGRESS,
-        kill_after=(1, 20),
+        kill_after=kill_after,
         done_line=DONE,
-        seed=1,
-        max_runs=3,
+        seed=seed,
+        max_runs=kills,
         timeout=60,
     )
+
+
+def test_kills_mid_stream_are_counted() -> None:
+    report = _crash(_streaming(1000), kills=3, delay=0.01, kill_after=(1, 20), seed=1)
     assert_kills_in_flight(report, 3)
     assert report.kills == 3 and report.early_exits == 0
     assert all(n >= 1 for n in report.kill_progress)
 
 
 def test_a_kill_after_done_does_not_count() -> None:
-    # The work is over (``done``) and the process lingers: every kill comes too late.
-    report = run_with_crashes(
-        _streaming(1, "time.sleep(2)\n"),
-        verify=_ok,
-        kills=2,
-        min_delay=0.2,
-        max_delay=0.2,
-        ready_line=STARTED,
-        progress_line=PROGRESS,
-        kill_after=(5, 5),  # never printed: ``done`` comes first, the harness kills after the pause
-        done_line=DONE,
-        seed=2,
-        max_runs=2,
-        timeout=60,
-    )
+    # The work is over (``done``) and the process lingers: every kill comes too late. The fifth
+    # progress line never comes: ``done`` ends the wait, the harness kills after the pause.
+    report = _crash(_streaming(1, "time.sleep(2)\n"), kills=2, delay=0.2, kill_after=(5, 5), seed=2)
     assert report.kills == 2 and report.kills_in_flight == 0 and report.late_kills == 2
     assert report.early_exits == 0  # the final run (unkilled) exits on its own after its pause
     with pytest.raises(AssertionError, match="expected 2 kill"):
@@ -74,17 +69,8 @@ def test_a_kill_after_done_does_not_count() -> None:
 
 
 def test_a_run_that_finishes_before_its_kill_ends_the_killing() -> None:
-    report = run_with_crashes(
-        _streaming(3),
-        verify=_ok,
-        kills=3,
-        min_delay=5.0,
-        max_delay=5.0,
-        ready_line=STARTED,
-        done_line=DONE,
-        seed=3,
-        timeout=60,
-    )
+    # Killed after its 5th batch, but it has 3: it ends first and is the final run.
+    report = _crash(_streaming(3, "time.sleep(0.5)\n"), kills=3, delay=5.0, kill_after=(5, 5), seed=3)
     assert report.early_exits == 1 and report.kills == 0
     with pytest.raises(AssertionError, match="expected 3 kill"):
         assert_kills_in_flight(report, 3)

@@ -6,14 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from crash_harness import (
-    DONE,
-    PROGRESS,
-    CrashReport,
-    assert_kills_in_flight,
-    python_command,
-    run_with_crashes,
-)
+from crash_harness import CrashReport, crash_mid_stream, python_command
 from crash_helpers import committed_ids
 
 from arrowflow.pipeline import CheckpointStore
@@ -51,18 +44,12 @@ def test_exactly_once_survives_repeated_sigkill(tmp_path: Path) -> None:
         assert cp is not None and sorted(cp.finished) == ["r0", "r1", "r2"]
         assert cp.positions == {"r0": 10_000, "r1": 20_000, "r2": ROWS}
 
-    report = run_with_crashes(
+    crash_mid_stream(
         _command(tmp_path, "2pc", "exactly-once"),
         verify=verify,
         kills=6,
-        ready_line="started",
-        done_line=DONE,
-        progress_line=PROGRESS,
         kill_after=KILL_AFTER,
-        min_delay=0.0,
-        max_delay=0.05,
     )
-    assert_kills_in_flight(report, 6)
 
 
 def test_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
@@ -70,15 +57,9 @@ def test_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
         ids = committed_ids(tmp_path / "out")
         assert np.array_equal(np.unique(ids), np.arange(ROWS)), "rows lost"
 
-    report = run_with_crashes(
+    crash_mid_stream(
         _command(tmp_path, "append", "at-least-once"),
         verify=verify,
         kills=5,
-        ready_line="started",
-        done_line=DONE,
-        progress_line=PROGRESS,
         kill_after=KILL_AFTER,
-        min_delay=0.0,
-        max_delay=0.05,
     )
-    assert_kills_in_flight(report, 5)

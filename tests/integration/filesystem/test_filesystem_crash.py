@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
 
-from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
+from crash_harness import CrashReport, crash_mid_stream
 from crash_helpers import committed_ids
 
 from arrowflow.testing import make_table
@@ -69,18 +69,12 @@ def test_range_to_filesink_exactly_once_under_sigkill(tmp_path: Path) -> None:
         _check_filesink_output(tmp_path / "out")
         assert json.loads(report.final_stdout.strip().splitlines()[-1])["stopped"] is False
 
-    report = run_with_crashes(
+    crash_mid_stream(
         _command(tmp_path, "--source=range", "--sink=filesink", "--guarantee=exactly-once"),
         verify=verify,
         kills=6,
-        ready_line="started",
-        min_delay=0.0,
-        max_delay=0.05,
-        progress_line=PROGRESS,
         kill_after=KILL_AFTER,
-        done_line=DONE,
     )
-    assert_kills_in_flight(report, 6)
 
 
 def test_filesource_to_filesink_exactly_once_under_sigkill(tmp_path: Path) -> None:
@@ -89,7 +83,7 @@ def test_filesource_to_filesink_exactly_once_under_sigkill(tmp_path: Path) -> No
     def verify(report: CrashReport) -> None:
         _check_filesink_output(tmp_path / "out")
 
-    report = run_with_crashes(
+    crash_mid_stream(
         _command(
             tmp_path,
             "--source=files",
@@ -99,14 +93,8 @@ def test_filesource_to_filesink_exactly_once_under_sigkill(tmp_path: Path) -> No
         ),
         verify=verify,
         kills=5,
-        ready_line="started",
-        min_delay=0.0,
-        max_delay=0.05,
-        progress_line=PROGRESS,
         kill_after=KILL_AFTER,
-        done_line=DONE,
     )
-    assert_kills_in_flight(report, 5)
 
 
 def test_filesource_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
@@ -116,7 +104,7 @@ def test_filesource_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) ->
         ids = committed_ids(tmp_path / "out")
         assert np.array_equal(np.unique(ids), np.arange(ROWS)), "rows lost"
 
-    report = run_with_crashes(
+    crash_mid_stream(
         _command(
             tmp_path,
             "--source=files",
@@ -126,11 +114,5 @@ def test_filesource_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) ->
         ),
         verify=verify,
         kills=5,
-        ready_line="started",
-        min_delay=0.0,
-        max_delay=0.05,
-        progress_line=PROGRESS,
         kill_after=KILL_AFTER,
-        done_line=DONE,
     )
-    assert_kills_in_flight(report, 5)

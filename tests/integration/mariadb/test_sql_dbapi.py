@@ -27,7 +27,7 @@ from arrowflow.errors import ConfigurationError, ConnectorError
 from arrowflow.testing import assert_same_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
 from crash_harness import HERE as CRASH_DIR
 from db_crash_pipeline import source as datagen
 
@@ -406,8 +406,11 @@ def test_sigkill_and_resume_through_dbapi_loses_nothing(
         # Run 1 stalled with acknowledged rows no checkpoint covered: its restart wrote them again.
         assert len(written) > rows, f"no row was replayed ({len(written)} writes of {rows} rows)"
 
-    report = run_with_crashes(
-        command, verify=verify, kills=3, min_delay=0.0, max_delay=0.05, ready_line="started",
-        progress_line=PROGRESS, kill_after=(1, 8), done_line=DONE, seed=6, timeout=120,
-    )  # fmt: skip
-    assert_kills_in_flight(report, 3)
+    crash_mid_stream(
+        command,
+        verify=verify,
+        kills=3,
+        kill_after=(1, 8),
+        seed=6,
+        timeout=120,
+    )

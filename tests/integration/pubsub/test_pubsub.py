@@ -27,7 +27,7 @@ from arrowflow.formats import Json, Raw
 from arrowflow.testing import assert_same_rows, make_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
 
 PIPELINE = Path(__file__).resolve().parent / "pubsub_crash_pipeline.py"
 PROJECT = "arrowflow-it"
@@ -282,11 +282,14 @@ def test_pipeline_at_least_once_across_sigkill(pubsub_emulator_host: str, tmp_pa
 
     # 400 messages in batches of at most 50, a checkpoint every ~2 batches: a kill after 1-4 batches
     # lands mid-stream, before or after a checkpoint.
-    report = run_with_crashes(
-        cmd, verify=verify, kills=2, min_delay=0.0, max_delay=0.05, ready_line="started", seed=11,
-        progress_line=PROGRESS, kill_after=(1, 4), done_line=DONE, timeout=150,
-    )  # fmt: skip
-    assert_kills_in_flight(report, 2)
+    crash_mid_stream(
+        cmd,
+        verify=verify,
+        kills=2,
+        kill_after=(1, 4),
+        seed=11,
+        timeout=150,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

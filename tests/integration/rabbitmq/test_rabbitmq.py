@@ -22,7 +22,7 @@ from arrowflow.formats import Json
 from arrowflow.writer import BatchingConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import DONE, PROGRESS, CrashReport, assert_kills_in_flight, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
 
 PIPELINE = Path(__file__).resolve().parent / "rabbit_pipeline.py"
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
@@ -232,8 +232,11 @@ def test_pipeline_exactly_once_across_sigkill(rabbitmq_url: str, queue: str, tmp
         assert set(ids) == set(range(n)), f"{n - len(set(ids))} rows lost"
         assert _depth(rabbitmq_url, queue) == 0
 
-    report = run_with_crashes(
-        cmd, verify=verify, kills=3, min_delay=0.0, max_delay=0.05, ready_line="started", seed=5,
-        progress_line=PROGRESS, kill_after=(2, 15), done_line=DONE, timeout=120,
-    )  # fmt: skip
-    assert_kills_in_flight(report, 3)
+    crash_mid_stream(
+        cmd,
+        verify=verify,
+        kills=3,
+        kill_after=(2, 15),
+        seed=5,
+        timeout=120,
+    )

@@ -6,15 +6,13 @@ No server is needed: the guard runs before any split is opened (the sources belo
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from arrowflow_classes import subclasses_in_arrowflow
 
-import arrowflow.connectors
 from arrowflow import ConfigurationError, Pipeline, Source
 from arrowflow.connectors.null import NullSink
 
@@ -149,23 +147,6 @@ def test_options_decide_for_queues_that_deduplicate_and_ordered_subscriptions() 
     assert HybridSource([table, _iterator()]).replayable is False
 
 
-def _all_source_classes() -> Iterator[type[Source]]:
-    for info in pkgutil.walk_packages(arrowflow.connectors.__path__, "arrowflow.connectors."):
-        try:
-            importlib.import_module(info.name)
-        except ImportError as exc:  # an optional client library: the test must see every module
-            raise AssertionError(f"{info.name} does not import: {exc}") from exc
-    importlib.import_module("arrowflow.integrations.ray")
-    seen: set[type[Source]] = set()
-    todo = list(Source.__subclasses__())
-    while todo:
-        cls = todo.pop()
-        if cls not in seen and cls.__module__.startswith("arrowflow."):
-            seen.add(cls)
-            yield cls
-        todo.extend(cls.__subclasses__())
-
-
 #: Every concrete source in arrowflow and what it declares. A new source fails this test until it is
 #: classified here (``"option"``: depends on the instance's options, tested above).
 DECLARED = {
@@ -203,7 +184,7 @@ DECLARED = {
 
 
 def test_every_source_declares_replayability() -> None:
-    classes = {cls.__name__: cls for cls in _all_source_classes()}
+    classes = subclasses_in_arrowflow(Source)
     assert sorted(classes) == sorted(DECLARED), "classify the new source in DECLARED"
     for name, cls in classes.items():
         declared = DECLARED[name]
