@@ -167,11 +167,4 @@ def test_pipeline_at_least_once_across_sigkill(
         assert set(ids) == set(range(n)), f"{n - len(set(ids))} rows lost"
         assert drain(queue) == 0
 
-    crash_mid_stream(
-        cmd,
-        verify=verify,
-        kills=3,
-        kill_after=(2, 15),
-        seed=3,
-        timeout=120,
-    )
+    crash_mid_stream(cmd, verify=verify, kills=3, kill_after=(2, 15), seed=3)

@@ -44,12 +44,7 @@ def test_exactly_once_survives_repeated_sigkill(tmp_path: Path) -> None:
         assert cp is not None and sorted(cp.finished) == ["r0", "r1", "r2"]
         assert cp.positions == {"r0": 10_000, "r1": 20_000, "r2": ROWS}
 
-    crash_mid_stream(
-        _command(tmp_path, "2pc", "exactly-once"),
-        verify=verify,
-        kills=6,
-        kill_after=KILL_AFTER,
-    )
+    crash_mid_stream(_command(tmp_path, "2pc", "exactly-once"), verify=verify, kills=6, kill_after=KILL_AFTER)
 
 
 def test_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:

@@ -406,11 +406,4 @@ def test_sigkill_and_resume_through_dbapi_loses_nothing(
         # Run 1 stalled with acknowledged rows no checkpoint covered: its restart wrote them again.
         assert len(written) > rows, f"no row was replayed ({len(written)} writes of {rows} rows)"
 
-    crash_mid_stream(
-        command,
-        verify=verify,
-        kills=3,
-        kill_after=(1, 8),
-        seed=6,
-        timeout=120,
-    )
+    crash_mid_stream(command, verify=verify, kills=3, kill_after=(1, 8), seed=6)

@@ -106,14 +106,7 @@ def test_sigkill_and_resume_loses_nothing_and_duplicates_nothing(mongodb_uri: st
         assert writes.marked <= replaced, f"{len(writes.marked - replaced)} stalled writes not replayed"
 
     try:
-        crash_mid_stream(
-            command,
-            verify=verify,
-            kills=3,
-            kill_after=(1, 8),
-            seed=4,
-            timeout=120,
-        )
+        crash_mid_stream(command, verify=verify, kills=3, kill_after=(1, 8), seed=4)
     finally:
         client[DB].drop_collection(collection)
         client.close()

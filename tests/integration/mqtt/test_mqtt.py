@@ -261,14 +261,7 @@ def test_mqtt_pipeline_survives_sigkill(mqtt_address: tuple[str, int], tmp_path:
                 time.sleep(0.1)
             assert ids == set(range(n)), f"{n - len(ids)} rows lost"
 
-        crash_mid_stream(
-            cmd,
-            verify=verify,
-            kills=3,
-            kill_after=(2, 15),
-            seed=3,
-            timeout=120,
-        )
+        crash_mid_stream(cmd, verify=verify, kills=3, kill_after=(2, 15), seed=3)
     finally:
         sub.loop_stop()
         sub.disconnect()

@@ -202,13 +202,6 @@ def test_nats_pipeline_exactly_once_across_sigkill(nats_url: str, stream: str, t
             assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicates"
             assert set(ids) == set(range(n)), f"{n - len(set(ids))} rows lost"
 
-        crash_mid_stream(
-            cmd,
-            verify=verify,
-            kills=3,
-            kill_after=(2, 15),
-            seed=9,
-            timeout=120,
-        )
+        crash_mid_stream(cmd, verify=verify, kills=3, kill_after=(2, 15), seed=9)
     finally:
         _js(nats_url, lambda js: js.delete_stream(out))

@@ -96,14 +96,7 @@ def test_sigkill_and_resume_loses_nothing_and_duplicates_nothing(postgres_dsn: s
 
     _count_writes(postgres_dsn, table)
     try:
-        crash_mid_stream(
-            command,
-            verify=verify,
-            kills=3,
-            kill_after=(1, 8),
-            seed=3,
-            timeout=120,
-        )
+        crash_mid_stream(command, verify=verify, kills=3, kill_after=(1, 8), seed=3)
     finally:
         _execute(postgres_dsn, f'DROP TABLE IF EXISTS "{table}", "{table}_writes"')
         _execute(postgres_dsn, f'DROP FUNCTION IF EXISTS "{table}_count"')

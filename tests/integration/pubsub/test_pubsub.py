@@ -282,14 +282,7 @@ def test_pipeline_at_least_once_across_sigkill(pubsub_emulator_host: str, tmp_pa
 
     # 400 messages in batches of at most 50, a checkpoint every ~2 batches: a kill after 1-4 batches
     # lands mid-stream, before or after a checkpoint.
-    crash_mid_stream(
-        cmd,
-        verify=verify,
-        kills=2,
-        kill_after=(1, 4),
-        seed=11,
-        timeout=150,
-    )
+    crash_mid_stream(cmd, verify=verify, kills=2, kill_after=(1, 4), seed=11, timeout=150)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -232,11 +232,4 @@ def test_pipeline_exactly_once_across_sigkill(rabbitmq_url: str, queue: str, tmp
         assert set(ids) == set(range(n)), f"{n - len(set(ids))} rows lost"
         assert _depth(rabbitmq_url, queue) == 0
 
-    crash_mid_stream(
-        cmd,
-        verify=verify,
-        kills=3,
-        kill_after=(2, 15),
-        seed=5,
-        timeout=120,
-    )
+    crash_mid_stream(cmd, verify=verify, kills=3, kill_after=(2, 15), seed=5)

@@ -444,11 +444,4 @@ def test_stream_to_hash_pipeline_survives_sigkill(r: Any, redis_url: str, tmp_pa
         assert keys == set(range(n)), f"{n - len(keys)} rows lost"
         assert r.xpending(stream, "crash")["pending"] == 0
 
-    crash_mid_stream(
-        cmd,
-        verify=verify,
-        kills=3,
-        kill_after=(2, 15),
-        seed=5,
-        timeout=120,
-    )
+    crash_mid_stream(cmd, verify=verify, kills=3, kill_after=(2, 15), seed=5)

@@ -98,14 +98,7 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
         assert sorted(got.column("id").to_pylist()) == list(range(ROWS))
         assert_same_rows(got, expected)
 
-    report = crash_mid_stream(
-        command,
-        verify=verify,
-        kills=4,
-        kill_after=(1, 10),
-        seed=11,
-        timeout=120,
-    )
+    report = crash_mid_stream(command, verify=verify, kills=4, kill_after=(1, 10), seed=11)
     # The kills made the pipeline write rows again (else "no duplicates" would prove nothing):
     # more writes than documents, every extra write an overwrite of an existing id.
     writes = _writes(flavor, index)
