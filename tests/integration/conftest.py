@@ -41,6 +41,7 @@ class ServiceInfo:
 SERVICES: dict[str, ServiceInfo] = {
     "kafka": ServiceInfo("kafka", "KAFKA_PORT", 9092),
     "redis": ServiceInfo("redis", "REDIS_PORT", 6379),
+    "redis-sentinel": ServiceInfo("redis", "REDIS_SENTINEL_PORT", 26379),
     "postgres": ServiceInfo("postgres", "PGPORT_TEST", 5432),
     "rabbitmq": ServiceInfo("rabbitmq", "RABBITMQ_PORT", 5672),
     "rabbitmq-stream": ServiceInfo("rabbitmq", "RABBITMQ_STREAM_PORT", 5552),
@@ -118,6 +119,12 @@ def check_service(name: str) -> tuple[str, int]:
 def service() -> Callable[[str], tuple[str, int]]:
     """``service(name) -> (host, port)``: checks the server answers, fails the test if not."""
     return check_service
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, ServiceInfo]:
+    """The ``SERVICES`` table: name -> script, port env var, default port."""
+    return SERVICES
 
 
 @pytest.fixture(scope="session")

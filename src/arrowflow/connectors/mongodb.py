@@ -438,6 +438,7 @@ class MongoSource(Source):
     """A bounded read of one collection, split by ``_id`` ranges. See the module docstring."""
 
     name = "mongodb"
+    replayable = True
 
     def __init__(
         self,
@@ -608,6 +609,7 @@ class MongoChangeStreamSource(Source):
     """Changes of a collection (or a whole database when ``collection`` is None) as batches."""
 
     name = "mongodb-changes"
+    replayable = True
 
     def __init__(
         self,

@@ -348,6 +348,11 @@ class PulsarSource(Source):
         return self.stop is not None
 
     @property
+    def replayable(self) -> bool:  # type: ignore[override]
+        """``exclusive``/``failover`` read ordered partitions from a position; ``shared`` does not."""
+        return self.subscription_type in _CUMULATIVE
+
+    @property
     def schema(self) -> pa.Schema | None:
         base = self.format.schema
         if base is None:

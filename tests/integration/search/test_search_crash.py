@@ -3,11 +3,11 @@
 The pipeline (``search_crash_pipeline.py``) runs as its own process; the crash harness kills it with
 SIGKILL from this process, restarts it from its checkpoint directory, and finally lets it run to the
 end. Runs 0 and 2 are killed while a checkpoint is stalled after its flush (so acknowledged rows that
-no checkpoint covers are certainly written again on restart), runs 1 and 3 at seeded random moments
-while rows are still flowing (no run can finish before its kill: the test asserts exactly 4 kills
-and no early exit). Replayed rows overwrite their own documents: the index must end up holding every
-row exactly once, with the values the deterministic source generates, after at least as many extra
-writes (``_version`` sums) as the stalled runs had acknowledged without a checkpoint.
+no checkpoint covers are certainly written again on restart), runs 1 and 3 after a seeded random
+number of batches: exactly four kills land while data is in flight.
+Replayed rows overwrite their own documents: the index must end up holding every row exactly once,
+with the values the deterministic source generates, after at least as many extra writes (``_version``
+sums) as the stalled runs had acknowledged without a checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from search_crash_pipeline import make_source
 from search_helpers import NATIVE, TARGETS, Target, admin, check_server, count, new_index
 
 from arrowflow.connectors.search import ELASTICSEARCH
@@ -27,7 +26,8 @@ from arrowflow.connectors.search.opensearch import OpenSearchSource
 from arrowflow.testing import assert_same_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import CrashReport, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
+from search_crash_pipeline import make_source
 
 HERE = Path(__file__).resolve().parent
 MAPPINGS = {
@@ -80,7 +80,7 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
     ]
 
     def verify(report: CrashReport) -> None:
-        assert "done" in report.final_stdout
+        assert DONE in report.final_stdout.splitlines()
         assert count(target, index) == ROWS, "lost or duplicated documents"
         expected = make_source(ROWS).read_all()
         got = source_cls(
@@ -95,28 +95,13 @@ def test_sigkill_restart_with_ids_loses_nothing_and_duplicates_nothing(
         assert sorted(got.column("id").to_pylist()) == list(range(ROWS))
         assert_same_rows(got, expected)
 
-    report = run_with_crashes(
-        command,
-        verify=verify,
-        kills=4,
-        min_delay=0.2,
-        max_delay=0.7,
-        ready_line="started",
-        seed=11,
-        timeout=120,
-    )
-    # No run can finish before its kill: 0 and 2 stall; 1 restarts from nothing and needs 80 batches
-    # x 30 ms of sleep alone (2.4 s), more than the longest delay (0.7 s); 3 resumes from run 1's
-    # checkpoint, taken at most 0.7 s into run 1, so it still has more than 1.7 s of rows to go.
-    assert report.kills == 4 and report.early_exits == 0, (
-        f"kills {report.kill_delays}, early exits {report.early_exits}"
-    )
-    starts = (tmp_path / "cp.runs").read_text().split()
-    assert len(starts) == 5, f"expected 4 killed runs and the final one, saw {len(starts)} starts"
+    report = crash_mid_stream(command, verify=verify, kills=4, kill_after=(1, 10), seed=11)
     stalled = [int(n) for n in (tmp_path / "cp.stalls").read_text().split()]
     assert len(stalled) == 2 and min(stalled) > 0, f"stalled runs recorded {stalled}"
     # The kills made the pipeline write rows again (else "no duplicates" would prove nothing): every
     # row a stalled run had acknowledged without a checkpoint was written again after its kill, each
     # extra write an overwrite of an existing id (one more ``_version``).
     writes = _writes(target, index)
-    assert writes >= ROWS + sum(stalled), f"{writes} writes after stalls of {stalled} rows: no replay"
+    assert writes >= ROWS + sum(stalled), (
+        f"{writes} writes after {report.kills} kills, stalls of {stalled} rows: no replay"
+    )

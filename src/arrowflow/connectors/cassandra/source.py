@@ -96,6 +96,7 @@ class CassandraSource(Source):
     """
 
     name = "cassandra"
+    replayable = True
 
     def __init__(
         self,

@@ -124,6 +124,7 @@ class FileSource(Source):
     """Reads Parquet, Arrow IPC, CSV, NDJSON or text files (see the module docstring)."""
 
     name = "filesystem"
+    replayable = True
 
     def __init__(
         self,

@@ -129,6 +129,7 @@ class SearchSource(Source):
     """Reads an index once (bounded). See the module docstring for splits, positions and types."""
 
     name = "search"
+    replayable = True
 
     def __init__(
         self,
