@@ -120,6 +120,12 @@ def service() -> Callable[[str], tuple[str, int]]:
 
 
 @pytest.fixture(scope="session")
+def services() -> dict[str, ServiceInfo]:
+    """The ``SERVICES`` table: name -> script, port env var, default port."""
+    return SERVICES
+
+
+@pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """``bootstrap.servers`` of the Tansu broker (consumers need session.timeout.ms=6000)."""
     host, port = check_service("kafka")
