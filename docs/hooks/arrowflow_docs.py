@@ -8,13 +8,17 @@ Markdown is read raw, e.g. on GitHub):
   the constructor takes through ``**options`` / ``config=``; type and default come from the
   signature where the parameter is there, else from the dataclass. ``TARGET`` may also be a
   dataclass itself (``arrowflow.writer.BatchingConfig``): its init fields. The configuration
-  dataclass is ``config=`` or found by name: ``<Class>Config`` for the class or one of its bases, in
-  the module that defines it or the ``config`` module beside it.
+  dataclass is ``config=`` or found by name: ``<Class>Config`` (or the name without its ``Source`` /
+  ``Sink`` suffix, ``DataGenConfig``) for the class or one of its bases, in the module that defines
+  it or the ``config`` module beside it.
 * ``<!-- arrowflow:connector NAME -->``: the registry's entry for connector ``NAME`` (classes, import
   path, pip extra, status) as a small table.
 * ``<!-- arrowflow:tested-against NAME -->``: the registry's ``tested_against`` text and the server
   script under ``tests/services/``.
 * ``<!-- arrowflow:connectors -->``: the table of every connector, each row linking its page.
+* ``<!-- arrowflow:connector-options NAME -->``: an options table (as above) for every source and
+  sink class of connector ``NAME``, each under a ``###`` heading.
+* ``<!-- arrowflow:api NAME -->``: the API reference (mkdocstrings) of connector ``NAME``'s classes.
 
 Per-option text is looked up, first found wins, in: an attribute docstring (a string literal right
 after the field in the dataclass body), a ``#:`` comment right above the field, then a bullet
@@ -75,7 +79,8 @@ def config_dataclass(cls: type) -> type | None:
     for klass in cls.__mro__:
         if klass is object:
             continue
-        wanted = f"{klass.__name__}Config"
+        stem = re.sub(r"(Source|Sink)$", "", klass.__name__)
+        wanted = (f"{klass.__name__}Config", f"{stem}Config")
         module = inspect.getmodule(klass)
         candidates = [module]
         if module is not None and "." in module.__name__:
@@ -84,9 +89,10 @@ def config_dataclass(cls: type) -> type | None:
             except ModuleNotFoundError:
                 pass
         for mod in candidates:
-            found = getattr(mod, wanted, None)
-            if isinstance(found, type) and dataclasses.is_dataclass(found):
-                return found
+            for attr in wanted:
+                found = getattr(mod, attr, None)
+                if isinstance(found, type) and dataclasses.is_dataclass(found):
+                    return found
     return None
 
 
@@ -135,7 +141,9 @@ def field_comments(cls: type) -> dict[str, str]:
     return out
 
 
-_BULLET = re.compile(r"^(?P<indent>\s*)[*-]\s+(?P<names>``\w+``(?:\s*(?:,|and|/)\s*``\w+``)*)\s*:\s*(?P<text>.*)$")
+_BULLET = re.compile(
+    r"^(?P<indent>\s*)[*-]\s+(?P<names>``\w+``(?:\s*(?:,|and|/)\s*``\w+``)*)\s*:\s*(?P<text>.*)$"
+)
 _GOOGLE_HEAD = re.compile(r"^\s*(Args|Arguments|Attributes|Parameters|Options):\s*$")
 _GOOGLE_ITEM = re.compile(r"^(?P<indent>\s+)(?P<name>\w+)(?:\s*\([^)]*\))?\s*:\s*(?P<text>.*)$")
 
@@ -275,7 +283,9 @@ def options(target: type, config: type | None = None) -> list[Option]:
         for f in dataclasses.fields(config):
             if not f.init or f.name in seen or f.name.startswith("_"):
                 continue
-            rows.append(Option(f.name, _type_text(f.type), _default_text(f.default, f.default_factory), text(f.name)))
+            rows.append(
+                Option(f.name, _type_text(f.type), _default_text(f.default, f.default_factory), text(f.name))
+            )
     return rows
 
 
@@ -291,7 +301,7 @@ def options_table(target: type, config: type | None = None) -> str:
     """``options(target, config)`` as a Markdown table."""
     rows = options(target, config)
     if not rows:
-        raise DocsError(f"{target.__module__}.{target.__qualname__} has no options")
+        return "*This class takes no options.*"
     lines = ["| Option | Type | Default | Meaning |", "|---|---|---|---|"]
     for o in rows:
         default = "*required*" if o.default == _MISSING else _code(o.default)
@@ -337,17 +347,51 @@ def connector_table(name: str) -> str:
     )
 
 
+#: Connectors whose test servers' scripts (``tests/services/<script>.sh``) are not named after them.
+SERVICE_SCRIPTS: dict[str, tuple[str, ...]] = {
+    "sql": ("postgres", "mariadb"),
+    "elasticsearch": ("opensearch",),
+    "kinesis": ("aws",),
+    "firehose": ("aws",),
+    "dynamodb": ("aws", "dynalite"),
+}
+
+
+def service_scripts(name: str) -> list[str]:
+    """The ``tests/services`` scripts that start the servers connector ``name`` is tested against."""
+    names = SERVICE_SCRIPTS.get(name, (name,))
+    return [n for n in names if (ROOT / "tests" / "services" / f"{n}.sh").exists()]
+
+
 def tested_against(name: str) -> str:
-    """The registry's ``tested_against`` text, and the server script when there is one."""
+    """The registry's ``tested_against`` text, and the server scripts when there are any."""
     info = connector_info(name)
-    text = f"**{info.tested_against}** (from the registry, `arrowflow connectors`)."
-    script = ROOT / "tests" / "services" / f"{name}.sh"
-    if script.exists():
+    text = f"**{_cell(info.tested_against)}** (the registry's words, also printed by `arrowflow connectors`)."
+    scripts = service_scripts(name)
+    if scripts:
+        listed = " and ".join(f"`tests/services/{n}.sh`" for n in scripts)
         text += (
-            f" The server is started on 127.0.0.1 by `tests/services/{name}.sh start`, whose header says"
-            " which version runs and why; `make test` starts it."
+            f" The test servers are started on 127.0.0.1 by {listed} (`start`, `stop`, `status`), whose"
+            " header says which version runs and why; `make test` starts them, and the examples on this"
+            " page run against them."
         )
     return text
+
+
+def connector_options(name: str) -> str:
+    """An options table per source and sink class of connector ``name``, each under its own heading."""
+    info = connector_info(name)
+    parts = []
+    for cls in (*info.sources, *info.sinks):
+        target = import_object(f"{info.module}.{cls}")
+        config = config_dataclass(target)
+        origin = (
+            f"Generated from `{config.__module__}.{config.__qualname__}` and the signature."
+            if config is not None
+            else "Generated from the constructor's signature (this class has no configuration dataclass yet)."
+        )
+        parts.append(f"### {cls}\n\n{origin}\n\n{options_table(target)}\n")
+    return "\n".join(parts)
 
 
 def connectors_table(page_prefix: str = "") -> str:
@@ -415,6 +459,7 @@ DIRECTIVES: dict[str, Callable[[list[str], dict[str, str], str], str]] = {
     "tested-against": lambda p, n, page: tested_against(_one_name(p, n, "tested-against")),
     "connectors": lambda p, n, page: connectors_table(_prefix(page)),
     "api": lambda p, n, page: api_blocks(_one_name(p, n, "api")),
+    "connector-options": lambda p, n, page: connector_options(_one_name(p, n, "connector-options")),
 }
 
 
