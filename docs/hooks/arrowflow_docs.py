@@ -266,7 +266,8 @@ def options(target: type, config: type | None = None) -> list[Option]:
     if cls is not None:
         try:
             # __init__, not the class: a __new__ (KafkaSink's) would hide the keyword arguments.
-            params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+            init: Any = cls.__init__  # type: ignore[misc]
+            params = list(inspect.signature(init).parameters.values())[1:]
         except (TypeError, ValueError):
             params = []
         for p in params:
@@ -290,11 +291,14 @@ def options(target: type, config: type | None = None) -> list[Option]:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """One table cell: ``|`` escaped outside code spans (Python-Markdown's tables keep a ``|``
+    inside backquotes as it is, and would show the backslash of an escaped one)."""
+    parts = re.split(r"(`[^`]*`)", text.replace("\n", " "))
+    return "".join(p if p.startswith("`") else p.replace("|", "\\|") for p in parts)
 
 
 def _code(text: str) -> str:
-    return f"`{_cell(text)}`" if text else ""
+    return f"`{text}`" if text else ""
 
 
 def options_table(target: type, config: type | None = None) -> str:
@@ -438,7 +442,9 @@ def _options_directive(positional: list[str], named: dict[str, str], page: str) 
         raise DocsError("usage: <!-- arrowflow:options dotted.path.Class [config=dotted.path.Config] -->")
     target = import_object(positional[0])
     config = import_object(named["config"]) if "config" in named else None
-    if not isinstance(target, type) or (config is not None and not dataclasses.is_dataclass(config)):
+    if not isinstance(target, type) or not (
+        config is None or (isinstance(config, type) and dataclasses.is_dataclass(config))
+    ):
         raise DocsError(f"{positional[0]}: not a class (or config= not a dataclass)")
     return options_table(target, config)
 
