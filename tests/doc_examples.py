@@ -133,14 +133,14 @@ def report(proc: subprocess.CompletedProcess[str], code: str) -> str:
     )
 
 
-def run_python(block: Block, tmp_path: Path, code: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the block (or ``code``, its rewritten text) as a script in ``tmp_path``; assert exit 0
-    and no exception swallowed in the child (the suite's tripwire cannot see a child's stderr)."""
-    code = block.code if code is None else code
-    script = tmp_path / "example.py"
-    script.write_text(code, encoding="utf-8")
+def _run(
+    block: Block, tmp_path: Path, code: str, file: str, argv: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """Write ``code`` to ``tmp_path/file``, run ``argv`` there; assert exit 0 and no exception
+    swallowed in the child (the suite's tripwire cannot see a child's stderr)."""
+    (tmp_path / file).write_text(code, encoding="utf-8")
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        argv,
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -152,22 +152,16 @@ def run_python(block: Block, tmp_path: Path, code: str | None = None) -> subproc
     assert proc.returncode == 0, f"{block.id}: {report(proc, code)}"
     assert "Exception ignored" not in proc.stderr, f"{block.id}: {report(proc, code)}"
     return proc
+
+
+def run_python(block: Block, tmp_path: Path, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the block (or ``code``, its rewritten text) as a script in ``tmp_path``."""
+    return _run(
+        block, tmp_path, block.code if code is None else code, "example.py", [sys.executable, "example.py"]
+    )
 
 
 def run_yaml(block: Block, tmp_path: Path, code: str | None = None) -> subprocess.CompletedProcess[str]:
     """Write the block to ``pipeline.yaml`` in ``tmp_path`` and run it with ``arrowflow run``."""
-    code = block.code if code is None else code
-    (tmp_path / "pipeline.yaml").write_text(code, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "arrowflow", "run", "pipeline.yaml", "--no-progress"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT,
-        env=env(),
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{block.id}: {report(proc, code)}"
-    assert "Exception ignored" not in proc.stderr, f"{block.id}: {report(proc, code)}"
-    return proc
+    argv = [sys.executable, "-m", "arrowflow", "run", "pipeline.yaml", "--no-progress"]
+    return _run(block, tmp_path, block.code if code is None else code, "pipeline.yaml", argv)

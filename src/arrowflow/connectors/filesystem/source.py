@@ -73,7 +73,8 @@ class FileSourceConfig:
     glob: str | None = None
     """Keep only listed files whose relative path matches this pattern (``*`` also matches ``/``)."""
     partitioning: str | pa.Schema | None = "hive"
-    """``"hive"`` (``key=value`` segments become columns), a ``pyarrow.Schema`` typing the keys, or ``None``."""
+    """``"hive"`` (``key=value`` segments become columns), a ``pyarrow.Schema`` typing the keys, or
+    ``None``."""
     monitor_interval: float | None = None
     """Seconds between listings for new files: makes the source unbounded."""
     batch_size: int = 65536
