@@ -354,7 +354,6 @@ def connector_table(name: str) -> str:
 #: Connectors whose test servers' scripts (``tests/services/<script>.sh``) are not named after them.
 SERVICE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "sql": ("postgres", "mariadb"),
-    "elasticsearch": ("opensearch",),
     "kinesis": ("aws",),
     "firehose": ("aws",),
     "dynamodb": ("aws", "dynalite"),

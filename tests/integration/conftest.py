@@ -53,6 +53,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "dynalite": ServiceInfo("dynalite", "DYNALITE_PORT", 4567),
     "mongodb": ServiceInfo("mongodb", "MONGO_PORT", 27017),
     "opensearch": ServiceInfo("opensearch", "OPENSEARCH_PORT", 9200),
+    "elasticsearch": ServiceInfo("elasticsearch", "ELASTICSEARCH_PORT", 9201),
     "prometheus": ServiceInfo("prometheus", "PROMETHEUS_PORT", 9090),
     "activemq": ServiceInfo("activemq", "ACTIVEMQ_STOMP_PORT", 61613),
     "activemq-openwire": ServiceInfo("activemq", "ACTIVEMQ_OPENWIRE_PORT", 61616),
