@@ -148,6 +148,16 @@ _GOOGLE_HEAD = re.compile(r"^\s*(Args|Arguments|Attributes|Parameters|Options):\
 _GOOGLE_ITEM = re.compile(r"^(?P<indent>\s+)(?P<name>\w+)(?:\s*\([^)]*\))?\s*:\s*(?P<text>.*)$")
 
 
+def _item_text(lines: list[str], i: int, first: str, indent: int) -> tuple[str, int]:
+    """The text of an item starting on line ``i - 1``: ``first`` plus its continuation lines (those
+    indented deeper than the item), and the index of the line after them."""
+    text = [first]
+    while i < len(lines) and lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) > indent:
+        text.append(lines[i].strip())
+        i += 1
+    return _clean(" ".join(text)), i
+
+
 def docstring_items(doc: str | None) -> dict[str, str]:
     """Per-name text of a docstring: ``* ``name``: text`` bullets and Google-style sections."""
     if not doc:
@@ -158,15 +168,9 @@ def docstring_items(doc: str | None) -> dict[str, str]:
     while i < len(lines):
         m = _BULLET.match(lines[i])
         if m:
-            indent = len(m.group("indent"))
-            text = [m.group("text")]
-            i += 1
-            # Continuation lines are indented deeper than the bullet marker.
-            while i < len(lines) and lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) > indent:
-                text.append(lines[i].strip())
-                i += 1
+            text, i = _item_text(lines, i + 1, m.group("text"), len(m.group("indent")))
             for name in re.findall(r"``(\w+)``", m.group("names")):
-                out.setdefault(name, _clean(" ".join(text)))
+                out.setdefault(name, text)
             continue
         if _GOOGLE_HEAD.match(lines[i]):
             i += 1
@@ -175,13 +179,8 @@ def docstring_items(doc: str | None) -> dict[str, str]:
                 if item is None:
                     i += 1
                     continue
-                indent = len(item.group("indent"))
-                text = [item.group("text")]
-                i += 1
-                while i < len(lines) and lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) > indent:
-                    text.append(lines[i].strip())
-                    i += 1
-                out.setdefault(item.group("name"), _clean(" ".join(text)))
+                text, i = _item_text(lines, i + 1, item.group("text"), len(item.group("indent")))
+                out.setdefault(item.group("name"), text)
             continue
         i += 1
     return out
