@@ -52,7 +52,7 @@ with the same result. **Position**: the resume token after the last change retur
 reopening resumes after it (``resume_after``). ``read_batch`` waits at most ``timeout``.
 
 Errors from the server raise :class:`~arrowflow.errors.ConnectorError` (``retryable`` for connection
-loss); a pipeline restarts from its last checkpoint.
+loss); a pipeline run fails, and a new run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
