@@ -1,7 +1,7 @@
 # arrowflow developer commands. Two a new user needs, on Debian/Ubuntu with Python >= 3.10:
 #   make demo   create .venv, install arrowflow[all] (builds the Cython kernels), run `arrowflow demo`
 #   make test   install arrowflow[dev], ruff + mypy, start the servers the suite needs, run pytest, stop them
-# Others: make lint | typecheck | bench | ext | services-up | services-down | clean | distclean
+# Others: make lint | typecheck | bench | ext | dist | services-up | services-down | clean | distclean
 # Variables: BOOTSTRAP_PYTHON (python3) VENV (.venv) SERVICES (from tests/services/required.txt)
 #            PYTEST_ARGS DEMO_ARGS BENCH_ARGS
 SHELL := /bin/bash
@@ -16,15 +16,22 @@ ABS_PY := $(abspath $(PY))
 SERVICES ?= $(strip $(shell sed -e 's/\#.*//' tests/services/required.txt 2>/dev/null))
 # ruff fails on a path that does not exist (an empty folder is not kept by git).
 LINT_PATHS := $(wildcard src tests benchmarks)
-EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
+EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi ext/*.h)
 ALL_STAMP := $(VENV)/.arrowflow-all
 DEV_STAMP := $(VENV)/.arrowflow-dev
 EXT_STAMP := $(VENV)/.arrowflow-ext
+# The layer rule (.importlinter); no cache folder in the tree, the check takes about a second.
+LINT_IMPORTS := $(VENV)/bin/lint-imports --no-logo --no-cache
+# A digest of every file the sdist and wheel are built from (names and contents, so that a deleted or
+# renamed file counts too; build outputs left in the tree by build_ext --inplace do not).
+DIST_DIGEST := { ls pyproject.toml setup.py MANIFEST.in README.md; find ext src/arrowflow -type f \
+  -not -path '*/__pycache__/*' -not -name '*.so' -not -name '*.pyd' -not -name '*.c' -not -name '*.html'; } \
+  | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-32
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help demo test lint typecheck bench ext venv services-up services-down clean distclean
+.PHONY: help demo test lint typecheck bench ext dist venv services-up services-down clean distclean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
@@ -79,6 +86,7 @@ demo: $(ALL_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
+	$(LINT_IMPORTS)
 
 typecheck: $(DEV_STAMP)
 	$(PY) -m mypy
@@ -90,12 +98,14 @@ test: $(DEV_STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
 	$(PY) -m mypy
+	$(LINT_IMPORTS)
+	@$(MAKE) --no-print-directory dist
 	@rec=$$(mktemp "$${TMPDIR:-/tmp}/arrowflow-services.XXXXXX"); \
 	cleanup() { PYTHON=$(ABS_PY) sh tests/services/down.sh --record "$$rec"; }; \
 	trap cleanup EXIT; trap 'exit 143' TERM; trap 'exit 130' INT; \
 	if [ -n "$(SERVICES)" ]; then PYTHON=$(ABS_PY) sh tests/services/up.sh --record "$$rec" $(SERVICES); \
 	else echo "make test: no servers required (tests/services/required.txt is empty)"; fi; \
-	rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	rc=0; ARROWFLOW_DIST_DIR=$(abspath dist) $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: ERROR: pytest collected no tests" >&2; rc=1; fi; \
 	exit $$rc
 
@@ -104,6 +114,22 @@ services-up: $(PY)
 
 services-down:
 	PYTHON=$(ABS_PY) sh tests/services/down.sh
+
+# ------------------------------------------------------------------------------------------- dist
+# sdist, then the wheel built from the unpacked sdist in an isolated environment (python -m build):
+# a file the sdist lacks fails here, not on a user's machine. Rebuilt only when a source changed
+# (dist/.sources holds the digest it was built from); dist/ then holds only this version's pair.
+# tests/integration/packaging checks both (make test hands them over in ARROWFLOW_DIST_DIR).
+dist: $(DEV_STAMP)
+	@digest=$$($(DIST_DIGEST)); \
+	if [ -f dist/.sources ] && [ "$$(cat dist/.sources)" = "$$digest" ]; then \
+	  echo "dist/ is up to date with the sources"; \
+	else \
+	  rm -rf dist; \
+	  $(PY) -m build --outdir dist .; \
+	  echo "$$digest" > dist/.sources; \
+	fi; \
+	ls -l dist/
 
 # ------------------------------------------------------------------------------------------- bench
 bench: $(DEV_STAMP)
