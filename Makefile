@@ -1,7 +1,7 @@
 # arrowflow developer commands. Two a new user needs, on Debian/Ubuntu with Python >= 3.10:
 #   make demo   create .venv, install arrowflow[all] (builds the Cython kernels), run `arrowflow demo`
 #   make test   install arrowflow[dev], ruff + mypy, start the servers the suite needs, run pytest, stop them
-# Others: make lint | typecheck | bench | ext | dist | services-up | services-down | clean | distclean
+# Others: make lint | typecheck | bench | ext | services-up | services-down | clean | distclean
 # Variables: BOOTSTRAP_PYTHON (python3) VENV (.venv) SERVICES (from tests/services/required.txt)
 #            PYTEST_ARGS DEMO_ARGS BENCH_ARGS
 SHELL := /bin/bash
@@ -31,7 +31,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help demo test lint typecheck bench ext dist venv services-up services-down clean distclean
+.PHONY: help demo test lint typecheck bench ext venv services-up services-down clean distclean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
@@ -120,6 +120,7 @@ services-down:
 # a file the sdist lacks fails here, not on a user's machine. Rebuilt only when a source changed
 # (dist/.sources holds the digest it was built from); dist/ then holds only this version's pair.
 # tests/integration/packaging checks both (make test hands them over in ARROWFLOW_DIST_DIR).
+.PHONY: dist
 dist: $(DEV_STAMP)
 	@digest=$$($(DIST_DIGEST)); \
 	if [ -f dist/.sources ] && [ "$$(cat dist/.sources)" = "$$digest" ]; then \
