@@ -16,10 +16,12 @@ ABS_PY := $(abspath $(PY))
 SERVICES ?= $(strip $(shell sed -e 's/\#.*//' tests/services/required.txt 2>/dev/null))
 # ruff fails on a path that does not exist (an empty folder is not kept by git).
 LINT_PATHS := $(wildcard src tests benchmarks)
-EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi ext/*.h)
+EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
 ALL_STAMP := $(VENV)/.arrowflow-all
 DEV_STAMP := $(VENV)/.arrowflow-dev
 EXT_STAMP := $(VENV)/.arrowflow-ext
+# Kernels include ext/*.pxi files too (_owned.pxi): editing one must rebuild them.
+EXT_SOURCES += $(wildcard ext/*.pxi)
 # The layer rule (.importlinter); no cache folder in the tree, the check takes about a second.
 LINT_IMPORTS := $(VENV)/bin/lint-imports --no-logo --no-cache
 # A digest of every file the sdist and wheel are built from (names and contents, so that a deleted or
