@@ -20,6 +20,15 @@ EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
 ALL_STAMP := $(VENV)/.arrowflow-all
 DEV_STAMP := $(VENV)/.arrowflow-dev
 EXT_STAMP := $(VENV)/.arrowflow-ext
+# Kernels include ext/*.pxi files too (_owned.pxi): editing one must rebuild them.
+EXT_SOURCES += $(wildcard ext/*.pxi)
+# The layer rule (.importlinter); no cache folder in the tree, the check takes about a second.
+LINT_IMPORTS := $(VENV)/bin/lint-imports --no-logo --no-cache
+# A digest of every file the sdist and wheel are built from (names and contents, so that a deleted or
+# renamed file counts too; build outputs left in the tree by build_ext --inplace do not).
+DIST_DIGEST := { ls pyproject.toml setup.py MANIFEST.in README.md; find ext src/arrowflow -type f \
+  -not -path '*/__pycache__/*' -not -name '*.so' -not -name '*.pyd' -not -name '*.c' -not -name '*.html'; } \
+  | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-32
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
@@ -80,6 +89,7 @@ demo: $(ALL_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
+	$(LINT_IMPORTS)
 
 typecheck: $(DEV_STAMP)
 	$(PY) -m mypy
@@ -91,12 +101,14 @@ test: $(DEV_STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
 	$(PY) -m ruff format --check $(LINT_PATHS)
 	$(PY) -m mypy
+	$(LINT_IMPORTS)
+	@$(MAKE) --no-print-directory dist
 	@rec=$$(mktemp "$${TMPDIR:-/tmp}/arrowflow-services.XXXXXX"); \
 	cleanup() { PYTHON=$(ABS_PY) sh tests/services/down.sh --record "$$rec"; }; \
 	trap cleanup EXIT; trap 'exit 143' TERM; trap 'exit 130' INT; \
 	if [ -n "$(SERVICES)" ]; then PYTHON=$(ABS_PY) sh tests/services/up.sh --record "$$rec" $(SERVICES); \
 	else echo "make test: no servers required (tests/services/required.txt is empty)"; fi; \
-	rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	rc=0; ARROWFLOW_DIST_DIR=$(abspath dist) $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: ERROR: pytest collected no tests" >&2; rc=1; fi; \
 	exit $$rc
 
@@ -105,6 +117,23 @@ services-up: $(PY)
 
 services-down:
 	PYTHON=$(ABS_PY) sh tests/services/down.sh
+
+# ------------------------------------------------------------------------------------------- dist
+# sdist, then the wheel built from the unpacked sdist in an isolated environment (python -m build):
+# a file the sdist lacks fails here, not on a user's machine. Rebuilt only when a source changed
+# (dist/.sources holds the digest it was built from); dist/ then holds only this version's pair.
+# tests/integration/packaging checks both (make test hands them over in ARROWFLOW_DIST_DIR).
+.PHONY: dist
+dist: $(DEV_STAMP)
+	@digest=$$($(DIST_DIGEST)); \
+	if [ -f dist/.sources ] && [ "$$(cat dist/.sources)" = "$$digest" ]; then \
+	  echo "dist/ is up to date with the sources"; \
+	else \
+	  rm -rf dist; \
+	  $(PY) -m build --outdir dist .; \
+	  echo "$$digest" > dist/.sources; \
+	fi; \
+	ls -l dist/
 
 # ------------------------------------------------------------------------------------------- bench
 bench: $(DEV_STAMP)

@@ -36,7 +36,15 @@ extensions = [
     or pyx.stem in os.environ["ARROWFLOW_EXT_ONLY"].split(",")
 ]
 
+if not extensions:
+    # An sdist without ext/*.pyx (see MANIFEST.in) would otherwise build a pure-Python wheel that
+    # installs fine and fails at the first kernel call.
+    raise SystemExit(f"setup.py: no kernel sources (ext/*.pyx) under {EXT_DIR}; nothing to build")
+
 setup(
+    # One compiler per core: eleven kernels at -O3 take minutes one after another (pip install, make
+    # dist and the packaging test all build them).
+    options={"build_ext": {"parallel": os.cpu_count() or 1}},
     ext_modules=cythonize(
         extensions,
         language_level=3,
