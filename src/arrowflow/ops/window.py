@@ -28,8 +28,8 @@ sink's output.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
+import time as _time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,7 @@ class Window(Operator):
     mapping name -> aggregate). ``by``: key column(s) (none: one group). ``on``: the event-time column
     or ``fn(batch) -> timestamps`` (``time="event"``); ``time="processing"`` windows by arrival time.
     ``allowed_lateness``: how long after its end a window still takes rows before it is emitted.
+    ``clock``: the wall clock of processing-time windows (seconds since the epoch; for tests).
     """
 
     name = "window"
@@ -79,6 +80,7 @@ class Window(Operator):
         allowed_lateness: DurationLike = 0,
         late_rows: Any = "drop",
         time: str = "event",
+        clock: Callable[[], float] = _time.time,
     ) -> None:
         if not isinstance(assigner, (TumblingWindows, SlidingWindows, SessionWindows)):
             raise ConfigurationError(
@@ -91,6 +93,7 @@ class Window(Operator):
         if not all(isinstance(c, str) for c in self.by):
             raise ConfigurationError("by must be a column name or a list of them", option="by")
         self.time = check_choice("time", time, ("event", "processing"))
+        self.clock = clock
         if self.time == "event":
             if on is None:
                 raise ConfigurationError(
@@ -156,7 +159,7 @@ class Window(Operator):
     def _event_times(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
         """``(int64 event times, validity mask or None)`` of every row."""
         if self.assigner_ts is None:
-            return np.full(batch.num_rows, int(time.time() * 1e6), dtype=np.int64), None
+            return np.full(batch.num_rows, int(self.clock() * 1e6), dtype=np.int64), None
         raw = self.assigner_ts.raw(batch)
         if self._tz is None and pa.types.is_timestamp(raw.type) and raw.type.tz:
             self._tz = raw.type.tz

@@ -109,13 +109,13 @@ def event_time_us(values: pa.Array | pa.ChunkedArray, what: str = "event time") 
         raw = arr.view(pa.int64())
         if t.unit == "ns":
             return _floor_div(raw, 1000)
-        return raw if t.unit == "us" else pc.multiply(raw, _SCALE[t.unit])
+        return raw if t.unit == "us" else pc.multiply_checked(raw, _SCALE[t.unit])
     if pa.types.is_date32(t):
-        return pc.multiply(arr.view(pa.int32()).cast(pa.int64()), 86_400_000_000)
+        return pc.multiply_checked(arr.view(pa.int32()).cast(pa.int64()), 86_400_000_000)
     if pa.types.is_date64(t):
-        return pc.multiply(arr.view(pa.int64()), 1000)
+        return pc.multiply_checked(arr.view(pa.int64()), 1000)
     if pa.types.is_integer(t):
-        return pc.multiply(arr.cast(pa.int64()), 1000)
+        return pc.multiply_checked(arr.cast(pa.int64()), 1000)
     raise TypeError(f"{what} must be a timestamp, date or int64 epoch-milliseconds column, got {t}")
 
 
