@@ -16,7 +16,7 @@ The document::
           tumbling: 1m
           by: [user]
           aggs: {n: count, total: {sum: amount}, users: {approx_distinct: user}}
-          allowed_lateness: 10s    # optional; also on:, late_rows:, time: processing
+          allowed_lateness: 10s    # optional; also column: (event time), late_rows:, time: processing
     sink: {type: file, path: out/, format: parquet}
     run: {guarantee: at-least-once, checkpoint_dir: ckpt/, checkpoint_interval: 5}   # optional
 
@@ -651,9 +651,16 @@ def _op_window(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
 
     if not isinstance(value, Node):
         raise ctx.error(item, "window", path, "must be a mapping {tumbling|sliding|session, by, aggs, ...}")
-    allowed = (*_WINDOW_KINDS, "by", "aggs", "on", "allowed_lateness", "late_rows", "time")
+    if True in value:
+        # YAML 1.1 reads an unquoted key ``on`` as the boolean true: the user wrote on: (= column:).
+        value["on"] = value.pop(True)
+        value.key_lines["on"] = value.key_lines.get(True, value.line)
+    if "column" in value:
+        value["on"] = value.pop("column")
+        value.key_lines["on"] = value.key_lines.get("column", value.line)
+    allowed = (*_WINDOW_KINDS, "by", "aggs", "column", "allowed_lateness", "late_rows", "time")
     for key in value:
-        if key not in allowed:
+        if key not in allowed and key != "on":
             raise ctx.error(value, key, f"{path}.{key}", f"unknown option; allowed: {', '.join(allowed)}")
     if "aggs" not in value:
         raise ctx.error(value, None, path, "missing aggs")
