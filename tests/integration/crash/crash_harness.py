@@ -96,6 +96,7 @@ def run_with_crashes(
     env: Mapping[str, str] | None = None,
     seed: int | None = None,
     timeout: float = 120.0,
+    after_kill: Callable[[CrashReport], None] | None = None,
 ) -> CrashReport:
     """Kill ``command`` ``kills`` times at random moments, then run it to the end and ``verify``.
 
@@ -103,6 +104,8 @@ def run_with_crashes(
     moment ``ready_line`` appeared on stdout (from the start without it). If a run finishes on its own
     before its kill, it must exit 0 and counts as the final run (``report.early_exits``); the caller
     decides whether fewer kills are acceptable. Failures include the seed to reproduce the delays.
+    ``after_kill(report)`` runs after each kill, before the restart (to inspect the durable state a
+    crash left behind).
     """
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
@@ -122,6 +125,11 @@ def run_with_crashes(
             os.kill(p.proc.pid, signal.SIGKILL)
             p.wait(timeout)
             report.kill_delays.append(delay)
+            if after_kill is not None:
+                try:
+                    after_kill(report)
+                except AssertionError as exc:
+                    raise AssertionError(f"after kill {report.kills}: {exc} (seed {seed})") from exc
             continue
         p.wait(timeout)
         if rc != 0:
