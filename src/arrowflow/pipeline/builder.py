@@ -206,6 +206,7 @@ class Pipeline:
         read_timeout: float = 0.2,
         queue_size: int = 4,
         stop_event: threading.Event | None = None,
+        watermark_interval: float = 0.2,
     ) -> RunResult:
         """Run until a bounded source is exhausted, ``max_rows`` rows were read, or a stop request.
 
@@ -223,6 +224,8 @@ class Pipeline:
           (``0`` picks a free port, see :attr:`metrics_port`).
         * ``max_batch_rows``/``read_timeout``: passed to ``SplitReader.read_batch``;
           ``queue_size``: batches buffered between stages (backpressure beyond it).
+        * ``watermark_interval``: with ``watermarks``, how often (seconds) the pipeline watermark is
+          recomputed and sent downstream (Flink's periodic emission; ``0``: after every batch).
         * ``stop_event``: setting it stops the run gracefully, like :meth:`stop` or SIGINT/SIGTERM
           (when run in the main thread; a second signal aborts without a checkpoint).
 
@@ -242,6 +245,7 @@ class Pipeline:
             read_timeout=read_timeout,
             queue_size=queue_size,
             stop_event=stop_event,
+            watermark_interval=watermark_interval,
         )
         self._stop.clear()
 

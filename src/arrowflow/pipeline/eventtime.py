@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..error_policy import ErrorPolicy
 from ..time import (
+    MAX_WATERMARK,
     MIN_WATERMARK,
     WatermarkStrategy,
     WatermarkTracker,
@@ -70,6 +71,17 @@ class SourceEventTime:
     @property
     def enabled(self) -> bool:
         return self.tracker is not None
+
+    @property
+    def aligned(self) -> bool:
+        """True when the strategy has watermark alignment (pauses are decided after every batch)."""
+        return self.strategy is not None and self.strategy.max_drift_us is not None
+
+    def end_of_input(self) -> None:
+        """The bounded input was read to its end: the watermark is final (:data:`MAX_WATERMARK`)."""
+        if self.tracker is not None:
+            self.tracker.current = MAX_WATERMARK
+            self.metrics.watermark = MAX_WATERMARK
 
     def open(self) -> None:
         if self.tracker is not None:

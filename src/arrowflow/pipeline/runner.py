@@ -26,11 +26,14 @@ Checkpoints (Flink-style barriers, aligned by draining a FIFO pipeline):
    finished splits.
 
 Event time (:mod:`arrowflow.pipeline.eventtime`). With a ``WatermarkStrategy`` the reader thread keeps
-a watermark per split and puts a ``_Watermark`` item into the queue, behind the batch that moved it,
-whenever the pipeline watermark (minimum over active splits) advances; idleness is checked on every
-pass. A split paused by watermark alignment is not read. When a bounded source is exhausted (not on a
-stop or ``max_rows``) the reader emits ``MAX_WATERMARK`` before the final barrier, with or without a
-strategy. The operator thread hands a watermark to each operator in order (``on_watermark``; what it
+a watermark per split (updated with every batch) and, at most every ``watermark_interval`` seconds
+(Flink's periodic watermark emission; ``0``, or watermark alignment: after every batch) and before
+every barrier, recomputes the
+pipeline watermark (minimum over active splits, idleness included) and puts a ``_Watermark`` item into
+the queue, behind the batches read so far, when it advanced. Rows are late when they are behind the
+watermark last emitted. A split paused by watermark alignment is not read. When a bounded source is
+exhausted (not on a stop or ``max_rows``) the reader emits ``MAX_WATERMARK`` before the final barrier,
+with or without a strategy. The operator thread hands a watermark to each operator in order (``on_watermark``; what it
 emits runs through the following operators first), then forwards what the last operator passes on; the
 writer thread gives it to ``sink.on_watermark``. Operators with a ``timer_interval`` get
 ``on_processing_time`` calls from the operator thread even when no item arrives.
@@ -101,6 +104,7 @@ class RunConfig:
     read_timeout: float = 0.2
     queue_size: int = 4
     stop_event: threading.Event | None = None
+    watermark_interval: float = 0.2
 
     def __post_init__(self) -> None:
         check_choice("guarantee", self.guarantee, GUARANTEES)
@@ -118,6 +122,12 @@ class RunConfig:
             check_type(name, value, int)
             check_positive(name, value)
         check_positive("read_timeout", self.read_timeout)
+        check_type("watermark_interval", self.watermark_interval, (int, float))
+        if isinstance(self.watermark_interval, bool) or self.watermark_interval < 0:
+            raise ConfigurationError(
+                f"watermark_interval must be >= 0 seconds, got {self.watermark_interval!r}",
+                option="watermark_interval",
+            )
         check_type("stop_event", self.stop_event, threading.Event, allow_none=True)
         if self.guarantee == "none" and self.checkpoint_dir is not None:
             raise ConfigurationError(
@@ -253,6 +263,7 @@ class _Run:
         self.next_id = 1
         self.metrics_server: MetricsServer | None = None
         self.event_time = SourceEventTime(event_time, self.metrics)
+        self.next_watermark = 0.0
         #: The last watermark the writer handed to the sink.
         self.sink_watermark: int | None = None
 
@@ -403,10 +414,9 @@ class _Run:
                     self.retire(sid, reader)
                 if rows_left == 0 or self.abort.is_set():
                     break
-            wm = et.poll()
-            if wm is not None:
-                self.put(out, _Watermark(wm))
             now = time.monotonic()
+            if now >= self.next_watermark:
+                self.emit_watermark(out)
             if now >= next_lag:
                 self.update_lag()
                 next_lag = now + 1.0
@@ -423,8 +433,7 @@ class _Run:
         self.update_lag()
         if exhausted:
             # The whole input was read: every event time is complete (windows and partitions close).
-            if et.enabled:
-                self.metrics.watermark = MAX_WATERMARK
+            et.end_of_input()
             self.put(out, _Watermark(MAX_WATERMARK))
         self.emit_barrier(out, final=True)
         self.put(out, _END)
@@ -448,6 +457,13 @@ class _Run:
         stats.batches_out += 1
         stats.rows_out += n
         self.put(out, (kept, nbytes))
+        if not self.cfg.watermark_interval or self.event_time.aligned:
+            # Alignment decides on pauses with every batch: a split must not run far past its drift.
+            self.emit_watermark(out)
+
+    def emit_watermark(self, out: queue.Queue[Any]) -> None:
+        """Queue the pipeline watermark, behind the batches read so far, if it advanced."""
+        self.next_watermark = time.monotonic() + self.cfg.watermark_interval
         wm = self.event_time.poll()
         if wm is not None:
             self.put(out, _Watermark(wm))
@@ -477,6 +493,7 @@ class _Run:
         positions = dict(self.positions)
         for sid, reader in self.readers.items():
             positions[sid] = reader.snapshot()
+        self.emit_watermark(out)  # downstream sees the freshest watermark before the checkpoint
         self.event_time.flush()  # late rows before the barrier reach their dead-letter sink first
         barrier = _Barrier(
             checkpoint_id=self.next_id,

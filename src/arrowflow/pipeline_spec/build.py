@@ -98,6 +98,7 @@ RUN_OPTIONS: tuple[str, ...] = (
     "max_batch_rows",
     "read_timeout",
     "queue_size",
+    "watermark_interval",
 )
 
 _TOP_LEVEL = ("source", "watermarks", "operators", "sink", "run")

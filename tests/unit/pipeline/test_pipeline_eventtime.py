@@ -160,7 +160,7 @@ def test_file_source_keeps_a_watermark_per_file(tmp_path: Path) -> None:
     result = (
         Pipeline(FileSource(tmp_path, format="parquet"), watermarks=strategy)
         .to(sink)
-        .run(progress=False, max_batch_rows=100)
+        .run(progress=False, max_batch_rows=100, watermark_interval=0)
     )
     assert set(result.split_watermarks) == {"f0.parquet", "f1.parquet", "f2.parquet"}
     for i, hour in enumerate((3, 1, 2)):
@@ -178,7 +178,8 @@ def test_file_source_keeps_a_watermark_per_file(tmp_path: Path) -> None:
     assert [m for m in finite if m > final[1]] == [final[2], final[3]]
 
 
-def test_watermarks_reach_the_sink_in_order_with_the_batches() -> None:
+@pytest.mark.parametrize("interval", [0, 0.2])
+def test_watermarks_reach_the_sink_in_order_with_the_batches(interval: float) -> None:
     rng = np.random.default_rng(3)
     n = 20_000
     ts = START_US + np.arange(n, dtype=np.int64) * 10 * MS - rng.integers(0, 500 * MS, n)
@@ -186,10 +187,15 @@ def test_watermarks_reach_the_sink_in_order_with_the_batches() -> None:
     sink = RecordingSink()
     strategy = WatermarkStrategy.bounded_out_of_orderness("ts", "500ms")
     result = (
-        Pipeline(CollectionSource(table, batch_size=256), watermarks=strategy).to(sink).run(progress=False)
+        Pipeline(CollectionSource(table, batch_size=256), watermarks=strategy)
+        .to(sink)
+        .run(progress=False, watermark_interval=interval)
     )
     assert result.late_rows == 0
-    assert len(sink.watermarks()) > 10
+    marks = sink.watermarks()
+    assert marks[-1] == MAX_WATERMARK
+    if not interval:
+        assert len(marks) > 50  # one after (almost) every batch; periodically: as often as time allows
     sink.assert_no_row_behind_a_watermark()
     assert sink.table().num_rows == n
 
@@ -211,7 +217,7 @@ def test_late_rows_follow_the_policy(policy: str) -> None:
     result = (
         Pipeline(ScriptSource(SCRIPT), watermarks=strategy, late_rows=dead if policy == "sink" else policy)
         .to(sink)
-        .run(progress=False)
+        .run(progress=False, watermark_interval=0)
     )
     written = sorted(sink.table().column("ts").cast(pa.int64()).to_numpy() - START_US)
     everything = sorted(t for b in SCRIPT["a"] for t in b)
