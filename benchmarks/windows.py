@@ -1,4 +1,4 @@
-"""Workloads ``window`` (windowed aggregation vs polars) and ``watermarks`` (what event time costs a pipeline).
+"""Workloads ``window`` (windowed aggregation vs polars) and ``watermarks`` (what event time costs).
 
 ``window``: the 8-column table sorted by ``ts`` (a year of event time), tumbling 1-hour windows keyed
 by ``active`` with ``count``, ``sum(qty)``, ``mean(price)``, ``min(score)``, ``max(score)`` - about 17,500

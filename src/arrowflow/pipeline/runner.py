@@ -33,10 +33,10 @@ pipeline watermark (minimum over active splits, idleness included) and puts a ``
 the queue, behind the batches read so far, when it advanced. Rows are late when they are behind the
 watermark last emitted. A split paused by watermark alignment is not read. When a bounded source is
 exhausted (not on a stop or ``max_rows``) the reader emits ``MAX_WATERMARK`` before the final barrier,
-with or without a strategy. The operator thread hands a watermark to each operator in order (``on_watermark``; what it
-emits runs through the following operators first), then forwards what the last operator passes on; the
-writer thread gives it to ``sink.on_watermark``. Operators with a ``timer_interval`` get
-``on_processing_time`` calls from the operator thread even when no item arrives.
+with or without a strategy. The operator thread hands a watermark to each operator in order
+(``on_watermark``; what it emits runs through the following operators first), then forwards what the
+last operator passes on; the writer thread gives it to ``sink.on_watermark``. Operators with a
+``timer_interval`` get ``on_processing_time`` calls from the operator thread even when no item arrives.
 
 Operator state. At a barrier, after ``flush()``, the operator thread writes ``snapshot_state()`` of every
 stateful operator as Arrow IPC files under the checkpoint directory and attaches the references to the
