@@ -440,3 +440,23 @@ def test_bad_assigners_and_aggregates() -> None:
         with pytest.raises(ConfigurationError) as info:
             make()
         assert info.value.option == option
+
+
+def test_window_boundaries_are_half_open() -> None:
+    """[start, end): a window fires when the watermark (minus lateness) reaches its end exactly, and a
+    row arriving for it afterwards is late; a row at the end belongs to the next window."""
+    op = Window(tumbling(1), [agg.count()], on="ts", allowed_lateness="500ms")
+
+    def rows(*offsets_ms: int) -> pa.RecordBatch:
+        return pa.record_batch({"ts": pa.array([START + o * 1000 for o in offsets_ms], pa.timestamp("us"))})
+
+    op.process(rows(1000, 1999))
+    assert op.on_watermark(START + 2_499_999) == []  # end + lateness not reached
+    fired = pa.Table.from_batches(op.on_watermark(START + 2_500_000))
+    assert fired.column("count").to_pylist() == [2]
+    assert fired.column("window_end").cast(pa.int64()).to_pylist() == [START + 2 * SEC]
+    op.process(rows(1500, 2000, 2999))  # 1500 is late (its window was emitted); 2000 starts [2 s, 3 s)
+    assert op.late_rows == 1
+    rest = pa.Table.from_batches(op.on_watermark(MAX_WATERMARK))
+    assert rest.column("window_start").cast(pa.int64()).to_pylist() == [START + 2 * SEC]
+    assert rest.column("count").to_pylist() == [2]
