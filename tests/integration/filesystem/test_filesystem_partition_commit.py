@@ -194,3 +194,22 @@ def test_in_a_pipeline_only_complete_buckets_get_success_files(tmp_path: Path) -
     assert second.watermark == MAX_WATERMARK
     assert success_dirs(out) == {bucket(h) for h in range(6)}
     assert [rows_in(out / bucket(h)) for h in range(6)] == [500] * 6
+
+
+def test_the_marker_comes_after_the_files_of_the_same_checkpoint(tmp_path: Path) -> None:
+    seen: list[tuple[int, bool]] = []
+
+    def check(p: CommittedPartition) -> None:
+        seen.append((rows_in(Path(p.path)), (Path(p.path) / "_SUCCESS").exists()))
+
+    sink = FileSink(
+        tmp_path, bucket="%Y-%m-%d--%H", bucket_column="ts", partition_commit=PartitionCommit(callback=check)
+    )
+    sink.write_table(hours_table(1, 70))
+    sink.on_watermark(T0_US + H)  # complete before its files were ever committed
+    committables = sink.prepare_commit()
+    assert [sorted(c) for c in committables] == [["final", "pending", "rows"], ["end", "partition"]]
+    sink.commit(committables)
+    assert seen == [(70, True)]  # the files were visible before the marker and the callback
+    sink.commit(committables)  # idempotent (a recover after a crash): the marker is rewritten
+    assert success_dirs(tmp_path) == {bucket(0)} and len(seen) == 2
