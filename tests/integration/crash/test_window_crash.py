@@ -9,6 +9,7 @@ committed), and no directory may hold a window twice or one the oracle does not 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,21 @@ def test_tumbling_window_to_file_sink_exactly_once_across_sigkills(tmp_path: Pat
     complete_size = dict(zip(buckets["bucket"].to_list(), buckets["len"].to_list(), strict=True))
     progress: list[int] = []
 
+    def check_markers() -> dict[str, int]:
+        """Every bucket with ``_SUCCESS`` already holds all of its windows. Markers are listed before
+        the files: files are committed before their marker, so a concurrent commit cannot fool this."""
+        marked = {p.parent.name for p in out.glob("*/_SUCCESS")}
+        got = committed(out)
+        per_bucket = got.group_by("bucket").len() if got.height else pl.DataFrame({"bucket": [], "len": []})
+        have = dict(zip(per_bucket["bucket"].to_list(), per_bucket["len"].to_list(), strict=True))
+        for b in marked:
+            assert have.get(b) == complete_size[b], (
+                f"bucket {b} has _SUCCESS but {have.get(b)}/{complete_size[b]} windows"
+            )
+        return {b: have.get(b, 0) for b in marked}
+
     def check_output(final: bool) -> None:
+        marked = set(check_markers())
         got = committed(out)
         n = got.height
         if n:
@@ -98,13 +113,6 @@ def test_tumbling_window_to_file_sink_exactly_once_across_sigkills(tmp_path: Pat
             for col in ("bucket", "window_end", "count", "v_sum", "v_min", "v_max", "id_approx_distinct"):
                 bad = joined.filter(pl.col(col).ne_missing(pl.col(f"{col}_expected")))
                 assert bad.height == 0, f"{col} differs from the oracle: {bad.head(3)}"
-        per_bucket = got.group_by("bucket").len() if n else pl.DataFrame({"bucket": [], "len": []})
-        have = dict(zip(per_bucket["bucket"].to_list(), per_bucket["len"].to_list(), strict=True))
-        marked = {p.parent.name for p in out.glob("*/_SUCCESS")}
-        for b in marked:
-            assert have.get(b) == complete_size[b], (
-                f"bucket {b} has _SUCCESS but {have.get(b)}/{complete_size[b]} windows"
-            )
         if final:
             assert n == total, f"{n} of {total} windows committed"
             assert marked == set(complete_size), "a complete bucket lacks its _SUCCESS"
@@ -127,16 +135,40 @@ def test_tumbling_window_to_file_sink_exactly_once_across_sigkills(tmp_path: Pat
         assert final["watermark"] == MAX_WATERMARK and final["stopped"] is False
         assert final["late_rows"] == 0 and final["window_late_rows"] == 0
 
-    report = run_with_crashes(
-        command,
-        verify=verify,
-        kills=KILLS,
-        min_delay=0.3,
-        max_delay=2.5,
-        ready_line="started",
-        timeout=240.0,
-        after_kill=lambda _: check_output(final=False),
-    )
+    # A reader watching the directory while the pipeline runs (and is killed) never sees a marker on
+    # an incomplete bucket.
+    stop = threading.Event()
+    polls: list[int] = []
+    violations: list[str] = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            try:
+                polls.append(len(check_markers()))
+            except AssertionError as exc:
+                violations.append(str(exc))
+            except (OSError, pl.exceptions.ComputeError, pa.ArrowInvalid):
+                pass  # a file renamed or deleted between listing and reading: look again
+            stop.wait(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        report = run_with_crashes(
+            command,
+            verify=verify,
+            kills=KILLS,
+            min_delay=0.3,
+            max_delay=2.5,
+            ready_line="started",
+            timeout=240.0,
+            after_kill=lambda _: check_output(final=False),
+        )
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert not violations, violations[:3]
+    assert max(polls, default=0) > 0, "the watcher never saw a committed bucket"
     assert report.kills == KILLS and report.early_exits == 0, f"{report.kills} kills landed mid-run: {report}"
     assert len(progress) == KILLS
     assert progress[-1] > 0, "no window was committed before the last kill: the restarts resumed nothing"
