@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+from crash_pipeline import Announce
 
 from arrowflow import Pipeline, WatermarkStrategy, agg, tumbling
 from arrowflow.connectors.datagen import DataGenSource
 from arrowflow.connectors.filesystem import FileSink, PartitionCommit
-from arrowflow.ops.base import Operator
 
 ROWS = 90_000
 SPLITS = 3
@@ -58,19 +57,6 @@ def generate(indices: np.ndarray) -> pa.RecordBatch:
 
 
 AGGS = [agg.count(), agg.sum("v"), agg.min("v"), agg.max("v"), agg.approx_distinct("id", precision=10)]
-
-
-class Announce(Operator):
-    name = "announce"
-
-    def __init__(self) -> None:
-        self.announced = False
-
-    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
-        if not self.announced:
-            print("started", flush=True)
-            self.announced = True
-        return [batch]
 
 
 def main(argv: list[str]) -> int:
