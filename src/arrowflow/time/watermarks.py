@@ -13,9 +13,10 @@ windows it calls late or complete are the same.)
   is more than ``max_drift`` ahead of the slowest split of ``group`` (FLIP-182/217).
 * :class:`WatermarkTracker` keeps one generator per split and combines them: the pipeline watermark is
   the minimum over active splits (idle and finished splits excluded; a split that
-  has produced nothing yet holds it at :data:`MIN_WATERMARK` until it is idle). When no split is
-  active the watermark stays where it is (Flink marks the stream idle); once every split has finished
-  it is the highest final watermark among them. It never goes backwards. Per batch it does two scalar
+  has produced nothing yet holds it at :data:`MIN_WATERMARK` until it is idle). When every split is
+  idle it is the lowest watermark among the idle splits that have produced rows (Flink would hold it:
+  then the windows of a stream that went quiet never close); once every split has finished it is the
+  highest final watermark among them. It never goes backwards. Per batch it does two scalar
   comparisons: the batch's min and max event time come from one ``pc.min_max`` (see
   :func:`~arrowflow.time._units.event_time_bounds`).
 
@@ -245,6 +246,7 @@ class WatermarkTracker:
         strategy, now = self.strategy, self.clock()
         active: list[int] = []
         finished: list[int] = []
+        idle: list[int] = []
         for state in self.splits.values():
             if state.finished:
                 finished.append(state.watermark(strategy))
@@ -253,12 +255,16 @@ class WatermarkTracker:
                 state.idle = (now - state.last_active) * 1e6 >= strategy.idleness_us
             if not state.idle:
                 active.append(state.watermark(strategy))
+            elif state.max_ts is not None:
+                idle.append(state.watermark(strategy))
         if active:
             combined = min(active)
         elif finished and len(finished) == len(self.splits):
             combined = max(finished)
         else:
-            combined = self.current  # everything idle: hold (Flink marks the stream idle)
+            # Every split is idle (or finished): the slowest idle split that has produced rows. (Flink
+            # holds the watermark here, so windows of a stream that went quiet would never close.)
+            combined = min(idle) if idle else self.current
         moved = combined > self.current
         if moved:
             self.current = combined

@@ -166,15 +166,18 @@ def test_watermark_never_goes_backwards_and_is_the_min_over_active_splits(
             finished.add(sids[step[1]])
         got = tracker.advance()
         marks = {s: MIN_WATERMARK if max_ts[s] is None else max_ts[s] - delay for s in sids}
-        active = [
-            marks[s]
-            for s in sids
-            if s not in finished and (idleness is None or clock.now - active_at[s] < idleness)
-        ]
+
+        def idle(s: str) -> bool:  # the tracker's own boundary: whole microseconds of silence
+            return idleness is not None and (clock.now - active_at[s]) * 1e6 >= strategy.idleness_us  # type: ignore[operator]
+
+        active = [marks[s] for s in sids if s not in finished and not idle(s)]
+        idle_with_rows = [marks[s] for s in sids if s not in finished and max_ts[s] is not None and idle(s)]
         if active:
             model = min(active)
         elif len(finished) == len(sids):
             model = max(marks[s] for s in sids)
+        elif idle_with_rows:
+            model = min(idle_with_rows)
         else:
             model = current
         expect = max(current, model)
@@ -297,3 +300,17 @@ def test_snapshot_and_restore() -> None:
     assert t2.current == 45
     t2.observe("b", (0, 30))  # replayed rows: the split's watermark does not go back
     assert t2.advance() is None and t2.split_watermark("b") == 45
+
+
+def test_when_every_split_is_idle_the_slowest_one_with_rows_sets_the_watermark() -> None:
+    clock = FakeClock()
+    tracker = WatermarkTracker(WatermarkStrategy.monotonous("ts").with_idleness("1s"), clock=clock)
+    for sid in ("a", "b", "never"):
+        tracker.add_split(sid)
+    tracker.observe("a", (0, 700))
+    tracker.observe("b", (0, 400))
+    assert tracker.advance() is None  # "never" has produced nothing and is not idle yet
+    clock.now += 1.0  # all three idle: "never" does not count, the slowest with rows does
+    assert tracker.advance() == 400
+    tracker.observe("b", (400, 900))  # b is back: it alone is active now
+    assert tracker.advance() == 900
