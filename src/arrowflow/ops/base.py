@@ -41,6 +41,8 @@ class Operator(ABC):
     name: str = "operator"
     #: Seconds between :meth:`on_processing_time` calls; ``None``: the operator has no timers.
     timer_interval: float | None = None
+    #: Rows this operator handed to a late-rows policy so far (shown in its stage's metrics).
+    late_rows: int = 0
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Prepare resources before the first batch."""

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..config import check_choice, check_type
+from ..config import check_choice
 from ..errors import ConfigurationError
 from ..time import MAX_WATERMARK, MIN_WATERMARK
 from ..time._late import resolve_late_rows
@@ -113,7 +113,6 @@ class Window(Operator):
         clash = sorted(reserved & {a.output_name for a in self.aggs})
         if clash:
             raise ConfigurationError(f"aggregate names {clash} clash with key/window columns", option="aggs")
-        check_type("by", self.by, tuple)
         self._sort_by_time = any(a.kind in ("first", "last") for a in self.aggs)
         self._hll_aggs = [i for i, a in enumerate(self.aggs) if a.kind == "approx_distinct"]
         self._raw_columns = sorted({c for a in self.aggs if a.kind == "apply" for c in a.columns})
@@ -122,8 +121,6 @@ class Window(Operator):
         self._reset()
         #: Rows handed to ``late_rows`` (behind the watermark, or with a null event time).
         self.late_rows = 0
-        #: Windows (key x window rows) emitted so far.
-        self.windows_emitted = 0
 
     def _reset(self) -> None:
         self.watermark = MIN_WATERMARK
@@ -481,7 +478,6 @@ class Window(Operator):
         self._min_end = int(ends[~done].min()) if rest.num_rows else None
         fired = fired.sort_by([(_WS, "ascending"), *((k, "ascending") for k in self.by)])
         out = self._finish(fired, threshold)
-        self.windows_emitted += out.num_rows
         return out.to_batches() if out.num_rows else []
 
     def _take_side(self, side: pa.Table, fired: pa.Table, threshold: int) -> tuple[pa.Table, pa.Table]:
@@ -588,9 +584,6 @@ class Window(Operator):
             self._hll[i] = [t] if t is not None and t.num_rows else []
         rows = tables.get("rows")
         self._rows = [rows] if rows is not None and rows.num_rows else []
-
-    def metrics(self) -> dict[str, int]:
-        return {"late_rows": self.late_rows, "windows_emitted": self.windows_emitted}
 
 
 # -- helpers -----------------------------------------------------------------------------------------

@@ -299,12 +299,11 @@ class CheckpointStore:
             if cid < current_id and cid not in keep:
                 shutil.rmtree(self.directory / STATE_DIR / str(cid), ignore_errors=True)
 
-    def discard_incomplete_state(self) -> None:
-        """On restart: delete state written for checkpoints after the current one (never completed)."""
-        current = self.load()
-        last = current.checkpoint_id if current is not None else 0
+    def discard_incomplete_state(self, current_id: int) -> None:
+        """On restart: delete state written for checkpoints after ``current_id`` (the id of the current
+        checkpoint, ``0`` for none): they never completed."""
         for cid in self._state_ids():
-            if cid > last:
+            if cid > current_id:
                 shutil.rmtree(self.directory / STATE_DIR / str(cid), ignore_errors=True)
 
     def _remove_stale_temps(self) -> None:

@@ -328,7 +328,7 @@ class _Run:
         """Plan splits, merge in the checkpoint, open readers, recover the sink. Runs before threads."""
         checkpoint = self.store.load() if self.store is not None else None
         if self.store is not None:
-            self.store.discard_incomplete_state()
+            self.store.discard_incomplete_state(checkpoint.checkpoint_id if checkpoint is not None else 0)
         for s in self.source.plan():
             self.splits[s.split_id] = s
         committables: list[Any] = []
@@ -342,6 +342,8 @@ class _Run:
             committables = list(checkpoint.committables)
             self.restore_operators(checkpoint)
             self.event_time.restore(checkpoint.watermarks)
+            for sid in self.finished:
+                self.event_time.finish_split(sid)  # read to its end before: never holds the watermark
         if self.two_phase and self.store is not None:
             # Also on a fresh start: lets the sink discard output of a run that died before its first
             # checkpoint.
@@ -565,7 +567,7 @@ class _Run:
         stage.busy_seconds += time.perf_counter() - t0
         stage.batches_out += len(emitted)
         stage.rows_out += sum(b.num_rows for b in emitted)
-        stage.late_rows = getattr(self.ops[index], "late_rows", 0)
+        stage.late_rows = self.ops[index].late_rows
         self.push(index + 1, emitted)
 
     def advance_operators(self, watermark: int) -> int:
@@ -611,6 +613,7 @@ class _Run:
             stage.busy_seconds += time.perf_counter() - t0
             stage.batches_out += len(out)
             stage.rows_out += sum(b.num_rows for b in out)
+            stage.late_rows = op.late_rows
             batches = out
         for b in batches:
             self.put(self.q_sink, (b, b.nbytes))

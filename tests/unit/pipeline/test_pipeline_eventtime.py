@@ -260,6 +260,26 @@ def test_the_watermark_is_restored_from_the_checkpoint(tmp_path: Path) -> None:
     assert written == [40, 50, 60, 60, 70]
 
 
+def test_a_split_finished_before_the_restart_does_not_hold_the_watermark(tmp_path: Path) -> None:
+    script = {"a": [[0], [10]], "b": [[0], [20], [30], [40], [50]]}
+    strategy = WatermarkStrategy.monotonous("ts")
+
+    def run(sink: RecordingSink, **kwargs: Any) -> Any:
+        return (
+            Pipeline(ScriptSource(script), watermarks=strategy)
+            .to(sink)
+            .run(progress=False, checkpoint_dir=tmp_path, watermark_interval=0, **kwargs)
+        )
+
+    run(RecordingSink(), max_rows=4)  # a0 b0 a1 b1: "a" is finished
+    cp = CheckpointStore(tmp_path).load()
+    assert cp is not None and list(cp.finished) == ["a"]
+    sink = RecordingSink()
+    run(sink)
+    finite = [w - START_US for w in sink.watermarks() if w != MAX_WATERMARK]
+    assert finite[-1] == 50, finite  # "a" (final watermark 10) no longer counts
+
+
 def test_late_rows_needs_watermarks() -> None:
     from arrowflow import ConfigurationError
 

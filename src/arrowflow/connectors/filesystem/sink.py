@@ -371,10 +371,11 @@ class FileSink(TwoPhaseSink):
         ends: np.ndarray | None = None
         if period is not None:
             us = event_time_us(batch.column(period[0]), f"partition_commit time column {period[0]!r}")
-            if us.null_count:
-                us = us.fill_null(pa.scalar(MIN_WATERMARK // 2, pa.int64()))  # null: a period long over
-            t = us.to_numpy(zero_copy_only=False)
+            t = us.fill_null(0).to_numpy(zero_copy_only=False)
             ends = np.floor_divide(t, period[1]) * period[1] + period[1]
+            if us.null_count:
+                # A row without event time belongs to no period: its directory is never complete.
+                ends[us.is_null().to_numpy(zero_copy_only=False)] = MIN_WATERMARK
         data = batch.drop_columns(keys) if keys else batch
         fixed_bucket: str | None = None
         columns: dict[str, pa.Array] = {}
