@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
@@ -314,3 +315,13 @@ def test_when_every_split_is_idle_the_slowest_one_with_rows_sets_the_watermark()
     assert tracker.advance() == 400
     tracker.observe("b", (400, 900))  # b is back: it alone is active now
     assert tracker.advance() == 900
+
+
+def test_progress_line_shows_the_watermark_lag_and_late_rows() -> None:
+    from arrowflow.pipeline import RunMetrics
+    from arrowflow.pipeline.progress import format_progress
+
+    m = RunMetrics(rows=10, watermark=int((time.time() - 90) * 1e6), late_rows=3)
+    text = format_progress(m, now=m.started + 1.0)
+    assert "watermark 9" in text and "s behind" in text and "late 3" in text
+    assert "watermark" not in format_progress(RunMetrics(watermark=MAX_WATERMARK), now=1e9)
