@@ -340,10 +340,10 @@ class _Run:
             self.next_id = checkpoint.checkpoint_id + 1
             self.metrics.last_checkpoint_id = checkpoint.checkpoint_id
             committables = list(checkpoint.committables)
-            self.restore_operators(checkpoint)
             self.event_time.restore(checkpoint.watermarks)
             for sid in self.finished:
                 self.event_time.finish_split(sid)  # read to its end before: never holds the watermark
+        self.restore_operators(checkpoint)
         if self.two_phase and self.store is not None:
             # Also on a fresh start: lets the sink discard output of a run that died before its first
             # checkpoint.
@@ -355,9 +355,11 @@ class _Run:
                 self.readers[sid] = self.source.open(s, self.positions.get(sid))
                 self.event_time.add_split(sid)
 
-    def restore_operators(self, checkpoint: Checkpoint) -> None:
-        assert self.store is not None
-        for key, ref in checkpoint.operator_state.items():
+    def restore_operators(self, checkpoint: Checkpoint | None) -> None:
+        """Give every operator its state from ``checkpoint`` - an empty one when it has none there, so
+        an operator reused for another start (an in-process restart) never keeps state from after it."""
+        refs = dict(checkpoint.operator_state) if checkpoint is not None else {}
+        for key, ref in refs.items():
             index = int(key)
             if index >= len(self.ops) or self.ops[index].name != ref.get("operator"):
                 have = self.ops[index].name if index < len(self.ops) else "nothing"
@@ -365,7 +367,9 @@ class _Run:
                     f"the checkpoint holds state of operator {ref.get('operator')!r} at position {index}; "
                     f"this pipeline has {have} there (a changed pipeline cannot resume this checkpoint)"
                 )
-            self.ops[index].restore_state(self.store.read_state(ref))
+        for index, op in enumerate(self.ops):
+            ref = refs.get(str(index))
+            op.restore_state(self.store.read_state(ref) if ref is not None and self.store is not None else {})
 
     # -- reader thread -----------------------------------------------------------------------------
 

@@ -424,6 +424,19 @@ def test_window_state_is_checkpointed_as_arrow_ipc_and_resumed_exactly_once(tmp_
     assert got.equals(expect), "windows lost or emitted twice across the restart"
 
 
+def test_a_pipeline_run_again_starts_its_windows_afresh() -> None:
+    """Operators are reset from the checkpoint (or to empty without one) at every start: a second run
+    of the same Pipeline object computes the same windows instead of finding them already emitted."""
+    table = _events(3000)
+    sink = MemorySink()
+    pipeline = _window_pipeline(table, sink)
+    pipeline.run(progress=False)
+    again = MemorySink()
+    second = pipeline.to(again).run(progress=False)  # the same Window object
+    assert second.stage("window").late_rows == 0
+    assert again.table().equals(sink.table())
+
+
 def test_a_changed_pipeline_cannot_resume_window_state(tmp_path: Path) -> None:
     table = _events(5_000)
     ckpt = tmp_path / "ckpt"
