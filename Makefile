@@ -1,9 +1,9 @@
 # arrowflow developer commands. Two a new user needs, on Debian/Ubuntu with Python >= 3.10:
 #   make demo   create .venv, install arrowflow[all] (builds the Cython kernels), run `arrowflow demo`
 #   make test   install arrowflow[dev], ruff + mypy, start the servers the suite needs, run pytest, stop them
-# Others: make lint | typecheck | bench | ext | services-up | services-down | clean | distclean
+# Others: make lint | typecheck | bench | docs | ext | services-up | services-down | clean | distclean
 # Variables: BOOTSTRAP_PYTHON (python3) VENV (.venv) SERVICES (from tests/services/required.txt)
-#            PYTEST_ARGS DEMO_ARGS BENCH_ARGS
+#            PYTEST_ARGS DEMO_ARGS BENCH_ARGS DOCS_ADDR (127.0.0.1:8000)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -15,7 +15,7 @@ ABS_PY := $(abspath $(PY))
 # Servers `make test` starts (names of tests/services/*.sh); later issues add lines to required.txt.
 SERVICES ?= $(strip $(shell sed -e 's/\#.*//' tests/services/required.txt 2>/dev/null))
 # ruff fails on a path that does not exist (an empty folder is not kept by git).
-LINT_PATHS := $(wildcard src tests benchmarks)
+LINT_PATHS := $(wildcard src tests benchmarks docs/hooks)
 EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxd ext/*.h)
 ALL_STAMP := $(VENV)/.arrowflow-all
 DEV_STAMP := $(VENV)/.arrowflow-dev
@@ -23,8 +23,9 @@ EXT_STAMP := $(VENV)/.arrowflow-ext
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 BENCH_ARGS ?=
+DOCS_ADDR ?= 127.0.0.1:8000
 
-.PHONY: help demo test lint typecheck bench ext venv services-up services-down clean distclean
+.PHONY: help demo test lint typecheck bench docs ext venv services-up services-down clean distclean
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
@@ -110,9 +111,16 @@ bench: $(DEV_STAMP)
 	@$(MAKE) --no-print-directory $(EXT_STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
+# -------------------------------------------------------------------------------------------- docs
+# Serves the documentation site with live reload. `make test` builds it with --strict
+# (tests/unit/test_docs_site.py) and runs every example of its pages.
+docs: $(DEV_STAMP)
+	@$(MAKE) --no-print-directory $(EXT_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr $(DOCS_ADDR)
+
 # ------------------------------------------------------------------------------------------- clean
 clean:
-	rm -rf build dist src/*.egg-info *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf build dist site src/*.egg-info *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	rm -f src/arrowflow/_ext/*.so src/arrowflow/_ext/*.pyd ext/*.c ext/*.html $(EXT_STAMP)
 	find src tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 

@@ -4,9 +4,9 @@ client used per message: ``to_pylist`` + ``json.dumps`` + one send per row) and 
 ``RecordBatch.from_pylist``).
 
 Both need their local server (``tests/services/pulsar.sh``, ``tests/services/pubsub.sh``); a method
-whose server does not answer is listed as skipped. The workload rows are capped (the emulator is a
-JVM and pulsar-lite persists to RocksDB): 200k rows for Pulsar, 50k for Pub/Sub (10k/5k with
-``--quick``), and the per-row baselines run on a subset.
+whose server does not answer is listed as skipped. The workload rows are capped (the emulator and
+Apache Pulsar standalone are JVMs with small heaps here): 200k rows for Pulsar, 50k for Pub/Sub
+(10k/5k with ``--quick``), and the per-row baselines run on a subset.
 
 * ``arrowflow PulsarSink``: ``write`` per 64k-row batch (JSON kernel) then ``flush()`` (every send
   callback back). Producer batching on (1000 messages / 128 KB / 10 ms) for both methods.
@@ -306,7 +306,7 @@ def setup_pubsub_source(config: RunConfig) -> Prepared:
 register(
     Workload(
         name="pulsar-produce",
-        description="8-column table -> JSON Pulsar messages (pulsar-lite on loopback)",
+        description="8-column table -> JSON Pulsar messages (Apache Pulsar standalone on loopback)",
         setup=setup_pulsar,
         reference="arrowflow PulsarSink",
         idiomatic=("to_pylist + json.dumps + send_async per row",),

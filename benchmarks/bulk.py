@@ -18,9 +18,11 @@ Methods:
   ``struct.json_encode`` in one polars expression (DataFrame built in setup), bodies cut per 500
   rows as zero-copy slices of the result's buffer.
 
-Workloads ``bulk-sink-opensearch`` and ``bulk-sink-elasticsearch``: end to end against the server at
-``ARROWFLOW_BENCH_SEARCH_URL`` (default osmem on 127.0.0.1:9200, ``tests/services/opensearch.sh``),
-the same subset of the table for every method, ``index`` actions with ``_id`` from ``id``, 500 actions
+Workloads ``bulk-sink-opensearch`` and ``bulk-sink-elasticsearch``: end to end, opensearch-py against
+the real OpenSearch 2.19 node (``tests/services/opensearch.sh``, ``OPENSEARCH_PORT``, or
+``ARROWFLOW_BENCH_OPENSEARCH_URL``) and elasticsearch-py against the real Elasticsearch 9.2 node
+(``tests/services/elasticsearch.sh``, ``ELASTICSEARCH_PORT``, or ``ARROWFLOW_BENCH_ES_URL``), the same
+subset of the table for every method, ``index`` actions with ``_id`` from ``id``, 500 actions
 per request, no refresh. Every call writes into a fresh index (created and deleted inside the call,
 the same cost for every method), with one client made in setup:
 
@@ -36,10 +38,6 @@ the same cost for every method), with one client made in setup:
 * ``pre-built bodies, POST only``: the arrowflow bodies built in setup, posted one after the other:
   the server's (and the client transport's) ceiling for any encoder.
 
-elasticsearch-py 8/9 send a compatibility media type that osmem refuses (406); against osmem (no
-``ARROWFLOW_BENCH_SEARCH_URL``) the Elasticsearch client gets the same benchmark-only node class that
-rewrites it as the tests do (``tests/integration/search/search_helpers.py``); it is not a library default.
-
 Each call leaves its index in place until the method's next call (which deletes and recreates it):
 after the warm-up call the check refreshes the index and reads every document back (``_search``),
 comparing ``_id`` and ``_source`` with the rows written.
@@ -49,8 +47,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import re
 import statistics
 import sys
 import time
@@ -63,7 +59,7 @@ import pyarrow as pa
 from .checks import same_rows, text_schema
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_table
-from .servers import SEARCH_URL
+from .servers import ELASTICSEARCH_URL, OPENSEARCH_URL
 
 BATCH = 10_000
 CHUNK = 500
@@ -194,26 +190,6 @@ def setup(config: RunConfig) -> Prepared:
 
 
 _PARALLEL_ORJSON = "helpers.parallel_bulk (orjson)"
-_COMPAT = re.compile(r"application/vnd\.elasticsearch\+([\w-]+); ?compatible-with=\d+")
-
-
-def _plain_mime_node() -> type:
-    """Benchmark-only (osmem): strip elasticsearch-py's compatibility media type, which osmem answers
-    with 406 (see tests/integration/search/search_helpers.py); real Elasticsearch needs it."""
-    from elastic_transport import Urllib3HttpNode
-
-    class PlainMimeNode(Urllib3HttpNode):  # type: ignore[misc]
-        def perform_request(self, method, target, body=None, headers=None, request_timeout=None):  # type: ignore[no-untyped-def]
-            if headers:
-                headers = headers.copy()
-                for h in ("accept", "content-type"):
-                    if h in headers:
-                        headers[h] = _COMPAT.sub(r"application/\1", headers[h])
-            return super().perform_request(
-                method, target, body=body, headers=headers, request_timeout=request_timeout
-            )
-
-    return PlainMimeNode
 
 
 def _actions(table: pa.Table, index: str) -> Iterator[dict[str, Any]]:
@@ -272,19 +248,19 @@ def _setup_sink(config: RunConfig, kind: str) -> Prepared:
         return Prepared(
             methods={n: Method(skip=f"not installed: {exc.name}") for n in names}, bytes_per_row=72
         )
+    url = OPENSEARCH_URL if kind == "opensearch" else ELASTICSEARCH_URL
     options: dict[str, Any] = {"max_retries": 0, "request_timeout": 120}
-    if kind == "elasticsearch" and "ARROWFLOW_BENCH_SEARCH_URL" not in os.environ:
-        options["node_class"] = _plain_mime_node()
     try:
-        client = flavor.make_client(SEARCH_URL, options)
-        flavor.request(client, "GET", "/")
-        fast_client = flavor.make_client(SEARCH_URL, {**options, "serializer": fast_serializer})
+        client = flavor.make_client(url, options)
+        # Not GET /: the test Elasticsearch node has no rest-root module (see elasticsearch.sh).
+        flavor.request(client, "GET", "/_cluster/health")
+        fast_client = flavor.make_client(url, {**options, "serializer": fast_serializer})
     except Exception as exc:
-        why = f"no search server at {SEARCH_URL} ({type(exc).__name__})"
+        why = f"no {kind} server at {url} ({type(exc).__name__})"
         return Prepared(methods={n: Method(skip=why) for n in names}, bytes_per_row=72)
 
-    # osmem indexes about 0.7-3k documents/s of this table on the shared 2-core box (its own CPU, ~0.45
-    # ms per document): every method here is bound by the server; the subset keeps a call at 1-3 s.
+    # Every method is bound by the node (index creation and indexing; 3-8k rows/s of this table on the
+    # shared 2-core box): the subset keeps a call under a second or two.
     n = config.subset(500 if config.quick else 2_000)
     table = make_table(n, config.seed).combine_chunks()
     batches = table.to_batches(max_chunksize=65_536)
@@ -445,14 +421,14 @@ def _sink_setup(kind: str) -> Callable[[RunConfig], Prepared]:
     return setup
 
 
-for _kind, _sink, _client in (
-    ("opensearch", "OpenSearchSink", "opensearch-py"),
-    ("elasticsearch", "ElasticsearchSink", "elasticsearch-py"),
+for _kind, _sink, _client, _server in (
+    ("opensearch", "OpenSearchSink", "opensearch-py", "OpenSearch 2.19"),
+    ("elasticsearch", "ElasticsearchSink", "elasticsearch-py", "Elasticsearch 9.2"),
 ):
     register(
         Workload(
             name=f"bulk-sink-{_kind}",
-            description=f"8-column table -> {_sink} vs helpers.bulk against osmem ({_kind} client)",
+            description=f"8-column table -> {_sink} vs helpers against a real {_server} node",
             setup=_sink_setup(_kind),
             reference=f"arrowflow {_sink}",
             idiomatic=(f"{_client} {_PARALLEL_ORJSON}",),

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DYNALITE_URL", "MOTO_URL", "MQTT", "NATS_URL", "POSTGRES_DSN", "REDIS_URL", "SEARCH_URL", "port"]
+__all__ = [
+    "DYNALITE_URL",
+    "ELASTICSEARCH_URL",
+    "MOTO_URL",
+    "MQTT",
+    "NATS_URL",
+    "OPENSEARCH_URL",
+    "POSTGRES_DSN",
+    "REDIS_URL",
+    "port",
+]
 
 
 def port(env: str, default: int) -> int:
@@ -23,5 +33,11 @@ DYNALITE_URL = f"http://127.0.0.1:{port('DYNALITE_PORT', 4567)}"
 POSTGRES_DSN = os.environ.get(
     "POSTGRES_DSN", f"postgresql://postgres@127.0.0.1:{port('PGPORT_TEST', 5432)}/postgres"
 )
-#: ``ARROWFLOW_BENCH_SEARCH_URL`` names another search server (real Elasticsearch/OpenSearch).
-SEARCH_URL = os.environ.get("ARROWFLOW_BENCH_SEARCH_URL", f"http://127.0.0.1:{port('OPENSEARCH_PORT', 9200)}")
+#: The OpenSearch node of ``tests/services/opensearch.sh``; ``ARROWFLOW_BENCH_OPENSEARCH_URL`` names another.
+OPENSEARCH_URL = os.environ.get(
+    "ARROWFLOW_BENCH_OPENSEARCH_URL", f"http://127.0.0.1:{port('OPENSEARCH_PORT', 9200)}"
+)
+#: The Elasticsearch node of ``tests/services/elasticsearch.sh``; ``ARROWFLOW_BENCH_ES_URL`` names another.
+ELASTICSEARCH_URL = os.environ.get(
+    "ARROWFLOW_BENCH_ES_URL", f"http://127.0.0.1:{port('ELASTICSEARCH_PORT', 9201)}"
+)

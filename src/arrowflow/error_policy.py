@@ -2,7 +2,8 @@
 
 Every sink and every decoding source takes ``error_policy``:
 
-* ``"fail"`` (default): raise the error; the pipeline stops and restarts from its last checkpoint.
+* ``"fail"`` (default): raise the error. In a pipeline, ``run()`` stops every stage and re-raises it;
+  nothing restarts by itself: a new run with the same ``checkpoint_dir`` resumes from the last checkpoint.
 * ``"skip"``: count the rows (``ErrorPolicy.skipped``), log a warning (rate-limited), and go on.
 * a :class:`~arrowflow.sink.Sink` (or :class:`DeadLetter`): the failed rows are written to it with an
   extra ``error`` string column. Sources write the raw payload and its metadata instead of the row.

@@ -10,6 +10,8 @@ The contract every source keeps (the conformance suite in :mod:`arrowflow.testin
   seconds. A bounded split sets ``finished`` once its last batch has been returned.
 * ``snapshot()`` is the JSON-serializable position after the last batch returned: reopening the split
   from it neither re-reads nor skips a row (for replayable sources).
+* ``Source.replayable`` declares whether a restart from a checkpoint gets exactly the rows after its
+  positions again; a pipeline refuses ``guarantee="exactly-once"`` with a source that is not.
 * ``commit(snapshot)`` acknowledges upstream (Kafka offsets, AMQP acks) once a checkpoint holding that
   snapshot is durable. It must tolerate being called with an older snapshot than the latest.
 * ``close()`` releases resources; it is idempotent and may not run at all after a crash.
@@ -108,6 +110,16 @@ class Source(ABC):
 
     #: A short name shown in metrics and the CLI.
     name: str = "source"
+    #: True when a pipeline restarted from a checkpoint gets every row after the checkpoint's
+    #: positions again and none before them: a log read by offset or sequence number (Kafka,
+    #: Kinesis, JetStream, Redis streams), files, tables and query results, a seeded generator, or a
+    #: queue that redelivers unacknowledged messages and drops, by an id kept in the checkpoint, the
+    #: ones already delivered (RabbitMQ with ``dedup``). Only such a source can feed an
+    #: ``exactly-once`` pipeline: the runner refuses the others (sockets, push endpoints, in-process
+    #: queues, MQTT, Pub/Sub, plain iterators) with a :class:`ConfigurationError`. False by default, so
+    #: a new source must claim it; a source whose replayability depends on its options makes this a
+    #: property.
+    replayable: bool = False
 
     @property
     @abstractmethod

@@ -68,9 +68,11 @@ class TestActiveMQSource(_Queues, SourceConformance):
     def make_source(self, data: pa.Table) -> Source:
         if "_queue" not in self.__dict__:
             self._queue = self.new_queue()
-            with ActiveMQSink(destination=self._queue) as sink:
+            with ActiveMQSink("127.0.0.1", PORT, destination=self._queue) as sink:
                 sink.write_table(data)
         return ActiveMQSource(
+            "127.0.0.1",
+            PORT,
             destination=self._queue,
             format=Json(data.schema),
             metadata_columns=["_message_id", "_redelivered"],
@@ -81,13 +83,15 @@ class TestActiveMQSourceClientAck(TestActiveMQSource):
     def make_source(self, data: pa.Table) -> Source:
         src = super().make_source(data)
         assert isinstance(src, ActiveMQSource)
-        return ActiveMQSource(destination=src.destination, ack="client", format=Json(data.schema))
+        return ActiveMQSource(
+            "127.0.0.1", PORT, destination=src.destination, ack="client", format=Json(data.schema)
+        )
 
 
 class _ReadBack(_Queues):
     def read_back(self) -> pa.Table:
         schema = make_table(1).schema
-        src = ActiveMQSource(destination=self.queue, format=Json(schema), prefetch=5000)
+        src = ActiveMQSource("127.0.0.1", PORT, destination=self.queue, format=Json(schema), prefetch=5000)
         batches = list(src.batches(idle_timeout=1.5))
         return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
 
@@ -101,7 +105,9 @@ class TestActiveMQSink(_ReadBack, SinkConformance):
 
     def make_sink(self, *, error_policy: Any = "fail") -> Sink:
         self.queue = self.new_queue()
-        return ActiveMQSink(destination=self.queue, header_columns=["name"], error_policy=error_policy)
+        return ActiveMQSink(
+            "127.0.0.1", PORT, destination=self.queue, header_columns=["name"], error_policy=error_policy
+        )
 
 
 class TestActiveMQTransactionalSink(_ReadBack, SinkConformance):
@@ -109,4 +115,4 @@ class TestActiveMQTransactionalSink(_ReadBack, SinkConformance):
 
     def make_sink(self, *, error_policy: Any = "fail") -> Sink:
         self.queue = self.new_queue()
-        return ActiveMQTransactionalSink(destination=self.queue, error_policy=error_policy)
+        return ActiveMQTransactionalSink("127.0.0.1", PORT, destination=self.queue, error_policy=error_policy)

@@ -1,8 +1,8 @@
 """The conformance suite over CassandraSource and CassandraSink.
 
-The server is the CQL native-protocol v4 test server (``tests/integration/cassandra/cql_test_server.py``,
-NOT Cassandra) started in-process on a free loopback port, or real Cassandra when
-``ARROWFLOW_CASSANDRA_HOSTS`` is set. Every test uses its own table.
+The server is the real Apache Cassandra 5.0 of ``tests/services/cassandra.sh`` (``CASSANDRA_PORT``,
+default 9042; a missing server fails the tests, never skips them), reached with the driver's defaults.
+Every test uses its own table.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "cassandra"))
 
-from cassandra_target import Target, start_target
+from cassandra_target import Target, real_target
 
 from arrowflow.connectors.cassandra import CassandraSink, CassandraSource
 from arrowflow.sink import Sink
@@ -31,7 +31,7 @@ _TARGET: list[Target] = []
 
 @pytest.fixture(scope="module", autouse=True)
 def _server() -> Iterator[None]:
-    _TARGET.append(start_target())
+    _TARGET.append(real_target())
     yield
     _TARGET.pop().close()
 

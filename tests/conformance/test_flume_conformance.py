@@ -1,58 +1,60 @@
-"""The sink conformance suite over FlumeSink, both protocols, against the protocol test servers of
-tests/integration/flume/flume_test_server.py (protocol test servers, NOT Apache Flume).
+"""The sink conformance suite over FlumeSink, both protocols, against the real Apache Flume 1.11 agent
+of ``tests/services/flume.sh`` (see tests/integration/flume/flume_agent.py).
 
 A row becomes an event whose body is ``name`` and whose headers are the other columns cast to
-string; :meth:`read_back` turns the recorded events back into that table."""
+string; :meth:`read_back` turns the events the agent's file_roll sink wrote for this test's run
+back into that table."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "flume"))
 
-from flume_test_server import (
-    FlumeAvroTestServer,
-    FlumeHttpTestServer,
-    address_of,
-)
+from flume_agent import FAST, RUN, FlumeAgent, new_run
 
 from arrowflow.connectors.flume import FlumeSink
 from arrowflow.sink import Sink
 from arrowflow.testing import SinkConformance, make_table
-from arrowflow.writer import BatchingConfig
 
 HEADERS = ["id", "value", "flag", "count", "ts"]
-BATCHING = BatchingConfig(
-    max_request_rows=100, max_in_flight=1, max_time_in_buffer=0.2, initial_backoff=0.01, max_backoff=0.05
-)
+AGENT = FlumeAgent()
 
 
 class _FlumeConformance(SinkConformance):
     protocol = "http"
-    ordered = True  # one request in flight: events arrive in write order
+    ordered = True  # one request in flight, one channel and one sink per source: write order is kept
+    read_back_timeout = 120.0  # the agent's file_roll sink backs off up to 5 s when its channel is empty
 
     def make_sink(self, *, error_policy: Any = "fail") -> Sink:
-        server: FlumeHttpTestServer | FlumeAvroTestServer = (
-            FlumeHttpTestServer() if self.protocol == "http" else FlumeAvroTestServer()
-        )
-        self.add_cleanup(server.stop)
-        self.server = server
+        port = AGENT.avro_port if self.protocol == "avro" else AGENT.http_port
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError:
+            pytest.fail(
+                f"the Flume agent is not answering on 127.0.0.1:{port}; "
+                "start it with `sh tests/services/up.sh flume`"
+            )
+        self.run = new_run()
         return FlumeSink(
             protocol=self.protocol,
-            address=address_of(server),
+            address=AGENT.address(self.protocol),
             body_column="name",
             header_columns=HEADERS,
-            batching=BATCHING,
+            static_headers={RUN: self.run},
+            batching=FAST,
             error_policy=error_policy,
         )
 
     def read_back(self) -> pa.Table:
-        events = self.server.recorder.events
+        events = AGENT.events_of(self.protocol, self.run)
         columns: dict[str, pa.Array] = {
             h: pa.array([e.headers.get(h) for e in events], pa.string()) for h in HEADERS
         }
@@ -70,9 +72,9 @@ class _FlumeConformance(SinkConformance):
         return data.set_column(2, "name", pa.nulls(5, pa.string())).to_batches()[0]
 
 
-class TestFlumeHttpSinkAgainstProtocolTestServer(_FlumeConformance):
+class TestFlumeHttpSink(_FlumeConformance):
     protocol = "http"
 
 
-class TestFlumeAvroSinkAgainstProtocolTestServer(_FlumeConformance):
+class TestFlumeAvroSink(_FlumeConformance):
     protocol = "avro"

@@ -1,5 +1,5 @@
-"""The conformance suite over PulsarSource and PulsarSink against pulsar-lite on 127.0.0.1:6650
-(``tests/services/pulsar.sh``; Pulsar binary protocol). Each test uses its own topic."""
+"""The conformance suite over PulsarSource and PulsarSink against Apache Pulsar 4.0 standalone on
+127.0.0.1:6650 (``tests/services/pulsar.sh``; Pulsar binary protocol). Each test uses its own topic."""
 
 from __future__ import annotations
 

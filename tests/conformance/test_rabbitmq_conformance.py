@@ -62,6 +62,8 @@ class TestRabbitSourceBounded(_Queues, SourceConformance):
 
 
 class TestRabbitSourceUnboundedDedup(TestRabbitSourceBounded):
+    declared_replayable = True  # redeliveries are dropped by message id: fit for exactly-once
+
     def make_source(self, data: pa.Table) -> Source:
         bounded = super().make_source(data)
         assert isinstance(bounded, RabbitMQSource)

@@ -1,4 +1,5 @@
-"""The conformance suite over the Elasticsearch/OpenSearch source and sink (osmem on 127.0.0.1:9200).
+"""The conformance suite over the Elasticsearch/OpenSearch sources and sinks, each client against its own
+real server (OpenSearch 2.19 for opensearch-py, Elasticsearch 9.2 for elasticsearch-py; ``search_helpers``).
 
 Sinks write the deterministic table with ``_id`` from ``id`` and are read back through the source;
 the bad batch has text in the ``double`` field ``value`` (a mapping error for every row). Sources
@@ -13,7 +14,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH, Flavor
 from arrowflow.connectors.search.elasticsearch import ElasticsearchSink, ElasticsearchSource
 from arrowflow.connectors.search.opensearch import OpenSearchSink, OpenSearchSource
 from arrowflow.sink import Sink
@@ -21,43 +21,41 @@ from arrowflow.source import Source
 from arrowflow.testing import SinkConformance, SourceConformance, make_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "search"))
-from search_helpers import admin, check_server, client_options, new_index, server_url
+from search_helpers import TARGETS, Target, admin, check_server, new_index
 
 MAPPINGS = {"properties": {"value": {"type": "double"}, "ts": {"type": "date"}}}
 SCHEMA = make_table(1).schema
 
 
 class _Search:
-    flavor: Flavor = OPENSEARCH
+    target: Target = TARGETS["opensearch"]
     sink_cls: Any = OpenSearchSink
     source_cls: Any = OpenSearchSource
 
     def new_index(self) -> str:
-        check_server(self.flavor)
-        gen = new_index(self.flavor, MAPPINGS)
+        check_server(self.target)
+        gen = new_index(self.target, MAPPINGS)
         name = next(gen)
         self.add_cleanup(lambda: next(gen, None))  # type: ignore[attr-defined]
         return name
 
     def sink_for(self, index: str, **options: Any) -> Sink:
-        url = server_url(self.flavor)
         return self.sink_cls(  # type: ignore[no-any-return]
-            url,
+            self.target.url,
             index,
             id_column="id",
-            client_options=client_options(self.flavor, url),
+            client_options=self.target.client_options(),
             max_actions=300,
             **options,
         )
 
     def source_for(self, index: str, **options: Any) -> Source:
-        url = server_url(self.flavor)
         return self.source_cls(  # type: ignore[no-any-return]
-            url,
+            self.target.url,
             index,
             schema=SCHEMA,
             id_column="id",
-            client_options=client_options(self.flavor, url),
+            client_options=self.target.client_options(),
             **options,
         )
 
@@ -68,7 +66,7 @@ class _SinkSuite(_Search, SinkConformance):
         return self.sink_for(self._index, error_policy=error_policy, refresh="true")
 
     def read_back(self) -> pa.Table:
-        admin(self.flavor, "POST", f"/{self._index}/_refresh")
+        admin(self.target, "POST", f"/{self._index}/_refresh")
         return self.source_for(self._index).read_all()
 
     def bad_batch(self) -> pa.RecordBatch:
@@ -88,7 +86,7 @@ class _SourceSuite(_Search, SourceConformance):
             sink = self.sink_for(self._index)
             sink.write_table(data)
             sink.close()
-            admin(self.flavor, "POST", f"/{self._index}/_refresh")
+            admin(self.target, "POST", f"/{self._index}/_refresh")
         return self.source_for(self._index, page_size=128, slices=self.slices)
 
 
@@ -97,7 +95,7 @@ class TestOpenSearchSink(_SinkSuite):
 
 
 class TestElasticsearchSink(_SinkSuite):
-    flavor = ELASTICSEARCH
+    target = TARGETS["elasticsearch"]
     sink_cls = ElasticsearchSink
     source_cls = ElasticsearchSource
 
@@ -111,6 +109,6 @@ class TestOpenSearchSlicedSource(_SourceSuite):
 
 
 class TestElasticsearchSource(_SourceSuite):
-    flavor = ELASTICSEARCH
+    target = TARGETS["elasticsearch"]
     sink_cls = ElasticsearchSink
     source_cls = ElasticsearchSource

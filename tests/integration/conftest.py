@@ -41,6 +41,7 @@ class ServiceInfo:
 SERVICES: dict[str, ServiceInfo] = {
     "kafka": ServiceInfo("kafka", "KAFKA_PORT", 9092),
     "redis": ServiceInfo("redis", "REDIS_PORT", 6379),
+    "redis-sentinel": ServiceInfo("redis", "REDIS_SENTINEL_PORT", 26379),
     "postgres": ServiceInfo("postgres", "PGPORT_TEST", 5432),
     "rabbitmq": ServiceInfo("rabbitmq", "RABBITMQ_PORT", 5672),
     "rabbitmq-stream": ServiceInfo("rabbitmq", "RABBITMQ_STREAM_PORT", 5552),
@@ -48,16 +49,23 @@ SERVICES: dict[str, ServiceInfo] = {
     "mqtt": ServiceInfo("mqtt", "MQTT_PORT", 1883),
     "nats": ServiceInfo("nats", "NATS_PORT", 4222),
     "pulsar": ServiceInfo("pulsar", "PULSAR_PORT", 6650),
+    "pulsar-admin": ServiceInfo("pulsar", "PULSAR_HTTP_PORT", 8080),
     "aws": ServiceInfo("aws", "AWS_PORT", 5000),
     "dynalite": ServiceInfo("dynalite", "DYNALITE_PORT", 4567),
     "mongodb": ServiceInfo("mongodb", "MONGO_PORT", 27017),
     "opensearch": ServiceInfo("opensearch", "OPENSEARCH_PORT", 9200),
+    "elasticsearch": ServiceInfo("elasticsearch", "ELASTICSEARCH_PORT", 9201),
     "prometheus": ServiceInfo("prometheus", "PROMETHEUS_PORT", 9090),
     "activemq": ServiceInfo("activemq", "ACTIVEMQ_STOMP_PORT", 61613),
     "activemq-openwire": ServiceInfo("activemq", "ACTIVEMQ_OPENWIRE_PORT", 61616),
     "activemq-mqtt": ServiceInfo("activemq", "ACTIVEMQ_MQTT_PORT", 1884),
     "pubsub": ServiceInfo("pubsub", "PUBSUB_PORT", 8085),
     "mariadb": ServiceInfo("mariadb", "MARIADB_PORT", 3306),
+    "cassandra": ServiceInfo("cassandra", "CASSANDRA_PORT", 9042),
+    "flume": ServiceInfo("flume", "FLUME_AVRO_PORT", 41414),
+    "flume-http": ServiceInfo("flume", "FLUME_HTTP_PORT", 41415),
+    "flume-reject-avro": ServiceInfo("flume", "FLUME_REJECT_AVRO_PORT", 41416),
+    "flume-reject-http": ServiceInfo("flume", "FLUME_REJECT_HTTP_PORT", 41417),
 }
 
 HOST = "127.0.0.1"
@@ -111,6 +119,12 @@ def check_service(name: str) -> tuple[str, int]:
 def service() -> Callable[[str], tuple[str, int]]:
     """``service(name) -> (host, port)``: checks the server answers, fails the test if not."""
     return check_service
+
+
+@pytest.fixture(scope="session")
+def services() -> dict[str, ServiceInfo]:
+    """The ``SERVICES`` table: name -> script, port env var, default port."""
+    return SERVICES
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +196,13 @@ def nats_url() -> str:
 def pulsar_url() -> str:
     host, port = check_service("pulsar")
     return f"pulsar://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def pulsar_admin_url() -> str:
+    """Base URL of the Pulsar broker's admin REST API (``/admin/v2/...``)."""
+    host, port = check_service("pulsar-admin")
+    return f"http://{host}:{port}"
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,8 @@ def _drain(reader: SplitReader, max_rows: int = 50) -> list[pa.RecordBatch]:
 class _Recording(Source):
     """A replayable id range whose readers record the positions committed to them (an upstream ack)."""
 
+    replayable = True
+
     def __init__(self, start: int, stop: int, *, bounded: bool = True) -> None:
         self.start, self.stop, self._bounded = start, stop, bounded
         self.readers: list[_RecordingReader] = []

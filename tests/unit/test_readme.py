@@ -1,11 +1,13 @@
 """README.md stays true: every example runs, and the connector table matches the registry.
 
-* Every fenced ````python`` block of README.md runs as a script in a fresh interpreter, in its own
-  temporary working directory (so examples that write files are harmless), and must exit 0. A block
-  whose preceding non-blank line is ``<!-- no-test -->`` (the few that need a server or run until
-  stopped) is only compiled.
-* Every ````yaml`` block (not marked ``no-test``) is a pipeline file: it is written to
-  ``pipeline.yaml`` in a temporary directory and run with ``python -m arrowflow run``.
+* Every fenced ````python`` block of the documentation (README.md, docs/ pages: see
+  ``tests/doc_examples.py``) runs as a script in a fresh interpreter, in its own temporary working
+  directory (so examples that write files are harmless), and must exit 0. A block marked
+  ``<!-- needs: SERVICE... -->`` runs in the integration suite against the servers
+  (``tests/integration/docs/``) and is only compiled here; a block marked ``<!-- no-test -->`` (runs
+  until stopped) is only compiled.
+* Every ````yaml`` block (not marked) is a pipeline file: it is written to ``pipeline.yaml`` in a
+  temporary directory and run with ``python -m arrowflow run``.
 * Every connector of :mod:`arrowflow.connectors.registry` has a row in the "Connectors" table naming
   its source and sink classes; a row may not call an available connector "planned", nor call a
   registry entry "available" unless the registry does.
@@ -17,91 +19,24 @@ a failing example.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from arrowflow.connectors.registry import CONNECTORS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-SKIP_MARK = "<!-- no-test -->"
-#: Generous: an example takes about a second; a loaded 2-core CI machine may take several.
-EXAMPLE_TIMEOUT = 120
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from doc_examples import README, SKIP_MARK, Block, all_blocks, code_blocks, run_python, run_yaml
 
-
-@dataclass(frozen=True)
-class Block:
-    """One fenced code block: its language, first code line (1-based), text and skip mark."""
-
-    lang: str
-    line: int
-    code: str
-    skipped: bool
-
-    @property
-    def id(self) -> str:
-        return f"README.md:{self.line}"
+BLOCKS = all_blocks()
+PYTHON = [b for b in BLOCKS if b.lang == "python" and b.runs_without_servers]
+YAML = [b for b in BLOCKS if b.lang == "yaml" and b.runs_without_servers]
 
 
 def readme_text() -> str:
     return README.read_text(encoding="utf-8")
-
-
-def code_blocks(text: str) -> list[Block]:
-    """Every fenced block (```lang ... ```), with whether the line before it says ``no-test``."""
-    blocks: list[Block] = []
-    lines = text.splitlines()
-    i = 0
-    previous = ""
-    while i < len(lines):
-        line = lines[i]
-        fence = re.match(r"^```(\w*)\s*$", line)
-        if fence is None:
-            if line.strip():
-                previous = line.strip()
-            i += 1
-            continue
-        start = i + 1
-        end = start
-        while end < len(lines) and not lines[end].startswith("```"):
-            end += 1
-        if end == len(lines):
-            raise AssertionError(f"README.md:{i + 1}: unterminated code block")
-        code = "\n".join(lines[start:end]) + "\n"
-        blocks.append(Block(fence.group(1).lower(), start + 1, code, previous == SKIP_MARK))
-        previous = ""
-        i = end + 1
-    return blocks
-
-
-BLOCKS = code_blocks(readme_text())
-PYTHON = [b for b in BLOCKS if b.lang == "python" and not b.skipped]
-YAML = [b for b in BLOCKS if b.lang == "yaml" and not b.skipped]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Examples run as a user would run them: no inherited pytest capture or coverage settings, and
-    # a fixed width so that tables print the same everywhere.
-    # OUT_DIR: the YAML example's ``${OUT_DIR:-out/orders}`` must take its default (the temp dir).
-    for key in ("PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS", "COV_CORE_SOURCE", "OUT_DIR"):
-        env.pop(key, None)
-    env["COLUMNS"] = "120"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _report(proc: subprocess.CompletedProcess[str], code: str) -> str:
-    numbered = "\n".join(f"{n:4d}  {line}" for n, line in enumerate(code.splitlines(), 1))
-    return (
-        f"exit status {proc.returncode}\n--- code ---\n{numbered}\n"
-        f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
-    )
 
 
 # -- the examples ----------------------------------------------------------------------------------
@@ -111,52 +46,27 @@ def test_readme_has_examples_and_few_skips() -> None:
     assert len(PYTHON) >= 15, f"only {len(PYTHON)} runnable python examples found in README.md"
     assert len(YAML) >= 1, "README.md has no runnable YAML pipeline"
     skipped = [b.id for b in BLOCKS if b.skipped]
-    # One no-test example per server-backed connector at most; everything else must run.
+    # Examples that need a server say which (``needs:``) and run in the integration suite; only a
+    # few that run until stopped may be merely compiled.
     assert len(skipped) <= 16, f"too many examples are marked {SKIP_MARK}: {skipped}"
-    assert all(b.lang in ("python", "yaml") for b in BLOCKS if b.skipped)
+    assert all(b.lang in ("python", "yaml") for b in BLOCKS if b.skipped or b.needs)
 
 
-def test_skipped_python_examples_compile() -> None:
-    # A block marked no-test (it needs a server, or runs until stopped) must still be valid Python.
+def test_compiled_only_python_examples_compile() -> None:
+    # A block marked no-test or needs (run elsewhere) must still be valid Python.
     for block in BLOCKS:
-        if block.lang == "python" and block.skipped:
+        if block.lang == "python" and not block.runs_without_servers:
             compile(block.code, block.id, "exec")
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=[b.id for b in PYTHON])
 def test_python_example_runs(block: Block, tmp_path: Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(block.code, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{block.id}: {_report(proc, block.code)}"
-    # The suite's tripwire (tests/conftest.py) cannot see a child's stderr: apply it here.
-    assert "Exception ignored" not in proc.stderr, f"{block.id}: {_report(proc, block.code)}"
+    run_python(block, tmp_path)
 
 
 @pytest.mark.parametrize("block", YAML, ids=[b.id for b in YAML])
 def test_yaml_pipeline_runs_with_arrowflow_run(block: Block, tmp_path: Path) -> None:
-    (tmp_path / "pipeline.yaml").write_text(block.code, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "arrowflow", "run", "pipeline.yaml", "--no-progress"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=EXAMPLE_TIMEOUT,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    assert proc.returncode == 0, f"{block.id}: {_report(proc, block.code)}"
-    assert "Exception ignored" not in proc.stderr, f"{block.id}: {_report(proc, block.code)}"
+    proc = run_yaml(block, tmp_path)
     rows = re.search(r"^rows written\s+(\d+)$", proc.stdout, re.MULTILINE)
     assert rows is not None and int(rows.group(1)) > 0, proc.stdout
     # The run wrote something below the temporary directory (a sink path relative to the cwd).
@@ -164,16 +74,18 @@ def test_yaml_pipeline_runs_with_arrowflow_run(block: Block, tmp_path: Path) -> 
     assert written, "the pipeline wrote no file"
 
 
-def test_block_parser_honours_the_skip_mark() -> None:
+def test_block_parser_honours_the_markers() -> None:
     text = (
         "intro\n\n```python\nprint(1)\n```\n\n"
         "<!-- no-test -->\n```python\nprint(2)\n```\n```yaml\na: 1\n```\n"
+        "<!-- needs: redis kafka -->\n```python\nprint(3)\n```\n"
     )
     blocks = code_blocks(text)
-    assert [(b.lang, b.line, b.code, b.skipped) for b in blocks] == [
-        ("python", 4, "print(1)\n", False),
-        ("python", 9, "print(2)\n", True),
-        ("yaml", 12, "a: 1\n", False),
+    assert [(b.lang, b.line, b.code, b.skipped, b.needs) for b in blocks] == [
+        ("python", 4, "print(1)\n", False, ()),
+        ("python", 9, "print(2)\n", True, ()),
+        ("yaml", 12, "a: 1\n", False, ()),
+        ("python", 16, "print(3)\n", False, ("redis", "kafka")),
     ]
 
 

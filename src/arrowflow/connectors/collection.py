@@ -197,7 +197,7 @@ class CollectionSource(Source):
         return True
 
     @property
-    def replayable(self) -> bool:
+    def replayable(self) -> bool:  # type: ignore[override]
         """True when any position can be re-read (materialized data or a generator function)."""
         return self._stream is None
 

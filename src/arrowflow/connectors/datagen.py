@@ -509,6 +509,7 @@ class DataGenSource(Source):
     """
 
     name = "datagen"
+    replayable = True
 
     def __init__(
         self,

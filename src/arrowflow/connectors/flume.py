@@ -8,8 +8,11 @@ A row becomes one Flume event: a ``body`` (bytes) and ``headers`` (a string -> s
 * Headers: ``static_headers`` (the same on every event), ``header_columns`` (any column castable
   to string; a null value omits the header on that row) and ``headers_column`` (a
   ``map<string, string>`` column; entries with a null value are omitted). On one event the
-  headers are listed in that order; a key repeated between the map column and the others is sent
-  twice, and the receiver keeps the last one (Flume builds a ``HashMap``).
+  headers are listed in that order. A key that the map column repeats (a second entry of the same
+  key, or a name of ``static_headers``/``header_columns``) is sent once, with its last value, at the
+  place of that last occurrence: the map's entry wins, as it would in the ``HashMap`` Flume builds.
+  (Sending the key twice is not an option: ``JSONHandler``'s Gson refuses a JSON object with a
+  repeated key, so the whole request would be answered 400.)
 
 Two wire protocols (``protocol``):
 
@@ -69,6 +72,7 @@ from ..config import check_choice, check_positive, check_type
 from ..error_policy import ErrorPolicyLike
 from ..errors import ConfigurationError, ConnectorError, SerializationError
 from ..writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult
+from .sql.sink import dedupe_last
 
 __all__ = [
     "AVRO_SOURCE_PROTOCOL",
@@ -507,10 +511,22 @@ class FlumeSink(AsyncBatchWriter):
             empty = pa.array([], pa.string())
             return np.zeros(n, dtype=np.int64), empty, empty
         all_rows = np.concatenate(rows)
-        order = pa.array(np.argsort(all_rows, kind="stable"))
-        all_keys = pa.concat_arrays([k.cast(pa.string()) for k in keys]).take(order)
-        all_values = pa.concat_arrays(values).take(order)
-        return np.bincount(all_rows, minlength=n).astype(np.int64), all_keys, all_values
+        order = np.argsort(all_rows, kind="stable")
+        pairs = pa.table(
+            {
+                "row": all_rows[order],
+                "key": pa.concat_arrays([k.cast(pa.string()) for k in keys]).take(pa.array(order)),
+                "value": pa.concat_arrays(values).take(pa.array(order)),
+            }
+        )
+        if self.settings.headers_column is not None:
+            # Only the map column can repeat a key on a row (static and column names are distinct).
+            # HTTPSource's JSONHandler (Gson) rejects a JSON object with a repeated key: the whole
+            # request would come back 400. Send each key once, with its last value, as the
+            # AvroSource's HashMap would keep it.
+            pairs = dedupe_last(pairs, ("row", "key"))
+        counts = np.bincount(pairs.column("row").to_numpy(), minlength=n).astype(np.int64)
+        return counts, pairs.column("key").combine_chunks(), pairs.column("value").combine_chunks()
 
     def encode(self, batch: pa.RecordBatch) -> Entries | Encoded:
         """One event per row: a JSON object (http) or an Avro ``AvroFlumeEvent`` (avro)."""

@@ -96,6 +96,13 @@ class HybridSource(Source):
         return self._bounded
 
     @property
+    def replayable(self) -> bool:  # type: ignore[override]
+        """Every source entry is replayable. A factory cannot be inspected before it runs: the source
+        it returns is taken to be replayable (returning a non-replayable one from a factory of an
+        exactly-once pipeline is not detected)."""
+        return all(e.replayable for e in self.entries if isinstance(e, Source))
+
+    @property
     def schema(self) -> pa.Schema | None:
         first = self.entries[0]
         return first.schema if isinstance(first, Source) else None

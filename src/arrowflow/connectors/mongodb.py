@@ -52,7 +52,7 @@ with the same result. **Position**: the resume token after the last change retur
 reopening resumes after it (``resume_after``). ``read_batch`` waits at most ``timeout``.
 
 Errors from the server raise :class:`~arrowflow.errors.ConnectorError` (``retryable`` for connection
-loss); a pipeline restarts from its last checkpoint.
+loss); a pipeline run fails, and a new run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -438,6 +438,7 @@ class MongoSource(Source):
     """A bounded read of one collection, split by ``_id`` ranges. See the module docstring."""
 
     name = "mongodb"
+    replayable = True
 
     def __init__(
         self,
@@ -608,6 +609,7 @@ class MongoChangeStreamSource(Source):
     """Changes of a collection (or a whole database when ``collection`` is None) as batches."""
 
     name = "mongodb-changes"
+    replayable = True
 
     def __init__(
         self,

@@ -134,6 +134,7 @@ class NatsJetStreamSource(Source):
     """Reads a JetStream stream through a durable pull consumer. See the module docstring."""
 
     name = "nats"
+    replayable = True
 
     def __init__(
         self,

@@ -5,10 +5,17 @@ shadows the ``pulsar`` package.
 
 Source contract:
 
+* Topics: ``topics`` (one name or a list; a partitioned topic is read through its partitions by the
+  client) or ``topics_pattern``, a regular expression over full topic names of one namespace
+  (``"persistent://public/default/orders-.*"``; a ``non-persistent://`` pattern matches
+  non-persistent topics); the client subscribes to every matching topic and picks up new ones,
+  from the subscription's initial position, within 60 seconds (pulsar-client's Python wrapper
+  ignores ``pattern_auto_discovery_period``, apache/pulsar-client-python#171). Exactly one of
+  ``topics`` and ``topics_pattern`` is given.
 * Splits: ``consumers`` splits (default 1), ``split_id`` = ``"<subscription>/<i>"``. Each split is one
-  ``pulsar.Consumer`` of the subscription over every topic (a partitioned topic is read through its
-  partitions by the client). Several splits only make sense for ``shared``, ``key_shared`` and
-  ``failover`` subscriptions: the broker spreads messages (or keys, or partitions) over them.
+  ``pulsar.Consumer`` of the subscription over every topic. Several splits only make sense for
+  ``shared``, ``key_shared`` and ``failover`` subscriptions: the broker spreads messages (or keys, or
+  partitions) over them.
 * ``subscription_type``: ``exclusive`` (default), ``shared``, ``key_shared``, ``failover``. For
   ``key_shared`` the consumers must be subscribed before messages are produced (Pulsar's rule), and
   producers that batch must use key-based batching (:class:`PulsarSink` does when it has a key).
@@ -17,21 +24,28 @@ Source contract:
   and ``{"publish_time": <ms | datetime>}`` start at that message id (inclusive) or at the first
   message published at or after that time. The two last are applied on the client (messages before
   them are skipped and acknowledged with the next commit) because seeking is not available on every
-  broker (pulsar-lite); a subscription created for them starts at the earliest message.
-* Stop cursor (``stop``, makes the source bounded): ``"latest"`` (the last message of the topic when
-  the reader opened, inclusive), ``{"message_id": ...}`` (exclusive: stop before it) or
+  broker (pulsar-lite); a subscription created for them starts at the earliest message. A
+  ``message_id`` cursor (start or stop) needs a single topic: it applies to its own partition.
+* Stop cursor (``stop``, makes the source bounded): ``"latest"`` (the last message of every partition
+  of every topic when the reader opened, inclusive; the split finishes once each partition reached
+  it; not with ``topics_pattern``), ``{"message_id": ...}`` (exclusive: stop before it) or
   ``{"publish_time": ...}`` (exclusive: stop at the first message published at or after it). Messages
-  past the stop are neither returned nor acknowledged. ``"latest"`` needs a non-partitioned topic.
-  A ``message_id``/``publish_time`` stop finishes the split only when a message at or past it arrives.
-* Position (JSON): ``{"seq": <batches returned>, "last": {<partition>: <base64 MessageId>}}``, the
-  ids of the last message returned per partition (``-1`` = non-partitioned). For ``exclusive`` and
-  ``failover`` subscriptions (one ordered consumer per partition) a reader opened at a position skips
-  messages at or before those ids, so a restart neither re-reads nor skips (replayable). For
-  ``shared``/``key_shared`` the position is not a log offset: what was not acknowledged is redelivered
-  by the broker after a restart (at-least-once, duplicates possible).
+  past the stop are neither returned nor acknowledged. A ``message_id``/``publish_time`` stop
+  finishes the split only when a message at or past it arrives (on any partition). With ``"latest"``
+  the subscription must still deliver each partition's last message (or the position must hold it):
+  a subscription that already acknowledged a partition's end never finishes; use a new subscription
+  name for each bounded read.
+* Position (JSON): ``{"seq": <batches returned>, "last": {<topic>: <base64 MessageId>}}``, the id of
+  the last message returned per topic partition, by full topic name (a partition of a partitioned
+  topic is ``<topic>-partition-<i>``). Message ids are only compared within one partition: a broker
+  numbers ledgers across all topics. For ``exclusive`` and ``failover`` subscriptions (one ordered
+  consumer per partition) a reader opened at a position skips messages at or before those ids, so a
+  restart neither re-reads nor skips (replayable). For ``shared``/``key_shared`` the position is not
+  a log offset: what was not acknowledged is redelivered by the broker after a restart
+  (at-least-once, duplicates possible).
 * Redeliveries within a run are dropped: for ``exclusive``/``failover`` any message at or below the
-  last id returned on its partition (pulsar-lite replays unacknowledged entries on its own), for
-  ``shared``/``key_shared`` a second delivery of an id returned and not yet acknowledged.
+  last id returned on its topic partition (pulsar-lite replays unacknowledged entries on its own),
+  for ``shared``/``key_shared`` a second delivery of an id returned and not yet acknowledged.
 * Pulsar acknowledges whole entries: when a producer batched messages into one entry and only some
   of them were committed, the broker redelivers the entry whole (duplicates) unless batch-index acks
   are enabled (``consumer_options={"batch_index_ack_enabled": True}`` and broker support).
@@ -43,7 +57,7 @@ Source contract:
   ``_message_id`` (serialized bytes), ``_publish_time``, ``_event_time``, ``_properties``,
   ``_redelivery_count``.
 * ``commit(snapshot)`` acknowledges what the snapshot holds: the individual message ids returned (and
-  skipped) up to it for ``shared``/``key_shared``, a cumulative ack of the last id per partition for
+  skipped) up to it for ``shared``/``key_shared``, a cumulative ack of the last id per topic partition for
   ``exclusive``/``failover``. Nothing is acknowledged earlier, so a crash redelivers everything after
   the last durable checkpoint: at-least-once. A failed ack is logged (the broker redelivers; the next
   commit does not retry it).
@@ -76,6 +90,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -129,6 +144,7 @@ _RETRYABLE = {
     "Interrupted",
 }
 _INF = 1 << 62
+_NONE = (-1, -1, -1)  # an order before every message id
 
 
 def encode_message_id(message_id: Any) -> str:
@@ -145,8 +161,22 @@ def decode_message_id(value: str | bytes) -> Any:
 
 
 def _id_key(mid: Any) -> tuple[int, int, int, int]:
-    """``(partition, ledger, entry, batch)``: the order of ids within one partition."""
+    """``(partition, ledger, entry, batch)``: the order of ids within one partition of one topic."""
     return (mid.partition(), mid.ledger_id(), mid.entry_id(), mid.batch_index())
+
+
+def _order(mid: Any) -> tuple[int, int, int]:
+    """``(ledger, entry, batch)``: the order of ids within one topic partition. Ids of different
+    topics (or partitions) must never be compared: a broker numbers ledgers across all topics."""
+    return (mid.ledger_id(), mid.entry_id(), mid.batch_index())
+
+
+def _at_or_past(order: tuple[int, int, int], end: tuple[int, int, int]) -> bool:
+    """Whether ``order`` is at or past ``end``, an id whose batch index ``_INF`` stands for "any
+    message of that entry" (an entry-level or unbatched id)."""
+    if order[:2] != end[:2]:
+        return order[:2] > end[:2]
+    return end[2] == _INF or order[2] >= end[2]
 
 
 def _millis(value: Any, option: str) -> int:
@@ -209,7 +239,8 @@ class PulsarSource(Source):
         self,
         service_url: str = "pulsar://127.0.0.1:6650",
         *,
-        topics: str | Sequence[str],
+        topics: str | Sequence[str] | None = None,
+        topics_pattern: str | None = None,
         subscription: str,
         subscription_type: str = "exclusive",
         consumers: int = 1,
@@ -229,9 +260,22 @@ class PulsarSource(Source):
             raise ConfigurationError(
                 f"service_url {service_url!r} must start with pulsar://", option="service_url"
             )
-        topic_list = [topics] if isinstance(topics, str) else list(topics)
-        if not topic_list or not all(isinstance(t, str) and t for t in topic_list):
-            raise ConfigurationError("topics must be one or more non-empty topic names", option="topics")
+        if (topics is None) == (topics_pattern is None):
+            raise ConfigurationError("give exactly one of topics and topics_pattern", option="topics")
+        topic_list: list[str] = []
+        if topics is not None:
+            topic_list = [topics] if isinstance(topics, str) else list(topics)
+            if not topic_list or not all(isinstance(t, str) and t for t in topic_list):
+                raise ConfigurationError("topics must be one or more non-empty topic names", option="topics")
+        else:
+            check_type("topics_pattern", topics_pattern, str)
+            try:
+                re.compile(str(topics_pattern))
+            except re.error as exc:
+                raise ConfigurationError(
+                    f"topics_pattern {topics_pattern!r} is not a regular expression: {exc}",
+                    option="topics_pattern",
+                ) from exc
         check_type("subscription", subscription, str)
         if not subscription:
             raise ConfigurationError("subscription must not be empty", option="subscription")
@@ -244,8 +288,17 @@ class PulsarSource(Source):
             )
         self.start = _parse_cursor(start, "start", ("earliest", "latest"))
         self.stop = None if stop is None else _parse_cursor(stop, "stop", ("latest",))
-        if self.stop is not None and self.stop[0] == "latest" and len(topic_list) > 1:
-            raise ConfigurationError("stop='latest' needs a single non-partitioned topic", option="stop")
+        if self.stop is not None and self.stop[0] == "latest" and topics_pattern is not None:
+            raise ConfigurationError(
+                "stop='latest' needs topics (the topics a pattern matches are not known in advance)",
+                option="stop",
+            )
+        for option, cursor in (("start", self.start), ("stop", self.stop)):
+            if cursor is not None and cursor[0] == "message_id" and len(topic_list) != 1:
+                raise ConfigurationError(
+                    f"{option}={{'message_id': ...}} needs a single topic: a message id belongs to one",
+                    option=option,
+                )
         check_type("format", format, Format, allow_none=True)
         self.metadata_columns = tuple(metadata_columns)
         for m in self.metadata_columns:
@@ -256,6 +309,7 @@ class PulsarSource(Source):
         check_positive("operation_timeout", operation_timeout)
         self.service_url = service_url
         self.topics = tuple(topic_list)
+        self.topics_pattern = topics_pattern
         self.subscription = subscription
         self.subscription_type = subscription_type
         self.consumers = consumers
@@ -294,6 +348,11 @@ class PulsarSource(Source):
         return self.stop is not None
 
     @property
+    def replayable(self) -> bool:  # type: ignore[override]
+        """``exclusive``/``failover`` read ordered partitions from a position; ``shared`` does not."""
+        return self.subscription_type in _CUMULATIVE
+
+    @property
     def schema(self) -> pa.Schema | None:
         base = self.format.schema
         if base is None:
@@ -324,20 +383,20 @@ class PulsarSplitReader(SplitReader):
         self._last: dict[str, str] = dict(position["last"]) if position else {}
         self._position: Position = position
         self._cumulative = source.subscription_type in _CUMULATIVE
-        # Exclusive/failover: the highest id returned per partition; anything at or below it is a
-        # redelivery (after a restart from ``position``, or a broker replaying unacknowledged
-        # entries, as pulsar-lite does) and is skipped.
-        self._high: dict[int, tuple[int, int, int, int]] = {}
-        # Shared/key_shared: ids returned and not yet acknowledged; a second delivery is dropped.
-        self._outstanding: set[tuple[int, int, int, int]] = set()
+        # Exclusive/failover: the highest id returned per topic partition (by its full topic name);
+        # anything at or below it is a redelivery (after a restart from ``position``, or a broker
+        # replaying unacknowledged entries, as pulsar-lite does) and is skipped.
+        self._high: dict[str, tuple[int, int, int]] = {}
+        # Shared/key_shared: (topic, ledger, entry, batch) of messages returned and not yet
+        # acknowledged; a second delivery is dropped.
+        self._outstanding: set[tuple[str, int, int, int]] = set()
         if position and self._cumulative:
-            for b64 in self._last.values():
-                key = _id_key(decode_message_id(b64))
-                self._high[key[0]] = key
+            for topic, b64 in self._last.items():
+                self._high[topic] = _order(decode_message_id(b64))
         self._carry: deque[Any] = deque()
-        # (seq, message ids): acknowledged once a snapshot with seq >= this one is committed.
-        self._pending: deque[tuple[int, list[Any]]] = deque()
-        self._skipped: list[Any] = []
+        # (seq, [(topic, message id)]): acknowledged once a snapshot with seq >= this one is committed.
+        self._pending: deque[tuple[int, list[tuple[str, Any]]]] = deque()
+        self._skipped: list[tuple[str, Any]] = []
         self._client = source._acquire_client()
         ctype = {
             "exclusive": pulsar.ConsumerType.Exclusive,
@@ -356,7 +415,11 @@ class PulsarSplitReader(SplitReader):
             self._start_time = int(source.start[1])
         self._stop_id: tuple[int, int, int, int] | None = None
         self._stop_time: int | None = None
-        self._end_entry: tuple[int, int, int, int] | None = None
+        # stop="latest": the last id of every topic partition when the reader opened (batch index
+        # _INF: any message of that entry), the partitions whose end was not reached yet, and
+        # whether none is left (then the split finishes at the next empty receive).
+        self._ends: dict[str, tuple[int, int, int]] | None = None
+        self._unreached: set[str] = set()
         self._reached_end = False
         opts: dict[str, Any] = {
             "consumer_type": ctype,
@@ -367,11 +430,19 @@ class PulsarSplitReader(SplitReader):
             ),
             **source.consumer_options,
         }
+        if (source.topics_pattern or "").startswith("non-persistent://"):
+            # The client drops the domain from a pattern and takes it from this option instead.
+            opts.setdefault("regex_subscription_mode", pulsar.RegexSubscriptionMode.NonPersistentOnly)
         topics = list(source.topics)
+        what: Any = (
+            re.compile(source.topics_pattern)
+            if source.topics_pattern is not None
+            else topics
+            if len(topics) > 1
+            else topics[0]
+        )
         try:
-            self._consumer = self._client.subscribe(
-                topics if len(topics) > 1 else topics[0], source.subscription, **opts
-            )
+            self._consumer = self._client.subscribe(what, source.subscription, **opts)
             if source.stop is not None:
                 kind, arg = source.stop
                 if kind == "message_id":
@@ -379,12 +450,13 @@ class PulsarSplitReader(SplitReader):
                 elif kind == "publish_time":
                     self._stop_time = int(arg)
                 else:
-                    last = _id_key(self._consumer.get_last_message_id())
-                    if last[1] < 0:  # empty topic
+                    self._ends = self._last_ids()
+                    # Partitions already returned up to their end before a restart count as reached.
+                    self._unreached = {
+                        t for t, end in self._ends.items() if not _at_or_past(self._high.get(t, _NONE), end)
+                    }
+                    if not self._unreached:
                         self._finished = True
-                    # pulsar-lite (and older brokers) return an entry-level id: every message of a
-                    # batched entry counts as at or before it.
-                    self._end_entry = (last[0], last[1], last[2], last[3] if last[3] >= 0 else _INF)
         except ConnectorError:
             self.close()
             raise
@@ -394,24 +466,51 @@ class PulsarSplitReader(SplitReader):
                 f"pulsar: subscribing {split.split_id!r} failed: {exc}", retryable=True
             ) from exc
 
+    def _last_ids(self) -> dict[str, tuple[int, int, int]]:
+        """The id of the last message of every partition of the source's topics now, by the
+        partition's full topic name (empty partitions are left out). A consumer of several topics or
+        partitions cannot tell its last message id, so each partition gets a short non-durable reader
+        positioned on its last message."""
+        import pulsar
+
+        timeout_ms = int(self._source.operation_timeout * 1000)
+        ends: dict[str, tuple[int, int, int]] = {}
+        for topic in self._source.topics:
+            for part in self._client.get_topic_partitions(topic):
+                reader = self._client.create_reader(
+                    part, pulsar.MessageId.latest, start_message_id_inclusive=True
+                )
+                try:
+                    if reader.has_message_available():
+                        last = _order(reader.read_next(timeout_ms).message_id())
+                        # An unbatched message has batch index -1: it is the whole entry.
+                        ends[part] = (last[0], last[1], last[2] if last[2] >= 0 else _INF)
+                finally:
+                    reader.close()
+        return ends
+
     # -- reading ----------------------------------------------------------------------------
 
-    def _classify(self, msg: Any) -> int:
+    def _classify(self, msg: Any, topic: str) -> int:
         """0 = return it, 1 = skip (ack later), 2 = past the stop (leave unacknowledged), 3 = duplicate."""
-        key = _id_key(msg.message_id())
-        if self._cumulative:
-            high = self._high.get(key[0])
-            if high is not None and key <= high:
-                return 1
-        elif key in self._outstanding:
-            return 3
-        if self._end_entry is not None:
-            end = self._end_entry
-            if (key[1], key[2], key[3]) > (end[1], end[2], end[3]):
-                self._finished = True
+        mid = msg.message_id()
+        order = _order(mid)
+        key = (mid.partition(), *order)
+        if self._ends is not None:
+            end = self._ends.get(topic)
+            if end is None or order > end:  # empty when the reader opened, or past its end
+                if not self._unreached:
+                    self._finished = True
                 return 2
-            if (key[1], key[2]) >= (end[1], end[2]):
-                self._reached_end = True
+            if topic in self._unreached and _at_or_past(order, end):
+                self._unreached.discard(topic)
+                self._reached_end = not self._unreached
+        if self._cumulative:
+            high = self._high.get(topic)
+            if high is not None and order <= high:
+                return 1
+        elif (topic, *order) in self._outstanding:
+            return 3
         if self._stop_id is not None and key[0] == self._stop_id[0] and key >= self._stop_id:
             self._finished = True
             return 2
@@ -422,9 +521,9 @@ class PulsarSplitReader(SplitReader):
         before_time = self._start_time is not None and msg.publish_timestamp() < self._start_time
         verdict = 1 if before_id or before_time else 0
         if self._cumulative:
-            self._high[key[0]] = key
+            self._high[topic] = order
         elif verdict == 0:
-            self._outstanding.add(key)
+            self._outstanding.add((topic, *order))
         return verdict
 
     def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
@@ -448,11 +547,12 @@ class PulsarSplitReader(SplitReader):
                 self._carry.extend(got)
             while self._carry and len(out) < max_rows and not self._finished:
                 msg = self._carry.popleft()
-                verdict = self._classify(msg)
+                topic = msg.topic_name()
+                verdict = self._classify(msg, topic)
                 if verdict == 0:
-                    out.append(msg)
+                    out.append((topic, msg))
                 elif verdict == 1:
-                    self._skipped.append(msg.message_id())
+                    self._skipped.append((topic, msg.message_id()))
             if time.monotonic() >= deadline:
                 break
         if self._finished:
@@ -461,19 +561,21 @@ class PulsarSplitReader(SplitReader):
             return None
         return self._to_batch(out)
 
-    def _to_batch(self, msgs: list[Any]) -> pa.RecordBatch:
+    def _to_batch(self, returned: list[tuple[str, Any]]) -> pa.RecordBatch:
         src = self._source
+        msgs = [m for _, m in returned]
         ids = [m.message_id() for m in msgs]
+        names = [t for t, _ in returned]
         self._seq += 1
-        self._pending.append((self._seq, ids + self._skipped))
+        self._pending.append((self._seq, [*zip(names, ids, strict=True), *self._skipped]))
         self._skipped = []
         last: dict[str, Any] = {}
-        for mid in ids:  # the last id per partition (partitions are few)
-            last[str(mid.partition())] = mid
+        for name, mid in zip(names, ids, strict=True):  # the last id per topic partition (few)
+            last[name] = mid
         self._last.update({k: encode_message_id(v) for k, v in last.items()})
         self._position = {"seq": self._seq, "last": dict(self._last)}
         values = pa.array([m.data() for m in msgs], pa.binary())
-        topics = pa.array([m.topic_name() for m in msgs], pa.string())
+        topics = pa.array(names, pa.string())
         id_bytes = pa.array([mid.serialize() for mid in ids], pa.binary())
         meta = pa.RecordBatch.from_arrays([topics, id_bytes], names=["topic", "message_id"])
         batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
@@ -509,25 +611,24 @@ class PulsarSplitReader(SplitReader):
         if not snapshot or self._closed:
             return
         upto = int(snapshot["seq"])
-        ids: list[Any] = []
+        ids: list[tuple[str, Any]] = []
         while self._pending and self._pending[0][0] <= upto:
             ids.extend(self._pending.popleft()[1])
         if not ids:
             return
         try:
-            if self._source.subscription_type in _CUMULATIVE:
-                last: dict[int, Any] = {}
-                for mid in ids:
-                    p = mid.partition()
-                    if p not in last or _id_key(mid) > _id_key(last[p]):
-                        last[p] = mid
+            if self._cumulative:
+                last: dict[str, Any] = {}  # the highest id per topic partition
+                for topic, mid in ids:
+                    if topic not in last or _order(mid) > _order(last[topic]):
+                        last[topic] = mid
                 for mid in last.values():
                     self._consumer.acknowledge_cumulative(mid)
             else:
                 ack = self._consumer.acknowledge
-                for mid in ids:
+                for topic, mid in ids:
                     ack(mid)
-                    self._outstanding.discard(_id_key(mid))
+                    self._outstanding.discard((topic, *_order(mid)))
         except Exception as exc:  # the broker redelivers what was not acknowledged
             log.warning("pulsar: ack up to %s on %s failed: %s", upto, self.split.split_id, exc)
 

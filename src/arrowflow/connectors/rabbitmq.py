@@ -179,6 +179,11 @@ class RabbitMQSource(Source):
         return self._bounded
 
     @property
+    def replayable(self) -> bool:  # type: ignore[override]
+        """Only with ``dedup``: redeliveries of messages already delivered are then dropped by id."""
+        return self.dedup is not None
+
+    @property
     def schema(self) -> pa.Schema | None:
         s = getattr(self.format, "schema", None)
         if s is None:

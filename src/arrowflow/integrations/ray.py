@@ -429,6 +429,10 @@ class SplitSubset(Source):
         return self.source.bounded
 
     @property
+    def replayable(self) -> bool:  # type: ignore[override]
+        return self.source.replayable
+
+    @property
     def schema(self) -> pa.Schema | None:
         return self.source.schema
 

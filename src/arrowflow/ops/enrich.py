@@ -29,8 +29,9 @@ new columns. How it behaves:
   for it.
 * **Failure** (attempts exhausted, a non-retryable exception, or a result still rejected by
   ``retry_on_result``): ``on_error="fail"`` raises :class:`EnrichError` from the next
-  ``process``/``flush`` (the pipeline then restarts from its last checkpoint); ``"drop"`` removes the
-  row (or the whole batch for ``per="batch"``); ``("default", value)`` uses ``value``.
+  ``process``/``flush`` (the pipeline run then fails; a new run resumes from its last checkpoint);
+  ``"drop"`` removes the row (or the whole batch for ``per="batch"``); ``("default", value)`` uses
+  ``value``.
 * **flush()** waits until every request has finished and returns all remaining batches; the runner
   calls it before each checkpoint, so no request is ever in flight across a checkpoint.
 * **close()** cancels whatever is still running, runs ``teardown`` and stops the loop thread. It is

@@ -740,6 +740,15 @@ def execute(
             f"{type(sink).__name__} is neither (use guarantee='at-least-once')",
             option="guarantee",
         )
+    if config.guarantee == "exactly-once" and not source.replayable:
+        # A restart must get the rows after the checkpoint again, else rows in flight at a crash are
+        # lost (or delivered twice) whatever the sink does.
+        raise ConfigurationError(
+            f"guarantee='exactly-once' needs a replayable source; {type(source).__name__} "
+            f"({source.name!r}) is not: after a restart it does not deliver again exactly the rows "
+            f"after the checkpoint (use guarantee='at-least-once')",
+            option="guarantee",
+        )
     started = time.monotonic()
     run = _Run(source, operators, sink, config, stop, event_time)
     threads: list[threading.Thread] = []

@@ -173,6 +173,10 @@ class SourceConformance(ConformanceBase):
     """
 
     replayable: bool = True
+    #: What ``Source.replayable`` (read by the exactly-once guard) must say; ``None``: ``replayable``.
+    #: It differs only for a queue that drops redeliveries by id (RabbitMQ ``dedup``): not re-read
+    #: from a position within a process, yet a restart gets exactly the rows not yet checkpointed.
+    declared_replayable: bool | None = None
     ordered_per_split: bool = True
     num_rows: int = 1000
     max_rows: int = 97  # odd, so batches straddle whatever boundaries the source has
@@ -388,6 +392,13 @@ class SourceConformance(ConformanceBase):
             [_normalize(pa.Table.from_batches([b]), expected.schema) for b in batches]
         )
         assert_same_rows(everything, expected)
+
+    def test_declares_replayability(self) -> None:
+        expected = self.replayable if self.declared_replayable is None else self.declared_replayable
+        source = self.make_source(self.make_data())
+        assert source.replayable is expected, (
+            f"{type(source).__name__}.replayable is {source.replayable}, the suite says {expected}"
+        )
 
     def test_reopen_split_from_json(self) -> None:
         data = self.make_data()

@@ -4,7 +4,8 @@
 ``consume``: KinesisSource (TRIM_HORIZON, ``_shard_id`` + ``_sequence_number`` metadata) -> FileSink
 (exactly-once, Parquet). The stream is complete before ``consume`` starts; the run stops itself
 (graceful stop, final checkpoint) once every shard's last sequence number went through, counting
-from the checkpoint it resumed from. Prints ``started`` once the pipeline runs and ``done`` at the end.
+from the checkpoint it resumed from. Prints ``started`` once the pipeline runs, ``progress`` on every
+batch (the harness kills after a chosen number of them) and ``done`` at the end.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import boto3
 import pyarrow as pa
 import pyarrow.compute as pc
+from crash_harness import DONE
+from crash_helpers import Progress
 
 from arrowflow import Pipeline
 from arrowflow.connectors.aws import KinesisSink, KinesisSource
@@ -26,14 +28,13 @@ from arrowflow.connectors.datagen import DataGenSource, RandomString
 from arrowflow.connectors.datagen import Sequence as Seq
 from arrowflow.connectors.filesystem import FileSink
 from arrowflow.formats import Json
-from arrowflow.ops.base import Operator
 from arrowflow.pipeline.checkpoint import CheckpointStore
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-class Announce(Operator):
+class Announce(Progress):
     """Passes batches through, sleeping ``delay`` per batch so that a run lasts long enough to be killed.
 
     With ``last`` (shard id -> last sequence number of the stream) it also sets ``stop`` once every
@@ -50,8 +51,7 @@ class Announce(Operator):
         seen: dict[str, int] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        self.delay = delay
-        self.announced = False
+        super().__init__(delay)
         self.last = last or {}
         self.seen = dict(seen or {})
         self.stop = stop
@@ -62,10 +62,7 @@ class Announce(Operator):
             self.stop.set()
 
     def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
-        if not self.announced:
-            print("started", flush=True)
-            self.announced = True
-        time.sleep(self.delay)
+        super().process(batch)
         if self.stop is not None and batch.num_rows:
             for shard in pc.unique(batch.column("_shard_id")).to_pylist():
                 rows = batch.filter(pc.equal(batch.column("_shard_id"), shard))
@@ -150,7 +147,7 @@ def main(argv: list[str]) -> int:
         queue_size=2,
         stop_event=stop,
     )
-    print("done", flush=True)
+    print(DONE, flush=True)
     return 0
 
 

@@ -1,9 +1,7 @@
-"""Where the Cassandra tests run: the CQL protocol test server, or real Cassandra when asked.
-
-``ARROWFLOW_CASSANDRA_HOSTS`` (``host[:port],host[:port]``) points the suite at a real cluster;
-without it the suite starts :class:`cql_test_server.CqlTestServer` (NOT Cassandra) in-process on a
-free loopback port. Either way the tests talk to the server over a socket with the real
-``cassandra-driver``. Tests that need fault injection always use a protocol test server.
+"""The Cassandra the tests run against: the real Apache Cassandra 5.0 that ``tests/services/cassandra.sh``
+starts (``CASSANDRA_PORT``, default 9042), reached with the driver's defaults (negotiated protocol,
+token-aware load balancing, schema and token metadata on), and, for the retry tests, the same server
+behind :class:`cql_fault_proxy.CqlFaultProxy`.
 """
 
 from __future__ import annotations
@@ -14,56 +12,40 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from cql_test_server import CqlTestServer
+import pytest
+from cql_fault_proxy import CqlFaultProxy
 
 KEYSPACE = "arrowflow_it"
-# The driver options the protocol test server needs (and that work against Cassandra too).
-CLUSTER_OPTIONS: dict[str, Any] = {
-    "protocol_version": 4,
-    "schema_metadata_enabled": False,
-    "token_metadata_enabled": False,
-}
+#: What a client of the fault proxy must use (see cql_fault_proxy.py).
+PROXY_OPTIONS: dict[str, Any] = {"protocol_version": 4, "compression": False}
 
 
 @dataclass
 class Target:
-    """One server: ``hosts``/``port`` to connect to; ``server`` when it is the protocol test server."""
+    """One server: ``hosts``/``port`` to connect to; ``proxy`` when it is the fault proxy."""
 
     hosts: tuple[str, ...]
     port: int
-    server: CqlTestServer | None = None
+    proxy: CqlFaultProxy | None = None
     _cluster: Any = field(default=None, repr=False)
     _session: Any = field(default=None, repr=False)
 
-    @property
-    def label(self) -> str:
-        return "cql-test-server" if self.server is not None else "cassandra"
-
     def connection(self, **extra: Any) -> dict[str, Any]:
-        """Options for ``CassandraConnection`` (keyspace ``arrowflow_it``)."""
-        opts: dict[str, Any] = {
-            "hosts": self.hosts,
-            "port": self.port,
-            "keyspace": KEYSPACE,
-            "cluster_options": dict(CLUSTER_OPTIONS),
-        }
+        """Options for ``CassandraConnection`` (keyspace ``arrowflow_it``; the driver's defaults)."""
+        opts: dict[str, Any] = {"hosts": self.hosts, "port": self.port, "keyspace": KEYSPACE}
+        if self.proxy is not None:
+            opts["cluster_options"] = dict(PROXY_OPTIONS)
         opts.update(extra)
         return opts
 
     @property
     def session(self) -> Any:
-        """A session of the tests' own (named tuples), in keyspace ``arrowflow_it``."""
+        """A session of the tests' own (named tuples, driver defaults), in keyspace ``arrowflow_it``."""
         if self._session is None:
-            from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-            from cassandra.policies import RoundRobinPolicy
+            from cassandra.cluster import Cluster
 
-            profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy())
-            self._cluster = Cluster(
-                list(self.hosts),
-                port=self.port,
-                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                **CLUSTER_OPTIONS,
-            )
+            options = dict(PROXY_OPTIONS) if self.proxy is not None else {}
+            self._cluster = Cluster(list(self.hosts), port=self.port, **options)
             s = self._cluster.connect()
             s.execute(
                 f"CREATE KEYSPACE IF NOT EXISTS {KEYSPACE} WITH replication = "
@@ -82,37 +64,40 @@ class Target:
     def drop(self, table: str) -> None:
         self.session.execute(f"DROP TABLE IF EXISTS {table}")
 
+    def writes(self, table: str) -> int:
+        """Mutations the server applied to ``table`` since it was created: Cassandra's own per-table
+        write counter (the ``WriteLatency`` metric, read from ``system_views.local_write_latency``)."""
+        ks, name = table.split(".")
+        row = self.session.execute(
+            "SELECT count FROM system_views.local_write_latency WHERE keyspace_name = %s AND table_name = %s",
+            (ks, name),
+        ).one()
+        return 0 if row is None else int(row.count)
+
     def close(self) -> None:
         if self._cluster is not None:
             self._cluster.shutdown()
-        if self.server is not None:
-            self.server.stop()
+        if self.proxy is not None:
+            self.proxy.close()
 
 
-def _parse_hosts(spec: str) -> tuple[tuple[str, ...], int]:
-    hosts = []
-    port = 9042
-    for part in spec.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        host, _, p = part.partition(":")
-        hosts.append(host)
-        if p:
-            port = int(p)
-    return tuple(hosts), port
+def real_target(host: str = "127.0.0.1", port: int | None = None) -> Target:
+    """The real server (``port`` default: ``CASSANDRA_PORT`` or 9042); FAILS the test when it does not
+    answer (never a skip)."""
+    port = int(os.environ.get("CASSANDRA_PORT", "9042")) if port is None else port
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            pass
+    except OSError:
+        pytest.fail(
+            f"Cassandra is not answering on {host}:{port} (env CASSANDRA_PORT); start it with "
+            "`sh tests/services/up.sh cassandra` or run the suite with `make test`",
+            pytrace=False,
+        )
+    return Target((host,), port)
 
 
-def start_target(*, force_test_server: bool = False) -> Target:
-    """The real cluster from ``ARROWFLOW_CASSANDRA_HOSTS``, else a started protocol test server."""
-    spec = os.environ.get("ARROWFLOW_CASSANDRA_HOSTS", "").strip()
-    if spec and not force_test_server:
-        hosts, port = _parse_hosts(spec)
-        try:
-            with socket.create_connection((hosts[0], port), timeout=5):
-                pass
-        except OSError as exc:
-            raise RuntimeError(f"ARROWFLOW_CASSANDRA_HOSTS={spec!r} does not answer: {exc}") from exc
-        return Target(hosts, port)
-    server = CqlTestServer().start()
-    return Target(("127.0.0.1",), server.port, server)
+def proxy_target(host: str, port: int) -> Target:
+    """The real server behind a fresh fault proxy on a free loopback port."""
+    proxy = CqlFaultProxy((host, port))
+    return Target(("127.0.0.1",), proxy.port, proxy)

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cassandra_target import Target, start_target
+from cassandra_target import Target, proxy_target, real_target
 
 
 @pytest.fixture(scope="session")
-def cassandra() -> Iterator[Target]:
-    """The server under test: real Cassandra with ``ARROWFLOW_CASSANDRA_HOSTS``, else the test server."""
-    target = start_target()
+def cassandra(service: Callable[[str], tuple[str, int]]) -> Iterator[Target]:
+    """The real Cassandra of ``tests/services/cassandra.sh`` (fails, never skips, when it is down)."""
+    target = real_target(*service("cassandra"))
     yield target
     target.close()
 
 
-@pytest.fixture(scope="session")
-def cql_server() -> Iterator[Target]:
-    """Always the protocol test server (for tests that inject faults)."""
-    target = start_target(force_test_server=True)
+@pytest.fixture
+def cql_proxy(service: Callable[[str], tuple[str, int]]) -> Iterator[Target]:
+    """The same server behind a fresh fault-injecting proxy (one per test: its faults and counters)."""
+    target = proxy_target(*service("cassandra"))
     yield target
     target.close()

@@ -9,6 +9,11 @@
   ``recover`` commits the checkpoint's pending files and deletes every other in-progress/pending file.
 * :class:`FileAppendSink` - a plain (at-least-once) sink: each flush publishes what was written since
   the last one as one ``part-*`` file.
+* :class:`Progress` - the pass-through operator every crash pipeline uses to tell the harness where it
+  is: ``started`` on the first batch, ``progress`` on every batch (see crash_harness.py).
+* :func:`stalling` - a sink class whose first checkpoint flush after written rows stalls (``stalled``),
+  so that the kill finds acknowledged rows that no checkpoint covers: the restart writes them again.
+* :func:`run_number` - which start of a crash pipeline this is (0, 1, ...), to stall chosen runs.
 
 Committed output is read back with :func:`committed_ids`.
 """
@@ -25,8 +30,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
+from crash_harness import PROGRESS, STALLED, STARTED
 
 from arrowflow import Sink, Source, Split, SplitReader, TwoPhaseSink
+from arrowflow.ops.base import Operator
 
 SCHEMA = pa.schema([("id", pa.int64()), ("value", pa.float64())])
 
@@ -79,6 +86,7 @@ class RangeSource(Source):
     """Ids ``[0, rows)`` in ``num_splits`` contiguous splits (unbounded splits when ``rows`` is None)."""
 
     name = "range"
+    replayable = True
 
     def __init__(
         self, rows: int | None, *, num_splits: int = 1, batch_rows: int = 100, delay: float = 0.0
@@ -198,6 +206,64 @@ class FileAppendSink(Sink):
             os.fsync(f.fileno())
         os.replace(tmp, self.dir / f"part-{name}.arrow")
         self._buffer = []
+
+
+class Progress(Operator):
+    """Passes batches through, sleeping ``delay`` per batch; prints ``started`` before the first batch
+    and ``progress`` for every batch (after the sleep; not when ``quiet``, as in a run that stalls),
+    each flushed at once: the harness counts the progress lines to kill a run mid-stream. Pipelines
+    that need more (a stop condition) subclass it and call ``super().process``."""
+
+    name = "progress"
+
+    def __init__(self, delay: float = 0.0, *, quiet: bool = False) -> None:
+        self.delay = delay
+        self.quiet = quiet
+        self.announced = False
+
+    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
+        if not self.announced:
+            print(STARTED, flush=True)
+            self.announced = True
+        if self.delay:
+            time.sleep(self.delay)
+        if not self.quiet:
+            print(PROGRESS, flush=True)
+        return [batch]
+
+
+def stalling(sink_cls: type[Any], record: Path | None = None) -> type[Any]:
+    """``sink_cls`` whose first checkpoint ``flush`` after written rows returns (every row acknowledged
+    by the server), then prints ``stalled`` and sleeps before the checkpoint is saved: the harness
+    kills the run at once, finding rows in the target that no checkpoint covers, which the restart
+    must write again (a replay the test can then prove was absorbed). With ``record``, the number of
+    rows written so far is appended to that file first (a line per stall)."""
+
+    class Stalling(sink_cls):  # type: ignore[misc,valid-type]
+        def write(self, batch: pa.RecordBatch) -> None:
+            self.pending = getattr(self, "pending", 0) + batch.num_rows
+            super().write(batch)
+
+        def flush(self) -> None:
+            super().flush()
+            if getattr(self, "pending", 0):
+                if record is not None:
+                    with record.open("a") as f:
+                        f.write(f"{self.pending}\n")
+                print(STALLED, flush=True)
+                time.sleep(600)  # killed here: the checkpoint of these acknowledged rows never lands
+
+    Stalling.__name__ = Stalling.__qualname__ = f"Stalling{sink_cls.__name__}"
+    return Stalling
+
+
+def run_number(checkpoint_dir: str | os.PathLike[str]) -> int:
+    """Count this start in ``<checkpoint_dir>.runs`` and return its number (the first start is 0)."""
+    runs = Path(str(checkpoint_dir) + ".runs")
+    run_no = len(runs.read_text().splitlines()) if runs.exists() else 0
+    with runs.open("a") as f:
+        f.write(f"{run_no}\n")
+    return run_no
 
 
 def committed_ids(directory: str | os.PathLike[str]) -> np.ndarray:

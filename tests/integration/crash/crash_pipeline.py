@@ -1,7 +1,7 @@
 """A pipeline run as its own process by the crash and signal tests.
 
-RangeSource -> (announce the first batch on stdout) -> a file sink, resuming from --checkpoint-dir.
-Prints ``started`` when the first batch reaches the operator and the RunResult as JSON at the end.
+RangeSource -> Progress (``started`` on the first batch, ``progress`` on each) -> a file sink, resuming
+from --checkpoint-dir. Prints ``done`` and then the RunResult as JSON at the end.
 """
 
 from __future__ import annotations
@@ -9,28 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 
-import pyarrow as pa
-from crash_helpers import FileAppendSink, FileTwoPhaseSink, RangeSource
+from crash_harness import DONE
+from crash_helpers import FileAppendSink, FileTwoPhaseSink, Progress, RangeSource
 
 from arrowflow import Pipeline
-from arrowflow.ops.base import Operator
-
-
-class Announce(Operator):
-    """Passes batches through; prints ``started`` once (the tests' readiness signal)."""
-
-    name = "announce"
-
-    def __init__(self) -> None:
-        self.announced = False
-
-    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
-        if not self.announced:
-            print("started", flush=True)
-            self.announced = True
-        return [batch]
 
 
 def main(argv: list[str]) -> int:
@@ -55,7 +38,7 @@ def main(argv: list[str]) -> int:
     )
     result = (
         Pipeline(source)
-        .via(Announce())
+        .via(Progress())
         .to(sink)
         .run(
             checkpoint_dir=args.checkpoint_dir,
@@ -65,6 +48,7 @@ def main(argv: list[str]) -> int:
             queue_size=2,
         )
     )
+    print(DONE, flush=True)
     print(
         json.dumps(
             {

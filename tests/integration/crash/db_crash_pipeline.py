@@ -4,27 +4,34 @@
 ``--uri host:port``, root, database ``test``) upserting on ``id``; ``mongo``: MongoSink
 ``mode="replace"`` keyed on ``_id`` (the DataGen key column is then named ``_id``).
 
-Checkpointed with ``guarantee="exactly-once"`` (idempotent upserts); slowed down per batch so that a
-run lasts long enough to be killed. Prints ``started`` once the first batch passes and
-``done rows=<rows read in this run>`` at the end. The rows are a pure function of ``--seed``, so the
-test can compare the table with ``DataGenSource(...).read_all()``.
+Checkpointed with ``guarantee="exactly-once"`` (idempotent upserts). Prints ``started`` on the first
+batch, ``progress`` on every batch (the harness kills a run after a chosen number of them),
+``done rows=<rows read in this run>`` at the end. Runs listed in ``--stall-runs`` (numbered by starts,
+see crash_helpers.run_number) stall after their first checkpoint flush of written rows and print
+``stalled``: the kill then leaves rows in the table that no checkpoint covers, so the restart writes
+them again (the test proves that replay happened and was absorbed). For ``mongo`` a stalled run
+also adds ``stalled: true`` to its documents: MongoDB does not report a replace by an identical
+document (no change event), so the restart's replace is visible only because it removes the field.
+The rows are a pure function of ``--seed``, so the test can compare the table with
+``DataGenSource(...).read_all()``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
+from crash_harness import DONE
+from crash_helpers import Progress, run_number, stalling
 
 from arrowflow import Pipeline
 from arrowflow.connectors.datagen import DataGenSource, RandomString, Uniform
 from arrowflow.connectors.datagen import Sequence as Seq
 from arrowflow.connectors.mongodb import MongoSink
 from arrowflow.connectors.sql import SqlSink
-from arrowflow.ops.base import Operator
 
 
 def source(rows: int, seed: int, key: str = "id") -> DataGenSource:
@@ -37,23 +44,6 @@ def source(rows: int, seed: int, key: str = "id") -> DataGenSource:
     )
 
 
-class Announce(Operator):
-    """Passes batches through, sleeping ``delay`` per batch; prints ``started`` on the first."""
-
-    name = "announce"
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.announced = False
-
-    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
-        if not self.announced:
-            print("started", flush=True)
-            self.announced = True
-        time.sleep(self.delay)
-        return [batch]
-
-
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("target", choices=["sql", "mariadb", "mongo"])
@@ -62,11 +52,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rows", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("--stall-runs", default="", help="comma-separated run numbers (from 0) that stall")
     args = ap.parse_args(argv)
+    stall = str(run_number(args.checkpoint_dir)) in args.stall_runs.split(",")
+    sql_sink: Any = stalling(SqlSink) if stall else SqlSink
+    mongo_sink: Any = stalling(MongoSink) if stall else MongoSink
     sink: SqlSink | MongoSink
     if args.target == "sql":
         key = "id"
-        sink = SqlSink(args.uri, args.table, mode="upsert", keys="id", create=True, flush_rows=400)
+        sink = sql_sink(args.uri, args.table, mode="upsert", keys="id", create=True, flush_rows=400)
     elif args.target == "mariadb":
         import pymysql
 
@@ -76,29 +70,26 @@ def main(argv: list[str]) -> int:
         def connect() -> pymysql.Connection:
             return pymysql.connect(host=host, port=int(port), user="root", password="", database="test")
 
-        sink = SqlSink(
+        sink = sql_sink(
             table=args.table, connect=connect, mode="upsert", keys="id", create=True, flush_rows=400
         )
     else:
         key = "_id"
         database, _, collection = args.table.partition(".")
-        sink = MongoSink(args.uri, database, collection, mode="replace", keys="_id", batch_size=200)
-    result = (
-        Pipeline(source(args.rows, args.seed, key))
-        # 30 batches x 50 ms: a whole run takes >= 1.5 s, longer than the harness's longest delay
-        # before a kill (1 s), so the first run is always killed, even on a fast idle machine.
-        .via(Announce(0.05))
-        .to(sink)
-        .run(
-            checkpoint_dir=args.checkpoint_dir,
-            checkpoint_interval=0.1,
-            guarantee="exactly-once",
-            progress=False,
-            max_batch_rows=100,
-            queue_size=2,
-        )
+        sink = mongo_sink(args.uri, database, collection, mode="replace", keys="_id", batch_size=200)
+    pipeline = Pipeline(source(args.rows, args.seed, key)).via(Progress(0.02, quiet=stall))
+    if stall and args.target == "mongo":
+        pipeline = pipeline.with_columns(stalled=lambda b: pa.array(np.ones(b.num_rows, dtype=bool)))
+    result = pipeline.to(sink).run(
+        checkpoint_dir=args.checkpoint_dir,
+        checkpoint_interval=0.1,
+        guarantee="exactly-once",
+        progress=False,
+        max_batch_rows=100,
+        queue_size=2,
     )
-    print(f"done rows={result.rows}", flush=True)
+    print(DONE, flush=True)
+    print(f"rows={result.rows}", flush=True)
     return 0
 
 

@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-from crash_harness import CrashReport, python_command, run_with_crashes
+from crash_harness import CrashReport, crash_mid_stream, python_command
 from crash_helpers import committed_ids
 
 from arrowflow.pipeline import CheckpointStore
 
 ROWS = 30_000
+# 200 batches of 150 rows; each run is killed after 1-15 of them: the kills always land mid-stream.
+KILL_AFTER = (1, 15)
 
 
 def _command(tmp_path: Path, sink: str, guarantee: str) -> list[str]:
@@ -42,10 +44,7 @@ def test_exactly_once_survives_repeated_sigkill(tmp_path: Path) -> None:
         assert cp is not None and sorted(cp.finished) == ["r0", "r1", "r2"]
         assert cp.positions == {"r0": 10_000, "r1": 20_000, "r2": ROWS}
 
-    report = run_with_crashes(
-        _command(tmp_path, "2pc", "exactly-once"), verify=verify, kills=6, ready_line="started"
-    )
-    assert report.kills >= 5, f"the pipeline finished before enough kills: {report}"
+    crash_mid_stream(_command(tmp_path, "2pc", "exactly-once"), verify=verify, kills=6, kill_after=KILL_AFTER)
 
 
 def test_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
@@ -53,7 +52,9 @@ def test_at_least_once_loses_nothing_under_sigkill(tmp_path: Path) -> None:
         ids = committed_ids(tmp_path / "out")
         assert np.array_equal(np.unique(ids), np.arange(ROWS)), "rows lost"
 
-    report = run_with_crashes(
-        _command(tmp_path, "append", "at-least-once"), verify=verify, kills=5, ready_line="started"
+    crash_mid_stream(
+        _command(tmp_path, "append", "at-least-once"),
+        verify=verify,
+        kills=5,
+        kill_after=KILL_AFTER,
     )
-    assert report.kills >= 5

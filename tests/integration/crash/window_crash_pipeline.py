@@ -4,7 +4,8 @@ DataGen (3 splits read in parallel, each covering the same event-time range, row
 ``MAX_DELAY``, rate-limited) -> tumbling 10 s windows by key (count, sum, min, max, approx_distinct) ->
 FileSink (Parquet, one bucket directory per minute of ``window_start``, ``_SUCCESS`` once the watermark
 has passed the minute plus the window size), exactly-once, resuming from ``--checkpoint-dir``.
-Prints ``started`` when the first batch reaches the window and the RunResult as JSON at the end.
+Prints ``started`` at the first batch and ``progress`` at each (crash_helpers.Progress), then ``done``
+and the RunResult as JSON at the end.
 
 :func:`generate` is a pure function of the row index: the test recomputes every row from it.
 """
@@ -17,7 +18,8 @@ import sys
 
 import numpy as np
 import pyarrow as pa
-from crash_pipeline import Announce
+from crash_harness import DONE
+from crash_helpers import Progress
 
 from arrowflow import Pipeline, WatermarkStrategy, agg, tumbling
 from arrowflow.connectors.datagen import DataGenSource
@@ -77,7 +79,7 @@ def main(argv: list[str]) -> int:
     )
     result = (
         Pipeline(source, watermarks=WatermarkStrategy.bounded_out_of_orderness("ts", MAX_DELAY_US / 1e6))
-        .via(Announce())
+        .via(Progress())
         .window(tumbling(WINDOW), AGGS, by="k")
         .to(sink)
         .run(
@@ -88,6 +90,7 @@ def main(argv: list[str]) -> int:
             max_batch_rows=500,
         )
     )
+    print(DONE, flush=True)
     print(
         json.dumps(
             {

@@ -2,8 +2,9 @@
 
 Source: ``range`` (the crash harness's replayable id range) or ``files`` (a FileSource over --input).
 Sink: ``filesink`` (FileSink, Parquet, the rename protocol) or ``append`` (the harness's plain
-at-least-once file sink). Resumes from --checkpoint-dir. Prints ``started`` when the first batch passes
-and the RunResult as JSON at the end.
+at-least-once file sink). Resumes from --checkpoint-dir. Prints ``started`` when the first batch passes,
+``progress`` on every batch (the harness kills after a chosen number of them), ``done`` and then the
+RunResult as JSON at the end.
 """
 
 from __future__ import annotations
@@ -11,30 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Sequence
 
-import pyarrow as pa
 import pyarrow.compute as pc
-from crash_helpers import FileAppendSink, RangeSource
-from crash_pipeline import Announce
+from crash_harness import DONE
+from crash_helpers import FileAppendSink, Progress, RangeSource
 
 from arrowflow import Pipeline
 from arrowflow.connectors.filesystem import FileSink, FileSource, RollingPolicy
-from arrowflow.ops.base import Operator
-
-
-class Slow(Operator):
-    """Sleeps per batch so that a kill lands mid-run."""
-
-    name = "slow"
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-
-    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
-        time.sleep(self.delay)
-        return [batch]
 
 
 def main(argv: list[str]) -> int:
@@ -60,7 +44,7 @@ def main(argv: list[str]) -> int:
         if args.sink == "filesink"
         else FileAppendSink(args.out)
     )
-    pipeline = Pipeline(source).via(Announce()).via(Slow(args.delay))
+    pipeline = Pipeline(source).via(Progress(args.delay))
     if args.sink == "filesink":
         # Route rows into a few Hive directories, so commits and recovery span several directories.
         pipeline = pipeline.with_columns(bucket=lambda b: pc.bit_wise_and(b.column("id"), 3))
@@ -72,6 +56,7 @@ def main(argv: list[str]) -> int:
         queue_size=2,
         max_batch_rows=150,
     )
+    print(DONE, flush=True)
     print(
         json.dumps({"rows": result.rows, "checkpoints": result.checkpoints, "stopped": result.stopped}),
         flush=True,

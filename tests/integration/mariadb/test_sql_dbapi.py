@@ -27,8 +27,8 @@ from arrowflow.errors import ConfigurationError, ConnectorError
 from arrowflow.testing import assert_same_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
+from crash_harness import DONE, CrashReport, crash_mid_stream
 from crash_harness import HERE as CRASH_DIR
-from crash_harness import CrashReport, run_with_crashes
 from db_crash_pipeline import source as datagen
 
 
@@ -342,6 +342,9 @@ def test_configuration_errors_name_the_option(tmp_path: Path) -> None:
         (lambda: SqlSink(table="t", connect=path, dialect="oracle"), "dialect"),
         (lambda: SqlSink("postgresql://x", "t", dialect="mysql"), "dialect"),
         (lambda: SqlSink(connect=path), "table"),
+        # The ADBC path speaks PostgreSQL only: another ADBC driver is refused at construction.
+        (lambda: SqlSink("file:x.sqlite", "t", driver="adbc_driver_sqlite"), "driver"),
+        (lambda: SqlSource("file:x.sqlite", table="t", driver="adbc_driver_sqlite"), "driver"),
         (lambda: SqlSource(connect=path), "query"),
         (lambda: SqlSource("postgresql://x", table="t", schema=pa.schema([("a", pa.int64())])), "schema"),
     ]
@@ -366,28 +369,41 @@ def test_unknown_driver_needs_a_dialect(tmp_path: Path) -> None:
 def test_sigkill_and_resume_through_dbapi_loses_nothing(
     mariadb: Db, mariadb_connect: Callable[[], Any], tmp_path: Path
 ) -> None:
-    """A DataGen -> SqlSink(connect=pymysql, upsert on id) process SIGKILLed and resumed from its
-    checkpoint: the table equals the generated rows (nothing lost, no key twice)."""
+    """A DataGen -> SqlSink(connect=pymysql, upsert on id) process SIGKILLed three times mid-stream
+    (once while acknowledged rows were not yet checkpointed) and resumed from its checkpoint: the
+    table equals the generated rows (nothing lost, no key twice), and a trigger that counts every row
+    the server was asked to write shows that rows were written again and absorbed by the upsert."""
     name = mariadb.name()
+    writes = mariadb.name()
     probe = mariadb_connect()
     host, port = probe.host, probe.port
     probe.close()
-    rows = 3000
+    rows = 6000
     command = [
         sys.executable, str(Path(CRASH_DIR) / "db_crash_pipeline.py"), "mariadb", "--uri", f"{host}:{port}",
         "--table", name, "--rows", str(rows), "--seed", "17", "--checkpoint-dir", str(tmp_path / "ckpt"),
+        "--stall-runs", "1",
     ]  # fmt: skip
     expected = datagen(rows, 17).read_all()
+    # The table as the sink would create it, and a counter of writes: a BEFORE INSERT trigger fires
+    # for every row of INSERT ... ON DUPLICATE KEY UPDATE, new key or not, inside the flush's
+    # transaction (InnoDB: a rolled-back flush leaves no count).
+    mariadb.run(f"CREATE TABLE `{name}` (id BIGINT PRIMARY KEY, x BIGINT, s LONGTEXT)")
+    mariadb.run(f"CREATE TABLE `{writes}` (id BIGINT NOT NULL)")
+    mariadb.run(
+        f"CREATE TRIGGER `{name}_count` BEFORE INSERT ON `{name}` FOR EACH ROW "
+        f"INSERT INTO `{writes}` VALUES (NEW.id)"
+    )
 
     def verify(report: CrashReport) -> None:
-        assert "done rows=" in report.final_stdout
+        assert DONE in report.final_stdout.splitlines()
         got = SqlSource(connect=mariadb.connect, table=name, schema=expected.schema).read_all()
         ids = got.column("id").to_pylist()
         assert len(ids) == len(set(ids)) == rows, f"{len(ids)} rows, {len(set(ids))} distinct of {rows}"
         assert_same_rows(got, expected)
+        written = mariadb.ids(writes)
+        assert set(written) == set(range(rows))
+        # Run 1 stalled with acknowledged rows no checkpoint covered: its restart wrote them again.
+        assert len(written) > rows, f"no row was replayed ({len(written)} writes of {rows} rows)"
 
-    report = run_with_crashes(
-        command, verify=verify, kills=3, min_delay=0.2, max_delay=1.0, ready_line="started", seed=6,
-        timeout=120,
-    )  # fmt: skip
-    assert report.kills >= 1
+    crash_mid_stream(command, verify=verify, kills=3, kill_after=(1, 8), seed=6)

@@ -22,7 +22,7 @@ from arrowflow.source import SplitReader
 from arrowflow.testing import assert_same_rows, make_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import CrashReport, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
 
 PIPELINE = Path(__file__).resolve().parents[1] / "redis" / "broker_pipeline.py"
 
@@ -245,11 +245,13 @@ def test_mqtt_pipeline_survives_sigkill(mqtt_address: tuple[str, int], tmp_path:
             "--idle",
             "3",
             "--delay",
-            "0.05",  # a first run lasts > 1 s, so the first kill lands mid-run
+            "0.02",
+            "--batch-rows",
+            "10",  # 60 batches
         ]
 
         def verify(report: CrashReport) -> None:
-            assert "done" in report.final_stdout
+            assert DONE in report.final_stdout.splitlines()
             deadline = time.monotonic() + 10
             while True:
                 with lock:
@@ -259,17 +261,7 @@ def test_mqtt_pipeline_survives_sigkill(mqtt_address: tuple[str, int], tmp_path:
                 time.sleep(0.1)
             assert ids == set(range(n)), f"{n - len(ids)} rows lost"
 
-        report = run_with_crashes(
-            cmd,
-            verify=verify,
-            kills=3,
-            min_delay=0.3,
-            max_delay=1.0,
-            ready_line="started",
-            seed=3,
-            timeout=120,
-        )
-        assert report.kills >= 1, report
+        crash_mid_stream(cmd, verify=verify, kills=3, kill_after=(2, 15), seed=3)
     finally:
         sub.loop_stop()
         sub.disconnect()

@@ -10,7 +10,8 @@ Pub/Sub has no order across redeliveries, and the emulator hands a killed stream
 slices of about 100 per ack deadline, so neither "the last id went by" nor a quiet spell means that
 everything arrived. A run stops (final checkpoint) once the committed output (FileSink's visible
 files) holds every id ``0..expect-1``, or after ``idle`` quiet seconds (a safety net only). Rows are
-``{"id": int, "text": str}``. Prints ``started`` on the first batch and ``done`` at the end.
+``{"id": int, "text": str}``. Prints ``started`` on the first batch, ``progress`` on every batch (the
+harness kills after a chosen number of them) and ``done`` at the end.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from crash_harness import DONE
+from crash_helpers import Progress
 
 from arrowflow import Pipeline
 from arrowflow.connectors.filesystem import FileSink
 from arrowflow.connectors.gcp_pubsub import PubSubSource
 from arrowflow.formats import Json
-from arrowflow.ops.base import Operator
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
 
@@ -49,13 +51,14 @@ def committed_ids(out: str) -> int:
     return int(pc.count_distinct(table.column("id")).as_py())
 
 
-class StopWhenComplete(Operator):
+class StopWhenComplete(Progress):
     """Passes batches through slowly; sets ``stop`` once ``out`` holds ``expect`` ids (or when idle)."""
 
     name = "stop-when-complete"
 
     def __init__(self, stop: threading.Event, out: str, expect: int, delay: float, idle: float) -> None:
-        self.stop, self.delay, self.announced = stop, delay, False
+        super().__init__(delay)
+        self.stop = stop
         self.last_batch = time.monotonic()
         threading.Thread(target=self._watch, args=(out, expect, idle), daemon=True).start()
 
@@ -66,11 +69,7 @@ class StopWhenComplete(Operator):
 
     def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
         self.last_batch = time.monotonic()
-        if not self.announced:
-            print("started", flush=True)
-            self.announced = True
-        time.sleep(self.delay)
-        return [batch]
+        return super().process(batch)
 
 
 def main(argv: list[str]) -> int:
@@ -98,13 +97,13 @@ def main(argv: list[str]) -> int:
     ).run(
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_interval=0.2,
-        guarantee="exactly-once",
+        guarantee="at-least-once",  # Pub/Sub is not replayable: exactly-once is refused
         progress=False,
         max_batch_rows=50,
         queue_size=2,
         stop_event=stop,
     )
-    print("done", flush=True)
+    print(DONE, flush=True)
     return 0
 
 

@@ -27,7 +27,7 @@ from arrowflow.formats import Json, Raw
 from arrowflow.testing import assert_same_rows, make_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
-from crash_harness import CrashReport, run_with_crashes
+from crash_harness import DONE, CrashReport, crash_mid_stream
 
 PIPELINE = Path(__file__).resolve().parent / "pubsub_crash_pipeline.py"
 PROJECT = "arrowflow-it"
@@ -266,7 +266,7 @@ def test_pipeline_at_least_once_across_sigkill(pubsub_emulator_host: str, tmp_pa
     cmd += ["--expect", str(n), "--delay", "0.1"]
 
     def verify(report: CrashReport) -> None:
-        assert "done" in report.final_stdout
+        assert DONE in report.final_stdout.splitlines()
         got = ds.dataset(str(out), format="parquet").to_table()
         seen = got.column("id").to_pylist()
         missing = sorted(set(range(n)) - set(seen))
@@ -280,10 +280,9 @@ def test_pipeline_at_least_once_across_sigkill(pubsub_emulator_host: str, tmp_pa
             client.close()
         assert len(left.received_messages) == 0, "messages were left unacknowledged"
 
-    report = run_with_crashes(
-        cmd, verify=verify, kills=2, min_delay=0.2, max_delay=0.6, ready_line="started", seed=11, timeout=150
-    )
-    assert report.kills >= 1
+    # 400 messages in batches of at most 50, a checkpoint every ~2 batches: a kill after 1-4 batches
+    # lands mid-stream, before or after a checkpoint.
+    crash_mid_stream(cmd, verify=verify, kills=2, kill_after=(1, 4), seed=11, timeout=150)
 
 
 if __name__ == "__main__":  # pragma: no cover

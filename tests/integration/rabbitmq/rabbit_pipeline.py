@@ -3,7 +3,8 @@ ActiveMQSource -> FileSink, at-least-once (the source does not deduplicate). Run
 the SIGKILL crash tests. Rows are ``{"id": int, "text": str}``; the run stops (final checkpoint) once
 every id ``0..last`` is either in the committed output of earlier runs or was read by this one (a
 broker redelivers a killed run's unacknowledged messages after newer ones, so seeing ``last`` proves
-nothing), or after ``idle`` quiet seconds. Prints ``started`` on the first batch."""
+nothing), or after ``idle`` quiet seconds. Prints ``started`` on the first batch, ``progress`` on
+every batch (the harness kills after a chosen number of them) and ``done`` at the end."""
 
 from __future__ import annotations
 
@@ -16,21 +17,23 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+from crash_harness import DONE
+from crash_helpers import Progress
 
 from arrowflow import Pipeline
 from arrowflow.connectors.filesystem import FileSink
 from arrowflow.connectors.rabbitmq import RabbitMQSource
 from arrowflow.formats import Json
-from arrowflow.ops.base import Operator
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
 
 
-class StopAtLast(Operator):
+class StopAtLast(Progress):
     name = "stop-at-last"
 
     def __init__(self, last: int, stop: threading.Event, idle: float, out: str) -> None:
-        self.stop, self.announced = stop, False
+        super().__init__(0.02)
+        self.stop = stop
         self.missing = set(range(last + 1)) - _committed_ids(out)
         self.last_batch = time.monotonic()
         threading.Thread(target=self._watch, args=(idle,), daemon=True).start()
@@ -42,10 +45,7 @@ class StopAtLast(Operator):
 
     def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
         self.last_batch = time.monotonic()
-        if not self.announced:
-            print("started", flush=True)
-            self.announced = True
-        time.sleep(0.02)
+        super().process(batch)
         self.missing.difference_update(batch.column("id").to_pylist())
         if not self.missing:
             self.stop.set()
@@ -84,13 +84,14 @@ def main(argv: list[str]) -> int:
     Pipeline(source).via(StopAtLast(args.last, stop, args.idle, args.out)).to(FileSink(args.out)).run(
         checkpoint_dir=args.checkpoint_dir,
         checkpoint_interval=0.2,
-        guarantee="exactly-once",
+        # ActiveMQ redelivers without deduplication: not replayable, so at-least-once only.
+        guarantee="at-least-once" if args.activemq else "exactly-once",
         progress=False,
         max_batch_rows=50,
         queue_size=2,
         stop_event=stop,
     )
-    print("done", flush=True)
+    print(DONE, flush=True)
     return 0
 
 

@@ -1,6 +1,8 @@
-"""Server restart during a run: a test-owned RabbitMQ node (its own node name, ports 5673/25673 and
-state in a temp dir; the system broker on 5672 is never touched) is stopped and started again while a
-pipeline RabbitMQSource -> RabbitMQSink runs through it. Durable queues and persistent messages
+"""Server restart during a run: a test-owned RabbitMQ node (its own node name, ports
+RABBITMQ_TEST_NODE_PORT (5673) and RABBITMQ_TEST_NODE_DIST_PORT (that + 20000), epmd on RABBITMQ_EPMD_PORT
+(4369; started here and stopped after the test if none answers there), state in a temp dir; the suite's
+broker is never touched) is stopped and started again while a pipeline RabbitMQSource -> RabbitMQSink
+runs through it. Durable queues and persistent messages
 survive; the source and the sink reconnect and the output holds every input row (at-least-once);
 poison messages mixed into the input reach the dead-letter sink."""
 
@@ -28,7 +30,8 @@ from arrowflow.writer import BatchingConfig
 
 RMQ = Path("/usr/lib/rabbitmq/bin")
 PORT = int(os.environ.get("RABBITMQ_TEST_NODE_PORT", "5673"))
-DIST = PORT + 20000
+DIST = int(os.environ.get("RABBITMQ_TEST_NODE_DIST_PORT", str(PORT + 20000)))
+EPMD = int(os.environ.get("RABBITMQ_EPMD_PORT", "4369"))
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
 
 
@@ -52,6 +55,7 @@ class _Node:
             RABBITMQ_LOG_BASE=str(state / "log"),
             RABBITMQ_PID_FILE=str(state / "beam.pid"),
             ERL_EPMD_ADDRESS="127.0.0.1",
+            ERL_EPMD_PORT=str(EPMD),
             RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -96,10 +100,20 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Node]:
         if s.connect_ex(("127.0.0.1", PORT)) == 0:
             pytest.fail(f"port {PORT} is busy; set RABBITMQ_TEST_NODE_PORT")
     state = tmp_path_factory.mktemp("rmqnode")
+    # Without an epmd on its port the server script would daemonize one that outlives the test.
+    epmd = None
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", EPMD)) != 0:
+            epmd = subprocess.Popen(["epmd", "-address", "127.0.0.1", "-port", str(EPMD)])
     n = _Node(state)
-    n.start()
-    yield n
-    n.stop()
+    try:
+        n.start()
+        yield n
+        n.stop()
+    finally:
+        if epmd is not None:
+            epmd.terminate()
+            epmd.wait(10)
     shutil.rmtree(state, ignore_errors=True)
 
 

@@ -8,7 +8,8 @@ at-least-once.
 Rows are ``{"id": int, "text": str}``. The run stops gracefully (final checkpoint) once it has seen
 the row with ``id == last``: every earlier row was either checkpointed by an earlier run or is
 replayed before it (each source delivers in order). Prints ``started`` on the first batch (the
-harness' readiness line) and ``done`` at the end.
+harness' readiness line), ``progress`` on every batch (the harness kills after a chosen number of
+them) and ``done`` at the end.
 """
 
 from __future__ import annotations
@@ -22,25 +23,25 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from crash_harness import DONE
+from crash_helpers import Progress
 
 from arrowflow import Pipeline
 from arrowflow.formats import Json
-from arrowflow.ops.base import Operator
 from arrowflow.writer import BatchingConfig
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string())])
 
 
-class StopAtLast(Operator):
+class StopAtLast(Progress):
     """Passes batches through slowly; sets ``stop`` once the row with id ``last`` went by."""
 
     name = "stop-at-last"
 
     def __init__(self, last: int, stop: threading.Event, delay: float, idle: float) -> None:
+        super().__init__(delay)
         self.last = last
         self.stop = stop
-        self.delay = delay
-        self.announced = False
         self.last_batch = time.monotonic()
         threading.Thread(target=self._watch, args=(idle,), daemon=True).start()
 
@@ -53,10 +54,7 @@ class StopAtLast(Operator):
 
     def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
         self.last_batch = time.monotonic()
-        if not self.announced:
-            print("started", flush=True)
-            self.announced = True
-        time.sleep(self.delay)
+        super().process(batch)
         if pc.any(pc.equal(batch.column("id"), self.last)).as_py():
             self.stop.set()
         return [batch]
@@ -73,6 +71,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--checkpoint-dir", required=True)
     ap.add_argument("--delay", type=float, default=0.02)
     ap.add_argument("--idle", type=float, default=5.0)
+    ap.add_argument("--batch-rows", type=int, default=50)
     args = ap.parse_args(argv)
     source: Any
     sink: Any
@@ -111,11 +110,11 @@ def main(argv: list[str]) -> int:
         checkpoint_interval=0.2,
         guarantee=guarantee,
         progress=False,
-        max_batch_rows=50,
+        max_batch_rows=args.batch_rows,
         queue_size=2,
         stop_event=stop,
     )
-    print("done", flush=True)
+    print(DONE, flush=True)
     return 0
 
 

@@ -1,13 +1,27 @@
-"""Helpers for the search integration suites: clients for both libraries, unique indices, a proxy.
+"""Helpers for the search integration suites: test targets, unique indices, a rejecting proxy.
 
-The servers: osmem on 127.0.0.1:9200 (``tests/services/opensearch.sh``), or a real cluster when
-``ARROWFLOW_ES_URL`` / ``ARROWFLOW_OPENSEARCH_URL`` is set (then the elasticsearch / opensearch-py
-suite runs against that URL instead; the node-class fix below is only used against osmem).
+A *target* is one client library against one server (``TARGETS``):
 
-``PlainMimeNode`` is the TEST-ONLY fix for elasticsearch-py 8/9 against osmem: the client always
-sends ``application/vnd.elasticsearch+json; compatible-with=N``, which osmem (like real OpenSearch)
-answers with HTTP 406; the node rewrites it to plain ``application/json`` / ``application/x-ndjson``.
-It is deliberately not part of the library: real Elasticsearch expects the compatibility header.
+* ``opensearch``: opensearch-py against the real OpenSearch 2.19 node (``tests/services/opensearch.sh``,
+  127.0.0.1:$OPENSEARCH_PORT, default 9200);
+* ``elasticsearch``: elasticsearch-py against the real Elasticsearch 9.2 node
+  (``tests/services/elasticsearch.sh``, 127.0.0.1:$ELASTICSEARCH_PORT, default 9201);
+* ``elasticsearch-on-opensearch``: elasticsearch-py against the OpenSearch node through the
+  test-only node class below (the compatibility note of :mod:`arrowflow.connectors.search`).
+
+``ARROWFLOW_ES_URL`` / ``ARROWFLOW_OPENSEARCH_URL`` point the targets of one server at another cluster.
+
+``plain_mime_node`` is the TEST-ONLY bridge from elasticsearch-py 8/9 to OpenSearch, for two checks
+the client makes that OpenSearch fails by design:
+
+* the client always sends ``application/vnd.elasticsearch+json; compatible-with=N``, which
+  OpenSearch answers with HTTP 406: the node rewrites it to plain ``application/json`` /
+  ``application/x-ndjson``;
+* the client refuses any 2xx answer without ``X-Elastic-Product: Elasticsearch``
+  (``UnsupportedProductError``), which OpenSearch never sends: the node adds it to the answer.
+
+It is deliberately not part of the library: real Elasticsearch expects the compatibility header,
+and arrowflow's users talk to OpenSearch with opensearch-py.
 """
 
 from __future__ import annotations
@@ -19,14 +33,14 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from arrowflow.connectors.search import ELASTICSEARCH, Flavor
+from arrowflow.connectors.search import ELASTICSEARCH, OPENSEARCH, Flavor
 
-OSMEM_URL = "http://127.0.0.1:9200"
 _COMPAT = re.compile(r"application/vnd\.elasticsearch\+([\w-]+); ?compatible-with=\d+")
 
 
@@ -34,7 +48,7 @@ def plain_mime_node() -> type:
     from elastic_transport import Urllib3HttpNode
 
     class PlainMimeNode(Urllib3HttpNode):  # type: ignore[misc]
-        """Test-only: drop the ES compatibility media type that osmem refuses (406)."""
+        """Test-only: elasticsearch-py against OpenSearch (see the module docstring)."""
 
         def perform_request(self, method, target, body=None, headers=None, request_timeout=None):  # type: ignore[no-untyped-def]
             if headers:
@@ -42,83 +56,166 @@ def plain_mime_node() -> type:
                 for h in ("accept", "content-type"):
                     if h in headers:
                         headers[h] = _COMPAT.sub(r"application/\1", headers[h])
-            return super().perform_request(
+            response = super().perform_request(
                 method, target, body=body, headers=headers, request_timeout=request_timeout
             )
+            response.meta.headers.setdefault("x-elastic-product", "Elasticsearch")
+            return response
 
     return PlainMimeNode
 
 
-def server_url(flavor: Flavor) -> str:
-    env = "ARROWFLOW_ES_URL" if flavor is ELASTICSEARCH else "ARROWFLOW_OPENSEARCH_URL"
-    return os.environ.get(env) or OSMEM_URL
+@dataclass(frozen=True)
+class Target:
+    """One client library (``flavor``) against one server (``server``: opensearch | elasticsearch)."""
+
+    name: str
+    flavor: Flavor
+    server: str
+    url_env: str
+    port_env: str
+    default_port: int
+
+    @property
+    def url(self) -> str:
+        port = os.environ.get(self.port_env, str(self.default_port))
+        return os.environ.get(self.url_env) or f"http://127.0.0.1:{port}"
+
+    @property
+    def rejection(self) -> str:
+        """The error type of a bulk item the server's write queue refused (status 429)."""
+        # OpenSearchRejectedExecutionException / EsRejectedExecutionException, as each server names it.
+        return (
+            "es_rejected_execution_exception"
+            if self.server == "elasticsearch"
+            else "rejected_execution_exception"
+        )
+
+    @property
+    def mapping_error(self) -> str:
+        """The error type the server gives a document whose field does not fit its mapping."""
+        return "document_parsing_exception" if self.server == "elasticsearch" else "mapper_parsing_exception"
+
+    def client_options(self) -> dict[str, Any]:
+        """Options for the client (also for one that goes through a proxy in front of the server)."""
+        options: dict[str, Any] = {}
+        if self.flavor is ELASTICSEARCH and self.server == "opensearch":
+            options["node_class"] = plain_mime_node()
+        # The sink does its own retries: keep the clients' built-in retries out of the way.
+        options["max_retries"] = 0
+        return options
 
 
-def client_options(flavor: Flavor, url: str | None = None) -> dict[str, Any]:
-    """Client options for ``flavor`` against ``url`` (the node-class fix only for osmem/proxies)."""
-    real = os.environ.get("ARROWFLOW_ES_URL" if flavor is ELASTICSEARCH else "ARROWFLOW_OPENSEARCH_URL")
-    options: dict[str, Any] = {}
-    if flavor is ELASTICSEARCH and not (real and url in (None, real)):
-        options["node_class"] = plain_mime_node()
-    # The sink does its own retries: keep the clients' built-in retries out of the way.
-    options["max_retries"] = 0
-    return options
+TARGETS = {
+    t.name: t
+    for t in (
+        Target("opensearch", OPENSEARCH, "opensearch", "ARROWFLOW_OPENSEARCH_URL", "OPENSEARCH_PORT", 9200),
+        Target(
+            "elasticsearch", ELASTICSEARCH, "elasticsearch", "ARROWFLOW_ES_URL", "ELASTICSEARCH_PORT", 9201
+        ),
+        Target(
+            "elasticsearch-on-opensearch",
+            ELASTICSEARCH,
+            "opensearch",
+            "ARROWFLOW_OPENSEARCH_URL",
+            "OPENSEARCH_PORT",
+            9200,
+        ),
+    )
+}
+#: The targets that talk to each server with its own client (crash and conformance suites).
+NATIVE = ("elasticsearch", "opensearch")
 
 
-def admin(flavor: Flavor, method: str, path: str, body: Any = None, **params: Any) -> Any:
+def admin(target: Target, method: str, path: str, body: Any = None, **params: Any) -> Any:
     """One request with a fresh client (index setup / teardown / checks)."""
-    client = flavor.make_client(server_url(flavor), client_options(flavor))
+    client = target.flavor.make_client(target.url, target.client_options())
     try:
-        return flavor.request(client, method, path, params=params, body=body)
+        return target.flavor.request(client, method, path, params=params, body=body)
     finally:
         client.close()
 
 
-def check_server(flavor: Flavor) -> str:
-    url = server_url(flavor)
+def check_server(target: Target) -> str:
+    """``target.url`` once its server answers; FAILS the test (never skips) when it does not."""
     try:
-        admin(flavor, "GET", "/")
+        admin(target, "GET", "/_cluster/health")
     except Exception as exc:
         pytest.fail(
-            f"no search server at {url} ({exc}); start osmem with `sh tests/services/opensearch.sh start`",
+            f"no {target.server} at {target.url} ({exc}); start it with "
+            f"`sh tests/services/up.sh {target.server}`",
             pytrace=False,
         )
-    return url
+    return target.url
 
 
-def new_index(flavor: Flavor, mappings: dict[str, Any] | None = None) -> Iterator[str]:
+def new_index(target: Target, mappings: dict[str, Any] | None = None) -> Iterator[str]:
     name = f"af-test-{uuid.uuid4().hex[:12]}"
-    admin(flavor, "PUT", f"/{name}", body={"mappings": mappings} if mappings else {})
+    admin(target, "PUT", f"/{name}", body={"mappings": mappings} if mappings else {})
     try:
         yield name
     finally:
         try:
-            admin(flavor, "DELETE", f"/{name}")
+            admin(target, "DELETE", f"/{name}")
         except Exception:
             pass
 
 
-def count(flavor: Flavor, index: str) -> int:
-    admin(flavor, "POST", f"/{index}/_refresh")
-    return int(admin(flavor, "GET", f"/{index}/_count")["count"])
+def count(target: Target, index: str) -> int:
+    admin(target, "POST", f"/{index}/_refresh")
+    return int(admin(target, "GET", f"/{index}/_count")["count"])
+
+
+def _bulk_actions(body: bytes) -> list[tuple[dict[str, Any], bytes]]:
+    """Split a ``_bulk`` body into ``(action metadata, its lines)``; ``delete`` has no source line."""
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    actions: list[tuple[dict[str, Any], bytes]] = []
+    i = 0
+    while i < len(lines):
+        ((op, meta),) = json.loads(lines[i]).items()
+        n = 1 if op == "delete" else 2
+        actions.append(({"op": op, **meta}, b"\n".join(lines[i : i + n]) + b"\n"))
+        i += n
+    return actions
+
+
+def _rejected_item(meta: dict[str, Any], etype: str) -> dict[str, Any]:
+    """The item a node answers for an action its write queue refused (what the sink must resend)."""
+    return {
+        meta["op"]: {
+            "_index": meta.get("_index"),
+            "_id": meta.get("_id"),
+            "status": 429,
+            "error": {"type": etype, "reason": "injected: queue full"},
+        }
+    }
 
 
 class BulkProxy:
-    """An HTTP proxy in front of the server that can rewrite ``_bulk`` answers or fail requests.
+    """An HTTP proxy in front of the server that rejects ``_bulk`` items or fails whole requests.
 
-    ``rewrite(answer, attempt) -> answer`` sees each parsed ``_bulk`` answer (``attempt`` counts
-    ``_bulk`` requests from 1); ``fail_first`` requests get ``status 503`` without reaching the server.
+    ``reject(attempt, n) -> positions`` is asked for each ``_bulk`` request (``attempt`` counts them
+    from 1, ``n`` is its number of actions): the actions at those positions are REMOVED from the body
+    forwarded to the server and answered as status 429 items of type ``rejection`` (name it as the
+    server behind the proxy does), merged into the server's answer in their places. Like a node
+    whose write queue is full, the rejected documents are not written: only a resend by the sink can
+    get them into the index. ``fail_first`` requests get ``status 503`` without reaching the server.
+    ``rejected`` counts the items rejected so far.
     """
 
     def __init__(
         self,
         upstream: str,
-        rewrite: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
+        reject: Callable[[int, int], set[int]] | None = None,
         *,
+        rejection: str = "es_rejected_execution_exception",
         fail_first: int = 0,
     ) -> None:
         host, port = upstream.removeprefix("http://").rstrip("/").split(":")
         self.bulk_requests = 0
+        self.rejected = 0
         self.lock = threading.Lock()
         proxy = self
 
@@ -140,14 +237,39 @@ class BulkProxy:
                     if attempt <= fail_first:
                         self._reply(503, b'{"error":"injected","status":503}')
                         return
+                actions: list[tuple[dict[str, Any], bytes]] = []
+                dropped: set[int] = set()
+                if is_bulk and reject is not None and body:
+                    actions = _bulk_actions(body)
+                    dropped = reject(attempt, len(actions)) & set(range(len(actions)))
+                    with proxy.lock:
+                        proxy.rejected += len(dropped)
+                    body = b"".join(lines for i, (_, lines) in enumerate(actions) if i not in dropped)
+                    if not body:  # every action rejected: nothing reaches the server
+                        items = [_rejected_item(meta, rejection) for meta, _ in actions]
+                        self._reply(200, json.dumps({"took": 0, "errors": True, "items": items}).encode())
+                        return
                 conn = http.client.HTTPConnection(host, int(port), timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "connection", "content-length")
+                }
+                if body is not None:
+                    headers["content-length"] = str(len(body))
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
                 data = resp.read()
                 conn.close()
-                if is_bulk and rewrite is not None and resp.status == 200:
-                    data = json.dumps(rewrite(json.loads(data), attempt)).encode()
+                if dropped and resp.status == 200:
+                    answer = json.loads(data)
+                    served = iter(answer["items"])
+                    answer["items"] = [
+                        _rejected_item(meta, rejection) if i in dropped else next(served)
+                        for i, (meta, _) in enumerate(actions)
+                    ]
+                    answer["errors"] = True
+                    data = json.dumps(answer).encode()
                 # Pass the server's headers on (elasticsearch-py checks X-Elastic-Product).
                 extra = [
                     (k, v)

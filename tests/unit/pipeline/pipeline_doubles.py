@@ -80,6 +80,7 @@ class IdSource(Source):
     """Splits ``{split_id: (start, end_or_None)}``; a position is the next id of the split."""
 
     name = "ids"
+    replayable = True
 
     def __init__(
         self,

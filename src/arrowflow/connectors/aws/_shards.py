@@ -83,6 +83,8 @@ class ShardedSource(Source, Generic[C]):
     is ended or not known (no longer listed: expired or trimmed).
     """
 
+    replayable = True
+
     def __init__(self, config: C) -> None:
         self.config = config
         self._lock = threading.Lock()

@@ -352,6 +352,7 @@ class DynamoDBScanSource(Source):
     """
 
     name = "dynamodb-scan"
+    replayable = True
 
     def __init__(
         self,

@@ -3,12 +3,12 @@
 * :class:`CassandraSink`: a prepared INSERT built from the columns (or a user CQL statement), run
   concurrently with a bound on statements in flight, optional UNLOGGED batches per partition,
   retries of retryable errors, the error policy for the rest; idempotent for keyed upserts.
-* :class:`CassandraSource`: a bounded read split by Murmur3 token ranges, one page per batch,
-  resumable from the paging state.
+* :class:`CassandraSource`: a bounded read split by Murmur3 token ranges that follow the ring, one
+  page per batch, resumable from the paging state.
 
-Tested against arrowflow's CQL native-protocol v4 test server (``tests/integration/cassandra``, not
-Cassandra); the same suite runs against a real cluster when ``ARROWFLOW_CASSANDRA_HOSTS`` is set. The
-driver is imported only when a session is opened, so importing this package needs no driver.
+Tested against Apache Cassandra 5.0 (one node, 16 vnodes; ``tests/services/cassandra.sh``) with the
+driver's default load balancing and metadata. The driver is imported only when a session is opened,
+so importing this package needs no driver.
 """
 
 from __future__ import annotations

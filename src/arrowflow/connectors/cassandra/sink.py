@@ -12,13 +12,19 @@ Contract:
   column by column and runs them with ``execute_concurrent_with_args`` holding at most
   ``concurrency`` statements in flight, so at most ``max_in_flight_requests * concurrency``
   statements are in flight in all. With ``batch_by_partition``, the rows of a request are grouped by
-  partition key and sent as UNLOGGED batches of at most ``max_batch_statements`` statements (one
-  partition per batch: the cheap kind of batch for Cassandra).
-* Rows with a null partition key column go to the error policy at ``write()``. A failed statement (or
-  batch: all its rows) is retried with exponential backoff and jitter when the error is retryable
-  (write/read timeouts, unavailable, overloaded, connection errors, no host available), up to
-  ``max_retries``; other errors (invalid request, syntax, unauthorized) and exhausted retries go to
-  the error policy (fail / skip with count / dead letter with the driver's message).
+  partition key and sent as UNLOGGED batches of at most ``max_batch_statements`` statements and
+  ``max_batch_bytes`` bytes of values (one partition per batch: the cheap kind of batch for Cassandra;
+  the byte bound keeps a batch under the server's maximum CQL message size, beyond which it refuses
+  the whole batch: ``native_transport_max_message_size``, by default half a commit log segment, 16 MiB
+  with Cassandra 5.0's default 32 MiB segments, 4 MiB on arrowflow's test node).
+* Rows with a null partition key column go to the error policy at ``write()``, and so does a whole
+  batch when the server refuses to prepare the statement (unknown table or column), with the server's
+  message. A row whose values do not convert to the column's CQL type (a malformed uuid string, an
+  integer out of range) goes to the error policy alone; the rest of its request is sent. A failed
+  statement (or batch: all its rows) is retried with exponential backoff and jitter when the error
+  is retryable (write/read timeouts, unavailable, overloaded, connection errors, no host available),
+  up to ``max_retries``; other errors (invalid request, syntax, unauthorized) and exhausted retries
+  go to the error policy (fail / skip with count / dead letter with the driver's message).
 * ``ignore_null_fields``: nulls are sent as "unset" (protocol v4), so they leave existing cells alone
   and write no tombstones, instead of deleting the cell.
 * ``flush()`` (called at every checkpoint) returns when every row written so far is acknowledged or
@@ -40,7 +46,7 @@ import pyarrow as pa
 
 from ...config import check_positive, check_type
 from ...error_policy import ErrorPolicyLike
-from ...errors import ConfigurationError, SerializationError
+from ...errors import ArrowflowError, ConfigurationError, ConnectorError, SerializationError
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
 from ._common import CassandraConnection, SessionHolder, column_to_driver, quote_ident, split_table
 
@@ -66,6 +72,7 @@ class CassandraSinkConfig:
     ignore_null_fields: bool = False
     batch_by_partition: bool = False
     max_batch_statements: int = 50
+    max_batch_bytes: int = 1 << 20
     concurrency: int = 64
     max_in_flight_requests: int = 2
     request_rows: int = 2000
@@ -97,6 +104,7 @@ class CassandraSinkConfig:
         check_type("idempotent", self.idempotent, bool, allow_none=True)
         for name in (
             "max_batch_statements",
+            "max_batch_bytes",
             "concurrency",
             "max_in_flight_requests",
             "request_rows",
@@ -266,7 +274,21 @@ class CassandraSink(AsyncBatchWriter):
     # -- AsyncBatchWriter hooks -----------------------------------------------------------------
 
     def encode(self, batch: pa.RecordBatch) -> pa.StructArray | Encoded:
-        prep = self._statement_for(batch.schema.names)
+        try:
+            prep = self._statement_for(batch.schema.names)
+        except ArrowflowError:
+            raise
+        except Exception as exc:
+            # The server refused to prepare the statement (no such table or column, a bad user
+            # statement): no row of the batch can be written, so they go to the error policy with
+            # the server's message. Not cached: the next write prepares again.
+            if is_retryable_cassandra_error(exc):
+                raise ConnectorError(
+                    f"{self.name}: cannot prepare the statement: {exc}", retryable=True
+                ) from exc
+            raise SerializationError(
+                f"{self.name}: the server refused the statement: {_describe(exc)}"
+            ) from exc
         names = batch.schema.names
         missing = [c for c in prep.bind_columns if c not in names]
         if missing:
@@ -324,49 +346,67 @@ class CassandraSink(AsyncBatchWriter):
                 raise SerializationError(f"{self.name}: column {name!r}: {exc}") from exc
         return list(zip(*columns, strict=True))
 
+    def _convert(
+        self, entries: pa.StructArray, prep: _Prepared
+    ) -> tuple[list[tuple[Any, ...] | None], dict[int, str]]:
+        """Driver rows of ``entries``, column by column; ``None`` for a row that does not convert, with
+        its error by index. Only when a column fails are its rows converted one by one, to find the
+        bad ones: the others are still sent."""
+        try:
+            return list(self._rows(entries, prep)), {}
+        except SerializationError:
+            pass
+        rows: list[tuple[Any, ...] | None] = []
+        bad: dict[int, str] = {}
+        for i in range(len(entries)):
+            try:
+                rows.append(self._rows(entries.slice(i, 1), prep)[0])
+            except SerializationError as exc:
+                rows.append(None)
+                bad[i] = _describe(exc)
+        return rows, bad
+
     def submit(self, entries: pa.StructArray) -> SubmitResult | None:
         from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 
         prep = self._statement_for(entries.type.names if self.sink_config.columns is None else ())
-        rows = self._rows(entries, prep)
+        rows, bad = self._convert(entries, prep)
         cfg = self.sink_config
         session = self.session
+        failed: list[int] = list(bad)
+        errors: list[str] = list(bad.values())
+        flags: list[bool] = [False] * len(bad)
         if not cfg.batch_by_partition:
+            keep = [i for i, r in enumerate(rows) if r is not None] if bad else range(len(rows))
             results = execute_concurrent_with_args(
-                session, prep.statement, rows, concurrency=cfg.concurrency, raise_on_first_error=False
+                session,
+                prep.statement,
+                [rows[i] for i in keep] if bad else rows,
+                concurrency=cfg.concurrency,
+                raise_on_first_error=False,
             )
-            failed = [i for i, (ok, _) in enumerate(results) if not ok]
-            if not failed:
-                return SubmitResult.ok()
-            excs = [results[i][1] for i in failed]
-            return SubmitResult(
-                failed=np.asarray(failed, dtype=np.int64),
-                errors=[_describe(e) for e in excs],
-                retryable=np.asarray([is_retryable_cassandra_error(e) for e in excs], dtype=bool),
+            for i, (ok, res) in zip(keep, results, strict=True):
+                if not ok:
+                    failed.append(i)
+                    errors.append(_describe(res))
+                    flags.append(is_retryable_cassandra_error(res))
+        else:
+            groups = self._groups(entries, prep, set(bad))
+            batches = [(self._batch(prep, [rows[i] for i in idx.tolist()]), None) for idx in groups]
+            results = execute_concurrent(
+                session, batches, concurrency=cfg.concurrency, raise_on_first_error=False
             )
-        groups = self._groups(entries, prep)
-        batches = []
-        for idx in groups:
-            batches.append((self._batch(prep, [rows[i] for i in idx]), None))
-        results = execute_concurrent(
-            session, batches, concurrency=cfg.concurrency, raise_on_first_error=False
-        )
-        failed_rows: list[np.ndarray] = []
-        errors: list[str] = []
-        flags: list[bool] = []
-        for idx, (ok, res) in zip(groups, results, strict=True):
-            if not ok:
-                failed_rows.append(idx)
-                errors.extend([_describe(res)] * len(idx))
-                flags.extend([is_retryable_cassandra_error(res)] * len(idx))
-        if not failed_rows:
+            for idx, (ok, res) in zip(groups, results, strict=True):
+                if not ok:
+                    failed.extend(idx.tolist())
+                    errors.extend([_describe(res)] * len(idx))
+                    flags.extend([is_retryable_cassandra_error(res)] * len(idx))
+        if not failed:
             return SubmitResult.ok()
-        order = np.concatenate(failed_rows)
-        perm = np.argsort(order, kind="stable")
         return SubmitResult(
-            failed=order[perm],
-            errors=[errors[i] for i in perm.tolist()],
-            retryable=np.asarray(flags, dtype=bool)[perm],
+            failed=np.asarray(failed, dtype=np.int64),
+            errors=errors,
+            retryable=np.asarray(flags, dtype=bool),
         )
 
     def _batch(self, prep: _Prepared, rows: list[tuple[Any, ...]]) -> Any:
@@ -377,19 +417,32 @@ class CassandraSink(AsyncBatchWriter):
         batch.is_idempotent = self.idempotent
         return batch
 
-    def _groups(self, entries: pa.StructArray, prep: _Prepared) -> list[np.ndarray]:
-        """Row indices grouped by partition key (Arrow group_by), cut to ``max_batch_statements``."""
+    def _groups(self, entries: pa.StructArray, prep: _Prepared, skip: set[int]) -> list[np.ndarray]:
+        """Row indices grouped by partition key (Arrow group_by), without ``skip``, cut to at most
+        ``max_batch_statements`` rows and ``max_batch_bytes`` bytes (a larger row goes alone)."""
         keys = {f"k{i}": entries.field(c) for i, c in enumerate(prep.partition_key)}
         table = pa.table({**keys, "_row": pa.array(np.arange(len(entries), dtype=np.int64))})
         grouped = table.group_by(list(keys), use_threads=False).aggregate([("_row", "list")])
         lists = grouped.column("_row_list").combine_chunks()
         offsets = lists.offsets.to_numpy()
         flat = lists.values.to_numpy()
+        if skip:
+            # Drop the skipped rows from every group, then recount the group bounds.
+            drop = np.isin(flat, np.fromiter(skip, np.int64, len(skip)))
+            kept = np.concatenate(([0], np.cumsum(~drop)))
+            flat, offsets = flat[~drop], kept[offsets]
+        sizes = np.asarray(self.entry_sizes(entries), dtype=np.int64)[flat]
         step = self.sink_config.max_batch_statements
+        limit = self.sink_config.max_batch_bytes
         out = []
         for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
-            for s in range(a, b, step):
-                out.append(flat[s : min(b, s + step)])
+            s = a
+            while s < b:
+                # The longest run from s within both limits, and at least one row.
+                cum = np.cumsum(sizes[s : min(b, s + step)])
+                n = max(1, int(np.searchsorted(cum, limit, side="right")))
+                out.append(flat[s : s + n])
+                s += n
         return out
 
     def classify(self, exc: BaseException) -> bool:

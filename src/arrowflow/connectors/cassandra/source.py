@@ -2,10 +2,17 @@
 
 Contract:
 
-* ``plan()`` cuts the Murmur3 ring ``(-2**63, 2**63 - 1]`` into ``splits`` equal ranges; each split
-  is ``{"start": s, "end": e}`` (JSON) and reads ``SELECT cols FROM ks.t WHERE token(pk) > s AND
-  token(pk) <= e``, so the splits cover every partition exactly once. The ranges are not aligned to
-  the nodes' token ownership (correct, though a range may span replicas).
+* ``plan()`` cuts the Murmur3 ring ``(-2**63, 2**63 - 1]`` into ``splits`` contiguous ranges; each
+  split is ``{"start": s, "end": e}`` (JSON) and reads ``SELECT cols FROM ks.t WHERE token(pk) > s
+  AND token(pk) <= e``, so the splits cover every partition exactly once. The bounds follow the
+  ring: from the driver's token metadata (on by default), the ring's token ranges (one per vnode)
+  are grouped into ``splits`` runs of whole ranges, or, when ``splits`` is larger, each range is cut
+  into parts in proportion to its width, so no split straddles a range boundary. A split whose range
+  is one node's then asks only that node's replicas (reads are still sent to any node: the driver
+  cannot route a token range). Without token metadata the ring is cut into equal ranges. The split
+  id names its bounds, so a checkpoint taken under another ring layout (nodes added) resumes its own
+  ranges and the new layout's ranges are read as well: rows may then be read twice, never missed.
+  Only the Murmur3 partitioner (Cassandra's default) is supported.
 * ``read_batch(max_rows, timeout)`` fetches ONE page of at most ``min(page_size, max_rows)`` rows
   (it blocks for that round trip, bounded by the connection's ``request_timeout``, not by
   ``timeout``) and decodes it column by column into a RecordBatch of ``schema``.
@@ -45,11 +52,39 @@ from ._common import (
 __all__ = ["CassandraSource", "token_ranges"]
 
 
-def token_ranges(n: int) -> list[tuple[int, int]]:
-    """``n`` ranges ``(start, end]`` of equal width covering ``(-2**63, 2**63 - 1]``."""
-    width = MAX_TOKEN - MIN_TOKEN
-    bounds = [MIN_TOKEN + (width * i) // n for i in range(n)] + [MAX_TOKEN]
-    return list(itertools.pairwise(bounds))
+def token_ranges(n: int, ring: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """``n`` contiguous ranges ``(start, end]`` covering ``(-2**63, 2**63 - 1]``.
+
+    Without ``ring`` they are of equal width. With ``ring`` (the nodes' tokens) the bounds are ring
+    tokens: the ring's ranges ``(MIN, t0], (t0, t1], ..., (t_last, MAX]`` are grouped into ``n`` runs
+    of about equally many whole ranges, or, when ``n`` is larger than their number, each range is
+    cut into equal parts, their count in proportion to its width (at least one each, ``n`` in all).
+    """
+    tokens = sorted({int(t) for t in ring if MIN_TOKEN < int(t) < MAX_TOKEN})
+    if not tokens:
+        width = MAX_TOKEN - MIN_TOKEN
+        bounds = [MIN_TOKEN + (width * i) // n for i in range(n)] + [MAX_TOKEN]
+        return list(itertools.pairwise(bounds))
+    ranges = list(itertools.pairwise([MIN_TOKEN, *tokens, MAX_TOKEN]))
+    k = len(ranges)
+    if n <= k:
+        cuts = [(k * i) // n for i in range(n + 1)]  # strictly increasing since n <= k
+        return [(ranges[a][0], ranges[b - 1][1]) for a, b in itertools.pairwise(cuts)]
+    # Largest-remainder apportionment of n parts by width, every range at least one part.
+    widths = [e - s for s, e in ranges]
+    total = sum(widths)
+    extra = n - k
+    shares = [extra * w / total for w in widths]
+    parts = [1 + int(x) for x in shares]
+    order = sorted(range(k), key=lambda i: int(shares[i]) - shares[i])  # largest remainder first
+    for i in order[: n - sum(parts)]:
+        parts[i] += 1
+    out: list[tuple[int, int]] = []
+    for (s, e), p in zip(ranges, parts, strict=True):
+        p = min(p, e - s)  # a range of width w holds at most w non-empty parts
+        bounds = [s + ((e - s) * j) // p for j in range(p)] + [e]
+        out.extend(itertools.pairwise(bounds))
+    return out
 
 
 class CassandraSource(Source):
@@ -61,6 +96,7 @@ class CassandraSource(Source):
     """
 
     name = "cassandra"
+    replayable = True
 
     def __init__(
         self,
@@ -128,10 +164,33 @@ class CassandraSource(Source):
         return self._schema
 
     def plan(self) -> list[Split]:
-        return [
-            Split(split_id=f"token-{i:04d}-of-{self.splits}", params={"start": s, "end": e})
-            for i, (s, e) in enumerate(token_ranges(self.splits))
-        ]
+        """``splits`` token ranges that follow the ring (see the module docstring). Connects to read
+        the ring; a session the source opened for this alone is shut down again (no reader open)."""
+        try:
+            ranges = token_ranges(self.splits, self._ring())
+        finally:
+            with self._lock:
+                idle = self._readers == 0
+                if idle:
+                    self._statement = None
+            if idle:
+                self._holder.close()
+        return [Split(split_id=f"token({s},{e}]", params={"start": s, "end": e}) for s, e in ranges]
+
+    def _ring(self) -> list[int]:
+        """The ring's tokens from the driver's token metadata; empty when the driver has none."""
+        metadata = getattr(getattr(self._holder.session, "cluster", None), "metadata", None)
+        partitioner = getattr(metadata, "partitioner", None)
+        if partitioner and not str(partitioner).endswith("Murmur3Partitioner"):
+            raise ConfigurationError(
+                f"cassandra: the cluster uses {partitioner}; CassandraSource supports only the "
+                "Murmur3Partitioner",
+                option="table",
+            )
+        token_map = getattr(metadata, "token_map", None)
+        if token_map is None:
+            return []
+        return [int(t.value) for t in token_map.ring]
 
     def open(self, split: Split, position: Position = None) -> SplitReader:
         reader = CassandraRangeReader(self, split, position)

@@ -173,18 +173,35 @@ class FileSinkConfig:
     """Options of :class:`FileSink` (see the module docstring)."""
 
     path: str | os.PathLike[str]
+    """Base directory (local path, or a URI such as ``s3://bucket/prefix`` resolved by ``pyarrow.fs``)."""
     format: str = "parquet"
+    """``"parquet"``, ``"arrow"``/``"ipc"``/``"feather"``, ``"csv"``, ``"ndjson"`` or ``"text"``."""
     partition_by: Sequence[str] | None = None
+    """Column(s) written as Hive directories ``col=value`` and dropped from the rows."""
     bucket: str | None = None
+    """A ``strftime`` template of the bucket directory (e.g. ``"%Y-%m-%d"``), over ``bucket_column`` or the
+    current UTC time."""
     bucket_column: str | None = None
+    """A timestamp/date column the ``bucket`` template is applied to, per row."""
     rolling: RollingPolicy = field(default_factory=RollingPolicy)
+    """When a new file starts within a checkpoint (``RollingPolicy``: rows, bytes, age, inactivity)."""
     prefix: str = "part"
+    """File names are ``<prefix>-<run id>-<n><suffix>``; one base directory and prefix belong to one
+    pipeline."""
     suffix: str | None = None
+    """File name suffix (default from the format and compression, e.g. ``.parquet``, ``.ndjson.gz``)."""
     compression: Any = None
+    """Parquet/IPC codec name, or for csv/ndjson/text a stream codec: ``gzip``, ``bz2``, ``zstd``, ``lz4``,
+    ``brotli``."""
     writer_options: Mapping[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments of the pyarrow writer."""
     filesystem: Any = None
+    """A ``pyarrow.fs`` or fsspec file system (default: from the path)."""
     fsync: bool = True
+    """Fsync files and directories before a checkpoint counts (local file systems); ``False`` trades
+    durability for speed."""
     partition_commit: PartitionCommit | None = None
+    """Commit event-time partitions (``_SUCCESS``, a callback) once the watermark passes their end."""
     file_format: FileFormat = field(init=False)
     #: Resolved from ``partition_commit``: (time column, period, delay) in microseconds.
     commit_period: tuple[str, int, int] | None = field(init=False, default=None)

@@ -63,17 +63,30 @@ class FileSourceConfig:
     """Options of :class:`FileSource` (see the module docstring)."""
 
     path: str | os.PathLike[str]
+    """A file, a directory (every non-hidden file below it) or a glob such as ``"/data/*/part-*.parquet"``."""
     format: str = "parquet"
+    """``"parquet"``, ``"arrow"``/``"ipc"``/``"feather"``, ``"csv"``, ``"ndjson"`` or ``"text"``."""
     schema: pa.Schema | None = None
+    """The schema to read with (default: the files' own, or inferred for CSV/NDJSON)."""
     recursive: bool = True
+    """List directories recursively."""
     glob: str | None = None
+    """Keep only listed files whose relative path matches this pattern (``*`` also matches ``/``)."""
     partitioning: str | pa.Schema | None = "hive"
+    """``"hive"`` (``key=value`` segments become columns), a ``pyarrow.Schema`` typing the keys, or
+    ``None``."""
     monitor_interval: float | None = None
+    """Seconds between listings for new files: makes the source unbounded."""
     batch_size: int = 65536
+    """Rows per batch read from a file."""
     split_row_groups: bool = True
+    """One split per Parquet row group (reads each footer while planning) instead of one per file."""
     columns: Sequence[str] | None = None
+    """Columns to read (projection pushed down to the reader)."""
     filter: Any = None
+    """A ``pyarrow.compute`` expression pushed down; rows it drops still advance the position."""
     filesystem: Any = None
+    """A ``pyarrow.fs`` or fsspec file system (default: from the path)."""
     file_format: FileFormat = field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +137,7 @@ class FileSource(Source):
     """Reads Parquet, Arrow IPC, CSV, NDJSON or text files (see the module docstring)."""
 
     name = "filesystem"
+    replayable = True
 
     def __init__(
         self,

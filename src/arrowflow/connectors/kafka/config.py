@@ -95,23 +95,50 @@ class KafkaSourceConfig:
     """Options of :class:`~arrowflow.connectors.kafka.KafkaSource` (see the module docstring)."""
 
     bootstrap_servers: str
+    """Brokers to bootstrap from, ``host:port[,host:port...]``."""
     topics: tuple[str, ...] = ()
+    """Topic names to read (give exactly one of ``topics``, ``pattern``, ``partitions``)."""
     pattern: str | None = None
+    """A regular expression matched in full against topic names; new matches are picked up by discovery."""
     partitions: tuple[str, ...] = ()
+    """Explicit ``"topic:partition"`` strings to read (no discovery)."""
     group_id: str | None = None
+    """Consumer group; offsets are committed there after each durable checkpoint (for monitoring and
+    ``starting_offsets="committed"``). Without one a random group is used and nothing is committed."""
     format: Any = None
+    """Decodes message values into columns (default: a ``Raw`` binary column ``value``)."""
     key_format: Any = None
+    """Optionally decodes message keys into more columns."""
     metadata_columns: tuple[str, ...] = ()
+    """Any of ``_key, _topic, _partition, _offset, _timestamp, _headers``, appended in that order."""
     starting_offsets: str | Mapping[str, int] = "earliest"
+    """``"earliest"``, ``"latest"``, ``"committed"`` (``offset_reset`` where the group has none),
+    ``"timestamp"`` (``starting_timestamp_ms``) or ``{"topic:partition": offset}``. A saved position always
+    wins."""
     offset_reset: str = "earliest"
+    """Where a partition without a committed or given offset starts: ``"earliest"`` or ``"latest"``."""
     starting_timestamp_ms: int | None = None
+    """With ``starting_offsets="timestamp"``: start at the first offset whose timestamp is at least this (ms
+    since the epoch)."""
     stopping_offsets: str | Mapping[str, int] | None = None
+    """``None`` (unbounded), ``"latest"`` (the high watermark at planning: bounded), ``"timestamp"``
+    (``stopping_timestamp_ms``) or ``{"topic:partition": offset}`` (exclusive)."""
     stopping_timestamp_ms: int | None = None
+    """With ``stopping_offsets="timestamp"``: stop before the first message at or after this timestamp
+    (ms)."""
     isolation_level: str = "read_committed"
+    """``"read_committed"`` (skip aborted transactional records) or ``"read_uncommitted"``."""
     discovery_interval: float | None = 30.0
+    """Seconds between looks for new partitions and (with ``pattern``) new topics; ``None`` disables
+    discovery."""
     metadata_timeout: float = 10.0
+    """Seconds each metadata or ListOffsets request may take."""
     config: Mapping[str, Any] = field(default_factory=dict)
+    """librdkafka consumer options passed through (SASL, TLS, fetch sizes ...); secret-named ones are hidden
+    from reprs. ``enable.auto.commit`` and ``enable.auto.offset.store`` are the connector's."""
     error_policy: Any = "fail"
+    """Where payloads that fail to decode go: ``"fail"``, ``"skip"`` or a dead-letter sink (rows ``payload,
+    topic, partition, offset, error``)."""
 
     def __post_init__(self) -> None:
         check_type("bootstrap_servers", self.bootstrap_servers, str)
@@ -171,24 +198,52 @@ class KafkaSinkConfig:
     """Options of :class:`~arrowflow.connectors.kafka.KafkaSink` (see its docstring)."""
 
     bootstrap_servers: str
+    """Brokers to bootstrap from, ``host:port[,host:port...]``."""
     topic: str | None = None
+    """The topic every row goes to (give exactly one of ``topic`` and ``topic_column``)."""
     topic_column: str | None = None
+    """A string column naming each row's topic."""
     key_columns: tuple[str, ...] = ()
+    """The message key: one binary/string column taken as is, or several columns encoded with ``key_format``
+    (JSON by default)."""
     key_format: Any = None
+    """Encodes ``key_columns`` into the key bytes."""
     format: Any = None
+    """Encodes the value columns into the message value (default ``Json()``, the compiled kernel)."""
     value_columns: tuple[str, ...] | None = None
+    """Columns of the value (default: every column not used as key, topic, headers, timestamp or
+    partition)."""
     headers_column: str | None = None
+    """A ``map<string, binary|string>`` column of message headers."""
     timestamp_column: str | None = None
+    """A timestamp (or int64 milliseconds) column for the message timestamp."""
     partition_column: str | None = None
+    """An integer column giving each row's partition (excludes ``partitioner``)."""
     partitioner: str | PartitionFunction = "murmur2"
+    """``"murmur2"`` (the Java client's default, compiled), ``"round-robin"``, ``"librdkafka"`` or ``fn(batch,
+    num_partitions)``."""
     guarantee: str = "at-least-once"
+    """``"at-least-once"`` (idempotent producer, ``flush`` waits for every acknowledgement),
+    ``"exactly-once"`` (a ``TransactionalKafkaSink``: one transaction per checkpoint) or ``"none"``."""
     transactional_id_prefix: str | None = None
+    """Exactly-once: the transactional id is ``<prefix>-0`` (default prefix ``arrowflow-<topic>``); stable
+    across restarts, different for every pipeline writing at the same time."""
     transaction_timeout_ms: int = 60_000
+    """Exactly-once: ``transaction.timeout.ms``; must exceed the checkpoint interval (and stay within the
+    broker's ``transaction.max.timeout.ms``)."""
     checkpoint_interval: float | None = None
+    """Exactly-once: the pipeline's checkpoint interval, if known, so that a too short
+    ``transaction_timeout_ms`` fails at construction."""
     flush_timeout: float = 30.0
+    """Seconds ``flush`` (and a transaction's commit or abort) waits for acknowledgements before raising."""
     metadata_timeout: float = 10.0
+    """Seconds a metadata request (partition counts) may take."""
     config: Mapping[str, Any] = field(default_factory=dict)
+    """librdkafka producer options passed through; secret-named ones are hidden from reprs.
+    ``transactional.id`` is the connector's under exactly-once."""
     error_policy: Any = "fail"
+    """Where rows that cannot be encoded or delivered go: ``"fail"``, ``"skip"`` or a dead-letter sink (rows
+    ``topic, partition, key, value, error``)."""
 
     def __post_init__(self) -> None:
         check_type("bootstrap_servers", self.bootstrap_servers, str)

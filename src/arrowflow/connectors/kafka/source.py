@@ -66,6 +66,7 @@ class KafkaSource(Source):
     """
 
     name = "kafka"
+    replayable = True
 
     def __init__(
         self,

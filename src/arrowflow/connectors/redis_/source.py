@@ -149,6 +149,7 @@ class RedisStreamSource(Source):
     """Reads Redis streams through a consumer group. See the module docstring for the contract."""
 
     name = "redis-stream"
+    replayable = True
 
     def __init__(
         self,

@@ -13,11 +13,13 @@ Clients: ``elasticsearch`` 8.x/9.x (extra ``arrowflow[elasticsearch]``) and ``op
 to the client constructor (authentication: ``basic_auth``/``api_key``/``http_auth``; TLS:
 ``ca_certs``, ``verify_certs``, ``client_cert``, ...), or pass a ready ``client=``.
 
-Compatibility note: elasticsearch-py 8/9 send ``application/vnd.elasticsearch+json;
-compatible-with=N``, which OpenSearch and OpenSearch-compatible servers (the in-memory ``osmem`` used
-in arrowflow's tests) answer with HTTP 406. arrowflow does not rewrite headers by default (real
-Elasticsearch wants them); the test suite passes a ``node_class`` that strips the compatibility
-media type (``tests/integration/search/search_helpers.py``). Use ``opensearch-py`` against OpenSearch.
+Compatibility note: elasticsearch-py 8/9 cannot talk to OpenSearch as they are. They send
+``application/vnd.elasticsearch+json; compatible-with=N``, which OpenSearch answers with HTTP 406,
+and they refuse every answer without ``X-Elastic-Product: Elasticsearch`` (``UnsupportedProductError``),
+which OpenSearch never sends. arrowflow does not rewrite headers (real Elasticsearch wants them):
+use ``opensearch-py`` (:mod:`.opensearch`) against OpenSearch. arrowflow's tests also run
+elasticsearch-py against OpenSearch through a test-only ``node_class`` that rewrites both
+(``tests/integration/search/search_helpers.py``).
 """
 
 from __future__ import annotations

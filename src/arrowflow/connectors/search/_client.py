@@ -5,7 +5,7 @@ Only this module knows the difference between ``elasticsearch`` (8.x/9.x) and ``
 * Elasticsearch: ``Elasticsearch(hosts, **client_options)``; requests through
   ``client.perform_request`` (the client rewrites ``content-type``/``accept`` into its compatibility
   media type ``application/vnd.elasticsearch+json; compatible-with=N``, which real Elasticsearch
-  wants and OpenSearch-compatible servers refuse with 406; see the package docstring).
+  wants and OpenSearch refuses with 406; see the package docstring).
 * OpenSearch: ``OpenSearch(hosts, **client_options)``; requests through ``client.transport``.
 
 Both clients are imported lazily, when a client is created, so importing arrowflow imports neither.

@@ -4,14 +4,18 @@
   through the index with ``search_after`` over ``sort``; with ``slices > 1`` each split reads one
   ``slice`` of a point in time (PIT) opened by its reader (servers that have PIT: Elasticsearch
   ``/_pit``, OpenSearch ``/_search/point_in_time``).
-* ``sort`` must be a total order (a unique field last); the default ``[{"_id": "asc"}]`` works on
-  OpenSearch-compatible servers but real Elasticsearch 8+ refuses to sort on ``_id`` unless
-  ``indices.id_field_data.enabled`` is set: pass a unique keyword field there.
+* ``sort`` must be a total order (a unique field last). The default ``[{"_id": "asc"}]`` works on
+  OpenSearch (which logs a deprecation: it loads ``_id`` field data into the heap), but
+  Elasticsearch 8+ refuses to sort on ``_id`` unless the cluster setting
+  ``indices.id_field_data.enabled`` is on (off by default): the first read then fails with a
+  :class:`~arrowflow.errors.ConnectorError` naming ``sort``. Pass a unique keyword or numeric field
+  of the documents there.
 * A position is ``{"search_after": [sort values of the last row returned]}`` (JSON), ``None`` at
   the start; reopening a split from it re-reads nothing and skips nothing, as long as the index does
   not change between runs (the PIT is not kept across a restart).
 * Hits become Arrow columns with ``schema`` (explicit: values are converted, ISO-8601 text to
-  timestamps, numeric text to numbers; missing fields become nulls) or inferred from the first page
+  timestamps, numeric text to numbers, base64 text to binary; missing fields become nulls) or
+  inferred from the first page
   (later pages are cast to it). ``columns`` projects ``_source``; ``id_column`` adds the hit's
   ``_id`` as a column. The client parses the answer into Python objects, so this read path is
   bounded by the client's JSON parsing (no kernel here).
@@ -28,6 +32,8 @@ import pyarrow as pa
 
 from ...config import check_positive, check_type, hide_secrets, reveal_secrets
 from ...errors import ConfigurationError, ConnectorError
+from ...formats.json import _convert as json_convert
+from ...formats.json import _read_type as json_read_type
 from ...source import Position, Source, Split, SplitReader
 from ._client import Flavor
 
@@ -68,14 +74,33 @@ class SearchSourceConfig:
         check_type("keep_alive", self.keep_alive, str)
 
 
-def _column(values: list[Any], target: pa.DataType | None) -> pa.Array:
-    if target is None:
-        return pa.array(values)
+def _has_binary(t: pa.DataType) -> bool:
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_binary(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _has_binary(t.value_type)
+    return False
+
+
+def _array(values: list[Any], target: pa.DataType) -> pa.Array:
     try:
         return pa.array(values, type=target)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # JSON gives timestamps as ISO-8601 text and ids as strings: let Arrow's cast parse them.
         return pa.array(values).cast(target)
+
+
+def _column(values: list[Any], target: pa.DataType | None) -> pa.Array:
+    if target is None:
+        return pa.array(values)
+    if _has_binary(target):
+        # Bytes travel as base64 text (what the sink writes and the servers' `binary` type holds).
+        # pa.array would take that text as the bytes themselves: read it as text, then decode it
+        # (vectorized, also inside structs and lists) as the JSON format does.
+        return json_convert(_array(values, json_read_type(target, "search source schema")), target)
+    return _array(values, target)
 
 
 def hits_to_batch(
@@ -104,6 +129,7 @@ class SearchSource(Source):
     """Reads an index once (bounded). See the module docstring for splits, positions and types."""
 
     name = "search"
+    replayable = True
 
     def __init__(
         self,
@@ -197,7 +223,18 @@ class _SearchReader(SplitReader):
         size = min(cfg.page_size, max_rows)
         body = self._body(size)
         path = "/_search" if "pit" in body else f"/{cfg.index}/_search"
-        answer = self._source.flavor.request(self._client, "POST", path, body=body)
+        try:
+            answer = self._source.flavor.request(self._client, "POST", path, body=body)
+        except Exception as exc:
+            if "id_field_data" in str(exc):
+                # Elasticsearch 8+ refuses to sort on _id by default; say which option fixes it.
+                raise ConnectorError(
+                    f"{self._source.name}: the server refuses to sort on _id (sort={list(cfg.sort)}): "
+                    "Elasticsearch 8+ turns indices.id_field_data.enabled off. Pass sort= with a "
+                    "unique keyword or numeric field of the documents, e.g. sort=[{'id': 'asc'}], "
+                    f"or enable that cluster setting. Server said: {exc}"
+                ) from exc
+            raise
         hits = answer.get("hits", {}).get("hits", [])
         if len(hits) < size:
             self._finished = True

@@ -1,9 +1,10 @@
 """Opening ADBC connections by driver name, and sorting the driver's errors into kinds.
 
 ADBC is imported lazily here (importing arrowflow never imports it). A ``driver`` naming an
-importable Python package with a ``dbapi`` module (``adbc_driver_postgresql``, ``adbc_driver_sqlite``,
-...) is used through that module; anything else is passed to ``adbc_driver_manager.dbapi.connect`` as
-a driver (shared library) name or path.
+importable Python package with a ``dbapi`` module is used through that module; anything else is passed
+to ``adbc_driver_manager.dbapi.connect`` as a driver (shared library) name or path. The configuration
+admits only ``adbc_driver_postgresql`` (``config.ADBC_DRIVERS``): the SQL the connector sends is
+PostgreSQL's, and ``adbc_driver_sqlite.dbapi.connect`` does not even take ``db_kwargs``.
 """
 
 from __future__ import annotations

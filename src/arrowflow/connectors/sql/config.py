@@ -135,6 +135,22 @@ def _check_identifier(option: str, value: str | None, *, allow_none: bool = Fals
         raise ConfigurationError(f"{option} must be a non-empty identifier, got {value!r}", option=option)
 
 
+#: The ADBC drivers the ADBC path speaks to. Its SQL is PostgreSQL's (``to_regclass``, temporary
+#: staging tables, ``ON CONFLICT``, ``DELETE ... USING``, the source's quoting and range queries), and
+#: other drivers' ``dbapi.connect`` take other arguments: another database goes through ``connect=``
+#: (a DB-API factory, with its dialect: MySQL/MariaDB, SQLite, PostgreSQL).
+ADBC_DRIVERS = ("adbc_driver_postgresql",)
+
+
+def _check_driver(driver: str) -> None:
+    if driver not in ADBC_DRIVERS:
+        raise ConfigurationError(
+            f"driver must be one of {ADBC_DRIVERS} (the ADBC path speaks PostgreSQL only), got {driver!r}; "
+            "for another database pass connect= (a DB-API connection factory, or a SQLite path)",
+            option="driver",
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class SqlSinkConfig:
     """Options of :class:`~arrowflow.connectors.sql.SqlSink` (see there for their meaning)."""
@@ -159,6 +175,7 @@ class SqlSinkConfig:
         _check_target(self)
         _check_identifier("table", self.table)
         check_type("driver", self.driver, str)
+        _check_driver(self.driver)
         check_choice("mode", self.mode, _MODES)
         if self.keys is not None:
             if isinstance(self.keys, str):
@@ -222,6 +239,7 @@ class SqlSourceConfig:
         check_type("query", self.query, str, allow_none=True)
         _check_identifier("table", self.table, allow_none=True)
         check_type("driver", self.driver, str)
+        _check_driver(self.driver)
         _check_identifier("partition_column", self.partition_column, allow_none=True)
         _check_identifier("incremental_column", self.incremental_column, allow_none=True)
         check_type("num_partitions", self.num_partitions, int)

@@ -1,5 +1,6 @@
-"""``SqlSink``: batches into a SQL table over ADBC (PostgreSQL first), append by COPY or keyed upsert,
-or over any DB-API 2.0 driver (MySQL/MariaDB, SQLite, ...) when given ``connect=``.
+"""``SqlSink``: batches into a SQL table over ADBC (PostgreSQL only: ``driver`` must be
+``adbc_driver_postgresql``), append by COPY or keyed upsert, or over a DB-API 2.0 driver (MySQL/MariaDB,
+SQLite, PostgreSQL dialects) when given ``connect=``.
 
 Contract:
 

@@ -131,6 +131,7 @@ class SqlSource(Source):
     positions and blocking. ``schema`` (DB-API only) fixes the Arrow types of the result."""
 
     name = "sql"
+    replayable = True
 
     def __init__(
         self,
