@@ -278,6 +278,7 @@ def crash_mid_stream(
     seed: int | None = None,
     timeout: float = 120.0,
     env: Mapping[str, str] | None = None,
+    after_kill: Callable[[CrashReport], None] | None = None,
 ) -> CrashReport:
     """:func:`run_with_crashes` for a pipeline that prints :class:`crash_helpers.Progress`'s lines
     (``started``, ``progress`` per batch, ``done``): each run is killed after n batches, n drawn from
@@ -297,6 +298,7 @@ def crash_mid_stream(
         seed=seed,
         timeout=timeout,
         env=env,
+        after_kill=after_kill,
     )
     assert_kills_in_flight(report, kills)
     return report
