@@ -133,9 +133,12 @@ class PartitionCommit:
     ``every``: the length of a partition's period (a duration: ``"1h"``, seconds, ``timedelta``);
     inferred from a ``bucket`` template's finest field (``%H`` -> 1 hour, ``%M`` -> 1 minute, ``%d`` ->
     1 day, ``%S`` -> 1 second) when not given. ``time_column``: the event-time column the period is
-    taken from (default: ``bucket_column``). ``delay``: how long after the period's end to wait (e.g.
-    the window size when bucketing window results by ``window_start``). ``success_file``: the marker
-    file name, or ``None`` for none. ``callback``: ``fn(CommittedPartition)``, or ``None``.
+    taken from (default: ``bucket_column``). ``delay``: how long after the period's end to wait. Window
+    results need none when bucketed by ``window_end``, nor by ``window_start`` for tumbling windows
+    (the last window starting in a period ends with it: a window emits its rows before the watermark
+    passes its end); sliding windows bucketed by ``window_start`` need ``size - slide``; sessions
+    bucketed by ``window_start`` cannot be bounded (bucket them by ``window_end``). ``success_file``:
+    the marker file name, or ``None`` for none. ``callback``: ``fn(CommittedPartition)``, or ``None``.
     """
 
     every: DurationLike | None = None
