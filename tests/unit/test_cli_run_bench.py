@@ -289,7 +289,7 @@ def test_throughput_curve_follows_the_timeline() -> None:
     from arrowflow.cli.bench import throughput_curve
 
     timeline = [(0.0, 0, 0), (0.1, 100, 1000), (0.2, 100, 1000), (0.3, 200, 2000)]
-    times, rates, _ = throughput_curve(timeline, points=30)
+    _times, rates, _ = throughput_curve(timeline, points=30)
     assert len(rates) == 30
     assert rates[:10] == pytest.approx([1000.0] * 10)
     assert rates[10:20] == pytest.approx([0.0] * 10, abs=1e-6)
