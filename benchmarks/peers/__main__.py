@@ -26,18 +26,30 @@ def main(argv: list[str] | None = None) -> int:
         description="arrowflow against Flink, Quix Streams, Bytewax and a plain client loop: the same jobs, "
         "broker, data; outputs verified row by row; interleaved rounds (median).",
     )
-    parser.add_argument("--messages", type=int, help="messages per workload (default 1,000,000; --quick 50,000)")
+    parser.add_argument(
+        "--messages", type=int, help="messages per workload (default 1,000,000; --quick 50,000)"
+    )
     parser.add_argument("--partitions", type=int, default=4, help="partitions of every topic (default 4)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 1)")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_MESSAGES:,} messages, 1 round")
-    parser.add_argument("--systems", help=f"comma-separated (default: all runnable of {','.join(s.name for s in SYSTEMS)})")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run: {QUICK_MESSAGES:,} messages, 1 round"
+    )
+    parser.add_argument(
+        "--systems", help=f"comma-separated (default: all runnable of {','.join(s.name for s in SYSTEMS)})"
+    )
     parser.add_argument("--workloads", help=f"comma-separated (default: {','.join(WORKLOADS)})")
-    parser.add_argument("--checkpoint-interval", type=float, default=2.0, help="seconds (every system; default 2)")
+    parser.add_argument(
+        "--checkpoint-interval", type=float, default=2.0, help="seconds (every system; default 2)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one job may run (default 900)")
     parser.add_argument("--flink-heap", default="512m", help="the Flink JVM's -Xmx (default 512m)")
     parser.add_argument("--work-dir", help="keep every run's spec, logs and (failed) outputs here")
-    parser.add_argument("--json", type=Path, help=f"also write the JSON report here (always {RESULTS}/peers-latest.json)")
-    parser.add_argument("--png", type=Path, help=f"also draw the chart here (always {RESULTS}/peers-latest.png)")
+    parser.add_argument(
+        "--json", type=Path, help=f"also write the JSON report here (always {RESULTS}/peers-latest.json)"
+    )
+    parser.add_argument(
+        "--png", type=Path, help=f"also draw the chart here (always {RESULTS}/peers-latest.png)"
+    )
     parser.add_argument("--name", help="a name for this run, stored in the JSON")
     parser.add_argument("--list", action="store_true", help="list the systems and workloads and exit")
     args = parser.parse_args(argv)
@@ -50,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{w.name:14} {w.title}")
         return 0
     try:
-        systems = select_systems([s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None)
+        systems = select_systems(
+            [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
+        )
     except ValueError as exc:
         parser.error(str(exc))
     workloads = tuple(w.strip() for w in (args.workloads or ",".join(WORKLOADS)).split(",") if w.strip())

@@ -94,7 +94,12 @@ def flink_command(heap: str = "512m") -> list[str]:
     cp_file = FLINK_DIR / "target" / "classpath.txt"
     if not jar.exists() or not cp_file.exists() or jar.stat().st_mtime < _newest_source():
         _log("building the Flink jobs (mvn -q package; the first build downloads Flink into ~/.m2)")
-        _run([mvn, "-q", "-B", "package", "-DskipTests"], CACHE / "logs" / "flink-build.log", "mvn package", FLINK_DIR)
+        _run(
+            [mvn, "-q", "-B", "package", "-DskipTests"],
+            CACHE / "logs" / "flink-build.log",
+            "mvn package",
+            FLINK_DIR,
+        )
     classpath = f"{jar}{os.pathsep}{cp_file.read_text().strip()}"
     return [
         java,
@@ -105,7 +110,17 @@ def flink_command(heap: str = "512m") -> list[str]:
         # Flink 2.x on Java 17 needs these opens (what bin/config.sh passes as env.java.opts.all).
         *[
             f"--add-opens=java.base/{p}=ALL-UNNAMED"
-            for p in ("java.lang", "java.util", "java.lang.reflect", "java.io", "java.nio", "java.net", "java.text", "java.time", "sun.nio.ch")
+            for p in (
+                "java.lang",
+                "java.util",
+                "java.lang.reflect",
+                "java.io",
+                "java.nio",
+                "java.net",
+                "java.text",
+                "java.time",
+                "sun.nio.ch",
+            )
         ],
         "-cp",
         classpath,

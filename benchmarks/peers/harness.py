@@ -300,13 +300,14 @@ def run_one(
     log: Log,
 ) -> RunRecord:
     rec = RunRecord(workload=workload, system=system.name, round=rnd, ok=False)
-    run_id = f"{system.name}-{workload}-r{rnd}-{uuid.uuid4().hex[:6]}"
+    # Only [a-zA-Z0-9_] in directory names: Quix's LocalFileSink refuses anything else in its path.
+    run_id = f"{system.name.replace('-', '_')}_{workload}_r{rnd}_{uuid.uuid4().hex[:6]}"
     run_dir = work / run_id
     out_dir, scratch = run_dir / "out", run_dir / "scratch"
     out_dir.mkdir(parents=True)
     scratch.mkdir()
     table_name = f"peers_{system.name.replace('-', '_')}"
-    topic = input_topic or f"peers-out-{run_id}"
+    topic = input_topic or f"peers-out-{run_id.replace('_', '-')}"
     try:
         cmd = _command(system, run_dir / "spec.json", cfg)
     except Exception as exc:  # a venv or the Flink build failed: this system cannot run at all
@@ -326,7 +327,7 @@ def run_one(
         "guarantee": system.guarantee,
         "parallelism": system.parallelism,
         "checkpoint_interval": cfg.checkpoint_interval,
-        "group_id": f"peers-{run_id}",
+        "group_id": f"peers-{run_id.replace('_', '-')}",
         "out_dir": str(out_dir),
         "scratch_dir": str(scratch),
         "pg_dsn": cfg.pg_dsn,
@@ -372,8 +373,8 @@ def run_one(
     rec.ok = True
     log(
         f"  {system.name:14} {workload:9} round {rnd}: {rec.seconds:7.2f} s "
-        f"({cfg.messages / rec.seconds:,.0f} msg/s), cpu {rec.cpu_seconds:.1f} s, rss {rec.peak_rss_mb or 0:.0f} MB, "
-        f"verified"
+        f"({cfg.messages / rec.seconds:,.0f} msg/s), cpu {rec.cpu_seconds:.1f} s, "
+        f"rss {rec.peak_rss_mb or 0:.0f} MB, verified"
     )
     # Outputs of a verified run are not needed any more (a 1M-row run leaves ~60 MB behind).
     if workload == "produce":
@@ -455,7 +456,7 @@ def run_benchmark(cfg: Config, log: Log = _stderr) -> dict[str, Any]:
     """Run everything; returns the report (the JSON document)."""
     started = time.time()
     own_work = cfg.work_dir is None
-    work = Path(cfg.work_dir or tempfile.mkdtemp(prefix="arrowflow-peers-"))
+    work = Path(cfg.work_dir or tempfile.mkdtemp(prefix="arrowflow_peers_"))
     work.mkdir(parents=True, exist_ok=True)
     log(f"work dir {work}; broker {cfg.bootstrap}; {cfg.messages:,} messages, {cfg.partitions} partitions")
     # Build every runtime first, so a first-time pip install or Maven download is never timed.

@@ -32,7 +32,18 @@ def format_table(report: dict[str, Any]) -> str:
         f"peers: {cfg['messages']:,} messages, {cfg['partitions']} partitions, {cfg['rounds']} round(s), "
         f"checkpoint every {cfg['checkpoint_interval']} s; run started {report['started']}"
     ]
-    head = ("system", "status", "job s", "msg/s", "af x", "cpu s", "proc cpu s", "rss MB", "broker cpu s", "db cpu s")
+    head = (
+        "system",
+        "status",
+        "job s",
+        "msg/s",
+        "af x",
+        "cpu s",
+        "proc cpu s",
+        "rss MB",
+        "broker cpu s",
+        "db cpu s",
+    )
     for workload in cfg["workloads"]:
         rows = [r for r in report["summary"] if r["workload"] == workload]
         body = []
@@ -53,9 +64,18 @@ def format_table(report: dict[str, Any]) -> str:
             )
         widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
         lines += ["", WORKLOADS[workload].title]
-        lines.append("  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths))))
+        lines.append(
+            "  ".join(
+                h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=True))
+            )
+        )
         for b in body:
-            lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths))))
+            lines.append(
+                "  ".join(
+                    c.ljust(w) if i < 2 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(b, widths, strict=True))
+                )
+            )
         for r in rows:
             if r["status"] != "ok" and r.get("error"):
                 lines.append(f"  {r['system']}: {r['status']}: {r['error'][:400]}")
@@ -63,9 +83,10 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(
         "job s: median of the job's own clock (start-up excluded); af x: arrowflow (at-least-once, p1) msg/s "
         "divided by the row's (> 1: arrowflow is faster); cpu s: the job's process CPU over its clock; proc "
-        "cpu s: the whole process (rusage); rss MB: the job's peak RSS (VmHWM); broker/db cpu s: the servers' CPU over the run."
+        "cpu s: the whole process (rusage); rss MB: the job's peak RSS (VmHWM); broker/db cpu s: the "
+        "servers' CPU over the run."
     )
-    for name, why in report.get("skipped_workloads", {}).items():
+    for why in report.get("skipped_workloads", {}).values():
         lines.append(f"skipped: {why}")
     return "\n".join(lines)
 
@@ -83,9 +104,14 @@ def write_png(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     workloads = report["config"]["workloads"]
-    fig, axes = plt.subplots(len(workloads), 1, figsize=(10, 2.2 + 0.45 * len(report["config"]["systems"]) * len(workloads)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(workloads),
+        1,
+        figsize=(10, 2.2 + 0.45 * len(report["config"]["systems"]) * len(workloads)),
+        squeeze=False,
+    )
     try:
-        for ax, workload in zip(axes[:, 0], workloads):
+        for ax, workload in zip(axes[:, 0], workloads, strict=True):
             rows = [r for r in report["summary"] if r["workload"] == workload]
             labels = [r["label"] for r in rows]
             rates = [r.get("messages_per_second") or 0.0 for r in rows]

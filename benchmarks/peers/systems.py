@@ -67,8 +67,17 @@ _FLINK_IDIOM = (
     "KafkaSink(JsonSerializationSchema); local MiniCluster, checkpointing every interval"
 )
 SYSTEMS: tuple[System, ...] = (
-    System("arrowflow", "arrowflow", idiom="Pipeline(KafkaSource).filter(...).to(FileSink | SqlSink); DataGen -> KafkaSink"),
-    System("arrowflow-eos", "arrowflow", guarantee="exactly-once", idiom="the same, guarantee='exactly-once' (SqlSink upsert)"),
+    System(
+        "arrowflow",
+        "arrowflow",
+        idiom="Pipeline(KafkaSource).filter(...).to(FileSink | SqlSink); DataGen -> KafkaSink",
+    ),
+    System(
+        "arrowflow-eos",
+        "arrowflow",
+        guarantee="exactly-once",
+        idiom="the same, guarantee='exactly-once' (SqlSink upsert)",
+    ),
     System(
         "arrowflow-p2",
         "arrowflow",
@@ -79,12 +88,19 @@ SYSTEMS: tuple[System, ...] = (
     System("flink-p1", "flink", idiom=_FLINK_IDIOM + " (AT_LEAST_ONCE)"),
     System("flink-p1-eos", "flink", guarantee="exactly-once", idiom=_FLINK_IDIOM + " (EXACTLY_ONCE)"),
     System("flink-p2", "flink", parallelism=2, idiom=_FLINK_IDIOM + " (AT_LEAST_ONCE)"),
-    System("flink-p2-eos", "flink", guarantee="exactly-once", parallelism=2, idiom=_FLINK_IDIOM + " (EXACTLY_ONCE)"),
+    System(
+        "flink-p2-eos",
+        "flink",
+        guarantee="exactly-once",
+        parallelism=2,
+        idiom=_FLINK_IDIOM + " (EXACTLY_ONCE)",
+    ),
     System(
         "quix",
         "quix",
-        idiom="Application + StreamingDataFrame (sdf.filter / sdf.apply) -> LocalFileSink(format='parquet') | "
-        "PostgreSQLSink; producing with app.get_producer() + topic.serialize (its Quickstart); run(count=N)",
+        idiom="Application + StreamingDataFrame (sdf[...] filter / sdf.apply) -> "
+        "LocalFileSink(format='parquet') | PostgreSQLSink; producing with app.get_producer() + "
+        "topic.serialize (its Quickstart); run(count=N)",
     ),
     System(
         "bytewax",
@@ -112,5 +128,7 @@ def select_systems(names: list[str] | None) -> list[System]:
         raise ValueError(f"unknown system(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
     off = [n for n in names if not by_name[n].enabled]
     if off:
-        raise ValueError(f"{', '.join(off)}: not runnable yet (see PARALLELISM_READY in benchmarks/peers/systems.py)")
+        raise ValueError(
+            f"{', '.join(off)}: not runnable yet (see PARALLELISM_READY in benchmarks/peers/systems.py)"
+        )
     return [by_name[n] for n in names]

@@ -7,7 +7,9 @@ which have neither arrowflow nor the ``benchmarks`` package. A job is started as
 
 The clock. ``seconds`` is measured by the job itself: from just before it builds its clients and
 pipeline (imports and interpreter start-up excluded) to the moment its output is complete (files
-closed and committed, rows committed, every message acknowledged). ``cpu_seconds`` is the CPU time of
+closed and committed, rows committed, every message acknowledged); for Flink it is the job's net runtime
+as Flink reports it (submission to finish; the local MiniCluster's start-up is left out, as a Flink
+user running a cluster does not pay it per job). ``cpu_seconds`` is the CPU time of
 the whole process (every thread) over the same interval. The harness adds what it measures from the
 outside: the process's wall time, total CPU and peak RSS (``wait4``), and the broker's CPU.
 """

@@ -26,6 +26,8 @@ from arrowflow.connectors.filesystem import FileSink
 from arrowflow.connectors.kafka import KafkaSink, KafkaSource
 from arrowflow.connectors.sql import SqlSink
 from arrowflow.formats import Json
+from arrowflow.sink import Sink
+from arrowflow.source import Source
 
 
 def main() -> None:
@@ -36,8 +38,8 @@ def main() -> None:
 
     checkpoint_dir = os.path.join(spec.scratch_dir, "checkpoints")
     if spec.workload == "produce":
-        source = DataGenSource(generator=gen_batch, count=spec.messages)
-        sink = KafkaSink(
+        source: Source = DataGenSource(generator=gen_batch, count=spec.messages)
+        sink: Sink = KafkaSink(
             spec.bootstrap,
             topic=spec.topic,
             format=Json(),
@@ -56,7 +58,9 @@ def main() -> None:
         )
         pipeline = Pipeline(source)
         if spec.workload == "parquet":
-            pipeline = pipeline.filter(pc.field("price") < PRICE_LIMIT).to(FileSink(spec.out_dir, format="parquet"))
+            pipeline = pipeline.filter(pc.field("price") < PRICE_LIMIT).to(
+                FileSink(spec.out_dir, format="parquet")
+            )
         else:
             upsert = spec.guarantee == "exactly-once"
             sink = SqlSink(

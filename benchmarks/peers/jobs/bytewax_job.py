@@ -96,7 +96,9 @@ class _PostgresPartition(StatelessSinkPartition[dict[str, Any]]):
     def write_batch(self, items: list[dict[str, Any]]) -> None:
         with self._conn.cursor() as cur, cur.copy(self._sql) as copy:
             for r in items:
-                copy.write_row((r["id"], r["price"], r["name"], r["active"], r["ts"], r["qty"], r["code"], r["score"]))
+                copy.write_row(
+                    (r["id"], r["price"], r["name"], r["active"], r["ts"], r["qty"], r["code"], r["score"])
+                )
         self._conn.commit()
 
     def close(self) -> None:

@@ -29,9 +29,8 @@ import orjson
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
-from confluent_kafka import Consumer, Producer, TopicPartition
-
 from _common import COLUMNS, PRICE_LIMIT, Clock, Spec, emit, gen_row
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 CONSUME_BATCH = 10_000
 ROW_GROUP = 65_536
@@ -70,7 +69,7 @@ def consume_all(spec: Spec) -> Iterator[tuple[list[Any], Any]]:
             for m in msgs:
                 if m.error() is not None:
                     raise RuntimeError(f"consume: {m.error()}")
-                p, off = m.partition(), m.offset()
+                p, off = int(m.partition() or 0), int(m.offset() or 0)
                 end = ends.get(p)
                 if end is None or off >= end:
                     continue
@@ -162,7 +161,16 @@ def run_postgres(spec: Spec) -> int:
                     for v in values:
                         r = orjson.loads(v)
                         copy.write_row(
-                            (r["id"], r["price"], r["name"], r["active"], r["ts"], r["qty"], r["code"], r["score"])
+                            (
+                                r["id"],
+                                r["price"],
+                                r["name"],
+                                r["active"],
+                                r["ts"],
+                                r["qty"],
+                                r["code"],
+                                r["score"],
+                            )
                         )
                 written += len(values)
             if time.monotonic() - last_commit >= spec.checkpoint_interval:

@@ -18,6 +18,7 @@ default). The consumer's fetch settings are Quix's own defaults.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from urllib.parse import urlparse
 
@@ -54,7 +55,9 @@ def main() -> None:
     if spec.workload == "parquet":
         sdf = sdf[sdf["price"] < PRICE_LIMIT]
         sdf["ts"] = sdf["ts"].apply(datetime.fromisoformat)
-        sdf.sink(LocalFileSink(directory=spec.out_dir, format="parquet"))
+        # LocalFileSink accepts only [a-zA-Z0-9 ._] in its directory (no "/" or "-"): a relative one.
+        os.chdir(spec.out_dir)
+        sdf.sink(LocalFileSink(directory=".", format="parquet"))
     else:
         dsn = urlparse(spec.pg_dsn)
         sdf.sink(

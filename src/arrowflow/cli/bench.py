@@ -1,4 +1,6 @@
-"""``arrowflow bench sink|source``: throughput of one sink or source, like ``kafka-producer-perf-test``.
+"""``arrowflow bench sink|source|peers``: throughput of one sink or source, like
+``kafka-producer-perf-test``; ``peers`` runs the head-to-head benchmark of a source checkout
+(``benchmarks/peers``: arrowflow against Flink, Quix Streams, Bytewax and a plain client loop).
 
 * ``bench sink``: DataGen's bench table (8 columns, see
   :func:`arrowflow.pipeline_spec.bench_fields`) -> the sink. A pool of up to ``--pool-batches``
@@ -33,8 +35,10 @@ import click
 __all__ = [
     "BenchResult",
     "bench_command",
+    "bench_peers_command",
     "bench_sink",
     "bench_source",
+    "checkout_root",
     "format_table",
     "make_connector",
     "throughput_curve",
@@ -524,6 +528,42 @@ def bench_source_command(
     except Exception as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     _finish(result, report, json_file, progress)
+
+
+def checkout_root(start: Path | None = None) -> Path | None:
+    """The source checkout holding ``benchmarks/peers`` (``start`` or the working directory and their
+    parents, then the checkout of an editable install), or ``None``."""
+    import arrowflow
+
+    here = (start or Path.cwd()).resolve()
+    candidates = [here, *here.parents, Path(arrowflow.__file__).resolve().parents[2]]
+    for root in candidates:
+        if (root / "benchmarks" / "peers" / "__main__.py").is_file():
+            return root
+    return None
+
+
+@bench_command.command(
+    "peers",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_peers_command(args: tuple[str, ...]) -> None:
+    """Head to head with Flink, Quix Streams, Bytewax and a plain client loop (benchmarks/peers).
+
+    Runs ``python -m benchmarks.peers ARGS`` in the source checkout (the benchmark is not part of the
+    installed package); every option passes through (``arrowflow bench peers --help`` lists them).
+    Needs the Kafka broker and PostgreSQL of tests/services (``make bench-peers`` starts them).
+    """
+    import subprocess
+
+    root = checkout_root()
+    if root is None:
+        raise click.ClickException(
+            "arrowflow bench peers runs from a source checkout of arrowflow (benchmarks/peers); "
+            "run it inside one, or use `make bench-peers` there"
+        )
+    sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.peers", *args], cwd=root))
 
 
 if __name__ == "__main__":  # pragma: no cover
