@@ -251,6 +251,14 @@ def reset_pg_table(dsn: str, name: str) -> None:
         conn.commit()
 
 
+def drop_pg_table(dsn: str, name: str) -> None:
+    import adbc_driver_postgresql.dbapi as pg
+
+    with pg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.commit()
+
+
 # -- one run -----------------------------------------------------------------------------------------
 
 
@@ -306,7 +314,8 @@ def run_one(
     out_dir, scratch = run_dir / "out", run_dir / "scratch"
     out_dir.mkdir(parents=True)
     scratch.mkdir()
-    table_name = f"peers_{system.name.replace('-', '_')}"
+    # One table per run: two harness runs (or a run and the test) may share the server.
+    table_name = f"peers_{run_id}"
     topic = input_topic or f"peers-out-{run_id.replace('_', '-')}"
     try:
         cmd = _command(system, run_dir / "spec.json", cfg)
@@ -379,6 +388,8 @@ def run_one(
     # Outputs of a verified run are not needed any more (a 1M-row run leaves ~60 MB behind).
     if workload == "produce":
         delete_topic(cfg.bootstrap, topic)
+    if workload == "postgres":
+        drop_pg_table(cfg.pg_dsn, table_name)
     shutil.rmtree(run_dir / "out", ignore_errors=True)
     shutil.rmtree(run_dir / "scratch", ignore_errors=True)
     return rec

@@ -8,8 +8,10 @@ checkpoint interval: its at-least-once mode).
   64k-row groups (``Table.from_pylist``, ``ts`` cast from its ISO text) for one ``ParquetWriter``;
 * postgres: the same input -> ``op.output(PostgresSink)``: psycopg 3 ``COPY ... FROM STDIN`` with
   ``write_row`` per row, one transaction per ``write_batch``;
-* produce: a ``DynamicSource`` whose partitions generate their share of the rows (``gen_row`` per row,
-  10,000 per ``next_batch``) -> ``op.map`` to ``KafkaSinkMessage(None, orjson.dumps(row))`` ->
+* produce: a ``FixedPartitionedSource`` (one partition per worker, its snapshot the next row, so it
+  resumes under recovery) whose partitions generate their share of the rows (``gen_row`` per row,
+  10,000 per ``next_batch``; a ``DynamicSource`` is what the docs show for sources without state, but
+  Bytewax 0.21.1 with recovery on ends the dataflow after its second batch: rows silently missing) -> ``op.map`` to ``KafkaSinkMessage(None, orjson.dumps(row))`` ->
   ``kop.output`` (the connector's sink: ``produce`` per message, ``flush()`` per batch).
 
 ``parallelism`` is the number of workers (``workers_per_process``).
@@ -30,7 +32,7 @@ from _common import COLUMNS, PRICE_LIMIT, Clock, Spec, emit, gen_row
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -113,7 +115,9 @@ class PostgresSink(DynamicSink[dict[str, Any]]):
         return _PostgresPartition(self._dsn, self._table)
 
 
-class _GenPartition(StatelessSourcePartition[dict[str, Any]]):
+class _GenPartition(StatefulSourcePartition[dict[str, Any], int]):
+    """Rows ``start .. stop - 1``; the snapshot is the next row (resumable, as recovery wants)."""
+
     def __init__(self, start: int, stop: int) -> None:
         self._next, self._stop = start, stop
 
@@ -125,21 +129,31 @@ class _GenPartition(StatelessSourcePartition[dict[str, Any]]):
         self._next = end
         return batch
 
+    def snapshot(self) -> int:
+        return self._next
 
-class GenSource(DynamicSource[dict[str, Any]]):
-    def __init__(self, rows: int) -> None:
-        self._rows = rows
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _GenPartition:
-        share = -(-self._rows // worker_count)
-        return _GenPartition(worker_index * share, min((worker_index + 1) * share, self._rows))
+class GenSource(FixedPartitionedSource[dict[str, Any], int]):
+    """One partition per worker (``parallelism``), each generating a contiguous share of the rows."""
+
+    def __init__(self, rows: int, parts: int) -> None:
+        self._rows, self._parts = rows, parts
+
+    def list_parts(self) -> list[str]:
+        return [str(k) for k in range(self._parts)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _GenPartition:
+        share = -(-self._rows // self._parts)
+        k = int(for_part)
+        start = k * share if resume_state is None else resume_state
+        return _GenPartition(start, min((k + 1) * share, self._rows))
 
 
 def build_flow(spec: Spec) -> Dataflow:
     flow = Dataflow("peers")
     brokers = [spec.bootstrap]
     if spec.workload == "produce":
-        rows = op.input("gen", flow, GenSource(spec.messages))
+        rows = op.input("gen", flow, GenSource(spec.messages, spec.parallelism))
         msgs = op.map("encode", rows, lambda r: KafkaSinkMessage(None, orjson.dumps(r)))
         kop.output(
             "kafka-out",

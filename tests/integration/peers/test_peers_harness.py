@@ -23,6 +23,7 @@ from benchmarks.peers.harness import (
     broker_pid,
     create_topic,
     delete_topic,
+    drop_pg_table,
     reset_pg_table,
     run_benchmark,
 )
@@ -131,9 +132,7 @@ def test_postgres_check_reads_the_table_back(postgres_dsn: str) -> None:
             conn.commit()
         assert "299 rows, expected 300" in (verify.verify_postgres(postgres_dsn, name, expected) or "")
     finally:
-        with pg.connect(postgres_dsn) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {name}")
-            conn.commit()
+        drop_pg_table(postgres_dsn, name)
 
 
 def test_topic_check_counts_every_message(kafka_bootstrap: str) -> None:
