@@ -57,11 +57,10 @@ def _peak_rss_mb() -> float:
 
 
 def _raw_values(bootstrap: str, topic: str, partitions: int, keep: str) -> Any:
+    import pyarrow as pa
     from confluent_kafka import Consumer, TopicPartition
 
     from .jobs.plain_job import CONSUMER_TUNING
-
-    import pyarrow as pa
 
     c = Consumer(
         {
@@ -155,7 +154,9 @@ def run_stage(stage: str, bootstrap: str, topic: str, partitions: int, messages:
             Pipeline(_source(bootstrap, topic, Json(schema=SCHEMA)))
             .filter(pc.field("price") < PRICE_LIMIT)
             .to(sink)
-            .run(checkpoint_dir=os.path.join(out_dir, "_checkpoints"), checkpoint_interval=2.0, progress=False)
+            .run(
+                checkpoint_dir=os.path.join(out_dir, "_checkpoints"), checkpoint_interval=2.0, progress=False
+            )
         )
         n = result.rows
     elif stage == "decode-only":
@@ -242,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         args.pyspy.mkdir(parents=True, exist_ok=True)
         raw = args.pyspy / "af-full.pyspy.txt"
         pyspy = str(Path(_tools_python()).parent / "py-spy")
+        record = [pyspy, "record", "-r", "200", "--threads", "--native", "-f", "raw", "-o", str(raw)]
         subprocess.run(
-            [pyspy, "record", "-r", "200", "--threads", "--native", "-f", "raw", "-o", str(raw), "--"]
-            + [*base, "--stage", "af-full"],
+            [*record, "--", *base, "--stage", "af-full"],
             check=True,
             capture_output=True,
         )

@@ -11,8 +11,9 @@ checkpoint interval: its at-least-once mode).
 * produce: a ``FixedPartitionedSource`` (one partition per worker, its snapshot the next row, so it
   resumes under recovery) whose partitions generate their share of the rows (``gen_row`` per row,
   10,000 per ``next_batch``; a ``DynamicSource`` is what the docs show for sources without state, but
-  Bytewax 0.21.1 with recovery on ends the dataflow after its second batch: rows silently missing) -> ``op.map`` to ``KafkaSinkMessage(None, orjson.dumps(row))`` ->
-  ``kop.output`` (the connector's sink: ``produce`` per message, ``flush()`` per batch).
+  Bytewax 0.21.1 with recovery on ends the dataflow after its second batch: rows silently missing)
+  -> ``op.map`` to ``KafkaSinkMessage(None, orjson.dumps(row))`` -> ``kop.output`` (the connector's
+  sink: ``produce`` per message, ``flush()`` per batch).
 
 ``parallelism`` is the number of workers (``workers_per_process``).
 """
