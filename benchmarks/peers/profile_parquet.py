@@ -60,7 +60,8 @@ def _raw_values(bootstrap: str, topic: str, partitions: int, keep: str) -> Any:
     import pyarrow as pa
     from confluent_kafka import Consumer, TopicPartition
 
-    from .jobs.plain_job import CONSUMER_TUNING
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "jobs"))  # plain_job imports _common
+    from plain_job import CONSUMER_TUNING
 
     c = Consumer(
         {
@@ -189,10 +190,28 @@ def _tools_python() -> str:
     return envs.python_for("tools")
 
 
+#: Where the samples of the full pipeline go: (label, frame substrings that must all be on the stack).
+BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("reader thread", ("arrowflow-reader",)),
+    ("  Consumer.consume (librdkafka queue -> one Python Message per message)", ("Consumer_consume",)),
+    ("    of which Message_new0 (the Message objects)", ("Consumer_consume", "Message_new0")),
+    ("    of which the cyclic GC (set off by those allocations)", ("Consumer_consume", "gc_collect_main")),
+    ("  _to_batch (values -> Arrow, metadata columns, decode)", ("_to_batch (arrowflow/connectors/kafka",)),
+    ("    of which Json.decode", ("_to_batch (arrowflow/connectors/kafka", "decode (arrowflow/formats/json")),
+    ("operator thread (filter)", ("arrowflow-ops",)),
+    ("writer thread (FileSink, checkpoints)", ("arrowflow-writer",)),
+    ("  Parquet files closed at checkpoints", ("prepare_commit (arrowflow/connectors/filesystem",)),
+    ("cyclic GC anywhere", ("gc_collect_main",)),
+    ("imports and start-up (main thread)", ("_find_and_load",)),
+)
+
+
 def summarize_pyspy(raw: Path, top: int = 25) -> str:
-    """Own and inclusive sample counts per function from py-spy's ``--format raw`` (collapsed stacks)."""
+    """Sample shares per :data:`BUCKETS`, then own and inclusive counts per function, from py-spy's
+    ``--format raw`` (collapsed stacks, ``--threads``: the thread is a frame)."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
+    buckets: Counter[str] = Counter()
     total = 0
     for line in raw.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -204,7 +223,12 @@ def summarize_pyspy(raw: Path, top: int = 25) -> str:
         own[frames[-1]] += n
         for f in set(frames):
             incl[f] += n
-    lines = [f"{total} samples", "own time:"]
+        for label, needles in BUCKETS:
+            if all(any(needle in f for f in frames) for needle in needles):
+                buckets[label] += n
+    lines = [f"{total} samples (on CPU)", "by stage:"]
+    lines += [f"  {100 * buckets[label] / total:5.1f}%  {label}" for label, _ in BUCKETS]
+    lines.append("own time:")
     lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in own.most_common(top)]
     lines.append("inclusive time:")
     lines += [f"  {100 * c / total:5.1f}%  {f}" for f, c in incl.most_common(top)]
@@ -219,10 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--pyspy", type=Path, help="also record af-full under py-spy into this directory")
+    parser.add_argument("--summarize", type=Path, help="only summarize an earlier py-spy raw file")
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # run one stage in this process (internal)
     args = parser.parse_args(argv)
     bootstrap = f"127.0.0.1:{port('KAFKA_PORT', 9092)}"
     topic = f"peers-input-{args.messages}-p{args.partitions}-v1"
+    if args.summarize:
+        print(summarize_pyspy(args.summarize))
+        return 0
     if args.stage:
         print(json.dumps(run_stage(args.stage, bootstrap, topic, args.partitions, args.messages)))
         return 0

@@ -136,7 +136,7 @@ def write_png(report: dict[str, Any], path: Path) -> None:
             f"({report['started']}, {report['environment'].get('host', '')})",
             fontsize=10,
         )
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(str(path), format="png", dpi=110)
     finally:
