@@ -8,22 +8,12 @@ import numpy as np
 import pyarrow as pa
 
 try:  # run as a job script (jobs/ on sys.path) or imported as benchmarks.peers.jobs._vector
+    from _arrow import SCHEMA
     from _common import TS_BASE, YEAR_US
 except ImportError:  # pragma: no cover - depends on how it is imported
+    from ._arrow import SCHEMA
     from ._common import TS_BASE, YEAR_US
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("price", pa.float64()),
-        ("name", pa.string()),
-        ("active", pa.bool_()),
-        ("ts", pa.timestamp("us")),
-        ("qty", pa.int32()),
-        ("code", pa.string()),
-        ("score", pa.float64()),
-    ]
-)
 _LOWER2 = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz" * 2, dtype=np.uint8)
 _CODE2 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" * 2, dtype=np.uint8)
 _BASE_US = int(np.datetime64(TS_BASE, "us").astype(np.int64))

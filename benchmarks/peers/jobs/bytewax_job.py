@@ -27,8 +27,8 @@ from typing import Any
 import bytewax.operators as op
 import orjson
 import psycopg
-import pyarrow as pa
 import pyarrow.parquet as pq
+from _arrow import SCHEMA, rows_to_table
 from _common import COLUMNS, PRICE_LIMIT, Clock, Spec, emit, gen_row
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.connectors.kafka import operators as kop
@@ -39,19 +39,6 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 ROW_GROUP = 65_536
-_TEXT_SCHEMA = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("price", pa.float64()),
-        ("name", pa.string()),
-        ("active", pa.bool_()),
-        ("ts", pa.string()),
-        ("qty", pa.int32()),
-        ("code", pa.string()),
-        ("score", pa.float64()),
-    ]
-)
-_SCHEMA = _TEXT_SCHEMA.set(4, pa.field("ts", pa.timestamp("us")))
 
 
 class _ParquetPartition(StatelessSinkPartition[dict[str, Any]]):
@@ -64,10 +51,9 @@ class _ParquetPartition(StatelessSinkPartition[dict[str, Any]]):
     def _flush(self) -> None:
         if not self._rows:
             return
-        table = pa.Table.from_pylist(self._rows, schema=_TEXT_SCHEMA)
-        table = table.set_column(4, _SCHEMA.field("ts"), table.column("ts").cast(pa.timestamp("us")))
+        table = rows_to_table(self._rows)
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, _SCHEMA)
+            self._writer = pq.ParquetWriter(self._tmp, SCHEMA)
         self._writer.write_table(table)
         self._rows = []
 

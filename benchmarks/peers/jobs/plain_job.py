@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 import psycopg
-import pyarrow as pa
 import pyarrow.parquet as pq
+from _arrow import SCHEMA, rows_to_table
 from _common import COLUMNS, PRICE_LIMIT, Clock, Spec, emit, gen_row
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -86,18 +86,6 @@ def commit(consumer: Any) -> None:
 
 
 def run_parquet(spec: Spec) -> int:
-    fields = [
-        ("id", pa.int64()),
-        ("price", pa.float64()),
-        ("name", pa.string()),
-        ("active", pa.bool_()),
-        ("ts", pa.string()),
-        ("qty", pa.int32()),
-        ("code", pa.string()),
-        ("score", pa.float64()),
-    ]
-    text_schema = pa.schema(fields)
-    schema = text_schema.set(4, pa.field("ts", pa.timestamp("us")))
     os.makedirs(spec.out_dir, exist_ok=True)
     written = 0
     rows: list[dict[str, Any]] = []
@@ -110,12 +98,11 @@ def run_parquet(spec: Spec) -> int:
         nonlocal writer, tmp, final, part, rows, written
         if not rows:
             return
-        table = pa.Table.from_pylist(rows, schema=text_schema)
-        table = table.set_column(4, schema.field("ts"), table.column("ts").cast(pa.timestamp("us")))
+        table = rows_to_table(rows)
         if writer is None:
             final = os.path.join(spec.out_dir, f"part-{part:05d}.parquet")
             tmp = os.path.join(spec.out_dir, f".part-{part:05d}.parquet.tmp")
-            writer = pq.ParquetWriter(tmp, schema)
+            writer = pq.ParquetWriter(tmp, SCHEMA)
             part += 1
         writer.write_table(table)
         written += table.num_rows
