@@ -111,8 +111,9 @@ bench: $(DEV_STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # Head to head with Flink, Quix Streams, Bytewax and a plain client loop (benchmarks/peers/README.md):
-# starts the Kafka broker and PostgreSQL it needs (stopping only the ones it started), creates the peers'
-# virtual environments under .peers/ and builds the Flink jobs (Maven, ~/.m2) on first use.
+# starts the Kafka broker, PostgreSQL and OpenSearch it needs (stopping only the ones it started; workload
+# (4) runs only against a real OpenSearch 2.x node), creates the peers' virtual environments under
+# .peers/ and builds the Flink jobs (Maven, ~/.m2) on first use.
 # PEERS_ARGS: options of `python -m benchmarks.peers` (e.g. --quick, --systems arrowflow,plain).
 PEERS_ARGS ?=
 .PHONY: bench-peers
@@ -121,7 +122,7 @@ bench-peers: $(DEV_STAMP)
 	@rec=$$(mktemp "$${TMPDIR:-/tmp}/arrowflow-services.XXXXXX"); \
 	cleanup() { PYTHON=$(ABS_PY) sh tests/services/down.sh --record "$$rec"; }; \
 	trap cleanup EXIT; trap 'exit 143' TERM; trap 'exit 130' INT; \
-	PYTHON=$(ABS_PY) sh tests/services/up.sh --record "$$rec" kafka postgres; \
+	PYTHON=$(ABS_PY) sh tests/services/up.sh --record "$$rec" kafka postgres opensearch; \
 	$(PY) -m benchmarks.peers $(PEERS_ARGS)
 
 # ------------------------------------------------------------------------------------------- clean

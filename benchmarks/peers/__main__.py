@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .harness import Config, run_benchmark
+from ..servers import SEARCH_URL
+from .harness import Config, opensearch_node, run_benchmark
 from .report import format_table, write_json, write_png
-from .systems import SYSTEMS, WORKLOADS, select_systems
+from .systems import DEFAULT_WORKLOADS, SYSTEMS, WORKLOADS, select_systems
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 QUICK_MESSAGES = 50_000
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--systems", help=f"comma-separated (default: all runnable of {','.join(s.name for s in SYSTEMS)})"
     )
-    parser.add_argument("--workloads", help=f"comma-separated (default: {','.join(WORKLOADS)})")
+    parser.add_argument(
+        "--workloads",
+        help=f"comma-separated (default: {','.join(DEFAULT_WORKLOADS)}, and opensearch when a real "
+        "OpenSearch 2.x node answers on OPENSEARCH_PORT)",
+    )
     parser.add_argument(
         "--checkpoint-interval", type=float, default=2.0, help="seconds (every system; default 2)"
     )
@@ -67,10 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    workloads = tuple(w.strip() for w in (args.workloads or ",".join(WORKLOADS)).split(",") if w.strip())
+    node = opensearch_node(SEARCH_URL)
+    default = ",".join(DEFAULT_WORKLOADS + (("opensearch",) if node else ()))
+    workloads = tuple(w.strip() for w in (args.workloads or default).split(",") if w.strip())
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
+    if "opensearch" in workloads and node is None:
+        parser.error(
+            f"workload opensearch needs a real OpenSearch 2.x node at {SEARCH_URL} (OPENSEARCH_PORT)"
+        )
     messages = args.messages if args.messages is not None else (QUICK_MESSAGES if args.quick else 1_000_000)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     if messages <= 0 or rounds <= 0 or args.partitions <= 0:

@@ -39,11 +39,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data import make_table
-from ..servers import POSTGRES_DSN, port
+from ..servers import POSTGRES_DSN, SEARCH_URL, port
 from . import envs, verify
 from .jobs._common import PRICE_LIMIT
 from .jobs._vector import SCHEMA, gen_batch
-from .systems import SKIPPED_WORKLOADS, WORKLOADS, System
+from .systems import DEFAULT_WORKLOADS, OPENSEARCH_SKIPPED, WORKLOADS, System
 
 __all__ = ["Config", "RunRecord", "run_benchmark"]
 
@@ -60,7 +60,7 @@ class Config:
     messages: int = 1_000_000
     partitions: int = 4
     rounds: int = 3
-    workloads: tuple[str, ...] = tuple(WORKLOADS)
+    workloads: tuple[str, ...] = DEFAULT_WORKLOADS
     systems: tuple[System, ...] = ()
     checkpoint_interval: float = 2.0
     #: Seconds one job may take before it is killed and reported as failed.
@@ -69,6 +69,7 @@ class Config:
     flink_heap: str = "512m"
     bootstrap: str = field(default_factory=lambda: f"127.0.0.1:{port('KAFKA_PORT', 9092)}")
     pg_dsn: str = POSTGRES_DSN
+    search_url: str = SEARCH_URL
     quick: bool = False
 
 
@@ -233,9 +234,42 @@ def prepare_input(cfg: Config, table: pa.Table, log: Log) -> str:
 def expected_rows(workload: str, table: pa.Table, messages: int) -> pa.Table:
     if workload == "parquet":
         return table.filter(pc.less(table.column("price"), PRICE_LIMIT))
-    if workload == "postgres":
+    if workload in ("postgres", "opensearch"):
         return table
     return pa.Table.from_batches([gen_batch(np.arange(messages, dtype=np.int64))], schema=SCHEMA)
+
+
+def opensearch_node(url: str) -> str | None:
+    """``"OpenSearch <version>"`` when a real OpenSearch 2.x node answers at ``url``, else ``None``
+    (osmem, the in-memory stand-in of tests/services, reports 3.8.0 and does not count)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            info = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    version = info.get("version", {}) if isinstance(info, dict) else {}
+    if version.get("distribution") != "opensearch" or not str(version.get("number", "")).startswith("2."):
+        return None
+    return f"OpenSearch {version['number']}"
+
+
+def _search_client(url: str) -> Any:
+    from opensearchpy import OpenSearch
+
+    return OpenSearch(url, timeout=120)
+
+
+def create_index(url: str, name: str) -> None:
+    """The run's index: one shard, no replica (a single node), dynamic mapping."""
+    _search_client(url).indices.create(
+        index=name, body={"settings": {"number_of_shards": 1, "number_of_replicas": 0}}
+    )
+
+
+def delete_index(url: str, name: str) -> None:
+    _search_client(url).indices.delete(index=name, ignore_unavailable=True)
 
 
 def reset_pg_table(dsn: str, name: str) -> None:
@@ -326,6 +360,9 @@ def run_one(
         reset_pg_table(cfg.pg_dsn, table_name)
     if workload == "produce":
         create_topic(cfg.bootstrap, topic, cfg.partitions)
+    index = f"peers-{run_id.replace('_', '-')}"
+    if workload == "opensearch":
+        create_index(cfg.search_url, index)
     spec = {
         "workload": workload,
         "bootstrap": cfg.bootstrap,
@@ -341,6 +378,8 @@ def run_one(
         "scratch_dir": str(scratch),
         "pg_dsn": cfg.pg_dsn,
         "pg_table": table_name,
+        "search_url": cfg.search_url,
+        "index": index,
     }
     (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
     b_pid = broker_pid()
@@ -373,6 +412,8 @@ def run_one(
         problem = verify.verify_parquet(out_dir, expected)
     elif workload == "postgres":
         problem = verify.verify_postgres(cfg.pg_dsn, table_name, expected)
+    elif workload == "opensearch":
+        problem = verify.verify_index(cfg.search_url, index, expected)
     else:
         problem = verify.verify_topic(cfg.bootstrap, topic, cfg.partitions, expected)
     if problem is not None:
@@ -390,6 +431,8 @@ def run_one(
         delete_topic(cfg.bootstrap, topic)
     if workload == "postgres":
         drop_pg_table(cfg.pg_dsn, table_name)
+    if workload == "opensearch":
+        delete_index(cfg.search_url, index)
     shutil.rmtree(run_dir / "out", ignore_errors=True)
     shutil.rmtree(run_dir / "scratch", ignore_errors=True)
     return rec
@@ -459,6 +502,7 @@ def _environment(cfg: Config) -> dict[str, Any]:
         broker="Apache Kafka (tests/services/kafka.sh)",
         broker_pid_found=broker_pid() is not None,
         postgres_pid_found=postgres_pid() is not None,
+        opensearch=opensearch_node(cfg.search_url) if "opensearch" in cfg.workloads else None,
     )
     return env
 
@@ -519,7 +563,7 @@ def run_benchmark(cfg: Config, log: Log = _stderr) -> dict[str, Any]:
             "bootstrap": cfg.bootstrap,
         },
         "environment": _environment(cfg),
-        "skipped_workloads": SKIPPED_WORKLOADS,
+        "skipped_workloads": {} if "opensearch" in cfg.workloads else {"opensearch": OPENSEARCH_SKIPPED},
         "work_dir": str(work),
         "summary": summarise(records, cfg),
         "runs": [asdict(r) for r in records],

@@ -21,7 +21,7 @@ from ..checks import conform
 from .jobs._common import COLUMNS
 from .jobs._vector import SCHEMA
 
-__all__ = ["compare", "read_parquet_dir", "verify_parquet", "verify_postgres", "verify_topic"]
+__all__ = ["compare", "read_parquet_dir", "verify_index", "verify_parquet", "verify_postgres", "verify_topic"]
 
 
 def normalize(table: pa.Table) -> pa.Table:
@@ -160,4 +160,28 @@ def verify_topic(bootstrap: str, topic: str, partitions: int, expected: pa.Table
         )
     except pa.ArrowInvalid as exc:
         return f"messages are not the expected JSON: {exc}"
+    return compare(got, expected)
+
+
+def verify_index(url: str, index: str, expected: pa.Table) -> str | None:
+    """Every document of ``index`` (refreshed, read by opensearch-py's scroll), its ``_source`` as a
+    row; a document whose ``_id`` is not its ``id`` counts as a difference."""
+    from opensearchpy import OpenSearch, helpers
+
+    from .jobs._arrow import TEXT_SCHEMA
+
+    client = OpenSearch(url, timeout=120)
+    client.indices.refresh(index=index)
+    rows = []
+    for hit in helpers.scan(client, index=index, size=10_000, query={"query": {"match_all": {}}}):
+        src = hit["_source"]
+        if str(src.get("id")) != hit["_id"]:
+            return f"document _id {hit['_id']!r} holds id {src.get('id')!r}"
+        rows.append(src)
+    if not rows:
+        return f"0 documents, expected {expected.num_rows}"
+    try:
+        got = pa.Table.from_pylist(rows, schema=TEXT_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        return f"documents are not the expected rows: {exc}"
     return compare(got, expected)

@@ -61,7 +61,7 @@ def gen_row(i: int) -> dict[str, Any]:
 class Spec:
     """One job run, as the harness writes it (every field is always present)."""
 
-    workload: str  # "parquet" | "postgres" | "produce"
+    workload: str  # "parquet" | "postgres" | "produce" | "opensearch"
     bootstrap: str
     topic: str  # the input topic (parquet, postgres) or the output topic (produce)
     partitions: int
@@ -75,6 +75,8 @@ class Spec:
     scratch_dir: str  # checkpoints, recovery stores
     pg_dsn: str
     pg_table: str
+    search_url: str  # opensearch: the node's HTTP address
+    index: str  # opensearch: the run's index (created by the harness)
 
     @classmethod
     def load(cls, argv: list[str] | None = None) -> Spec:

@@ -4,6 +4,8 @@
   ``.filter(pc.field("price") < 5000)`` -> ``FileSink(format="parquet")``;
 * postgres: the same source -> ``SqlSink`` (ADBC, COPY): ``mode="append"`` at least once,
   ``mode="upsert", keys="id"`` for exactly-once (idempotent);
+* opensearch: the same source -> ``OpenSearchSink(index, id_column="id")`` (its defaults: 1000
+  actions per request, 2 in flight);
 * produce: ``DataGenSource(generator=gen_batch, count=N)`` -> ``KafkaSink(format=Json())``
   (at-least-once: idempotent producer; exactly-once: one transaction per checkpoint).
 

@@ -8,6 +8,8 @@ checkpoint interval: its at-least-once mode).
   64k-row groups (``Table.from_pylist``, ``ts`` cast from its ISO text) for one ``ParquetWriter``;
 * postgres: the same input -> ``op.output(PostgresSink)``: psycopg 3 ``COPY ... FROM STDIN`` with
   ``write_row`` per row, one transaction per ``write_batch``;
+* opensearch: the same input -> ``op.output(SearchSink)``: opensearch-py ``helpers.bulk`` of
+  ``{"_index", "_id": id, "_source": row}`` actions per ``write_batch``;
 * produce: a ``FixedPartitionedSource`` (one partition per worker, its snapshot the next row, so it
   resumes under recovery) whose partitions generate their share of the rows (``gen_row`` per row,
   10,000 per ``next_batch``; a ``DynamicSource`` is what the docs show for sources without state, but
@@ -37,6 +39,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
+from opensearchpy import OpenSearch, helpers
 
 ROW_GROUP = 65_536
 
@@ -102,6 +105,27 @@ class PostgresSink(DynamicSink[dict[str, Any]]):
         return _PostgresPartition(self._dsn, self._table)
 
 
+class _SearchPartition(StatelessSinkPartition[dict[str, Any]]):
+    def __init__(self, url: str, index: str) -> None:
+        self._client = OpenSearch(url, timeout=120)
+        self._index = index
+
+    def write_batch(self, items: list[dict[str, Any]]) -> None:
+        actions = ({"_index": self._index, "_id": r["id"], "_source": r} for r in items)
+        helpers.bulk(self._client, actions, chunk_size=1000)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class SearchSink(DynamicSink[dict[str, Any]]):
+    def __init__(self, url: str, index: str) -> None:
+        self._url, self._index = url, index
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SearchPartition:
+        return _SearchPartition(self._url, self._index)
+
+
 class _GenPartition(StatefulSourcePartition[dict[str, Any], int]):
     """Rows ``start .. stop - 1``; the snapshot is the next row (resumable, as recovery wants)."""
 
@@ -164,6 +188,8 @@ def build_flow(spec: Spec) -> Dataflow:
     if spec.workload == "parquet":
         kept = op.filter("filter", rows, lambda r: r["price"] < PRICE_LIMIT)
         op.output("parquet-out", kept, ParquetSink(spec.out_dir))
+    elif spec.workload == "opensearch":
+        op.output("search-out", rows, SearchSink(spec.search_url, spec.index))
     else:
         op.output("pg-out", rows, PostgresSink(spec.pg_dsn, spec.pg_table))
     return flow

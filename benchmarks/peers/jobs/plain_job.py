@@ -13,6 +13,9 @@ Written the way a competent user would write it for throughput, with at-least-on
   interval (a file is written under a hidden name and renamed when closed);
 * postgres: psycopg 3 ``COPY ... FROM STDIN`` with ``write_row`` per row, one transaction per
   checkpoint interval;
+* opensearch: per consume call one ``_bulk`` request built by hand (opensearch-py ``client.bulk``):
+  an ``index`` action with ``_id`` = the message's id (``orjson.loads`` for it) followed by the
+  message's own bytes, which already are the document; offsets committed after each request;
 * produce: ``gen_row`` + ``orjson.dumps`` + ``produce`` per row with the producer settings of
   arrowflow's at-least-once sink (``linger.ms=5``, idempotence, errors-only delivery reports), a
   ``poll(0)`` every 10,000 messages, ``flush()`` at the end.
@@ -31,6 +34,7 @@ import pyarrow.parquet as pq
 from _arrow import SCHEMA, rows_to_table
 from _common import COLUMNS, PRICE_LIMIT, Clock, Spec, emit, gen_row
 from confluent_kafka import Consumer, Producer, TopicPartition
+from opensearchpy import OpenSearch
 
 CONSUME_BATCH = 10_000
 ROW_GROUP = 65_536
@@ -168,6 +172,27 @@ def run_postgres(spec: Spec) -> int:
     return written
 
 
+def run_opensearch(spec: Spec) -> int:
+    client = OpenSearch(spec.search_url, timeout=120)
+    written = 0
+    for values, _consumer in consume_all(spec):
+        if not values:
+            continue
+        # The message is already the document: forward its bytes, parse it only for the _id.
+        body = bytearray()
+        for v in values:
+            body += b'{"index":{"_id":"%d"}}\n' % orjson.loads(v)["id"]
+            body += v
+            body += b"\n"
+        resp = client.bulk(body=bytes(body), index=spec.index)
+        if resp.get("errors"):
+            bad = [i for i in resp["items"] if i["index"].get("error")]
+            raise RuntimeError(f"{len(bad)} documents rejected: {bad[:2]}")
+        written += len(values)
+        _consumer.commit(asynchronous=False)
+    return written
+
+
 def run_produce(spec: Spec) -> int:
     failed: list[str] = []
 
@@ -204,7 +229,12 @@ def run_produce(spec: Spec) -> int:
 def main() -> None:
     spec = Spec.load()
     clock = Clock().start()
-    run = {"parquet": run_parquet, "postgres": run_postgres, "produce": run_produce}[spec.workload]
+    run = {
+        "parquet": run_parquet,
+        "postgres": run_postgres,
+        "produce": run_produce,
+        "opensearch": run_opensearch,
+    }[spec.workload]
     rows = run(spec)
     emit(clock.result(rows_out=rows))
 
