@@ -327,3 +327,30 @@ def test_bench_timeline_keeps_a_point_per_call_of_a_short_run(monkeypatch: pytes
     assert [p[1] for p in result.timeline[1:-1]] == list(range(1_000, 21_000, 1_000))
     times, rates, _ = bench.throughput_curve(result.timeline)
     assert rates == pytest.approx([200_000.0] * len(times))
+
+
+def test_bench_peers_runs_the_checkouts_harness(tmp_path: Path) -> None:
+    """``arrowflow bench peers`` passes its options to ``python -m benchmarks.peers`` in the source
+    checkout, from any working directory (``--list`` needs no server)."""
+    from arrowflow.cli.bench import checkout_root
+
+    root = checkout_root(tmp_path)
+    assert root is not None and (root / "benchmarks" / "peers" / "__main__.py").is_file()
+    proc = subprocess.run(
+        [sys.executable, "-m", "arrowflow", "bench", "peers", "--list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("arrowflow-eos", "flink-p2-eos", "quix", "bytewax", "plain", "parquet", "opensearch"):
+        assert name in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "arrowflow", "bench", "peers", "--systems", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "unknown system(s) nope" in bad.stderr
