@@ -88,7 +88,7 @@ class RunRecord:
     process_cpu_seconds: float | None = None  # rusage of the whole process (user + system)
     peak_rss_mb: float | None = None  # the job's own VmHWM (jobs/_common.peak_rss_mb)
     broker_cpu_seconds: float | None = None
-    db_cpu_seconds: float | None = None
+    db_cpu_seconds: float | None = None  # PostgreSQL (workload 2) or the OpenSearch node (workload 4)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,6 +115,11 @@ def broker_pid() -> int | None:
 def postgres_pid() -> int | None:
     """The postmaster tests/services/postgres.sh started."""
     return _pid_from(_services_dir() / "postgres" / "data" / "postmaster.pid")
+
+
+def opensearch_pid() -> int | None:
+    """The OpenSearch node tests/services/opensearch.sh started."""
+    return _pid_from(_services_dir() / "opensearch" / "pid")
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -383,7 +388,7 @@ def run_one(
     }
     (run_dir / "spec.json").write_text(json.dumps(spec, indent=2))
     b_pid = broker_pid()
-    db_pid = postgres_pid() if workload == "postgres" else None
+    db_pid = {"postgres": postgres_pid, "opensearch": opensearch_pid}.get(workload, lambda: None)()
     b0, d0 = server_cpu(b_pid), server_cpu(db_pid)
     t0 = time.perf_counter()
     with (run_dir / "stdout.log").open("wb") as out, (run_dir / "stderr.log").open("wb") as err:

@@ -84,7 +84,7 @@ def format_table(report: dict[str, Any]) -> str:
         "job s: median of the job's own clock (start-up excluded); af x: arrowflow (at-least-once, p1) msg/s "
         "divided by the row's (> 1: arrowflow is faster); cpu s: the job's process CPU over its clock; proc "
         "cpu s: the whole process (rusage); rss MB: the job's peak RSS (VmHWM); broker/db cpu s: the "
-        "servers' CPU over the run."
+        "servers' CPU over the run (db: PostgreSQL, or the OpenSearch node)."
     )
     for why in report.get("skipped_workloads", {}).values():
         lines.append(f"skipped: {why}")

@@ -31,6 +31,7 @@ from benchmarks.peers.harness import (
     delete_topic,
     drop_pg_table,
     opensearch_node,
+    opensearch_pid,
     reset_pg_table,
     run_benchmark,
 )
@@ -197,6 +198,8 @@ def test_harness_runs_workload_4_against_opensearch(
         ("plain", True, None),
     ]
     assert report["environment"]["opensearch"].startswith("OpenSearch 2.")
+    if opensearch_pid() is not None:  # the node's CPU over each run is measured (it indexed 2000 docs)
+        assert all(r["db_cpu_seconds"] > 0 for r in report["summary"])
     assert "opensearch" not in report["skipped_workloads"]
 
 
