@@ -12,6 +12,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import adbc_driver_postgresql.dbapi as pg
 import numpy as np
@@ -42,22 +43,28 @@ from benchmarks.peers.systems import select_systems
 pytestmark = pytest.mark.timeout(1800)
 
 
-def test_harness_runs_arrowflow_and_the_plain_loop(
-    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
-) -> None:
+def _run_smallest(tmp_path: Path, bootstrap: str, systems: list[str], **options: Any) -> dict[str, Any]:
+    """The harness in its smallest mode: one round, 2 partitions, 1 s checkpoints, quiet."""
     cfg = Config(
-        messages=3000,
         partitions=2,
         rounds=1,
-        systems=tuple(select_systems(["arrowflow", "arrowflow-eos", "plain"])),
+        systems=tuple(select_systems(systems)),
         checkpoint_interval=1.0,
         timeout=600.0,
         work_dir=str(tmp_path / "work"),
-        bootstrap=kafka_bootstrap,
-        pg_dsn=postgres_dsn,
+        bootstrap=bootstrap,
         quick=True,
+        **options,
     )
-    report = run_benchmark(cfg, log=lambda msg: None)
+    return run_benchmark(cfg, log=lambda msg: None)
+
+
+def test_harness_runs_arrowflow_and_the_plain_loop(
+    kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    report = _run_smallest(
+        tmp_path, kafka_bootstrap, ["arrowflow", "arrowflow-eos", "plain"], messages=3000, pg_dsn=postgres_dsn
+    )
     runs = report["runs"]
     assert len(runs) == 3 * 3  # every system on every workload, one round
     failed = [(r["system"], r["workload"], r["error"]) for r in runs if not r["ok"]]
@@ -179,20 +186,14 @@ def test_harness_runs_workload_4_against_opensearch(
     kafka_bootstrap: str, service: Callable[[str], tuple[str, int]], tmp_path: Path
 ) -> None:
     url = _opensearch_url(service)
-    cfg = Config(
+    report = _run_smallest(
+        tmp_path,
+        kafka_bootstrap,
+        ["arrowflow", "plain"],
         messages=2000,
-        partitions=2,
-        rounds=1,
         workloads=("opensearch",),
-        systems=tuple(select_systems(["arrowflow", "plain"])),
-        checkpoint_interval=1.0,
-        timeout=600.0,
-        work_dir=str(tmp_path / "work"),
-        bootstrap=kafka_bootstrap,
         search_url=url,
-        quick=True,
     )
-    report = run_benchmark(cfg, log=lambda msg: None)
     assert [(r["system"], r["ok"], r["error"]) for r in report["runs"]] == [
         ("arrowflow", True, None),
         ("plain", True, None),
