@@ -147,6 +147,21 @@ docs: $(DEV_STAMP)
 	@$(MAKE) --no-print-directory $(EXT_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr $(DOCS_ADDR)
 
+# Head to head with Flink, Quix Streams, Bytewax and a plain client loop (benchmarks/peers/README.md):
+# starts the Kafka broker, PostgreSQL and OpenSearch it needs (stopping only the ones it started; workload
+# (4) runs only against a real OpenSearch 2.x node), creates the peers' virtual environments under
+# .peers/ and builds the Flink jobs (Maven, ~/.m2) on first use.
+# PEERS_ARGS: options of `python -m benchmarks.peers` (e.g. --quick, --systems arrowflow,plain).
+PEERS_ARGS ?=
+.PHONY: bench-peers
+bench-peers: $(DEV_STAMP)
+	@$(MAKE) --no-print-directory $(EXT_STAMP)
+	@rec=$$(mktemp "$${TMPDIR:-/tmp}/arrowflow-services.XXXXXX"); \
+	cleanup() { PYTHON=$(ABS_PY) sh tests/services/down.sh --record "$$rec"; }; \
+	trap cleanup EXIT; trap 'exit 143' TERM; trap 'exit 130' INT; \
+	PYTHON=$(ABS_PY) sh tests/services/up.sh --record "$$rec" kafka postgres opensearch; \
+	$(PY) -m benchmarks.peers $(PEERS_ARGS)
+
 # ------------------------------------------------------------------------------------------- clean
 clean:
 	rm -rf build dist site src/*.egg-info *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
