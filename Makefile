@@ -1,7 +1,7 @@
 # arrowflow developer commands. Two a new user needs, on Debian/Ubuntu with Python >= 3.10:
 #   make demo   create .venv, install arrowflow[all] (builds the Cython kernels), run `arrowflow demo`
 #   make test   install arrowflow[dev], ruff + mypy, start the servers the suite needs, run pytest, stop them
-# Others: make lint | typecheck | bench | docs | dist | ext | services-up | services-down | clean | distclean
+# Others: make lint | typecheck | bench | bench-peers | docs | dist | ext | services-up | services-down | clean | distclean
 # Variables: BOOTSTRAP_PYTHON (python3) VENV (.venv) SERVICES (from tests/services/required.txt)
 #            PYTEST_ARGS DEMO_ARGS BENCH_ARGS DOCS_ADDR (127.0.0.1:8000)
 SHELL := /bin/bash
