@@ -1,51 +1,160 @@
-"""Helpers for the Kafka tests: produce with plain confluent-kafka, read back with a plain consumer."""
+"""Helpers for the Kafka tests: produce with plain confluent-kafka, read back with a plain consumer.
+
+Every helper takes the client options of a :class:`Broker` (its bootstrap plus, for the SSL and SASL
+listeners, the security options), so the same helpers check what arrowflow wrote over any listener.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 
 @dataclass(frozen=True)
 class Broker:
-    """How to reach a broker and what it gets right (Tansu and the mock share known gaps)."""
+    """How to reach a real Kafka listener: ``bootstrap`` plus the client options it needs."""
 
     name: str
     bootstrap: str
-    #: Aborted transactional records are hidden from read_committed consumers.
-    hides_aborted: bool
-    #: ``offsets_for_times`` answers correctly.
-    offsets_for_times: bool
-    #: A second producer with the same transactional.id fences the first (its commit fails).
-    fences: bool = True
-    #: Offsets sent with send_offsets_to_transaction are committed with the transaction.
-    txn_offsets: bool = True
-    #: Producer options the tests need on this broker. Tansu 0.6 answers ListOffsets(latest) with
-    #: "base offset of the last record batch + 1", so a multi-record batch makes the high watermark
-    #: wrong: its tests produce one record per batch.
-    producer_config: tuple[tuple[str, Any], ...] = ()
+    #: Security options (``security.protocol``, ``ssl.*``, ``sasl.*``) every client of it needs.
+    security: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def pconf(self) -> dict[str, Any]:
-        return dict(self.producer_config)
+    def client(self) -> dict[str, Any]:
+        """librdkafka options of a plain client of this listener."""
+        return {"bootstrap.servers": self.bootstrap, "log_level": 3, **self.security}
 
     def topic(self, prefix: str = "t") -> str:
         return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
+    def create_topic(
+        self, name: str, partitions: int = 4, replication: int = 1, config: dict[str, str] | None = None
+    ) -> str:
+        """Create ``name`` (AdminClient.create_topics) and wait until its metadata shows it."""
+        admin = AdminClient(self.client)
+        fut = admin.create_topics([NewTopic(name, partitions, replication, config=config or {})])[name]
+        fut.result(60)
+        assert wait_partitions(self, name) == partitions
+        return name
 
-CONSUMER = {"session.timeout.ms": 6000, "log_level": 3, "enable.partition.eof": False}
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "services"
+
+#: The SCRAM user kafka.sh creates (tests/services/_kafka.sh).
+SCRAM_USER = "arrowflow"
+SCRAM_PASSWORD = "arrowflow-secret"
+
+
+def services_dir() -> Path:
+    """Where the service scripts keep their state (the scripts' own default)."""
+    default = Path(os.environ.get("TMPDIR", "/tmp")) / "arrow-services"
+    return Path(os.environ.get("SERVICES_DIR", str(default)))
+
+
+def run_script(script: str, command: str, *args: str, timeout: float = 300) -> str:
+    """Run ``tests/services/<script>.sh command args`` (same env, so the same ports); its output."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    out = subprocess.run(
+        ["sh", str(SCRIPTS / f"{script}.sh"), command, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, f"{script}.sh {command} failed:\n{out.stdout}{out.stderr}"
+    return out.stdout
+
+
+@dataclass
+class KafkaService:
+    """The broker of kafka.sh, for tests that restart it."""
+
+    broker: Broker
+
+    def restart(self) -> None:
+        """A broker restart on the same data (SIGTERM, a clean shutdown, then start): kafka.sh restart."""
+        pid_file = services_dir() / "kafka" / "pid"
+        if not pid_file.is_file():
+            pytest.fail(
+                f"the broker on {self.broker.bootstrap} was not started by tests/services/kafka.sh (no "
+                f"{pid_file}): this test restarts it, so it needs the script's broker",
+                pytrace=False,
+            )
+        run_script("kafka", "restart")
+
+
+@dataclass
+class Cluster:
+    """The three-broker cluster of kafka-cluster.sh: node ids 1..3, node ``i`` on port ``base + i - 1``."""
+
+    broker: Broker
+    base_port: int
+
+    def node_pid(self, node: int) -> int:
+        return int((services_dir() / "kafka-cluster" / f"node-{node}" / "pid").read_text())
+
+    def leader(self, topic: str, partition: int = 0) -> int:
+        """The node id leading ``topic``/``partition`` now (waits until there is one)."""
+        admin = AdminClient(self.broker.client)
+        deadline = time.monotonic() + 60
+        while True:
+            tmd = admin.list_topics(topic, timeout=10).topics.get(topic)
+            if tmd is not None and tmd.error is None and partition in tmd.partitions:
+                leader = tmd.partitions[partition].leader
+                if leader >= 0:
+                    return int(leader)
+            assert time.monotonic() < deadline, f"{topic}:{partition} has no leader"
+            time.sleep(0.2)
+
+    def isr(self, topic: str, partition: int = 0) -> list[int]:
+        admin = AdminClient(self.broker.client)
+        tmd = admin.list_topics(topic, timeout=10).topics[topic]
+        return sorted(tmd.partitions[partition].isrs)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL node ``node`` (a broker crash: no clean shutdown)."""
+        pid = self.node_pid(node)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and not _zombie(pid):
+            assert time.monotonic() < deadline, f"node {node} (pid {pid}) did not die"
+            time.sleep(0.05)
+
+    def start_missing(self) -> None:
+        """Start every node that is not running, on its data (kafka-cluster.sh start)."""
+        run_script("kafka-cluster", "start")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+#: Consumer options of the helpers: a plain assigned reader, no partition-EOF events.
+CONSUMER = {"enable.partition.eof": False, "enable.auto.commit": False}
 
 
 def produce(
-    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]], **conf: Any
+    broker: Broker, topic: str, messages: list[tuple[bytes | None, bytes | None]], **conf: Any
 ) -> None:
     """Produce ``(key, value)`` pairs (default partitioner unless ``partition`` in conf) and flush."""
     partition = conf.pop("partition", None)
-    p = Producer({"bootstrap.servers": bootstrap, "log_level": 3, "linger.ms": 1, **conf})
+    p = Producer({**broker.client, "linger.ms": 1, **conf})
     for key, value in messages:
         while True:
             try:
@@ -56,14 +165,15 @@ def produce(
                 break
             except BufferError:
                 p.poll(0.05)
-    assert p.flush(30) == 0
+    assert p.flush(60) == 0
 
 
-def wait_partitions(bootstrap: str, topic: str, timeout: float = 20.0) -> int:
-    p = Producer({"bootstrap.servers": bootstrap, "log_level": 3})
+def wait_partitions(broker: Broker, topic: str, timeout: float = 30.0) -> int:
+    """The partition count of ``topic`` once its metadata shows it (fails after ``timeout``)."""
+    admin = AdminClient(broker.client)
     deadline = time.monotonic() + timeout
     while True:
-        tmd = p.list_topics(topic, timeout=5).topics.get(topic)
+        tmd = admin.list_topics(topic, timeout=10).topics.get(topic)
         if tmd is not None and tmd.error is None and tmd.partitions:
             return len(tmd.partitions)
         assert time.monotonic() < deadline, f"topic {topic} has no partitions"
@@ -71,20 +181,22 @@ def wait_partitions(bootstrap: str, topic: str, timeout: float = 20.0) -> int:
 
 
 def consume_all(
-    bootstrap: str, topic: str, partitions: int = 4, *, isolation: str = "read_committed"
+    broker: Broker, topic: str, partitions: int | None = None, *, isolation: str = "read_committed"
 ) -> list[Any]:
-    """Every message in ``topic`` (up to the high watermarks at call time), as message objects."""
+    """Every message in ``topic`` up to the end offsets at call time (the last stable offsets under
+    ``read_committed``, the high watermarks under ``read_uncommitted``), as message objects."""
+    partitions = wait_partitions(broker, topic) if partitions is None else partitions
     c = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "reader", "isolation.level": isolation, **CONSUMER}
+        {**broker.client, "group.id": f"reader-{uuid.uuid4().hex}", "isolation.level": isolation, **CONSUMER}
     )
     try:
         ends = {}
         for p in range(partitions):
-            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=20)
             ends[p] = high
         c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         out: list[Any] = []
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         pos = dict.fromkeys(range(partitions), 0)
         while any(pos[p] < ends[p] for p in ends):
             assert time.monotonic() < deadline, f"read {len(out)} messages, positions {pos}, ends {ends}"
@@ -97,3 +209,9 @@ def consume_all(
         return out
     finally:
         c.close()
+
+
+def json_ids(broker: Broker, topic: str, *, isolation: str = "read_committed") -> Counter[int]:
+    """How often each ``id`` of the JSON messages in ``topic`` is there (as a read_committed reader
+    sees them, unless ``isolation`` says otherwise)."""
+    return Counter(json.loads(m.value())["id"] for m in consume_all(broker, topic, isolation=isolation))

@@ -28,7 +28,7 @@ Rows the broker refuses at produce time (e.g. too large) go to the error policy 
 Without a state directory (a sink used without a checkpointed pipeline) there is no journal: a crash
 between checkpoint and commit then aborts that transaction, and ``recover`` logs it. The librdkafka
 mock cluster does not store transactional offset commits, so against it every prepared transaction
-looks uncommitted and is replayed (duplicates); Tansu and Apache Kafka store them.
+looks uncommitted and is replayed (duplicates); Apache Kafka stores them.
 """
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         try:
             self._producer.init_transactions(self.config.metadata_timeout)
         except Exception as exc:
-            raise ConnectorError(
-                f"kafka sink: init_transactions({self.transactional_id!r}) failed: {exc}", retryable=True
+            raise self._client_errors.failure(
+                self._producer, f"kafka sink: init_transactions({self.transactional_id!r}) failed", exc
             ) from exc
         self._initialized = True
 
@@ -301,7 +301,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
             for batch in journal.read(seq):
                 self._write_encoded(self._encode(batch))
                 rows += batch.num_rows
-            self._producer.poll(0)
+            self._poll(0)
             self.prepare_commit()
             self.commit([])
         finally:
