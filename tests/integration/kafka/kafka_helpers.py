@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -106,23 +107,19 @@ class Cluster:
     def node_pid(self, node: int) -> int:
         return int((services_dir() / "kafka-cluster" / f"node-{node}" / "pid").read_text())
 
-    def leader(self, topic: str, partition: int = 0) -> int:
-        """The node id leading ``topic``/``partition`` now (waits until there is one)."""
+    def leader(self, topic: str, partition: int = 0, *, avoid: int | None = None) -> int:
+        """The node id leading ``topic``/``partition`` now; waits until there is one (other than
+        ``avoid``: a node just killed stays leader until the controller fences it)."""
         admin = AdminClient(self.broker.client)
         deadline = time.monotonic() + 60
         while True:
             tmd = admin.list_topics(topic, timeout=10).topics.get(topic)
             if tmd is not None and tmd.error is None and partition in tmd.partitions:
                 leader = tmd.partitions[partition].leader
-                if leader >= 0:
+                if leader >= 0 and leader != avoid:
                     return int(leader)
-            assert time.monotonic() < deadline, f"{topic}:{partition} has no leader"
+            assert time.monotonic() < deadline, f"{topic}:{partition} has no leader (other than {avoid})"
             time.sleep(0.2)
-
-    def isr(self, topic: str, partition: int = 0) -> list[int]:
-        admin = AdminClient(self.broker.client)
-        tmd = admin.list_topics(topic, timeout=10).topics[topic]
-        return sorted(tmd.partitions[partition].isrs)
 
     def kill(self, node: int) -> None:
         """SIGKILL node ``node`` (a broker crash: no clean shutdown)."""
@@ -143,6 +140,37 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return True
+
+
+def run_in_thread(pipeline: Any, results: list[Any], **kwargs: Any) -> threading.Thread:
+    """``pipeline.run(progress=False, **kwargs)`` in a daemon thread; its result, or the exception it
+    raised, is appended to ``results``."""
+
+    def target() -> None:
+        try:
+            results.append(pipeline.run(progress=False, **kwargs))
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            results.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_read(pipeline: Any, thread: threading.Thread, out: Any, rows: int, idle: float = 60.0) -> None:
+    """Wait until ``out`` (the MemorySink of an unbounded reading ``pipeline`` run by ``thread``) holds
+    ``rows`` rows, or nothing more arrived for ``idle`` seconds (rows were lost: the caller's checks
+    then say which); then stop the pipeline."""
+    seen, since = -1, time.monotonic()
+    while out.num_rows < rows and thread.is_alive():
+        if out.num_rows != seen:
+            seen, since = out.num_rows, time.monotonic()
+        elif time.monotonic() - since > idle:
+            break
+        time.sleep(0.2)
+    pipeline.stop()
+    thread.join(60)
+    assert not thread.is_alive(), "the reading pipeline did not stop"
 
 
 #: Consumer options of the helpers: a plain assigned reader, no partition-EOF events.
