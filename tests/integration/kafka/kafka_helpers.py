@@ -15,10 +15,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -65,7 +67,7 @@ def services_dir() -> Path:
     return Path(os.environ.get("SERVICES_DIR", str(default)))
 
 
-def run_script(script: str, command: str, *args: str, timeout: float = 300) -> str:
+def run_script(script: str, command: str, *args: str, timeout: float = 600) -> str:
     """Run ``tests/services/<script>.sh command args`` (same env, so the same ports); its output."""
     env = dict(os.environ, PYTHON=sys.executable)
     out = subprocess.run(
@@ -121,13 +123,31 @@ class Cluster:
             assert time.monotonic() < deadline, f"{topic}:{partition} has no leader (other than {avoid})"
             time.sleep(0.2)
 
+    def leaders(self, topic: str) -> dict[int, int]:
+        """``{partition: leader node}`` of ``topic`` now."""
+        tmd = AdminClient(self.broker.client).list_topics(topic, timeout=10).topics[topic]
+        return {p: int(m.leader) for p, m in tmd.partitions.items()}
+
+    def coordinator(self, internal_topic: str, key: str) -> int:
+        """The node coordinating ``key``: the leader of its partition of ``internal_topic``
+        (``__transaction_state`` for a transactional id, ``__consumer_offsets`` for a group), which
+        is Java's ``abs(key.hashCode()) % partitions``."""
+        h = 0
+        for unit in key.encode("utf-16-be").hex(" ", 2).split():
+            h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+        state = self.leaders(internal_topic)
+        return state[(h & 0x7FFFFFFF) % len(state)]
+
+    def alive(self, node: int) -> bool:
+        pid = self.node_pid(node)
+        return Path(f"/proc/{pid}").exists() and not _zombie(pid)
+
     def kill(self, node: int) -> None:
         """SIGKILL node ``node`` (a broker crash: no clean shutdown)."""
-        pid = self.node_pid(node)
-        os.kill(pid, signal.SIGKILL)
+        os.kill(self.node_pid(node), signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while Path(f"/proc/{pid}").exists() and not _zombie(pid):
-            assert time.monotonic() < deadline, f"node {node} (pid {pid}) did not die"
+        while self.alive(node):
+            assert time.monotonic() < deadline, f"node {node} did not die"
             time.sleep(0.05)
 
     def start_missing(self) -> None:
@@ -142,13 +162,58 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def run_in_thread(pipeline: Any, results: list[Any], **kwargs: Any) -> threading.Thread:
-    """``pipeline.run(progress=False, **kwargs)`` in a daemon thread; its result, or the exception it
-    raised, is appended to ``results``."""
+def datagen(rows: int) -> Any:
+    """DataGen of ids ``0..rows-1`` at 150 rows/s (replayable: a restart resumes from its checkpoint)."""
+    from arrowflow.connectors.datagen import DataGenSource
+    from arrowflow.connectors.datagen import Sequence as Seq
+
+    return DataGenSource(fields={"id": Seq()}, count=rows, batch_size=50, rows_per_second=150)
+
+
+def disrupt_mid_run(
+    broker: Broker, topic: str, write: Callable[[], Any], disrupt: Callable[[], None], rows: int
+) -> Any:
+    """Run ``write()`` (a writing pipeline of ``datagen(rows)`` into ``topic``, to its end; returns its
+    RunResult) and a reading pipeline (KafkaSource over ``topic``, partition discovery every second ->
+    MemorySink) at once; when a quarter of the rows were read, both still running, call ``disrupt()``.
+    Then: neither failed, the reader read every id exactly once, and a read_committed reader of the
+    topic finds every id exactly once. Returns what ``write()`` returned."""
+    from arrowflow import Pipeline
+    from arrowflow.connectors.kafka import KafkaSource
+    from arrowflow.connectors.memory import MemorySink
+    from arrowflow.formats import Json
+
+    written: list[Any] = []
+    writer = run_in_thread(write, written)
+    out = MemorySink()
+    reader_source = KafkaSource(
+        broker.bootstrap, topics=[topic], format=Json(pa.schema([("id", pa.int64())])), discovery_interval=1.0
+    )
+    read: list[Any] = []
+    reading = Pipeline(reader_source).to(out)
+    reader = run_in_thread(lambda: reading.run(progress=False, checkpoint_interval=1.0), read)
+    deadline = time.monotonic() + 120
+    while out.num_rows < rows // 4:
+        assert time.monotonic() < deadline and not read and not written, (out.num_rows, read, written)
+        time.sleep(0.1)
+    assert writer.is_alive() and reader.is_alive() and out.num_rows < rows  # mid-run on both sides
+    disrupt()
+    writer.join(240)
+    assert not writer.is_alive(), "the writing pipeline did not finish"
+    wait_read(reading, reader, out, rows)
+    assert not isinstance(written[0], BaseException), written[0]
+    assert not isinstance(read[0], BaseException), read[0]
+    assert Counter(out.table().column("id").to_pylist()) == Counter(range(rows))  # the reader: each once
+    assert json_ids(broker, topic) == Counter(range(rows))  # on the broker: nothing lost, nothing twice
+    return written[0]
+
+
+def run_in_thread(run: Callable[[], Any], results: list[Any]) -> threading.Thread:
+    """``run()`` in a daemon thread; its result, or the exception it raised, goes to ``results``."""
 
     def target() -> None:
         try:
-            results.append(pipeline.run(progress=False, **kwargs))
+            results.append(run())
         except BaseException as exc:  # reported by the test, not lost in the thread
             results.append(exc)
 

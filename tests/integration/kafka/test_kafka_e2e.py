@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 from kafka_helpers import Broker, consume_all, json_ids
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
@@ -93,6 +94,7 @@ def _kill_in_the_window(command: list[str], checkpoint_dir: Path) -> tuple[int, 
     return first, last
 
 
+@pytest.mark.timeout(900)  # many pipeline runs, each rate-limited
 def test_exactly_once_pipeline_with_sigkills(broker: Broker, tmp_path: Path) -> None:
     topic = broker.create_topic(broker.topic("eos"), 4)
     produce = _command(
@@ -133,6 +135,7 @@ def test_exactly_once_pipeline_with_sigkills(broker: Broker, tmp_path: Path) -> 
     assert Counter(table.column("id").to_pylist()) == Counter(range(ROWS))
 
 
+@pytest.mark.timeout(900)  # many pipeline runs, each rate-limited
 def test_at_least_once_produce_with_sigkills(broker: Broker, tmp_path: Path) -> None:
     """The at-least-once sink (idempotent producer) SIGKILLed three times mid-run: no id is lost
     (rows after the last checkpoint are produced again, so some may be there twice)."""
