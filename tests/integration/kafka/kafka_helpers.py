@@ -135,8 +135,29 @@ class Cluster:
         h = 0
         for unit in key.encode("utf-16-be").hex(" ", 2).split():
             h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
-        state = self.leaders(internal_topic)
+        state = self._internal_leaders(internal_topic)
         return state[(h & 0x7FFFFFFF) % len(state)]
+
+    def _internal_leaders(self, internal_topic: str) -> dict[int, int]:
+        """Leaders of an internal topic, which the broker creates on first use: use it once first
+        (a transactional producer's init, a group's offset fetch) on a fresh cluster."""
+        if internal_topic not in AdminClient(self.broker.client).list_topics(timeout=10).topics:
+            if internal_topic == "__transaction_state":
+                Producer({**self.broker.client, "transactional.id": "arrowflow-probe"}).init_transactions(60)
+            else:
+                probe = Consumer({**self.broker.client, "group.id": "arrowflow-probe"})
+                probe.committed([TopicPartition("arrowflow-probe", 0)], timeout=60)
+                probe.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                leaders = self.leaders(internal_topic)
+                if leaders and min(leaders.values()) >= 0:
+                    return leaders
+            except KeyError:
+                pass
+            assert time.monotonic() < deadline, f"{internal_topic} has no leaders"
+            time.sleep(0.2)
 
     def alive(self, node: int) -> bool:
         pid = self.node_pid(node)
