@@ -151,7 +151,9 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         self._in_transaction = True
         self._transactions += 1
         self._seq = seq
-        self._marker_topic = self.config.topic
+        # Set by the first row produced: a transaction that produced nothing carries no marker
+        # (and has nothing to replay), so it never names a topic that may not exist.
+        self._marker_topic = None
 
     def _before_write(self) -> None:
         self._init()
@@ -161,8 +163,11 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
             self._begin(max(self._seq + 1, time.time_ns() // 1_000_000))
 
     def _journal(self, batch: pa.RecordBatch) -> None:
-        if self._marker_topic is None and self.config.topic_column is not None:
-            self._marker_topic = str(batch.column(self.config.topic_column)[0].as_py())
+        if self._marker_topic is None:
+            c = self.config
+            self._marker_topic = (
+                c.topic if c.topic is not None else str(batch.column(c.topic_column)[0].as_py())
+            )
         if self._journal_store is not None and not self._replaying:
             self._journal_store.append(self._seq, batch)
 
