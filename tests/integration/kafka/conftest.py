@@ -79,4 +79,4 @@ def kafka_service(broker: Broker) -> KafkaService:
 def cluster(service: Callable[[str], tuple[str, int]]) -> Cluster:
     host, port = service("kafka-cluster")
     bootstrap = ",".join(f"{host}:{port + i}" for i in range(3))
-    return Cluster(Broker("kafka-cluster", bootstrap), port)
+    return Cluster(Broker("kafka-cluster", bootstrap))

@@ -101,10 +101,9 @@ class KafkaService:
 
 @dataclass
 class Cluster:
-    """The three-broker cluster of kafka-cluster.sh: node ids 1..3, node ``i`` on port ``base + i - 1``."""
+    """The three-broker cluster of kafka-cluster.sh (node ids 1..3) and the pid files of its nodes."""
 
     broker: Broker
-    base_port: int
 
     def node_pid(self, node: int) -> int:
         return int((services_dir() / "kafka-cluster" / f"node-{node}" / "pid").read_text())
