@@ -51,7 +51,8 @@ kafka_jvm_opts() {
 
 # kafka_common_props: the broker settings both scripts share (appended to a server.properties). Small
 # internal topics and no initial rebalance delay, so the first group and the first transaction of a
-# test do not wait for 50 partitions to be created or for 3 s of join window.
+# test do not wait for 50 partitions to be created or for 3 s of join window. No time retention: tests
+# write records with fixed timestamps years in the past (which a retention would delete at once).
 kafka_common_props() {
   cat <<PROPS
 process.roles=broker,controller
@@ -66,7 +67,7 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 background.threads=4
-log.retention.hours=24
+log.retention.ms=-1
 log.segment.bytes=67108864
 log.cleaner.dedupe.buffer.size=8388608
 PROPS
