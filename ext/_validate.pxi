@@ -61,13 +61,13 @@ cdef object _validated(object arr, str what):
     layout = _structural_type(checked.type)
     try:
         checked.validate(full=True)
-    except pa.ArrowInvalid as exc:
+    except (pa.ArrowInvalid, pa.ArrowIndexError) as exc:  # IndexError: a string view out of range
         if layout == checked.type:
             raise ValueError(f"{what}: invalid Arrow data ({exc})") from None
         # Maybe only a value rule: check the layout alone. (Never view first: a view of a type
         # tree with null-typed children can come out broken in pyarrow 26.)
         try:
             checked.view(layout).validate(full=True)
-        except pa.ArrowInvalid:
+        except (pa.ArrowInvalid, pa.ArrowIndexError):
             raise ValueError(f"{what}: invalid Arrow data ({exc})") from None
     return arr

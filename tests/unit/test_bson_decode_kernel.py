@@ -481,3 +481,15 @@ def test_check_documents_has_no_depth_limit() -> None:
     assert kernel.check_documents(nest(_element(0x10, b"i", struct.pack("<i", 1)), 1000)) == 1
     with pytest.raises(ValueError, match="unknown BSON element type 0x42"):
         kernel.check_documents(nest(_element(0x42, b"i", b""), 1000))
+
+
+def test_schemaless_pages_keep_every_field_of_every_document() -> None:
+    # Found by the bson_page fuzz target: Table.from_pylist took the first document's fields only,
+    # so fields first seen later were dropped, and a page starting with {} decoded to 0 rows.
+    from arrowflow.connectors.mongodb import decode_page
+
+    raw = _raw([{}, {"a": 1}, {"b": "x", "a": 2}])
+    batch, decoded_by, _ = decode_page(raw, None)
+    assert decoded_by == "python"
+    assert batch.to_pylist() == [{"a": None, "b": None}, {"a": 1, "b": None}, {"a": 2, "b": "x"}]
+    assert decode_page(_raw([{}, {}]), None)[0].num_rows == 2

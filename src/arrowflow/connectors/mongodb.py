@@ -406,8 +406,13 @@ def decode_documents(docs: Sequence[Mapping[str, Any]], schema: pa.Schema | None
     """
     if schema is None:
         rows = [{k: _infer(v) for k, v in d.items()} for d in docs]
-        table = pa.Table.from_pylist(rows)
-        return table.combine_chunks().to_batches()[0] if table.num_rows else pa.record_batch({})
+        # Every field of every document, in order of first appearance (Table.from_pylist would take
+        # the first document's fields only: the others' extra fields, or all rows after an empty
+        # first document, would be lost).
+        names = list(dict.fromkeys(k for row in rows for k in row))
+        if not names:  # documents without fields: still one row each
+            return pa.RecordBatch.from_struct_array(pa.array([{}] * len(rows), pa.struct([])))
+        return pa.RecordBatch.from_arrays([pa.array([r.get(k) for r in rows]) for k in names], names=names)
     columns = []
     for f in schema:
         values = [d.get(f.name) for d in docs]

@@ -459,7 +459,10 @@ def parse_body(kind: str, body: bytes, schema: pa.Schema | None) -> pa.RecordBat
     else:
         import pyarrow.ipc as ipc
 
-        table = ipc.open_stream(body).read_all()
+        try:
+            table = ipc.open_stream(body).read_all()
+        except OSError as exc:  # pyarrow reports a malformed stream as an I/O error: a bad body
+            raise ValueError(f"not an Arrow IPC stream: {exc}") from None
         # The IPC reader checks buffer sizes only: offsets, dictionary indices and UTF-8 of an
         # untrusted body are checked before anything reads them (ArrowInvalid: a 400).
         table.validate(full=True)

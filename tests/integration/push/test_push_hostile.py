@@ -427,3 +427,21 @@ def test_http_arrow_body_with_invalid_data_is_400() -> None:
         assert src.buffer.rows == 0
     finally:
         src.close()
+
+
+def test_http_body_that_is_not_an_arrow_stream_is_400() -> None:
+    # Found by the push_framing fuzz target: pyarrow reports some malformed streams as OSError,
+    # which escaped the handler (the connection dropped without an answer) instead of a 400.
+    src = HttpPushSource()
+    addr = src.start()
+    try:
+        body = struct.pack("<i", -5) + b"x" * 20  # "negative continuation token": an OSError
+        conn = http.client.HTTPConnection(*addr, timeout=30)
+        conn.request("POST", "/", body=body, headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+        r = conn.getresponse()
+        assert r.status == 400, (r.status, r.read())
+        r.read()
+        conn.close()
+        assert src.metrics().get("http_connection_errors", 0) == 0
+    finally:
+        src.close()
