@@ -14,8 +14,10 @@ printed and written to ``build/fuzz/summary.json``.
 
 Coverage: atheris instruments the Python code of the targets, the formats and connectors they call
 and the oracles; the compiled kernels are not instrumented (that needs clang's SanitizerCoverage),
-so inside a kernel the search is driven by the Python-visible outcome (accepted, slow path, which
-error) and the structure-aware inputs (``inputs.py``).
+nor are pyarrow and fastavro. Inside those the search is driven by the Python-visible outcome
+(accepted, slow path, which error), the structure-aware inputs (``inputs.py``) and a custom
+mutator that mixes libFuzzer's mutations with the smoke run's (``mutate.py``), so the corpus keeps
+the seeds' structure. Inputs are capped at 4096 bytes (``-max_len``), enough for every structure.
 """
 
 from __future__ import annotations
@@ -46,12 +48,31 @@ def _child(name: str, argv: list[str]) -> None:
         import arrowflow.connectors.push
         import arrowflow.formats  # noqa: F401
 
-    run = targets.TARGETS[name].run
+    import random
+
+    from mutate import mutate
+
+    target = targets.TARGETS[name]
+    run = target.run
+    saved = CORPUS / name
+    pool = target.seeds() + ([p.read_bytes() for p in sorted(saved.iterdir())] if saved.is_dir() else [])
 
     def one(data: bytes) -> None:
         run(data)
 
-    atheris.Setup([sys.argv[0], *argv], one)
+    def mutator(data: bytes, max_size: int, seed: int) -> bytes:
+        # Half libFuzzer's own mutations, half the structure-keeping ones of the smoke run (splices
+        # with the seeds, length fields set to edge values): most of the work happens in compiled
+        # code (the kernels, pyarrow, fastavro) that libFuzzer cannot see, so its coverage alone
+        # would shrink the corpus to a few bytes and lose the inputs' structure.
+        rng = random.Random(seed)
+        if rng.random() < 0.5:
+            out = atheris.Mutate(data, max_size)
+        else:
+            out = mutate(rng, data if data and rng.random() < 0.8 else rng.choice(pool), pool)
+        return out[:max_size]
+
+    atheris.Setup([sys.argv[0], *argv], one, custom_mutator=mutator)
     atheris.Fuzz()
 
 
@@ -88,6 +109,7 @@ def fuzz(names: list[str], seconds: int, jobs: Path) -> dict[str, dict[str, obje
             "-timeout=60",
             "-rss_limit_mb=4096",
             "-print_final_stats=1",
+            "-max_len=4096",
             f"-artifact_prefix={saved}/",
             str(corpus),
             str(seeds),

@@ -557,7 +557,8 @@ def _csv_one_record(payload: bytes, width: int) -> bool:
     if not text:
         return True  # an empty payload is a record of nulls (Csv's rule, alone or among others)
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        # not strict: like pyarrow's parser, text after a closing quote joins the field
+        records = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error:
         return False
     return len(records) == 1 and len(records[0]) == width
@@ -819,7 +820,22 @@ def bson_encode(data: bytes) -> None:
     want = _reference_or_none(lambda: reference.encode_documents_checked(batch, nulls=nulls))
     if want is not None:
         check(failed.tolist() == want[1].tolist(), f"failed rows {failed.tolist()} != {want[1].tolist()}")
-        check(docs.to_pylist() == want[0].to_pylist(), "documents differ from the reference")
+        for got_doc, want_doc in zip(docs.to_pylist(), want[0].to_pylist(), strict=True):
+            if got_doc != want_doc:
+                # Only a NaN's payload may differ (float16 widening quiets a signalling NaN).
+                a, b = pymongo_bson.decode(got_doc, options), pymongo_bson.decode(want_doc, options)
+                check(_same_values(a, b), f"documents differ from the reference: {got_doc!r} != {want_doc!r}")
+
+
+def _same_values(a: Any, b: Any) -> bool:
+    """Equal, with every NaN equal to every NaN."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_values(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 AVRO_FOR_ARROW: dict[str, Any] = {

@@ -227,6 +227,7 @@ class Avro(Format):
                 ok[i] = False
                 failed.append(i)
                 errors.append(unreadable[i])
+                ends[i + 1] = start
                 continue
             try:
                 out.write(header)
