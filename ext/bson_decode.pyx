@@ -167,21 +167,37 @@ def _bytes(raw):
     return np.frombuffer(view, dtype=np.uint8), len(view)
 
 
+cdef inline void _clear(bderr *err) noexcept:
+    err.row = err.pos = 0
+    err.column = -1
+    err.code = err.btype = 0
+
+
+cdef _malformed(bderr *err):
+    """Raise the ``ValueError`` of a malformed input, from what the loop reported."""
+    what = _MALFORMED[err.code].format(t=err.btype)
+    raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {what}")
+
+
+cdef int64_t _count(const uint8_t[::1] d, int64_t size) except -1:
+    """The number of documents in ``d[:size]``; ``ValueError`` when a document header is malformed."""
+    cdef bderr err
+    cdef int64_t n
+    _clear(&err)
+    with nogil:
+        n = bd_count(&d[0], size, &err)
+    if n < 0:
+        _malformed(&err)
+    return n
+
+
 def document_offsets(raw):
     """int64 offsets of the documents in ``raw`` (``n + 1`` entries; document ``i`` is
     ``raw[o[i]:o[i + 1]]``). Raises ``ValueError`` when a document header is malformed."""
     arr, nbytes = _bytes(raw)
     cdef const uint8_t[::1] d = arr
     cdef int64_t size = nbytes
-    cdef bderr err
-    cdef int64_t n
-    err.row = err.pos = 0
-    err.column = -1
-    err.code = err.btype = 0
-    with nogil:
-        n = bd_count(&d[0], size, &err)
-    if n < 0:
-        raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {_MALFORMED[err.code]}")
+    cdef int64_t n = _count(d, size)
     out = np.zeros(n + 1, dtype=np.int64)
     cdef int64_t[::1] o = out
     cdef int rc
@@ -196,16 +212,13 @@ cdef _check_structure(const uint8_t[::1] d, int64_t size, int64_t n):
     """Raise ``ValueError`` unless every document of ``d`` is structurally valid at every depth."""
     cdef bderr err
     cdef int rc
-    err.row = err.pos = 0
-    err.column = -1
-    err.code = err.btype = 0
+    _clear(&err)
     with nogil:
         rc = bd_validate(&d[0], size, n, &err)
     if rc == BD_NOMEM:
         raise MemoryError()
     if rc == BD_MALFORMED:
-        what = _MALFORMED[err.code].format(t=err.btype)
-        raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {what}")
+        _malformed(&err)
 
 
 def check_documents(raw):
@@ -219,15 +232,7 @@ def check_documents(raw):
     arr, nbytes = _bytes(raw)
     cdef const uint8_t[::1] d = arr
     cdef int64_t size = nbytes
-    cdef bderr err
-    cdef int64_t n
-    err.row = err.pos = 0
-    err.column = -1
-    err.code = err.btype = 0
-    with nogil:
-        n = bd_count(&d[0], size, &err)
-    if n < 0:
-        raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {_MALFORMED[err.code]}")
+    cdef int64_t n = _count(d, size)
     _check_structure(d, size, n)
     return n
 
@@ -253,15 +258,9 @@ def decode_documents(raw, schema):
     arr, nbytes = _bytes(raw)
     cdef const uint8_t[::1] d = arr
     cdef int64_t size = nbytes
+    cdef int64_t n = _count(d, size)
     cdef bderr err
-    err.row = err.pos = 0
-    err.column = -1
-    err.code = err.btype = 0
-    cdef int64_t n
-    with nogil:
-        n = bd_count(&d[0], size, &err)
-    if n < 0:
-        raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {_MALFORMED[err.code]}")
+    _clear(&err)
     if declined is not None:
         # The caller's general path gets these bytes: only once they are known to be well formed.
         _check_structure(d, size, n)
@@ -304,8 +303,7 @@ def decode_documents(raw, schema):
         if rc == BD_NOMEM:
             raise MemoryError()
         if rc == BD_MALFORMED:
-            what = _MALFORMED[err.code].format(t=err.btype)
-            raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {what}")
+            _malformed(&err)
         if rc == BD_SLOW:
             # The rest of the input was not walked (nor nesting past 100 levels): check it all
             # before the caller's general path (pymongo's decoder) gets it.

@@ -29,6 +29,18 @@ FAULTS = ("latency", "bandwidth", "reset", "blackhole", "stall")
 CAP = 180.0
 
 
+def check_recovered(fault: str, metrics: dict[str, int], proxy: FaultProxy) -> None:
+    """What every fault test asserts of the client's ``metrics()`` after ``fault``: it met the fault
+    (a request failed, its connection was dropped and it was sent again; for a silent network, by
+    its own timeout), so the "nothing lost, nothing doubled" checks are not for lack of a replay."""
+    if fault in ("reset", "blackhole", "stall"):
+        assert metrics["retries"] >= 1 and metrics["reconnects"] >= 1, metrics
+    if fault in ("blackhole", "stall"):
+        assert metrics["timeouts"] >= 1, metrics
+    if fault == "reset":
+        assert proxy.stats()["resets"] >= 1
+
+
 def wait_for(condition: Callable[[], bool], what: str, cap: float = CAP) -> None:
     end = time.monotonic() + cap
     while not condition():
