@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,9 @@ from proxy import FaultProxy
 from scenario import CAP, FAULTS, check_recovered, run_through
 from test_nats import _js
 
+SERVICE = "nats"  # the proxy fixture (conftest.py) fronts this server
 TIMEOUT = 2.0
 ROWS = 3000
-
-
-@pytest.fixture
-def proxy(service: Any) -> Iterator[FaultProxy]:
-    with FaultProxy(service("nats")) as p:
-        yield p
 
 
 def _ids(url: str, stream: str) -> list[int]:

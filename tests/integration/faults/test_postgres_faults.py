@@ -21,14 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "faults"))
 from proxy import FaultProxy
 from scenario import FAULTS, check_recovered, run_through
 
+SERVICE = "postgres"  # the proxy fixture (conftest.py) fronts this server
 TIMEOUT = 3.0
 ROWS = 3000
-
-
-@pytest.fixture
-def proxy(service: Any) -> Iterator[FaultProxy]:
-    with FaultProxy(service("postgres")) as p:
-        yield p
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "faults"))
 from proxy import FaultProxy
 from scenario import CAP, FAULTS, check_recovered, run_through, wait_for
 
+SERVICE = "redis"  # the proxy fixture (conftest.py) fronts this server
 TIMEOUT = 1.5  # socket_timeout of the clients under test
 ROWS = 3000
-
-
-@pytest.fixture
-def proxy(service: Any) -> Iterator[FaultProxy]:
-    with FaultProxy(service("redis")) as p:
-        yield p
 
 
 def _batching() -> BatchingConfig:
