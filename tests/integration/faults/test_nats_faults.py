@@ -7,20 +7,16 @@ nats-py's ping timeout, and the metrics count retries, timeouts and reconnects."
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from proxy import FaultProxy
+from scenario import CAP, FAULTS, check_recovered, run_through
+from test_nats import _js
 
 from arrowflow.connectors.nats_jetstream import NatsJetStreamSink
 from arrowflow.testing import make_table
 from arrowflow.writer import BatchingConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "faults"))
-from proxy import FaultProxy
-from scenario import CAP, FAULTS, check_recovered, run_through
-from test_nats import _js
 
 SERVICE = "nats"  # the proxy fixture (conftest.py) fronts this server
 TIMEOUT = 2.0

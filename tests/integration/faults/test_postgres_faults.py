@@ -5,21 +5,17 @@ flush, and the metrics count the retries, reconnects and timeouts."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from proxy import FaultProxy
+from scenario import FAULTS, check_recovered, run_through
 
 from arrowflow.connectors.sql import SqlSink
 from arrowflow.errors import ConfigurationError
 from arrowflow.testing import make_table
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "faults"))
-from proxy import FaultProxy
-from scenario import FAULTS, check_recovered, run_through
 
 SERVICE = "postgres"  # the proxy fixture (conftest.py) fronts this server
 TIMEOUT = 3.0

@@ -5,22 +5,18 @@ reconnects it took."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from proxy import FaultProxy
+from scenario import CAP, FAULTS, check_recovered, run_through, wait_for
 
 from arrowflow.connectors.redis_ import RedisSink, RedisStreamSource
 from arrowflow.errors import ConfigurationError
 from arrowflow.testing import make_table
 from arrowflow.writer import BatchingConfig
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "faults"))
-from proxy import FaultProxy
-from scenario import CAP, FAULTS, check_recovered, run_through, wait_for
 
 SERVICE = "redis"  # the proxy fixture (conftest.py) fronts this server
 TIMEOUT = 1.5  # socket_timeout of the clients under test
