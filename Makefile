@@ -2,8 +2,9 @@
 #   make demo   create .venv, install arrowflow[all] (builds the Cython kernels), run `arrowflow demo`
 #   make test   install arrowflow[dev], ruff + mypy, start the servers the suite needs, run pytest, stop them
 # Others: make lint | typecheck | bench | bench-peers | docs | dist | ext | services-up | services-down | clean | distclean
+#         make fuzz (atheris, FUZZ_SECONDS per target) | make asan (kernels + fuzz corpus under ASan)
 # Variables: BOOTSTRAP_PYTHON (python3) VENV (.venv) SERVICES (from tests/services/required.txt)
-#            PYTEST_ARGS DEMO_ARGS BENCH_ARGS DOCS_ADDR (127.0.0.1:8000)
+#            PYTEST_ARGS DEMO_ARGS BENCH_ARGS DOCS_ADDR (127.0.0.1:8000) FUZZ_SECONDS FUZZ_TARGETS
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -35,9 +36,10 @@ BENCH_ARGS ?=
 DOCS_ADDR ?= 127.0.0.1:8000
 
 .PHONY: help demo test lint typecheck bench docs ext venv services-up services-down clean distclean
+.PHONY: fuzz asan
 
 help:
-	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------------------------------------------- venv
 # python3 -m venv fails on Debian/Ubuntu without python3-venv (no ensurepip): install it when root.
@@ -134,6 +136,21 @@ dist: $(DEV_STAMP)
 	  echo "$$digest" > dist/.sources; \
 	fi; \
 	ls -l dist/
+
+# -------------------------------------------------------------------------------------------- fuzz
+# Coverage-guided fuzzing (atheris, from PyPI) of every target in tests/fuzz/targets.py for
+# FUZZ_SECONDS each; crashes land in tests/fuzz/corpus/<target>/, which the smoke run replays.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: $(DEV_STAMP)
+	@$(MAKE) --no-print-directory $(EXT_STAMP)
+	$(PY) -m pip install -q 'atheris>=2.3'
+	$(PY) tests/fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The kernels rebuilt with AddressSanitizer into build/asan (the normal build is untouched), then the
+# kernel tests and the fuzz corpus and smoke run under the ASan runtime (see tests/fuzz/asan.sh).
+asan: $(DEV_STAMP)
+	PYTHON=$(ABS_PY) sh tests/fuzz/asan.sh
 
 # ------------------------------------------------------------------------------------------- bench
 bench: $(DEV_STAMP)

@@ -34,6 +34,11 @@ Sink contract (batching, retries, error policy: :class:`~arrowflow.writer.AsyncB
   asynchronously (``publish_async``) and waits for every ``PubAck`` (``publish_timeout``). Messages
   without an ack (timeout, no responders, a lost connection) are retried; an API error (no stream
   for the subject, message too large) sends the row to the error policy.
+* A request whose messages all miss their ``PubAck`` within ``publish_timeout`` (a lost, reset
+  or silent connection: nats-py alone notices a silent one only after ``ping_interval`` x
+  ``max_outstanding_pings``, minutes by default) also makes the client reconnect at once, so the
+  retry goes out on a fresh connection. ``metrics()`` adds ``timeouts`` (requests with a missing
+  ``PubAck``), ``disconnects`` and ``reconnects`` (the client's) to the writer's ``retries``.
 * Every message carries a ``Nats-Msg-Id`` header: the ``msg_id_column`` value, or
   ``"<run id>-<row number>"``. The server drops a message whose id it saw within the stream's
   ``duplicate_window``, so retries never duplicate. With ``msg_id_column`` the ids come from the
@@ -98,7 +103,10 @@ class _LoopThread:
             self.loop.close()
 
 
-async def _connect(url: str | Sequence[str], options: Mapping[str, Any], what: str) -> Any:
+async def _connect(
+    url: str | Sequence[str], options: Mapping[str, Any], what: str, events: dict[str, int] | None = None
+) -> Any:
+    """A connected nats-py client; ``events`` (when given) counts ``disconnects`` and ``reconnects``."""
     import nats
 
     async def on_error(exc: Exception) -> None:
@@ -106,6 +114,13 @@ async def _connect(url: str | Sequence[str], options: Mapping[str, Any], what: s
 
     async def on_disconnect() -> None:
         log.info("nats %s: disconnected (closed, or reconnecting)", what)
+        if events is not None:
+            events["disconnects"] += 1
+
+    async def on_reconnect() -> None:
+        log.info("nats %s: reconnected", what)
+        if events is not None:
+            events["reconnects"] += 1
 
     opts: dict[str, Any] = {
         "max_reconnect_attempts": -1,
@@ -113,6 +128,7 @@ async def _connect(url: str | Sequence[str], options: Mapping[str, Any], what: s
         "connect_timeout": 5,
         "error_cb": on_error,
         "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
     }
     opts.update(reveal_secrets(options))
     servers = [url] if isinstance(url, str) else list(url)
@@ -472,9 +488,11 @@ class NatsJetStreamSink(AsyncBatchWriter):
         super().__init__(config, error_policy=error_policy, name="nats sink")
         self._run_id = uuid.uuid4().hex[:16]
         self._next_row = 0
+        # Updated on the event loop's thread only (callbacks and _publish); read by metrics().
+        self._events = {"timeouts": 0, "disconnects": 0, "reconnects": 0}
         self._loop = _LoopThread("arrowflow-nats-sink")
         try:
-            self._nc: Any = self._loop.run(_connect(url, self.connect_options, "sink"), 30)
+            self._nc: Any = self._loop.run(_connect(url, self.connect_options, "sink", self._events), 30)
         except BaseException as exc:
             self._loop.stop()
             raise ConnectorError(f"nats: connecting to {url!r} failed: {exc}", retryable=True) from exc
@@ -582,6 +600,16 @@ class NatsJetStreamSink(AsyncBatchWriter):
             _, pending = await asyncio.wait(live, timeout=self.publish_timeout)
             for f in pending:
                 f.cancel()
+            if pending:
+                self._events["timeouts"] += 1
+                if len(pending) == len(live):
+                    # Not one PubAck: treat the connection as dead (it may be silent rather than
+                    # closed) and reconnect now; the retry's ids deduplicate what did arrive.
+                    log.warning("nats sink: no PubAck within %s s; reconnecting", self.publish_timeout)
+                    try:
+                        await self._nc.force_reconnect()
+                    except Exception as exc:  # already closed or reconnecting
+                        log.debug("nats sink: force_reconnect: %s", exc)
         for i, fut in enumerate(futures):
             if fut is None:
                 continue
@@ -597,6 +625,13 @@ class NatsJetStreamSink(AsyncBatchWriter):
             )
             outcome[i] = (f"{type(err).__name__}: {err}", not fatal)
         return outcome
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`AsyncBatchWriter.metrics` plus ``timeouts``, ``disconnects`` and ``reconnects``
+        (see the module docstring)."""
+        out = super().metrics()
+        out.update(self._events)
+        return out
 
     def _close(self) -> None:
         try:
