@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..servers import SEARCH_URL
+from ..servers import OPENSEARCH_URL
 from .harness import Config, opensearch_node, run_benchmark
 from .report import format_table, write_json, write_png
 from .systems import DEFAULT_WORKLOADS, SYSTEMS, WORKLOADS, select_systems
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    node = opensearch_node(SEARCH_URL)
+    node = opensearch_node(OPENSEARCH_URL)
     default = ",".join(DEFAULT_WORKLOADS + (("opensearch",) if node else ()))
     workloads = tuple(w.strip() for w in (args.workloads or default).split(",") if w.strip())
     unknown = [w for w in workloads if w not in WORKLOADS]
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
     if "opensearch" in workloads and node is None:
         parser.error(
-            f"workload opensearch needs a real OpenSearch 2.x node at {SEARCH_URL} (OPENSEARCH_PORT)"
+            f"workload opensearch needs a real OpenSearch 2.x node at {OPENSEARCH_URL} (OPENSEARCH_PORT)"
         )
     messages = args.messages if args.messages is not None else (QUICK_MESSAGES if args.quick else 1_000_000)
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..data import make_table
-from ..servers import POSTGRES_DSN, SEARCH_URL, port
+from ..servers import OPENSEARCH_URL, POSTGRES_DSN, port
 from . import envs, verify
 from .jobs._common import PRICE_LIMIT
 from .jobs._vector import SCHEMA, gen_batch
@@ -69,7 +69,7 @@ class Config:
     flink_heap: str = "512m"
     bootstrap: str = field(default_factory=lambda: f"127.0.0.1:{port('KAFKA_PORT', 9092)}")
     pg_dsn: str = POSTGRES_DSN
-    search_url: str = SEARCH_URL
+    search_url: str = OPENSEARCH_URL
     quick: bool = False
 
 
