@@ -20,8 +20,9 @@ with the source's own options (the workload's ratio is quoted against it).
   deduplication) and one ``publish_async_completed()`` (the idiomatic baseline, every row), and vs
   ``await js.publish(subject, json.dumps(row))`` per row (naive, a subset). Every method's subject
   is read back (a pull consumer) and compared with the rows written.
-* ``nats-source``: ``NatsJetStreamSource`` (fetch 10k + ``Json.decode``, acks up to the batch's last
-  message after each batch, as checkpoints would) vs ``fetch(batch=10_000)`` on a durable pull
+* ``nats-source``: ``NatsJetStreamSource`` (pull requests of 10k on its own socket, frames turned into
+  Arrow columns by the ``nats_frames`` kernel, + ``Json.decode``; acks up to the batch's last message
+  after each batch, as checkpoints would) vs ``fetch(batch=10_000)`` on a durable pull
   consumer with the source's consumer options (``AckPolicy.ALL``, ``ack_wait``, ``max_ack_pending``)
   + ``json.loads`` per message + ``from_pylist`` + one ``ack`` of the last message per fetch (the
   idiomatic baseline, every message), and vs ``fetch(1)`` + ``json.loads`` + ``ack`` per message

@@ -42,6 +42,7 @@ KERNELS: tuple[str, ...] = (
     "json_decode",
     "kafka_produce",
     "murmur2",
+    "nats_frames",
     "remote_write",
 )
 
