@@ -41,6 +41,7 @@ KERNELS: tuple[str, ...] = (
     "json",
     "json_decode",
     "kafka_produce",
+    "mqtt_frames",
     "murmur2",
     "nats_frames",
     "remote_write",
