@@ -125,6 +125,31 @@ def test_fastest_idiomatic_method_is_the_baseline_and_a_failed_check_is_not_time
     assert (summary.baseline, summary.ratio) == ("fast", results["fast"].ratio)
 
 
+def test_cpu_time_is_recorded_per_sample_apart_from_wall_time() -> None:
+    import statistics
+    import time
+
+    def busy() -> int:
+        sum(range(20_000))
+        return 4
+
+    def waits() -> int:
+        time.sleep(0.02)  # waiting (on a server, for a core) costs wall time, not CPU time
+        return 4
+
+    workload, _ = _workload({"af": Method(run=busy), "sleeper": Method(run=waits)}, idiomatic=("sleeper",))
+    config = RunConfig(rows=4, rounds=3, min_sample_s=0)
+    results = {r.method: r for r in run_workload(workload, config, print)}
+    for r in results.values():
+        assert len(r.cpu_times_s) == len(r.times_s) == 3
+        assert r.cpu_us_per_row == statistics.median(r.cpu_times_s) / 4 * 1e6
+    sleeper, af = results["sleeper"], results["af"]
+    assert all(cpu < wall for cpu, wall in zip(sleeper.cpu_times_s, sleeper.times_s, strict=True))
+    assert sleeper.cpu_us_per_row is not None and af.cpu_us_per_row
+    assert sleeper.cpu_ratio == sleeper.cpu_us_per_row / af.cpu_us_per_row
+    assert summarise(workload, list(results.values())).cpu_ratio == sleeper.cpu_ratio
+
+
 def test_a_workload_naming_a_method_its_setup_lacks_is_refused() -> None:
     workload, _ = _workload({"af": Method(run=lambda: 1)}, idiomatic=("missing",))
     with pytest.raises(ValueError, match="missing"):
