@@ -360,7 +360,7 @@ def setup_pubsub_source(config: RunConfig) -> Prepared:
 register(
     Workload(
         name="pulsar-produce",
-        description="8-column table -> JSON Pulsar messages (Apache Pulsar standalone on loopback)",
+        description="8-column table -> JSON Pulsar messages (Apache Pulsar 4.0 standalone on loopback)",
         setup=setup_pulsar,
         reference="arrowflow PulsarSink",
         idiomatic=("to_pylist + json.dumps + send_async per row",),

@@ -348,10 +348,17 @@ def setup_decode(config: RunConfig) -> Prepared:
     return Prepared(methods=methods, bytes_per_row=float(np.mean([len(p) for p in payloads[:1000]])))
 
 
+def _produce_target() -> str:
+    import os
+
+    real = os.environ.get("ARROWFLOW_BENCH_KAFKA_BOOTSTRAP")
+    return f"the Apache Kafka broker at {real}" if real else "librdkafka's in-process mock cluster"
+
+
 register(
     Workload(
         name="kafka-produce",
-        description="8-column table + 16 B key -> JSON Kafka messages (librdkafka mock cluster)",
+        description=f"8-column table + 16 B key -> JSON Kafka messages into {_produce_target()}",
         setup=setup_produce,
         reference=_AT_LEAST_ONCE,
         idiomatic=("to_pylist + orjson + produce per row",),

@@ -20,6 +20,7 @@ def report(started: str, workload: str, rate: float, ratio: float, met: bool | N
         "started": started,
         "config": {"rows": 1_000_000, "rounds": 5},
         "environment": {"python": "3.11.7", "pyarrow": "26.0.1", "cpus": 2, "loadavg": [0.5, 0.4, 0.3]},
+        "workloads": {workload: f"{workload} into a server"},
         "results": [
             {"workload": workload, "method": "arrowflow", "role": "arrowflow", "rows_per_s": rate,
              "mb_per_s": 12.0, "ratio": 1.0, "target": ">= 1M/s", "met": met, "note": "a|b",
@@ -42,7 +43,7 @@ def test_one_report_is_named_and_its_numbers_kept() -> None:
     assert "1,000,000 rows, median of 5 interleaved rounds" in block and "load average 0.50" in block
     rows = [line for line in block.splitlines() if line.startswith("| json")]
     assert rows == [
-        "| json | arrowflow | 2M | baseline | 500k | 4.00x | af >= 2x | yes |",
+        "| json | json into a server | arrowflow | 2M | baseline | 500k | 4.00x | af >= 2x | yes |",
         "| json | arrowflow | arrowflow | 2M | 12 | 1.00x | >= 1M/s | yes | same | a\\|b |",
         "| json | baseline | BASELINE | 500k | - | 4.00x | af >= 2x | yes |  |  |",
     ]
@@ -59,8 +60,8 @@ def test_several_reports_name_the_run_of_every_row_and_later_reports_win() -> No
     assert '- [3] `/tmp/b.json`, run "run at t2" (started t2)' in block
     rows = [line for line in block.splitlines() if line.startswith(("| json", "| murmur2"))]
     assert rows == [
-        "| json | arrowflow | 3M | baseline | 2M | 1.50x | af >= 2x | **no** | [3] |",
-        "| murmur2 | arrowflow | 90M | baseline | 450k | 200.00x | af >= 2x | yes | [2] |",
+        "| json | json into a server | arrowflow | 3M | baseline | 2M | 1.50x | af >= 2x | **no** | [3] |",
+        "| murmur2 | murmur2 into a server | arrowflow | 90M | baseline | 450k | 200.00x | af >= 2x | yes | [2] |",
         "| json | arrowflow | arrowflow | 3M | 12 | 1.00x | >= 1M/s | **no** | same | a\\|b | [3] |",
         "| json | baseline | BASELINE | 2M | - | 1.50x | af >= 2x | **no** |  |  | [3] |",
         "| murmur2 | arrowflow | arrowflow | 90M | 12 | 1.00x | >= 1M/s | yes | same | a\\|b | [2] |",
@@ -172,3 +173,4 @@ def test_same_rows_tolerates_only_the_stated_shortfall_of_identical_rows() -> No
         same_rows(shifted.slice(1), table, "t", may_lose=1)
     with pytest.raises(AssertionError, match="landed twice"):
         same_rows(pa.concat_tables([table.slice(0, 98), table.slice(0, 1)]), table, "t", may_lose=2)
+
