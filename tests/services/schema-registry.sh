@@ -7,7 +7,8 @@
 # found for karapace"; it installs from a git checkout, unreachable here); Confluent's own registry is
 # not on Maven Central; Apicurio Registry 2.6.13/3.3.3 do not resolve from Central (their
 # apicurio-registry-schema-util-provider is not served). Limits of v0.2.6: no compatibility checks
-# (every new version of a subject is accepted), no Kafka-backed storage (nothing survives a restart).
+# (every new version of a subject is accepted), no Kafka-backed storage (nothing survives a restart),
+# GET /subjects and GET /schemas/types answer 501 Not Implemented.
 # Usage: schema-registry.sh start|stop|status   Env: SCHEMA_REGISTRY_PORT (8081)
 # The binary is built into $SERVICES_DIR/schema-registry (rebuilt when main.go or go.mod is newer).
 . "$(dirname "$0")/_lib.sh"
@@ -26,11 +27,16 @@ build() {
   mv "$BIN.new" "$BIN"
 }
 
-# answers: GET /subjects returns a JSON list (the registry really serves its API, not just the port).
+# answers: the registry really serves its API, not just the port: GET /schemas/ids/0 (an id never
+# handed out) gets the Confluent error body {"error_code": 40403, ...}. GET /subjects would be the
+# usual probe, but v0.2.6 answers it (and /schemas/types) 501 Not Implemented.
 answers() {
-  "$PY" -c 'import json,sys,urllib.request
-with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/subjects", timeout=2) as r:
-    sys.exit(not isinstance(json.loads(r.read()), list))' "$PORT" 2>/dev/null
+  "$PY" -c 'import json,sys,urllib.error,urllib.request
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/schemas/ids/0", timeout=5)
+except urllib.error.HTTPError as e:
+    sys.exit(json.loads(e.read()).get("error_code") != 40403)
+sys.exit(1)' "$PORT" 2>/dev/null
 }
 
 do_start() {
@@ -39,11 +45,10 @@ do_start() {
   build
   start_bg "$BIN" -port "$PORT"
   wait_port "$PORT" 60
-  i=0
+  _deadline=$(($(date +%s) + 60))
   until answers; do
-    i=$((i + 1))
-    [ $i -gt 300 ] && { tail -n 30 "$LOG" >&2; die "GET /subjects did not answer within 30 s (log: $LOG)"; }
-    sleep 0.1
+    [ "$(date +%s)" -gt "$_deadline" ] && { tail -n 30 "$LOG" >&2; die "GET /schemas/ids/0 did not answer 40403 within 60 s (log: $LOG)"; }
+    sleep 0.2
   done
   say "started in $(($(date +%s) - _t)) s (pid $(cat "$PIDF")) http://127.0.0.1:$PORT"
 }
