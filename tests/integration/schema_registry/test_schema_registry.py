@@ -12,6 +12,7 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -65,7 +66,15 @@ def orders(ids: range, qty: int | None = None) -> pa.Table:
     return pa.table(cols)
 
 
-def read_topic(bootstrap: str, topic: str, fmt: Avro, **kw: object) -> pa.Table:
+def write_topic(bootstrap: str, topic: str, fmt: Avro, table: pa.Table) -> pa.Table:
+    """Write ``table`` (cast to the format's schema) to ``topic`` through KafkaSink; return it."""
+    table = table.cast(fmt.schema)
+    with KafkaSink(bootstrap, topic=topic, format=fmt) as sink:
+        sink.write_table(table)
+    return table
+
+
+def read_topic(bootstrap: str, topic: str, fmt: Avro, **kw: Any) -> pa.Table:
     src = KafkaSource(bootstrap, topics=[topic], stopping_offsets="latest", format=fmt, **kw)
     return src.read_all(max_rows=100)
 
@@ -97,9 +106,7 @@ def test_confluent_framing_round_trip_through_kafka(
 ) -> None:
     topic = topic_name()
     writer = Avro(V1, registry=SchemaRegistryClient(registry_url), subject=subject)
-    data = orders(range(500)).cast(writer.schema)
-    with KafkaSink(kafka_bootstrap, topic=topic, format=writer) as sink:
-        sink.write_table(data)
+    data = write_topic(kafka_bootstrap, topic, writer, orders(range(500)))
     schema_id = server_get(registry_url, f"/subjects/{subject}/versions/1")["id"]  # type: ignore[index]
     header = writer.encode(data.slice(0, 1).to_batches()[0]).payloads[0].as_py()[:5]
     assert header == b"\x00" + int(schema_id).to_bytes(4, "big")
@@ -115,10 +122,8 @@ def test_reader_schema_resolves_an_older_writer_schema(
     topic = topic_name()
     old = Avro(V1, registry=SchemaRegistryClient(registry_url), subject=subject)
     new = Avro(V2, registry=SchemaRegistryClient(registry_url), subject=subject)
-    with KafkaSink(kafka_bootstrap, topic=topic, format=old) as sink:
-        sink.write_table(orders(range(0, 300)).cast(old.schema))
-    with KafkaSink(kafka_bootstrap, topic=topic, format=new) as sink:
-        sink.write_table(orders(range(300, 600), qty=100).cast(new.schema))
+    write_topic(kafka_bootstrap, topic, old, orders(range(0, 300)))
+    write_topic(kafka_bootstrap, topic, new, orders(range(300, 600), qty=100))
     # Both versions live under one subject on the server, with different ids.
     versions = [
         server_get(registry_url, f"/subjects/{subject}/versions/{v}")["id"]  # type: ignore[index]
@@ -142,9 +147,7 @@ def test_unknown_schema_id_goes_to_the_error_policy(
 ) -> None:
     topic = topic_name()
     writer = Avro(V1, registry=SchemaRegistryClient(registry_url), subject=subject)
-    data = orders(range(200)).cast(writer.schema)
-    with KafkaSink(kafka_bootstrap, topic=topic, format=writer) as sink:
-        sink.write_table(data)
+    data = write_topic(kafka_bootstrap, topic, writer, orders(range(200)))
     # Valid Avro bodies framed with an id the registry has never handed out.
     unknown = 2_000_000_001
     bodies = writer.encode(orders(range(1000, 1003)).cast(writer.schema).to_batches()[0]).payloads
