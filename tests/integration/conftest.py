@@ -69,6 +69,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "flume-http": ServiceInfo("flume", "FLUME_HTTP_PORT", 41415),
     "flume-reject-avro": ServiceInfo("flume", "FLUME_REJECT_AVRO_PORT", 41416),
     "flume-reject-http": ServiceInfo("flume", "FLUME_REJECT_HTTP_PORT", 41417),
+    "schema-registry": ServiceInfo("schema-registry", "SCHEMA_REGISTRY_PORT", 8081),
 }
 
 HOST = "127.0.0.1"
