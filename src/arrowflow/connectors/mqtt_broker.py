@@ -32,10 +32,18 @@ Sink contract (batching, retries, error policy: :class:`~arrowflow.writer.AsyncB
 
 * One ``PUBLISH`` per row to ``topic`` or the row's ``topic_column``, with ``qos`` and ``retain``;
   the payload is ``value_column`` as is or the ``value_columns`` encoded by ``format`` (default JSON).
-* A request publishes its messages and waits until each is acknowledged (QoS 1: ``PUBACK``, QoS 2:
-  ``PUBCOMP``; QoS 0: written to the socket). While disconnected, or when acknowledgements do not
-  arrive within ``publish_timeout``, the request's unacknowledged messages are retried: at-least-once
-  (duplicates possible) for QoS 1; QoS 0 is at-most-once on the wire.
+* The sink publishes on its own MQTT connection (:mod:`arrowflow.connectors._mqtt_pub`, not paho): a
+  request's PUBLISH packets are built by a compiled kernel into one buffer and written in windows of
+  at most the broker's ``Receive Maximum`` (MQTT 5; for 3.1.1 1000 at QoS 1, 20 at QoS 2)
+  unacknowledged messages; the
+  acknowledgements are read in bulk. It connects at the first request. A request waits until each
+  message is acknowledged (QoS 1: ``PUBACK``, QoS 2: ``PUBCOMP``; QoS 0: written to the socket). When
+  the connection fails, or acknowledgements do not arrive within ``publish_timeout``, the connection
+  is dropped and the request's unacknowledged messages are retried on a new one: at-least-once
+  (duplicates possible) for QoS 1 and 2; QoS 0 is at-most-once on the wire. An MQTT 5 reason code
+  >= 0x80 on a ``PUBACK``/``PUBREC`` fails that message (quota exceeded and packet id in use are
+  retried, the others go to the error policy); a broker refusing the credentials or the client id
+  fails the sink (not retried).
 * ``flush`` returns once every message written so far was acknowledged or handed to the policy.
 """
 
@@ -61,6 +69,7 @@ from ..formats import Format, Json, Raw, decode_with_policy
 from ..formats.base import as_binary
 from ..source import Position, Source, Split, SplitReader
 from ..writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
+from ._mqtt_pub import MqttPublisher, PublishError
 
 __all__ = ["MqttConnection", "MqttSink", "MqttSource"]
 
@@ -430,10 +439,8 @@ class MqttSink(AsyncBatchWriter):
             max_request_rows=2000, max_in_flight=1, max_attempts=None, max_retry_time=120.0
         )
         super().__init__(config, error_policy=error_policy, name="mqtt sink")
-        self._client = self.connection.client(manual_ack=False)
-        # paho's own window of unacknowledged outgoing messages: a whole request may be in flight.
-        self._client.max_inflight_messages_set(config.max_request_rows)
-        self.connection.connect(self._client)
+        self._publisher: MqttPublisher | None = None
+        self._publish_lock = threading.Lock()  # one request at a time on the connection
 
     def encode(self, batch: pa.RecordBatch) -> pa.Array | Encoded:
         n = batch.num_rows
@@ -488,54 +495,58 @@ class MqttSink(AsyncBatchWriter):
             sizes = sizes + super().entry_sizes(entries.field("topic"))
         return sizes
 
+    def _connection(self) -> MqttPublisher:
+        if self._publisher is None:
+            c = self.connection
+            try:
+                self._publisher = MqttPublisher(
+                    c.host,
+                    c.port,
+                    client_id=c.client_id,
+                    v5=c.protocol == "5",
+                    clean_start=c.clean_session,
+                    session_expiry=c.session_expiry,
+                    keepalive=c.keepalive,
+                    username=c.username,
+                    password=reveal(c.password) if c.password is not None else None,
+                    timeout=self.publish_timeout,
+                )
+            except PublishError as exc:
+                raise ConnectorError(f"mqtt: {exc}", retryable=exc.retryable) from exc
+        return self._publisher
+
     def submit(self, entries: pa.Array) -> SubmitResult | None:
         n = len(entries)
         if n == 0:
             return None
-        client = self._client
-        if not _wait_connected(client, self.publish_timeout):
-            raise ConnectorError("mqtt: not connected to the broker", retryable=True)
-        payloads = entries.field("payload")
-        bufs = payloads.buffers()
-        offsets = np.frombuffer(bufs[1], np.int32)[payloads.offset : payloads.offset + n + 1].tolist()
-        data = bufs[2].to_pybytes() if bufs[2] is not None else b""
-        topics = entries.field("topic").to_pylist() if self.topic_column is not None else None
-        qos, retain, const = self.qos, self.retain, self.topic
-        publish = client.publish
-        infos = []
-        for i in range(n):
-            infos.append(
-                publish(
-                    topics[i] if topics is not None else const, data[offsets[i] : offsets[i + 1]], qos, retain
+        topics = entries.field("topic") if self.topic_column is not None else None
+        with self._publish_lock:
+            pub = self._connection()
+            try:
+                failed, errors, retryable = pub.publish(
+                    entries.field("payload"),
+                    qos=self.qos,
+                    retain=self.retain,
+                    timeout=self.publish_timeout,
+                    topic=self.topic,
+                    topics=topics,
                 )
-            )
-        deadline = time.monotonic() + self.publish_timeout
-        failed: list[int] = []
-        for i, info in enumerate(infos):
-            if info.rc != 0 and not info.is_published():
-                failed.append(i)
-                continue
-            while not info.is_published():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    info.wait_for_publish(min(left, 0.5))
-                except (RuntimeError, ValueError):
-                    break
-            if not info.is_published():
-                failed.append(i)
-        if not failed:
+            except PublishError as exc:
+                pub.close()
+                self._publisher = None
+                if not exc.retryable:
+                    raise ConnectorError(f"mqtt: {exc}", retryable=False) from exc
+                acked = exc.acked if exc.acked is not None else np.zeros(n, dtype=bool)
+                lost = np.flatnonzero(~acked)
+                return SubmitResult(failed=lost.astype(np.int64), errors=f"mqtt: {exc}", retryable=True)
+        if not len(failed):
             return None
-        return SubmitResult(
-            failed=np.asarray(failed, np.int64), errors="not acknowledged by the broker", retryable=True
-        )
+        return SubmitResult(failed=failed, errors=errors, retryable=retryable)
 
     def _close(self) -> None:
         try:
             super()._close()
         finally:
-            try:
-                self._client.disconnect()
-            finally:
-                self._client.loop_stop()
+            if self._publisher is not None:
+                self._publisher.disconnect()
+                self._publisher = None

@@ -40,6 +40,9 @@ class AwsSink(AsyncBatchWriter, Generic[C]):
 
     service: ClassVar[str]
     operation: ClassVar[str]
+    #: ``(failed count key, per-record results key)`` of the operation's answer, when it has them:
+    #: answers without failures skip botocore's parsing of the results (see :class:`RawJsonCall`).
+    lean_answer: ClassVar[tuple[str, str] | None] = None
 
     def __init__(
         self,
@@ -76,7 +79,7 @@ class AwsSink(AsyncBatchWriter, Generic[C]):
     def _raw_call(self) -> RawJsonCall:
         with self._client_lock:
             if self._raw is None:
-                self._raw = RawJsonCall(self._get_client(), self.operation)
+                self._raw = RawJsonCall(self._get_client(), self.operation, lean_answer=self.lean_answer)
             return self._raw
 
     def entry_sizes(self, entries: pa.StructArray) -> np.ndarray:
