@@ -322,15 +322,19 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
 
     def reset(self) -> None:
         """Before an in-process restart: abort the open transaction. A producer that cannot (a fatal
-        error, e.g. fenced) is replaced; ``recover`` then fences the old one (``init_transactions``)."""
-        try:
-            self.abort()
-        except Exception as exc:
-            log.warning(
-                "kafka sink %s: abort failed (%s); starting a new producer", self.transactional_id, exc
-            )
+        error, e.g. fenced) or that is stuck in a call is replaced; ``recover`` then fences the old one
+        (``init_transactions``)."""
+        reason = "its producer is stuck in a call" if self._stuck is not None else None
+        if reason is None:
+            try:
+                self.abort()
+            except Exception as exc:
+                reason = f"abort failed ({exc})"
+        if reason is not None:
+            log.warning("kafka sink %s: %s; starting a new producer", self.transactional_id, reason)
             self._in_transaction = False
             self._initialized = False
+            self._stuck = None  # the new producer is not; the stuck one is fenced by recover()
             self._producer = self._new_producer()
 
     # -- recovery ------------------------------------------------------------------------------
