@@ -10,6 +10,18 @@
   advances; everything written afterwards is at or after it in event time, except late rows kept on
   purpose. :class:`~arrowflow.connectors.filesystem.FileSink` commits finished partitions on it.
 
+Restarts and parallel subtasks (see :mod:`arrowflow.pipeline.runner`):
+
+* ``reset()`` (optional): a pipeline restarting in-process after a failure (``run(restart=...)``)
+  calls it before writing again. What was written since the last checkpoint is read again and
+  rewritten, so a sink drops what it still buffers and forgets a recorded failure; a two-phase
+  sink aborts its open transaction. The default does nothing.
+* ``for_subtask(index, count)``: with ``run(parallelism=N)`` each parallel subtask ``i >= 1`` writes
+  to the sink this returns (subtask 0 to the sink itself); it may return ``self`` when the sink is
+  thread-safe. The default returns ``None``: the sink cannot run in parallel, and one instance
+  is fed by every subtask (one writer thread). Each two-phase instance prepares its own share at a
+  checkpoint; the checkpoint stores every instance's committables.
+
 Two-phase (transactional) sinks subclass :class:`TwoPhaseSink`: ``prepare_commit()`` makes the data
 written so far durable but invisible and returns JSON-serializable committables; the pipeline stores
 them in the checkpoint, then calls ``commit(committables)``, which makes them visible. ``commit`` must
@@ -59,6 +71,14 @@ class Sink(ABC):
 
     def on_watermark(self, watermark: int) -> None:  # noqa: B027 - optional hook
         """The pipeline's event time reached ``watermark`` (see the module docstring)."""
+
+    def reset(self) -> None:  # noqa: B027 - optional hook
+        """Before an in-process restart: drop what is buffered and a recorded failure (see above)."""
+
+    def for_subtask(self, index: int, count: int) -> Sink | None:
+        """The sink of parallel subtask ``index`` (``1 <= index < count``), ``self`` if thread-safe, or
+        ``None`` when the sink cannot run in parallel (the default; see the module docstring)."""
+        return None
 
     def close(self) -> None:
         """Flush and release resources. Idempotent."""
@@ -114,6 +134,10 @@ class TwoPhaseSink(Sink):
     @abstractmethod
     def abort(self) -> None:
         """Discard everything written since the last ``prepare_commit``."""
+
+    def reset(self) -> None:
+        """Before an in-process restart: abort the open transaction (see the module docstring)."""
+        self.abort()
 
     def attach_state_dir(self, directory: Path) -> None:
         """A directory that survives crashes, owned by this sink, next to the pipeline's checkpoints.

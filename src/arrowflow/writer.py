@@ -42,6 +42,8 @@ What the writer does (limits in :class:`BatchingConfig`):
   later ``write()`` and ``flush()`` (the writer keeps draining what it already accepted, so no thread
   is left running). Errors found inside ``write()`` itself (encoding, too-large records) are applied
   synchronously, so under ``"fail"`` that ``write()`` raises and keeps none of the batch.
+* ``reset()`` (a pipeline restarting in-process after a failure) drops the entries not yet sent and
+  a recorded error: the pipeline rewrites those rows from its last checkpoint.
 * ``flush()`` blocks until every entry written so far is acknowledged or handed to the error policy,
   then flushes the dead-letter sink, then raises a recorded error, if any. ``close()`` flushes and
   stops the threads; it is idempotent, and a closed writer refuses ``write()``.
@@ -437,6 +439,19 @@ class AsyncBatchWriter(Sink):
                     self._flushers -= 1
         self.error_policy.flush()
         self._raise_error()
+
+    def reset(self) -> None:
+        """Before a pipeline restarts in-process: drop the entries not yet sent and a recorded error.
+
+        The restarted pipeline reads those rows again from its last checkpoint. Requests already in
+        flight finish (they cannot be recalled); one that fails for good records its error again.
+        """
+        with self._cond:
+            self._buffer.clear()
+            self._buffered_rows = 0
+            self._buffered_bytes = 0
+            self._error = None
+            self._cond.notify_all()
 
     def _close(self) -> None:
         with self._cond:

@@ -603,6 +603,21 @@ def test_fail_policy_surfaces_from_next_write(server: ItemServer) -> None:
     assert sorted(server.accepted_ids()) == [1, 2]
 
 
+def test_reset_forgets_a_recorded_failure_for_a_restarted_pipeline(server: ItemServer) -> None:
+    server.respond = lambda items, no, seen: (200, [(0, "document rejected", False)])
+    w = HttpWriter(server.url, cfg(max_request_rows=3))
+    w.write(make_batch(range(3)))
+    wait_until(lambda: w.metrics()["rows_failed"] == 1, "the fatal entry to reach the policy")
+    with pytest.raises(ConnectorError, match="document rejected"):
+        w.write(make_batch([3]))
+    w.reset()  # what a pipeline restarting in-process does: the rows are read again from its checkpoint
+    server.respond = lambda items, no, seen: (200, [])
+    w.write(make_batch([4, 5]))
+    w.flush()
+    w.close()
+    assert sorted(server.accepted_ids()) == [1, 2, 4, 5]
+
+
 def test_invalid_submit_result_surfaces(closing: Any) -> None:
     class Broken(MemoryWriter):
         def submit(self, entries: Any) -> SubmitResult:

@@ -47,6 +47,10 @@ class MemorySink(Sink):
             self._rows += batch.num_rows
             self._bytes += batch.nbytes
 
+    def for_subtask(self, index: int, count: int) -> MemorySink:
+        """Thread-safe: every parallel subtask writes to this one instance (batches interleave)."""
+        return self
+
     @property
     def batches(self) -> list[pa.RecordBatch]:
         """A copy of the list of batches written so far, in write order."""

@@ -39,6 +39,10 @@ class NullSink(Sink):
             self.bytes += batch.nbytes
             self.batches += 1
 
+    def for_subtask(self, index: int, count: int) -> NullSink:
+        """Thread-safe: every parallel subtask writes to this one instance (its counters count all)."""
+        return self
+
     def metrics(self) -> dict[str, int]:
         with self._lock:
             return {"rows": self.rows, "bytes": self.bytes, "batches": self.batches}

@@ -351,6 +351,23 @@ class Enrich(Operator):
         self.retries = 0
         self.failures = 0
 
+    def for_subtask(self, index: int, count: int) -> Enrich:
+        """A twin with the same options and its own event loop (the default deep copy would copy the
+        lock)."""
+        return Enrich(
+            self.fn,
+            per=self.per,
+            ordered=self.ordered,
+            capacity=self.capacity,
+            timeout=self.timeout,
+            retry=self.retry,
+            on_error=("default", self._default) if self._on_error == "default" else self._on_error,  # type: ignore[arg-type]
+            output=self._outputs[0] if self._single else list(self._outputs),
+            output_type=self._types[0] if self._single else list(self._types),  # type: ignore[arg-type]
+            setup=self.setup,
+            teardown=self.teardown,
+        )
+
     def open(self) -> None:
         if self._thread is not None:
             return

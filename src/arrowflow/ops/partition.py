@@ -30,7 +30,15 @@ from ..errors import ConfigurationError
 from .base import Operator
 from .columns import to_arrow_array
 
-__all__ = ["PARTITION_KEY", "KeyBy", "Partition", "partition_of", "split_by_partition"]
+__all__ = [
+    "PARTITION_KEY",
+    "KeyBy",
+    "KeyRouter",
+    "Partition",
+    "group_rows",
+    "partition_of",
+    "split_by_partition",
+]
 
 #: Schema metadata key holding the partition number (ASCII decimal) of a partitioned batch.
 PARTITION_KEY = b"arrowflow.partition"
@@ -44,8 +52,12 @@ def partition_of(batch: pa.RecordBatch) -> int | None:
     return int(meta[PARTITION_KEY])
 
 
-def split_by_partition(batch: pa.RecordBatch, partitions: np.ndarray) -> list[pa.RecordBatch]:
-    """Split ``batch`` into one batch per distinct value of ``partitions`` (ascending), order kept."""
+def group_rows(batch: pa.RecordBatch, partitions: np.ndarray) -> list[tuple[int, pa.RecordBatch]]:
+    """``(partition, rows)`` for every distinct value of ``partitions`` (ascending), rows in input order.
+
+    One stable argsort, one ``take`` (none when every row has the same partition) and zero-copy slices;
+    the batches keep ``batch``'s schema, metadata included.
+    """
     if len(partitions) != batch.num_rows:
         raise ValueError(f"{len(partitions)} partition numbers for a batch of {batch.num_rows} rows")
     if batch.num_rows == 0:
@@ -58,13 +70,20 @@ def split_by_partition(batch: pa.RecordBatch, partitions: np.ndarray) -> list[pa
     bounds = np.concatenate(([0], starts, [len(parts)]))
     # One partition: the batch is already grouped, no take needed.
     grouped = batch if len(bounds) == 2 else batch.take(pa.array(order))
+    return [
+        (int(sorted_parts[lo]), grouped.slice(lo, hi - lo))
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+    ]
+
+
+def split_by_partition(batch: pa.RecordBatch, partitions: np.ndarray) -> list[pa.RecordBatch]:
+    """Split ``batch`` into one batch per distinct value of ``partitions`` (ascending), order kept;
+    each carries its partition number in the schema metadata (:func:`partition_of`)."""
     base_meta = dict(batch.schema.metadata or {})
-    out = []
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        meta = {**base_meta, PARTITION_KEY: str(int(sorted_parts[lo])).encode()}
-        piece = grouped.slice(lo, hi - lo)
-        out.append(piece.replace_schema_metadata(meta))
-    return out
+    return [
+        piece.replace_schema_metadata({**base_meta, PARTITION_KEY: str(p).encode()})
+        for p, piece in group_rows(batch, partitions)
+    ]
 
 
 def _binary_like(t: pa.DataType) -> bool:
@@ -95,6 +114,7 @@ class KeyBy(Operator):
             )
         self.columns = cols
         self.num_partitions = num_partitions
+        self.key_columns = tuple(cols)
         self._murmur2: Any = None
         self._json: Any = None
 
@@ -156,3 +176,42 @@ class Partition(Operator):
         if parts.size and parts.min() < 0:
             raise ValueError("partition function returned negative partition numbers")
         return split_by_partition(batch, parts)
+
+
+class KeyRouter:
+    """Which of ``count`` parallel subtasks owns each row: murmur2 of the row's key (the :class:`KeyBy`
+    encoding of ``columns``) modulo ``count``; with no columns, subtask 0 owns every row.
+
+    Used by the pipeline runner to route rows to the subtask of a keyed operator, and to split keyed
+    state when a checkpoint is restored with another parallelism.
+    """
+
+    def __init__(self, columns: Sequence[str], count: int) -> None:
+        self.count = count
+        self._keyby = KeyBy(list(columns), count) if columns and count > 1 else None
+
+    def owners(self, rows: pa.RecordBatch | pa.Table) -> np.ndarray:
+        """The owning subtask of every row (int32)."""
+        if self._keyby is None:
+            return np.zeros(rows.num_rows, dtype=np.int32)
+        if isinstance(rows, pa.Table):
+            rows = rows.combine_chunks().to_batches()[0] if rows.num_rows else None
+            if rows is None:
+                return np.zeros(0, dtype=np.int32)
+        return self._keyby.partitions(rows)
+
+    def split(self, batch: pa.RecordBatch) -> list[tuple[int, pa.RecordBatch]]:
+        """``(subtask, rows)`` for every subtask that owns rows of ``batch``."""
+        if self._keyby is None:
+            return [(0, batch)] if batch.num_rows else []
+        return group_rows(batch, self.owners(batch))
+
+    def keep(self, subtask: int) -> Callable[[pa.Table], pa.Table]:
+        """A filter keeping the rows of a table that ``subtask`` owns."""
+
+        def keep(table: pa.Table) -> pa.Table:
+            if not table.num_rows:
+                return table
+            return table.filter(pa.array(self.owners(table) == subtask))
+
+        return keep

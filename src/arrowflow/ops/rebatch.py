@@ -81,6 +81,11 @@ class Rebatch(Operator):
         self._held_bytes = int(combined.nbytes * rest.num_rows / max(combined.num_rows, 1))
         return out
 
+    def open(self) -> None:
+        # A pipeline restarting in-process reopens its operators: rows held back from before the
+        # failure belong to no checkpoint and are read again, so they must not be emitted too.
+        self._held, self._held_rows, self._held_bytes = [], 0, 0
+
     def flush(self) -> Sequence[pa.RecordBatch]:
         if not self._held:
             return []

@@ -92,6 +92,8 @@ class Window(Operator):
         self.by: tuple[str, ...] = (by,) if isinstance(by, str) else tuple(by)
         if not all(isinstance(c, str) for c in self.by):
             raise ConfigurationError("by must be a column name or a list of them", option="by")
+        # Parallel subtasks: a key's windows live in the subtask owning the key (no key: subtask 0).
+        self.key_columns = self.by
         self.time = check_choice("time", time, ("event", "processing"))
         self.clock = clock
         if self.time == "event":
@@ -584,6 +586,32 @@ class Window(Operator):
             self._hll[i] = [t] if t is not None and t.num_rows else []
         rows = tables.get("rows")
         self._rows = [rows] if rows is not None and rows.num_rows else []
+
+    def rescale_state(
+        self, parts: Sequence[Mapping[str, pa.Table]], keep: Callable[[pa.Table], pa.Table]
+    ) -> None:
+        """Restore the windows of the keys ``keep`` selects from the states of several subtasks (a
+        checkpoint of another parallelism). Every table but ``meta`` is keyed by :attr:`by`, and a key
+        lived in one old subtask only, so the kept rows are concatenated as they are. The watermark is
+        the lowest of the old subtasks'; late-row counts restart from zero."""
+        merged: dict[str, pa.Table] = {}
+        names = sorted({name for part in parts for name in part if name != "meta"})
+        for name in names:
+            tables = [keep(part[name]) for part in parts if name in part]
+            if tables:
+                merged[name] = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        metas = [part["meta"] for part in parts if "meta" in part and part["meta"].num_rows]
+        if metas:
+            watermark = min(int(m.column("watermark")[0].as_py()) for m in metas)
+            tz = next((m.column("tz")[0].as_py() for m in metas if m.column("tz")[0].is_valid), None)
+            merged["meta"] = pa.table(
+                {
+                    "watermark": pa.array([watermark], pa.int64()),
+                    "late_rows": pa.array([0], pa.int64()),
+                    "tz": pa.array([tz], pa.string()),
+                }
+            )
+        self.restore_state(merged)
 
 
 # -- helpers -----------------------------------------------------------------------------------------

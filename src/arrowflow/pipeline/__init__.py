@@ -8,6 +8,7 @@ from __future__ import annotations
 from .builder import Pipeline
 from .checkpoint import Checkpoint, CheckpointStore
 from .metrics import RunMetrics, StageStats
+from .restart import RestartStrategy, exponential_delay, failure_rate, fixed_delay, no_restart
 from .runner import GUARANTEES, RunConfig, RunResult
 
 __all__ = [
@@ -15,8 +16,13 @@ __all__ = [
     "Checkpoint",
     "CheckpointStore",
     "Pipeline",
+    "RestartStrategy",
     "RunConfig",
     "RunMetrics",
     "RunResult",
     "StageStats",
+    "exponential_delay",
+    "failure_rate",
+    "fixed_delay",
+    "no_restart",
 ]

@@ -20,7 +20,7 @@ from ..sink import Sink
 from ..source import Source
 from ..time import TimestampsLike, WatermarkStrategy, WindowAssigner
 from .eventtime import EventTime
-from .runner import RunConfig, RunResult, _Run, execute
+from .runner import RunConfig, RunResult, _Execution, execute
 
 __all__ = ["Pipeline"]
 
@@ -53,7 +53,7 @@ class Pipeline:
         self.operators: tuple[Operator, ...] = tuple(_ops)
         self.sink = _sink
         self._stop = threading.Event()
-        self._run: _Run | None = None
+        self._run: _Execution | None = None
 
     @property
     def watermarks(self) -> WatermarkStrategy | None:
@@ -207,6 +207,8 @@ class Pipeline:
         queue_size: int = 4,
         stop_event: threading.Event | None = None,
         watermark_interval: float = 0.2,
+        restart: Any = None,
+        parallelism: int = 1,
     ) -> RunResult:
         """Run until a bounded source is exhausted, ``max_rows`` rows were read, or a stop request.
 
@@ -228,9 +230,21 @@ class Pipeline:
           recomputed and sent downstream (Flink's periodic emission; ``0``: after every batch).
         * ``stop_event``: setting it stops the run gracefully, like :meth:`stop` or SIGINT/SIGTERM
           (when run in the main thread; a second signal aborts without a checkpoint).
+        * ``restart``: what a failure does (:mod:`arrowflow.pipeline.restart`): ``"none"`` (default)
+          re-raises it; :func:`~arrowflow.pipeline.restart.fixed_delay`,
+          :func:`~arrowflow.pipeline.restart.exponential_delay` or
+          :func:`~arrowflow.pipeline.restart.failure_rate` restart the pipeline in this process after
+          a *retryable* failure (a ``ConnectorError`` that says so, a network ``OSError``), from the
+          last completed checkpoint (without ``checkpoint_dir``: from where this run started,
+          at-least-once). :attr:`RunResult.restarts` counts them. ``max_rows`` counts per attempt.
+        * ``parallelism``: run N reader/operator/sink subtasks on threads (the kernels release the GIL).
+          Each reader owns a share of the splits; keyed operators (``window``, ``key_by``) get the rows
+          of the keys they own; a sink that cannot run in parallel gets one instance fed by all
+          subtasks. A checkpoint resumes under another parallelism when its state can be
+          redistributed (split positions, keyed window state), else it is refused (``CheckpointError``).
 
-        The first error of any stage stops every stage and is re-raised here; a two-phase sink is
-        aborted, nothing after the last checkpoint is committed.
+        The first error of any stage stops every stage and is re-raised here (unless ``restart``
+        restarts it); a two-phase sink is aborted, nothing after the last checkpoint is committed.
         """
         if self.sink is None:
             raise ConfigurationError("the pipeline has no sink; call .to(sink) before run()", option="sink")
@@ -246,10 +260,12 @@ class Pipeline:
             queue_size=queue_size,
             stop_event=stop_event,
             watermark_interval=watermark_interval,
+            restart=restart,
+            parallelism=parallelism,
         )
         self._stop.clear()
 
-        def started(run: _Run) -> None:
+        def started(run: _Execution) -> None:
             self._run = run
 
         try:

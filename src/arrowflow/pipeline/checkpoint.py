@@ -11,8 +11,9 @@ Layout of ``checkpoint_dir``:
   checkpoint's output, and replaying the older positions would duplicate it.
 * ``.checkpoint-*.tmp`` - a write in progress; left behind only by a crash and deleted by the next
   :meth:`CheckpointStore.save`.
-* ``state/<checkpoint id>/<operator index>-<operator name>/<table>.arrow`` - the state of stateful
-  operators (windows) as Arrow IPC files, written and fsynced *before* the checkpoint document that
+* ``state/<checkpoint id>/<operator index>[.<subtask>]-<operator name>/<table>.arrow`` - the state of
+  stateful operators (windows) as Arrow IPC files (one directory per parallel subtask with
+  ``parallelism > 1``), written and fsynced *before* the checkpoint document that
   names them (with their SHA-256) is renamed into place. A checkpoint's state directory is deleted once
   neither ``checkpoint.json`` nor ``checkpoint.prev.json`` names it; directories of checkpoints that
   never completed are deleted by :meth:`CheckpointStore.discard_incomplete_state` on restart.
@@ -43,7 +44,9 @@ __all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointStore"]
 
 #: Version of the on-disk document; a store refuses documents of a newer version. Version 2 added
 #: ``watermarks`` and ``operator_state``; a checkpoint without them is still written as version 1.
-FORMAT_VERSION = 2
+#: Version 3 added ``parallelism`` and ``sink_committables``, written only with ``parallelism > 1``
+#: (older arrowflow, which would ignore the subtasks' state, then refuses the document).
+FORMAT_VERSION = 3
 
 CURRENT = "checkpoint.json"
 PREVIOUS = "checkpoint.prev.json"
@@ -63,8 +66,10 @@ class Checkpoint:
     that a later ``plan()`` no longer returns can still be resumed. ``committables`` are the two-phase
     sink's prepared output covered by this checkpoint (empty for other sinks). ``watermarks`` is the
     reader's event-time state (pipeline watermark, per-split maximum event time); ``operator_state``
-    maps an operator's index in the pipeline to the reference of its state files (see
-    :meth:`CheckpointStore.write_state`).
+    maps an operator's index in the pipeline (``"<index>.<subtask>"`` with parallel subtasks) to the
+    reference of its state files (see :meth:`CheckpointStore.write_state`). ``parallelism`` is the
+    number of parallel subtasks that took the checkpoint; with several sink instances
+    ``sink_committables`` holds each instance's committables (``committables`` is their concatenation).
     """
 
     checkpoint_id: int
@@ -76,6 +81,8 @@ class Checkpoint:
     version: int = FORMAT_VERSION
     watermarks: Mapping[str, Any] = field(default_factory=dict)
     operator_state: Mapping[str, Any] = field(default_factory=dict)
+    parallelism: int = 1
+    sink_committables: Sequence[Sequence[Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         body = {
@@ -90,8 +97,13 @@ class Checkpoint:
         if self.watermarks or self.operator_state:
             body["watermarks"] = dict(self.watermarks)
             body["operator_state"] = dict(self.operator_state)
+        if self.parallelism != 1 or self.sink_committables is not None:
+            body["parallelism"] = self.parallelism
+            if self.sink_committables is not None:
+                body["sink_committables"] = [list(c) for c in self.sink_committables]
         elif self.version == FORMAT_VERSION:
-            body["version"] = 1  # nothing a version-1 reader would miss: stay readable by it
+            # Nothing an older reader would miss: stay readable by it.
+            body["version"] = 2 if "watermarks" in body else 1
         return body
 
     @classmethod
@@ -107,6 +119,10 @@ class Checkpoint:
                 committables=tuple(data["committables"]),
                 watermarks=dict(data.get("watermarks") or {}),
                 operator_state=dict(data.get("operator_state") or {}),
+                parallelism=int(data.get("parallelism", 1)),
+                sink_committables=(
+                    [tuple(c) for c in data["sink_committables"]] if "sink_committables" in data else None
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"malformed checkpoint document: {exc!r}") from exc
@@ -228,7 +244,7 @@ class CheckpointStore:
     # -- operator state ----------------------------------------------------------------------------
 
     def write_state(
-        self, checkpoint_id: int, index: int, name: str, tables: Mapping[str, pa.Table]
+        self, checkpoint_id: int, index: int | str, name: str, tables: Mapping[str, pa.Table]
     ) -> dict[str, Any]:
         """Write an operator's state tables as fsynced Arrow IPC files; return the reference to put in
         :attr:`Checkpoint.operator_state` (its directory, operator name, and each file's SHA-256)."""

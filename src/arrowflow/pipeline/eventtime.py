@@ -7,6 +7,14 @@ and tells the reader when a split is paused by watermark alignment. It is delibe
 the runner's threads and queues: a runner with several reader threads can give each its own instance
 over its share of the splits, or share one under a lock.
 
+The runner shares one instance between its reader threads (``run(parallelism=N)``): every method
+takes the instance's lock, the watermark is the minimum over *all* splits whichever thread reads them,
+and each reader emits it into its own channel (:meth:`advance` returns it; the reader remembers what it
+emitted). A checkpoint stores, per reader, the watermark that reader had emitted before its barrier
+and the event-time state of its own splits (:meth:`snapshot_splits`); :func:`merge_snapshots` makes
+the checkpoint's ``watermarks`` from them (the lowest watermark: what every operator had seen), in
+the format :meth:`restore` reads.
+
 Without a strategy every method is a cheap no-op, except :data:`~arrowflow.time.MAX_WATERMARK` at the
 end of a bounded input, which the runner emits in any case (windows over a bounded source then fire at
 the end even without watermarks).
@@ -14,8 +22,9 @@ the end even without watermarks).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -33,7 +42,7 @@ from ..time import (
 )
 from .metrics import RunMetrics
 
-__all__ = ["EventTime", "SourceEventTime"]
+__all__ = ["EventTime", "SourceEventTime", "merge_snapshots"]
 
 
 class EventTime:
@@ -58,7 +67,7 @@ class EventTime:
 
 
 class SourceEventTime:
-    """The reader thread's event time (see the module docstring). Not thread-safe by design."""
+    """The reader threads' event time (see the module docstring). Thread-safe (one lock)."""
 
     def __init__(self, config: EventTime | None, metrics: RunMetrics) -> None:
         self.strategy = config.strategy if config is not None else None
@@ -67,6 +76,7 @@ class SourceEventTime:
         )
         self.metrics = metrics
         self.tracker = WatermarkTracker(self.strategy) if self.strategy is not None else None
+        self._lock = threading.RLock()
 
     @property
     def enabled(self) -> bool:
@@ -80,8 +90,9 @@ class SourceEventTime:
     def end_of_input(self) -> None:
         """The bounded input was read to its end: the watermark is final (:data:`MAX_WATERMARK`)."""
         if self.tracker is not None:
-            self.tracker.current = MAX_WATERMARK
-            self.metrics.watermark = MAX_WATERMARK
+            with self._lock:
+                self.tracker.current = MAX_WATERMARK
+                self.metrics.watermark = MAX_WATERMARK
 
     def open(self) -> None:
         if self.tracker is not None:
@@ -93,20 +104,30 @@ class SourceEventTime:
 
     def add_split(self, split_id: str) -> None:
         if self.tracker is not None:
-            self.tracker.add_split(split_id)
+            with self._lock:
+                self.tracker.add_split(split_id)
 
     def finish_split(self, split_id: str) -> None:
         if self.tracker is not None:
-            self.tracker.finish_split(split_id)
+            with self._lock:
+                self.tracker.finish_split(split_id)
 
     def paused(self, split_id: str) -> bool:
-        return self.tracker is not None and self.tracker.paused(split_id)
+        if self.tracker is None:
+            return False
+        with self._lock:
+            return self.tracker.paused(split_id)
 
     def on_batch(self, split_id: str, batch: pa.RecordBatch) -> pa.RecordBatch | None:
         """Advance ``split_id``'s watermark with ``batch``; return what remains after the late policy."""
-        tracker = self.tracker
-        if tracker is None:
+        if self.tracker is None:
             return batch
+        with self._lock:
+            return self._on_batch(split_id, batch)
+
+    def _on_batch(self, split_id: str, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        tracker = self.tracker
+        assert tracker is not None
         assigner = tracker.strategy.assigner
         raw = assigner.raw(batch)
         bounds = assigner.bounds(raw)
@@ -134,19 +155,22 @@ class SourceEventTime:
         kept = batch.filter(pc.invert(late))
         return kept if kept.num_rows else None
 
-    def poll(self) -> int | None:
-        """The pipeline watermark if it advanced since the last call (idleness counts here too)."""
+    def advance(self) -> int | None:
+        """Recompute the pipeline watermark (idleness and alignment included) and return it (``None``
+        without a strategy). A reader emits it when it is above what it emitted last."""
         if self.tracker is None:
             return None
-        moved = self.tracker.advance()
-        if moved is not None:
-            self.metrics.watermark = moved
-        return moved
+        with self._lock:
+            moved = self.tracker.advance()
+            if moved is not None:
+                self.metrics.watermark = moved
+            return self.tracker.current
 
     def flush(self) -> None:
         """Make the late rows handed to a dead-letter sink durable (before a checkpoint)."""
         if self.policy is not None:
-            self.policy.flush()
+            with self._lock:
+                self.policy.flush()
 
     def update_metrics(self) -> None:
         """Per-split watermarks and event-time lags (a new dict each time: readers never see it change)."""
@@ -154,14 +178,43 @@ class SourceEventTime:
         if tracker is None:
             return
         now = time.time()
-        watermarks = {sid: tracker.split_watermark(sid) for sid in tracker.splits}
+        with self._lock:
+            watermarks = {sid: tracker.split_watermark(sid) for sid in tracker.splits}
         self.metrics.split_watermarks = watermarks
         self.metrics.split_event_time_lag = {sid: lag_seconds(w, now) for sid, w in watermarks.items()}
 
-    def snapshot(self) -> dict[str, Any] | None:
-        return self.tracker.snapshot() if self.tracker is not None else None
+    def snapshot_splits(self, split_ids: Iterable[str], watermark: int) -> dict[str, Any] | None:
+        """One reader's part of a checkpoint: ``watermark`` (what it emitted before its barrier) and
+        the event-time state of its splits ``split_ids`` (``None`` without a strategy)."""
+        if self.tracker is None:
+            return None
+        with self._lock:
+            state = self.tracker.snapshot()
+        wanted = set(split_ids)
+        return {
+            "watermark": watermark,
+            "splits": {sid: ts for sid, ts in state["splits"].items() if sid in wanted},
+        }
 
     def restore(self, snapshot: Mapping[str, Any] | None) -> None:
         if self.tracker is not None and snapshot:
-            self.tracker.restore(snapshot)
-            self.metrics.watermark = self.tracker.current
+            with self._lock:
+                self.tracker.restore(snapshot)
+                self.metrics.watermark = self.tracker.current
+
+    @property
+    def current(self) -> int:
+        """The pipeline watermark (``MIN_WATERMARK`` before any, or without a strategy)."""
+        return self.tracker.current if self.tracker is not None else MIN_WATERMARK
+
+
+def merge_snapshots(parts: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """The checkpoint's event-time state from the readers' parts (:meth:`SourceEventTime.snapshot_splits`):
+    the lowest of their watermarks and every split's state (empty without a strategy)."""
+    present = [p for p in parts if p]
+    if not present:
+        return {}
+    splits: dict[str, Any] = {}
+    for p in present:
+        splits.update(p.get("splits", {}))
+    return {"watermark": min(int(p["watermark"]) for p in present), "splits": splits}

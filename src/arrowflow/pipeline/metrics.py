@@ -1,9 +1,10 @@
 """Run counters and their optional Prometheus exposition.
 
-Each counter is written by exactly one pipeline thread (reader, operator or writer) and read by the
-supervising thread, so plain attribute updates suffice: a reader may see a value one batch old, never
-a torn one (CPython stores ints and floats atomically). Counters are updated once per batch, never
-per row.
+Each task thread (reader, operator subtask, writer) counts into its own counters, which the
+supervising thread sums into :class:`RunMetrics` about ten times a second (and at the end), so no two
+threads ever update one counter: a reader may see a value a moment old, never a torn one. The
+event-time counters are updated under the event-time lock, the checkpoint counters under the
+checkpoint coordinator's. Counters are updated once per batch, never per row.
 
 Prometheus exposition (``metrics_port``) uses a private ``CollectorRegistry`` per run, so two runs in
 one process never collide, and a custom collector that reads the counters at scrape time: the hot

@@ -1,67 +1,87 @@
-"""The single-process pipeline runner: bounded queues, aligned checkpoints, delivery guarantees.
+"""The single-process pipeline runner: bounded channels, aligned checkpoints, restarts, parallel subtasks.
 
-Threads and queues::
+Tasks and channels (:mod:`arrowflow.pipeline.channels`), for ``parallelism=N``::
 
-    reader thread --q(queue_size)--> operator thread --q(queue_size)--> writer thread
-        (split readers, round robin;     (Operator.process / flush)        (Sink.write, checkpoints)
-         discovery, barriers)
+    reader 0 --> [operators 0] --> ... --> writer 0        (a sink that runs in parallel: N writers)
+    reader 1 --> [operators 1] --> ... --> writer 1
+        ...            \\  hash by key  /                    (a sink that cannot: one writer fed by all)
 
-The operator thread exists only when there are operators. The caller's thread supervises: it refreshes
-progress and metrics, handles signals, and re-raises the first error of any stage. Every blocking
-``put``/``get`` uses a short timeout and checks the abort flag, so a failing stage never leaves the
-others hanging; a full queue blocks its producer (backpressure). A batch travels through the queues
-as ``(batch, nbytes)``, its size measured once by the stage that made it.
+Each task is a thread. Reader ``i`` reads its share of the splits (assigned round robin by split id
+at start; a split found by discovery goes to the reader with the fewest); each subtask runs its own
+copy of the operator chain (:meth:`Operator.for_subtask`). The chain is cut in front of every keyed
+operator (``key_columns``: windows, ``key_by``): there every subtask routes each row to the subtask
+that owns its key (murmur2 of the key, modulo N; the partition kernel and a vectorized split of the
+batch). Without operators the readers feed the writers directly. Each two-phase sink instance of a
+parallel sink (:meth:`Sink.for_subtask`) prepares its own share. With ``parallelism=1`` this is the
+plain ``reader -> operators -> writer`` chain of three threads (two without operators). The caller's
+thread supervises: it refreshes progress and metrics, handles signals, and re-raises the first error
+of any task. Every blocking put/get checks the abort flag, so a failing task never leaves the others
+hanging; a full channel blocks its producer (backpressure). A batch travels as ``(batch, nbytes)``.
 
-Checkpoints (Flink-style barriers, aligned by draining a FIFO pipeline):
+Checkpoints (Flink's aligned barriers; a :class:`_Coordinator` per attempt):
 
-1. The reader thread records ``snapshot()`` of every split reader - the position after the last batch
-   it has put into the queue - and puts a barrier behind those batches. It keeps reading: everything
-   after the barrier belongs to the next checkpoint. At most one checkpoint is in flight.
-2. The operator thread, on the barrier, calls ``flush()`` on each operator in order (passing what a
-   flush returns through the following operators) and forwards the barrier.
-3. The writer thread, on the barrier, calls ``sink.flush()`` (or ``prepare_commit()`` for a two-phase
-   sink), writes the checkpoint {splits, positions, finished splits, committables} atomically to the
-   store, then ``sink.commit(committables)``, and reports the checkpoint complete.
-4. The reader thread then calls ``reader.commit(position)`` for every split, and closes readers of
-   finished splits.
+1. Every ``checkpoint_interval`` (when the previous checkpoint has completed) the coordinator
+   triggers checkpoint ``n``. Each reader records ``snapshot()`` of each of its split readers - the
+   position after the last batch it has sent - hands its part (splits, positions, finished splits,
+   event-time state) to the coordinator and sends barrier ``n`` behind those batches on every
+   channel. It keeps reading: everything after the barrier belongs to the next checkpoint.
+2. A task with several input channels *aligns*: a channel that delivered barrier ``n`` is blocked
+   until all have. The operator task then calls ``flush()`` on each operator in order (passing what a
+   flush returns through the following operators), writes ``snapshot_state()`` of every stateful
+   operator as Arrow IPC files (keyed by operator index and subtask), and forwards the barrier.
+3. Each writer, on the aligned barrier, calls ``sink.flush()`` (or ``prepare_commit()`` for a two-phase
+   sink) and hands its committables to the coordinator. The last writer writes the checkpoint
+   {splits, positions, finished splits, committables, watermarks, operator state, parallelism}
+   atomically to the store, then commits the sink(s): one ``commit`` of every instance's committables
+   when any instance can commit them (files: all files before any partition marker), else each
+   instance its own. A two-phase writer waits for that before writing again.
+4. The readers then call ``reader.commit(position)`` for their splits, and close readers of finished
+   splits.
 
-Event time (:mod:`arrowflow.pipeline.eventtime`). With a ``WatermarkStrategy`` the reader thread keeps
-a watermark per split (updated with every batch) and, at most every ``watermark_interval`` seconds
-(Flink's periodic watermark emission; ``0``, or watermark alignment: after every batch) and before
-every barrier, recomputes the
-pipeline watermark (minimum over active splits, idleness included) and puts a ``_Watermark`` item into
-the queue, behind the batches read so far, when it advanced. Rows are late when they are behind the
-watermark last emitted. A split paused by watermark alignment is not read. When a bounded source is
-exhausted (not on a stop or ``max_rows``) the reader emits ``MAX_WATERMARK`` before the final barrier,
-with or without a strategy. The operator thread hands a watermark to each operator in order
-(``on_watermark``; what it emits runs through the following operators first), then forwards what the
-last operator passes on; the writer thread gives it to ``sink.on_watermark``. Operators with a
-``timer_interval`` get ``on_processing_time`` calls from the operator thread even when no item arrives.
+Event time (:mod:`arrowflow.pipeline.eventtime`). With a ``WatermarkStrategy`` the readers share one
+watermark tracker (a watermark per split, updated with every batch). At most every
+``watermark_interval`` seconds (Flink's periodic emission; ``0``, or watermark alignment: after every
+batch) and before every barrier, a reader recomputes the pipeline watermark (minimum over active
+splits, idleness included) and sends it when it is above what it sent last. Rows are late when they
+are behind the pipeline watermark. A split paused by alignment is not read. A task's watermark is the
+minimum over its input channels; an operator task hands it to each operator in order
+(``on_watermark``; what it emits runs through the following operators first) and sends on what the
+last operator passes; a writer gives it to ``sink.on_watermark``. A reader whose splits of a bounded
+source are all read sends ``MAX_WATERMARK`` on its channels; once every reader has, the run ends with
+the final checkpoint (not on a stop or ``max_rows``: then windows stay open in the checkpoint).
+Operators with a ``timer_interval`` get ``on_processing_time`` calls even when no item arrives.
 
-Operator state. At a barrier, after ``flush()``, the operator thread writes ``snapshot_state()`` of every
-stateful operator as Arrow IPC files under the checkpoint directory and attaches the references to the
-barrier; the writer stores them, with the reader's watermark state, in the checkpoint. On restart
-``restore_state`` gets them back before the first batch, and the reader re-emits the restored watermark.
+Without a ``checkpoint_dir`` step 3 skips the store (a checkpoint is then just a sink flush/commit that
+lets sources acknowledge upstream). ``guarantee="none"`` takes no periodic checkpoints: only the final
+one at the end of the run, which flushes the sink and acknowledges the sources.
 
-Without a ``checkpoint_dir`` step 3 skips the store (a checkpoint is then just a sink flush/commit
-that lets sources acknowledge upstream). ``guarantee="none"`` takes no periodic checkpoints: only the
-final one at the end of the run, which flushes the sink and acknowledges the sources.
+Start and restart. On start the runner plans splits, adds splits known only to the checkpoint, skips
+finished ones, reopens the rest from their saved positions, gives every operator its state from the
+checkpoint (an empty one without), and calls ``sink.recover(committables)`` on a two-phase sink before
+anything is written (after ``sink.attach_state_dir(<checkpoint_dir>/sink-state)``). A checkpoint taken
+with another parallelism is redistributed: split positions follow the splits, keyed operator state
+follows the keys (:meth:`Operator.rescale_state`); state that is not keyed, and a sink whose
+transactions only their own instance can commit when the checkpoint had more instances, are refused
+with a :class:`~arrowflow.errors.CheckpointError`.
 
-A crash anywhere leaves the last complete checkpoint in the store. On start, the runner plans splits,
-adds splits known only to the checkpoint, skips finished ones, reopens the rest from their saved
-positions and calls ``sink.recover(committables)`` on a two-phase sink before anything is written
-(after ``sink.attach_state_dir(<checkpoint_dir>/sink-state)``, a directory the sink may keep local
-state in, such as the Kafka sink's journal of its open transaction).
+A failure stops every task. With ``restart=`` a retryable failure (:mod:`arrowflow.pipeline.restart`)
+is followed, after the strategy's delay, by a new attempt in the same process: split readers and
+operators are closed, the sink is ``reset()`` (a two-phase sink aborts its open transaction), and the
+start above runs again from the last completed checkpoint. Without a ``checkpoint_dir`` a restart
+reads every split again from where this run started (at-least-once). Anything else, or a strategy that
+gives up, ends the run: a two-phase sink is aborted, nothing after the last checkpoint is committed,
+and the error is raised.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import itertools
+import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -71,22 +91,25 @@ import pyarrow as pa
 from ..config import check_choice, check_positive, check_type
 from ..errors import CheckpointError, ConfigurationError
 from ..ops.base import Operator
+from ..ops.partition import KeyRouter
 from ..sink import Sink, TwoPhaseSink
 from ..source import Position, Source, Split, SplitReader
 from ..time import MAX_WATERMARK, MIN_WATERMARK
+from .channels import END, POLL, Aborted, Barrier, Gate, Inputs, Output, Watermark
 from .checkpoint import Checkpoint, CheckpointStore
-from .eventtime import EventTime, SourceEventTime
+from .eventtime import EventTime, SourceEventTime, merge_snapshots
 from .metrics import MetricsServer, RunMetrics, StageStats
+from .restart import NoRestart, RestartHistory, RestartStrategy, resolve_restart
 from .signals import stop_on_signals
 
 __all__ = ["GUARANTEES", "RunConfig", "RunResult", "execute"]
 
+log = logging.getLogger("arrowflow.pipeline")
+
 Guarantee = Literal["at-least-once", "exactly-once", "none"]
 GUARANTEES: tuple[str, ...] = ("at-least-once", "exactly-once", "none")
 
-#: How long a blocked ``put``/``get`` waits before re-checking the abort flag.
-_POLL = 0.05
-#: How long the caller waits for stage threads after an abort before giving up on them.
+#: How long the caller waits for task threads after an abort before giving up on them.
 _ABORT_JOIN = 5.0
 
 
@@ -105,6 +128,8 @@ class RunConfig:
     queue_size: int = 4
     stop_event: threading.Event | None = None
     watermark_interval: float = 0.2
+    restart: Any = None
+    parallelism: int = 1
 
     def __post_init__(self) -> None:
         check_choice("guarantee", self.guarantee, GUARANTEES)
@@ -117,7 +142,7 @@ class RunConfig:
         check_type("metrics_port", self.metrics_port, int, allow_none=True)
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigurationError(f"metrics_port out of range: {self.metrics_port}", option="metrics_port")
-        for name in ("max_batch_rows", "queue_size"):
+        for name in ("max_batch_rows", "queue_size", "parallelism"):
             value = getattr(self, name)
             check_type(name, value, int)
             check_positive(name, value)
@@ -129,6 +154,7 @@ class RunConfig:
                 option="watermark_interval",
             )
         check_type("stop_event", self.stop_event, threading.Event, allow_none=True)
+        object.__setattr__(self, "restart", resolve_restart(self.restart))
         if self.guarantee == "none" and self.checkpoint_dir is not None:
             raise ConfigurationError(
                 "guarantee='none' takes no checkpoints; drop checkpoint_dir or choose another guarantee",
@@ -150,6 +176,7 @@ class RunResult:
     checkpoints, including the final one (without a ``checkpoint_dir`` a checkpoint is a sink flush).
     ``stopped`` is True when the run ended on a stop request (signal, ``stop()``, ``stop_event``).
     ``lag`` is the last sum of ``SplitReader.lag()`` over splits that report it (``None``: none do).
+    With restarts the counters include every attempt (rows read again after a restart count again).
 
     Event time (see :mod:`arrowflow.time`; ``None``/empty without watermarks): ``watermark`` is the
     pipeline watermark at the end in int64 microseconds since the epoch (``MAX_WATERMARK`` when a
@@ -157,6 +184,9 @@ class RunResult:
     ``split_watermarks`` the watermark of each split, ``event_time_lag``/``split_event_time_lag``
     wall-clock time minus those watermarks in seconds, ``late_rows`` the rows that were behind the
     pipeline watermark when read (a window's late rows are in its :class:`StageStats`).
+
+    ``restarts``: in-process restarts (``run(restart=...)``); ``restart_causes`` the error that caused
+    each (``"ExceptionType: message"``). ``parallelism``: the number of parallel subtasks.
     """
 
     rows: int
@@ -179,6 +209,9 @@ class RunResult:
     event_time_lag: float | None = None
     split_event_time_lag: dict[str, float | None] = field(default_factory=dict)
     late_rows: int = 0
+    restarts: int = 0
+    restart_causes: tuple[str, ...] = ()
+    parallelism: int = 1
 
     def stage(self, name: str) -> StageStats:
         """The first stage called ``name`` (``"source"``, an operator's name, ``"sink"``)."""
@@ -188,340 +221,441 @@ class RunResult:
         raise KeyError(name)
 
 
+# -- planning ------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class _Barrier:
-    checkpoint_id: int
-    final: bool
-    started: float
-    splits: tuple[Split, ...]
+class _Segment:
+    """Operators ``start..stop`` of the chain, run by one task per subtask. ``key``: the columns rows
+    are routed by on their way in (``None``: they stay in their subtask)."""
+
+    start: int
+    stop: int
+    key: tuple[str, ...] | None
+
+
+def _segments(ops: Sequence[Operator], parallelism: int) -> list[_Segment]:
+    """The chain cut in front of every keyed operator (one segment without parallel subtasks)."""
+    if not ops:
+        return []
+    if parallelism == 1:
+        return [_Segment(0, len(ops), None)]
+    keyed = [i for i, op in enumerate(ops) if op.key_columns is not None]
+    starts = sorted({0, *keyed})
+    bounds = [*starts, len(ops)]
+    return [
+        _Segment(lo, hi, ops[lo].key_columns if lo in keyed else None)
+        for lo, hi in itertools.pairwise(bounds)
+    ]
+
+
+def _state_key(index: int, subtask: int, parallelism: int) -> str:
+    return str(index) if parallelism == 1 else f"{index}.{subtask}"
+
+
+@dataclass
+class _Tally:
+    """Counters of one task (thread): written by it alone, summed by the supervisor."""
+
+    stages: dict[int, StageStats]
+    rows: int = 0
+    bytes: int = 0
+    batches: int = 0
+    rows_written: int = 0
+    bytes_written: int = 0
+    batches_written: int = 0
+    lag: int | None = None
+
+
+@dataclass
+class _ReaderPart:
+    splits: list[Split]
     positions: dict[str, Position]
-    finished: tuple[str, ...]
-    watermarks: Mapping[str, Any] = field(default_factory=dict)
-    operator_state: Mapping[str, Any] = field(default_factory=dict)
+    finished: list[str]
+    watermarks: Mapping[str, Any] | None
 
 
-@dataclass(frozen=True)
-class _Watermark:
-    """The pipeline watermark advanced to ``value`` (int64 microseconds); travels in order with batches."""
+@dataclass
+class _Parts:
+    """What the tasks handed in for one checkpoint."""
 
-    value: int
-
-
-class _End:
-    """Marks the end of the stream (after the final barrier)."""
-
-
-_END = _End()
+    started: float
+    readers: dict[int, _ReaderPart] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    sinks: dict[int, list[Any]] = field(default_factory=dict)
 
 
-class _Aborted(Exception):
-    """Raised inside a stage thread when another stage failed; the thread just exits."""
+# -- the coordinator -----------------------------------------------------------------------------------
 
 
-class _Run:
-    """One execution of a pipeline. Created and driven by :func:`execute`."""
+class _Coordinator:
+    """Checkpoint triggers, the parts of each checkpoint, completion; the end of the run; ``max_rows``.
 
-    def __init__(
-        self,
-        source: Source,
-        operators: Sequence[Operator],
-        sink: Sink,
-        config: RunConfig,
-        stop: threading.Event,
-        event_time: EventTime | None = None,
-    ) -> None:
-        self.source = source
-        self.ops = list(operators)
-        self.sink = sink
-        self.cfg = config
-        self.stop = stop
-        self.abort = threading.Event()
-        self.writer_done = threading.Event()
-        self.error: BaseException | None = None
-        self._error_lock = threading.Lock()
+    Thread-safe: every reader, operator task and writer of an attempt calls it.
+    """
+
+    def __init__(self, att: _Attempt, next_id: int, readers: int, writers: int) -> None:
+        cfg = att.exe.cfg
+        self.att = att
+        self.cond = threading.Condition()
+        #: The last checkpoint triggered / completed (ids grow across runs of one checkpoint_dir).
+        self.trigger_id = next_id - 1
+        self.completed_id = next_id - 1
+        self.final_id: int | None = None
+        self.interval = cfg.checkpoint_interval if cfg.guarantee != "none" else None
+        self.next_time = time.monotonic() + self.interval if self.interval is not None else None
+        self.parts: dict[int, _Parts] = {}
+        self.readers = readers
+        self.writers = writers
+        self.rows_left = cfg.max_rows
+        self.reserved = 0
+        self.exhausted: set[int] = set()
         self.stopped = False
-        self.two_phase = isinstance(sink, TwoPhaseSink)
-        self.store = (
-            CheckpointStore(config.checkpoint_dir)
-            if config.checkpoint_dir is not None and config.guarantee != "none"
-            else None
-        )
-        self.metrics = RunMetrics(
-            stages=[StageStats("source"), *(StageStats(op.name) for op in self.ops), StageStats("sink")]
-        )
-        self.q_ops: queue.Queue[Any] | None = queue.Queue(config.queue_size) if self.ops else None
-        self.q_sink: queue.Queue[Any] = queue.Queue(config.queue_size)
-        self.completed: queue.SimpleQueue[int] = queue.SimpleQueue()
-        # Reader-thread state (touched by the caller's thread only before start and after join).
+
+    # -- triggers ------------------------------------------------------------------------------------
+
+    def _trigger(self) -> None:
+        self.trigger_id += 1
+        self.parts[self.trigger_id] = _Parts(started=time.monotonic())
+
+    def poll_trigger(self, now: float) -> None:
+        """Trigger a periodic checkpoint when it is due and none is in flight."""
+        if self.next_time is None or now < self.next_time:
+            return
+        with self.cond:
+            if self.final_id is None and self.completed_id == self.trigger_id and now >= self.next_time:
+                self._trigger()
+                self.next_time = now + (self.interval or 0.0)
+
+    def request_final(self, *, stopped: bool = False) -> None:
+        """End the run: trigger the final checkpoint (once)."""
+        with self.cond:
+            if self.final_id is None:
+                self._trigger()
+                self.final_id = self.trigger_id
+                self.stopped = stopped
+
+    def next_barrier(self, last: int) -> tuple[int, bool] | None:
+        """The barrier a reader that sent ``last`` sends next, and whether it is the final one."""
+        with self.cond:
+            if last < self.trigger_id:
+                return last + 1, last + 1 == self.final_id
+            return None
+
+    # -- end of input and max_rows -------------------------------------------------------------------
+
+    def try_exhaust(self, reader: _Reader) -> bool:
+        """Mark ``reader`` as done with a bounded input, unless a split was just assigned to it."""
+        with self.cond:
+            if reader.inbox:
+                return False
+            self.exhausted.add(reader.index)
+            return True
+
+    def all_exhausted(self) -> bool:
+        with self.cond:
+            return len(self.exhausted) == self.readers
+
+    def assign(self, split: Split, readers: Sequence[_Reader]) -> bool:
+        """Give a discovered split to the reader with the fewest (never one done with its input)."""
+        with self.cond:
+            open_ = [r for r in readers if r.index not in self.exhausted]
+            if not open_:
+                return False
+            target = min(open_, key=lambda r: (len(r.readers) + len(r.inbox), r.index))
+            target.inbox.append(split)
+            return True
+
+    def reserve(self, want: int) -> int:
+        """Rows a reader may read now under ``max_rows`` (``want`` without a limit)."""
+        if self.rows_left is None:
+            return want
+        with self.cond:
+            n = min(want, self.rows_left)
+            self.rows_left -= n
+            self.reserved += n
+            return n
+
+    def settle(self, reserved: int, used: int) -> None:
+        if self.rows_left is None:
+            return
+        with self.cond:
+            self.reserved -= reserved
+            self.rows_left += reserved - used
+
+    def budget_spent(self) -> bool:
+        with self.cond:
+            return self.rows_left == 0 and self.reserved == 0
+
+    # -- parts and completion ------------------------------------------------------------------------
+
+    def reader_part(self, cid: int, index: int, part: _ReaderPart) -> None:
+        with self.cond:
+            self.parts[cid].readers[index] = part
+
+    def state_part(self, cid: int, key: str, ref: Any) -> None:
+        with self.cond:
+            self.parts[cid].state[key] = ref
+
+    def sink_part(self, cid: int, index: int, committables: list[Any]) -> None:
+        """A writer's part; the last one completes the checkpoint in its thread (after the one before)."""
+        abort = self.att.abort
+        with self.cond:
+            parts = self.parts[cid]
+            parts.sinks[index] = committables
+            if len(parts.sinks) < self.writers:
+                return
+            while self.completed_id < cid - 1:
+                if abort.is_set():
+                    raise Aborted()
+                self.cond.wait(POLL)
+        self._complete(cid, parts)
+
+    def wait_complete(self, cid: int) -> None:
+        abort = self.att.abort
+        with self.cond:
+            while self.completed_id < cid:
+                if abort.is_set():
+                    raise Aborted()
+                self.cond.wait(POLL)
+
+    def _complete(self, cid: int, parts: _Parts) -> None:
+        att = self.att
+        exe = att.exe
+        if att.abort.is_set():
+            # Aborting (another task failed, or a second signal): never publish a checkpoint now.
+            raise Aborted()
+        splits: dict[str, Split] = {}
+        positions: dict[str, Position] = {}
+        finished: list[str] = []
+        for index in sorted(parts.readers):
+            part = parts.readers[index]
+            splits.update((s.split_id, s) for s in part.splits)
+            positions.update(part.positions)
+            finished.extend(part.finished)
+        per_sink = [parts.sinks[i] for i in range(self.writers)]
+        flat = [c for share in per_sink for c in share]
+        if exe.store is not None:
+            exe.store.save(
+                Checkpoint(
+                    checkpoint_id=cid,
+                    splits=tuple(splits.values()),
+                    positions=positions,
+                    finished=tuple(sorted(finished)),
+                    committables=flat,
+                    timestamp=time.time(),
+                    watermarks=merge_snapshots([p.watermarks for p in parts.readers.values()]),
+                    operator_state=dict(parts.state),
+                    parallelism=exe.n,
+                    sink_committables=per_sink if self.writers > 1 else None,
+                )
+            )
+        if exe.two_phase:
+            sinks = exe.sinks
+            if len(sinks) > 1 and isinstance(sinks[0], TwoPhaseSink) and sinks[0].commits_from_any_instance:
+                # One commit of every instance's output: a FileSink renames all files before writing
+                # any partition marker, so no marker appears before another subtask's files.
+                sinks[0].commit(flat)
+            else:
+                for sink, share in zip(sinks, per_sink, strict=True):
+                    sink.commit(share)  # type: ignore[attr-defined]
+        m = exe.metrics
+        elapsed = time.monotonic() - parts.started
+        with self.cond:
+            m.checkpoints += 1
+            m.checkpoint_last_seconds = elapsed
+            m.checkpoint_total_seconds += elapsed
+            m.last_checkpoint_id = cid
+            self.completed_id = cid
+            del self.parts[cid]
+            self.cond.notify_all()
+
+
+# -- tasks ---------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reader task ``index``: its splits, their readers and positions, its barriers and watermarks."""
+
+    def __init__(self, att: _Attempt, index: int, out: Output) -> None:
+        self.att = att
+        self.index = index
+        self.out = out
         self.splits: dict[str, Split] = {}
         self.readers: dict[str, SplitReader] = {}
         self.retiring: dict[str, SplitReader] = {}
         self.positions: dict[str, Position] = {}
         self.finished: set[str] = set()
         self.pending: dict[int, tuple[dict[str, Position], set[str]]] = {}
-        self.in_flight: int | None = None
-        self.next_id = 1
-        self.metrics_server: MetricsServer | None = None
-        self.event_time = SourceEventTime(event_time, self.metrics)
+        #: Splits assigned by discovery, opened by this task.
+        self.inbox: deque[Split] = deque()
+        self.last_barrier = 0
+        self.last_watermark = MIN_WATERMARK
         self.next_watermark = 0.0
-        #: The last watermark the writer handed to the sink.
-        self.sink_watermark: int | None = None
+        self.exhausted = False
+        self.tally = _Tally(stages={0: StageStats("source")})
+        self.stats = self.tally.stages[0]
 
-    # -- helpers -----------------------------------------------------------------------------------
-
-    def fail(self, exc: BaseException) -> None:
-        with self._error_lock:
-            if self.error is None:
-                self.error = exc
-        self.abort.set()
-
-    def stop_requested(self) -> bool:
-        ev = self.cfg.stop_event
-        if self.stop.is_set() or (ev is not None and ev.is_set()):
-            self.stopped = True
-            return True
-        return False
-
-    def put(self, q: queue.Queue[Any], item: Any) -> None:
+    def run(self) -> None:
+        att, cfg = self.att, self.att.exe.cfg
+        coord, et = att.coord, att.et
+        self.last_barrier = coord.completed_id
+        if att.restored_watermark is not None:
+            self.send_watermark(att.restored_watermark)  # restored: downstream starts from it
+        next_lag = time.monotonic()
         while True:
-            try:
-                q.put(item, timeout=_POLL)
-                return
-            except queue.Full:
-                if self.abort.is_set():
-                    raise _Aborted() from None
-
-    def get(self, q: queue.Queue[Any]) -> Any:
-        while True:
-            try:
-                return q.get(timeout=_POLL)
-            except queue.Empty:
-                if self.abort.is_set():
-                    raise _Aborted() from None
-
-    def poll(self, q: queue.Queue[Any], timeout: float) -> Any:
-        """Like :meth:`get` but returns ``None`` after ``timeout`` seconds without an item."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return q.get(timeout=max(min(_POLL, deadline - time.monotonic()), 0.001))
-            except queue.Empty:
-                if self.abort.is_set():
-                    raise _Aborted() from None
-                if time.monotonic() >= deadline:
-                    return None
-
-    def guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except _Aborted:
-                pass
-            except BaseException as exc:
-                self.fail(exc)
-
-        return run
-
-    # -- restore -----------------------------------------------------------------------------------
-
-    def restore(self) -> None:
-        """Plan splits, merge in the checkpoint, open readers, recover the sink. Runs before threads."""
-        checkpoint = self.store.load() if self.store is not None else None
-        if self.store is not None:
-            self.store.discard_incomplete_state(checkpoint.checkpoint_id if checkpoint is not None else 0)
-        for s in self.source.plan():
-            self.splits[s.split_id] = s
-        committables: list[Any] = []
-        if checkpoint is not None:
-            for s in checkpoint.splits:
-                self.splits.setdefault(s.split_id, s)
-            self.positions = dict(checkpoint.positions)
-            self.finished = set(checkpoint.finished)
-            self.next_id = checkpoint.checkpoint_id + 1
-            self.metrics.last_checkpoint_id = checkpoint.checkpoint_id
-            committables = list(checkpoint.committables)
-            self.event_time.restore(checkpoint.watermarks)
-            for sid in self.finished:
-                self.event_time.finish_split(sid)  # read to its end before: never holds the watermark
-        self.restore_operators(checkpoint)
-        if self.two_phase and self.store is not None:
-            # Also on a fresh start: lets the sink discard output of a run that died before its first
-            # checkpoint.
-            assert isinstance(self.sink, TwoPhaseSink)
-            self.sink.attach_state_dir(self.store.directory / "sink-state")
-            self.sink.recover(committables)
-        for sid, s in self.splits.items():
-            if sid not in self.finished:
-                self.readers[sid] = self.source.open(s, self.positions.get(sid))
-                self.event_time.add_split(sid)
-
-    def restore_operators(self, checkpoint: Checkpoint | None) -> None:
-        """Give every operator its state from ``checkpoint`` - an empty one when it has none there, so
-        an operator reused for another start (an in-process restart) never keeps state from after it."""
-        refs = dict(checkpoint.operator_state) if checkpoint is not None else {}
-        for key, ref in refs.items():
-            index = int(key)
-            if index >= len(self.ops) or self.ops[index].name != ref.get("operator"):
-                have = self.ops[index].name if index < len(self.ops) else "nothing"
-                raise CheckpointError(
-                    f"the checkpoint holds state of operator {ref.get('operator')!r} at position {index}; "
-                    f"this pipeline has {have} there (a changed pipeline cannot resume this checkpoint)"
-                )
-        for index, op in enumerate(self.ops):
-            ref = refs.get(str(index))
-            op.restore_state(self.store.read_state(ref) if ref is not None and self.store is not None else {})
-
-    # -- reader thread -----------------------------------------------------------------------------
-
-    def reader_loop(self) -> None:
-        cfg = self.cfg
-        out = self.q_ops if self.q_ops is not None else self.q_sink
-        stats = self.metrics.stages[0]
-        interval = cfg.checkpoint_interval if cfg.guarantee != "none" else None
-        now = time.monotonic()
-        next_checkpoint = now + interval if interval is not None else None
-        disc_every = self.source.discovery_interval
-        next_discovery = now + disc_every if disc_every is not None else None
-        next_lag = now
-        rows_left = cfg.max_rows
-        et = self.event_time
-        et.open()
-        if et.enabled and self.metrics.watermark not in (None, MIN_WATERMARK):
-            self.put(out, _Watermark(self.metrics.watermark))  # restored: downstream starts from it
-        exhausted = False
-        while True:
-            if self.abort.is_set():
-                raise _Aborted()
+            if att.abort.is_set():
+                raise Aborted()
             self.drain_completions()
-            if self.stop_requested() or rows_left == 0:
-                break
-            if self.source.bounded and not self.readers:
-                exhausted = True
-                break
-            got = False
-            readable = 0
-            timeout = cfg.read_timeout / max(len(self.readers), 1)
-            for sid, reader in list(self.readers.items()):
-                if not reader.finished and not et.paused(sid):
-                    readable += 1
-                    limit = cfg.max_batch_rows if rows_left is None else min(cfg.max_batch_rows, rows_left)
-                    t0 = time.perf_counter()
-                    batch = reader.read_batch(limit, timeout)
-                    stats.busy_seconds += time.perf_counter() - t0
-                    if batch is not None and batch.num_rows:
-                        if batch.num_rows > limit:  # a reader that ignored max_rows
-                            batch = batch.slice(0, limit)
-                        got = True
-                        n = batch.num_rows
-                        if rows_left is not None:
-                            rows_left -= n
-                        self.emit_batch(out, sid, batch)
-                if reader.finished:
-                    self.retire(sid, reader)
-                if rows_left == 0 or self.abort.is_set():
-                    break
+            while self.inbox:
+                self.open_split(self.inbox.popleft())
+            if self.send_barriers():
+                return
+            got, readable = False, 0
+            if coord.final_id is None:
+                if att.stop_requested():
+                    coord.request_final(stopped=True)
+                    continue
+                got, readable = self.read_round()
+                if (
+                    att.exe.source.bounded
+                    and not self.readers
+                    and not self.exhausted
+                    and coord.try_exhaust(self)
+                ):
+                    # This reader's share of the input is read: its channels get the final watermark
+                    # (after the last one its splits made).
+                    self.emit_watermark()
+                    self.exhausted = True
+                    self.send_watermark(MAX_WATERMARK)
+                    if coord.all_exhausted():
+                        et.end_of_input()
+                        coord.request_final()
+                    continue
             now = time.monotonic()
             if now >= self.next_watermark:
-                self.emit_watermark(out)
+                self.emit_watermark()
             if now >= next_lag:
                 self.update_lag()
                 next_lag = now + 1.0
-            if next_discovery is not None and now >= next_discovery:
-                self.discover()
-                next_discovery = now + (disc_every or 0.0)
-            if next_checkpoint is not None and self.in_flight is None and now >= next_checkpoint:
-                self.emit_barrier(out, final=False)
-                next_checkpoint = now + (interval or 0.0)
+            att.maybe_discover(now)
+            coord.poll_trigger(now)
             if not got and not readable:
-                # Nothing to read from (an idle unbounded source without splits, or every split paused
-                # by watermark alignment): don't spin.
-                self.abort.wait(min(cfg.read_timeout, _POLL))
-        self.update_lag()
-        if exhausted:
-            # The whole input was read: every event time is complete (windows and partitions close).
-            et.end_of_input()
-            self.put(out, _Watermark(MAX_WATERMARK))
-        self.emit_barrier(out, final=True)
-        self.put(out, _END)
+                # Nothing to read from (no split, every split paused by alignment, the share read, the
+                # end requested): don't spin.
+                att.abort.wait(min(cfg.read_timeout, POLL))
 
-    def emit_batch(self, out: queue.Queue[Any], split_id: str, batch: pa.RecordBatch) -> None:
-        """Count a batch a split returned, apply event time to it, queue it, then any new watermark."""
-        m, stats = self.metrics, self.metrics.stages[0]
+    def read_round(self) -> tuple[bool, int]:
+        """One ``read_batch`` per readable split; ``(got rows, splits readable)``."""
+        att, cfg = self.att, self.att.exe.cfg
+        coord, et = att.coord, att.et
+        got, readable = False, 0
+        timeout = cfg.read_timeout / max(len(self.readers), 1)
+        for sid, reader in list(self.readers.items()):
+            if not reader.finished and not et.paused(sid):
+                limit = coord.reserve(cfg.max_batch_rows)
+                if not limit:
+                    if coord.budget_spent():
+                        coord.request_final()
+                    break
+                readable += 1
+                n = 0
+                try:
+                    t0 = time.perf_counter()
+                    batch = reader.read_batch(limit, timeout)
+                    self.stats.busy_seconds += time.perf_counter() - t0
+                    if batch is not None and batch.num_rows:
+                        if batch.num_rows > limit:  # a reader that ignored max_rows
+                            batch = batch.slice(0, limit)
+                        n = batch.num_rows
+                finally:
+                    coord.settle(limit, n)
+                if n:
+                    got = True
+                    self.emit_batch(sid, batch)  # type: ignore[arg-type]
+            if reader.finished:
+                self.retire(sid, reader)
+            if att.abort.is_set():
+                break
+        return got, readable
+
+    def open_split(self, split: Split) -> None:
+        sid = split.split_id
+        self.splits[sid] = split
+        self.readers[sid] = self.att.exe.source.open(split, self.positions.get(sid))
+        self.att.et.add_split(sid)
+
+    def emit_batch(self, split_id: str, batch: pa.RecordBatch) -> None:
+        """Count a batch a split returned, apply event time to it, send it, then any new watermark."""
+        t, stats = self.tally, self.stats
         n = batch.num_rows
-        m.rows += n
         # nbytes walks every buffer of a sliced batch (~3 us a column): measured once here and carried
         # with the batch, so the writer need not repeat it.
         nbytes = batch.nbytes
-        m.bytes += nbytes
-        m.batches += 1
-        kept = self.event_time.on_batch(split_id, batch)
-        stats.late_rows = m.late_rows
+        t.rows += n
+        t.bytes += nbytes
+        t.batches += 1
+        et = self.att.et
+        kept = et.on_batch(split_id, batch)
         if kept is None:
             return
         if kept is not batch:
             n, nbytes = kept.num_rows, kept.nbytes
         stats.batches_out += 1
         stats.rows_out += n
-        self.put(out, (kept, nbytes))
-        if not self.cfg.watermark_interval or self.event_time.aligned:
+        self.out.data(kept, nbytes)
+        if not self.att.exe.cfg.watermark_interval or et.aligned:
             # Alignment decides on pauses with every batch: a split must not run far past its drift.
-            self.emit_watermark(out)
+            self.emit_watermark()
 
-    def emit_watermark(self, out: queue.Queue[Any]) -> None:
-        """Queue the pipeline watermark, behind the batches read so far, if it advanced."""
-        self.next_watermark = time.monotonic() + self.cfg.watermark_interval
-        wm = self.event_time.poll()
-        if wm is not None:
-            self.put(out, _Watermark(wm))
+    def emit_watermark(self) -> None:
+        """Send the pipeline watermark, behind the batches sent so far, if it is above the last sent."""
+        self.next_watermark = time.monotonic() + self.att.exe.cfg.watermark_interval
+        wm = self.att.et.advance()
+        if wm is not None and wm > self.last_watermark:
+            self.send_watermark(wm)
 
-    def retire(self, sid: str, reader: SplitReader) -> None:
-        """A bounded split ended: remember its final position; close it once a checkpoint commits it."""
-        self.positions[sid] = reader.snapshot()
-        self.finished.add(sid)
-        self.event_time.finish_split(sid)
-        self.retiring[sid] = reader
-        del self.readers[sid]
+    def send_watermark(self, value: int) -> None:
+        self.last_watermark = max(self.last_watermark, value)
+        self.out.control(Watermark(value))
 
-    def discover(self) -> None:
-        known = list(self.splits.values())
-        for s in self.source.discover(known):
-            if s.split_id not in self.splits:
-                self.splits[s.split_id] = s
-                self.readers[s.split_id] = self.source.open(s, self.positions.get(s.split_id))
-                self.event_time.add_split(s.split_id)
+    def send_barriers(self) -> bool:
+        """Send every barrier triggered since the last one; True after the final one (and the end)."""
+        coord = self.att.coord
+        while True:
+            nxt = coord.next_barrier(self.last_barrier)
+            if nxt is None:
+                return False
+            cid, final = nxt
+            self.send_barrier(cid, final)
+            self.last_barrier = cid
+            if final:
+                self.update_lag()
+                self.out.control(END)
+                return True
 
-    def update_lag(self) -> None:
-        lags = [lag for lag in (r.lag() for r in self.readers.values()) if lag is not None]
-        self.metrics.lag = sum(lags) if lags else None
-        self.event_time.update_metrics()
-
-    def emit_barrier(self, out: queue.Queue[Any], *, final: bool) -> None:
+    def send_barrier(self, cid: int, final: bool) -> None:
         positions = dict(self.positions)
         for sid, reader in self.readers.items():
             positions[sid] = reader.snapshot()
-        self.emit_watermark(out)  # downstream sees the freshest watermark before the checkpoint
-        self.event_time.flush()  # late rows before the barrier reach their dead-letter sink first
-        barrier = _Barrier(
-            checkpoint_id=self.next_id,
-            final=final,
-            started=time.monotonic(),
-            splits=tuple(self.splits.values()),
+        et = self.att.et
+        if not self.exhausted:
+            self.emit_watermark()  # downstream sees the freshest watermark before the checkpoint
+        et.flush()  # late rows before the barrier reach their dead-letter sink first
+        part = _ReaderPart(
+            splits=list(self.splits.values()),
             positions=positions,
-            finished=tuple(sorted(self.finished)),
-            watermarks=self.event_time.snapshot() or {},
+            finished=sorted(self.finished),
+            watermarks=et.snapshot_splits(self.splits, self.last_watermark),
         )
-        self.next_id += 1
-        self.pending[barrier.checkpoint_id] = (positions, set(self.retiring))
-        self.in_flight = barrier.checkpoint_id
-        self.put(out, barrier)
+        self.att.coord.reader_part(cid, self.index, part)
+        self.pending[cid] = (positions, set(self.retiring))
+        self.out.control(Barrier(cid, final))
 
     def drain_completions(self) -> None:
-        """Acknowledge upstream every checkpoint the writer has made durable (reader thread only)."""
-        while True:
-            try:
-                cid = self.completed.get_nowait()
-            except queue.Empty:
-                return
+        """Acknowledge upstream every checkpoint that is durable (this task's splits only)."""
+        done = self.att.coord.completed_id
+        for cid in sorted(c for c in self.pending if c <= done):
             positions, retired = self.pending.pop(cid)
             for sid, pos in positions.items():
                 reader = self.readers.get(sid) or self.retiring.get(sid)
@@ -531,13 +665,47 @@ class _Run:
                 reader = self.retiring.pop(sid, None)
                 if reader is not None:
                     reader.close()
-            if self.in_flight == cid:
-                self.in_flight = None
 
-    # -- operator thread ---------------------------------------------------------------------------
+    def retire(self, sid: str, reader: SplitReader) -> None:
+        """A bounded split ended: remember its final position; close it once a checkpoint commits it."""
+        self.positions[sid] = reader.snapshot()
+        self.finished.add(sid)
+        self.att.et.finish_split(sid)
+        self.retiring[sid] = reader
+        del self.readers[sid]
 
-    def ops_loop(self) -> None:
-        assert self.q_ops is not None
+    def update_lag(self) -> None:
+        lags = [lag for lag in (r.lag() for r in self.readers.values()) if lag is not None]
+        self.tally.lag = sum(lags) if lags else None
+        self.att.et.update_metrics()
+
+    def close(self) -> list[BaseException]:
+        errors: list[BaseException] = []
+        for reader in [*self.readers.values(), *self.retiring.values()]:
+            try:
+                reader.close()
+            except Exception as exc:
+                errors.append(exc)
+        return errors
+
+
+class _OpTask:
+    """Operators ``seg.start..seg.stop`` of subtask ``subtask``: barrier alignment, watermarks, state."""
+
+    def __init__(
+        self, att: _Attempt, seg: _Segment, subtask: int, ops: Sequence[Operator], gate: Gate, out: Output
+    ) -> None:
+        self.att = att
+        self.seg = seg
+        self.subtask = subtask
+        self.ops = list(ops)
+        self.gate = gate
+        self.out = out
+        self.inputs = Inputs(gate.channels)
+        self.tally = _Tally(stages={seg.start + 1 + i: StageStats(op.name) for i, op in enumerate(ops)})
+        self.stats = [self.tally.stages[seg.start + 1 + i] for i in range(len(ops))]
+
+    def run(self) -> None:
         for op in self.ops:
             op.open()
         timers = [op.timer_interval for op in self.ops if op.timer_interval is not None]
@@ -545,34 +713,40 @@ class _Run:
         next_tick = time.monotonic() + tick if tick is not None else None
         while True:
             if next_tick is None:
-                item = self.get(self.q_ops)
+                got = self.gate.get()
             else:
-                item = self.poll(self.q_ops, max(next_tick - time.monotonic(), 0.0))
+                got = self.gate.get(max(next_tick - time.monotonic(), 0.0))
                 if time.monotonic() >= next_tick:
                     self.fire_timers()
                     next_tick = time.monotonic() + (tick or 0.0)
-                if item is None:
+                if got is None:
                     continue
+            assert got is not None
+            ch, item = got
             if isinstance(item, tuple):
                 self.push(0, [item[0]])
-            elif isinstance(item, _Watermark):
-                self.put(self.q_sink, _Watermark(self.advance_operators(item.value)))
-            elif isinstance(item, _Barrier):
-                self.put(self.q_sink, self.barrier_operators(item))
-            else:  # _END: always preceded by the final barrier, which flushed everything
-                self.put(self.q_sink, item)
+            elif isinstance(item, Watermark):
+                wm = self.inputs.watermark(ch, item.value)
+                if wm is not None:
+                    self.out.control(Watermark(self.advance_operators(wm)))
+            elif isinstance(item, Barrier):
+                if self.inputs.barrier(ch, item, self.gate):
+                    self.barrier_operators(item)
+                    self.out.control(item)
+            elif self.inputs.end(ch):  # END: every channel sent its final barrier before it
+                self.out.control(END)
                 return
 
-    def run_hook(self, index: int, call: Callable[[], Sequence[pa.RecordBatch]]) -> None:
+    def run_hook(self, i: int, call: Callable[[], Sequence[pa.RecordBatch]]) -> None:
         """Call an operator hook that may emit batches; send them through the following operators."""
-        stage = self.metrics.stages[index + 1]
+        stage = self.stats[i]
         t0 = time.perf_counter()
         emitted = [b for b in call() if b.num_rows]
         stage.busy_seconds += time.perf_counter() - t0
         stage.batches_out += len(emitted)
         stage.rows_out += sum(b.num_rows for b in emitted)
-        stage.late_rows = self.ops[index].late_rows
-        self.push(index + 1, emitted)
+        stage.late_rows = self.ops[i].late_rows
+        self.push(i + 1, emitted)
 
     def advance_operators(self, watermark: int) -> int:
         """Give ``watermark`` to each operator in order; the watermark the last one passes on."""
@@ -587,27 +761,30 @@ class _Run:
             if op.timer_interval is not None:
                 self.run_hook(i, lambda op=op: op.on_processing_time(now))  # type: ignore[misc]
 
-    def barrier_operators(self, barrier: _Barrier) -> _Barrier:
+    def barrier_operators(self, barrier: Barrier) -> None:
         """Flush every operator (nothing stateless is held across a barrier), then snapshot state."""
         for i, op in enumerate(self.ops):
             self.run_hook(i, op.flush)
-        if self.store is None:
-            return barrier
-        refs: dict[str, Any] = {}
+        store = self.att.exe.store
+        if store is None:
+            return
+        n = self.att.exe.n
         for i, op in enumerate(self.ops):
             t0 = time.perf_counter()
             tables = op.snapshot_state()
             if tables is not None:
-                refs[str(i)] = self.store.write_state(barrier.checkpoint_id, i, op.name, tables)
-            self.metrics.stages[i + 1].busy_seconds += time.perf_counter() - t0
-        return dataclasses.replace(barrier, operator_state=refs) if refs else barrier
+                index = self.seg.start + i
+                key = _state_key(index, self.subtask, n)
+                ref = store.write_state(barrier.checkpoint_id, key, op.name, tables)
+                self.att.coord.state_part(barrier.checkpoint_id, key, ref)
+            self.stats[i].busy_seconds += time.perf_counter() - t0
 
     def push(self, start: int, batches: list[pa.RecordBatch]) -> None:
-        """Run ``batches`` through operators ``start..`` and queue the results for the writer."""
+        """Run ``batches`` through operators ``start..`` and send the results on."""
         for i in range(start, len(self.ops)):
             if not batches:
                 return
-            op, stage = self.ops[i], self.metrics.stages[i + 1]
+            op, stage = self.ops[i], self.stats[i]
             out: list[pa.RecordBatch] = []
             t0 = time.perf_counter()
             for b in batches:
@@ -620,81 +797,489 @@ class _Run:
             stage.late_rows = op.late_rows
             batches = out
         for b in batches:
-            self.put(self.q_sink, (b, b.nbytes))
+            self.out.data(b, b.nbytes)
 
-    # -- writer thread -----------------------------------------------------------------------------
 
-    def writer_loop(self) -> None:
-        stage, m = self.metrics.stages[-1], self.metrics
+class _Writer:
+    """Writer ``index``: one sink instance fed by its gate's channels."""
+
+    def __init__(self, att: _Attempt, index: int, sink: Sink, gate: Gate, stage: int) -> None:
+        self.att = att
+        self.index = index
+        self.sink = sink
+        self.gate = gate
+        self.inputs = Inputs(gate.channels)
+        self.tally = _Tally(stages={stage: StageStats("sink")})
+        self.stats = self.tally.stages[stage]
+
+    def run(self) -> None:
+        stage, t, sink = self.stats, self.tally, self.sink
         while True:
-            item = self.get(self.q_sink)
+            got = self.gate.get()
+            assert got is not None
+            ch, item = got
             if isinstance(item, tuple):
                 batch, nbytes = item
                 t0 = time.perf_counter()
-                self.sink.write(batch)
+                sink.write(batch)
                 stage.busy_seconds += time.perf_counter() - t0
                 n = batch.num_rows
                 stage.batches_in += 1
                 stage.rows_in += n
-                m.rows_written += n
-                m.bytes_written += nbytes
-                m.batches_written += 1
-            elif isinstance(item, _Barrier):
-                self.checkpoint(item)
-            elif isinstance(item, _Watermark):
-                self.sink_watermark = item.value
-                self.sink.on_watermark(item.value)
-            else:
-                self.writer_done.set()
+                t.rows_written += n
+                t.bytes_written += nbytes
+                t.batches_written += 1
+            elif isinstance(item, Barrier):
+                if self.inputs.barrier(ch, item, self.gate):
+                    self.checkpoint(item)
+            elif isinstance(item, Watermark):
+                wm = self.inputs.watermark(ch, item.value)
+                if wm is not None:
+                    sink.on_watermark(wm)
+            elif self.inputs.end(ch):
+                self.att.writer_finished()
                 return
 
-    def checkpoint(self, barrier: _Barrier) -> None:
+    def checkpoint(self, barrier: Barrier) -> None:
         t0 = time.perf_counter()
         committables: list[Any] = []
         sink = self.sink
-        if isinstance(sink, TwoPhaseSink):
-            committables = list(sink.prepare_commit())
+        two_phase = isinstance(sink, TwoPhaseSink)
+        if two_phase:
+            committables = list(sink.prepare_commit())  # type: ignore[attr-defined]
         else:
             sink.flush()
-        stage = self.metrics.stages[-1]
-        stage.busy_seconds += time.perf_counter() - t0
-        if self.abort.is_set():
-            # Aborting (another stage failed, or a second signal): never publish a checkpoint now.
-            raise _Aborted()
-        if self.store is not None:
-            self.store.save(
-                Checkpoint(
-                    checkpoint_id=barrier.checkpoint_id,
-                    splits=barrier.splits,
-                    positions=barrier.positions,
-                    finished=barrier.finished,
-                    committables=committables,
-                    timestamp=time.time(),
-                    watermarks=barrier.watermarks,
-                    operator_state=barrier.operator_state,
-                )
-            )
-        if isinstance(sink, TwoPhaseSink):
-            sink.commit(committables)
-        m = self.metrics
-        elapsed = time.monotonic() - barrier.started
-        m.checkpoints += 1
-        m.checkpoint_last_seconds = elapsed
-        m.checkpoint_total_seconds += elapsed
-        m.last_checkpoint_id = barrier.checkpoint_id
-        self.completed.put(barrier.checkpoint_id)
+        self.stats.busy_seconds += time.perf_counter() - t0
+        if self.att.abort.is_set():
+            raise Aborted()
+        coord = self.att.coord
+        coord.sink_part(barrier.checkpoint_id, self.index, committables)
+        if two_phase:
+            # Nothing may be written before the commit (a Kafka producer has one transaction open).
+            coord.wait_complete(barrier.checkpoint_id)
 
-    # -- supervision -------------------------------------------------------------------------------
+
+# -- one attempt ---------------------------------------------------------------------------------------
+
+
+class _Attempt:
+    """One execution of the pipeline, from the last checkpoint to the end or the first failure."""
+
+    def __init__(self, exe: _Execution) -> None:
+        self.exe = exe
+        cfg, n = exe.cfg, exe.n
+        self.abort = threading.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        self.et = SourceEventTime(exe.event_time, exe.metrics)
+        self.restored_watermark: int | None = None
+        self.threads: list[threading.Thread] = []
+        self.threads_done = True
+        self._writers_left = len(exe.sinks)
+        self._lock = threading.Lock()
+        self.known: dict[str, Split] = {}
+        self._discovery_lock = threading.Lock()
+        every = exe.source.discovery_interval
+        self.discovery_every = every
+        self.next_discovery = time.monotonic() + every if every is not None else None
+        # Topology: a gate per receiving task, an output per sending task (see the module docstring).
+        cap = cfg.queue_size
+        segs = exe.segments
+        seg_gates = [[Gate(1 if seg.key is None else n, cap, self.abort) for _ in range(n)] for seg in segs]
+        w = len(exe.sinks)
+        writer_gates = [Gate(1 if w == n else n, cap, self.abort) for _ in range(w)]
+
+        def output(k: int, s: int) -> Output:
+            """The output of subtask ``s``'s task in front of segment ``k`` (past the last: the writers)."""
+            if k < len(segs):
+                seg = segs[k]
+                if seg.key is None:
+                    return Output(seg_gates[k], s, "forward")
+                return Output(seg_gates[k], s, "hash", KeyRouter(seg.key, n))
+            return Output(writer_gates, s, "forward" if w == n else "merge")
+
+        self.readers = [_Reader(self, s, output(0, s)) for s in range(n)]
+        self.op_tasks = [
+            _OpTask(self, seg, s, exe.chains[s][seg.start : seg.stop], seg_gates[k][s], output(k + 1, s))
+            for k, seg in enumerate(segs)
+            for s in range(n)
+        ]
+        sink_stage = len(exe.templates) + 1
+        self.writers = [
+            _Writer(self, i, sink, writer_gates[i], sink_stage) for i, sink in enumerate(exe.sinks)
+        ]
+        self.tallies = [
+            *(r.tally for r in self.readers),
+            *(t.tally for t in self.op_tasks),
+            *(w.tally for w in self.writers),
+        ]
+        self.coord = _Coordinator(self, 1, n, w)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def fail(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self.error is None:
+                self.error = exc
+        self.abort.set()
+
+    def stop_requested(self) -> bool:
+        return self.exe.stop_requested()
+
+    def writer_finished(self) -> None:
+        with self._lock:
+            self._writers_left -= 1
+            if self._writers_left == 0:
+                self.done.set()
+
+    def guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except Aborted:
+                pass
+            except BaseException as exc:
+                self.fail(exc)
+
+        return run
+
+    def maybe_discover(self, now: float) -> None:
+        """Ask the source for new splits when due (one reader at a time) and assign them."""
+        if self.next_discovery is None or now < self.next_discovery:
+            return
+        if not self._discovery_lock.acquire(blocking=False):
+            return
+        try:
+            if now < self.next_discovery:
+                return
+            for s in self.exe.source.discover(list(self.known.values())):
+                if s.split_id not in self.known and self.coord.assign(s, self.readers):
+                    self.known[s.split_id] = s
+            self.next_discovery = time.monotonic() + (self.discovery_every or 0.0)
+        finally:
+            self._discovery_lock.release()
+
+    # -- restore -----------------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Plan splits, merge in the checkpoint, restore operators, recover the sink, open readers."""
+        exe = self.exe
+        store = exe.store
+        checkpoint = store.load() if store is not None else None
+        if store is not None:
+            store.discard_incomplete_state(checkpoint.checkpoint_id if checkpoint is not None else 0)
+        splits: dict[str, Split] = {s.split_id: s for s in exe.source.plan()}
+        positions: dict[str, Position] = {}
+        finished: set[str] = set()
+        next_id = 1
+        if checkpoint is not None:
+            for s in checkpoint.splits:
+                splits.setdefault(s.split_id, s)
+            positions = dict(checkpoint.positions)
+            finished = set(checkpoint.finished)
+            next_id = checkpoint.checkpoint_id + 1
+            exe.metrics.last_checkpoint_id = checkpoint.checkpoint_id
+            self.et.restore(checkpoint.watermarks)
+            for sid in finished:
+                self.et.finish_split(sid)  # read to its end before: never holds the watermark
+        elif exe.start_positions is not None:
+            # A restart without a checkpoint store: every split again from where this run began.
+            for s in exe.start_splits.values():
+                splits.setdefault(s.split_id, s)
+            positions = dict(exe.start_positions)
+        self.coord = _Coordinator(self, next_id, exe.n, len(exe.sinks))
+        self.restore_operators(checkpoint)
+        self.recover_sinks(checkpoint)
+        self.known = dict(splits)
+        for k, sid in enumerate(sorted(splits)):
+            reader = self.readers[k % exe.n]
+            reader.splits[sid] = splits[sid]
+            if sid in finished:
+                reader.finished.add(sid)
+                if sid in positions:
+                    reader.positions[sid] = positions[sid]
+            else:
+                if sid in positions:
+                    reader.positions[sid] = positions[sid]
+                reader.readers[sid] = exe.source.open(splits[sid], positions.get(sid))
+                self.et.add_split(sid)
+        if store is None and exe.start_positions is None and not isinstance(exe.strategy, NoRestart):
+            exe.start_splits = dict(splits)
+            exe.start_positions = {
+                sid: r.snapshot() for reader in self.readers for sid, r in reader.readers.items()
+            }
+        if self.et.enabled and self.et.current != MIN_WATERMARK:
+            self.restored_watermark = self.et.current
+
+    def restore_operators(self, checkpoint: Checkpoint | None) -> None:
+        """Give every operator of every subtask its state from ``checkpoint`` - an empty one when it has
+        none there, so an operator reused for another start (an in-process restart) never keeps state
+        from after it. A checkpoint of another parallelism is redistributed by key (or refused)."""
+        exe = self.exe
+        ops, n = exe.templates, exe.n
+        refs = dict(checkpoint.operator_state) if checkpoint is not None else {}
+        old_n = checkpoint.parallelism if checkpoint is not None else n
+        by_index: dict[int, dict[int, Any]] = {}
+        for key, ref in refs.items():
+            head, _, tail = key.partition(".")
+            index, sub = int(head), int(tail) if tail else 0
+            if index >= len(ops) or ops[index].name != ref.get("operator"):
+                have = ops[index].name if index < len(ops) else "nothing"
+                raise CheckpointError(
+                    f"the checkpoint holds state of operator {ref.get('operator')!r} at position {index}; "
+                    f"this pipeline has {have} there (a changed pipeline cannot resume this checkpoint)"
+                )
+            by_index.setdefault(index, {})[sub] = ref
+
+        def read(ref: Any) -> Mapping[str, pa.Table]:
+            assert exe.store is not None
+            return exe.store.read_state(ref)
+
+        for index in range(len(ops)):
+            parts = by_index.get(index, {})
+            if old_n == n:
+                for s in range(n):
+                    ref = parts.get(s)
+                    exe.chains[s][index].restore_state(read(ref) if ref is not None else {})
+                continue
+            tables = [read(ref) for _, ref in sorted(parts.items())]
+            for s in range(n):
+                op = exe.chains[s][index]
+                if not tables:
+                    op.restore_state({})
+                elif op.key_columns is None:
+                    raise CheckpointError(
+                        f"the checkpoint was taken with parallelism {old_n}; operator {op.name!r} at "
+                        f"position {index} keeps state that is not keyed, which cannot be redistributed to "
+                        f"parallelism {n} (resume with parallelism={old_n})"
+                    )
+                else:
+                    op.rescale_state(tables, KeyRouter(op.key_columns, n).keep(s))
+
+    def recover_sinks(self, checkpoint: Checkpoint | None) -> None:
+        """Let a two-phase sink finish what the checkpoint prepared (also on a fresh start: it may
+        discard output of a run that died before its first checkpoint)."""
+        exe = self.exe
+        if not exe.two_phase or exe.store is None:
+            return
+        sinks: list[TwoPhaseSink] = exe.sinks  # type: ignore[assignment]
+        for sink in sinks:
+            sink.attach_state_dir(exe.store.directory / "sink-state")
+        flat = list(checkpoint.committables) if checkpoint is not None else []
+        per = checkpoint.sink_committables if checkpoint is not None else None
+        old = [list(c) for c in per] if per is not None else [flat]
+        if len(old) > len(sinks) and not sinks[0].commits_from_any_instance:
+            raise CheckpointError(
+                f"the checkpoint holds the output of {len(old)} {type(sinks[0]).__name__} instances; only "
+                f"the instance that prepared it can commit it, and this run has {len(sinks)} (resume "
+                f"with parallelism={len(old)})"
+            )
+        if len(sinks) == 1:
+            sinks[0].recover(flat)
+        elif len(old) == len(sinks):
+            for sink, share in zip(sinks, old, strict=True):
+                sink.recover(share)
+        elif sinks[0].commits_from_any_instance:
+            sinks[0].recover(flat)
+            for sink in sinks[1:]:
+                sink.recover([])
+        else:  # more instances than before: each old one's share goes to the instance of its index
+            for i, sink in enumerate(sinks):
+                sink.recover(old[i] if i < len(old) else [])
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run(self, progress: Any) -> BaseException | None:
+        """Restore, run the tasks to the end; the first error (tasks stopped, readers and operators
+        closed, the sink left to the caller), or ``None``."""
+        exe = self.exe
+        try:
+            self.restore()
+            many = exe.n > 1
+            for s, reader in enumerate(self.readers):
+                self.threads.append(self._thread(reader.run, f"reader-{s}" if many else "reader"))
+            for task in self.op_tasks:
+                name = f"ops{task.seg.start}-{task.subtask}" if many else "ops"
+                self.threads.append(self._thread(task.run, name))
+            for i, writer in enumerate(self.writers):
+                self.threads.append(self._thread(writer.run, f"writer-{i}" if many else "writer"))
+            exe.current_tallies = self.tallies
+            exe.tallies.extend(self.tallies)
+            for t in self.threads:
+                t.start()
+            next_refresh = 0.0
+            while not self.done.is_set() and not self.abort.is_set():
+                self.done.wait(0.1)
+                now = time.monotonic()
+                exe.refresh(sink=now >= next_refresh)
+                if now >= next_refresh:
+                    next_refresh = now + 0.5
+                if progress is not None:
+                    progress.update()
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            self.threads_done = _join(self.threads, None if self.error is None else _ABORT_JOIN)
+            if self.error is None and not self.threads_done:  # pragma: no cover - a task hung past the end
+                self.fail(RuntimeError("a pipeline task did not finish"))
+            self.close(clean=self.error is None)
+        return self.error
+
+    def _thread(self, fn: Callable[[], None], name: str) -> threading.Thread:
+        # Daemon threads: a task stuck in a component after an abort must not keep the process alive.
+        return threading.Thread(target=self.guarded(fn), name=f"arrowflow-{name}", daemon=True)
+
+    def close(self, *, clean: bool) -> None:
+        """Close split readers and operators (the sink is the caller's). After a failure, never
+        acknowledge anything; a component a stuck task may still be in is left alone."""
+        if not self.threads_done:
+            return
+        errors: list[BaseException] = []
+        try:
+            self.et.close()
+        except Exception as exc:
+            errors.append(exc)
+        for reader in self.readers:
+            if clean:
+                try:
+                    # Checkpoints the reader had no chance to acknowledge (the final one at least).
+                    reader.drain_completions()
+                except Exception as exc:
+                    errors.append(exc)
+            errors.extend(reader.close())
+        for chain in self.exe.chains:
+            for op in chain:
+                try:
+                    op.close()
+                except Exception as exc:
+                    errors.append(exc)
+        if not errors:
+            return
+        if clean:
+            self.fail(errors[0])
+            return
+        note = getattr(self.error, "add_note", None)  # Python >= 3.11
+        if note is not None:
+            for e in errors:
+                note(f"arrowflow: while closing after the failure: {e!r}")
+
+
+# -- the whole run ---------------------------------------------------------------------------------------
+
+
+class _Execution:
+    """One ``run()``: its metrics, operator copies and sink instances, and the restart loop."""
+
+    def __init__(
+        self,
+        source: Source,
+        operators: Sequence[Operator],
+        sink: Sink,
+        config: RunConfig,
+        stop: threading.Event,
+        event_time: EventTime | None,
+    ) -> None:
+        self.source = source
+        self.templates = list(operators)
+        self.cfg = config
+        self.stop = stop
+        self.event_time = event_time
+        self.n = config.parallelism
+        self.strategy: RestartStrategy = config.restart
+        self.store = (
+            CheckpointStore(config.checkpoint_dir)
+            if config.checkpoint_dir is not None and config.guarantee != "none"
+            else None
+        )
+        self.metrics = RunMetrics(
+            stages=[StageStats("source"), *(StageStats(op.name) for op in self.templates), StageStats("sink")]
+        )
+        self.segments = _segments(self.templates, self.n)
+        # Subtask 0 runs the pipeline's own operators; the others run copies made before any open().
+        self.chains: list[list[Operator]] = [self.templates] + [
+            [op.for_subtask(s, self.n) for op in self.templates] for s in range(1, self.n)
+        ]
+        self.sinks = self._sink_instances(sink)
+        self.two_phase = isinstance(sink, TwoPhaseSink)
+        self.tallies: list[_Tally] = []
+        self.current_tallies: list[_Tally] = []
+        self.history = RestartHistory()
+        self.restart_causes: list[str] = []
+        self.start_positions: dict[str, Position] | None = None
+        self.start_splits: dict[str, Split] = {}
+        self.metrics_server: MetricsServer | None = None
+        self.attempt: _Attempt | None = None
+
+    def _sink_instances(self, sink: Sink) -> list[Sink]:
+        if self.n == 1:
+            return [sink]
+        twins = [sink.for_subtask(s, self.n) for s in range(1, self.n)]
+        if any(t is None for t in twins):
+            return [sink]  # cannot run in parallel: one writer fed by every subtask
+        out = [sink, *(t for t in twins if t is not None)]
+        if isinstance(sink, TwoPhaseSink) and len({id(s) for s in out}) != len(out):
+            raise ConfigurationError(
+                f"{type(sink).__name__}.for_subtask() must return a new instance (a two-phase sink "
+                "commits per instance)",
+                option="parallelism",
+            )
+        return out
+
+    @property
+    def distinct_sinks(self) -> list[Sink]:
+        seen: dict[int, Sink] = {}
+        for s in self.sinks:
+            seen.setdefault(id(s), s)
+        return list(seen.values())
+
+    def stop_requested(self) -> bool:
+        ev = self.cfg.stop_event
+        return self.stop.is_set() or (ev is not None and ev.is_set())
 
     def on_signal(self, signum: int) -> None:
         self.stop.set()
 
+    # -- metrics -----------------------------------------------------------------------------------
+
+    def refresh(self, *, sink: bool = True) -> None:
+        """Sum the tasks' counters (every attempt's) into the run's metrics."""
+        m, tallies, current = self.metrics, list(self.tallies), list(self.current_tallies)
+        m.rows = sum(t.rows for t in tallies)
+        m.bytes = sum(t.bytes for t in tallies)
+        m.batches = sum(t.batches for t in tallies)
+        m.rows_written = sum(t.rows_written for t in tallies)
+        m.bytes_written = sum(t.bytes_written for t in tallies)
+        m.batches_written = sum(t.batches_written for t in tallies)
+        lags = [t.lag for t in current if t.lag is not None]
+        m.lag = sum(lags) if lags else None
+        last = len(m.stages) - 1
+        for i, stage in enumerate(m.stages):
+            parts = [t.stages[i] for t in tallies if i in t.stages]
+            stage.batches_in = sum(p.batches_in for p in parts)
+            stage.rows_in = sum(p.rows_in for p in parts)
+            stage.batches_out = sum(p.batches_out for p in parts)
+            stage.rows_out = sum(p.rows_out for p in parts)
+            stage.busy_seconds = sum(p.busy_seconds for p in parts)
+            if i == 0:
+                stage.late_rows = m.late_rows
+            elif i < last:
+                # A late-row count is a running total of the operator (restored with its state).
+                stage.late_rows = sum(t.stages[i].late_rows for t in current if i in t.stages)
+        if sink:
+            self.refresh_sink_metrics()
+
     def refresh_sink_metrics(self) -> None:
         with contextlib.suppress(Exception):
-            self.metrics.sink = dict(self.sink.metrics())
+            total: dict[str, int] = {}
+            for s in self.distinct_sinks:
+                for k, v in s.metrics().items():
+                    total[k] = total.get(k, 0) + v
+            self.metrics.sink = total
 
     def result(self, duration: float) -> RunResult:
         m = self.metrics
+        att = self.attempt
         return RunResult(
             rows=m.rows,
             bytes=m.bytes,
@@ -707,7 +1292,7 @@ class _Run:
             checkpoint_seconds_last=m.checkpoint_last_seconds,
             checkpoint_seconds_total=m.checkpoint_total_seconds,
             duration=duration,
-            stopped=self.stopped,
+            stopped=att is not None and att.coord.stopped,
             lag=m.lag,
             stages=tuple(StageStats(**s.as_dict()) for s in m.stages),
             sink_metrics=dict(m.sink),
@@ -716,7 +1301,135 @@ class _Run:
             event_time_lag=m.event_time_lag,
             split_event_time_lag=dict(m.split_event_time_lag),
             late_rows=m.late_rows,
+            restarts=len(self.restart_causes),
+            restart_causes=tuple(self.restart_causes),
+            parallelism=self.n,
         )
+
+    # -- the run -----------------------------------------------------------------------------------
+
+    def run(self, on_start: Callable[[_Execution], None] | None) -> RunResult:
+        started = time.monotonic()
+        progress: Any = None
+        try:
+            if self.cfg.metrics_port is not None:
+                self.metrics_server = MetricsServer(
+                    self.metrics, self.cfg.metrics_port, refresh_sink=self.refresh
+                )
+            if self.cfg.progress:
+                from .progress import ProgressLine
+
+                progress = ProgressLine(self.metrics)
+            if on_start is not None:
+                on_start(self)
+            with stop_on_signals(self.on_signal):
+                self._attempts(progress)
+        except BaseException:
+            self.refresh()
+            raise
+        finally:
+            if progress is not None:
+                with contextlib.suppress(Exception):
+                    progress.close()
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+        self.refresh()
+        return self.result(time.monotonic() - started)
+
+    def _attempts(self, progress: Any) -> None:
+        """Attempts until one ends cleanly, or a failure is not restarted (then it is raised)."""
+        while True:
+            att = _Attempt(self)
+            self.attempt = att
+            self.history.attempt_started = time.monotonic()
+            error = att.run(progress)
+            self.refresh()
+            if error is None:
+                self._close_sinks(None)
+                return
+            if not att.threads_done:
+                _note(error, "arrowflow: a pipeline task did not stop; the pipeline cannot restart")
+                raise error  # the sink may still be in use: leave it alone
+            delay = self._restart_delay(error)
+            if delay is None:
+                self._close_sinks(error)
+                raise error
+            self.restart_causes.append(f"{type(error).__name__}: {error}")
+            log.warning(
+                "arrowflow: the pipeline failed (%s: %s); restart %d in %.2f s (%s)",
+                type(error).__name__,
+                error,
+                len(self.restart_causes),
+                delay,
+                self.strategy.describe(),
+            )
+            if self._wait(delay):
+                _note(error, "arrowflow: stopped while waiting to restart after this failure")
+                self._close_sinks(error)
+                raise error
+            self.history.restarts += 1
+            self.history.consecutive += 1
+            try:
+                for s in self.distinct_sinks:
+                    s.reset()
+            except BaseException as exc:
+                _note(exc, f"arrowflow: resetting the sink for a restart after {error!r} failed")
+                self._close_sinks(exc)
+                raise
+
+    def _restart_delay(self, error: BaseException) -> float | None:
+        """Seconds until the next attempt, or ``None`` when ``error`` ends the run."""
+        now = time.monotonic()
+        self.history.failures.append(now)
+        if isinstance(self.strategy, NoRestart) or self.stop_requested():
+            return None
+        if not self.strategy.retryable(error):
+            if self.restart_causes:
+                _note(error, f"arrowflow: not retryable; {len(self.restart_causes)} restart(s) before it")
+            return None
+        delay = self.strategy.delay(self.history, now)
+        if delay is None:
+            _note(
+                error,
+                f"arrowflow: gave up after {len(self.restart_causes)} restart(s) "
+                f"({self.strategy.describe()})",
+            )
+        return delay
+
+    def _wait(self, delay: float) -> bool:
+        """Sleep ``delay`` seconds; True if a stop was requested meanwhile."""
+        deadline = time.monotonic() + delay
+        while True:
+            if self.stop_requested():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.stop.wait(min(left, POLL))
+
+    def _close_sinks(self, error: BaseException | None) -> None:
+        """At the end: close every sink instance; after a failure abort two-phase ones, commit nothing."""
+        errors: list[BaseException] = []
+        for sink in self.distinct_sinks:
+            try:
+                if error is not None and isinstance(sink, TwoPhaseSink):
+                    sink.__exit__(type(error), error, None)
+                else:
+                    sink.close()
+            except Exception as exc:
+                errors.append(exc)
+        if not errors:
+            return
+        if error is None:
+            raise errors[0]
+        for e in errors:
+            _note(error, f"arrowflow: while closing after the failure: {e!r}")
+
+
+def _note(exc: BaseException, text: str) -> None:
+    add_note = getattr(exc, "add_note", None)  # Python >= 3.11
+    if add_note is not None:
+        add_note(text)
 
 
 def execute(
@@ -726,10 +1439,11 @@ def execute(
     config: RunConfig,
     *,
     stop: threading.Event,
-    on_start: Callable[[_Run], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
     event_time: EventTime | None = None,
 ) -> RunResult:
-    """Run the pipeline to its end (see the module docstring); re-raise the first stage error.
+    """Run the pipeline to its end (see the module docstring); re-raise the first error that is not
+    restarted.
 
     ``stop`` requests a graceful stop (final checkpoint) from any thread; ``event_time`` carries the
     watermark strategy and late-rows policy.
@@ -749,57 +1463,7 @@ def execute(
             f"after the checkpoint (use guarantee='at-least-once')",
             option="guarantee",
         )
-    started = time.monotonic()
-    run = _Run(source, operators, sink, config, stop, event_time)
-    threads: list[threading.Thread] = []
-    progress: Any = None
-    try:
-        run.restore()
-        if config.metrics_port is not None:
-            run.metrics_server = MetricsServer(
-                run.metrics, config.metrics_port, refresh_sink=run.refresh_sink_metrics
-            )
-        if config.progress:
-            from .progress import ProgressLine
-
-            progress = ProgressLine(run.metrics)
-        # Daemon threads: a stage stuck in a component after an abort must not keep the process alive.
-        stages = [("reader", run.reader_loop), ("ops", run.ops_loop), ("writer", run.writer_loop)]
-        for name, loop in stages:
-            if name != "ops" or run.ops:
-                threads.append(
-                    threading.Thread(target=run.guarded(loop), name=f"arrowflow-{name}", daemon=True)
-                )
-        if on_start is not None:
-            on_start(run)
-        with stop_on_signals(run.on_signal):
-            for t in threads:
-                t.start()
-            next_refresh = 0.0
-            while not run.writer_done.is_set() and not run.abort.is_set():
-                run.writer_done.wait(0.1)
-                now = time.monotonic()
-                if now >= next_refresh:
-                    run.refresh_sink_metrics()
-                    next_refresh = now + 0.5
-                if progress is not None:
-                    progress.update()
-    except BaseException as exc:
-        run.fail(exc)
-    finally:
-        all_joined = _join(threads, None if run.error is None else _ABORT_JOIN)
-        if run.error is None and not all_joined:  # pragma: no cover - a stage hung past the end
-            run.fail(RuntimeError("a pipeline stage did not finish"))
-        run.refresh_sink_metrics()
-        if progress is not None:
-            with contextlib.suppress(Exception):
-                progress.close()
-        if run.metrics_server is not None:
-            run.metrics_server.close()
-        _close_all(run, clean=run.error is None, threads_done=all_joined)
-    if run.error is not None:
-        raise run.error
-    return run.result(time.monotonic() - started)
+    return _Execution(source, operators, sink, config, stop, event_time).run(on_start)
 
 
 def _join(threads: list[threading.Thread], timeout: float | None) -> bool:
@@ -809,45 +1473,3 @@ def _join(threads: list[threading.Thread], timeout: float | None) -> bool:
             continue  # never started
         t.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
     return not any(t.is_alive() for t in threads)
-
-
-def _close_all(run: _Run, *, clean: bool, threads_done: bool) -> None:
-    """Close readers, operators and the sink. After a failure, never commit anything.
-
-    If a stage thread is still stuck inside a component (after an abort), that component is left
-    alone: closing it concurrently would be unsafe.
-    """
-    errors: list[BaseException] = []
-
-    def attempt(fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            errors.append(exc)
-
-    if not threads_done:
-        return
-    attempt(run.event_time.close)
-    if clean:
-        # Checkpoints the reader thread had no chance to acknowledge (the final one at least).
-        attempt(run.drain_completions)
-    for reader in [*run.readers.values(), *run.retiring.values()]:
-        attempt(reader.close)
-    for op in run.ops:
-        attempt(op.close)
-    sink = run.sink
-    if clean:
-        attempt(sink.close)
-    elif isinstance(sink, TwoPhaseSink):
-        err = run.error
-        attempt(lambda: sink.__exit__(type(err), err, None))
-    else:
-        attempt(sink.close)
-    if errors:
-        if clean:
-            raise errors[0]
-        if run.error is not None:
-            add_note = getattr(run.error, "add_note", None)  # Python >= 3.11
-            for e in errors:
-                if add_note is not None:
-                    add_note(f"arrowflow: while closing after the failure: {e!r}")

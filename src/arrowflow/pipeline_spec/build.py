@@ -19,6 +19,8 @@ The document::
           allowed_lateness: 10s    # optional; also column: (event time), late_rows:, time: processing
     sink: {type: file, path: out/, format: parquet}
     run: {guarantee: at-least-once, checkpoint_dir: ckpt/, checkpoint_interval: 5}   # optional
+    #  also: restart: {type: exponential-delay, initial: 1s, max: 1m}  (or fixed-delay: attempts,
+    #  delay | failure-rate: max_failures, interval, delay | none), parallelism: 2
 
 Everything is checked before anything runs: unknown keys, missing required options, wrong types,
 unknown connector types and operators raise :class:`~arrowflow.errors.ConfigurationError` reading
@@ -99,7 +101,21 @@ RUN_OPTIONS: tuple[str, ...] = (
     "read_timeout",
     "queue_size",
     "watermark_interval",
+    "restart",
+    "parallelism",
 )
+
+#: ``run.restart.type`` values (Flink's names; ``_`` and ``-`` are interchangeable) and the options
+#: each takes (the keyword parameters of the :mod:`arrowflow.pipeline.restart` factory).
+RESTART_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "none": ("no_restart", ()),
+    "fixed-delay": ("fixed_delay", ("attempts", "delay")),
+    "exponential-delay": (
+        "exponential_delay",
+        ("initial", "max", "multiplier", "reset_after", "attempts", "jitter", "seed"),
+    ),
+    "failure-rate": ("failure_rate", ("max_failures", "interval", "delay")),
+}
 
 _TOP_LEVEL = ("source", "watermarks", "operators", "sink", "run")
 _CALLABLE_PARAMS = {
@@ -794,13 +810,52 @@ def _run_options(value: Any, root: Node, ctx: _Ctx) -> dict[str, Any]:
     for key, v in value.items():
         if key not in RUN_OPTIONS:
             raise ctx.error(value, key, f"run.{key}", f"unknown option; allowed: {', '.join(RUN_OPTIONS)}")
-        out[key] = v
+        out[key] = _restart(v, value, ctx) if key == "restart" else v
     try:
         _check_run_options(out)
     except ConfigurationError as exc:
         opt = exc.option if exc.option in value else None
         raise ctx.error(value, opt, f"run.{opt}" if opt else "run", _strip(str(exc), opt)) from None
     return out
+
+
+def _restart(value: Any, run: Node, ctx: _Ctx) -> Any:
+    """``run.restart``: ``none`` or ``{type: fixed-delay | exponential-delay | failure-rate, <options>}``
+    -> a :class:`~arrowflow.pipeline.restart.RestartStrategy` (errors name ``run.restart.<option>``)."""
+    from ..pipeline import restart as strategies
+
+    types = ", ".join(RESTART_TYPES)
+    if value is None or value == "none":
+        return None
+    if not isinstance(value, Node):
+        raise ctx.error(run, "restart", "run.restart", f"must be 'none' or a mapping with type: ({types})")
+    kind = str(value.get("type", "")).replace("_", "-")
+    if kind not in RESTART_TYPES:
+        where = "type" if "type" in value else None
+        raise ctx.error(
+            value, where, "run.restart.type", f"must be one of {types}, got {value.get('type')!r}"
+        )
+    factory, allowed = RESTART_TYPES[kind]
+    kwargs: dict[str, Any] = {}
+    for key, v in value.items():
+        if key == "type":
+            continue
+        if key not in allowed:
+            raise ctx.error(
+                value,
+                key,
+                f"run.restart.{key}",
+                f"unknown option for {kind}; allowed: {', '.join(allowed) or 'none'}",
+            )
+        kwargs[key] = v
+    try:
+        return getattr(strategies, factory)(**kwargs)
+    except TypeError as exc:  # a required option is missing
+        raise ctx.error(value, "type", "run.restart", f"{kind}: {exc}") from None
+    except ConfigurationError as exc:
+        opt = exc.option if exc.option in value else None
+        path = f"run.restart.{opt}" if opt else "run.restart"
+        raise ctx.error(value, opt, path, _strip(str(exc), opt)) from None
 
 
 def _check_run_options(options: Mapping[str, Any]) -> None:

@@ -211,14 +211,18 @@ class FileAppendSink(Sink):
 class Progress(Operator):
     """Passes batches through, sleeping ``delay`` per batch; prints ``started`` before the first batch
     and ``progress`` for every batch (after the sleep; not when ``quiet``, as in a run that stalls),
-    each flushed at once: the harness counts the progress lines to kill a run mid-stream. Pipelines
-    that need more (a stop condition) subclass it and call ``super().process``."""
+    each flushed at once: the harness counts the progress lines to kill a run mid-stream. With
+    ``rows_per_line`` a line stands for that many rows instead of a batch (a rate-limited source
+    returns batches of whatever rows are due, so their number says little about how far a run got).
+    Pipelines that need more (a stop condition) subclass it and call ``super().process``."""
 
     name = "progress"
 
-    def __init__(self, delay: float = 0.0, *, quiet: bool = False) -> None:
+    def __init__(self, delay: float = 0.0, *, quiet: bool = False, rows_per_line: int | None = None) -> None:
         self.delay = delay
         self.quiet = quiet
+        self.rows_per_line = rows_per_line
+        self.rows = 0
         self.announced = False
 
     def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
@@ -228,7 +232,12 @@ class Progress(Operator):
         if self.delay:
             time.sleep(self.delay)
         if not self.quiet:
-            print(PROGRESS, flush=True)
+            if self.rows_per_line is None:
+                print(PROGRESS, flush=True)
+            else:
+                lines, self.rows = divmod(self.rows + batch.num_rows, self.rows_per_line)
+                for _ in range(lines):
+                    print(PROGRESS, flush=True)
         return [batch]
 
 

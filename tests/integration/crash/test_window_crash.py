@@ -154,7 +154,7 @@ def test_tumbling_window_to_file_sink_exactly_once_across_sigkills(tmp_path: Pat
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        # Killed after 3-30 batches of a run (500 rows each, 5,000 rows/s) plus up to 50 ms; exactly
+        # Killed after 3-30 progress lines of a run (500 rows each, 5,000 rows/s) plus up to 50 ms; exactly
         # KILLS kills must land in flight.
         report = crash_mid_stream(
             command,

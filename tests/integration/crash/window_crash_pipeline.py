@@ -4,7 +4,7 @@ DataGen (3 splits read in parallel, each covering the same event-time range, row
 ``MAX_DELAY``, rate-limited) -> tumbling 10 s windows by key (count, sum, min, max, approx_distinct) ->
 FileSink (Parquet, one bucket directory per minute of ``window_start``, ``_SUCCESS`` once the watermark
 has passed the minute), exactly-once, resuming from ``--checkpoint-dir``.
-Prints ``started`` at the first batch and ``progress`` at each (crash_helpers.Progress), then ``done``
+Prints ``started`` at the first batch and ``progress`` per 500 rows (crash_helpers.Progress), then ``done``
 and the RunResult as JSON at the end.
 
 :func:`generate` is a pure function of the row index: the test recomputes every row from it.
@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
     )
     result = (
         Pipeline(source, watermarks=WatermarkStrategy.bounded_out_of_orderness("ts", MAX_DELAY_US / 1e6))
-        .via(Progress())
+        .via(Progress(rows_per_line=500))
         .window(tumbling(WINDOW), AGGS, by="k")
         .to(sink)
         .run(

@@ -25,6 +25,14 @@ epoch. Part names carry a random run id, so names never collide across restarts.
 
 Without a pipeline: ``flush()`` and ``close()`` publish everything written so far (prepare + commit).
 
+Parallel subtasks (``run(parallelism=N)``): every subtask writes its own files through its own
+instance (:meth:`FileSink.for_subtask`: the same options, another run id), so names never collide.
+Committables can be committed by any instance, so the pipeline commits every instance's committables
+of a checkpoint in one ``commit`` call: all files first, then the partitions, so a ``_SUCCESS`` file
+appears only after every subtask's files of that checkpoint are visible. A partition complete in
+several subtasks at once is committed once per call; when subtasks see it complete at different
+checkpoints the callback runs again (it is at-least-once anyway).
+
 Partitioning and buckets. ``partition_by`` columns become Hive directories ``col=value`` (values
 percent-encoded, null as ``__HIVE_DEFAULT_PARTITION__``) and are dropped from the written rows (a
 reader restores them from the path). ``bucket`` is a strftime template: over ``bucket_column``
@@ -358,6 +366,25 @@ class FileSink(TwoPhaseSink):
         self._watermark = MIN_WATERMARK
         self.partitions_committed = 0
 
+    def for_subtask(self, index: int, count: int) -> FileSink:
+        """A sink with the same options writing its own files (see the module docstring)."""
+        c = self.config
+        return FileSink(
+            c.path,
+            format=c.format,
+            partition_by=c.partition_by,
+            bucket=c.bucket,
+            bucket_column=c.bucket_column,
+            rolling=c.rolling,
+            prefix=c.prefix,
+            suffix=c.suffix,
+            compression=c.compression,
+            writer_options=c.writer_options,
+            filesystem=c.filesystem,
+            fsync=c.fsync,
+            partition_commit=c.partition_commit,
+        )
+
     # -- writing -----------------------------------------------------------------------------------
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -550,8 +577,11 @@ class FileSink(TwoPhaseSink):
                     f"FileSink: cannot commit {final!r}: neither it nor its pending file {pending!r} exists"
                 )
         self._sync_dirs(c["final"] for c in files)
+        done: set[str] = set()
         for c in committables:
-            if "partition" in c:
+            # Several parallel subtasks may report the same partition complete in one checkpoint.
+            if "partition" in c and c["partition"] not in done:
+                done.add(c["partition"])
                 self._commit_partition(str(c["partition"]), int(c["end"]))
 
     def _commit_partition(self, rel_dir: str, end: int) -> None:

@@ -114,6 +114,9 @@ class KafkaSink(Sink):
     """
 
     name = "kafka"
+    #: The parallel subtask this instance writes for (:meth:`for_subtask`); the exactly-once sink's
+    #: transactional id ends with it.
+    _subtask = 0
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KafkaSink:
         # One entry point for every guarantee: exactly-once needs the two-phase protocol.
@@ -186,6 +189,36 @@ class KafkaSink(Sink):
         self._queue_full = 0
         self._client_errors = ClientErrors(self.config.config.get("error_cb"))
         self._producer: Any = self._new_producer()
+
+    def for_subtask(self, index: int, count: int) -> KafkaSink:
+        """A sink with the same options and its own producer (parallel subtask ``index``); the error
+        policy is shared (it is thread-safe)."""
+        c = self.config
+        twin = type(self).__new__(type(self))
+        twin._subtask = index
+        type(self).__init__(
+            twin,
+            c.bootstrap_servers,
+            topic=c.topic,
+            topic_column=c.topic_column,
+            key_columns=c.key_columns,
+            key_format=c.key_format,
+            format=c.format,
+            value_columns=c.value_columns,
+            headers_column=c.headers_column,
+            timestamp_column=c.timestamp_column,
+            partition_column=c.partition_column,
+            partitioner=c.partitioner,
+            guarantee=c.guarantee,
+            transactional_id_prefix=c.transactional_id_prefix,
+            transaction_timeout_ms=c.transaction_timeout_ms,
+            checkpoint_interval=c.checkpoint_interval,
+            flush_timeout=c.flush_timeout,
+            metadata_timeout=c.metadata_timeout,
+            config=c.config,
+            error_policy=self.error_policy,
+        )
+        return twin
 
     # -- producer ------------------------------------------------------------------------------
 

@@ -68,10 +68,10 @@ _HANG_GRACE = 15.0
 class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
     """``KafkaSink`` with ``guarantee="exactly-once"``. See the module docstring for the protocol.
 
-    The transactional id is ``f"{transactional_id_prefix}-0"`` (default prefix
-    ``"arrowflow-<topic>"``): stable across restarts so that a restarted run fences the crashed one
-    and finds its journal and marker, and different for every pipeline writing concurrently (set the
-    prefix when two pipelines write the same topic).
+    The transactional id is ``f"{transactional_id_prefix}-<subtask>"`` (default prefix
+    ``"arrowflow-<topic>"``; subtask 0, or each parallel subtask's index): stable across restarts so
+    that a restarted run fences the crashed one and finds its journal and marker, and different for
+    every pipeline writing concurrently (set the prefix when two pipelines write the same topic).
     """
 
     # Only the producer that opened a Kafka transaction can commit it.
@@ -96,7 +96,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
     def transactional_id(self) -> str:
         c = self.config
         prefix = c.transactional_id_prefix or f"arrowflow-{c.topic or c.topic_column}"
-        return f"{prefix}-0"
+        return f"{prefix}-{self._subtask}"
 
     @property
     def marker_group(self) -> str:
@@ -319,6 +319,23 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
                 self._failed = []
             if self._journal_store is not None:
                 self._journal_store.discard(self._seq)
+
+    def reset(self) -> None:
+        """Before an in-process restart: abort the open transaction. A producer that cannot (a fatal
+        error, e.g. fenced) or that is stuck in a call is replaced; ``recover`` then fences the old one
+        (``init_transactions``)."""
+        reason = "its producer is stuck in a call" if self._stuck is not None else None
+        if reason is None:
+            try:
+                self.abort()
+            except Exception as exc:
+                reason = f"abort failed ({exc})"
+        if reason is not None:
+            log.warning("kafka sink %s: %s; starting a new producer", self.transactional_id, reason)
+            self._in_transaction = False
+            self._initialized = False
+            self._stuck = None  # the new producer is not; the stuck one is fenced by recover()
+            self._producer = self._new_producer()
 
     # -- recovery ------------------------------------------------------------------------------
 
