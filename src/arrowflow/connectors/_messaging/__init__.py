@@ -1,0 +1,45 @@
+"""The messaging base every broker connector is built on (issue 17; ``docs/writing-a-connector.md``).
+
+* :mod:`.payloads`: :class:`PayloadSpec`, which columns make a message (value, routing, key, id,
+  headers) and the one vectorized encoding of a batch into entries plus failed rows.
+* :mod:`.sink`: :class:`MessageSink` on :class:`~arrowflow.writer.AsyncBatchWriter`; a broker writes
+  only ``publish`` (and ``close_client``).
+* :mod:`.source`: :class:`MessageSource` / :class:`MessageReader`: format, metadata columns,
+  acknowledge-on-commit (:class:`PendingAcks`), reconnect backoff (:class:`Reconnect` on
+  :class:`~arrowflow.retry.ExponentialBackoff`), :class:`Inbox`.
+"""
+
+from __future__ import annotations
+
+from .payloads import Outgoing, PayloadOptions, PayloadSpec, RowIds, non_empty
+from .sink import MessageSink, failures
+from .source import (
+    RECONNECT_BACKOFF,
+    Inbox,
+    MessageReader,
+    MessageSource,
+    PendingAcks,
+    Reconnect,
+    ReconnectingSourceOptions,
+    SourceOptions,
+    check_metadata_columns,
+)
+
+__all__ = [
+    "RECONNECT_BACKOFF",
+    "Inbox",
+    "MessageReader",
+    "MessageSink",
+    "MessageSource",
+    "Outgoing",
+    "PayloadOptions",
+    "PayloadSpec",
+    "PendingAcks",
+    "Reconnect",
+    "ReconnectingSourceOptions",
+    "RowIds",
+    "SourceOptions",
+    "check_metadata_columns",
+    "failures",
+    "non_empty",
+]
