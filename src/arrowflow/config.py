@@ -34,6 +34,7 @@ __all__ = [
     "expand_env",
     "hide_secrets",
     "is_secret_key",
+    "post_init_bases",
     "resolve_config",
     "reveal",
     "reveal_secrets",
@@ -288,3 +289,12 @@ class ConfigAttributes:
             ):
                 return getattr(config, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def post_init_bases(parent: Any) -> None:
+    """Run the next ``__post_init__`` in the MRO, if any: call it first thing in the
+    ``__post_init__`` of an options dataclass meant to be combined with others
+    (``post_init_bases(super())``), so every base checks its own fields."""
+    post_init = getattr(parent, "__post_init__", None)
+    if post_init is not None:
+        post_init()

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...config import check_type
+from ...config import check_type, post_init_bases
 from ...errors import ConfigurationError
 from ...formats import Format, Json
 from ...formats.base import as_binary
@@ -260,6 +260,7 @@ class PayloadOptions:
     the routing, key and headers columns; a format with its own ``columns`` gets every column)."""
 
     def __post_init__(self) -> None:
+        post_init_bases(super())
         check_type("format", self.format, Format, allow_none=True)
         check_type("value_column", self.value_column, str, allow_none=True)
         if self.value_column is not None and (self.value_columns is not None or self.format is not None):

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 
-from ...config import ConfigAttributes, check_choice, check_type
+from ...config import ConfigAttributes, check_choice, check_type, post_init_bases
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format, Raw, decode_with_policy
@@ -290,6 +290,7 @@ class SourceOptions:
     """Metadata columns to append to every batch (the connector's list below)."""
 
     def __post_init__(self) -> None:
+        post_init_bases(super())
         check_type("format", self.format, Format, allow_none=True)
         object.__setattr__(
             self, "metadata_columns", check_metadata_columns(self.metadata_columns, self.METADATA)
