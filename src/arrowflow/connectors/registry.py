@@ -141,7 +141,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="mqtt",
-        module="arrowflow.connectors.mqtt_broker",
+        module="arrowflow.connectors.mqtt",
         sources=("MqttSource",),
         sinks=("MqttSink",),
         extra="mqtt",
