@@ -247,7 +247,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="pubsub",
-        module="arrowflow.connectors.gcp_pubsub",
+        module="arrowflow.connectors.pubsub",
         sources=("PubSubSource",),
         sinks=("PubSubSink",),
         extra="pubsub",

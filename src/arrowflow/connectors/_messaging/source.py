@@ -179,10 +179,11 @@ class Reconnect:
     def succeeded(self) -> None:
         self.failures = 0
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, event: str = "reconnect failed") -> None:
+        """Schedule the next try after a (growing, jittered) delay; log ``event`` and why."""
         self.failures += 1
         delay = self.backoff.delay(self.failures)
-        self.log.warning("%s: reconnect failed (%s); next try in %.1fs", self.what, exc, delay)
+        self.log.warning("%s: %s (%s); next try in %.1fs", self.what, event, exc, delay)
         self.next_try = time.monotonic() + delay
 
     def lost(self) -> None:
