@@ -25,6 +25,7 @@ __all__ = [
     "REQUIRED",
     "ConfigAttributes",
     "Secret",
+    "check_at_most",
     "check_choice",
     "check_exactly_one",
     "check_name",
@@ -298,3 +299,9 @@ def post_init_bases(parent: Any) -> None:
     post_init = getattr(parent, "__post_init__", None)
     if post_init is not None:
         post_init()
+
+
+def check_at_most(option: str, value: float | int, limit: float | int, why: str) -> None:
+    """``value <= limit``; else an error naming the option and ``why`` (the limit's origin)."""
+    if value > limit:
+        raise ConfigurationError(f"{option} must be <= {limit} ({why}), got {value!r}", option=option)

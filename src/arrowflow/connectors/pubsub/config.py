@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from ...config import check_name, check_positive, check_type
+from ...config import check_at_most, check_name, check_positive, check_type
 from ...errors import ConfigurationError
 from ...retry import ExponentialBackoff
 from ...writer import BatchingConfig
@@ -121,16 +121,8 @@ class PubSubSinkConfig(PayloadOptions):
         for opt in ("batch_max_messages", "batch_max_bytes"):
             check_type(opt, getattr(self, opt), int)
             check_positive(opt, getattr(self, opt))
-        if self.batch_max_messages > 1000:
-            raise ConfigurationError(
-                f"batch_max_messages must be <= 1000 (Pub/Sub's limit per Publish), got {self.batch_max_messages}",
-                option="batch_max_messages",
-            )
-        if self.batch_max_bytes > 10_000_000:
-            raise ConfigurationError(
-                f"batch_max_bytes must be <= 10000000 (Pub/Sub's limit per Publish), got {self.batch_max_bytes}",
-                option="batch_max_bytes",
-            )
+        check_at_most("batch_max_messages", self.batch_max_messages, 1000, "Pub/Sub's limit per Publish")
+        check_at_most("batch_max_bytes", self.batch_max_bytes, 10_000_000, "Pub/Sub's limit per Publish")
         check_positive("batch_max_latency", self.batch_max_latency)
         check_positive("publish_timeout", self.publish_timeout)
         check_type("batching", self.batching, BatchingConfig)

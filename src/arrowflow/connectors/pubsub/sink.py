@@ -135,8 +135,9 @@ class PubSubSink(MessageSink):
             failed.append(i)
             errors.append(f"{type(exc).__name__}: {exc}")
             retryable.append(type(exc).__name__ in RETRYABLE_ERRORS)
-            if keys is not None and keys[i]:
-                paused.add(keys[i])
+            key = keys[i] if keys is not None else None
+            if key:
+                paused.add(key)
         for key in paused:  # a failed publish pauses its ordering key until resumed
             try:
                 self._publisher.resume_publish(topic, key)
