@@ -236,7 +236,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="pulsar",
-        module="arrowflow.connectors.pulsar_broker",
+        module="arrowflow.connectors.pulsar",
         sources=("PulsarSource",),
         sinks=("PulsarSink",),
         extra="pulsar",
