@@ -109,15 +109,15 @@ class MqttConnection:
         """This connection (0.1.0's ``source.connection``)."""
         return self
 
-    def client(self, *, manual_ack: bool, receive_maximum: int | None = None) -> Any:
-        """A paho client (not yet connected)."""
+    def client(self, *, manual_ack: bool, client_id: str | None = None) -> Any:
+        """A paho client (not yet connected), as ``client_id`` if given."""
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         proto = mqtt.MQTTv5 if self.protocol == "5" else mqtt.MQTTv311
         kwargs: dict[str, Any] = {
             "callback_api_version": CallbackAPIVersion.VERSION2,
-            "client_id": self.client_id,
+            "client_id": self.client_id if client_id is None else client_id,
             "protocol": proto,
             "manual_ack": manual_ack,
         }

@@ -14,7 +14,6 @@ Contract (batching, retries, error policy: :class:`~arrowflow.writer.AsyncBatchW
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
@@ -66,14 +65,14 @@ class MqttSink(MessageSink):
         config: MqttSinkConfig | None = None,
     ) -> None:
         config = resolve_config(MqttSinkConfig, config, locals())
-        if not config.client_id:
-            config = dataclasses.replace(config, client_id=f"arrowflow-sink-{uuid.uuid4().hex[:12]}")
         super().__init__(
             config.payloads(), batching=config.batching, error_policy=error_policy, name="mqtt sink"
         )
         self.config = config
         self.connection: MqttConnection = config
-        self._client = config.client(manual_ack=False)
+        #: The client id in use (made up when ``client_id`` is empty).
+        self.client_id = config.client_id or f"arrowflow-sink-{uuid.uuid4().hex[:12]}"
+        self._client = config.client(manual_ack=False, client_id=self.client_id)
         # paho's own window of unacknowledged outgoing messages: a whole request may be in flight.
         self._client.max_inflight_messages_set(config.batching.max_request_rows)
         config.connect(self._client)
