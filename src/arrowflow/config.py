@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ __all__ = [
     "REQUIRED",
     "ConfigAttributes",
     "Secret",
+    "caller_stacklevel",
     "check_at_most",
     "check_choice",
     "check_exactly_one",
@@ -305,3 +307,14 @@ def check_at_most(option: str, value: float | int, limit: float | int, why: str)
     """``value <= limit``; else an error naming the option and ``why`` (the limit's origin)."""
     if value > limit:
         raise ConfigurationError(f"{option} must be <= {limit} ({why}), got {value!r}", option=option)
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of a warning that names the first caller outside arrowflow (the user's line,
+    however deep inside arrowflow the warning is raised)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("arrowflow."):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .config import check_non_negative, check_positive, check_type
+from .config import caller_stacklevel, check_non_negative, check_positive, check_type
 from .errors import ConfigurationError, ConnectorError
 
 __all__ = [
@@ -132,7 +132,7 @@ def as_backoff(value: Any, option: str) -> ExponentialBackoff:
             f"{option}=(initial, max) is deprecated: pass "
             f"{option}=ExponentialBackoff(initial_delay=..., max_delay=...)",
             DeprecationWarning,
-            stacklevel=3,
+            stacklevel=caller_stacklevel(),
         )
         if not 0 < value[0] <= value[1]:
             raise ConfigurationError(

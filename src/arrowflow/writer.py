@@ -72,7 +72,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import check_choice, check_positive, check_type
+from .config import caller_stacklevel, check_choice, check_positive, check_type
 from .error_policy import ErrorPolicy, ErrorPolicyLike
 from .errors import ArrowflowError, ConfigurationError, ConnectorError, SerializationError
 from .retry import Retry, default_classify
@@ -275,7 +275,9 @@ class AsyncBatchWriter(Sink):
     ) -> None:
         if config is not None:
             warnings.warn(
-                "AsyncBatchWriter(config=...) is deprecated: pass batching=", DeprecationWarning, stacklevel=2
+                "AsyncBatchWriter(config=...) is deprecated: pass batching=",
+                DeprecationWarning,
+                stacklevel=caller_stacklevel(),
             )
             if batching is not None:
                 raise ConfigurationError("give batching, not also config", option="config")
@@ -954,7 +956,7 @@ def legacy_batching(*names: str) -> Callable[[type[C]], type[C]]:
                     f"{cls.__name__}: {', '.join(legacy)} are deprecated; pass "
                     f"batching=BatchingConfig(...) ({', '.join(LEGACY_BATCHING[n] for n in legacy)})",
                     DeprecationWarning,
-                    stacklevel=2,
+                    stacklevel=caller_stacklevel(),
                 )
                 base = kwargs.get("batching", batching_field.default)
                 if base is not batching_field.default and base != batching_field.default:

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ...config import (
     Secret,
+    caller_stacklevel,
     check_choice,
     check_exactly_one,
     check_positive,
@@ -90,7 +91,7 @@ class MqttConnection:
             warnings.warn(
                 "MqttConnection(reconnect_delay=(min, max)) is deprecated: pass reconnect_backoff=",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
             lo, hi = self.reconnect_delay
             check_positive("reconnect_delay", lo)
