@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from .payloads import Outgoing, PayloadOptions, PayloadSpec, RowIds, non_empty
-from .sink import MessageSink, failures
+from .sink import PIPELINED_BATCHING, MessageSink, failures
 from .source import (
     RECONNECT_BACKOFF,
     Inbox,
@@ -26,6 +26,7 @@ from .source import (
 )
 
 __all__ = [
+    "PIPELINED_BATCHING",
     "RECONNECT_BACKOFF",
     "Inbox",
     "MessageReader",

@@ -21,7 +21,18 @@ from ...error_policy import ErrorPolicyLike
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
 from .payloads import Outgoing, PayloadSpec, RowIds
 
-__all__ = ["MessageSink", "failures"]
+__all__ = ["PIPELINED_BATCHING", "MessageSink", "failures"]
+
+#: Batching of a sink whose client pipelines messages itself (Pub/Sub, Pulsar): large requests
+#: (5000 rows, no byte limit: the client cuts its own), one in flight so that keys keep their order,
+#: 0.5 s in the buffer, 50,000 rows buffered.
+PIPELINED_BATCHING = BatchingConfig(
+    max_request_rows=5000,
+    max_request_bytes=None,
+    max_in_flight=1,
+    max_time_in_buffer=0.5,
+    max_buffered_rows=50_000,
+)
 
 
 def failures(
@@ -42,23 +53,20 @@ def failures(
 
 
 class MessageSink(ConfigAttributes, AsyncBatchWriter):
-    """One message per row, through a broker's client. Subclasses set :attr:`payloads` (through
-    ``super().__init__``) and implement :meth:`publish`."""
+    """One message per row, through a broker's client. A subclass's constructor resolves its
+    configuration and hands it to ``super().__init__``; it implements :meth:`publish`."""
 
     #: The per-system batching defaults (each broker sets its own).
     default_batching: ClassVar[BatchingConfig] = BatchingConfig()
 
     def __init__(
-        self,
-        payloads: PayloadSpec,
-        *,
-        batching: BatchingConfig | None = None,
-        error_policy: ErrorPolicyLike = "fail",
-        name: str | None = None,
+        self, config: Any, *, error_policy: ErrorPolicyLike = "fail", name: str | None = None
     ) -> None:
-        super().__init__(batching or self.default_batching, error_policy=error_policy, name=name)
-        self.payloads = payloads
-        self._ids = RowIds() if payloads.generate_ids else None
+        """``config``: the broker's validated configuration, with ``batching`` and ``payloads()``."""
+        super().__init__(config.batching or self.default_batching, error_policy=error_policy, name=name)
+        self.config = config
+        self.payloads: PayloadSpec = config.payloads()
+        self._ids = RowIds() if self.payloads.generate_ids else None
 
     # -- AsyncBatchWriter hooks ------------------------------------------------------------------
 

@@ -204,6 +204,8 @@ class MessageReader(SplitReader):
         self._closed = False
         self._position: Position = position
         self._pending: PendingAcks[Any] = PendingAcks()
+        #: What a client thread received and ``read_batch`` has not returned yet.
+        self._inbox: Inbox[Any] = Inbox()
         backoff = getattr(source.config, "reconnect_backoff", RECONNECT_BACKOFF)
         self._reconnect = Reconnect(
             backoff, f"{source.name} {split.split_id}", logging.getLogger(f"arrowflow.{source.name}")
@@ -259,6 +261,22 @@ class MessageReader(SplitReader):
         return batch
 
     # -- the reader contract ----------------------------------------------------------------------
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        """For a reader fed by a client thread: take up to ``max_rows`` messages from
+        ``self._inbox`` (waiting at most ``timeout``) and hand them to ``self._to_batch``. Readers
+        that receive by calling the client override this."""
+        if self._closed:
+            return None
+        received = self._inbox.take(max_rows, timeout)
+        if not received:
+            return None
+        return self._to_batch(received)
+
+    def _to_batch(self, received: list[Any]) -> pa.RecordBatch:
+        """The batch of ``received`` messages (usually through :meth:`decode`); records what
+        ``commit`` will acknowledge and the new position."""
+        raise NotImplementedError
 
     @property
     def finished(self) -> bool:

@@ -111,10 +111,8 @@ class ActiveMQSink(MessageSink):
         config: ActiveMQSinkConfig | None = None,
     ) -> None:
         config = resolve_config(ActiveMQSinkConfig, config, locals())
-        payloads = config.payloads()
-        super().__init__(payloads, batching=config.batching, error_policy=error_policy, name="activemq sink")
-        self.config = config
-        self._frames = _Frames(config, payloads)
+        super().__init__(config, error_policy=error_policy, name="activemq sink")
+        self._frames = _Frames(config, self.payloads)
         self._conn_lock = threading.Lock()
         self._conn: Connection | None = connect(config, _CONNECT_TIMEOUT)
 

@@ -65,10 +65,7 @@ class MqttSink(MessageSink):
         config: MqttSinkConfig | None = None,
     ) -> None:
         config = resolve_config(MqttSinkConfig, config, locals())
-        super().__init__(
-            config.payloads(), batching=config.batching, error_policy=error_policy, name="mqtt sink"
-        )
-        self.config = config
+        super().__init__(config, error_policy=error_policy, name="mqtt sink")
         self.connection: MqttConnection = config
         #: The client id in use (made up when ``client_id`` is empty).
         self.client_id = config.client_id or f"arrowflow-sink-{uuid.uuid4().hex[:12]}"

@@ -43,7 +43,7 @@ from ...errors import ConnectorError
 from ...formats import Format
 from ...retry import ExponentialBackoff
 from ...source import Position, Split, SplitReader
-from .._messaging import Inbox, MessageReader, MessageSource
+from .._messaging import MessageReader, MessageSource
 from .config import MQTT_RECONNECT, MqttConnection, MqttSourceConfig, wait_connected
 
 __all__ = ["MqttSource"]
@@ -106,7 +106,6 @@ class _MqttReader(MessageReader):
         self._cfg = cfg
         self._topics = source.topics
         self._count: int = position or 0
-        self._inbox: Inbox[tuple[int, Any]] = Inbox()
         # Received on which connection (acks from an older connection are dropped, see the docstring).
         self._generation = 0
         self._gen_lock = threading.Lock()
@@ -141,14 +140,6 @@ class _MqttReader(MessageReader):
         self._inbox.put((generation, msg))
 
     # reading ------------------------------------------------------------------------------------
-
-    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
-        if self._closed:
-            return None
-        taken = self._inbox.take(max_rows, timeout)
-        if not taken:
-            return None
-        return self._to_batch(taken)
 
     def _to_batch(self, taken: list[tuple[int, Any]]) -> pa.RecordBatch:
         msgs = [m for _, m in taken]

@@ -11,20 +11,14 @@ from ...config import check_at_most, check_name, check_positive, check_type
 from ...errors import ConfigurationError
 from ...retry import ExponentialBackoff
 from ...writer import BatchingConfig
-from .._messaging import PayloadOptions, PayloadSpec, ReconnectingSourceOptions
+from .._messaging import PIPELINED_BATCHING, PayloadOptions, PayloadSpec, ReconnectingSourceOptions
 from ._client import path
 
 __all__ = ["PUBSUB_BATCHING", "PUBSUB_RECONNECT", "PubSubSinkConfig", "PubSubSourceConfig"]
 
 #: The sink's batching unless configured: 5000 rows a request (cut into Publish RPCs by
 #: ``batch_max_messages``/``batch_max_bytes``), one in flight, 0.5 s in the buffer.
-PUBSUB_BATCHING = BatchingConfig(
-    max_request_rows=5000,
-    max_request_bytes=None,
-    max_in_flight=1,
-    max_time_in_buffer=0.5,
-    max_buffered_rows=50_000,
-)
+PUBSUB_BATCHING = PIPELINED_BATCHING
 
 #: Waits before a closed streaming pull is reopened, unless configured: 0.1 s growing to 5 s.
 PUBSUB_RECONNECT = ExponentialBackoff(initial_delay=0.1, max_delay=5.0, multiplier=2.0)

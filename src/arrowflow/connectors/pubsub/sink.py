@@ -78,10 +78,7 @@ class PubSubSink(MessageSink):
         from google.cloud.pubsub_v1 import types
 
         config = resolve_config(PubSubSinkConfig, config, locals())
-        super().__init__(
-            config.payloads(), batching=config.batching, error_policy=error_policy, name="pubsub sink"
-        )
-        self.config = config
+        super().__init__(config, error_policy=error_policy, name="pubsub sink")
         #: The topic's full path (``projects/<project>/topics/<name>``).
         self.topic = config.topic_path
         self._publisher = publisher_client(

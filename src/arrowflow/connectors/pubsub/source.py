@@ -50,7 +50,7 @@ from ...error_policy import ErrorPolicyLike
 from ...formats import Format
 from ...retry import ExponentialBackoff
 from ...source import Position, Split
-from .._messaging import Inbox, MessageReader, MessageSource
+from .._messaging import MessageReader, MessageSource
 from ._client import ACK_CHUNK, subscriber_client
 from .config import PUBSUB_RECONNECT, PubSubSourceConfig
 
@@ -107,7 +107,6 @@ class PubSubSplitReader(MessageReader):
         self._subscription = source.subscription
         self._seq = int(position) if position is not None else 0
         self._stop = threading.Event()
-        self._inbox: Inbox[Any] = Inbox()  # raw ReceivedMessage protos not yet returned
         self._leases: dict[str, float] = {}  # ack id -> when it arrived (monotonic); guarded by the inbox
         self._requests: queue.Queue[Any] = queue.Queue()
         self._call: Any = None
@@ -203,14 +202,6 @@ class PubSubSplitReader(MessageReader):
                 )
 
     # -- the reader contract -------------------------------------------------------------------
-
-    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
-        if self._closed:
-            return None
-        received = self._inbox.take(max_rows, timeout)
-        if not received:
-            return None
-        return self._to_batch(received)
 
     def _to_batch(self, received: list[Any]) -> pa.RecordBatch:
         msgs = [rm.message for rm in received]

@@ -12,7 +12,7 @@ import pyarrow as pa
 from ...config import check_choice, check_exactly_one, check_name, check_positive, check_type, hide_secrets
 from ...errors import ConfigurationError
 from ...writer import BatchingConfig
-from .._messaging import PayloadOptions, PayloadSpec, SourceOptions
+from .._messaging import PIPELINED_BATCHING, PayloadOptions, PayloadSpec, SourceOptions
 from ._client import CUMULATIVE, SUBSCRIPTION_TYPES, parse_cursor
 
 __all__ = ["COMPRESSIONS", "PULSAR_BATCHING", "PulsarSinkConfig", "PulsarSourceConfig"]
@@ -20,13 +20,7 @@ __all__ = ["COMPRESSIONS", "PULSAR_BATCHING", "PulsarSinkConfig", "PulsarSourceC
 DEFAULT_SERVICE_URL = "pulsar://127.0.0.1:6650"
 
 #: The sink's batching unless configured: 5000 rows a request, one in flight, 0.5 s in the buffer.
-PULSAR_BATCHING = BatchingConfig(
-    max_request_rows=5000,
-    max_request_bytes=None,
-    max_in_flight=1,
-    max_time_in_buffer=0.5,
-    max_buffered_rows=50_000,
-)
+PULSAR_BATCHING = PIPELINED_BATCHING
 
 #: ``compression`` values (pulsar ``CompressionType`` member names).
 COMPRESSIONS = {None: "NONE", "lz4": "LZ4", "zlib": "ZLib", "zstd": "ZSTD", "snappy": "SNAPPY"}

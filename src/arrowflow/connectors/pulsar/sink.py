@@ -82,10 +82,7 @@ class PulsarSink(MessageSink):
         import pulsar
 
         config = resolve_config(PulsarSinkConfig, config, locals())
-        super().__init__(
-            config.payloads(), batching=config.batching, error_policy=error_policy, name="pulsar sink"
-        )
-        self.config = config
+        super().__init__(config, error_policy=error_policy, name="pulsar sink")
         key_based = config.key_based_batching
         if key_based is None:
             key_based = config.key_column is not None

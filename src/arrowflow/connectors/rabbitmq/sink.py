@@ -68,10 +68,7 @@ class RabbitMQSink(MessageSink):
         config: RabbitMQSinkConfig | None = None,
     ) -> None:
         config = resolve_config(RabbitMQSinkConfig, config, locals())
-        super().__init__(
-            config.payloads(), batching=config.batching, error_policy=error_policy, name="rabbitmq sink"
-        )
-        self.config = config
+        super().__init__(config, error_policy=error_policy, name="rabbitmq sink")
         content_type = config.content_type
         if content_type is None and config.value_column is None and isinstance(self.payloads.encoder, Json):
             content_type = "application/json"
