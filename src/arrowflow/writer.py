@@ -867,10 +867,12 @@ def check_batching_limits(
 LEGACY_BATCHING: dict[str, str] = {
     "max_records_per_request": "max_request_rows",
     "max_actions": "max_request_rows",
+    "max_items_per_request": "max_request_rows",
     "request_rows": "max_request_rows",
     "max_bytes": "max_request_bytes",
     "max_request_bytes": "max_request_bytes",
     "max_record_bytes": "max_record_bytes",
+    "max_item_bytes": "max_record_bytes",
     "max_in_flight": "max_in_flight",
     "max_in_flight_requests": "max_in_flight",
     "max_buffered_rows": "max_buffered_rows",

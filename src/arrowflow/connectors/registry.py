@@ -257,7 +257,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="kinesis",
-        module="arrowflow.connectors.aws",
+        module="arrowflow.connectors.kinesis",
         sources=("KinesisSource",),
         sinks=("KinesisSink",),
         extra="aws",
@@ -267,7 +267,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="firehose",
-        module="arrowflow.connectors.aws",
+        module="arrowflow.connectors.firehose",
         sinks=("FirehoseSink",),
         extra="aws",
         requires=("boto3",),
@@ -276,7 +276,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="dynamodb",
-        module="arrowflow.connectors.aws",
+        module="arrowflow.connectors.dynamodb",
         sources=("DynamoDBScanSource", "DynamoDBStreamsSource"),
         sinks=("DynamoDBSink",),
         extra="aws",

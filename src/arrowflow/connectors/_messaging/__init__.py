@@ -18,11 +18,13 @@ from .source import (
     Inbox,
     MessageReader,
     MessageSource,
+    MetadataOptions,
     PendingAcks,
     Reconnect,
     ReconnectingSourceOptions,
     SourceOptions,
     check_metadata_columns,
+    decode_messages,
 )
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "MessageReader",
     "MessageSink",
     "MessageSource",
+    "MetadataOptions",
     "Outgoing",
     "PayloadOptions",
     "PayloadSpec",
@@ -41,6 +44,7 @@ __all__ = [
     "RowIds",
     "SourceOptions",
     "check_metadata_columns",
+    "decode_messages",
     "failures",
     "non_empty",
 ]

@@ -40,11 +40,13 @@ __all__ = [
     "Inbox",
     "MessageReader",
     "MessageSource",
+    "MetadataOptions",
     "PendingAcks",
     "Reconnect",
     "ReconnectingSourceOptions",
     "SourceOptions",
     "check_metadata_columns",
+    "decode_messages",
 ]
 
 T = TypeVar("T")
@@ -61,6 +63,35 @@ def check_metadata_columns(names: Sequence[str], allowed: Mapping[str, pa.DataTy
     for name in out:
         check_choice("metadata_columns", name, tuple(allowed))
     return out
+
+
+def decode_messages(
+    fmt: Format,
+    error_policy: ErrorPolicyLike,
+    payloads: pa.Array,
+    context: pa.RecordBatch | None,
+    wanted: Sequence[str],
+    types: Mapping[str, pa.DataType],
+    metadata: Mapping[str, Callable[[], Any]],
+) -> pa.RecordBatch:
+    """The batch of received messages: ``payloads`` decoded by ``fmt``, then the ``wanted``
+    metadata columns.
+
+    Payloads that fail go to ``error_policy`` as rows ``payload`` + ``context``'s columns (the
+    message's identity: topic, id, ...). ``metadata[name]()`` returns a column's values for every
+    payload (an Arrow array or a list, cast to ``types[name]``), of which the decoded rows are kept;
+    only ``wanted`` columns are built. No row loop here beyond what the client handed over.
+    """
+    batch, rows = decode_with_policy(fmt, payloads, error_policy, context)
+    take = None if len(rows) == len(payloads) else pa.array(rows, pa.int64())
+    for name in wanted:
+        typ = types[name]
+        values = metadata[name]()
+        column = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, typ)
+        if column.type != typ:
+            column = column.cast(typ)
+        batch = batch.append_column(pa.field(name, typ), column if take is None else column.take(take))
+    return batch
 
 
 class MessageSource(ConfigAttributes, Source):
@@ -244,21 +275,11 @@ class MessageReader(SplitReader):
         context: pa.RecordBatch | None,
         metadata: Mapping[str, Callable[[], Any]],
     ) -> pa.RecordBatch:
-        """Decode ``payloads`` with the source's format; payloads that fail go to the error policy
-        as rows ``payload`` + ``context``'s columns. Then append each requested metadata column:
-        ``metadata[name]()`` returns its values for every payload (an Arrow array or a list), of
-        which the decoded rows are kept. Only requested columns are built."""
+        """:func:`decode_messages` with the source's format, error policy and metadata columns."""
         src = self.source
-        batch, rows = decode_with_policy(src.format, payloads, src.error_policy, context)
-        take = None if len(rows) == len(payloads) else pa.array(rows, pa.int64())
-        for name in src.metadata_columns:
-            typ = src.METADATA[name]
-            values = metadata[name]()
-            column = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, typ)
-            if column.type != typ:
-                column = column.cast(typ)
-            batch = batch.append_column(pa.field(name, typ), column if take is None else column.take(take))
-        return batch
+        return decode_messages(
+            src.format, src.error_policy, payloads, context, src.metadata_columns, src.METADATA, metadata
+        )
 
     # -- the reader contract ----------------------------------------------------------------------
 
@@ -297,23 +318,32 @@ class MessageReader(SplitReader):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SourceOptions:
-    """The options every broker source's configuration starts with (inherit it; set ``METADATA``)."""
+class MetadataOptions:
+    """``metadata_columns`` of a source's configuration, checked against its ``METADATA``."""
 
     METADATA: ClassVar[dict[str, pa.DataType]] = {}
 
-    format: Format | None = None
-    """How a payload becomes columns (default :class:`~arrowflow.formats.Raw`: one binary column
-    ``value``). Payloads that fail go to the error policy."""
     metadata_columns: Sequence[str] = ()
     """Metadata columns to append to every batch (the connector's list below)."""
 
     def __post_init__(self) -> None:
         post_init_bases(super())
-        check_type("format", self.format, Format, allow_none=True)
         object.__setattr__(
             self, "metadata_columns", check_metadata_columns(self.metadata_columns, self.METADATA)
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceOptions(MetadataOptions):
+    """The options every broker source's configuration starts with (inherit it; set ``METADATA``)."""
+
+    format: Format | None = None
+    """How a payload becomes columns (default :class:`~arrowflow.formats.Raw`: one binary column
+    ``value``). Payloads that fail go to the error policy."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_type("format", self.format, Format, allow_none=True)
 
 
 @dataclass(frozen=True, kw_only=True)
