@@ -1,9 +1,10 @@
 # arrowflow developer commands. Two a new user needs, on Debian/Ubuntu with Python >= 3.10:
 #   make demo   create .venv, install arrowflow[all] (builds the Cython kernels), run `arrowflow demo`
 #   make test   install arrowflow[dev], ruff + mypy, start the servers the suite needs, run pytest, stop them
-# Others: make lint | typecheck | bench | docs | dist | ext | services-up | services-down | clean | distclean
+# Others: make lint | typecheck | bench | bench-peers | docs | dist | ext | services-up | services-down | clean | distclean
+#         make fuzz (atheris, FUZZ_SECONDS per target) | make asan (kernels + fuzz corpus under ASan)
 # Variables: BOOTSTRAP_PYTHON (python3) VENV (.venv) SERVICES (from tests/services/required.txt)
-#            PYTEST_ARGS DEMO_ARGS BENCH_ARGS DOCS_ADDR (127.0.0.1:8000)
+#            PYTEST_ARGS DEMO_ARGS BENCH_ARGS DOCS_ADDR (127.0.0.1:8000) FUZZ_SECONDS FUZZ_TARGETS
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -35,9 +36,10 @@ BENCH_ARGS ?=
 DOCS_ADDR ?= 127.0.0.1:8000
 
 .PHONY: help demo test lint typecheck bench docs ext venv services-up services-down clean distclean
+.PHONY: fuzz asan
 
 help:
-	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,7p' Makefile | sed 's/^# \{0,1\}//'
 
 # ------------------------------------------------------------------------------------------- venv
 # python3 -m venv fails on Debian/Ubuntu without python3-venv (no ensurepip): install it when root.
@@ -135,6 +137,21 @@ dist: $(DEV_STAMP)
 	fi; \
 	ls -l dist/
 
+# -------------------------------------------------------------------------------------------- fuzz
+# Coverage-guided fuzzing (atheris, from PyPI) of every target in tests/fuzz/targets.py for
+# FUZZ_SECONDS each; crashes land in tests/fuzz/corpus/<target>/, which the smoke run replays.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: $(DEV_STAMP)
+	@$(MAKE) --no-print-directory $(EXT_STAMP)
+	$(PY) -m pip install -q 'atheris>=2.3'
+	$(PY) tests/fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# The kernels rebuilt with AddressSanitizer into build/asan (the normal build is untouched), then the
+# kernel tests and the fuzz corpus and smoke run under the ASan runtime (see tests/fuzz/asan.sh).
+asan: $(DEV_STAMP)
+	PYTHON=$(ABS_PY) sh tests/fuzz/asan.sh
+
 # ------------------------------------------------------------------------------------------- bench
 bench: $(DEV_STAMP)
 	@$(MAKE) --no-print-directory $(EXT_STAMP)
@@ -146,6 +163,21 @@ bench: $(DEV_STAMP)
 docs: $(DEV_STAMP)
 	@$(MAKE) --no-print-directory $(EXT_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr $(DOCS_ADDR)
+
+# Head to head with Flink, Quix Streams, Bytewax and a plain client loop (benchmarks/peers/README.md):
+# starts the Kafka broker, PostgreSQL and OpenSearch it needs (stopping only the ones it started; workload
+# (4) runs only against a real OpenSearch 2.x node), creates the peers' virtual environments under
+# .peers/ and builds the Flink jobs (Maven, ~/.m2) on first use.
+# PEERS_ARGS: options of `python -m benchmarks.peers` (e.g. --quick, --systems arrowflow,plain).
+PEERS_ARGS ?=
+.PHONY: bench-peers
+bench-peers: $(DEV_STAMP)
+	@$(MAKE) --no-print-directory $(EXT_STAMP)
+	@rec=$$(mktemp "$${TMPDIR:-/tmp}/arrowflow-services.XXXXXX"); \
+	cleanup() { PYTHON=$(ABS_PY) sh tests/services/down.sh --record "$$rec"; }; \
+	trap cleanup EXIT; trap 'exit 143' TERM; trap 'exit 130' INT; \
+	PYTHON=$(ABS_PY) sh tests/services/up.sh --record "$$rec" kafka postgres opensearch; \
+	$(PY) -m benchmarks.peers $(PEERS_ARGS)
 
 # ------------------------------------------------------------------------------------------- clean
 clean:

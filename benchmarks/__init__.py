@@ -19,6 +19,7 @@ WORKLOAD_MODULES = [
     "benchmarks.bulk",
     "benchmarks.pipeline_overhead",
     "benchmarks.pipeline_ops",
+    "benchmarks.windows",
     "benchmarks.enrich",
     "benchmarks.filesystem",
     "benchmarks.kafka",

@@ -20,8 +20,9 @@ with the source's own options (the workload's ratio is quoted against it).
   deduplication) and one ``publish_async_completed()`` (the idiomatic baseline, every row), and vs
   ``await js.publish(subject, json.dumps(row))`` per row (naive, a subset). Every method's subject
   is read back (a pull consumer) and compared with the rows written.
-* ``nats-source``: ``NatsJetStreamSource`` (fetch 10k + ``Json.decode``, acks up to the batch's last
-  message after each batch, as checkpoints would) vs ``fetch(batch=10_000)`` on a durable pull
+* ``nats-source``: ``NatsJetStreamSource`` (pull requests of 10k on its own socket, frames turned into
+  Arrow columns by the ``nats_frames`` kernel, + ``Json.decode``; acks up to the batch's last message
+  after each batch, as checkpoints would) vs ``fetch(batch=10_000)`` on a durable pull
   consumer with the source's consumer options (``AckPolicy.ALL``, ``ack_wait``, ``max_ack_pending``)
   + ``json.loads`` per message + ``from_pylist`` + one ``ack`` of the last message per fetch (the
   idiomatic baseline, every message), and vs ``fetch(1)`` + ``json.loads`` + ``ack`` per message
@@ -29,8 +30,14 @@ with the source's own options (the workload's ratio is quoted against it).
 
 Source methods are checked: the rows of their first call (decoded, read back as a table) equal the
 table written into the stream.
-* ``mqtt-sink``: ``MqttSink`` (QoS 1) vs paho ``publish`` + ``wait_for_publish`` per row. No target:
-  paho has no batched publish, both make one client call per message.
+* ``mqtt-sink``: ``MqttSink`` (QoS 1, MQTT 5, its own connection: PUBLISH packets by the
+  ``mqtt_frames`` kernel, as many in flight as the broker's Receive Maximum, 20 for Mosquitto) vs the
+  idiomatic baseline: paho (MQTT 5, its default in-flight window, 20: the same) ``publish`` of every
+  row (``orjson.dumps``) at QoS 1 without waiting, then ``wait_for_publish`` on every message (all
+  PUBACKs); and vs ``publish`` +
+  ``wait_for_publish`` per row (naive, a subset). Every method publishes to its own topic; the check
+  subscribes to it before the warm-up call (QoS 0, a reader in its own process:
+  ``benchmarks/_mqtt_reader.py``) and compares what arrived with the rows.
 * ``mqtt-source``: MQTT 5 persistent sessions, each subscribed at QoS 1 and holding 900 queued
   messages (Mosquitto keeps at most 1000 per offline session); a timed call connects with one unused
   session and reads all of them. ``MqttSource`` (manual acks on commit, ``Json.decode``) vs paho's
@@ -43,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import json
+import os
 import threading
 import time
 import uuid
@@ -434,9 +442,38 @@ def setup_nats_source(config: RunConfig) -> Prepared:
 # -- MQTT ----------------------------------------------------------------------------------------
 
 
+class _MqttCollector:
+    """A subscriber to one topic, for a check: ``benchmarks/_mqtt_reader.py`` in its own process
+    (see its docstring for why not paho here), started before the warm-up call."""
+
+    def __init__(self, topic: str, count: int) -> None:
+        import subprocess
+        import sys
+        import tempfile
+        from pathlib import Path
+
+        self.topic = topic
+        fd, self.out = tempfile.mkstemp(prefix="af-mqtt-check-")
+        os.close(fd)
+        atexit.register(lambda: os.path.exists(self.out) and os.remove(self.out))
+        reader = Path(__file__).with_name("_mqtt_reader.py")
+        cmd = [sys.executable, str(reader), MQTT[0], str(MQTT[1]), topic, str(count), self.out]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"mqtt: the check reader could not subscribe to {topic}")
+
+    def check(self, expected: pa.Table) -> str:
+        """Wait for the reader (it stops at the expected count, or 30 s after the last message) and
+        compare what it received with ``expected``'s rows."""
+        self.proc.wait(600)
+        with open(self.out, "rb") as f:
+            payloads = f.read().splitlines()
+        return same_rows(json_table(payloads, expected.schema), expected, self.topic)
+
+
 def setup_mqtt_sink(config: RunConfig) -> Prepared:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    import orjson
 
     from arrowflow.connectors.mqtt_broker import MqttSink
 
@@ -444,13 +481,18 @@ def setup_mqtt_sink(config: RunConfig) -> Prepared:
     table = make_table(n, config.seed)
     batches = table.to_batches(max_chunksize=65_536)
     topic = f"bench/{uuid.uuid4().hex[:8]}"
+    py_n = config.subset(1_000 if config.quick else 10_000)
+    py_table = table.slice(0, py_n)
+    collectors = {k: _MqttCollector(f"{topic}/{k}", c) for k, c in (("af", n), ("all", n), ("pm", py_n))}
     sink = MqttSink(*MQTT, topic=topic + "/af", qos=1)
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    # paho's default window, which is also Mosquitto's Receive Maximum, the sink's window (paho's
+    # O(window) scan per PUBACK makes larger windows slower: 2000 cost it ~40% more CPU per message).
+    window = 20
+    client = _mqtt_client(f"bench-pub-{uuid.uuid4().hex[:8]}")
+    client.max_inflight_messages_set(window)
     client.connect(*MQTT)
     client.loop_start()
     time.sleep(0.2)
-    py_n = config.subset(1_000 if config.quick else 10_000)
-    py_table = table.slice(0, py_n)
 
     def run_sink() -> int:
         for b in batches:
@@ -458,20 +500,47 @@ def setup_mqtt_sink(config: RunConfig) -> Prepared:
         sink.flush()
         return n
 
+    def run_publish_all() -> int:
+        dumps, publish, infos = orjson.dumps, client.publish, []
+        for b in table.to_batches(max_chunksize=10_000):
+            infos += [publish(topic + "/all", dumps(row), qos=1) for row in b.to_pylist()]
+        for info in infos:
+            info.wait_for_publish(60)
+            if not info.is_published():
+                raise RuntimeError("mqtt: a message was not acknowledged")
+        return n
+
     def run_per_message() -> int:
         for row in py_table.to_pylist():
             client.publish(topic + "/pm", json.dumps(row, default=str), qos=1).wait_for_publish(10)
         return py_n
 
+    def teardown() -> None:
+        sink.close()
+        client.disconnect()
+        client.loop_stop()
+
     return Prepared(
         methods={
-            "arrowflow MqttSink (QoS 1)": Method(run=run_sink),
+            "arrowflow MqttSink (QoS 1)": Method(run=run_sink, check=lambda: collectors["af"].check(table)),
+            _MQTT_ALL: Method(
+                run=run_publish_all,
+                note=f"paho, {window} in flight (its default) as the sink",
+                target=Target(min_speedup=1),
+                check=lambda: collectors["all"].check(table),
+            ),
             "to_pylist + json.dumps + publish/wait per row": Method(
-                run=run_per_message, note=f"on {py_n:,} rows"
+                run=run_per_message,
+                note=f"naive; on {py_n:,} rows",
+                check=lambda: collectors["pm"].check(py_table),
             ),
         },
         bytes_per_row=table.nbytes / n,
+        teardown=teardown,
     )
+
+
+_MQTT_ALL = "orjson + publish all (QoS 1), then wait for every PUBACK"
 
 
 #: Mosquitto queues at most 1000 messages per offline session (its default max_queued_messages).
@@ -616,7 +685,7 @@ for _name, _desc, _setup, _ref, _idiomatic in (
         "8-column table -> MQTT QoS 1 messages (JSON)",
         setup_mqtt_sink,
         "arrowflow MqttSink (QoS 1)",
-        (),  # no idiomatic baseline yet: the one here waits for each PUBACK
+        (_MQTT_ALL,),
     ),
     (
         "mqtt-source",

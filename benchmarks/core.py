@@ -11,6 +11,11 @@ Timing: one untimed warm-up call per method (lazy imports, caches, first-touch p
 ``min_sample_s`` per call is called back to back within its sample until the sample lasts that long
 (``times_s`` are per call). The reported figure is the median per method. Interleaving makes the
 ratios hold even when the machine drifts, which it does here (2 cores shared by many processes).
+Each sample also records this process's CPU time (``time.process_time``: every thread of the
+process, so a client library's I/O threads count, a server's work does not). On a loaded machine a
+short call's wall time is mostly waiting for a core; its CPU time is not, so ``cpu_ratio`` (the
+method's median CPU per row / arrowflow's) compares the client-side work of two methods when the
+wall-time ratio is noise. Where the server is the bottleneck the wall-time ratio is what a user sees.
 
 Ratios compare against the workload's ``reference`` method (the arrowflow one): ``ratio`` is
 ``reference rows/s / method rows/s``, i.e. "arrowflow is N x faster than this method". Targets are
@@ -164,6 +169,13 @@ class Result:
     times_s: list[float] = field(default_factory=list)
     #: What the output check compared (``None``: the method has no check).
     checked: str | None = None
+    #: CPU seconds per call of this process (all its threads: the client's work, not a server's).
+    cpu_times_s: list[float] = field(default_factory=list)
+    #: Median CPU microseconds per row (this process).
+    cpu_us_per_row: float | None = None
+    #: This method's CPU per row / arrowflow's: how many times less client CPU arrowflow spends per
+    #: row. Unlike ``ratio`` it holds on a loaded machine (waiting for a core costs no CPU time).
+    cpu_ratio: float | None = None
 
 
 @dataclass(kw_only=True)
@@ -178,6 +190,8 @@ class Summary:
     ratio: float | None
     target: str = ""
     met: bool | None = None
+    #: The baseline's client CPU per row / arrowflow's (see :attr:`Result.cpu_ratio`).
+    cpu_ratio: float | None = None
 
 
 _REGISTRY: dict[str, Workload] = {}
@@ -209,21 +223,24 @@ def format_rate(rate: float | None) -> str:
     return f"{rate:.3g}"
 
 
-def _time_once(fn: Callable[[], int], repeat: int = 1) -> tuple[float, int]:
-    """Seconds per call and rows per call of ``fn``, over ``repeat`` back-to-back calls."""
+def _time_once(fn: Callable[[], int], repeat: int = 1) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (this process, all its threads) and rows per call of ``fn``, over
+    ``repeat`` back-to-back calls."""
     # The collector is paused so a cycle collection triggered by one method's garbage is not
     # billed to the next one.
     gc.collect()
     gc.disable()
     try:
         rows = 0
+        cpu = time.process_time()
         start = time.perf_counter()
         for _ in range(repeat):
             rows = fn()
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     finally:
         gc.enable()
-    return elapsed / repeat, int(rows)
+    return elapsed / repeat, cpu / repeat, int(rows)
 
 
 def _repeat_for(seconds_per_call: float, min_sample_s: float) -> int:
@@ -262,7 +279,7 @@ def _run_prepared(
             results[name].note = "; ".join(x for x in (method.skip or "skipped", method.note) if x)
             continue
         try:
-            warm_s, rows_per_call[name] = _time_once(method.run)  # warm-up, untimed
+            warm_s, _cpu, rows_per_call[name] = _time_once(method.run)  # warm-up, untimed
         except Exception as exc:
             results[name].note = f"error: {type(exc).__name__}: {exc}"[:160]
             continue
@@ -276,6 +293,7 @@ def _run_prepared(
         live[name] = method.run
         repeats[name] = _repeat_for(warm_s, config.min_sample_s)
     times: dict[str, list[float]] = {name: [] for name in live}
+    cpu_times: dict[str, list[float]] = {name: [] for name in live}
     for round_no in range(config.rounds):
         log(f"[{workload.name}] round {round_no + 1}/{config.rounds}")
         # Each round starts one method later: whatever state one method leaves for the next (busy
@@ -288,13 +306,14 @@ def _run_prepared(
             if fn is None:
                 continue
             try:
-                elapsed, rows = _time_once(fn, repeats[name])
+                elapsed, cpu, rows = _time_once(fn, repeats[name])
             except Exception as exc:
                 results[name].note = f"error: {type(exc).__name__}: {exc}"[:160]
                 del live[name]
                 times.pop(name, None)
                 continue
             times[name].append(elapsed)
+            cpu_times[name].append(cpu)
             rows_per_call[name] = rows
     for name, samples in times.items():
         res = results[name]
@@ -305,6 +324,9 @@ def _run_prepared(
         res.calls_per_sample = repeats[name]
         res.rows_per_s = rows_per_call[name] / median if median > 0 else float("inf")
         res.mb_per_s = res.rows_per_s * prepared.bytes_per_row / 1e6
+        res.cpu_times_s = cpu_times[name]
+        if rows_per_call[name]:
+            res.cpu_us_per_row = statistics.median(cpu_times[name]) / rows_per_call[name] * 1e6
     ref = results.get(workload.reference)
     ref_rate = ref.rows_per_s if ref is not None else None
     if ref is not None:
@@ -318,6 +340,8 @@ def _run_prepared(
         method = prepared.methods[name]
         if res.rows_per_s is not None and ref_rate is not None:
             res.ratio = ref_rate / res.rows_per_s
+        if res.cpu_us_per_row is not None and ref is not None and ref.cpu_us_per_row:
+            res.cpu_ratio = res.cpu_us_per_row / ref.cpu_us_per_row
         tgt = method.target
         if tgt is None:
             continue
@@ -352,6 +376,7 @@ def summarise(workload: Workload, results: list[Result]) -> Summary:
         ratio=base.ratio if base is not None else None,
         target=base.target if base is not None else "",
         met=base.met if base is not None else None,
+        cpu_ratio=base.cpu_ratio if base is not None else None,
     )
 
 
@@ -364,9 +389,11 @@ def render_summary(summaries: list[dict[str, Any]]) -> list[str]:
             continue
         met = {True: "yes", False: "NO", None: "-"}[s["met"]]
         target = f" (target {s['target']}: {met})" if s["target"] else ""
+        cpu = f"; client CPU per row {format_ratio(s['cpu_ratio'])}" if s.get("cpu_ratio") else ""
         lines.append(
             f"  {s['workload']}: {s['arrowflow']} {format_rate(s['arrowflow_rows_per_s'])}/s vs "
             f"{s['baseline']} {format_rate(s['baseline_rows_per_s'])}/s -> {format_ratio(s['ratio'])}{target}"
+            f"{cpu}"
         )
     if none:
         lines.append(f"  no idiomatic baseline (named or timed): {', '.join(none)}")
@@ -393,7 +420,10 @@ def note_cell(note: str, checked: str | None) -> str:
 
 
 def _render_table(results: list[Result]) -> str:
-    headers = ["workload", "method", "role", "rows/s", "MB/s", "ratio", "target", "met?", "out", "note"]
+    headers = [
+        "workload", "method", "role", "rows/s", "MB/s", "ratio", "cpu us/row", "cpu ratio", "target", "met?",
+        "out", "note",
+    ]  # fmt: skip
     rows = []
     for r in results:
         rows.append(
@@ -404,6 +434,8 @@ def _render_table(results: list[Result]) -> str:
                 format_rate(r.rows_per_s),
                 "-" if r.mb_per_s is None else f"{r.mb_per_s:,.0f}",
                 format_ratio(r.ratio),
+                "-" if r.cpu_us_per_row is None else f"{r.cpu_us_per_row:.3g}",
+                format_ratio(r.cpu_ratio),
                 r.target,
                 {True: "yes", False: "NO", None: "-" if r.target else ""}[r.met],
                 out_cell(r.checked),
@@ -413,7 +445,7 @@ def _render_table(results: list[Result]) -> str:
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
     # The note column is last and left unpadded so long notes do not widen every line.
     widths[-1] = len(headers[-1])
-    right = {3, 4, 5}
+    right = {3, 4, 5, 6, 7}
 
     def line(cells: list[str]) -> str:
         out = []
@@ -500,8 +532,10 @@ def run(
     print(_render_table(results))
     print(
         "\nratio = arrowflow rows/s / method rows/s (median of "
-        f"{config.rounds} interleaved round(s)); MB/s counts input bytes; role BASELINE = the "
-        "idiomatic baseline the workload's ratio is quoted against; out = same output as expected"
+        f"{config.rounds} interleaved round(s)); MB/s counts input bytes; cpu us/row = this process's "
+        "CPU time per row (all threads; a server's work is not in it), cpu ratio = the method's / "
+        "arrowflow's (holds on a loaded machine); role BASELINE = the idiomatic baseline the workload's "
+        "ratio is quoted against; out = same output as expected"
     )
     headline = render_summary([asdict(s) for s in summaries])
     if headline:

@@ -64,9 +64,36 @@ _QUEUE = {"log_level": 3, "queue.buffering.max.messages": 1_000_000}
 _AT_LEAST_ONCE = "arrowflow KafkaSink at-least-once (default)"
 
 
+def _delete_bench_topics(bootstrap: str) -> None:
+    import time
+
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    old = [t for t in admin.list_topics(timeout=10).topics if t.startswith("bench-")]
+    for fut in admin.delete_topics(old).values() if old else ():
+        fut.result(60)
+    deadline = time.monotonic() + 60
+    while old and set(old) & set(admin.list_topics(timeout=10).topics):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"kafka: the old benchmark topics {old} were not deleted")
+        time.sleep(0.2)
+
+
 def _mock_cluster() -> tuple[Any, str]:
+    """``(holder, bootstrap)`` of the cluster to produce into: librdkafka's in-process mock cluster
+    (alive while ``holder`` is), or, when ``ARROWFLOW_BENCH_KAFKA_BOOTSTRAP`` is set (e.g. to
+    ``127.0.0.1:9092``, the Apache Kafka broker of ``tests/services/kafka.sh``), that real broker, on
+    which the ``bench-*`` topics of an earlier run are deleted first (the output checks count the
+    messages in a topic: each run needs empty ones, as the mock cluster gives)."""
+    import os
+
     from confluent_kafka import Producer
 
+    real = os.environ.get("ARROWFLOW_BENCH_KAFKA_BOOTSTRAP")
+    if real:
+        _delete_bench_topics(real)
+        return None, real
     holder = Producer({"test.mock.num.brokers": 1, "log_level": 3})
     md = holder.list_topics(timeout=10)
     return holder, ",".join(f"{b.host}:{b.port}" for b in md.brokers.values())
@@ -321,10 +348,17 @@ def setup_decode(config: RunConfig) -> Prepared:
     return Prepared(methods=methods, bytes_per_row=float(np.mean([len(p) for p in payloads[:1000]])))
 
 
+def _produce_target() -> str:
+    import os
+
+    real = os.environ.get("ARROWFLOW_BENCH_KAFKA_BOOTSTRAP")
+    return f"the Apache Kafka broker at {real}" if real else "librdkafka's in-process mock cluster"
+
+
 register(
     Workload(
         name="kafka-produce",
-        description="8-column table + 16 B key -> JSON Kafka messages (librdkafka mock cluster)",
+        description=f"8-column table + 16 B key -> JSON Kafka messages into {_produce_target()}",
         setup=setup_produce,
         reference=_AT_LEAST_ONCE,
         idiomatic=("to_pylist + orjson + produce per row",),

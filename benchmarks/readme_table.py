@@ -1,6 +1,6 @@
 """Render benchmark JSON reports as the Markdown block between README.md's BENCHMARKS markers.
 
-``python -m benchmarks.readme_table REPORT.json [REPORT.json ...] [--write [--readme PATH]]``
+``python -m benchmarks.readme_table REPORT.json [REPORT.json ...] [--headline] [--write [--readme PATH]]``
 
 One report is the intended use: every number of the block then comes from one run, which the block
 names (the JSON's path, its ``run`` name, start time, rows, rounds and machine). Several reports (runs
@@ -61,12 +61,15 @@ def _summaries(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["workload"]: s for s in report.get("summary", [])}
 
 
-def render(reports: list[tuple[Path, dict[str, Any]]]) -> str:
-    """The Markdown block (without the markers) for the merged ``(path, report)`` pairs."""
+def render(reports: list[tuple[Path, dict[str, Any]]], *, headline_only: bool = False) -> str:
+    """The Markdown block (without the markers) for the merged ``(path, report)`` pairs; with
+    ``headline_only`` only the per-workload headline table (the README's short form)."""
     by_workload: dict[str, tuple[int, list[dict[str, Any]]]] = {}
     headline: dict[str, tuple[int, dict[str, Any]]] = {}
+    described: dict[str, str] = {}
     order: list[str] = []
     for number, (_path, report) in enumerate(reports, start=1):
+        described.update(report.get("workloads", {}))
         grouped: dict[str, list[dict[str, Any]]] = {}
         for result in report["results"]:
             grouped.setdefault(result["workload"], []).append(result)
@@ -101,8 +104,9 @@ def render(reports: list[tuple[Path, dict[str, Any]]]) -> str:
         "(batched or concurrent, the same options and data); the ratio quoted for a workload is the one "
         "against it. *out* = `same`: the method's output was checked against the expected rows.",
         "",
-        f"| workload | arrowflow | rows/s | idiomatic baseline | rows/s | ratio | target | met? |{run_col}",
-        f"|---|---|--:|---|--:|--:|---|---|{run_sep}",
+        f"| workload | what (and against which server) | arrowflow | rows/s | idiomatic baseline | rows/s "
+        f"| ratio | target | met? |{run_col}",
+        f"|---|---|---|--:|---|--:|--:|---|---|{run_sep}",
     ]
     lines = head
     for name in order:
@@ -111,10 +115,13 @@ def render(reports: list[tuple[Path, dict[str, Any]]]) -> str:
         number, s = headline[name]
         met = {True: "yes", False: "**no**", None: "-" if s.get("target") else ""}[s.get("met")]
         lines.append(
-            f"| {name} | {_cell(s['arrowflow'])} | {format_rate(s.get('arrowflow_rows_per_s'))} | "
+            f"| {name} | {_cell(described.get(name, ''))} | {_cell(s['arrowflow'])} | "
+            f"{format_rate(s.get('arrowflow_rows_per_s'))} | "
             f"{_cell(s['baseline'])} | {format_rate(s.get('baseline_rows_per_s'))} | "
             f"{format_ratio(s.get('ratio'))} | {_cell(s.get('target') or '')} | {met} |{run_cell(number)}"
         )
+    if headline_only:
+        return "\n".join(lines)
     lines += [
         "",
         f"| workload | method | role | rows/s | MB/s | ratio | target | met? | out | note |{run_col}",
@@ -149,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("reports", nargs="+", type=Path)
     parser.add_argument("--write", action="store_true", help="replace the block in --readme")
     parser.add_argument("--readme", type=Path, default=README, help="file holding the markers (README.md)")
+    parser.add_argument("--headline", action="store_true", help="only the per-workload headline table")
     args = parser.parse_args(argv)
     reports = [(path, json.loads(path.read_text())) for path in args.reports]
-    block = render(reports)
+    block = render(reports, headline_only=args.headline)
     if args.write:
         args.readme.write_text(replace_block(args.readme.read_text(), block))
         print(f"wrote the block of {len(reports)} report(s) into {args.readme}", file=sys.stderr)

@@ -6,7 +6,7 @@
  * wanted top-level fields to per-column buffers, and skips the others by their length. Every read is
  * bounds-checked against the enclosing document, so malformed input is reported (BD_MALFORMED),
  * never read past. A value that does not fit its column stops the call with BD_SLOW (the caller then
- * takes its general path for the whole batch).
+ * checks the whole input with bd_validate and takes its general path for the whole batch).
  */
 #ifndef ARROWFLOW_BSON_DECODE_H
 #define ARROWFLOW_BSON_DECODE_H
@@ -374,6 +374,104 @@ static int bd_check_doc(const uint8_t *p, int64_t dl, int is_array, int depth, i
         q += vs;
     }
     return BD_OK;
+}
+
+/* A document being walked by bd_validate: the next element at q, the terminating NUL at end. */
+typedef struct {
+    int64_t q, end;
+    int is_array;
+} bdframe;
+
+/* The structure of every document of d[0:len] (n documents, counted by bd_count), at every depth:
+ * each element's type is known, its key NUL-terminated inside its document (and UTF-8 outside
+ * arrays), its value inside its document (bd_value_size), embedded documents and code-with-scope
+ * parts consistent. What it does not check is what pymongo's decoder refuses cleanly (string
+ * encodings, datetime ranges, subtype-2 lengths). Iterative, with a heap stack: no depth limit and
+ * no recursion, whatever the nesting. BD_OK, BD_MALFORMED (err set) or BD_NOMEM.
+ *
+ * Why: bd_decode stops at the first value that does not fit its column (BD_SLOW) and nested values
+ * deeper than BD_MAX_DEPTH are not walked; the caller then hands the bytes to pymongo's decoder,
+ * which bounds a nested value by the rest of the whole buffer instead of its enclosing document and
+ * can read past the buffer. So before any BD_SLOW answer the whole input is checked here. */
+static int bd_validate(const uint8_t *d, int64_t len, int64_t n, bderr *err) {
+    bdframe *stack = NULL;
+    int64_t cap = 0, top = 0, pos = 0;
+    int rc = BD_OK;
+    for (int64_t i = 0; i < n && rc == BD_OK; i++) {
+        int64_t dl = len - pos >= 5 ? bd_rd32(d + pos) : -1;
+        if (dl < 5 || dl > len - pos || d[pos + dl - 1] != 0) {
+            err->row = i; err->pos = pos; err->code = BM_DOC_LEN;
+            rc = BD_MALFORMED;
+            break;
+        }
+        int64_t entry[3] = {pos + 4, pos + dl - 1, 0};
+        top = 0;
+        for (;;) {
+            if (top == cap) {
+                int64_t nc = cap ? cap * 2 : 64;
+                bdframe *ns = (bdframe *)realloc(stack, (size_t)nc * sizeof(bdframe));
+                if (ns == NULL) { rc = BD_NOMEM; break; }
+                stack = ns;
+                cap = nc;
+            }
+            if (entry[1] >= 0) {
+                stack[top].q = entry[0];
+                stack[top].end = entry[1];
+                stack[top].is_array = (int)entry[2];
+                top++;
+                entry[1] = -1;
+            }
+            if (top == 0) break;
+            bdframe *f = &stack[top - 1];
+            if (f->q >= f->end) { top--; continue; }
+            int64_t q = f->q, end = f->end;
+            int t = d[q];
+            if (t == 0) {
+                err->row = i; err->pos = q; err->code = BM_EOO;
+                rc = BD_MALFORMED;
+                break;
+            }
+            q++;
+            const uint8_t *z = (const uint8_t *)memchr(d + q, 0, (size_t)(end - q));
+            if (z == NULL) {
+                err->row = i; err->pos = q; err->code = BM_KEY;
+                rc = BD_MALFORMED;
+                break;
+            }
+            int64_t klen = z - (d + q);
+            if (!f->is_array && !bd_key_ok(d + q, klen)) {
+                err->row = i; err->pos = q; err->code = BM_KEY;
+                rc = BD_MALFORMED;
+                break;
+            }
+            q += klen + 1;
+            int code = 0;
+            int64_t vs = bd_value_size(t, d + q, end - q, &code);
+            if (vs < 0) {
+                err->row = i; err->pos = q; err->code = code; err->btype = t;
+                rc = BD_MALFORMED;
+                break;
+            }
+            f->q = q + vs;
+            if (t == 0x03 || t == 0x04) {
+                /* bd_value_size checked 5 <= vs and the NUL at q + vs - 1 */
+                entry[0] = q + 4; entry[1] = q + vs - 1; entry[2] = t == 0x04;
+            } else if (t == 0x0F) {
+                const uint8_t *p = d + q;
+                int64_t sl = bd_rd32(p + 4);
+                int64_t sdl = sl >= 1 && sl <= vs - 13 && p[8 + sl - 1] == 0 ? bd_rd32(p + 8 + sl) : -1;
+                if (sdl < 5 || 8 + sl + sdl != vs || p[vs - 1] != 0) {
+                    err->row = i; err->pos = q; err->code = BM_CODE; err->btype = t;
+                    rc = BD_MALFORMED;
+                    break;
+                }
+                entry[0] = q + 8 + sl + 4; entry[1] = q + vs - 1; entry[2] = 0;
+            }
+        }
+        pos += dl;
+    }
+    free(stack);
+    return rc;
 }
 
 /* Decodes the n documents of d[0:len] (checked by bd_count) into cols. */

@@ -744,8 +744,9 @@ static int jn_write(jstate *st, const jnode *n, int64_t i) {
 }
 
 /* Encodes rows [start, end) of the top-level node into st; offsets[k] (k = 1..end-start) receives the
- * end position (relative to st->buf) of row start+k-1. A non-zero ndjson is a byte appended after
- * each document (and counted in its offsets): '\n' for NDJSON, ',' for encode_rows(terminator=b","). */
+ * end position (relative to st->buf) of row start+k-1. An ndjson >= 0 is a byte appended after each
+ * document (and counted in its offsets): '\n' for NDJSON, ',' for encode_rows(terminator=b","), any
+ * byte including NUL; -1 appends nothing. */
 static int jenc_rows(jstate *st, const jnode *top, int64_t start, int64_t end, int32_t *offsets,
                      int ndjson) {
     for (int64_t r = start; r < end; r++) {
@@ -755,7 +756,7 @@ static int jenc_rows(jstate *st, const jnode *top, int64_t start, int64_t end, i
         if (jw_members(st, top, r)) return -1;
         JS_RESERVE(st, 2);
         JS_PUT(st, '}');
-        if (ndjson) JS_PUT(st, (char)ndjson);
+        if (ndjson >= 0) JS_PUT(st, (char)ndjson);
         if (offsets) {
             if (st->pos > INT32_MAX) {
                 st->err = JE_OVERFLOW;
@@ -902,7 +903,7 @@ static int jenc_rows_flat(jstate *st, const jnode *top, const jflat *f, int64_t 
             }
         }
         *o++ = '}';
-        if (ndjson) *o++ = (char)ndjson;
+        if (ndjson >= 0) *o++ = (char)ndjson;
         if (offsets) {
             int64_t pos = o - st->buf;
             if (pos > INT32_MAX) {
@@ -960,7 +961,7 @@ typedef struct jtask {
     const jnode *top;
     int64_t start, end;
     int32_t *offsets; /* points at the shared offsets array, at this task's first row */
-    int ndjson;
+    int ndjson;       /* the byte appended after each document, or -1 for none */
 } jtask;
 
 static void *jtask_run(void *arg) {

@@ -12,7 +12,8 @@ payload's ``[offsets[i], offsets[i + 1])`` is read.
 
 Contract:
 
-* ``data``: the uint8 data buffer; ``offsets``: int64 payload boundaries (``n + 1``); ``skip``: None
+* ``data``: the uint8 data buffer; ``offsets``: int64 payload boundaries (``n + 1``; checked after
+  their cast to int64: ascending, within ``data``, else ``ValueError``); ``skip``: None
   or a uint8/bool array of ``n``, nonzero for payloads not to decode (nulls).
 * ``ids``: None (no framing) or a non-empty sequence of accepted Confluent schema ids.
 * ``kinds`` / ``unions`` / ``params``: the program (``AFA_*`` kinds; unions 0 plain, 1 ``["null",
@@ -90,7 +91,8 @@ def decode(data, offsets, skip, ids, kinds, unions, params, types, symbols):
         raise ValueError("offsets must hold at least one entry")
     if not (len(unions) == len(params) == len(types) == len(symbols) == nfields):
         raise ValueError("kinds, unions, params, types and symbols must have one entry per field")
-    if n and (o[0] < 0 or o[n] > len(data) or np.any(np.diff(offsets) < 0)):
+    # Checked on the int64 copy the kernel reads: unsigned or wider offsets may wrap in the cast.
+    if n and (o[0] < 0 or o[n] > (d.shape[0] if len(data) else 0) or np.any(np.diff(np.asarray(o)) < 0)):
         raise ValueError("offsets are not ascending within the data buffer")
     kind_arr = np.ascontiguousarray(kinds, dtype=np.int32) if nfields else np.zeros(1, np.int32)
     union_arr = np.ascontiguousarray(unions, dtype=np.int32) if nfields else np.zeros(1, np.int32)

@@ -17,6 +17,8 @@ Contract:
   accepted source values (dates and timestamps, else ignored); ``scales``: per field ``(mul, div)``:
   the Avro value is ``floor(v * mul / div)`` (timestamps; ``(1, 1)`` otherwise).
 * ``header``: bytes written before every record (``b""`` or the Confluent 5 bytes).
+* Every column passes Arrow's full validation first (``_validate.pxi``: offsets in range, strings
+  UTF-8), else ``ValueError`` naming the field: invalid Arrow data is refused, never indexed.
 * Returns ``(payloads, ok, err_code, err_field)``: a ``pa.BinaryArray`` (failed rows null), the bool
   mask of the rows encoded, and for the failed rows the ``ERRORS`` code and the field index; or
   ``None`` when the output could pass 2 GiB (the caller then encodes on its general path).
@@ -120,6 +122,9 @@ def source(t):
     return AFS_NONE
 
 
+include "_validate.pxi"
+
+
 cdef inline uintptr_t _address(object buf):
     return 0 if buf is None else <uintptr_t>buf.address
 
@@ -139,7 +144,8 @@ def encode(columns, kinds, unions, params, bounds, scales, bytes header):
         raise MemoryError()
     try:
         for k in range(nfields):
-            col = columns[k]
+            # The output bound below and the loop trust the offsets (and strings' UTF-8): check them.
+            col = _validated(columns[k], f"field {k}")
             kind = int(kinds[k])
             if len(col) != n:
                 raise ValueError("columns differ in length")

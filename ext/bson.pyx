@@ -27,7 +27,9 @@ Type mapping (Arrow -> BSON):
   fields, map values). Column and struct field names must not contain NUL (``ValueError``).
 
 Keys follow column order (``columns`` selects and orders; ``field_names`` renames output keys). Nothing
-is retained: the batch may be released as soon as the call returns.
+is retained: the batch may be released as soon as the call returns. Each selected column passes
+Arrow's full validation first (offsets and dictionary indices in range, strings UTF-8:
+``_validate.pxi``); invalid Arrow data raises ``ValueError`` naming the column.
 """
 
 from cpython.buffer cimport PyBuffer_FillInfo
@@ -150,6 +152,9 @@ cdef object _wrap(char *ptr, Py_ssize_t size):
     mem.ptr = ptr
     mem.size = size
     return pa.py_buffer(mem)
+
+
+include "_validate.pxi"
 
 
 cdef inline const uint8_t *_addr(object buf):
@@ -341,7 +346,7 @@ cdef _Program _build(object batch, object columns, object field_names, object ob
     cdef int32_t c
     children = []
     for c in range(len(indices)):
-        col = batch.column(indices[c])
+        col = _validated(batch.column(indices[c]), f"column {names[c]!r}")
         is_oid = names[c] in oid_columns
         if is_oid and object_id is not None:
             t = col.type

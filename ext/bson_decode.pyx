@@ -42,7 +42,12 @@ Contract (the results equal ``bson.decode_all(raw)`` followed by
   before). So a batch is returned only for input that the general path decodes too.
 * Malformed BSON (a length out of range, a missing terminator, an unknown element type, a boolean
   byte other than 0/1, a document key that is not UTF-8, code-with-scope lengths that disagree),
-  anywhere in ``raw``, raises ``ValueError``; nothing is read outside ``raw``.
+  anywhere in ``raw`` and at any depth, raises ``ValueError``; nothing is read outside ``raw``. This
+  holds for the slow-path answers too: before returning ``(None, reason)`` the kernel checks the
+  structure of the whole input (``bd_validate``, iterative, any depth), so the bytes a caller then
+  hands to ``bson.decode_all`` are well formed (pymongo's C decoder bounds a nested value by the
+  rest of the buffer, not by its enclosing document, and reads past the buffer on some malformed
+  nested arrays). :func:`check_documents` is that check alone.
 """
 
 from cpython.buffer cimport PyBuffer_FillInfo
@@ -52,7 +57,7 @@ from libc.stdlib cimport calloc, free
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["decode_documents", "document_offsets"]
+__all__ = ["check_documents", "decode_documents", "document_offsets"]
 
 
 cdef extern from "_bson_decode.h" nogil:
@@ -88,6 +93,7 @@ cdef extern from "_bson_decode.h" nogil:
     int64_t bd_count(const uint8_t *d, int64_t len, bderr *err)
     int bd_offsets(const uint8_t *d, int64_t len, int64_t n, int64_t *out)
     int bd_decode(const uint8_t *d, int64_t len, int64_t n, bdcol *cols, int ncols, bderr *err)
+    int bd_validate(const uint8_t *d, int64_t len, int64_t n, bderr *err)
 
 
 _SLOW = {
@@ -161,21 +167,37 @@ def _bytes(raw):
     return np.frombuffer(view, dtype=np.uint8), len(view)
 
 
+cdef inline void _clear(bderr *err) noexcept:
+    err.row = err.pos = 0
+    err.column = -1
+    err.code = err.btype = 0
+
+
+cdef _malformed(bderr *err):
+    """Raise the ``ValueError`` of a malformed input, from what the loop reported."""
+    what = _MALFORMED[err.code].format(t=err.btype)
+    raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {what}")
+
+
+cdef int64_t _count(const uint8_t[::1] d, int64_t size) except -1:
+    """The number of documents in ``d[:size]``; ``ValueError`` when a document header is malformed."""
+    cdef bderr err
+    cdef int64_t n
+    _clear(&err)
+    with nogil:
+        n = bd_count(&d[0], size, &err)
+    if n < 0:
+        _malformed(&err)
+    return n
+
+
 def document_offsets(raw):
     """int64 offsets of the documents in ``raw`` (``n + 1`` entries; document ``i`` is
     ``raw[o[i]:o[i + 1]]``). Raises ``ValueError`` when a document header is malformed."""
     arr, nbytes = _bytes(raw)
     cdef const uint8_t[::1] d = arr
     cdef int64_t size = nbytes
-    cdef bderr err
-    cdef int64_t n
-    err.row = err.pos = 0
-    err.column = -1
-    err.code = err.btype = 0
-    with nogil:
-        n = bd_count(&d[0], size, &err)
-    if n < 0:
-        raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {_MALFORMED[err.code]}")
+    cdef int64_t n = _count(d, size)
     out = np.zeros(n + 1, dtype=np.int64)
     cdef int64_t[::1] o = out
     cdef int rc
@@ -186,33 +208,63 @@ def document_offsets(raw):
     return out
 
 
+cdef _check_structure(const uint8_t[::1] d, int64_t size, int64_t n):
+    """Raise ``ValueError`` unless every document of ``d`` is structurally valid at every depth."""
+    cdef bderr err
+    cdef int rc
+    _clear(&err)
+    with nogil:
+        rc = bd_validate(&d[0], size, n, &err)
+    if rc == BD_NOMEM:
+        raise MemoryError()
+    if rc == BD_MALFORMED:
+        _malformed(&err)
+
+
+def check_documents(raw):
+    """Raise ``ValueError`` unless ``raw`` is zero or more structurally valid BSON documents.
+
+    Every element at every depth is inside its document (``bd_validate``): what a caller checks
+    before it hands bytes that did not come through :func:`decode_documents` to ``bson.decode_all``
+    (whose C decoder bounds nested values by the whole buffer, not their enclosing document).
+    Returns the number of documents.
+    """
+    arr, nbytes = _bytes(raw)
+    cdef const uint8_t[::1] d = arr
+    cdef int64_t size = nbytes
+    cdef int64_t n = _count(d, size)
+    _check_structure(d, size, n)
+    return n
+
+
 def decode_documents(raw, schema):
     """Decode ``raw`` with ``schema``; see the module docstring."""
     if not isinstance(schema, pa.Schema):
         raise TypeError(f"schema must be a pyarrow.Schema, got {type(schema).__name__}")
     names = list(schema.names)
-    if len(set(names)) != len(names):
-        return None, "schema has duplicate field names"
     plans = []
+    declined = None
+    if len(set(names)) != len(names):
+        declined = "schema has duplicate field names"
     for f in schema:
+        if declined is not None:
+            break
         plan = _kind(f.type)
         if plan is None:
-            return None, f"column {f.name!r}: type {f.type} has no fast path"
-        if "\x00" in f.name:
-            return None, f"column {f.name!r}: name contains NUL"
+            declined = f"column {f.name!r}: type {f.type} has no fast path"
+        elif "\x00" in f.name:
+            declined = f"column {f.name!r}: name contains NUL"
         plans.append(plan)
     arr, nbytes = _bytes(raw)
     cdef const uint8_t[::1] d = arr
     cdef int64_t size = nbytes
+    cdef int64_t n = _count(d, size)
     cdef bderr err
-    err.row = err.pos = 0
-    err.column = -1
-    err.code = err.btype = 0
-    cdef int64_t n
-    with nogil:
-        n = bd_count(&d[0], size, &err)
-    if n < 0:
-        raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {_MALFORMED[err.code]}")
+    _clear(&err)
+    if declined is not None:
+        # The caller's general path gets these bytes: only once they are known to be well formed.
+        _check_structure(d, size, n)
+        return None, declined
     cdef int ncols = len(plans)
     cdef int k
     cdef int rc = BD_OK
@@ -251,9 +303,11 @@ def decode_documents(raw, schema):
         if rc == BD_NOMEM:
             raise MemoryError()
         if rc == BD_MALFORMED:
-            what = _MALFORMED[err.code].format(t=err.btype)
-            raise ValueError(f"malformed BSON: document {err.row} at byte {err.pos}: {what}")
+            _malformed(&err)
         if rc == BD_SLOW:
+            # The rest of the input was not walked (nor nesting past 100 levels): check it all
+            # before the caller's general path (pymongo's decoder) gets it.
+            _check_structure(d, size, n)
             what = _SLOW[err.code].format(t=err.btype)
             if err.column < 0:
                 return None, f"document {err.row}, a field not in the schema (or inside one): {what}"

@@ -17,7 +17,10 @@ with the row range each covers, so a failed item ``k`` of body ``j`` is row ``bo
 Contract:
 
 - Meta values: string columns are JSON-escaped (as ``json.dumps(ensure_ascii=False)``); integer
-  columns are written as decimal strings; any other type is cast to string by Arrow first. A null
+  columns (uint64 up to 2**64 - 1 included) are written as decimal strings; binary columns as their
+  bytes, which must be UTF-8 (``ValueError`` naming the row otherwise); any other type is cast to
+  string by Arrow first. Every input array passes Arrow's full validation (offsets, dictionary
+  indices, UTF-8; ``_validate.pxi``) before the loop indexes it, else ``ValueError``. A null
   ``_id`` or ``routing`` leaves the field out (``index``/``create`` then get a server-generated id);
   a null ``_index`` value is an error here (the sink reports such rows to its error policy before
   calling the kernel).
@@ -128,23 +131,53 @@ cdef inline const uint8_t *_addr(object buf):
     return <const uint8_t *> <size_t> buf.address
 
 
+include "_validate.pxi"
+
+
 def _meta_array(object values, str what):
-    """Normalize a meta column: integers -> int64, strings -> string (int32 offsets), else cast."""
+    """Normalize a meta column: integers -> int64 (uint64 -> decimal text), strings -> string (int32
+    offsets), binary -> the same bytes as string (must be UTF-8), else cast.
+
+    Every input is validated first (offsets, dictionary indices, UTF-8: ``_validate.pxi``), and the
+    result is what the row loop indexes, so invalid data raises ``ValueError`` naming ``what``.
+    """
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if not isinstance(values, pa.Array):
         raise TypeError(f"{what} must be a pyarrow Array, got {type(values).__name__}")
+    values = _validated(values, what)
     t = values.type
     if pa.types.is_dictionary(t):
         values = values.dictionary_decode()
         t = values.type
+    if pa.types.is_uint64(t):
+        # Values above 2**63 - 1 do not fit the int64 the loop formats: Arrow's decimal text instead.
+        return pc.cast(values, pa.string())
     if pa.types.is_integer(t):
         return values if pa.types.is_int64(t) else pc.cast(values, pa.int64())
     if pa.types.is_string(t):
         return values
-    if pa.types.is_binary(t):
-        return values.view(pa.string())
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        # Written as text into the action line: the bytes must be UTF-8 (JSON has no raw bytes).
+        text = values.view(pa.string() if pa.types.is_binary(t) else pa.large_string())
+        try:
+            text.validate(full=True)
+        except pa.ArrowInvalid:
+            bad = _first_invalid_utf8(values)
+            raise ValueError(f"{what}: binary value at row {bad} is not valid UTF-8") from None
+        return text if pa.types.is_binary(t) else pc.cast(text, pa.string())
     return pc.cast(values, pa.string())
+
+
+def _first_invalid_utf8(values):
+    """Index of the first value of a binary array that is not UTF-8 (``-1`` if none)."""
+    for i, value in enumerate(values.to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return i
+    return -1
 
 
 cdef int _set_field(bfield *f, object arr, bytes key, list keep) except -1:
@@ -188,6 +221,9 @@ cdef int64_t _fill_plan(bplan *plan, list keep, object docs, str action, object 
             raise TypeError("docs must be a pyarrow binary or string array (int32 offsets)")
         if docs.null_count:
             raise ValueError("docs must not contain nulls")
+        # The loop copies docs[offsets[i]:offsets[i + 1]]: offsets must be in range (not UTF-8:
+        # the documents are copied as they are, see the contract).
+        _validated(docs.view(pa.binary()) if pa.types.is_string(docs.type) else docs, "docs")
         n = len(docs)
     arrays = {}
     for name, values in (("index_values", index_values), ("ids", ids), ("routing", routing)):
@@ -441,6 +477,7 @@ def cut(entries, *, max_actions=1000, max_bytes=5 * 1024 * 1024):
     cdef int64_t limit_bytes = max_bytes if max_bytes is not None else (1 << 62)
     if n == 0:
         return np.zeros(1, dtype=np.int64)
+    _validated(entries, "entries")
     ends = np.frombuffer(entries.buffers()[1], dtype=np.int32, count=entries.offset + n + 1)[entries.offset:]
     ends64 = np.ascontiguousarray(ends, dtype=np.int64)
     bounds = np.empty(n + 1, dtype=np.int64)
@@ -453,15 +490,27 @@ def cut(entries, *, max_actions=1000, max_bytes=5 * 1024 * 1024):
 
 
 def split_bodies(entries, bounds):
-    """The request bodies for ``bounds`` (from :func:`cut`): zero-copy slices of the entries' data."""
+    """The request bodies for ``bounds`` (from :func:`cut`): zero-copy slices of the entries' data.
+
+    ``bounds`` must ascend from ``0`` to ``len(entries)`` (``ValueError`` otherwise: a negative
+    bound must not count from the end).
+    """
     if isinstance(entries, pa.ChunkedArray):
         entries = entries.combine_chunks()
+    if not isinstance(entries, pa.Array) or not pa.types.is_binary(entries.type):
+        raise TypeError("entries must be a pyarrow BinaryArray")
+    _validated(entries, "entries")
     n = len(entries)
+    b = np.asarray(bounds)
+    if b.ndim != 1 or len(b) == 0 or not np.issubdtype(b.dtype, np.integer):
+        raise ValueError("bounds must be a non-empty 1-D array of integers")
+    if b[0] != 0 or b[len(b) - 1] != n or np.any(np.diff(b.astype(np.int64)) < 0):
+        raise ValueError(f"bounds must ascend from 0 to {n} (the number of entries), got {b.tolist()[:8]}")
     if n == 0:
         return []
     data = entries.buffers()[2]
     ends = np.frombuffer(entries.buffers()[1], dtype=np.int32, count=entries.offset + n + 1)[entries.offset:]
-    starts = ends[np.asarray(bounds, dtype=np.int64)]
+    starts = ends[b.astype(np.int64)]
     if data is None:
         return [pa.py_buffer(b"") for _ in range(len(starts) - 1)]
     return [data.slice(int(a), int(b) - int(a)) for a, b in zip(starts[: len(starts) - 1].tolist(), starts[1:].tolist())]

@@ -22,6 +22,9 @@ Contract (shared by :func:`encode_rows` and :func:`encode_ndjson`):
   set to ``b"1"`` is written as a JSON string of the same text (``"1.5"``, ``"-3"``): for number,
   boolean and decimal fields (``TypeError`` for others). DynamoDB's ``{"N": "..."}`` uses it.
 - Nothing is retained: the input batch may be released as soon as the call returns.
+- Hostile Arrow input is refused, not trusted: each selected column passes Arrow's full validation
+  first (offsets and dictionary indices in range, strings UTF-8; ``_validate.pxi``), else
+  ``ValueError`` naming the column, so the output is always JSON and no buffer is read out of range.
 """
 
 from cpython.buffer cimport PyBuffer_FillInfo
@@ -148,6 +151,9 @@ cdef object _wrap(char *ptr, Py_ssize_t size):
     mem.ptr = ptr
     mem.size = size
     return pa.py_buffer(mem)
+
+
+include "_validate.pxi"
 
 
 cdef inline const uint8_t *_addr(object buf):
@@ -372,7 +378,8 @@ cdef _Program _build(object batch, object columns, object field_names):
     cdef int32_t c
     children = []
     for c in range(len(indices)):
-        children.append(<size_t> prog.plan_field(batch.column(indices[c]), batch.schema.field(indices[c]), c))
+        column = _validated(batch.column(indices[c]), f"column {names[c]!r}")
+        children.append(<size_t> prog.plan_field(column, batch.schema.field(indices[c]), c))
     prog.top = prog.new_node(JT_STRUCT, -1)
     prog.set_members(prog.top, keys, children)
     return prog
@@ -420,7 +427,8 @@ cdef object _encode(object batch, object columns, object field_names, str nulls,
             tasks[t].start = rows * t // ntasks
             tasks[t].end = rows * (t + 1) // ntasks
             tasks[t].offsets = offsets + tasks[t].start if offsets != NULL else NULL
-            tasks[t].ndjson = 10 if ndjson else (terminator[0] if terminator else 0)
+            # -1: no terminator (any byte, NUL included, is a terminator)
+            tasks[t].ndjson = 10 if ndjson else (terminator[0] if terminator else -1)
             tasks[t].st.omit_nulls = nulls == "omit"
             tasks[t].st.nan_null = nan == "null"
         with nogil:

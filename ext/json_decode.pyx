@@ -9,7 +9,8 @@ the text columns with Arrow's cast kernels. No Python object is built per payloa
 Contract:
 
 * ``data``: the uint8 data buffer; ``offsets``: int64 payload boundaries (``n + 1``; payload ``i`` is
-  ``data[offsets[i]:offsets[i + 1]]``). ``keys``: the wanted keys (bytes, without escapes);
+  ``data[offsets[i]:offsets[i + 1]]``). The offsets are checked after their cast to int64 (ascending,
+  within ``data``; else ``ValueError``), so no byte outside ``data`` is read. ``keys``: the wanted keys (bytes, without escapes);
   ``kinds``: per key ``0`` string, ``1`` number, ``2`` boolean; ``strict``: a key not in ``keys``
   stops the scan.
 * Returns ``(columns, None, -1)`` with one ``pa.large_string`` array per key, or ``(None, reason,
@@ -82,7 +83,8 @@ def scan(data, offsets, keys, kinds, bint strict=False, int threads=0):
         raise ValueError("offsets must hold at least one entry")
     if len(kinds) != nkeys:
         raise ValueError(f"{len(kinds)} kinds for {nkeys} keys")
-    if n and (o[0] < 0 or o[n] > len(data) or np.any(np.diff(offsets) < 0)):
+    # Checked on the int64 copy the kernel reads: unsigned or wider offsets may wrap in the cast.
+    if n and (o[0] < 0 or o[n] > (d.shape[0] if len(data) else 0) or np.any(np.diff(np.asarray(o)) < 0)):
         raise ValueError("offsets are not ascending within the data buffer")
     key_bytes = list(keys)
     if not all(isinstance(key, bytes) for key in key_bytes):

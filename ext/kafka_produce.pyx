@@ -17,6 +17,8 @@ Contract of :func:`produce_rows`:
   (``BufferError``) or hand it to the error policy and resume at ``row + 1``. ``(stop, None)`` when
   every row was produced. The GIL is never released inside a call, so callers bound ``stop - start``
   to let other threads run between calls.
+* The offsets of rows ``start..stop`` are validated first (Arrow's full validation): invalid Arrow
+  data raises ``ValueError`` instead of being sliced out of range.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
@@ -26,6 +28,9 @@ import numpy as np
 import pyarrow as pa
 
 __all__ = ["produce_rows"]
+
+
+include "_validate.pxi"
 
 
 cdef const char *_data_ptr(object arr):
@@ -61,6 +66,11 @@ def produce_rows(object produce, object topic, object values, object keys, objec
         raise ValueError(f"start {start} is outside 0..{n}")
     if start == n:
         return n, None
+    # The loop slices values/keys by their offsets as they are: refuse invalid Arrow data first
+    # (only rows start..n: callers walk a batch in bounded steps).
+    _validated(values.slice(start, n - start), "values")
+    if keys is not None:
+        _validated(keys.slice(start, n - start), "keys")
     cdef const int32_t[::1] parts = parts_arr
     cdef const char *vdata = _data_ptr(values)
     cdef const int32_t *vo = _offsets_ptr(values)

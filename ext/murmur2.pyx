@@ -188,6 +188,19 @@ cdef object _normalize(object arr):
     )
 
 
+include "_validate.pxi"
+
+
+cdef object _as_bytes(object arr):
+    """``arr`` with string types viewed as their binary counterparts (the same buffers)."""
+    cdef object t = arr.type
+    if pa.types.is_string(t):
+        return arr.view(pa.binary())
+    if pa.types.is_large_string(t):
+        return arr.view(pa.large_binary())
+    return arr
+
+
 cdef void _hash_chunk(object arr, int64_t mode, int32_t *out, uint8_t *validity,
                       int64_t out_pos) except *:
     """Hash one (non-dictionary) array into ``out[0:len]``, its validity into ``validity`` at bit ``out_pos``."""
@@ -244,6 +257,11 @@ cdef object _run(object keys, int64_t mode):
         key_type = keys.type
     else:
         raise TypeError(f"keys must be a pyarrow Array or ChunkedArray, got {type(keys).__name__}")
+
+    # The loops index offsets as they are: refuse invalid Arrow data (bytes are hashed, so string
+    # keys are checked as binary: their UTF-8 does not matter here).
+    for chunk in chunks:
+        _validated(_as_bytes(chunk), "keys")
 
     if pa.types.is_dictionary(key_type):
         # Hash each distinct key once, then gather: cheaper than hashing repeated keys, and `take`

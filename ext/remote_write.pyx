@@ -82,6 +82,9 @@ ERRORS = {
 cdef int64_t _LABEL_OVERHEAD = 40
 
 
+include "_validate.pxi"
+
+
 cdef inline const uint8_t *_addr(object buf):
     if buf is None:
         return NULL
@@ -94,6 +97,8 @@ cdef object _as_large_string(object arr, str what):
         arr = arr.combine_chunks()
     if not isinstance(arr, pa.Array):
         raise TypeError(f"{what} must be a pyarrow Array, got {type(arr).__name__}")
+    # The loops index offsets and copy label text as it is: refuse invalid Arrow data first.
+    arr = _validated(arr, what)
     t = arr.type
     if pa.types.is_dictionary(t):
         arr = pc.cast(arr, t.value_type)
@@ -192,6 +197,7 @@ def encode_labels(int64_t num_rows, columns, label_map=None):
                 raise TypeError(f"label_map must be a map<string, string> array, got {label_map.type}")
             if len(label_map) != num_rows:
                 raise ValueError(f"label_map has {len(label_map)} rows, expected {num_rows}")
+            label_map = _validated(label_map, "label_map")
             keys = _as_large_string(label_map.keys, "label_map keys")
             items = _as_large_string(label_map.items, "label_map values")
             map_offsets = label_map.offsets  # absolute offsets into keys/items (n + 1)

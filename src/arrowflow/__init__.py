@@ -19,6 +19,7 @@ from .errors import (
 )
 from .sink import Sink, TwoPhaseSink
 from .source import Source, Split, SplitReader
+from .time import WatermarkStrategy, agg, session, sliding, tumbling
 
 if TYPE_CHECKING:  # imported lazily at run time by __getattr__ below
     from .pipeline import Pipeline, RunResult
@@ -41,7 +42,13 @@ __all__ = [
     "Split",
     "SplitReader",
     "TwoPhaseSink",
+    "WatermarkStrategy",
     "__version__",
+    "agg",
+    "session",
+    "sliding",
+    "time",
+    "tumbling",
 ]
 
 

@@ -5,6 +5,10 @@
 * ``flush()`` returns once everything written so far is acknowledged by the external system (or was
   handed to the error policy). A pipeline calls it at every checkpoint of an at-least-once run.
 * ``close()`` flushes and releases resources; it is idempotent. It may not run after a crash.
+* ``on_watermark(watermark)`` (optional): a pipeline with event time calls it, in order with the
+  batches, whenever its watermark (int64 microseconds since the epoch, see :mod:`arrowflow.time`)
+  advances; everything written afterwards is at or after it in event time, except late rows kept on
+  purpose. :class:`~arrowflow.connectors.filesystem.FileSink` commits finished partitions on it.
 
 Two-phase (transactional) sinks subclass :class:`TwoPhaseSink`: ``prepare_commit()`` makes the data
 written so far durable but invisible and returns JSON-serializable committables; the pipeline stores
@@ -52,6 +56,9 @@ class Sink(ABC):
 
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Return once everything written so far is acknowledged or handed to the error policy."""
+
+    def on_watermark(self, watermark: int) -> None:  # noqa: B027 - optional hook
+        """The pipeline's event time reached ``watermark`` (see the module docstring)."""
 
     def close(self) -> None:
         """Flush and release resources. Idempotent."""

@@ -1,7 +1,7 @@
 """The conformance suite over KafkaSource and KafkaSink, against the librdkafka mock cluster.
 
 The mock cluster is a real Kafka-protocol server living in this process (3 brokers; topics
-auto-create with 4 partitions). The same connectors run against Tansu and a real Kafka in
+auto-create with 4 partitions). The same connectors run against a real Apache Kafka broker in
 ``tests/integration/kafka``.
 """
 

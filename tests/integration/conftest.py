@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,9 @@ class ServiceInfo:
 #: name -> how to reach it. Names are the scripts' names; a few aliases name a second port.
 SERVICES: dict[str, ServiceInfo] = {
     "kafka": ServiceInfo("kafka", "KAFKA_PORT", 9092),
+    "kafka-ssl": ServiceInfo("kafka", "KAFKA_SSL_PORT", 9093),
+    "kafka-sasl": ServiceInfo("kafka", "KAFKA_SASL_PORT", 9094),
+    "kafka-cluster": ServiceInfo("kafka-cluster", "KAFKA_CLUSTER_PORT", 9192),
     "redis": ServiceInfo("redis", "REDIS_PORT", 6379),
     "redis-sentinel": ServiceInfo("redis", "REDIS_SENTINEL_PORT", 26379),
     "postgres": ServiceInfo("postgres", "PGPORT_TEST", 5432),
@@ -129,24 +132,9 @@ def services() -> dict[str, ServiceInfo]:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
-    """``bootstrap.servers`` of the Tansu broker (consumers need session.timeout.ms=6000)."""
+    """``bootstrap.servers`` (PLAINTEXT listener) of the Apache Kafka broker of tests/services/kafka.sh."""
     host, port = check_service("kafka")
     return f"{host}:{port}"
-
-
-@pytest.fixture(scope="session")
-def kafka_mock_bootstrap() -> Iterator[str]:
-    """``bootstrap.servers`` of a librdkafka in-process mock cluster (3 brokers) living for the session.
-
-    Topics auto-create with 4 partitions (do not use AdminClient.create_topics there); each partition
-    keeps only about the last 5 MB.
-    """
-    from confluent_kafka import Producer
-
-    holder = Producer({"test.mock.num.brokers": 3, "log_level": 3})
-    md = holder.list_topics(timeout=10)
-    yield ",".join(f"{b.host}:{b.port}" for b in md.brokers.values())
-    del holder
 
 
 @pytest.fixture(scope="session")

@@ -542,3 +542,13 @@ def test_kernel_rejects_bad_arguments() -> None:
         kernel.decode(data, np.array([0, 1]), None, [], [1], [0], [0], [pa.bool_()], [None])
     with pytest.raises(ValueError, match="kind"):
         kernel.decode(data, np.array([0, 1]), None, None, [99], [0], [0], [pa.bool_()], [None])
+
+
+def test_offsets_that_wrap_in_the_int64_cast_are_refused() -> None:
+    # 2**64 - 100000 passes a monotonicity check on the caller's uint64 array but is -100000 in the
+    # int64 copy the kernel reads (issue 19: it read before the data buffer and crashed).
+    data = np.frombuffer(b"\x02\x04", np.uint8)
+    offsets = np.array([0, 2**64 - 100_000, 2], dtype=np.uint64)
+    long = kernel.KINDS["long"]
+    with pytest.raises(ValueError, match="ascending"):
+        kernel.decode(data, offsets, None, None, [long], [0], [0], [pa.int64()], [None])

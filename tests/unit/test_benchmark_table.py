@@ -20,6 +20,7 @@ def report(started: str, workload: str, rate: float, ratio: float, met: bool | N
         "started": started,
         "config": {"rows": 1_000_000, "rounds": 5},
         "environment": {"python": "3.11.7", "pyarrow": "26.0.1", "cpus": 2, "loadavg": [0.5, 0.4, 0.3]},
+        "workloads": {workload: f"{workload} into a server"},
         "results": [
             {"workload": workload, "method": "arrowflow", "role": "arrowflow", "rows_per_s": rate,
              "mb_per_s": 12.0, "ratio": 1.0, "target": ">= 1M/s", "met": met, "note": "a|b",
@@ -42,7 +43,7 @@ def test_one_report_is_named_and_its_numbers_kept() -> None:
     assert "1,000,000 rows, median of 5 interleaved rounds" in block and "load average 0.50" in block
     rows = [line for line in block.splitlines() if line.startswith("| json")]
     assert rows == [
-        "| json | arrowflow | 2M | baseline | 500k | 4.00x | af >= 2x | yes |",
+        "| json | json into a server | arrowflow | 2M | baseline | 500k | 4.00x | af >= 2x | yes |",
         "| json | arrowflow | arrowflow | 2M | 12 | 1.00x | >= 1M/s | yes | same | a\\|b |",
         "| json | baseline | BASELINE | 500k | - | 4.00x | af >= 2x | yes |  |  |",
     ]
@@ -59,8 +60,11 @@ def test_several_reports_name_the_run_of_every_row_and_later_reports_win() -> No
     assert '- [3] `/tmp/b.json`, run "run at t2" (started t2)' in block
     rows = [line for line in block.splitlines() if line.startswith(("| json", "| murmur2"))]
     assert rows == [
-        "| json | arrowflow | 3M | baseline | 2M | 1.50x | af >= 2x | **no** | [3] |",
-        "| murmur2 | arrowflow | 90M | baseline | 450k | 200.00x | af >= 2x | yes | [2] |",
+        "| json | json into a server | arrowflow | 3M | baseline | 2M | 1.50x | af >= 2x | **no** | [3] |",
+        (
+            "| murmur2 | murmur2 into a server | arrowflow | 90M | baseline | 450k | 200.00x | af >= 2x "
+            "| yes | [2] |"
+        ),
         "| json | arrowflow | arrowflow | 3M | 12 | 1.00x | >= 1M/s | **no** | same | a\\|b | [3] |",
         "| json | baseline | BASELINE | 2M | - | 1.50x | af >= 2x | **no** |  |  | [3] |",
         "| murmur2 | arrowflow | arrowflow | 90M | 12 | 1.00x | >= 1M/s | yes | same | a\\|b | [2] |",
@@ -123,6 +127,31 @@ def test_fastest_idiomatic_method_is_the_baseline_and_a_failed_check_is_not_time
     assert results["fast"].checked == "3 rows x 2 columns"
     summary = summarise(workload, list(results.values()))
     assert (summary.baseline, summary.ratio) == ("fast", results["fast"].ratio)
+
+
+def test_cpu_time_is_recorded_per_sample_apart_from_wall_time() -> None:
+    import statistics
+    import time
+
+    def busy() -> int:
+        sum(range(20_000))
+        return 4
+
+    def waits() -> int:
+        time.sleep(0.02)  # waiting (on a server, for a core) costs wall time, not CPU time
+        return 4
+
+    workload, _ = _workload({"af": Method(run=busy), "sleeper": Method(run=waits)}, idiomatic=("sleeper",))
+    config = RunConfig(rows=4, rounds=3, min_sample_s=0)
+    results = {r.method: r for r in run_workload(workload, config, print)}
+    for r in results.values():
+        assert len(r.cpu_times_s) == len(r.times_s) == 3
+        assert r.cpu_us_per_row == statistics.median(r.cpu_times_s) / 4 * 1e6
+    sleeper, af = results["sleeper"], results["af"]
+    assert all(cpu < wall for cpu, wall in zip(sleeper.cpu_times_s, sleeper.times_s, strict=True))
+    assert sleeper.cpu_us_per_row is not None and af.cpu_us_per_row
+    assert sleeper.cpu_ratio == sleeper.cpu_us_per_row / af.cpu_us_per_row
+    assert summarise(workload, list(results.values())).cpu_ratio == sleeper.cpu_ratio
 
 
 def test_a_workload_naming_a_method_its_setup_lacks_is_refused() -> None:

@@ -481,3 +481,69 @@ def test_deep_nesting_takes_the_slow_path() -> None:
     for _ in range(45):  # 90 levels
         shallow = {"a": [shallow]}
     assert _compare(_raw([{"x": shallow, "i64": 1}]), SCHEMA) is not None
+
+
+# Issue 19: results must not depend on the path, and bytes handed to the general path are well formed.
+
+
+def test_object_id_into_large_binary_is_its_12_bytes_on_both_paths() -> None:
+    oid = bson.ObjectId(b"\x01\x23\x45\x67\x89\xab\xcd\xef\x00\x11\x22\xff")
+    schema = pa.schema([("lbin", pa.large_binary()), ("bin", pa.binary())])
+    raw = _raw([{"lbin": oid, "bin": oid}, {"lbin": b"raw", "bin": None}])
+    batch = _compare(raw, schema)  # kernel == bson.decode_all + the connector's decode_documents
+    assert batch is not None and batch.column("lbin").to_pylist() == [oid.binary, b"raw"]
+    # The general path alone (a decimal column sends the page there) gives the same bytes.
+    general = reference.decode_documents(raw, schema.append(pa.field("d", pa.decimal128(5, 2))))
+    assert general.column("lbin").to_pylist() == [oid.binary, b"raw"]
+
+
+def _array_with_long_string() -> bytes:
+    """An array whose element 0 is a string running past the array's end (but not the page's)."""
+    inner = _element(0x02, b"0", struct.pack("<i", 100) + b"ab\x00")
+    return struct.pack("<i", 4 + len(inner) + 1) + inner + b"\x00"
+
+
+@pytest.mark.parametrize(
+    ("schema", "depth"),
+    [
+        (pa.schema([("i64", pa.int64())]), 0),  # wanted field of the wrong type: "slow path" before
+        (pa.schema([("i64", pa.int64())]), 120),  # skipped field nested deeper than the depth check
+        (pa.schema([("i64", pa.decimal128(5, 2))]), 0),  # a schema without a fast path
+    ],
+)
+def test_malformed_nested_value_is_refused_before_the_general_path(schema: pa.Schema, depth: int) -> None:
+    value = _array_with_long_string()
+    for _ in range(depth):
+        value = _doc(_element(0x03, b"a", value))
+    raw = _doc(_element(0x04 if depth == 0 else 0x03, b"i64", value), _element(0x02, b"pad", b"\x00" * 200))
+    # Padding after the array: pymongo's decoder bounds the string by the rest of the page, not by
+    # its array, so the kernel must not answer "slow path" (the caller would call bson.decode_all).
+    with pytest.raises(ValueError, match="malformed BSON"):
+        kernel.decode_documents(raw + _raw([{"i64": 1}]), schema)
+    with pytest.raises(ValueError, match="malformed BSON"):
+        kernel.check_documents(raw)
+    assert kernel.check_documents(_raw([{"i64": [1, {"a": "b"}]}, {}])) == 2
+
+
+def test_check_documents_has_no_depth_limit() -> None:
+    def nest(leaf: bytes, depth: int) -> bytes:
+        value = _doc(leaf)
+        for k in range(depth):
+            value = _doc(_element(0x04 if k % 2 else 0x03, b"a", value))
+        return value
+
+    assert kernel.check_documents(nest(_element(0x10, b"i", struct.pack("<i", 1)), 1000)) == 1
+    with pytest.raises(ValueError, match="unknown BSON element type 0x42"):
+        kernel.check_documents(nest(_element(0x42, b"i", b""), 1000))
+
+
+def test_schemaless_pages_keep_every_field_of_every_document() -> None:
+    # Found by the bson_page fuzz target: Table.from_pylist took the first document's fields only,
+    # so fields first seen later were dropped, and a page starting with {} decoded to 0 rows.
+    from arrowflow.connectors.mongodb import decode_page
+
+    raw = _raw([{}, {"a": 1}, {"b": "x", "a": 2}])
+    batch, decoded_by, _ = decode_page(raw, None)
+    assert decoded_by == "python"
+    assert batch.to_pylist() == [{"a": None, "b": None}, {"a": 1, "b": None}, {"a": 2, "b": "x"}]
+    assert decode_page(_raw([{}, {}]), None)[0].num_rows == 2

@@ -246,3 +246,53 @@ def test_sliced_errors_name_the_batch_row_and_index_values_are_taken() -> None:
         bulk._tune(*saved)
     with_column = batch.append_column("ix", names)
     assert got.equals(ref.encode_bulk(with_column, index_column="ix", id_column="id", nan="null"))
+
+
+# Hostile or unusual meta input (issue 19).
+
+
+def test_uint64_meta_values_above_int64_are_decimal_text() -> None:
+    big = [2**64 - 1, 2**63, 7, None]
+    batch = pa.record_batch(
+        {
+            "id": pa.array(big, pa.uint64()),
+            "ix": pa.array(big, pa.uint64()),
+            "r": pa.array(big, pa.uint64()),
+            "v": [1, 2, 3, 4],
+        }
+    )
+    entries = bulk.encode_bulk(batch, index_column="ix", id_column="id", routing_column="r", columns=["v"])
+    actions = [json.loads(e.split(b"\n")[0]) for e in entries.to_pylist()[:3]]
+    assert [a["index"]["_id"] for a in actions] == ["18446744073709551615", "9223372036854775808", "7"]
+    assert [a["index"]["_index"] for a in actions] == [a["index"]["_id"] for a in actions]
+    assert [a["index"]["routing"] for a in actions] == [a["index"]["_id"] for a in actions]
+
+
+@pytest.mark.parametrize("binary_type", [pa.binary(), pa.large_binary()])
+def test_binary_ids_must_be_utf8(binary_type: pa.DataType) -> None:
+    ok = pa.array([b"a", "é".encode(), None], binary_type)
+    entries = bulk.encode_entries(None, action="delete", ids=ok)
+    assert [json.loads(e)["delete"].get("_id") for e in entries.to_pylist()] == ["a", "é", None]
+    bad = pa.array([b"a", b"ok", b"\xc3(", b"z"], binary_type)
+    with pytest.raises(ValueError, match=r"ids: binary value at row 2 is not valid UTF-8"):
+        bulk.encode_entries(None, action="delete", ids=bad)
+
+
+def test_invalid_arrow_meta_and_docs_are_refused() -> None:
+    column = pa.DictionaryArray.from_arrays(pa.array([0, 5], pa.int32()), pa.array(["x"]), safe=False)
+    with pytest.raises(ValueError, match=r"routing: invalid Arrow data"):
+        bulk.encode_entries(None, action="delete", routing=column)
+    offsets = pa.py_buffer(np.array([0, 1 << 30, 2], np.int32).tobytes())
+    docs = pa.Array.from_buffers(pa.binary(), 2, [None, offsets, pa.py_buffer(b"{}")])
+    with pytest.raises(ValueError, match=r"docs: invalid Arrow data"):
+        bulk.encode_entries(docs, index="i")
+
+
+def test_split_bodies_refuses_bounds_out_of_range() -> None:
+    entries = bulk.encode_bulk(pa.record_batch({"a": [1, 2, 3]}), index="i")
+    assert [b.to_pybytes() for b in bulk.split_bodies(entries, np.array([0, 2, 3]))] == ref.split_bodies(
+        entries, np.array([0, 2, 3])
+    )
+    for bounds in ([0, -1, 3], [-3, 3], [0, 2, 1, 3], [0, 4], [1, 3], [], [0.0, 3.0]):
+        with pytest.raises(ValueError, match="bounds"):
+            bulk.split_bodies(entries, np.array(bounds))

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pytest
 from click.testing import CliRunner
 
 from arrowflow.cli import cli
@@ -268,3 +269,88 @@ def test_bench_functions_directly() -> None:
     res = bench_source(source, rows=None, batch_rows=250)
     assert res.rows == 900 and res.batches == 9  # batches never cross a 100-row DataGen block
     assert _table_value(format_table(res), "rows") == "900"
+
+
+def test_throughput_curve_draws_a_curve_for_a_short_run() -> None:
+    """A 0.3 s run whose meter saw only its start and end (1M rows into a file sink) still draws a
+    curve of CURVE_POINTS points at its mean rate, not one dot."""
+    from arrowflow.cli.bench import CURVE_POINTS, throughput_curve
+
+    times, rates, mbs = throughput_curve([(0.0, 0, 0), (0.3, 1_000_000, 72_000_000)])
+    assert len(times) == len(rates) == len(mbs) == CURVE_POINTS >= 20
+    assert times[-1] == pytest.approx(0.3)
+    assert rates == pytest.approx([1_000_000 / 0.3] * CURVE_POINTS)
+    assert mbs == pytest.approx([240.0] * CURVE_POINTS)
+
+
+def test_throughput_curve_follows_the_timeline() -> None:
+    """Resampling keeps the shape: a stall in the middle third of the run shows as zero throughput
+    there, and the curve integrates to the rows of the run."""
+    from arrowflow.cli.bench import throughput_curve
+
+    timeline = [(0.0, 0, 0), (0.1, 100, 1000), (0.2, 100, 1000), (0.3, 200, 2000)]
+    _times, rates, _ = throughput_curve(timeline, points=30)
+    assert len(rates) == 30
+    assert rates[:10] == pytest.approx([1000.0] * 10)
+    assert rates[10:20] == pytest.approx([0.0] * 10, abs=1e-6)
+    assert rates[20:] == pytest.approx([1000.0] * 10)
+    assert sum(r * 0.01 for r in rates) == pytest.approx(200.0)
+    assert throughput_curve([(0.0, 0, 0)]) == ([], [], [])
+
+
+def test_bench_timeline_keeps_a_point_per_call_of_a_short_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of 0.1 s (20 writes of 5 ms, on a fake clock) keeps a timeline point per write: the
+    spacing starts at SAMPLE_INTERVAL (1 ms) and grows with the run, so a short run is not one dot."""
+    from arrowflow.cli import bench
+
+    clock = [100.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+
+    class FiveMsSink:
+        name = "five-ms"
+        closed = False
+
+        def write(self, batch: object) -> None:
+            clock[0] += 0.005
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            self.closed = True
+
+    result = bench.bench_sink(FiveMsSink(), rows=20_000, batch_rows=1_000)
+    assert result.batches == 20
+    assert result.seconds == pytest.approx(0.1)
+    # the start, one point per write, the end
+    assert len(result.timeline) == 22
+    assert [p[1] for p in result.timeline[1:-1]] == list(range(1_000, 21_000, 1_000))
+    times, rates, _ = bench.throughput_curve(result.timeline)
+    assert rates == pytest.approx([200_000.0] * len(times))
+
+
+def test_bench_peers_runs_the_checkouts_harness(tmp_path: Path) -> None:
+    """``arrowflow bench peers`` passes its options to ``python -m benchmarks.peers`` in the source
+    checkout, from any working directory (``--list`` needs no server)."""
+    from arrowflow.cli.bench import checkout_root
+
+    root = checkout_root(tmp_path)
+    assert root is not None and (root / "benchmarks" / "peers" / "__main__.py").is_file()
+    proc = subprocess.run(
+        [sys.executable, "-m", "arrowflow", "bench", "peers", "--list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("arrowflow-eos", "flink-p2-eos", "quix", "bytewax", "plain", "parquet", "opensearch"):
+        assert name in proc.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "arrowflow", "bench", "peers", "--systems", "nope"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "unknown system(s) nope" in bad.stderr

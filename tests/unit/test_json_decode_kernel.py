@@ -168,3 +168,15 @@ def test_bad_arguments() -> None:
         kernel.scan(data, offsets, ["a"], [0])
     with pytest.raises(ValueError, match="threads"):
         kernel.scan(data, offsets, KEYS, KINDS, threads=-1)
+
+
+@pytest.mark.parametrize("bad", [2**64 - 1000, 2**63 + 5])
+def test_offsets_that_wrap_in_the_int64_cast_are_refused(bad: int) -> None:
+    # Monotonic as uint64, not as the int64 copy the kernel reads (issue 19: ASan found a read
+    # before the data buffer in afj_ws).
+    data = np.frombuffer(b'{"a":"x"}{"a":"y"}', np.uint8)
+    offsets = np.array([0, bad, 18], dtype=np.uint64)
+    with pytest.raises(ValueError, match="ascending"):
+        kernel.scan(data, offsets, KEYS, KINDS)
+    with pytest.raises(ValueError, match="ascending"):
+        kernel.scan(data, np.array([0, 9, 18], np.uint64)[::-1].copy(), KEYS, KINDS)

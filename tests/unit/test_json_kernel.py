@@ -571,3 +571,48 @@ def test_documents_parse_back_to_rows(data: st.DataObject) -> None:
 
     parsed = [json.loads(d) for d in docs(batch, nan="null")]
     assert parsed == [finite(r) for r in rows]
+
+
+# Hostile Arrow input (issue 19): the kernel refuses what it would otherwise index out of range or
+# copy as non-UTF-8 text, with a ValueError naming the column.
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_nul_terminator_is_written(threads: int) -> None:
+    batch = pa.record_batch({"a": [1, 2, 3]})
+    rows = kernel.encode_rows(batch, terminator=b"\x00", threads=threads).to_pylist()
+    assert rows == [b'{"a":1}\x00', b'{"a":2}\x00', b'{"a":3}\x00']
+    # the reference agrees (and an empty terminator still appends nothing)
+    assert reference.encode_rows(batch, terminator=b"\x00").to_pylist() == rows
+    assert kernel.encode_rows(batch, terminator=b"").to_pylist() == [r[:-1] for r in rows]
+
+
+@pytest.mark.parametrize("nulls", ["null", "omit"])
+def test_dictionary_index_out_of_range_is_refused(nulls: str) -> None:
+    indices = pa.array([0, 1_000_000_000, 0], pa.int32())
+    column = pa.DictionaryArray.from_arrays(indices, pa.array(["x"]), safe=False)
+    with pytest.raises(ValueError, match=r"column 'd': invalid Arrow data .*out of bounds"):
+        kernel.encode_rows(pa.record_batch({"d": column}), nulls=nulls)
+    # inside a list too (the validation is recursive)
+    nested = pa.ListArray.from_arrays(pa.array([0, 3], pa.int32()), column)
+    with pytest.raises(ValueError, match=r"column 'l': invalid Arrow data"):
+        kernel.encode_rows(pa.record_batch({"l": nested}))
+
+
+@pytest.mark.parametrize("text_type", [pa.string(), pa.large_string()])
+def test_invalid_utf8_string_is_refused(text_type: pa.DataType) -> None:
+    raw = pa.array([b"ok", b"\xff\xfe", b"x"], pa.binary() if text_type == pa.string() else pa.large_binary())
+    column = raw.view(text_type)
+    with pytest.raises(ValueError, match=r"column 's': invalid Arrow data \(Invalid UTF8"):
+        kernel.encode_rows(pa.record_batch({"s": column}))
+    # the same bytes as binary are fine (base64): nothing is refused that was valid before
+    assert json.loads(kernel.encode_rows(pa.record_batch({"b": raw}))[1].as_py()) == {"b": "//4="}
+
+
+def test_string_offsets_past_the_data_are_refused() -> None:
+    # from_buffers' cheap validation sees only the first and last offsets: the middle one points
+    # a gigabyte past the two data bytes (the kernel would copy from there).
+    offsets = pa.py_buffer(np.array([0, 1 << 30, 2], np.int32).tobytes())
+    column = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"ok")])
+    with pytest.raises(ValueError, match=r"column 's': invalid Arrow data"):
+        kernel.encode_rows(pa.record_batch({"s": column}))

@@ -41,7 +41,9 @@ KERNELS: tuple[str, ...] = (
     "json",
     "json_decode",
     "kafka_produce",
+    "mqtt_frames",
     "murmur2",
+    "nats_frames",
     "remote_write",
 )
 

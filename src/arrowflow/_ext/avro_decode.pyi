@@ -26,4 +26,8 @@ def decode(
     ``(columns, ok)``: one array per field holding the decoded payloads' values, and the bool mask
     of the payloads decoded (the others are left to the caller). ``(None, None)`` when a
     string/bytes column would pass 2 GiB. Releases the GIL for the row loop.
+
+    Validation: ``offsets`` are checked after their cast to int64 (ascending, within ``data``; else
+    ``ValueError``); no byte outside a payload is read; strings are checked as strict UTF-8 and enum
+    indices against the symbol count (else the payload is left to the caller).
     """

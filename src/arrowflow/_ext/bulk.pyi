@@ -21,7 +21,12 @@ def encode_entries(
     num_rows: int = -1,
     threads: int = 0,
 ) -> pa.BinaryArray:
-    """One entry (action line + source line) per row as a BinaryArray without nulls."""
+    """One entry (action line + source line) per row as a BinaryArray without nulls.
+
+    Every input array is validated (offsets, dictionary indices, UTF-8 of text) before the loop
+    indexes it: ``ValueError`` otherwise. uint64 meta values are written as decimal text; binary
+    ones must be UTF-8.
+    """
 
 def encode_bulk(
     batch: pa.RecordBatch,
@@ -48,7 +53,7 @@ def cut(entries: pa.Array, *, max_actions: int = 1000, max_bytes: int | None = 5
     """Row bounds (int64, requests + 1 values) of the requests the entries split into."""
 
 def split_bodies(entries: pa.Array, bounds: np.ndarray) -> list[pa.Buffer]:
-    """Zero-copy request bodies for ``bounds``."""
+    """Zero-copy request bodies for ``bounds`` (ascending from 0 to ``len(entries)``, else ``ValueError``)."""
 
 def encode_bodies(
     batch: pa.RecordBatch,

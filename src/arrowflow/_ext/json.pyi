@@ -18,7 +18,12 @@ def encode_rows(
     threads: int = 0,
     terminator: bytes = b"",
 ) -> pa.BinaryArray:
-    """One JSON object per row (keys in column order) as a BinaryArray without nulls."""
+    """One JSON object per row (keys in column order) as a BinaryArray without nulls.
+
+    ``terminator``: empty, or one byte (any, NUL included) appended to every document. Each selected
+    column passes Arrow's full validation first (offsets and dictionary indices in range, strings
+    UTF-8): invalid Arrow data raises ``ValueError`` naming the column instead of being trusted.
+    """
 
 def encode_ndjson(
     batch: pa.RecordBatch,

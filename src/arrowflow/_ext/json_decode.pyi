@@ -21,4 +21,9 @@ def scan(
     the first that does not (``reason``: ``"syntax"``, ``"mismatch"``, ``"duplicate"``,
     ``"unexpected"`` or ``"unsupported"``). Kinds: 0 string, 1 number, 2 boolean. Releases the GIL;
     ``threads=0`` scans calls of >= 65,536 payloads on two threads (1: never, >= 2: always).
+
+    Validation: ``offsets`` are checked here after their cast to int64 (ascending, within ``data``;
+    else ``ValueError``). UTF-8 is not: the caller guarantees that every payload is valid UTF-8
+    (``Json._decode_flat``, the only caller, validates them all in one vectorized call first), so
+    the text columns are valid ``large_string`` arrays.
     """

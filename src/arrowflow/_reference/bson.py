@@ -103,16 +103,17 @@ def _column_values(arr: pa.Array, omit: bool, object_id: bool) -> list[Any]:
             out.append(doc)
         return out
     if pa.types.is_struct(t):
+        # Children are read at the struct's valid slots only: under a null struct a child's value
+        # means nothing (it may even be out of range), as the kernel reads it.
+        present = [i for i in range(len(arr)) if valid[i]]
+        take = pa.array(present, pa.int64())
         fields = [
-            (t.field(k).name, _column_values(arr.field(k), omit, False))  # type: ignore[attr-defined]
+            (t.field(k).name, _column_values(arr.field(k).take(take), omit, False))  # type: ignore[attr-defined]
             for k in range(t.num_fields)  # type: ignore[attr-defined]
         ]
-        out = []
-        for i in range(len(arr)):
-            if not valid[i]:
-                out.append(None)
-                continue
-            out.append({name: vals[i] for name, vals in fields if not (omit and vals[i] is None)})
+        out = [None] * len(arr)
+        for j, i in enumerate(present):
+            out[i] = {name: vals[j] for name, vals in fields if not (omit and vals[j] is None)}
         return out
     values = arr.to_pylist()
     if pa.types.is_int64(t) or pa.types.is_uint32(t) or pa.types.is_uint64(t):

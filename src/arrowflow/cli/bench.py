@@ -1,4 +1,6 @@
-"""``arrowflow bench sink|source``: throughput of one sink or source, like ``kafka-producer-perf-test``.
+"""``arrowflow bench sink|source|peers``: throughput of one sink or source, like
+``kafka-producer-perf-test``; ``peers`` runs the head-to-head benchmark of a source checkout
+(``benchmarks/peers``: arrowflow against Flink, Quix Streams, Bytewax and a plain client loop).
 
 * ``bench sink``: DataGen's bench table (8 columns, see
   :func:`arrowflow.pipeline_spec.bench_fields`) -> the sink. A pool of up to ``--pool-batches``
@@ -20,7 +22,6 @@ the numbers and the timeline, ``--report FILE.png`` draws throughput over time (
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 import time
@@ -34,15 +35,23 @@ import click
 __all__ = [
     "BenchResult",
     "bench_command",
+    "bench_peers_command",
     "bench_sink",
     "bench_source",
+    "checkout_root",
     "format_table",
     "make_connector",
+    "throughput_curve",
     "write_report",
 ]
 
-#: Seconds between two points of the timeline (and refreshes of the progress line).
-SAMPLE_INTERVAL = 0.1
+#: The least spacing of two timeline points, in seconds. The spacing grows with the run (elapsed /
+#: ``TIMELINE_RESOLUTION``), so a short run keeps a point per call (1M rows into a file sink in 0.3 s
+#: still has a point per batch) and a long one stays at a few thousand points per decade of run time.
+SAMPLE_INTERVAL = 0.001
+TIMELINE_RESOLUTION = 2000
+#: Points of the throughput curve ``--report`` draws (the timeline resampled on an even grid).
+CURVE_POINTS = 60
 _PROGRESS_INTERVAL = 0.5
 
 
@@ -110,8 +119,9 @@ class _Meter:
 
     def tick(self, now: float) -> None:
         if now >= self.next_sample:
-            self.result.timeline.append((now - self.start, self.result.rows, self.result.bytes))
-            self.next_sample = now + SAMPLE_INTERVAL
+            elapsed = now - self.start
+            self.result.timeline.append((elapsed, self.result.rows, self.result.bytes))
+            self.next_sample = now + max(SAMPLE_INTERVAL, elapsed / TIMELINE_RESOLUTION)
         if self.progress is not None and now >= self.next_progress:
             self.progress(self.result, now - self.start)
             self.next_progress = now + _PROGRESS_INTERVAL
@@ -266,8 +276,33 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
 
 
+def throughput_curve(
+    timeline: Sequence[tuple[float, int, int]], points: int = CURVE_POINTS
+) -> tuple[list[float], list[float], list[float]]:
+    """``(times, rows/s, MB/s)`` of a timeline resampled on ``points`` even intervals of the run.
+
+    The cumulative rows and bytes are interpolated linearly between timeline points, so every run with
+    a duration draws ``points`` points (a run of one write draws a flat line at its mean rate instead
+    of a single dot) and no interval is empty. ``times`` are the intervals' ends. An empty or
+    zero-length timeline gives empty lists.
+    """
+    import numpy as np
+
+    if len(timeline) < 2 or points <= 0:
+        return [], [], []
+    t = np.asarray([p[0] for p in timeline], dtype=np.float64)
+    end = float(t[-1])
+    if end <= 0:
+        return [], [], []
+    grid = np.linspace(0.0, end, points + 1)
+    rows = np.interp(grid, t, np.asarray([p[1] for p in timeline], dtype=np.float64))
+    nbytes = np.interp(grid, t, np.asarray([p[2] for p in timeline], dtype=np.float64))
+    dt = np.diff(grid)
+    return grid[1:].tolist(), (np.diff(rows) / dt).tolist(), (np.diff(nbytes) / 1e6 / dt).tolist()
+
+
 def write_report(result: BenchResult, path: str | Path) -> None:
-    """Draw throughput over time (rows/s and MB/s per timeline interval) and per-call latency to a PNG."""
+    """Draw throughput over time (rows/s and MB/s, :func:`throughput_curve`) and per-call latency to a PNG."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -277,13 +312,7 @@ def write_report(result: BenchResult, path: str | Path) -> None:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    points = result.timeline
-    times, rates, mbs = [], [], []
-    for (t0, r0, b0), (t1, r1, b1) in itertools.pairwise(points):
-        if t1 > t0:
-            times.append(t1)
-            rates.append((r1 - r0) / (t1 - t0))
-            mbs.append((b1 - b0) / 1e6 / (t1 - t0))
+    times, rates, mbs = throughput_curve(result.timeline)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(8, 6), constrained_layout=True)
     try:
         ax1.plot(times, rates, marker=".", color="tab:blue")
@@ -499,6 +528,42 @@ def bench_source_command(
     except Exception as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     _finish(result, report, json_file, progress)
+
+
+def checkout_root(start: Path | None = None) -> Path | None:
+    """The source checkout holding ``benchmarks/peers`` (``start`` or the working directory and their
+    parents, then the checkout of an editable install), or ``None``."""
+    import arrowflow
+
+    here = (start or Path.cwd()).resolve()
+    candidates = [here, *here.parents, Path(arrowflow.__file__).resolve().parents[2]]
+    for root in candidates:
+        if (root / "benchmarks" / "peers" / "__main__.py").is_file():
+            return root
+    return None
+
+
+@bench_command.command(
+    "peers",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench_peers_command(args: tuple[str, ...]) -> None:
+    """Head to head with Flink, Quix Streams, Bytewax and a plain client loop (benchmarks/peers).
+
+    Runs ``python -m benchmarks.peers ARGS`` in the source checkout (the benchmark is not part of the
+    installed package); every option passes through (``arrowflow bench peers --help`` lists them).
+    Needs the Kafka broker and PostgreSQL of tests/services (``make bench-peers`` starts them).
+    """
+    import subprocess
+
+    root = checkout_root()
+    if root is None:
+        raise click.ClickException(
+            "arrowflow bench peers runs from a source checkout of arrowflow (benchmarks/peers); "
+            "run it inside one, or use `make bench-peers` there"
+        )
+    sys.exit(subprocess.call([sys.executable, "-m", "benchmarks.peers", *args], cwd=root))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -352,7 +352,9 @@ def _convert(value: Any, t: pa.DataType) -> Any:
     if value is None:
         return None
     if isinstance(value, bson.ObjectId):
-        return value.binary if pa.types.is_fixed_size_binary(t) or pa.types.is_binary(t) else str(value)
+        # Its 12 bytes into any binary column (as the bson_decode kernel does), else the hex text.
+        binary = pa.types.is_fixed_size_binary(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+        return value.binary if binary else str(value)
     if isinstance(value, Decimal128):
         return value.to_decimal()
     if isinstance(value, bson.DatetimeMS):
@@ -404,8 +406,13 @@ def decode_documents(docs: Sequence[Mapping[str, Any]], schema: pa.Schema | None
     """
     if schema is None:
         rows = [{k: _infer(v) for k, v in d.items()} for d in docs]
-        table = pa.Table.from_pylist(rows)
-        return table.combine_chunks().to_batches()[0] if table.num_rows else pa.record_batch({})
+        # Every field of every document, in order of first appearance (Table.from_pylist would take
+        # the first document's fields only: the others' extra fields, or all rows after an empty
+        # first document, would be lost).
+        names = list(dict.fromkeys(k for row in rows for k in row))
+        if not names:  # documents without fields: still one row each
+            return pa.RecordBatch.from_struct_array(pa.array([{}] * len(rows), pa.struct([])))
+        return pa.RecordBatch.from_arrays([pa.array([r.get(k) for r in rows]) for k in names], names=names)
     columns = []
     for f in schema:
         values = [d.get(f.name) for d in docs]
@@ -417,6 +424,35 @@ def decode_documents(docs: Sequence[Mapping[str, Any]], schema: pa.Schema | None
             column = pa.array([_convert(v, f.type) for v in values], f.type)
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def decode_page(
+    raw: bytes | memoryview, schema: pa.Schema | None, codec: Any = None
+) -> tuple[pa.RecordBatch, str, str | None]:
+    """Concatenated BSON documents (a ``find_raw_batches`` page, the bodies of a change-stream batch)
+    -> ``(batch, decoded_by, kernel_declined)``.
+
+    The ``bson_decode`` kernel decodes the page when ``schema`` is given and every value fits it
+    (``decoded_by="kernel"``); otherwise ``bson.decode_all`` (with ``codec``, pymongo's
+    ``CodecOptions``) + :func:`decode_documents` (``"python"``; ``kernel_declined`` says why when
+    the kernel declined). Malformed BSON, at any depth, raises ``ValueError`` before
+    ``bson.decode_all`` sees it: the kernel checks the structure of a page it declines, and
+    ``check_documents`` that of a page decoded without a schema (pymongo's C decoder bounds nested
+    values by the rest of the buffer, not their document, and can read past it).
+    """
+    import bson
+
+    from .._ext import bson_decode
+
+    if schema is not None:
+        fast, declined = bson_decode.decode_documents(raw, schema)
+        if fast is not None:
+            return fast, "kernel", None
+    else:
+        bson_decode.check_documents(raw)
+        declined = None
+    docs = bson.decode_all(raw, codec) if codec is not None else bson.decode_all(raw)
+    return decode_documents(docs, schema), "python", declined
 
 
 # ----------------------------------------------------------------------------------------- source
@@ -571,21 +607,11 @@ class _MongoReader(SplitReader):
         if not raw:
             self._done = True
             return None
-        fast = None
-        if src.schema is not None:
-            from .._ext import bson_decode
+        from .._ext import bson_decode
 
-            fast, self.kernel_declined = bson_decode.decode_documents(raw, src.schema)
-        if fast is not None:
-            batch = fast
-            offsets = bson_decode.document_offsets(raw)
-            last_doc = bson.decode(raw[int(offsets[-2]) :])
-            self.decoded_by = "kernel"
-        else:
-            docs = bson.decode_all(raw)
-            batch = decode_documents(docs, src.schema)
-            last_doc = docs[-1]
-            self.decoded_by = "python"
+        batch, self.decoded_by, self.kernel_declined = decode_page(raw, src.schema)
+        offsets = bson_decode.document_offsets(raw)
+        last_doc = bson.decode(raw[int(offsets[-2]) :])
         self._last = _extjson(last_doc["_id"])
         if batch.num_rows < max_rows:
             self._done = True
@@ -747,7 +773,6 @@ class _ChangeReader(SplitReader):
         ``None`` when a change's ``fullDocument`` is neither a document nor null (a pipeline may make
         it anything): the caller then decodes the changes as dicts, exactly as before.
         """
-        import bson
         from bson.raw_bson import RawBSONDocument
 
         ops: list[Any] = []
@@ -770,17 +795,7 @@ class _ChangeReader(SplitReader):
             seconds.append(None if ts is None else ts.time)
         raw = b"".join(bodies)
         schema = self.source.document_schema
-        body = None
-        self.kernel_declined = None
-        if schema is not None:
-            from .._ext import bson_decode
-
-            body, self.kernel_declined = bson_decode.decode_documents(raw, schema)
-        if body is not None:
-            self.decoded_by = "kernel"
-        else:
-            body = decode_documents(bson.decode_all(raw, self._codec), schema)
-            self.decoded_by = "python"
+        body, self.decoded_by, self.kernel_declined = decode_page(raw, schema, self._codec)
         meta = [
             pa.array(ops, pa.string()),
             pa.array(keys, pa.string()),

@@ -14,14 +14,24 @@ Source contract:
   (what the last committed checkpoint acknowledged), else at ``deliver_policy`` (``"all"``,
   ``"new"``, or ``start_sequence``). Recreating it means messages delivered to a crashed run are
   delivered again at once, not after ``ack_wait``. The reader is the only user of the durable.
-* ``read_batch`` is one ``fetch(max_rows, timeout)``. ``commit(snapshot)`` acknowledges the last
-  message returned at or before ``snapshot``: with ``AckAll`` that acknowledges everything before
-  it too. Nothing is acknowledged earlier, so a crash replays from the checkpoint: at-least-once,
-  exactly-once with a transactional or idempotent sink. ``ack_wait`` must exceed the checkpoint
-  interval, or the server redelivers messages still waiting for their checkpoint (duplicates).
+* ``read_batch`` asks the consumer for up to ``max_rows`` messages and waits at most ``timeout``.
+  By default (``raw_pull=True``) the reader pulls on its own plain NATS socket and a compiled kernel
+  turns the received frames into Arrow columns (:mod:`arrowflow.connectors._nats_pull`: no Python
+  object per message); with TLS, credentials, nkeys or a token in ``url``/``connect_options`` (which
+  that socket does not implement) or ``raw_pull=False`` it uses nats-py's ``fetch`` (a ``Msg`` object
+  and an awaited timer per message: several times slower). ``commit(snapshot)`` acknowledges the
+  last message returned at or before ``snapshot``: with ``AckAll`` that acknowledges everything
+  before it too. Nothing is acknowledged earlier, so a crash replays from the checkpoint:
+  at-least-once, exactly-once with a transactional or idempotent sink. ``ack_wait`` must exceed the
+  checkpoint interval, or the server redelivers messages still waiting for their checkpoint
+  (duplicates).
+* A lost connection loses the messages it was carrying to the reader, and a later ``AckAll`` would
+  acknowledge them unseen. So when the pull socket fails (or nats-py reconnects, on its path), the
+  next ``read_batch`` first recreates the consumer to deliver right after the last message returned:
+  the lost messages come again, nothing is skipped.
 * ``bounded=True`` stops at the stream's last sequence at planning time (or when no message
   matching the filter is pending).
-* nats-py reconnects by itself (forever, by default); a fetch failing meanwhile returns ``None``.
+* nats-py reconnects by itself (forever, by default); a read failing meanwhile returns ``None``.
 * Payloads decoded by ``format`` (default ``Raw`` column ``value``); failures go to the error policy
   as rows ``payload, subject, sequence``. Metadata columns: ``_subject``, ``_sequence``,
   ``_timestamp``.
@@ -34,6 +44,11 @@ Sink contract (batching, retries, error policy: :class:`~arrowflow.writer.AsyncB
   asynchronously (``publish_async``) and waits for every ``PubAck`` (``publish_timeout``). Messages
   without an ack (timeout, no responders, a lost connection) are retried; an API error (no stream
   for the subject, message too large) sends the row to the error policy.
+* A request whose messages all miss their ``PubAck`` within ``publish_timeout`` (a lost, reset
+  or silent connection: nats-py alone notices a silent one only after ``ping_interval`` x
+  ``max_outstanding_pings``, minutes by default) also makes the client reconnect at once, so the
+  retry goes out on a fresh connection. ``metrics()`` adds ``timeouts`` (requests with a missing
+  ``PubAck``), ``disconnects`` and ``reconnects`` (the client's) to the writer's ``retries``.
 * Every message carries a ``Nats-Msg-Id`` header: the ``msg_id_column`` value, or
   ``"<run id>-<row number>"``. The server drops a message whose id it saw within the stream's
   ``duplicate_window``, so retries never duplicate. With ``msg_id_column`` the ids come from the
@@ -49,13 +64,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._ext import load
 from ..config import check_choice, check_positive, check_type, hide_secrets, reveal_secrets
 from ..error_policy import ErrorPolicy, ErrorPolicyLike
 from ..errors import ConfigurationError, ConnectorError
@@ -63,6 +79,7 @@ from ..formats import Format, Json, Raw, decode_with_policy
 from ..formats.base import as_binary
 from ..source import Position, Source, Split, SplitReader
 from ..writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
+from ._nats_pull import Pulled, PullError, PullSocket, supported
 
 __all__ = ["NatsJetStreamSink", "NatsJetStreamSource"]
 
@@ -98,7 +115,15 @@ class _LoopThread:
             self.loop.close()
 
 
-async def _connect(url: str | Sequence[str], options: Mapping[str, Any], what: str) -> Any:
+async def _connect(
+    url: str | Sequence[str],
+    options: Mapping[str, Any],
+    what: str,
+    events: dict[str, int] | None = None,
+    on_reconnected: Callable[[], None] | None = None,
+) -> Any:
+    """A connected nats-py client; ``events`` (when given) counts ``disconnects`` and ``reconnects``;
+    ``on_reconnected`` runs after each reconnect (before a user's own ``reconnected_cb``)."""
     import nats
 
     async def on_error(exc: Exception) -> None:
@@ -106,6 +131,13 @@ async def _connect(url: str | Sequence[str], options: Mapping[str, Any], what: s
 
     async def on_disconnect() -> None:
         log.info("nats %s: disconnected (closed, or reconnecting)", what)
+        if events is not None:
+            events["disconnects"] += 1
+
+    async def on_reconnect() -> None:
+        log.info("nats %s: reconnected", what)
+        if events is not None:
+            events["reconnects"] += 1
 
     opts: dict[str, Any] = {
         "max_reconnect_attempts": -1,
@@ -113,8 +145,18 @@ async def _connect(url: str | Sequence[str], options: Mapping[str, Any], what: s
         "connect_timeout": 5,
         "error_cb": on_error,
         "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
     }
     opts.update(reveal_secrets(options))
+    if on_reconnected is not None:
+        user_cb = opts.get("reconnected_cb")
+
+        async def reconnected() -> None:
+            on_reconnected()
+            if user_cb is not None:
+                await user_cb()
+
+        opts["reconnected_cb"] = reconnected
     servers = [url] if isinstance(url, str) else list(url)
     return await nats.connect(servers, **opts)
 
@@ -131,7 +173,11 @@ def _check_url(url: str | Sequence[str]) -> None:
 
 
 class NatsJetStreamSource(Source):
-    """Reads a JetStream stream through a durable pull consumer. See the module docstring."""
+    """Reads a JetStream stream through a durable pull consumer. See the module docstring.
+
+    ``raw_pull``: pull on the reader's own socket, frames parsed by a compiled kernel (default; used
+    when the connection needs no TLS or credentials), or ``False``: nats-py's ``fetch``.
+    """
 
     name = "nats"
     replayable = True
@@ -152,9 +198,12 @@ class NatsJetStreamSource(Source):
         metadata_columns: Sequence[str] = (),
         connect_options: Mapping[str, Any] | None = None,
         request_timeout: float = 10.0,
+        raw_pull: bool = True,
         error_policy: ErrorPolicyLike = "fail",
     ) -> None:
         _check_url(url)
+        check_type("raw_pull", raw_pull, bool)
+        self.raw_pull = raw_pull
         self.url = url
         for opt, value in (("stream", stream), ("durable", durable)):
             check_type(opt, value, str)
@@ -258,14 +307,24 @@ class _NatsReader(SplitReader):
         stop = split.params.get("stop")
         self._stop: int | None = int(stop) if stop is not None else None
         self._position: int | None = position
-        self._unacked: deque[tuple[int, Any]] = deque()
+        #: (stream sequence, reply subject) of the last message of each batch returned, not yet acked.
+        self._unacked: deque[tuple[int, str]] = deque()
         self._finished = False
         self._closed = False
         self._loop = _LoopThread(f"arrowflow-nats-{split.split_id}")
         self._nc: Any = None
         self._sub: Any = None
+        self._pull: PullSocket | None = None
+        #: Whether this reader reads through its own pull socket (else nats-py's fetch).
+        self._raw = False
+        #: Set when a connection carrying messages to the reader was lost: the next read recreates
+        #: the consumer right after the last message returned (see the module docstring).
+        self._reset = False
         try:
             self._loop.run(self._setup(), source.request_timeout * 3)
+            if source.raw_pull and supported(source.connect_options, self._server()):
+                self._raw = True
+                self._open_pull()
         except BaseException as exc:
             self.close()
             if isinstance(exc, ConnectorError):
@@ -274,13 +333,27 @@ class _NatsReader(SplitReader):
         if self._stop is not None and (self._position or 0) >= self._stop:
             self._finished = True
 
+    def _lost(self) -> None:
+        """nats-py reconnected (on its loop thread): what it was delivering meanwhile is gone."""
+        if not self._raw:
+            self._reset = True
+
     async def _setup(self) -> None:
+        src = self._source
+        self._nc = await _connect(
+            src.url, src.connect_options, self.split.split_id, on_reconnected=self._lost
+        )
+        self._js = self._nc.jetstream(timeout=src.request_timeout)
+        await self._create_consumer()
+        self._sub = await self._js.pull_subscribe_bind(durable=self._durable, stream=self._stream)
+
+    async def _create_consumer(self) -> None:
+        """(Re)create the durable so that it delivers right after the position (see the module docstring)."""
         import nats.js.errors
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
         src = self._source
-        self._nc = await _connect(src.url, src.connect_options, self.split.split_id)
-        js = self._nc.jetstream(timeout=src.request_timeout)
+        js = self._js
         start: int | None = None
         if self._position is not None:
             start = self._position + 1
@@ -312,8 +385,31 @@ class _NatsReader(SplitReader):
         else:
             cfg["deliver_policy"] = DeliverPolicy.ALL
         await js.add_consumer(self._stream, ConsumerConfig(**cfg))
-        self._js = js
-        self._sub = await js.pull_subscribe_bind(durable=self._durable, stream=self._stream)
+
+    def _server(self) -> Any:
+        """The URL (parsed) of the server nats-py is connected to."""
+        return self._nc.connected_url
+
+    def _open_pull(self) -> None:
+        url = self._server()
+        self._pull = PullSocket(
+            url.hostname or "127.0.0.1",
+            url.port or 4222,
+            self._stream,
+            self._durable,
+            timeout=self._source.request_timeout,
+            name=f"arrowflow {self.split.split_id}",
+        )
+
+    def _restart(self) -> None:
+        """Recreate the consumer after the position (and the pull socket); raises on failure."""
+        if self._pull is not None:
+            self._pull.close()
+            self._pull = None
+        self._loop.run(self._create_consumer(), self._source.request_timeout * 3)
+        self._reset = False
+        if self._raw:
+            self._open_pull()
 
     async def _fetch(self, n: int, timeout: float) -> list[Any]:
         import nats.errors
@@ -324,6 +420,23 @@ class _NatsReader(SplitReader):
         except nats.errors.TimeoutError:
             return []
 
+    def _read(self, want: int, timeout: float) -> Pulled | None:
+        """Up to ``want`` messages as columns (see ``_ext.nats_frames``), ``None`` when none came."""
+        if self._raw:
+            assert self._pull is not None
+            return self._pull.fetch(want, timeout)
+        msgs = self._loop.run(self._fetch(want, timeout), timeout + self._source.request_timeout)
+        if not msgs:
+            return None
+        # nats-py's path: its Msg objects exist already; one list per column.
+        replies = pa.array([m.reply for m in msgs], pa.string())
+        return Pulled(
+            pa.array([m.data for m in msgs], pa.binary()),
+            pa.array([m.subject for m in msgs], pa.string()),
+            replies,
+            load("nats_frames").ack_numbers(replies),
+        )
+
     def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
         if self._closed or self._finished:
             return None
@@ -331,25 +444,28 @@ class _NatsReader(SplitReader):
         if self._stop is not None:
             want = max(1, min(max_rows, self._stop - (self._position or 0)))
         try:
-            msgs = self._loop.run(
-                self._fetch(want, max(timeout, 0.01)), timeout + self._source.request_timeout
-            )
-        except Exception as exc:  # disconnected: nats-py reconnects by itself
-            log.warning("nats: fetch on %s failed: %s", self.split.split_id, exc)
+            if self._reset or (self._raw and self._pull is None):
+                self._restart()
+            got = self._read(want, max(timeout, 0.01))
+        except Exception as exc:  # disconnected: nats-py reconnects by itself, the pull socket here
+            log.warning("nats: read on %s failed: %s", self.split.split_id, exc)
+            if isinstance(exc, PullError):
+                self._reset = True
             time.sleep(min(max(timeout, 0.0), 0.5))
             return None
-        if not msgs:
+        if got is None:
             if self._stop is not None:
                 self._check_bounded_end()
             return None
-        seqs = np.fromiter((m.metadata.sequence.stream for m in msgs), np.int64, len(msgs))
+        seqs = np.ascontiguousarray(got.numbers[:, 1])
         if self._stop is not None and seqs[-1] >= self._stop:
             keep = int(np.searchsorted(seqs, self._stop, side="right"))
-            msgs, seqs = msgs[:keep], seqs[:keep]
+            got = Pulled(got.payloads[:keep], got.subjects[:keep], got.replies[:keep], got.numbers[:keep])
+            seqs = seqs[:keep]
             self._finished = True
-            if not msgs:
+            if not keep:
                 return None
-        return self._to_batch(msgs, seqs)
+        return self._to_batch(got, seqs)
 
     def _check_bounded_end(self) -> None:
         try:
@@ -362,14 +478,13 @@ class _NatsReader(SplitReader):
         if int(info.num_pending) == 0:
             self._finished = True
 
-    def _to_batch(self, msgs: list[Any], seqs: np.ndarray) -> pa.RecordBatch:
+    def _to_batch(self, got: Pulled, seqs: np.ndarray) -> pa.RecordBatch:
         src = self._source
-        n = len(msgs)
-        values = pa.array([m.data for m in msgs], pa.binary())
-        subjects = pa.array([m.subject for m in msgs], pa.string())
+        values, subjects = got.payloads, got.subjects
+        n = len(values)
         seq_col = pa.array(seqs)
         self._position = int(seqs[-1])
-        self._unacked.append((self._position, msgs[-1]))
+        self._unacked.append((self._position, got.replies[n - 1].as_py()))
         meta = pa.RecordBatch.from_arrays([subjects, seq_col], names=["subject", "sequence"])
         batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
         take = None if len(rows) == n else pa.array(rows, pa.int64())
@@ -379,7 +494,7 @@ class _NatsReader(SplitReader):
             elif name == "_sequence":
                 col = seq_col
             else:
-                col = pa.array([m.metadata.timestamp for m in msgs], _META["_timestamp"])
+                col = pa.array(got.numbers[:, 3] // 1000, pa.int64()).cast(_META["_timestamp"])
             batch = batch.append_column(pa.field(name, _META[name]), col if take is None else col.take(take))
         return batch
 
@@ -401,7 +516,7 @@ class _NatsReader(SplitReader):
             return
 
         async def ack() -> None:
-            await last.ack()
+            await self._nc.publish(last, b"")  # an empty message on the reply subject is an ack
             await self._nc.flush(timeout=self._source.request_timeout)
 
         try:
@@ -413,6 +528,8 @@ class _NatsReader(SplitReader):
         if self._closed:
             return
         self._closed = True
+        if self._pull is not None:
+            self._pull.close()
         if self._nc is not None:
             try:
                 self._loop.run(self._nc.close(), 10)
@@ -472,9 +589,11 @@ class NatsJetStreamSink(AsyncBatchWriter):
         super().__init__(config, error_policy=error_policy, name="nats sink")
         self._run_id = uuid.uuid4().hex[:16]
         self._next_row = 0
+        # Updated on the event loop's thread only (callbacks and _publish); read by metrics().
+        self._events = {"timeouts": 0, "disconnects": 0, "reconnects": 0}
         self._loop = _LoopThread("arrowflow-nats-sink")
         try:
-            self._nc: Any = self._loop.run(_connect(url, self.connect_options, "sink"), 30)
+            self._nc: Any = self._loop.run(_connect(url, self.connect_options, "sink", self._events), 30)
         except BaseException as exc:
             self._loop.stop()
             raise ConnectorError(f"nats: connecting to {url!r} failed: {exc}", retryable=True) from exc
@@ -582,6 +701,16 @@ class NatsJetStreamSink(AsyncBatchWriter):
             _, pending = await asyncio.wait(live, timeout=self.publish_timeout)
             for f in pending:
                 f.cancel()
+            if pending:
+                self._events["timeouts"] += 1
+                if len(pending) == len(live):
+                    # Not one PubAck: treat the connection as dead (it may be silent rather than
+                    # closed) and reconnect now; the retry's ids deduplicate what did arrive.
+                    log.warning("nats sink: no PubAck within %s s; reconnecting", self.publish_timeout)
+                    try:
+                        await self._nc.force_reconnect()
+                    except Exception as exc:  # already closed or reconnecting
+                        log.debug("nats sink: force_reconnect: %s", exc)
         for i, fut in enumerate(futures):
             if fut is None:
                 continue
@@ -597,6 +726,13 @@ class NatsJetStreamSink(AsyncBatchWriter):
             )
             outcome[i] = (f"{type(err).__name__}: {err}", not fatal)
         return outcome
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`AsyncBatchWriter.metrics` plus ``timeouts``, ``disconnects`` and ``reconnects``
+        (see the module docstring)."""
+        out = super().metrics()
+        out.update(self._events)
+        return out
 
     def _close(self) -> None:
         try:

@@ -2,7 +2,7 @@
 
 * :class:`TcpPushSource`: a listening TCP socket; each client sends newline-delimited frames or
   frames with a 4-byte big-endian length prefix. Frames are decoded with a format (``Raw`` by
-  default: one ``payload`` column; ``Json``, ``Csv``, ...) per received chunk, in the connection's
+  default: one ``value`` column; ``Json``, ``Csv``, ...) per received chunk, in the connection's
   thread. When the buffer is full the connection thread stops reading, so TCP flow control pushes
   back on the client. A frame longer than ``max_frame_bytes`` closes that connection (counted in
   ``connections_dropped``; frames already complete are kept).
@@ -19,6 +19,26 @@
 Both listen on ``host:port`` (``port=0`` picks a free port; :attr:`address` tells which) from the
 first :meth:`start` / ``open()`` until :meth:`close`; one split, ``"push"``.
 
+Hostile clients (both sources; every option is checked at construction, naming the option):
+
+* ``header_timeout`` / ``body_timeout`` (seconds, ``None`` = no limit) bound the time a client may
+  take, as a deadline for the whole part, not per read, so a client sending a byte now and then
+  (slowloris) cannot hold a connection. HTTP: the request line and headers must arrive within
+  ``header_timeout`` of the connection being ready for a request (the TLS handshake included, and
+  an idle keep-alive connection is closed after it), the body within ``body_timeout`` of the
+  headers (else ``408`` and the connection is closed); a response the client does not read within
+  ``body_timeout`` closes it. TCP: ``header_timeout`` is how long a connection may stay idle between
+  frames (and the TLS handshake's limit), ``body_timeout`` how long a frame may take from its first
+  byte to its last; time the source itself spends blocked on a full buffer does not count. Expired
+  connections are closed and counted (``connections_timed_out``).
+* ``max_connections`` bounds the connections served at once (each holds a thread). HTTP answers an
+  excess connection ``503`` with ``Retry-After`` and closes it (without TLS; with TLS it is closed,
+  since a 503 would cost the handshake the limit saves); TCP closes it at once. Counted in
+  ``connections_refused``.
+* ``tls_cert`` / ``tls_key`` (PEM file paths, both or neither) serve TLS 1.2+ (HTTPS; TLS on the TCP
+  socket). The handshake runs on the connection's thread under ``header_timeout``; a client that
+  does not trust the certificate fails it (counted in ``tls_handshake_failures``).
+
 Guarantee: at-most-once, by nature. A client's data is acknowledged (HTTP 200, or TCP ACK) when it is
 in arrowflow's memory, not when a checkpoint holds it: rows buffered when the process dies are lost,
 and nothing is replayed after a restart. Rows that were answered 200 are never dropped while the
@@ -30,9 +50,13 @@ from __future__ import annotations
 import hmac
 import io
 import json
+import os
+import queue
 import socket
+import ssl
 import struct
 import threading
+import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,7 +66,7 @@ import pyarrow as pa
 
 from ..config import Secret, check_choice, check_positive, check_type, reveal
 from ..error_policy import ErrorPolicy, ErrorPolicyLike
-from ..errors import ArrowflowError, ConnectorError, SerializationError
+from ..errors import ArrowflowError, ConfigurationError, ConnectorError, SerializationError
 from ..formats import Raw
 from ..formats.base import Format, decode_with_policy
 from ..source import Position, Source, Split, SplitReader
@@ -53,24 +77,113 @@ __all__ = ["HttpPushSource", "TcpPushSource"]
 _NL = 10
 
 
-class _PushSource(Source):
-    """Shared parts: the buffer, the split, start/close, counters."""
+def _check_timeout(option: str, value: float | None) -> float | None:
+    """A timeout option: a positive number of seconds, or None for no limit."""
+    check_positive(option, value, allow_none=True)
+    return None if value is None else float(value)
 
-    def __init__(self, host: str, port: int, capacity: int) -> None:
+
+def server_tls_context(
+    tls_cert: str | os.PathLike[str] | None, tls_key: str | os.PathLike[str] | None
+) -> ssl.SSLContext | None:
+    """The server-side TLS context of a certificate chain and its key (PEM paths), or None for
+    neither; raises :class:`ConfigurationError` naming the option when only one is given, a file is
+    missing, or they do not load as a certificate and its key."""
+    if tls_cert is None and tls_key is None:
+        return None
+    if tls_cert is None or tls_key is None:
+        missing = "tls_cert" if tls_cert is None else "tls_key"
+        raise ConfigurationError("tls_cert and tls_key go together: give both or neither", option=missing)
+    for option, value in (("tls_cert", tls_cert), ("tls_key", tls_key)):
+        check_type(option, value, (str, os.PathLike))
+        if not os.path.isfile(value):
+            raise ConfigurationError(f"{option}: no such file {os.fspath(value)!r}", option=option)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(os.fspath(tls_cert), os.fspath(tls_key))  # type: ignore[arg-type]
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"tls_cert/tls_key do not load as a PEM certificate chain and its private key: {exc}",
+            option="tls_cert",
+        ) from None
+    return ctx
+
+
+class _PushSource(Source):
+    """Shared parts: the buffer, the split, start/close, counters, the limits on clients."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        capacity: int,
+        *,
+        header_timeout: float | None,
+        body_timeout: float | None,
+        max_connections: int,
+        tls_cert: str | os.PathLike[str] | None,
+        tls_key: str | os.PathLike[str] | None,
+    ) -> None:
         check_type("host", host, str)
         check_type("port", port, int)
         if not 0 <= port <= 65535:
-            from ..errors import ConfigurationError
-
             raise ConfigurationError(f"port must be in 0..65535, got {port}", option="port")
         check_type("capacity", capacity, int)
         check_positive("capacity", capacity)
+        self.header_timeout = _check_timeout("header_timeout", header_timeout)
+        self.body_timeout = _check_timeout("body_timeout", body_timeout)
+        check_type("max_connections", max_connections, int)
+        check_positive("max_connections", max_connections)
+        # Loaded once here so a bad path or key fails at construction; the context itself is made
+        # again when listening (an SSLContext does not pickle).
+        server_tls_context(tls_cert, tls_key)
         self.host = host
         self.port = port
+        self.max_connections = max_connections
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
         self.buffer = PushBuffer(capacity, "block")
         self._lock = threading.Lock()
         self._started = False
         self._counters: dict[str, int] = {}
+        self._active = 0
+
+    @property
+    def tls(self) -> bool:
+        """Whether the endpoint serves TLS."""
+        return self.tls_cert is not None
+
+    def _take_slot(self) -> bool:
+        """Reserve one of ``max_connections`` (False, counted, when all are taken)."""
+        with self._lock:
+            if self._active >= self.max_connections:
+                self._counters["connections_refused"] = self._counters.get("connections_refused", 0) + 1
+                return False
+            self._active += 1
+            return True
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._active -= 1
+
+    def _handshake(self, sock: socket.socket, ctx: ssl.SSLContext | None) -> socket.socket:
+        """``sock`` with TLS set up (server side) when ``ctx`` is given, within ``header_timeout``.
+
+        Runs on the connection's own thread, so a client that stalls the handshake holds only its
+        own slot. Raises ``OSError`` (counted in ``tls_handshake_failures``) when it fails.
+        """
+        if ctx is None:
+            return sock
+        sock.settimeout(self.header_timeout)
+        try:
+            tls = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            tls.do_handshake()
+        except (OSError, ValueError):
+            self._count("tls_handshake_failures")
+            sock.close()
+            raise OSError("TLS handshake failed") from None
+        return tls
 
     @property
     def bounded(self) -> bool:
@@ -124,8 +237,22 @@ class TcpPushSource(_PushSource):
         max_frame_bytes: int = 1 << 20,
         capacity: int = 100_000,
         error_policy: ErrorPolicyLike = "skip",
+        header_timeout: float | None = 300.0,
+        body_timeout: float | None = 30.0,
+        max_connections: int = 256,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(host, port, capacity)
+        super().__init__(
+            host,
+            port,
+            capacity,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
         check_choice("framing", framing, ("newline", "length"))
         check_type("max_frame_bytes", max_frame_bytes, int)
         check_positive("max_frame_bytes", max_frame_bytes)
@@ -147,38 +274,68 @@ class TcpPushSource(_PushSource):
         return host, port
 
     def _listen(self) -> None:
+        ctx = server_tls_context(self.tls_cert, self.tls_key)
         sock = socket.create_server((self.host, self.port), backlog=128)
         self._sock = sock
-        threading.Thread(target=self._accept_loop, name="tcp-push-accept", daemon=True).start()
+        threading.Thread(target=self._accept_loop, args=(ctx,), name="tcp-push-accept", daemon=True).start()
 
-    def _accept_loop(self) -> None:
+    def _accept_loop(self, ctx: ssl.SSLContext | None) -> None:
         assert self._sock is not None
         while not self._stopping:
             try:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            if not self._take_slot():
+                conn.close()  # over max_connections: refused at once
+                continue
             with self._lock:
                 self._conns.add(conn)
                 self._counters["connections"] = self._counters.get("connections", 0) + 1
-            threading.Thread(target=self._serve, args=(conn,), name="tcp-push-conn", daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, ctx), name="tcp-push-conn", daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, raw: socket.socket, ctx: ssl.SSLContext | None) -> None:
         pending = b""
+        conn = raw
         try:
+            conn = self._handshake(raw, ctx)
+            if conn is not raw:
+                with self._lock:
+                    self._conns.discard(raw)
+                    self._conns.add(conn)
+            # Deadlines: idle (no partial frame) since `idle_since`, a partial frame since `frame_since`.
+            idle_since = frame_since = time.monotonic()
             while not self._stopping:
+                limit = self.body_timeout if pending else self.header_timeout
+                if limit is not None:
+                    left = (frame_since if pending else idle_since) + limit - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    conn.settimeout(left)
+                else:
+                    conn.settimeout(None)
                 chunk = conn.recv(1 << 16)
                 if not chunk:
                     break
                 data = pending + chunk
+                had_partial = bool(pending)
                 frames, pending = (
                     self._split_lines(data) if self.framing == "newline" else self._split_lengths(data)
                 )
-                if frames is not None and len(frames):
+                delivered = frames is not None and len(frames) > 0
+                if delivered:
                     self._deliver(frames)
                 if len(pending) > self.max_frame_bytes + 4:
                     self._count("connections_dropped")
                     return
+                now = time.monotonic()
+                # A partial frame that began in this chunk starts its clock now (after _deliver:
+                # time blocked on a full buffer is the source's backpressure, not the client's).
+                if pending and (delivered or not had_partial):
+                    frame_since = now
+                idle_since = now
+        except TimeoutError:
+            self._count("connections_timed_out")
         except OSError:
             pass
         except ArrowflowError:
@@ -186,7 +343,9 @@ class TcpPushSource(_PushSource):
         finally:
             with self._lock:
                 self._conns.discard(conn)
+                self._conns.discard(raw)
             conn.close()
+            self._free_slot()
 
     def _split_lines(self, data: bytes) -> tuple[pa.Array | None, bytes]:
         """Complete lines of ``data`` as a binary array (newlines removed), vectorized; the rest."""
@@ -300,7 +459,13 @@ def parse_body(kind: str, body: bytes, schema: pa.Schema | None) -> pa.RecordBat
     else:
         import pyarrow.ipc as ipc
 
-        table = ipc.open_stream(body).read_all()
+        try:
+            table = ipc.open_stream(body).read_all()
+        except OSError as exc:  # pyarrow reports a malformed stream as an I/O error: a bad body
+            raise ValueError(f"not an Arrow IPC stream: {exc}") from None
+        # The IPC reader checks buffer sizes only: offsets, dictionary indices and UTF-8 of an
+        # untrusted body are checked before anything reads them (ArrowInvalid: a 400).
+        table.validate(full=True)
     return to_batch(table, schema)
 
 
@@ -320,8 +485,22 @@ class HttpPushSource(_PushSource):
         token: Secret | str | None = None,
         capacity: int = 100_000,
         accept_timeout: float = 0.5,
+        header_timeout: float | None = 10.0,
+        body_timeout: float | None = 30.0,
+        max_connections: int = 64,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(host, port, capacity)
+        super().__init__(
+            host,
+            port,
+            capacity,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_connections=max_connections,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        )
         check_type("path", path, str)
         check_type("schema", schema, pa.Schema, allow_none=True)
         check_type("max_body_bytes", max_body_bytes, int)
@@ -335,6 +514,7 @@ class HttpPushSource(_PushSource):
         self.accept_timeout = float(accept_timeout)
         self._server: ThreadingHTTPServer | None = None
         self._closed = False
+        self._rejects: queue.Queue[socket.socket | None] = queue.Queue(maxsize=256)
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -350,10 +530,11 @@ class HttpPushSource(_PushSource):
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{host}:{port}{self.path}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}{self.path}"
 
     def _listen(self) -> None:
         source = self
+        ctx = server_tls_context(self.tls_cert, self.tls_key)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -361,11 +542,39 @@ class HttpPushSource(_PushSource):
             # the delayed ACK (~40 ms) on every request.
             disable_nagle_algorithm = True
 
+            def setup(self) -> None:
+                # StreamRequestHandler.setup, with TLS first and a reader whose reads share one
+                # deadline per part of the request (socket timeouts alone bound each read only).
+                if self.disable_nagle_algorithm:
+                    self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+                self.connection = source._handshake(self.request, ctx)
+                self.reader = _DeadlineReader(self.connection)
+                self.rfile = io.BufferedReader(self.reader)
+                self.wfile = _SocketWriter(self.connection)
+
+            def finish(self) -> None:
+                self.rfile.close()
+                if self.connection is not self.request:
+                    self.connection.close()  # the TLS socket (the server closes the plain one)
+
+            def handle_one_request(self) -> None:
+                self.reader.deadline = _deadline(source.header_timeout)
+                super().handle_one_request()
+                if self.reader.expired:
+                    source._count("connections_timed_out")  # closed by the base class
+
+            def parse_request(self) -> bool:
+                ok = super().parse_request()
+                self.reader.deadline = _deadline(source.body_timeout)
+                return ok
+
             def log_message(self, *args: object) -> None:
                 pass
 
             def _answer(self, status: int, doc: Mapping[str, Any], headers: Mapping[str, str] = {}) -> None:
                 body = json.dumps(doc).encode()
+                # A client that does not read its answer holds the thread at most this long.
+                self.connection.settimeout(source.body_timeout)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -381,9 +590,12 @@ class HttpPushSource(_PushSource):
             do_PUT = do_DELETE = do_GET
 
             def do_POST(self) -> None:
-                status, doc, headers = source._handle(self)
-                if status == 413 or status == 411:
-                    self.close_connection = True  # the body was not read
+                try:
+                    status, doc, headers = source._handle(self)
+                except TimeoutError:  # counted by handle_one_request (the reader expired)
+                    status, doc, headers = 408, {"error": "the body did not arrive within body_timeout"}, {}
+                if status in (408, 411, 413):
+                    self.close_connection = True  # the body was not (all) read
                     headers = {**headers, "Connection": "close"}
                 self._answer(status, doc, headers)
 
@@ -391,11 +603,59 @@ class HttpPushSource(_PushSource):
             daemon_threads = True
             request_queue_size = 128
 
+            def process_request(self, request: Any, client_address: Any) -> None:
+                if not source._take_slot():
+                    source._reject(request)  # over max_connections: 503, off this thread
+                    return
+                try:
+                    super().process_request(request, client_address)
+                except BaseException:
+                    source._free_slot()
+                    raise
+
+            def process_request_thread(self, request: Any, client_address: Any) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    source._free_slot()
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 source._count("http_connection_errors")
 
         self._server = Server((self.host, self.port), Handler)
         threading.Thread(target=self._server.serve_forever, name="http-push", daemon=True).start()
+        threading.Thread(target=self._reject_loop, name="http-push-503", daemon=True).start()
+
+    def _reject(self, sock: socket.socket) -> None:
+        """Hand an excess connection to the thread that answers 503 (closed at once when its queue
+        is full, or with TLS, where an answer would need the handshake)."""
+        if not self.tls:
+            try:
+                self._rejects.put_nowait(sock)
+                return
+            except queue.Full:
+                pass
+        sock.close()
+
+    def _reject_loop(self) -> None:
+        """Answer each excess connection ``503`` and close it: one thread, a short deadline each."""
+        while True:
+            sock = self._rejects.get()
+            if sock is None:
+                return
+            try:
+                sock.settimeout(1.0)
+                sock.sendall(_BUSY)
+                sock.shutdown(socket.SHUT_WR)
+                # Read what the client sent (up to the deadline): closing with unread bytes would
+                # reset the connection before the client reads the 503.
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end and sock.recv(1 << 16):
+                    pass
+            except OSError:
+                pass
+            finally:
+                sock.close()
 
     def _handle(self, req: BaseHTTPRequestHandler) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Decide the answer to one POST; reads the body only when it may be accepted."""
@@ -443,4 +703,63 @@ class HttpPushSource(_PushSource):
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            try:
+                self._rejects.put_nowait(None)
+            except queue.Full:
+                pass
         self.buffer.close()
+
+
+_BUSY_BODY = b'{"error": "too many connections (max_connections), retry later"}'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads under one deadline (``time.monotonic()`` value, None = no limit) for a whole
+    part of a request: each read may wait only for what is left of it, so dribbling bytes in does
+    not extend it. ``expired`` tells whether a read ran out of time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.deadline: float | None = None
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.deadline is None:
+            self.sock.settimeout(None)
+        else:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.expired = True
+                raise TimeoutError("read deadline passed")
+            self.sock.settimeout(left)
+        try:
+            return self.sock.recv_into(b)
+        except TimeoutError:
+            self.expired = True
+            raise
+
+
+class _SocketWriter(io.BufferedIOBase):
+    """Unbuffered writes to a socket (what ``StreamRequestHandler`` uses with ``wbufsize=0``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._sock.sendall(b)
+        with memoryview(b) as view:
+            return view.nbytes

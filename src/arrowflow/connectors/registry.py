@@ -86,8 +86,8 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         extra="kafka",
         requires=("confluent_kafka",),
         status="available",
-        tested_against="librdkafka mock cluster; Tansu 0.6 (separate process); Apache Kafka when "
-        "ARROWFLOW_KAFKA_BOOTSTRAP is set",
+        tested_against="Apache Kafka 4.4.0 (one KRaft broker: PLAINTEXT, SSL, SASL/SCRAM; and a "
+        "three-broker cluster, RF 3, min.insync.replicas=2); librdkafka mock cluster (conformance)",
     ),
     ConnectorInfo(
         name="memory",

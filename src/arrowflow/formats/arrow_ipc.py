@@ -63,14 +63,17 @@ class ArrowIpc(Format):
     def decode_batch(self, payload: bytes | pa.Buffer) -> pa.RecordBatch:
         """The rows of one IPC stream as one batch.
 
-        Raises :class:`SerializationError` if the payload is not an IPC stream or its schema differs
-        from ``schema``.
+        Raises :class:`SerializationError` if the payload is not an IPC stream, its schema differs
+        from ``schema``, or its data fails Arrow's full validation: the IPC reader checks only buffer
+        sizes, so offsets, dictionary indices and UTF-8 of untrusted bytes are checked here before
+        anything (a kernel, an Arrow compute function) reads them.
         """
         try:
             reader = ipc.open_stream(pa.py_buffer(payload) if isinstance(payload, bytes) else payload)
             table = reader.read_all()
+            table.validate(full=True)
         except (pa.ArrowException, OSError) as exc:
-            raise SerializationError(f"payload is not an Arrow IPC stream: {exc}") from exc
+            raise SerializationError(f"payload is not a valid Arrow IPC stream: {exc}") from exc
         if self.schema is not None and not table.schema.equals(self.schema):
             raise SerializationError(f"payload schema {table.schema} differs from the expected schema")
         if table.num_rows == 0:

@@ -215,7 +215,7 @@ class Avro(Format):
         """fastavro's ``schemaless_writer``, one row at a time (the general path)."""
         fastavro = _fastavro()
         fix = self._encode_fix  # type: ignore[attr-defined]
-        rows = batch.to_pylist()
+        rows, unreadable = _python_rows(batch)
         out = io.BytesIO()
         ends = np.zeros(len(rows) + 1, dtype=np.int32)
         ok = np.ones(len(rows), dtype=bool)
@@ -223,6 +223,12 @@ class Avro(Format):
         errors: list[str] = []
         for i, row in enumerate(rows):
             start = out.tell()
+            if i in unreadable:
+                ok[i] = False
+                failed.append(i)
+                errors.append(unreadable[i])
+                ends[i + 1] = start
+                continue
             try:
                 out.write(header)
                 fastavro.schemaless_writer(out, self._parsed, fix(row) if fix else row)
@@ -433,6 +439,25 @@ _LOGICAL_KINDS: dict[tuple[str, str], str] = {
     ("long", "local-timestamp-micros"): "timestamp-micros",
 }
 _PLAIN_KINDS = ("null", "boolean", "int", "long", "float", "double", "string", "bytes")
+
+
+def _python_rows(batch: pa.RecordBatch) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """``batch.to_pylist()``, with the rows Python cannot hold (a timestamp or date out of
+    ``datetime``'s range) as empty dicts and their error messages by row: one such value must fail
+    its row, not the call."""
+    try:
+        return batch.to_pylist(), {}
+    except (OverflowError, ValueError, pa.ArrowException):
+        pass
+    rows: list[dict[str, Any]] = []
+    unreadable: dict[int, str] = {}
+    for i in range(batch.num_rows):
+        try:
+            rows.append(batch.slice(i, 1).to_pylist()[0])
+        except (OverflowError, ValueError, pa.ArrowException) as exc:
+            rows.append({})
+            unreadable[i] = f"{type(exc).__name__}: a value Python cannot hold: {exc}"
+    return rows, unreadable
 
 
 @dataclass(frozen=True)

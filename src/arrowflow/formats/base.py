@@ -257,21 +257,29 @@ def decode_with_policy(
     fmt: Format,
     payloads: pa.Array | pa.ChunkedArray,
     policy: ErrorPolicyLike,
-    metadata: pa.RecordBatch | None = None,
+    metadata: pa.RecordBatch | Callable[[], pa.RecordBatch] | None = None,
 ) -> tuple[pa.RecordBatch, np.ndarray]:
     """Decode ``payloads`` and give every payload that failed to ``policy``.
 
     The failed payloads go to the policy as one batch: a ``payload`` binary column, then the
-    ``metadata`` columns of those rows (``metadata`` must have one row per payload), then the
-    policy's error column. With ``"fail"`` this raises :class:`~arrowflow.errors.SerializationError`
-    naming the first error. Returns the good rows and, per good row, its index into ``payloads``
-    (use it to take the matching metadata rows).
+    ``metadata`` columns of those rows (``metadata`` must have one row per payload; a function
+    returning it is called only when a payload failed), then the policy's error column. With
+    ``"fail"`` this raises :class:`~arrowflow.errors.SerializationError` naming the first error.
+    Returns the good rows and, per good row, its index into ``payloads`` (use it to take the
+    matching metadata rows).
     """
     resolved = ErrorPolicy.resolve(policy)
-    if metadata is not None and metadata.num_rows != len(payloads):
-        raise ValueError(f"metadata has {metadata.num_rows} rows for {len(payloads)} payloads")
+
+    def rows_of(meta: pa.RecordBatch) -> pa.RecordBatch:
+        if meta.num_rows != len(payloads):
+            raise ValueError(f"metadata has {meta.num_rows} rows for {len(payloads)} payloads")
+        return meta
+
+    if isinstance(metadata, pa.RecordBatch):
+        rows_of(metadata)
     decoded = fmt.decode(payloads)
     if len(decoded.failed):
+        meta_rows = rows_of(metadata()) if callable(metadata) else metadata
         binary = as_binary(payloads)
         idx = pa.array(decoded.failed, pa.int64())
         bad = binary.take(idx)
@@ -279,8 +287,8 @@ def decode_with_policy(
             bad = bad.cast(pa.binary())
         arrays = [bad]
         fields = [pa.field("payload", pa.binary())]
-        if metadata is not None:
-            meta = metadata.take(idx)
+        if meta_rows is not None:
+            meta = meta_rows.take(idx)
             arrays.extend(meta.columns)
             fields.extend(meta.schema)
         rows = pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))

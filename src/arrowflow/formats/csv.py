@@ -222,6 +222,8 @@ def _strip(binary: pa.Array, header: bytes | None) -> tuple[pa.Array, np.ndarray
     # Null slots may point anywhere: give them an empty range.
     valid = valid_mask(binary)
     ends[~valid] = starts[~valid]
+    if len(data) == 0:
+        data = np.zeros(1, dtype=np.uint8)  # every payload empty: nothing to strip, nothing to index
     has_nl = (ends > starts) & (data[np.maximum(ends - 1, 0)] == 10)
     ends[has_nl] -= 1
     has_cr = (ends > starts) & has_nl & (data[np.maximum(ends - 1, 0)] == 13)

@@ -2,7 +2,7 @@
 
 One module per family: :mod:`.columns` (filter/select/rename/with_columns), :mod:`.map`
 (map_batches/flat_map), :mod:`.partition` (key_by/partition), :mod:`.rebatch`, :mod:`.enrich`
-(async I/O). Importing this package imports pyarrow and numpy only.
+(async I/O), :mod:`.window` (windowed aggregation). Importing this package imports pyarrow and numpy only.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from .enrich import Enrich, EnrichError, RetryStrategy
 from .map import FlatMap, MapBatches
 from .partition import PARTITION_KEY, KeyBy, Partition, partition_of
 from .rebatch import Rebatch
+from .window import Window
 
 __all__ = [
     "PARTITION_KEY",
@@ -28,6 +29,7 @@ __all__ = [
     "Rename",
     "RetryStrategy",
     "Select",
+    "Window",
     "WithColumns",
     "partition_of",
 ]

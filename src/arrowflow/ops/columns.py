@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrays import as_array as _as_array
+from .._arrays import to_arrow_array
 from ..errors import ConfigurationError
 from .base import Operator
 
@@ -35,34 +36,6 @@ def evaluate_expressions(batch: pa.RecordBatch, exprs: Mapping[str, pc.Expressio
     # use_threads=False keeps the single batch in order and avoids handing a tiny task to the pool.
     out = decl.to_table(use_threads=False)
     return [_as_array(out.column(i)) for i in range(out.num_columns)]
-
-
-def _as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        if values.num_chunks == 1:
-            return values.chunk(0)
-        return values.combine_chunks() if values.num_chunks else pa.array([], type=values.type)
-    return values
-
-
-def to_arrow_array(values: Any, length: int, *, what: str) -> pa.Array:
-    """Turn what a user callable returned (pyarrow, numpy, polars, pandas, list) into a ``pa.Array``.
-
-    Raises ``ValueError`` naming ``what`` when the length is not ``length``.
-    """
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        arr = _as_array(values)
-    elif isinstance(values, np.ndarray):
-        arr = pa.array(values)
-    elif hasattr(values, "to_arrow") and type(values).__module__.startswith("polars"):
-        arr = _as_array(values.to_arrow())
-    elif type(values).__module__.startswith("pandas"):
-        arr = pa.Array.from_pandas(values)
-    else:
-        arr = pa.array(values)
-    if len(arr) != length:
-        raise ValueError(f"{what} returned {len(arr)} values for a batch of {length} rows")
-    return arr
 
 
 class Filter(Operator):

@@ -18,24 +18,55 @@ from ..errors import ConfigurationError
 from ..ops.base import Operator
 from ..sink import Sink
 from ..source import Source
+from ..time import TimestampsLike, WatermarkStrategy, WindowAssigner
+from .eventtime import EventTime
 from .runner import RunConfig, RunResult, _Run, execute
 
 __all__ = ["Pipeline"]
 
 
 class Pipeline:
-    """A source, a chain of operators and a sink, run by :meth:`run` in this process."""
+    """A source, a chain of operators and a sink, run by :meth:`run` in this process.
 
-    def __init__(self, source: Source, *, _ops: Sequence[Operator] = (), _sink: Sink | None = None) -> None:
+    ``watermarks``: an :class:`arrowflow.time.WatermarkStrategy` gives every split of ``source`` (a
+    partition, shard, file, id range) its own watermark; the pipeline's watermark is the minimum over
+    active splits and reaches windows and the sink in order with the batches (see
+    :mod:`arrowflow.time`). ``late_rows``: what happens to rows read behind that watermark: ``"keep"``
+    (default), ``"drop"`` (counted), ``"fail"``, or a dead-letter sink (rows plus an ``error`` column).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        watermarks: WatermarkStrategy | None = None,
+        late_rows: Any = "keep",
+        _ops: Sequence[Operator] = (),
+        _sink: Sink | None = None,
+    ) -> None:
         if not isinstance(source, Source):
             raise ConfigurationError(
                 f"source must be an arrowflow Source, got {type(source).__name__}", option="source"
             )
         self.source = source
+        self.event_time = EventTime(watermarks, late_rows)
         self.operators: tuple[Operator, ...] = tuple(_ops)
         self.sink = _sink
         self._stop = threading.Event()
         self._run: _Run | None = None
+
+    @property
+    def watermarks(self) -> WatermarkStrategy | None:
+        return self.event_time.strategy
+
+    def _with(self, *, ops: Sequence[Operator] | None = None, sink: Sink | None = None) -> Pipeline:
+        return Pipeline(
+            self.source,
+            watermarks=self.event_time.strategy,
+            late_rows=self.event_time.late_rows,
+            _ops=self.operators if ops is None else ops,
+            _sink=self.sink if sink is None else sink,
+        )
 
     def __repr__(self) -> str:
         chain = " -> ".join(
@@ -55,7 +86,7 @@ class Pipeline:
             raise ConfigurationError(
                 f"via() takes an arrowflow Operator, got {type(operator).__name__}", option="operator"
             )
-        return Pipeline(self.source, _ops=(*self.operators, operator), _sink=self.sink)
+        return self._with(ops=(*self.operators, operator))
 
     def filter(self, predicate: Any) -> Pipeline:
         """Keep rows where ``predicate`` (a ``pyarrow.compute.Expression`` or batch -> mask) holds."""
@@ -115,13 +146,50 @@ class Pipeline:
 
         return self.via(Enrich(fn, **opts))
 
+    def window(
+        self,
+        assigner: WindowAssigner,
+        aggs: Any,
+        *,
+        by: str | Sequence[str] = (),
+        on: TimestampsLike | None = None,
+        allowed_lateness: Any = 0,
+        late_rows: Any = "drop",
+        time: str = "event",
+    ) -> Pipeline:
+        """Aggregate per key and window: ``.window(tumbling("1m"), [agg.count(), agg.sum("x")], by="k")``.
+
+        ``assigner``: :func:`arrowflow.time.tumbling`, :func:`~arrowflow.time.sliding` or
+        :func:`~arrowflow.time.session`. ``on`` (event time) defaults to the pipeline's watermark
+        strategy's column or function. A window is emitted once the watermark passes its end plus
+        ``allowed_lateness``, as ``(keys..., window_start, window_end, aggregates...)`` rows; rows for
+        windows already emitted go to ``late_rows`` (``"drop"``, ``"fail"`` or a dead-letter sink).
+        ``time="processing"`` windows rows by their arrival time instead (no watermarks needed). See
+        :class:`arrowflow.ops.Window`.
+        """
+        from ..ops import Window
+
+        if on is None and time == "event" and self.event_time.strategy is not None:
+            on = self.event_time.strategy.timestamps
+        return self.via(
+            Window(
+                assigner,
+                aggs,
+                by=by,
+                on=on,
+                allowed_lateness=allowed_lateness,
+                late_rows=late_rows,
+                time=time,
+            )
+        )
+
     def to(self, sink: Sink) -> Pipeline:
         """Set the sink."""
         if not isinstance(sink, Sink):
             raise ConfigurationError(
                 f"sink must be an arrowflow Sink, got {type(sink).__name__}", option="sink"
             )
-        return Pipeline(self.source, _ops=self.operators, _sink=sink)
+        return self._with(sink=sink)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -138,6 +206,7 @@ class Pipeline:
         read_timeout: float = 0.2,
         queue_size: int = 4,
         stop_event: threading.Event | None = None,
+        watermark_interval: float = 0.2,
     ) -> RunResult:
         """Run until a bounded source is exhausted, ``max_rows`` rows were read, or a stop request.
 
@@ -155,6 +224,8 @@ class Pipeline:
           (``0`` picks a free port, see :attr:`metrics_port`).
         * ``max_batch_rows``/``read_timeout``: passed to ``SplitReader.read_batch``;
           ``queue_size``: batches buffered between stages (backpressure beyond it).
+        * ``watermark_interval``: with ``watermarks``, how often (seconds) the pipeline watermark is
+          recomputed and sent downstream (Flink's periodic emission; ``0``: after every batch).
         * ``stop_event``: setting it stops the run gracefully, like :meth:`stop` or SIGINT/SIGTERM
           (when run in the main thread; a second signal aborts without a checkpoint).
 
@@ -174,6 +245,7 @@ class Pipeline:
             read_timeout=read_timeout,
             queue_size=queue_size,
             stop_event=stop_event,
+            watermark_interval=watermark_interval,
         )
         self._stop.clear()
 
@@ -181,7 +253,15 @@ class Pipeline:
             self._run = run
 
         try:
-            return execute(self.source, self.operators, self.sink, config, stop=self._stop, on_start=started)
+            return execute(
+                self.source,
+                self.operators,
+                self.sink,
+                config,
+                stop=self._stop,
+                on_start=started,
+                event_time=self.event_time,
+            )
         finally:
             self._run = None
 

@@ -30,6 +30,8 @@ class StageStats:
     batches_out: int = 0
     rows_out: int = 0
     busy_seconds: float = 0.0
+    #: Rows this stage handed to a late-rows policy (behind the watermark; kept, dropped or dead-lettered).
+    late_rows: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class StageStats:
             "batches_out": self.batches_out,
             "rows_out": self.rows_out,
             "busy_seconds": self.busy_seconds,
+            "late_rows": self.late_rows,
         }
 
 
@@ -60,6 +63,22 @@ class RunMetrics:
     sink: dict[str, int] = field(default_factory=dict)
     stages: list[StageStats] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    #: The pipeline's watermark (int64 microseconds since the epoch; see :mod:`arrowflow.time`), the
+    #: minimum over active splits, ``None`` without watermarks. ``MAX_WATERMARK`` at the end of input.
+    watermark: int | None = None
+    #: Per split: its own watermark (refreshed about once a second).
+    split_watermarks: dict[str, int] = field(default_factory=dict)
+    #: Per split: wall-clock time minus its watermark, in seconds (``None`` before its first row).
+    split_event_time_lag: dict[str, float | None] = field(default_factory=dict)
+    #: Rows behind the pipeline watermark when they were read (whatever ``late_rows`` did with them).
+    late_rows: int = 0
+
+    @property
+    def event_time_lag(self) -> float | None:
+        """Wall-clock time minus the pipeline watermark, in seconds (``None``: no watermark yet / end)."""
+        from ..time import lag_seconds
+
+        return lag_seconds(self.watermark)
 
     @property
     def retries(self) -> int:
@@ -68,6 +87,48 @@ class RunMetrics:
     @property
     def errors(self) -> int:
         return int(self.sink.get("errors", 0))
+
+
+def _event_time_families(m: RunMetrics) -> Iterator[Any]:
+    """Watermark gauges (epoch seconds) and event-time lags, per pipeline and per split; late rows."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from ..time import MAX_WATERMARK, MIN_WATERMARK
+
+    late = CounterMetricFamily(
+        "arrowflow_late_rows", "Rows behind the watermark handed to a late-rows policy", labels=["stage"]
+    )
+    late.add_metric(["source"], m.late_rows)
+    for s in m.stages[1:-1]:
+        late.add_metric([s.name], s.late_rows)
+    yield late
+    if m.watermark is None:
+        return
+    wm = GaugeMetricFamily(
+        "arrowflow_watermark_seconds", "Pipeline watermark (epoch seconds; minimum over active splits)"
+    )
+    lag = GaugeMetricFamily(
+        "arrowflow_event_time_lag_seconds", "Wall-clock time minus the pipeline watermark"
+    )
+    if m.watermark not in (MIN_WATERMARK, MAX_WATERMARK):
+        wm.add_metric([], m.watermark / 1e6)
+        lag.add_metric([], m.event_time_lag or 0.0)
+    split_wm = GaugeMetricFamily(
+        "arrowflow_split_watermark_seconds", "Watermark of one split (epoch seconds)", labels=["split"]
+    )
+    split_lag = GaugeMetricFamily(
+        "arrowflow_split_event_time_lag_seconds",
+        "Wall-clock time minus one split's watermark",
+        labels=["split"],
+    )
+    lags = m.split_event_time_lag
+    for sid, w in m.split_watermarks.items():
+        if w not in (MIN_WATERMARK, MAX_WATERMARK):
+            split_wm.add_metric([sid], w / 1e6)
+            split_lag_s = lags.get(sid)
+            if split_lag_s is not None:
+                split_lag.add_metric([sid], split_lag_s)
+    yield from (wm, lag, split_wm, split_lag)
 
 
 class MetricsServer:
@@ -107,6 +168,7 @@ class MetricsServer:
                     "Rows waiting upstream (sum over splits that report it)",
                     value=m.lag or 0,
                 )
+                yield from _event_time_families(m)
 
         self.registry = CollectorRegistry()
         self.registry.register(_Collector())  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """A one-line live progress display (rich, imported lazily) on stderr.
 
 Shows rows done, rows/s and MB/s (Arrow bytes, from ``RecordBatch.nbytes``) averaged over the run,
-source lag where known, and checkpoints. Refreshed by the supervising thread; never touches the
+source lag where known, how far the watermark is behind the wall clock and late rows (with event time),
+and checkpoints. Refreshed by the supervising thread; never touches the
 pipeline threads.
 """
 
@@ -25,6 +26,11 @@ def format_progress(m: RunMetrics, now: float | None = None) -> str:
     ]
     if m.lag is not None:
         parts.append(f"lag {m.lag:,}")
+    event_lag = m.event_time_lag
+    if event_lag is not None:
+        parts.append(f"watermark {event_lag:,.1f}s behind")
+    if m.late_rows:
+        parts.append(f"late {m.late_rows:,}")
     parts.append(f"checkpoints {m.checkpoints}")
     if m.errors:
         parts.append(f"errors {m.errors:,}")

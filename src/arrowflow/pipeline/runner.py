@@ -25,6 +25,24 @@ Checkpoints (Flink-style barriers, aligned by draining a FIFO pipeline):
 4. The reader thread then calls ``reader.commit(position)`` for every split, and closes readers of
    finished splits.
 
+Event time (:mod:`arrowflow.pipeline.eventtime`). With a ``WatermarkStrategy`` the reader thread keeps
+a watermark per split (updated with every batch) and, at most every ``watermark_interval`` seconds
+(Flink's periodic watermark emission; ``0``, or watermark alignment: after every batch) and before
+every barrier, recomputes the
+pipeline watermark (minimum over active splits, idleness included) and puts a ``_Watermark`` item into
+the queue, behind the batches read so far, when it advanced. Rows are late when they are behind the
+watermark last emitted. A split paused by watermark alignment is not read. When a bounded source is
+exhausted (not on a stop or ``max_rows``) the reader emits ``MAX_WATERMARK`` before the final barrier,
+with or without a strategy. The operator thread hands a watermark to each operator in order
+(``on_watermark``; what it emits runs through the following operators first), then forwards what the
+last operator passes on; the writer thread gives it to ``sink.on_watermark``. Operators with a
+``timer_interval`` get ``on_processing_time`` calls from the operator thread even when no item arrives.
+
+Operator state. At a barrier, after ``flush()``, the operator thread writes ``snapshot_state()`` of every
+stateful operator as Arrow IPC files under the checkpoint directory and attaches the references to the
+barrier; the writer stores them, with the reader's watermark state, in the checkpoint. On restart
+``restore_state`` gets them back before the first batch, and the reader re-emits the restored watermark.
+
 Without a ``checkpoint_dir`` step 3 skips the store (a checkpoint is then just a sink flush/commit
 that lets sources acknowledge upstream). ``guarantee="none"`` takes no periodic checkpoints: only the
 final one at the end of the run, which flushes the sink and acknowledges the sources.
@@ -39,22 +57,25 @@ state in, such as the Kafka sink's journal of its open transaction).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
 
 from ..config import check_choice, check_positive, check_type
-from ..errors import ConfigurationError
+from ..errors import CheckpointError, ConfigurationError
 from ..ops.base import Operator
 from ..sink import Sink, TwoPhaseSink
 from ..source import Position, Source, Split, SplitReader
+from ..time import MAX_WATERMARK, MIN_WATERMARK
 from .checkpoint import Checkpoint, CheckpointStore
+from .eventtime import EventTime, SourceEventTime
 from .metrics import MetricsServer, RunMetrics, StageStats
 from .signals import stop_on_signals
 
@@ -83,6 +104,7 @@ class RunConfig:
     read_timeout: float = 0.2
     queue_size: int = 4
     stop_event: threading.Event | None = None
+    watermark_interval: float = 0.2
 
     def __post_init__(self) -> None:
         check_choice("guarantee", self.guarantee, GUARANTEES)
@@ -100,6 +122,12 @@ class RunConfig:
             check_type(name, value, int)
             check_positive(name, value)
         check_positive("read_timeout", self.read_timeout)
+        check_type("watermark_interval", self.watermark_interval, (int, float))
+        if isinstance(self.watermark_interval, bool) or self.watermark_interval < 0:
+            raise ConfigurationError(
+                f"watermark_interval must be >= 0 seconds, got {self.watermark_interval!r}",
+                option="watermark_interval",
+            )
         check_type("stop_event", self.stop_event, threading.Event, allow_none=True)
         if self.guarantee == "none" and self.checkpoint_dir is not None:
             raise ConfigurationError(
@@ -122,6 +150,13 @@ class RunResult:
     checkpoints, including the final one (without a ``checkpoint_dir`` a checkpoint is a sink flush).
     ``stopped`` is True when the run ended on a stop request (signal, ``stop()``, ``stop_event``).
     ``lag`` is the last sum of ``SplitReader.lag()`` over splits that report it (``None``: none do).
+
+    Event time (see :mod:`arrowflow.time`; ``None``/empty without watermarks): ``watermark`` is the
+    pipeline watermark at the end in int64 microseconds since the epoch (``MAX_WATERMARK`` when a
+    bounded input was read to its end; :func:`arrowflow.time.to_datetime` makes it a ``datetime``),
+    ``split_watermarks`` the watermark of each split, ``event_time_lag``/``split_event_time_lag``
+    wall-clock time minus those watermarks in seconds, ``late_rows`` the rows that were behind the
+    pipeline watermark when read (a window's late rows are in its :class:`StageStats`).
     """
 
     rows: int
@@ -139,6 +174,11 @@ class RunResult:
     lag: int | None = None
     stages: tuple[StageStats, ...] = ()
     sink_metrics: dict[str, int] = field(default_factory=dict)
+    watermark: int | None = None
+    split_watermarks: dict[str, int] = field(default_factory=dict)
+    event_time_lag: float | None = None
+    split_event_time_lag: dict[str, float | None] = field(default_factory=dict)
+    late_rows: int = 0
 
     def stage(self, name: str) -> StageStats:
         """The first stage called ``name`` (``"source"``, an operator's name, ``"sink"``)."""
@@ -156,6 +196,15 @@ class _Barrier:
     splits: tuple[Split, ...]
     positions: dict[str, Position]
     finished: tuple[str, ...]
+    watermarks: Mapping[str, Any] = field(default_factory=dict)
+    operator_state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Watermark:
+    """The pipeline watermark advanced to ``value`` (int64 microseconds); travels in order with batches."""
+
+    value: int
 
 
 class _End:
@@ -179,6 +228,7 @@ class _Run:
         sink: Sink,
         config: RunConfig,
         stop: threading.Event,
+        event_time: EventTime | None = None,
     ) -> None:
         self.source = source
         self.ops = list(operators)
@@ -212,6 +262,10 @@ class _Run:
         self.in_flight: int | None = None
         self.next_id = 1
         self.metrics_server: MetricsServer | None = None
+        self.event_time = SourceEventTime(event_time, self.metrics)
+        self.next_watermark = 0.0
+        #: The last watermark the writer handed to the sink.
+        self.sink_watermark: int | None = None
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -245,6 +299,18 @@ class _Run:
                 if self.abort.is_set():
                     raise _Aborted() from None
 
+    def poll(self, q: queue.Queue[Any], timeout: float) -> Any:
+        """Like :meth:`get` but returns ``None`` after ``timeout`` seconds without an item."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return q.get(timeout=max(min(_POLL, deadline - time.monotonic()), 0.001))
+            except queue.Empty:
+                if self.abort.is_set():
+                    raise _Aborted() from None
+                if time.monotonic() >= deadline:
+                    return None
+
     def guarded(self, fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
             try:
@@ -261,6 +327,8 @@ class _Run:
     def restore(self) -> None:
         """Plan splits, merge in the checkpoint, open readers, recover the sink. Runs before threads."""
         checkpoint = self.store.load() if self.store is not None else None
+        if self.store is not None:
+            self.store.discard_incomplete_state(checkpoint.checkpoint_id if checkpoint is not None else 0)
         for s in self.source.plan():
             self.splits[s.split_id] = s
         committables: list[Any] = []
@@ -272,6 +340,10 @@ class _Run:
             self.next_id = checkpoint.checkpoint_id + 1
             self.metrics.last_checkpoint_id = checkpoint.checkpoint_id
             committables = list(checkpoint.committables)
+            self.event_time.restore(checkpoint.watermarks)
+            for sid in self.finished:
+                self.event_time.finish_split(sid)  # read to its end before: never holds the watermark
+        self.restore_operators(checkpoint)
         if self.two_phase and self.store is not None:
             # Also on a fresh start: lets the sink discard output of a run that died before its first
             # checkpoint.
@@ -281,6 +353,23 @@ class _Run:
         for sid, s in self.splits.items():
             if sid not in self.finished:
                 self.readers[sid] = self.source.open(s, self.positions.get(sid))
+                self.event_time.add_split(sid)
+
+    def restore_operators(self, checkpoint: Checkpoint | None) -> None:
+        """Give every operator its state from ``checkpoint`` - an empty one when it has none there, so
+        an operator reused for another start (an in-process restart) never keeps state from after it."""
+        refs = dict(checkpoint.operator_state) if checkpoint is not None else {}
+        for key, ref in refs.items():
+            index = int(key)
+            if index >= len(self.ops) or self.ops[index].name != ref.get("operator"):
+                have = self.ops[index].name if index < len(self.ops) else "nothing"
+                raise CheckpointError(
+                    f"the checkpoint holds state of operator {ref.get('operator')!r} at position {index}; "
+                    f"this pipeline has {have} there (a changed pipeline cannot resume this checkpoint)"
+                )
+        for index, op in enumerate(self.ops):
+            ref = refs.get(str(index))
+            op.restore_state(self.store.read_state(ref) if ref is not None and self.store is not None else {})
 
     # -- reader thread -----------------------------------------------------------------------------
 
@@ -288,7 +377,6 @@ class _Run:
         cfg = self.cfg
         out = self.q_ops if self.q_ops is not None else self.q_sink
         stats = self.metrics.stages[0]
-        m = self.metrics
         interval = cfg.checkpoint_interval if cfg.guarantee != "none" else None
         now = time.monotonic()
         next_checkpoint = now + interval if interval is not None else None
@@ -296,6 +384,11 @@ class _Run:
         next_discovery = now + disc_every if disc_every is not None else None
         next_lag = now
         rows_left = cfg.max_rows
+        et = self.event_time
+        et.open()
+        if et.enabled and self.metrics.watermark not in (None, MIN_WATERMARK):
+            self.put(out, _Watermark(self.metrics.watermark))  # restored: downstream starts from it
+        exhausted = False
         while True:
             if self.abort.is_set():
                 raise _Aborted()
@@ -303,11 +396,14 @@ class _Run:
             if self.stop_requested() or rows_left == 0:
                 break
             if self.source.bounded and not self.readers:
+                exhausted = True
                 break
             got = False
+            readable = 0
             timeout = cfg.read_timeout / max(len(self.readers), 1)
             for sid, reader in list(self.readers.items()):
-                if not reader.finished:
+                if not reader.finished and not et.paused(sid):
+                    readable += 1
                     limit = cfg.max_batch_rows if rows_left is None else min(cfg.max_batch_rows, rows_left)
                     t0 = time.perf_counter()
                     batch = reader.read_batch(limit, timeout)
@@ -315,24 +411,18 @@ class _Run:
                     if batch is not None and batch.num_rows:
                         if batch.num_rows > limit:  # a reader that ignored max_rows
                             batch = batch.slice(0, limit)
-                        n = batch.num_rows
-                        m.rows += n
-                        # nbytes walks every buffer of a sliced batch (~3 us a column): measured
-                        # once here and carried with the batch, so the writer need not repeat it.
-                        nbytes = batch.nbytes
-                        m.bytes += nbytes
-                        m.batches += 1
-                        stats.batches_out += 1
-                        stats.rows_out += n
-                        self.put(out, (batch, nbytes))
                         got = True
+                        n = batch.num_rows
                         if rows_left is not None:
                             rows_left -= n
+                        self.emit_batch(out, sid, batch)
                 if reader.finished:
                     self.retire(sid, reader)
                 if rows_left == 0 or self.abort.is_set():
                     break
             now = time.monotonic()
+            if now >= self.next_watermark:
+                self.emit_watermark(out)
             if now >= next_lag:
                 self.update_lag()
                 next_lag = now + 1.0
@@ -342,17 +432,53 @@ class _Run:
             if next_checkpoint is not None and self.in_flight is None and now >= next_checkpoint:
                 self.emit_barrier(out, final=False)
                 next_checkpoint = now + (interval or 0.0)
-            if not got and not any(not r.finished for r in self.readers.values()):
-                # Nothing to read from (an idle unbounded source without splits): don't spin.
+            if not got and not readable:
+                # Nothing to read from (an idle unbounded source without splits, or every split paused
+                # by watermark alignment): don't spin.
                 self.abort.wait(min(cfg.read_timeout, _POLL))
         self.update_lag()
+        if exhausted:
+            # The whole input was read: every event time is complete (windows and partitions close).
+            et.end_of_input()
+            self.put(out, _Watermark(MAX_WATERMARK))
         self.emit_barrier(out, final=True)
         self.put(out, _END)
+
+    def emit_batch(self, out: queue.Queue[Any], split_id: str, batch: pa.RecordBatch) -> None:
+        """Count a batch a split returned, apply event time to it, queue it, then any new watermark."""
+        m, stats = self.metrics, self.metrics.stages[0]
+        n = batch.num_rows
+        m.rows += n
+        # nbytes walks every buffer of a sliced batch (~3 us a column): measured once here and carried
+        # with the batch, so the writer need not repeat it.
+        nbytes = batch.nbytes
+        m.bytes += nbytes
+        m.batches += 1
+        kept = self.event_time.on_batch(split_id, batch)
+        stats.late_rows = m.late_rows
+        if kept is None:
+            return
+        if kept is not batch:
+            n, nbytes = kept.num_rows, kept.nbytes
+        stats.batches_out += 1
+        stats.rows_out += n
+        self.put(out, (kept, nbytes))
+        if not self.cfg.watermark_interval or self.event_time.aligned:
+            # Alignment decides on pauses with every batch: a split must not run far past its drift.
+            self.emit_watermark(out)
+
+    def emit_watermark(self, out: queue.Queue[Any]) -> None:
+        """Queue the pipeline watermark, behind the batches read so far, if it advanced."""
+        self.next_watermark = time.monotonic() + self.cfg.watermark_interval
+        wm = self.event_time.poll()
+        if wm is not None:
+            self.put(out, _Watermark(wm))
 
     def retire(self, sid: str, reader: SplitReader) -> None:
         """A bounded split ended: remember its final position; close it once a checkpoint commits it."""
         self.positions[sid] = reader.snapshot()
         self.finished.add(sid)
+        self.event_time.finish_split(sid)
         self.retiring[sid] = reader
         del self.readers[sid]
 
@@ -362,15 +488,19 @@ class _Run:
             if s.split_id not in self.splits:
                 self.splits[s.split_id] = s
                 self.readers[s.split_id] = self.source.open(s, self.positions.get(s.split_id))
+                self.event_time.add_split(s.split_id)
 
     def update_lag(self) -> None:
         lags = [lag for lag in (r.lag() for r in self.readers.values()) if lag is not None]
         self.metrics.lag = sum(lags) if lags else None
+        self.event_time.update_metrics()
 
     def emit_barrier(self, out: queue.Queue[Any], *, final: bool) -> None:
         positions = dict(self.positions)
         for sid, reader in self.readers.items():
             positions[sid] = reader.snapshot()
+        self.emit_watermark(out)  # downstream sees the freshest watermark before the checkpoint
+        self.event_time.flush()  # late rows before the barrier reach their dead-letter sink first
         barrier = _Barrier(
             checkpoint_id=self.next_id,
             final=final,
@@ -378,6 +508,7 @@ class _Run:
             splits=tuple(self.splits.values()),
             positions=positions,
             finished=tuple(sorted(self.finished)),
+            watermarks=self.event_time.snapshot() or {},
         )
         self.next_id += 1
         self.pending[barrier.checkpoint_id] = (positions, set(self.retiring))
@@ -409,25 +540,67 @@ class _Run:
         assert self.q_ops is not None
         for op in self.ops:
             op.open()
+        timers = [op.timer_interval for op in self.ops if op.timer_interval is not None]
+        tick = min(timers) if timers else None
+        next_tick = time.monotonic() + tick if tick is not None else None
         while True:
-            item = self.get(self.q_ops)
+            if next_tick is None:
+                item = self.get(self.q_ops)
+            else:
+                item = self.poll(self.q_ops, max(next_tick - time.monotonic(), 0.0))
+                if time.monotonic() >= next_tick:
+                    self.fire_timers()
+                    next_tick = time.monotonic() + (tick or 0.0)
+                if item is None:
+                    continue
             if isinstance(item, tuple):
                 self.push(0, [item[0]])
-                continue
-            if item is _END:  # always preceded by the final barrier, which flushed everything
+            elif isinstance(item, _Watermark):
+                self.put(self.q_sink, _Watermark(self.advance_operators(item.value)))
+            elif isinstance(item, _Barrier):
+                self.put(self.q_sink, self.barrier_operators(item))
+            else:  # _END: always preceded by the final barrier, which flushed everything
                 self.put(self.q_sink, item)
                 return
-            # A barrier: nothing may be held back across it.
-            for i, op in enumerate(self.ops):
-                t0 = time.perf_counter()
-                flushed = list(op.flush())
-                stage = self.metrics.stages[i + 1]
-                stage.busy_seconds += time.perf_counter() - t0
-                flushed = [b for b in flushed if b.num_rows]
-                stage.batches_out += len(flushed)
-                stage.rows_out += sum(b.num_rows for b in flushed)
-                self.push(i + 1, flushed)
-            self.put(self.q_sink, item)
+
+    def run_hook(self, index: int, call: Callable[[], Sequence[pa.RecordBatch]]) -> None:
+        """Call an operator hook that may emit batches; send them through the following operators."""
+        stage = self.metrics.stages[index + 1]
+        t0 = time.perf_counter()
+        emitted = [b for b in call() if b.num_rows]
+        stage.busy_seconds += time.perf_counter() - t0
+        stage.batches_out += len(emitted)
+        stage.rows_out += sum(b.num_rows for b in emitted)
+        stage.late_rows = self.ops[index].late_rows
+        self.push(index + 1, emitted)
+
+    def advance_operators(self, watermark: int) -> int:
+        """Give ``watermark`` to each operator in order; the watermark the last one passes on."""
+        for i, op in enumerate(self.ops):
+            self.run_hook(i, lambda op=op, wm=watermark: op.on_watermark(wm))  # type: ignore[misc]
+            watermark = op.forward_watermark(watermark)
+        return watermark
+
+    def fire_timers(self) -> None:
+        now = time.time()
+        for i, op in enumerate(self.ops):
+            if op.timer_interval is not None:
+                self.run_hook(i, lambda op=op: op.on_processing_time(now))  # type: ignore[misc]
+
+    def barrier_operators(self, barrier: _Barrier) -> _Barrier:
+        """Flush every operator (nothing stateless is held across a barrier), then snapshot state."""
+        for i, op in enumerate(self.ops):
+            self.run_hook(i, op.flush)
+        if self.store is None:
+            return barrier
+        refs: dict[str, Any] = {}
+        for i, op in enumerate(self.ops):
+            t0 = time.perf_counter()
+            tables = op.snapshot_state()
+            if tables is not None:
+                refs[str(i)] = self.store.write_state(barrier.checkpoint_id, i, op.name, tables)
+            self.metrics.stages[i + 1].busy_seconds += time.perf_counter() - t0
+        return dataclasses.replace(barrier, operator_state=refs) if refs else barrier
 
     def push(self, start: int, batches: list[pa.RecordBatch]) -> None:
         """Run ``batches`` through operators ``start..`` and queue the results for the writer."""
@@ -444,6 +617,7 @@ class _Run:
             stage.busy_seconds += time.perf_counter() - t0
             stage.batches_out += len(out)
             stage.rows_out += sum(b.num_rows for b in out)
+            stage.late_rows = op.late_rows
             batches = out
         for b in batches:
             self.put(self.q_sink, (b, b.nbytes))
@@ -467,6 +641,9 @@ class _Run:
                 m.batches_written += 1
             elif isinstance(item, _Barrier):
                 self.checkpoint(item)
+            elif isinstance(item, _Watermark):
+                self.sink_watermark = item.value
+                self.sink.on_watermark(item.value)
             else:
                 self.writer_done.set()
                 return
@@ -493,6 +670,8 @@ class _Run:
                     finished=barrier.finished,
                     committables=committables,
                     timestamp=time.time(),
+                    watermarks=barrier.watermarks,
+                    operator_state=barrier.operator_state,
                 )
             )
         if isinstance(sink, TwoPhaseSink):
@@ -532,6 +711,11 @@ class _Run:
             lag=m.lag,
             stages=tuple(StageStats(**s.as_dict()) for s in m.stages),
             sink_metrics=dict(m.sink),
+            watermark=m.watermark,
+            split_watermarks=dict(m.split_watermarks),
+            event_time_lag=m.event_time_lag,
+            split_event_time_lag=dict(m.split_event_time_lag),
+            late_rows=m.late_rows,
         )
 
 
@@ -543,10 +727,12 @@ def execute(
     *,
     stop: threading.Event,
     on_start: Callable[[_Run], None] | None = None,
+    event_time: EventTime | None = None,
 ) -> RunResult:
     """Run the pipeline to its end (see the module docstring); re-raise the first stage error.
 
-    ``stop`` requests a graceful stop (final checkpoint) from any thread.
+    ``stop`` requests a graceful stop (final checkpoint) from any thread; ``event_time`` carries the
+    watermark strategy and late-rows policy.
     """
     if config.guarantee == "exactly-once" and not (sink.transactional or sink.idempotent):
         raise ConfigurationError(
@@ -564,7 +750,7 @@ def execute(
             option="guarantee",
         )
     started = time.monotonic()
-    run = _Run(source, operators, sink, config, stop)
+    run = _Run(source, operators, sink, config, stop, event_time)
     threads: list[threading.Thread] = []
     progress: Any = None
     try:
@@ -641,6 +827,7 @@ def _close_all(run: _Run, *, clean: bool, threads_done: bool) -> None:
 
     if not threads_done:
         return
+    attempt(run.event_time.close)
     if clean:
         # Checkpoints the reader thread had no chance to acknowledge (the final one at least).
         attempt(run.drain_completions)

@@ -3,9 +3,20 @@
 The document::
 
     source: {type: datagen, count: 1000, fields: {id: {sequence: {start: 0}}}}
+    watermarks:                    # optional: event time (arrowflow.time.WatermarkStrategy)
+      column: ts                   # or timestamps: "module:function" (batch -> timestamps)
+      max_delay: 5s                # bounded out-of-orderness (omit: monotonous)
+      idleness: 1m                 # optional
+      alignment: {group: g, max_drift: 30s}   # optional
+      late_rows: keep              # keep | drop | fail | a dead-letter sink mapping
     operators:                     # optional, applied in order
       - filter: "id % 2 == 0"      # see arrowflow.pipeline_spec.expr for the expression language
       - select: [id]
+      - window:                    # tumbling: 1m | sliding: {size: 5m, slide: 1m} | session: {gap: 30s}
+          tumbling: 1m
+          by: [user]
+          aggs: {n: count, total: {sum: amount}, users: {approx_distinct: user}}
+          allowed_lateness: 10s    # optional; also column: (event time), late_rows:, time: processing
     sink: {type: file, path: out/, format: parquet}
     run: {guarantee: at-least-once, checkpoint_dir: ckpt/, checkpoint_interval: 5}   # optional
 
@@ -87,10 +98,21 @@ RUN_OPTIONS: tuple[str, ...] = (
     "max_batch_rows",
     "read_timeout",
     "queue_size",
+    "watermark_interval",
 )
 
-_TOP_LEVEL = ("source", "operators", "sink", "run")
-_CALLABLE_PARAMS = {"generator", "fn", "func", "function", "partitioner", "setup", "teardown", "key_fn"}
+_TOP_LEVEL = ("source", "watermarks", "operators", "sink", "run")
+_CALLABLE_PARAMS = {
+    "generator",
+    "fn",
+    "func",
+    "function",
+    "partitioner",
+    "setup",
+    "teardown",
+    "key_fn",
+    "callback",
+}
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -99,6 +121,8 @@ class _Ctx:
     """Where a value sits: the file name and the key path (for error messages)."""
 
     filename: str
+    #: The document's watermark strategy (a window's default event time), if it has one.
+    watermarks: Any = None
 
     def error(self, node: Any, key: Any, path: str, message: str) -> ConfigurationError:
         line = node.line_of(key) if isinstance(node, (Node, NodeList)) else None
@@ -219,14 +243,29 @@ def _datagen_fields(value: Any, node: Node, key: str, path: str, ctx: _Ctx) -> A
                 spec, gen_name, f"{sub}.{gen_name}", f"options must be a mapping, got {_type_name(options)}"
             )
         names = [f.name for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]
-        out[column] = _construct(cls, options, f"{sub}.{gen_name}", ctx, names=names)
+        # skip=(): a generator's own "type" option (Uniform(type="int32")) is not the connector type.
+        out[column] = _construct(cls, options, f"{sub}.{gen_name}", ctx, names=names, skip=())
     return out
+
+
+def _partition_commit(value: Any, node: Node, key: str, path: str, ctx: _Ctx) -> Any:
+    """``{every: 1h, delay: 10s, success_file: _SUCCESS, callback: "module:function"}``."""
+    from ..connectors.filesystem import PartitionCommit
+
+    if value is True:
+        value = Node()
+    if not isinstance(value, Node):
+        raise ctx.error(
+            node, key, path, "must be a mapping {every, time_column, delay, success_file, callback}"
+        )
+    return _construct(PartitionCommit, value, path, ctx, skip=(), option_prefix="partition_commit.")
 
 
 #: Per (class name, parameter) adapters: ``fn(value, node, key, path, ctx) -> constructor value``.
 FIELD_ADAPTERS: dict[tuple[str, str], Callable[[Any, Node, str, str, _Ctx], Any]] = {
     ("DataGenSource", "fields"): _datagen_fields,
     ("DataGenSource", "schema_spec"): _datagen_fields,
+    ("FileSink", "partition_commit"): _partition_commit,
 }
 
 
@@ -327,8 +366,12 @@ def _construct(
     names: Sequence[str] | None = None,
     skip: Sequence[str] = ("type",),
     prefix: Mapping[str, Any] | None = None,
+    option_prefix: str = "",
 ) -> Any:
-    """``cls(**mapping)`` after checking the keys against its parameters (or ``names``)."""
+    """``cls(**mapping)`` after checking the keys against its parameters (or ``names``).
+
+    ``option_prefix``: stripped from the ``option`` of a constructor's :class:`ConfigurationError`
+    (options of nested configurations are named ``parent.option``)."""
     params, var_kw = _parameters(cls)
     allowed = list(names) if names is not None else list(params)
     kwargs: dict[str, Any] = dict(prefix or {})
@@ -350,8 +393,12 @@ def _construct(
         return cls(**kwargs)
     except ConfigurationError as exc:
         opt = exc.option
+        if opt and option_prefix and opt.startswith(option_prefix):
+            opt = opt[len(option_prefix) :]
         if opt in mapping:
-            raise ctx.error(mapping, opt, f"{path}.{opt}", _strip(str(exc), opt)) from None
+            raise ctx.error(
+                mapping, opt, f"{path}.{opt}", _strip(_strip(str(exc), exc.option), opt)
+            ) from None
         raise ctx.error(mapping, None, path, str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise ctx.error(mapping, None, path, f"{cls.__name__}: {exc}") from None
@@ -540,6 +587,167 @@ def _op_flat_map(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
     return _construct(FlatMap, value, path, ctx, skip=())  # type: ignore[no-any-return]
 
 
+_WINDOW_KINDS = ("tumbling", "sliding", "session")
+
+
+def _window_assigner(value: Node, path: str, ctx: _Ctx) -> Any:
+    from .. import time as et
+
+    kinds = [k for k in _WINDOW_KINDS if k in value]
+    if len(kinds) != 1:
+        raise ctx.error(value, None, path, f"needs exactly one of: {', '.join(_WINDOW_KINDS)}")
+    kind = kinds[0]
+    spec = value[kind]
+    sub = f"{path}.{kind}"
+    builders = {
+        "tumbling": (et.tumbling, "size"),
+        "sliding": (et.sliding, None),
+        "session": (et.session, "gap"),
+    }
+    fn, single = builders[kind]
+    if not isinstance(spec, Node):
+        if single is None:
+            raise ctx.error(value, kind, sub, "must be a mapping {size, slide, offset}")
+        spec = Node({single: spec})
+        spec.line = value.line_of(kind)
+    return _construct(fn, spec, sub, ctx, skip=())  # type: ignore[arg-type]
+
+
+def _window_aggs(value: Any, item: Node, path: str, ctx: _Ctx) -> list[Any]:
+    """``{name: count | {kind: column, ...options}}`` or a list of ``count | {kind: column}``."""
+    from ..time import agg as agg_mod
+
+    def one(spec: Any, where: Any, key: Any, sub: str, name: str | None) -> Any:
+        if isinstance(spec, str):
+            spec = Node({spec: None})
+        if not isinstance(spec, Node) or not spec:
+            raise ctx.error(where, key, sub, "must be an aggregate name (count) or {kind: column, ...}")
+        kind = next(iter(spec))
+        fn = getattr(agg_mod, kind, None) if kind in agg_mod.__all__ else None
+        if fn is None:
+            raise ctx.error(
+                spec, kind, f"{sub}.{kind}", f"unknown aggregate; allowed: {', '.join(agg_mod.__all__)}"
+            )
+        arg = spec[kind]
+        options = Node({k: v for k, v in spec.items() if k != kind})
+        options.line, options.key_lines = spec.line, dict(spec.key_lines)
+        if kind == "apply":
+            options["fn"] = arg
+            if name is not None and "name" not in options:
+                options["name"] = name
+        elif arg is not None:
+            options["column"] = arg
+        made = _construct(fn, options, f"{sub}.{kind}", ctx, skip=())
+        return made.alias(name) if name is not None else made
+
+    if isinstance(value, Node):
+        return [one(spec, value, name, f"{path}.{name}", str(name)) for name, spec in value.items()]
+    if isinstance(value, NodeList):
+        return [one(spec, value, i, f"{path}[{i}]", None) for i, spec in enumerate(value)]
+    raise ctx.error(item, "aggs", path, "must be a mapping name -> aggregate or a list of aggregates")
+
+
+def _op_window(value: Any, item: Node, path: str, ctx: _Ctx) -> Operator:
+    from ..ops import Window
+
+    if not isinstance(value, Node):
+        raise ctx.error(item, "window", path, "must be a mapping {tumbling|sliding|session, by, aggs, ...}")
+    if True in value:
+        # YAML 1.1 reads an unquoted key ``on`` as the boolean true: the user wrote on: (= column:).
+        value["on"] = value.pop(True)
+        value.key_lines["on"] = value.key_lines.get(True, value.line)
+    if "column" in value:
+        value["on"] = value.pop("column")
+        value.key_lines["on"] = value.key_lines.get("column", value.line)
+    allowed = (*_WINDOW_KINDS, "by", "aggs", "column", "allowed_lateness", "late_rows", "time")
+    for key in value:
+        if key not in allowed and key != "on":
+            raise ctx.error(value, key, f"{path}.{key}", f"unknown option; allowed: {', '.join(allowed)}")
+    if "aggs" not in value:
+        raise ctx.error(value, None, path, "missing aggs")
+    kwargs: dict[str, Any] = {
+        "assigner": _window_assigner(value, path, ctx),
+        "aggs": _window_aggs(value["aggs"], value, f"{path}.aggs", ctx),
+    }
+    for key in ("by", "allowed_lateness", "time"):
+        if key in value:
+            kwargs[key] = _plain(value[key])
+    if "on" in value:
+        on = value["on"]
+        kwargs["on"] = import_object(on, "on") if isinstance(on, str) and _IMPORT_PATH.match(on) else on
+    elif kwargs.get("time", "event") == "event" and ctx.watermarks is not None:
+        kwargs["on"] = ctx.watermarks.timestamps
+    if "late_rows" in value:
+        kwargs["late_rows"] = _late_rows(value, f"{path}.late_rows", ctx)
+    try:
+        return Window(**kwargs)
+    except ConfigurationError as exc:
+        opt = exc.option if exc.option in value else None
+        raise ctx.error(value, opt, f"{path}.{opt}" if opt else path, _strip(str(exc), opt)) from None
+
+
+def _late_rows(node: Node, path: str, ctx: _Ctx) -> Any:
+    value = node["late_rows"]
+    if isinstance(value, Node):
+        return build_connector(value, "sink", filename=ctx.filename, path=path)
+    return value
+
+
+#: ``watermarks:`` keys.
+WATERMARK_OPTIONS = ("column", "timestamps", "max_delay", "idleness", "alignment", "late_rows")
+
+
+def _build_watermarks(value: Any, root: Node, ctx: _Ctx) -> tuple[Any, Any]:
+    """The ``watermarks:`` section -> ``(WatermarkStrategy or None, late_rows)``."""
+    from ..time import WatermarkStrategy
+
+    if value is None:
+        return None, "keep"
+    if not isinstance(value, Node):
+        raise ctx.error(root, "watermarks", "watermarks", f"must be a mapping, got {_type_name(value)}")
+    for key in value:
+        if key not in WATERMARK_OPTIONS:
+            raise ctx.error(
+                value, key, f"watermarks.{key}", f"unknown option; allowed: {', '.join(WATERMARK_OPTIONS)}"
+            )
+    if ("column" in value) == ("timestamps" in value):
+        raise ctx.error(
+            value, None, "watermarks", "needs column: (a column name) or timestamps: 'module:function'"
+        )
+    key = "column" if "column" in value else "timestamps"
+    ts = value[key]
+    try:
+        if key == "timestamps":
+            ts = import_object(ts, "timestamps")
+        strategy = (
+            WatermarkStrategy.bounded_out_of_orderness(ts, value["max_delay"])
+            if "max_delay" in value
+            else WatermarkStrategy.monotonous(ts)
+        )
+        if "idleness" in value:
+            strategy = strategy.with_idleness(value["idleness"])
+        if "alignment" in value:
+            al = value["alignment"]
+            if not isinstance(al, Node) or set(al) != {"group", "max_drift"}:
+                raise ConfigurationError("must be {group: name, max_drift: duration}", option="alignment")
+            strategy = strategy.with_alignment(al["group"], al["max_drift"])
+    except ConfigurationError as exc:
+        names = {
+            "timestamps": key,
+            "max_delay": "max_delay",
+            "idleness": "idleness",
+            "alignment": "alignment",
+        }
+        opt = names.get(exc.option or "", exc.option or "")
+        if exc.option in ("group", "max_drift"):
+            opt = "alignment"
+        where = opt if opt in value else None
+        message = _strip(str(exc), exc.option)
+        raise ctx.error(value, where, f"watermarks.{where}" if where else "watermarks", message) from None
+    late = _late_rows(value, "watermarks.late_rows", ctx) if "late_rows" in value else "keep"
+    return strategy, late
+
+
 #: Operator name in YAML -> builder ``(value, item node, path, ctx) -> Operator``.
 OPERATORS: dict[str, Callable[[Any, Node, str, _Ctx], Operator]] = {
     "filter": _op_filter,
@@ -551,6 +759,7 @@ OPERATORS: dict[str, Callable[[Any, Node, str, _Ctx], Operator]] = {
     "enrich": _callable_op("Enrich", "enrich"),
     "key_by": _op_key_by,
     "flat_map": _op_flat_map,
+    "window": _op_window,
 }
 
 
@@ -647,10 +856,15 @@ def build_pipeline(document: Any, filename: str = "<spec>") -> PipelineSpec:
         if key not in root:
             raise ctx.error(root, None, key, "missing (a mapping with type: and the connector's options)")
     source = build_connector(root["source"], "source", filename=filename)
+    strategy, late_rows = _build_watermarks(root.get("watermarks"), root, ctx)
+    ctx = _Ctx(filename, strategy)
     operators = _build_operators(root.get("operators"), root, ctx)
     sink = build_connector(root["sink"], "sink", filename=filename)
     run_options = _run_options(root.get("run"), root, ctx)
-    pipeline = Pipeline(source)
+    try:
+        pipeline = Pipeline(source, watermarks=strategy, late_rows=late_rows)
+    except ConfigurationError as exc:
+        raise ctx.error(root, "watermarks", "watermarks", str(exc)) from None
     for op in operators:
         pipeline = pipeline.via(op)
     return PipelineSpec(pipeline.to(sink), run_options, filename)

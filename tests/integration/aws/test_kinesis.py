@@ -271,3 +271,41 @@ def test_source_reads_parents_before_children_after_resharding(
     again.plan()
     again.open(parent_split, parent.snapshot())
     assert again._parents_done([parent_split.split_id])
+
+
+def test_a_put_answer_without_failures_skips_the_per_record_results(
+    boto: Any, proxy: Any, proxy_opts: dict[str, Any]
+) -> None:
+    """RawJsonCall(lean_answer=...): an answer with FailedRecordCount 0 is parsed without its 500
+    results; one with failures keeps them all (the partial-failure retry above relies on them)."""
+    from arrowflow.connectors.aws.config import AwsConfig, RawJsonCall
+
+    kinesis = boto("kinesis")
+    stream = create_stream(kinesis, shards=1)
+    client = AwsConfig.coerce(proxy_opts).client("kinesis")
+    lean = RawJsonCall(client, "put_records", lean_answer=("FailedRecordCount", "Records"))
+    body = json.dumps(
+        {"StreamName": stream, "Records": [{"Data": "eA==", "PartitionKey": f"k{i}"} for i in range(20)]}
+    ).encode()
+    dummy = {"StreamName": stream, "Records": [{"Data": b"", "PartitionKey": "_"}]}
+    answer = lean.call(body, **dummy)
+    assert (answer["FailedRecordCount"], answer["Records"]) == (0, [])
+    full = RawJsonCall(AwsConfig.coerce(proxy_opts).client("kinesis"), "put_records")
+    assert len(full.call(body, **dummy)["Records"]) == 20
+    proxy.fail_records["PutRecords"] = (1, "ProvisionedThroughputExceededException")
+    failing = lean.call(body, **dummy)
+    assert failing["FailedRecordCount"] == 7 and len(failing["Records"]) == 20
+    # A call with the client's own serialization is not touched either.
+    own = client.put_records(StreamName=stream, Records=[{"Data": b"x", "PartitionKey": "a"}])
+    assert len(own["Records"]) == 1
+    assert len(read_stream(kinesis, stream)) == 20 + 20 + 20 - 7 + 1
+
+
+def test_clients_share_the_service_models_not_the_credentials(aws_opts: dict[str, Any]) -> None:
+    from arrowflow.connectors.aws.config import AwsConfig
+
+    a = AwsConfig.coerce({**aws_opts, "aws_access_key_id": "AKIAONE"}).client("kinesis")
+    b = AwsConfig.coerce({**aws_opts, "aws_access_key_id": "AKIATWO"}).client("firehose")
+    assert a._loader is b._loader  # the cache of botocore's JSON files, loaded once per process
+    assert a._request_signer._credentials.access_key == "AKIAONE"
+    assert b._request_signer._credentials.access_key == "AKIATWO"

@@ -182,6 +182,7 @@ def run_with_crashes(
     kill_after: tuple[int, int] = (1, 10),
     done_line: str | None = None,
     max_runs: int | None = None,
+    after_kill: Callable[[CrashReport], None] | None = None,
 ) -> CrashReport:
     """Kill ``command`` until ``kills`` SIGKILLs landed in flight, then run it to the end and ``verify``.
 
@@ -193,6 +194,8 @@ def run_with_crashes(
     up to ``max_runs`` runs (default ``3 * kills``). If a run finishes on its own before its kill, it
     must exit 0 and counts as the final run (``report.early_exits``): no more kills can land, and the
     caller's exact count of ``kills_in_flight`` then fails. Failures include the seed to reproduce.
+    ``after_kill(report)`` runs after each kill, before the restart (to inspect the durable state a
+    crash left behind).
     """
     seed = random.randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
@@ -228,6 +231,11 @@ def run_with_crashes(
             )
             if rc != -signal.SIGKILL and rc != 0:
                 raise AssertionError(f"run exited with {rc} before its kill (seed {seed}):\n{p.stderr}")
+            if after_kill is not None:
+                try:
+                    after_kill(report)
+                except AssertionError as exc:
+                    raise AssertionError(f"after kill {report.kills}: {exc} (seed {seed})") from exc
             continue
         p.wait(timeout)
         if rc != 0:
@@ -270,6 +278,7 @@ def crash_mid_stream(
     seed: int | None = None,
     timeout: float = 120.0,
     env: Mapping[str, str] | None = None,
+    after_kill: Callable[[CrashReport], None] | None = None,
 ) -> CrashReport:
     """:func:`run_with_crashes` for a pipeline that prints :class:`crash_helpers.Progress`'s lines
     (``started``, ``progress`` per batch, ``done``): each run is killed after n batches, n drawn from
@@ -289,6 +298,7 @@ def crash_mid_stream(
         seed=seed,
         timeout=timeout,
         env=env,
+        after_kill=after_kill,
     )
     assert_kills_in_flight(report, kills)
     return report

@@ -1,22 +1,28 @@
-"""KafkaSource / KafkaSink against real brokers: the librdkafka mock cluster and Tansu (or a real
-Kafka when ``ARROWFLOW_KAFKA_BOOTSTRAP`` is set). See conftest.py for what each broker gets right."""
+"""KafkaSource / KafkaSink against the Apache Kafka broker of tests/services/kafka.sh (PLAINTEXT).
+
+Transactions, fencing and read_committed are in test_kafka_txn.py; SSL and SASL in
+test_kafka_security.py; crashes, restarts and failover in test_kafka_e2e.py, test_kafka_restart.py and
+test_kafka_cluster.py."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from kafka_helpers import CONSUMER, Broker, consume_all, produce, wait_partitions
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from kafka_helpers import Broker, consume_all, produce, wait_partitions
 
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource, TransactionalKafkaSink, murmur2_partitions
+from arrowflow import Pipeline
+from arrowflow.connectors.kafka import KafkaSink, KafkaSource, murmur2_partitions
 from arrowflow.connectors.memory import MemorySink
-from arrowflow.errors import ArrowflowError, ConfigurationError, ConnectorError, SerializationError
+from arrowflow.errors import ArrowflowError, ConfigurationError, SerializationError
 from arrowflow.formats import Json, Raw
 
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("score", pa.float64())])
@@ -52,9 +58,9 @@ def test_roundtrip_with_keys_and_metadata(broker: Broker, new_topic: Callable[..
     topic = new_topic()
     data = table(300)
     keyed = data.append_column("k", pa.array([f"key-{i}" for i in range(300)]))
-    with KafkaSink(broker.bootstrap, topic=topic, key_columns=["k"], config=broker.pconf) as sink:
+    with KafkaSink(broker.bootstrap, topic=topic, key_columns=["k"]) as sink:
         sink.write_table(keyed)
-    n = wait_partitions(broker.bootstrap, topic)
+    n = wait_partitions(broker, topic)
     got = read_bounded(
         broker, topic, metadata_columns=["_key", "_topic", "_partition", "_offset", "_timestamp", "_headers"]
     ).sort_by("id")
@@ -80,16 +86,12 @@ def test_partitions_equal_java_and_librdkafka_murmur2(broker: Broker, new_topic:
     assert golden.tolist() == [681, 566, 524, 107]
     topic_a, topic_b = new_topic("rd"), new_topic("af")
     keys = [f"user-{i}".encode() for i in range(200)]
-    produce(
-        broker.bootstrap, topic_a, [(k, b"x") for k in keys], partitioner="murmur2_random", **broker.pconf
-    )
-    with KafkaSink(
-        broker.bootstrap, topic=topic_b, key_columns=["k"], format=Raw(column="v"), config=broker.pconf
-    ) as sink:
+    produce(broker, topic_a, [(k, b"x") for k in keys], partitioner="murmur2_random")
+    with KafkaSink(broker.bootstrap, topic=topic_b, key_columns=["k"], format=Raw(column="v")) as sink:
         sink.write(pa.record_batch({"k": pa.array(keys, pa.binary()), "v": pa.array([b"x"] * 200)}))
-    n = wait_partitions(broker.bootstrap, topic_a)
-    by_rd = {m.key(): m.partition() for m in consume_all(broker.bootstrap, topic_a, n)}
-    by_af = {m.key(): m.partition() for m in consume_all(broker.bootstrap, topic_b, n)}
+    n = wait_partitions(broker, topic_a)
+    by_rd = {m.key(): m.partition() for m in consume_all(broker, topic_a, n)}
+    by_af = {m.key(): m.partition() for m in consume_all(broker, topic_b, n)}
     assert len(by_rd) == len(by_af) == 200
     assert by_rd == by_af
     assert len(set(by_af.values())) == n
@@ -97,8 +99,8 @@ def test_partitions_equal_java_and_librdkafka_murmur2(broker: Broker, new_topic:
 
 def test_bounded_reads_stop_exactly(broker: Broker, new_topic: Callable[..., str]) -> None:
     topic = new_topic()
-    produce(broker.bootstrap, topic, [(None, b"%d" % i) for i in range(40)], partition=0, **broker.pconf)
-    produce(broker.bootstrap, topic, [(None, b"%d" % i) for i in range(40, 60)], partition=1, **broker.pconf)
+    produce(broker, topic, [(None, b"%d" % i) for i in range(40)], partition=0)
+    produce(broker, topic, [(None, b"%d" % i) for i in range(40, 60)], partition=1)
     explicit = KafkaSource(
         broker.bootstrap,
         partitions=[f"{topic}:0", f"{topic}:1"],
@@ -112,7 +114,7 @@ def test_bounded_reads_stop_exactly(broker: Broker, new_topic: Callable[..., str
     # latest-at-start: messages produced after planning are not read.
     latest = KafkaSource(broker.bootstrap, partitions=[f"{topic}:0"], stopping_offsets="latest")
     splits = latest.plan()
-    produce(broker.bootstrap, topic, [(None, b"late")] * 5, partition=0, **broker.pconf)
+    produce(broker, topic, [(None, b"late")] * 5, partition=0)
     reader = latest.open(splits[0])
     values: list[bytes] = []
     deadline = time.monotonic() + 20
@@ -129,7 +131,7 @@ def test_bounded_reads_stop_exactly(broker: Broker, new_topic: Callable[..., str
 
 def test_consumer_group_resume_from_committed(broker: Broker, new_topic: Callable[..., str]) -> None:
     topic = new_topic()
-    produce(broker.bootstrap, topic, [(None, b"%d" % i) for i in range(30)], partition=2, **broker.pconf)
+    produce(broker, topic, [(None, b"%d" % i) for i in range(30)], partition=2)
     group = f"g-{topic}"
     src = KafkaSource(
         broker.bootstrap, partitions=[f"{topic}:2"], group_id=group, starting_offsets="committed"
@@ -171,8 +173,8 @@ def test_pattern_subscription_and_discovery(broker: Broker, new_topic: Callable[
     a, b, other = f"{prefix}-a", f"{prefix}-b", f"x{prefix}-c"
     for t in (a, b, other):
         new_topic(name=t)  # auto-created on the test brokers; created with 4 partitions on a real Kafka
-        produce(broker.bootstrap, t, [(None, t.encode())] * 3, partition=0, **broker.pconf)
-        wait_partitions(broker.bootstrap, t)
+        produce(broker, t, [(None, t.encode())] * 3, partition=0)
+        wait_partitions(broker, t)
     src = KafkaSource(
         broker.bootstrap, pattern=f"{prefix}-.*", stopping_offsets="latest", format=Raw(type=pa.string())
     )
@@ -183,8 +185,8 @@ def test_pattern_subscription_and_discovery(broker: Broker, new_topic: Callable[
     assert {s.split_id.rsplit(":", 1)[0] for s in known} == {a, b}
     assert unbounded.discover(known) == []
     c = new_topic(name=f"{prefix}-new")
-    produce(broker.bootstrap, c, [(None, b"new")], partition=0, **broker.pconf)
-    wait_partitions(broker.bootstrap, c)
+    produce(broker, c, [(None, b"new")], partition=0)
+    wait_partitions(broker, c)
     found = unbounded.discover(known)
     assert {s.split_id.rsplit(":", 1)[0] for s in found} == {c}
     reader = unbounded.open(next(s for s in found if s.split_id == f"{c}:0"))
@@ -204,7 +206,7 @@ def test_bad_payloads_follow_the_error_policy(broker: Broker, new_topic: Callabl
     topic = new_topic()
     good = [b'{"id": %d, "name": "n", "score": 1.5}' % i for i in range(10)]
     msgs = [*good[:4], b"not json", *good[4:8], b'{"id": "x"', *good[8:]]
-    produce(broker.bootstrap, topic, [(None, m) for m in msgs], partition=1, **broker.pconf)
+    produce(broker, topic, [(None, m) for m in msgs], partition=1)
     with pytest.raises(SerializationError):
         read_bounded(broker, topic)
     skip = KafkaSource(
@@ -250,12 +252,11 @@ def test_sink_topic_column_headers_timestamps_tombstones(
         format=Raw(column="value"),
         headers_column="h",
         timestamp_column="ts",
-        config=broker.pconf,
     ) as sink:
         sink.write(batch)
         assert sink.metrics()["messages"] == 4
-    got1 = consume_all(broker.bootstrap, t1, wait_partitions(broker.bootstrap, t1))
-    got2 = consume_all(broker.bootstrap, t2, wait_partitions(broker.bootstrap, t2))
+    got1 = consume_all(broker, t1, wait_partitions(broker, t1))
+    got2 = consume_all(broker, t2, wait_partitions(broker, t2))
     one = sorted(((m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in got1), key=lambda r: r[1])
     assert one[0] == (b"a", b"1", [("x", b"1")], 1_700_000_000_000)
     assert one[1][:3] == (None, b"3", [("y", b"2"), ("y", b"3")])
@@ -265,11 +266,11 @@ def test_sink_topic_column_headers_timestamps_tombstones(
     assert two[b"d"].value() == b"4" and two[b"d"].timestamp()[1] == 1_700_000_003_000
 
 
-def test_backpressure_never_drops(mock_broker: Broker) -> None:
-    topic = mock_broker.topic("bp")
+def test_backpressure_never_drops(broker: Broker, new_topic: Callable[..., str]) -> None:
+    topic = new_topic("bp")
     data = table(3000)
     sink = KafkaSink(
-        mock_broker.bootstrap,
+        broker.bootstrap,
         topic=topic,
         partitioner="round-robin",
         config={"queue.buffering.max.messages": 50, "linger.ms": 1},
@@ -279,16 +280,16 @@ def test_backpressure_never_drops(mock_broker: Broker) -> None:
     sink.close()
     assert sink.metrics()["queue_full"] > 0
     assert sink.metrics()["messages"] == 3000
-    got = read_bounded(mock_broker, topic)
+    got = read_bounded(broker, topic)
     assert sorted(got.column("id").to_pylist()) == list(range(3000))
 
 
-def test_refused_messages_go_to_the_error_policy(mock_broker: Broker) -> None:
-    topic = mock_broker.topic("big")
+def test_refused_messages_go_to_the_error_policy(broker: Broker, new_topic: Callable[..., str]) -> None:
+    topic = new_topic("big")
     batch = pa.record_batch({"v": pa.array([b"ok", b"x" * 5000, b"ok2"], pa.binary())})
     dead = MemorySink()
     with KafkaSink(
-        mock_broker.bootstrap,
+        broker.bootstrap,
         topic=topic,
         format=Raw(column="v"),
         config={"message.max.bytes": 2000},
@@ -301,13 +302,120 @@ def test_refused_messages_go_to_the_error_policy(mock_broker: Broker) -> None:
         or "size" in dead.table().column("error")[0].as_py().lower()
     )
     fail = KafkaSink(
-        mock_broker.bootstrap, topic=topic, format=Raw(column="v"), config={"message.max.bytes": 2000}
+        broker.bootstrap, topic=topic, format=Raw(column="v"), config={"message.max.bytes": 2000}
     )
     with pytest.raises(ArrowflowError):
         fail.write(batch)
     fail.close()
-    got = read_bounded(mock_broker, topic, format=Raw(column="v"))
+    got = read_bounded(broker, topic, format=Raw(column="v"))
     assert sorted(got.column("v").to_pylist()) == [b"ok", b"ok", b"ok2", b"ok2"]
+
+
+def test_messages_the_broker_refuses_go_to_the_error_policy(broker: Broker) -> None:
+    """The topic's ``max.message.bytes`` is enforced by the broker, per record batch: librdkafka
+    reports every message of a refused batch as failed (the oversized one and the ones batched with
+    it). Each row ends up exactly once, in the topic or in the dead letter; none is lost."""
+    topic = broker.create_topic(broker.topic("refused"), 1, config={"max.message.bytes": "2000"})
+    values = [b"ok", b"x" * 5000, b"ok2", b"after"]
+    dead = MemorySink()
+    with KafkaSink(broker.bootstrap, topic=topic, format=Raw(column="v"), error_policy=dead) as sink:
+        sink.write(pa.record_batch({"v": pa.array(values[:3], pa.binary())}))
+        sink.write(pa.record_batch({"v": pa.array(values[3:], pa.binary())}))
+    letters = dead.table()
+    refused = letters.column("value").to_pylist()
+    assert b"x" * 5000 in refused
+    assert all("MSG_SIZE_TOO_LARGE" in e for e in letters.column("error").to_pylist())
+    delivered = [m.value() for m in consume_all(broker, topic)]
+    assert sorted(refused + delivered) == sorted(values)
+    assert sink.metrics()["delivery_failures"] == len(refused)
+    assert sink.metrics()["messages"] == len(delivered)
+
+
+def test_partitions_added_to_a_topic_are_discovered_and_used(broker: Broker) -> None:
+    """CreatePartitions on a live topic: a running pipeline's unbounded source discovers the new
+    partitions (``discovery_interval``) and reads them from their first offset; the sink's murmur2
+    partitioner spreads keys over the new count once its cached count is older than librdkafka's
+    ``topic.metadata.refresh.interval.ms`` (as the Java client does after ``metadata.max.age.ms``)."""
+    from confluent_kafka.admin import AdminClient, NewPartitions
+
+    topic = broker.create_topic(broker.topic("grow"), 2)
+    schema = pa.schema([("id", pa.int64()), ("k", pa.string())])
+
+    def rows(start: int, n: int) -> pa.RecordBatch:
+        ids = np.arange(start, start + n, dtype=np.int64)
+        return pa.record_batch({"id": ids, "k": pa.array([f"key-{i}" for i in ids.tolist()])})
+
+    sink = KafkaSink(
+        broker.bootstrap,
+        topic=topic,
+        key_columns=["k"],
+        format=Json(columns=["id", "k"]),
+        config={"topic.metadata.refresh.interval.ms": 200},
+    )
+    sink.write(rows(0, 100))
+    sink.flush()
+    out = MemorySink()
+    source = KafkaSource(
+        broker.bootstrap,
+        topics=[topic],
+        format=Json(schema),
+        metadata_columns=["_partition"],
+        discovery_interval=0.5,
+    )
+    pipeline = Pipeline(source).to(out)
+    results: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: results.append(pipeline.run(progress=False, checkpoint_interval=0.2))
+    )
+    runner.start()
+    try:
+        deadline = time.monotonic() + 90
+
+        def wait_rows(n: int) -> None:
+            while out.num_rows < n:
+                assert time.monotonic() < deadline and runner.is_alive(), f"read {out.num_rows} of {n}"
+                time.sleep(0.05)
+
+        wait_rows(100)
+        admin = AdminClient(broker.client)
+        admin.create_partitions([NewPartitions(topic, 4)])[topic].result(30)
+        assert wait_partitions(broker, topic) == 4
+        # Write until a message lands on a new partition: the sink's cached count expired.
+        written = 100
+        probe = Consumer({**broker.client, "group.id": "probe"})
+
+        def new_partitions_written() -> bool:
+            try:
+                return any(
+                    probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in (2, 3)
+                )
+            except KafkaException:  # the new partitions' leadership is still being set up
+                return False
+
+        while not new_partitions_written():
+            assert time.monotonic() < deadline, "the sink never wrote to the new partitions"
+            sink.write(rows(written, 10))
+            sink.flush()
+            written += 10
+            time.sleep(0.1)
+        probe.close()
+        sink.write(rows(written, 200))  # all of these with murmur2 over 4 partitions
+        sink.close()
+        total = written + 200
+        wait_rows(total)
+    finally:
+        pipeline.stop()
+        runner.join(60)
+    assert results and results[0].rows == total
+    got = out.table()
+    assert sorted(got.column("id").to_pylist()) == list(range(total))  # each row once
+    parts = dict(zip(got.column("id").to_pylist(), got.column("_partition").to_pylist(), strict=True))
+    keys = pa.array([f"key-{i}" for i in range(total)])
+    before = murmur2_partitions(keys, 2).tolist()
+    after = murmur2_partitions(keys, 4).tolist()
+    assert all(parts[i] == before[i] for i in range(100))
+    assert all(parts[i] == after[i] for i in range(written, total))
+    assert {parts[i] for i in range(written, total)} >= {2, 3}  # the new partitions were written and read
 
 
 def test_configuration_errors() -> None:
@@ -323,96 +431,21 @@ def test_configuration_errors() -> None:
         KafkaSource("h:1", topics=["a"], config={"enable.auto.commit": True})
     with pytest.raises(ConfigurationError, match="partitioner"):
         KafkaSink("h:1", topic="t", partitioner="sticky")
+    with pytest.raises(ConfigurationError, match=r"topic\.metadata\.refresh\.interval\.ms"):
+        KafkaSink("h:1", topic="t", config={"topic.metadata.refresh.interval.ms": "soon"})
 
 
-def test_exactly_once_transactions(broker: Broker, new_topic: Callable[..., str]) -> None:
-    """Protocol-level checks every test broker implements: init/begin/commit/abort and fencing.
-
-    Hiding aborted records from read_committed readers is asserted only against a real Kafka (the mock
-    and Tansu still deliver them)."""
-    topic = new_topic("tx")
-    prefix = f"p-{topic}"
-    sink = KafkaSink(
-        broker.bootstrap,
-        topic=topic,
-        guarantee="exactly-once",
-        transactional_id_prefix=prefix,
-        config=broker.pconf,
-        flush_timeout=5,
-    )
-    assert isinstance(sink, TransactionalKafkaSink)
-    sink.recover([])
-    sink.write(table(20).to_batches()[0])
-    committables = sink.prepare_commit()
-    assert committables == [
-        {"transactional_id": f"{prefix}-0", "transaction": sink._seq, "marker_topic": topic, "journal": []}
-    ]
-    sink.commit(committables)
-    sink.commit(committables)  # idempotent
-    assert sorted(read_bounded(broker, topic).column("id").to_pylist()) == list(range(20))
-    # An aborted transaction.
-    sink.write(table(5, start=100).to_batches()[0])
-    sink.flush()  # on the broker, inside the open transaction
-    sink.abort()
-    ids = sorted(read_bounded(broker, topic).column("id").to_pylist())
-    if broker.hides_aborted:
-        assert ids == list(range(20))
-    else:
-        assert ids == [*range(20), *range(100, 105)]  # known broker gap, see conftest
-    # A restarted run with the same transactional id fences this producer.
-    sink.write(table(3, start=200).to_batches()[0])
-    sink.prepare_commit()
-    restarted = KafkaSink(
-        broker.bootstrap,
-        topic=topic,
-        guarantee="exactly-once",
-        transactional_id_prefix=prefix,
-        config=broker.pconf,
-        flush_timeout=5,
-    )
-    assert isinstance(restarted, TransactionalKafkaSink)
-    restarted.recover([{"transactional_id": f"{prefix}-0", "transaction": 3}])
-    if broker.fences:
-        with pytest.raises(ConnectorError):
-            sink.commit([])
-    else:
-        sink.commit([])  # the mock cluster does not fence (known gap)
-    restarted.write(table(2, start=300).to_batches()[0])
-    restarted.close()
-    final = set(read_bounded(broker, topic).column("id").to_pylist())
-    assert {300, 301} <= final
-    if broker.hides_aborted:
-        assert not final & {200, 201, 202}
-
-
-def test_send_offsets_to_transaction(broker: Broker, new_topic: Callable[..., str]) -> None:
-    topic = new_topic("eo")
-    group = f"g-{topic}"
-    sink = KafkaSink(broker.bootstrap, topic=topic, guarantee="exactly-once", transactional_id_prefix=topic)
-    assert isinstance(sink, TransactionalKafkaSink)
-    sink.recover([])
-    sink.write(table(3).to_batches()[0])
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, **CONSUMER})
-    sink.send_offsets({f"{topic}:0": 42}, consumer.consumer_group_metadata())
-    sink.commit(sink.prepare_commit())
-    got = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-    # The mock cluster accepts TxnOffsetCommit but does not store it (known gap).
-    assert got[0].offset == (42 if broker.txn_offsets else -1001)
-    consumer.close()
-    sink.close()
-
-
-def test_write_after_close_raises(mock_broker: Broker) -> None:
-    sink = KafkaSink(mock_broker.bootstrap, topic="closed")
+def test_write_after_close_raises(broker: Broker) -> None:
+    sink = KafkaSink(broker.bootstrap, topic="closed")
     sink.close()
     with pytest.raises(ArrowflowError):
         sink.write(table(1).to_batches()[0])
 
 
-def test_lag_and_unbounded_read(mock_broker: Broker) -> None:
-    topic = mock_broker.topic("lag")
-    produce(mock_broker.bootstrap, topic, [(None, b"v")] * 10, partition=3)
-    src = KafkaSource(mock_broker.bootstrap, partitions=[f"{topic}:3"])
+def test_lag_and_unbounded_read(broker: Broker, new_topic: Callable[..., str]) -> None:
+    topic = new_topic("lag")
+    produce(broker, topic, [(None, b"v")] * 10, partition=3)
+    src = KafkaSource(broker.bootstrap, partitions=[f"{topic}:3"])
     assert not src.bounded
     reader = src.open(src.plan()[0])
     got = 0
@@ -421,45 +454,62 @@ def test_lag_and_unbounded_read(mock_broker: Broker) -> None:
         assert time.monotonic() < deadline
         b = reader.read_batch(4 - got, 0.5)
         got += b.num_rows if b is not None else 0
-    lag = reader.lag()
-    assert lag == 6
-    started = time.monotonic()
-    reader.read_batch(100, 0.3)
-    reader.read_batch(100, 0.3)
-    assert reader.read_batch(100, 0.2) is None
-    assert time.monotonic() - started < 3
+    assert reader.lag() == 6
+    rest = 0
+    while rest < 6:
+        assert time.monotonic() < deadline
+        b = reader.read_batch(100, 0.5)
+        rest += b.num_rows if b is not None else 0
+    assert rest == 6
+    assert reader.read_batch(100, 0.2) is None  # an unbounded read waits for more, never finishes
     assert reader.snapshot() == 10 and not reader.finished
+    assert reader.lag() == 0
     reader.close()
-    p = Producer({"bootstrap.servers": mock_broker.bootstrap, "log_level": 3})
-    del p
+
+
+def _timestamped(broker: Broker, topic: str, partition: int, stamps: list[int]) -> None:
+    p = Producer({**broker.client, "linger.ms": 1})
+    for i, ts in enumerate(stamps):
+        p.produce(topic, b"%d" % i, None, partition, timestamp=ts)
+    assert p.flush(30) == 0
 
 
 def test_timestamp_start_and_stop(broker: Broker, new_topic: Callable[..., str]) -> None:
-    """Exact offsets need a broker whose ``offsets_for_times`` works (real Kafka); the mock (-1) and
-    Tansu (0) answer wrongly, so there the read only has to be a well-formed, ordered slice."""
-    topic = new_topic("ts")
-    p = Producer({"bootstrap.servers": broker.bootstrap, "log_level": 3, **broker.pconf})
-    for i in range(10):
-        p.produce(topic, b"%d" % i, None, 0, timestamp=1_700_000_000_000 + 1000 * i)
-    assert p.flush(30) == 0
-    src = KafkaSource(
-        broker.bootstrap,
-        partitions=[f"{topic}:0"],
-        starting_offsets="timestamp",
-        starting_timestamp_ms=1_700_000_004_000,
-        stopping_offsets="timestamp",
-        stopping_timestamp_ms=1_700_000_007_500,
-        metadata_columns=["_offset"],
-    )
-    offsets = src.read_all().column("_offset").to_pylist()
-    if broker.offsets_for_times:
-        assert offsets == [4, 5, 6, 7]
-    else:
-        assert offsets == sorted(offsets) and set(offsets) <= set(range(10))
+    """``offsets_for_times`` (ListOffsets by timestamp) on the broker: the read is the exact slice of
+    offsets whose timestamps fall in ``[start, stop)``, per partition, and a bound past the last record
+    resolves to the end of the partition."""
+    topic = new_topic("ts", partitions=2)
+    t0 = 1_700_000_000_000
+    _timestamped(broker, topic, 0, [t0 + 1000 * i for i in range(10)])
+    _timestamped(broker, topic, 1, [t0 + 500 + 2000 * i for i in range(5)])  # t0+500, +2500, ... +8500
+
+    def read(start: int, stop: int | None) -> list[tuple[int, int]]:
+        src = KafkaSource(
+            broker.bootstrap,
+            topics=[topic],
+            starting_offsets="timestamp",
+            starting_timestamp_ms=start,
+            stopping_offsets="timestamp" if stop is not None else "latest",
+            stopping_timestamp_ms=stop,
+            metadata_columns=["_partition", "_offset"],
+        )
+        got = src.read_all()
+        return sorted(
+            zip(got.column("_partition").to_pylist(), got.column("_offset").to_pylist(), strict=True)
+        )
+
+    # [t0+4000, t0+7500): partition 0 offsets 4..7 (t0+4000 .. t0+7000); partition 1 offsets 2, 3
+    # (t0+4500, t0+6500).
+    assert read(t0 + 4000, t0 + 7500) == [(0, 4), (0, 5), (0, 6), (0, 7), (1, 2), (1, 3)]
+    # A start between two records starts at the next one; a stop past the last record reads to the end.
+    assert read(t0 + 8001, t0 + 60_000) == [(0, 9), (1, 4)]
+    # A start past every record reads nothing; a stop equal to a record's timestamp excludes it.
+    assert read(t0 + 60_000, None) == []
+    assert read(t0, t0 + 2500) == [(0, 0), (0, 1), (0, 2), (1, 0)]
 
 
-def test_key_format_partition_column_and_function(mock_broker: Broker) -> None:
-    topic = mock_broker.topic("kf")
+def test_key_format_partition_column_and_function(broker: Broker, new_topic: Callable[..., str]) -> None:
+    topic = new_topic("kf")
     batch = pa.record_batch(
         {
             "k1": pa.array([1, 2, 3, 4], pa.int64()),
@@ -467,10 +517,10 @@ def test_key_format_partition_column_and_function(mock_broker: Broker) -> None:
             "p": pa.array([3, 2, 1, 0], pa.int32()),
         }
     )
-    with KafkaSink(mock_broker.bootstrap, topic=topic, key_columns=["k1"], partition_column="p") as sink:
+    with KafkaSink(broker.bootstrap, topic=topic, key_columns=["k1"], partition_column="p") as sink:
         sink.write(batch)
     src = KafkaSource(
-        mock_broker.bootstrap,
+        broker.bootstrap,
         topics=[topic],
         stopping_offsets="latest",
         format=Json(pa.schema([("v", pa.string())])),
@@ -483,16 +533,16 @@ def test_key_format_partition_column_and_function(mock_broker: Broker) -> None:
     assert got.column("_partition").to_pylist() == [3, 2, 1, 0]  # the partition column, not murmur2
     assert got.column("_key").to_pylist()[0] == b'{"k1":1}'
 
-    topic2 = mock_broker.topic("fn")
+    topic2 = new_topic("fn")
 
     def by_parity(b: pa.RecordBatch, n: int) -> np.ndarray:
         assert n == 4
         return (b.column("k1").to_numpy() % 2).astype(np.int32)
 
-    with KafkaSink(mock_broker.bootstrap, topic=topic2, partitioner=by_parity) as sink:
+    with KafkaSink(broker.bootstrap, topic=topic2, partitioner=by_parity) as sink:
         sink.write(batch)
     got2 = KafkaSource(
-        mock_broker.bootstrap,
+        broker.bootstrap,
         topics=[topic2],
         stopping_offsets="latest",
         format=Json(pa.schema([("k1", pa.int64())])),
@@ -501,21 +551,23 @@ def test_key_format_partition_column_and_function(mock_broker: Broker) -> None:
     assert {(r["k1"], r["_partition"]) for r in got2.to_pylist()} == {(1, 1), (2, 0), (3, 1), (4, 0)}
 
 
-def test_large_batch_is_produced_in_order_with_failures_routed(mock_broker: Broker) -> None:
+def test_large_batch_is_produced_in_order_with_failures_routed(
+    broker: Broker, new_topic: Callable[..., str]
+) -> None:
     """A batch larger than the sink's encode chunk (pipelined encode/produce) keeps per-partition
     order, and encode failures in later chunks still reach the policy with their rows."""
-    topic = mock_broker.topic("big")
+    topic = new_topic("big")
     n = 40_000
     ids = np.arange(n, dtype=np.int64)
     score = ids.astype(np.float64)
     score[[5, 20_000, 39_999]] = np.nan  # Json(nan="error") fails these rows
     batch = pa.record_batch({"id": ids, "name": pa.array(["x"] * n), "score": score})
     dead = MemorySink()
-    with KafkaSink(mock_broker.bootstrap, topic=topic, partitioner="round-robin", error_policy=dead) as sink:
+    with KafkaSink(broker.bootstrap, topic=topic, partitioner="round-robin", error_policy=dead) as sink:
         sink.write(batch)
     assert dead.table().column("id").to_pylist() == [5, 20_000, 39_999]
     got = KafkaSource(
-        mock_broker.bootstrap,
+        broker.bootstrap,
         topics=[topic],
         stopping_offsets="latest",
         format=Json(pa.schema([("id", pa.int64())])),

@@ -53,12 +53,12 @@ def test_avro_confluent_round_trip_and_bad_payloads(broker: Broker, new_topic: C
     topic = new_topic()
     fmt = Avro(SCHEMA, schema_id=3)
     data = events(2_000).cast(fmt.schema)
-    with KafkaSink(broker.bootstrap, topic=topic, format=fmt, config=broker.pconf) as sink:
+    with KafkaSink(broker.bootstrap, topic=topic, format=fmt) as sink:
         sink.write_table(data)
     good = fmt.encode(data.slice(0, 1).to_batches()[0]).payloads[0].as_py()
     bad = [good[:-3], b"\x00\x00\x00\x00\x04" + good[5:], b"plain", good + b"\x00"]
-    produce(broker.bootstrap, topic, [(None, m) for m in bad], partition=2, **broker.pconf)
-    wait_partitions(broker.bootstrap, topic)
+    produce(broker, topic, [(None, m) for m in bad], partition=2)
+    wait_partitions(broker, topic)
 
     dead = MemorySink()
     src = KafkaSource(

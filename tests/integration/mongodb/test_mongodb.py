@@ -322,3 +322,17 @@ def test_change_stream_decodes_flat_documents_with_the_kernel(mongodb_uri: str, 
     last_token = dict(expected_changes[-1][1])
     assert kernel_position == general_position == last_token
     assert json.loads(json.dumps(kernel_position)) == kernel_position
+
+
+def test_schemaless_read_keeps_fields_first_seen_later(mongodb_uri: str, coll: str) -> None:
+    # Issue 19 (found by the bson_page fuzz target): without a schema a page kept only the fields
+    # of its first document; documents with other fields lost them.
+    import pymongo
+
+    docs = [{"_id": i, "a": i} if i % 3 else {"_id": i, "b": f"x{i}", "c": [i]} for i in range(30)]
+    with pymongo.MongoClient(mongodb_uri) as client:
+        client[DB][coll].insert_many(docs)
+    got = MongoSource(mongodb_uri, DB, coll).read_all()
+    assert sorted(got.column_names) == ["_id", "a", "b", "c"]
+    rows = sorted(got.to_pylist(), key=lambda r: r["_id"])
+    assert rows == [{"_id": d["_id"], "a": d.get("a"), "b": d.get("b"), "c": d.get("c")} for d in docs]

@@ -67,15 +67,22 @@ def _drain(reader: Any, max_rows: int = 64) -> pa.Table:
     return pa.Table.from_batches(got)
 
 
-def test_acks_on_commit_and_restart_from_ack_floor(nats_url: str, stream: str) -> None:
+@pytest.mark.parametrize("raw_pull", [True, False], ids=["pull-socket", "nats-py-fetch"])
+def test_acks_on_commit_and_restart_from_ack_floor(nats_url: str, stream: str, raw_pull: bool) -> None:
     t = make_table(300)
     with NatsJetStreamSink(nats_url, subject=f"{stream}.a", msg_id_column="id") as sink:
         sink.write_table(t)
     src = NatsJetStreamSource(
-        nats_url, stream=stream, durable="d", format=Json(t.schema), metadata_columns=["_sequence"]
+        nats_url,
+        stream=stream,
+        durable="d",
+        format=Json(t.schema),
+        metadata_columns=["_sequence"],
+        raw_pull=raw_pull,
     )
     split = src.plan()[0]
     r = src.open(split)
+    assert r._raw is raw_pull  # type: ignore[attr-defined]  # the path under test
     b = r.read_batch(100, 2.0)
     assert b is not None and b.num_rows == 100
     pos = r.snapshot()
@@ -122,7 +129,8 @@ def test_msg_ids_deduplicate_replays(nats_url: str, stream: str) -> None:
     assert everything.column("_subject").to_pylist().count(f"{stream}.b") == 10
 
 
-def test_subject_column_and_poison_messages(nats_url: str, stream: str) -> None:
+@pytest.mark.parametrize("raw_pull", [True, False], ids=["pull-socket", "nats-py-fetch"])
+def test_subject_column_and_poison_messages(nats_url: str, stream: str, raw_pull: bool) -> None:
     t = make_table(20)
     subjects = pa.array([f"{stream}.{'even' if i % 2 == 0 else 'odd'}" for i in range(20)])
     with NatsJetStreamSink(nats_url, subject_column="subj") as sink:
@@ -140,12 +148,73 @@ def test_subject_column_and_poison_messages(nats_url: str, stream: str) -> None:
         format=Json(t.schema),
         bounded=True,
         error_policy=dead,
+        raw_pull=raw_pull,
     )
     got = src.read_all(max_rows=7)
     assert sorted(got.column("id").to_pylist()) == list(range(0, 20, 2))
     letters = dead.table()
     assert letters.column("payload").to_pylist() == [b"{bad", b"42"]
     assert set(letters.schema.names) >= {"subject", "sequence", "error"}
+
+
+def test_both_read_paths_give_the_same_batches_metadata_included(nats_url: str, stream: str) -> None:
+    t = make_table(2_000)
+    with NatsJetStreamSink(nats_url, subject=f"{stream}.a", msg_id_column="id") as sink:
+        sink.write_table(t.slice(0, 1_500))
+    with NatsJetStreamSink(nats_url, subject=f"{stream}.b.c") as sink:  # headers without an id
+        sink.write_table(t.slice(1_500))
+    tables = {}
+    for raw in (True, False):
+        src = NatsJetStreamSource(
+            nats_url,
+            stream=stream,
+            durable=f"both{int(raw)}",
+            format=Json(t.schema),
+            metadata_columns=["_subject", "_sequence", "_timestamp"],
+            bounded=True,
+            raw_pull=raw,
+        )
+        tables[raw] = src.read_all(max_rows=300)
+    assert tables[True].equals(tables[False])
+    got = tables[True]
+    assert_same_rows(got.select(t.schema.names), t)
+    assert got.column("_sequence").to_pylist() == list(range(1, 2_001))
+    assert got.column("_subject").to_pylist() == [f"{stream}.a"] * 1_500 + [f"{stream}.b.c"] * 500
+    stored = _js(nats_url, lambda js: js.get_msg(stream, 1_700))
+    # The stored message's time (UTC), truncated to the column's microseconds as nats-py truncates it.
+    assert got.column("_timestamp")[1_699].as_py() == stored.time
+
+
+def test_a_lost_pull_connection_loses_nothing(nats_url: str, stream: str) -> None:
+    """The pull socket dies while messages are on their way to it: the reader recreates the consumer
+    after the last message it returned, so those messages come again (AckAll must not skip them)."""
+    t = make_table(1_000)
+    with NatsJetStreamSink(nats_url, subject=f"{stream}.a", msg_id_column="id") as sink:
+        sink.write_table(t)
+    src = NatsJetStreamSource(nats_url, stream=stream, durable="lost", format=Json(t.schema))
+    r = src.open(src.plan()[0])
+    got = [r.read_batch(100, 5.0)]
+    assert got[0] is not None and got[0].num_rows == 100
+    r.commit(r.snapshot())
+    pull = r._pull  # type: ignore[attr-defined]
+    # A request for 500 more is answered into the socket, then the connection drops unread.
+    pull._request(500, expires=None)
+    while len(pull._buf) < 100_000:
+        assert pull._recv(5.0), "the server did not deliver the requested messages"
+    pull._sock.shutdown(2)
+    lost = 0
+    while sum(b.num_rows for b in got) < 1_000:
+        b = r.read_batch(300, 2.0)
+        if b is None:
+            lost += 1
+            assert lost < 10, f"stuck at {sum(b.num_rows for b in got)} rows"
+            continue
+        got.append(b)
+        r.commit(r.snapshot())
+    assert lost >= 1  # the failed read
+    assert_same_rows(pa.Table.from_batches(got), t)
+    assert _info(nats_url, stream, "lost").ack_floor.stream_seq == 1_000
+    r.close()
 
 
 def test_config_errors(nats_url: str) -> None:

@@ -130,6 +130,27 @@ def test_exclusive_resume_from_position_skips_returned_rows(pulsar_url: str) -> 
     assert sorted(ids) == list(range(500))
 
 
+def test_exclusive_resume_without_bounds_skips_returned_rows(pulsar_url: str) -> None:
+    """The unbounded exclusive reader of one topic (its fast path: ids compared per received chunk)
+    skips what the broker redelivers up to the position, in whole chunks and inside a chunk."""
+    topic = _topic()
+    _write(pulsar_url, topic, make_table(500), batching_max_messages=32)
+    src = PulsarSource(pulsar_url, topics=topic, subscription="fast", format=Json(SCHEMA))
+    reader = src.open(src.plan()[0])
+    assert reader._fast and reader._only_topic is not None  # type: ignore[attr-defined]  # the path under test
+    first = _read_ids(reader, 150, max_rows=37)
+    position = json.loads(json.dumps(reader.snapshot()))
+    reader.close()  # nothing committed: the broker redelivers all 500, the position filters 150
+    resumed = src.open(src.plan()[0], position)
+    rest = _read_ids(resumed, 350, max_rows=1000)
+    assert resumed.read_batch(1000, 1.0) is None, "a message returned before the position came back"
+    resumed.close()
+    ids = (
+        pa.concat_tables([pa.Table.from_batches(first), pa.Table.from_batches(rest)]).column("id").to_pylist()
+    )
+    assert sorted(ids) == list(range(500))
+
+
 def _read_to_end(reader: Any) -> list[pa.RecordBatch]:
     """Every batch a bounded reader returns until it is finished."""
     out = []

@@ -175,7 +175,6 @@ def test_kafka_sink(ray_session: Any, input_dir: tuple[Path, pa.Table], kafka_bo
             "bootstrap.servers": kafka_bootstrap,
             "group.id": f"g-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
             "log_level": 3,
         }
     )
@@ -234,7 +233,6 @@ def test_transactional_kafka_sink_with_task_commit(
             "group.id": f"g-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
-            "session.timeout.ms": 6000,
             "log_level": 3,
         }
     )

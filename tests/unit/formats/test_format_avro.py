@@ -211,3 +211,29 @@ def test_schema_registry_round_trip_with_evolution(registry_url: str, batch8: pa
     # One lookup per id, then cached.
     reader.decode(payloads)
     assert _Registry.requests.count("/schemas/ids/1") == 1
+
+
+def test_values_python_cannot_hold_fail_their_row_not_the_call() -> None:
+    # Found by the avro_encode fuzz target: on the fastavro path (here: an array field, outside the
+    # kernel's scope) a timestamp beyond datetime's range made batch.to_pylist() raise OverflowError
+    # for the whole call.
+    fmt = Avro(
+        {
+            "type": "record",
+            "name": "R",
+            "fields": [
+                {"name": "t", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+                {"name": "a", "type": {"type": "array", "items": "long"}},
+            ],
+        }
+    )
+    ms = pa.array([6795574959383183360, 0, -(2**62), None], pa.int64()).cast(pa.timestamp("ms", "UTC"))
+    encoded = fmt.encode(pa.record_batch({"t": ms, "a": [[1], [2], [3], []]}))
+    assert encoded.failed.tolist() == [0, 2]
+    assert all("Python cannot hold" in e for e in encoded.errors)
+    good = encoded.payloads.filter(encoded.payloads.is_valid())
+    # (a failed row in the middle must not shift the payloads after it)
+    assert fmt.decode(good).batch.to_pylist() == [
+        {"t": datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc), "a": [2]},
+        {"t": None, "a": []},
+    ]

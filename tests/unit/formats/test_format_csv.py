@@ -97,3 +97,13 @@ def test_hypothesis_round_trip(rows: list[tuple]) -> None:
     decoded = fmt.decode(fmt.encode(batch).payloads)
     assert decoded.failed.size == 0, decoded.errors
     assert _same(decoded.batch, batch)
+
+
+def test_a_call_of_only_empty_payloads_decodes_like_any_other() -> None:
+    # Found by the csv_format fuzz target: with every payload empty the data buffer is empty and
+    # the trailing-newline probe indexed it (IndexError for the whole call). An empty payload is a
+    # record of nulls, alone as among others.
+    fmt = Csv(pa.schema([("a", pa.int64()), ("b", pa.string())]))
+    nulls = {"a": None, "b": None}
+    assert fmt.decode(pa.array([b"", b""], pa.binary())).batch.to_pylist() == [nulls, nulls]
+    assert fmt.decode(pa.array([b"", b"5,x"], pa.binary())).batch.to_pylist() == [nulls, {"a": 5, "b": "x"}]

@@ -46,6 +46,24 @@ def test_dead_letter_gets_payload_metadata_and_error() -> None:
     assert dead.column("why")[1].as_py() == "null payload"
 
 
+def test_metadata_from_a_function_is_built_only_when_a_payload_fails() -> None:
+    calls: list[int] = []
+
+    def metadata() -> pa.RecordBatch:
+        calls.append(1)
+        return METADATA
+
+    sink = MemorySink()
+    good = pa.array([b'{"a":1,"b":"x"}', b'{"a":3}'], pa.binary())
+    batch, _rows = decode_with_policy(Json(SCHEMA), good, DeadLetter(sink=sink), metadata)
+    assert batch.num_rows == 2 and calls == [] and not sink.batches
+    decode_with_policy(Json(SCHEMA), PAYLOADS, DeadLetter(sink=sink, error_column="why"), metadata)
+    assert calls == [1]
+    assert sink.batches[0].column("_offset").to_pylist() == [11, 13]
+    with pytest.raises(ValueError, match="metadata has 5 rows for 2 payloads"):
+        decode_with_policy(Json(SCHEMA), pa.array([b"{bad", b"{"], pa.binary()), "skip", metadata)
+
+
 def test_encode_with_policy_sends_rows_to_dead_letter() -> None:
     batch = pa.RecordBatch.from_pydict({"x": [1.0, float("nan"), 2.0, float("inf")], "k": [0, 1, 2, 3]})
     sink = CollectingSink()

@@ -50,3 +50,28 @@ def test_arrow_ipc_row_api_and_multi_row_payloads(batch8: pa.RecordBatch) -> Non
     assert decoded.batch.equals(pa.concat_batches([batch8.slice(0, 2), batch8.slice(5, 3)]))
     assert decoded.row_indices.tolist() == [0, 1, 3, 3, 3]
     assert decoded.failed.tolist() == [2, 4]
+
+
+def _hostile_ipc() -> bytes:
+    """An IPC stream whose string column has a middle offset a gigabyte past its data (the writer
+    copies buffers as they are; the reader checks only their sizes)."""
+    import numpy as np
+    import pyarrow.ipc as ipc
+
+    offsets = pa.py_buffer(np.array([0, 1 << 30, 2], np.int32).tobytes())
+    column = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(b"ok")])
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, pa.schema([("s", pa.string())])) as writer:
+        writer.write_batch(pa.record_batch([column], names=["s"]))
+    return sink.getvalue().to_pybytes()
+
+
+def test_arrow_ipc_refuses_invalid_data_in_a_well_formed_stream() -> None:
+    payload = _hostile_ipc()
+    import pyarrow.ipc as ipc
+
+    assert ipc.open_stream(payload).read_all().num_rows == 2  # pyarrow alone accepts it
+    with pytest.raises(SerializationError, match="not a valid Arrow IPC stream"):
+        ArrowIpc().decode_batch(payload)
+    decoded = ArrowIpc().decode(pa.array([payload], pa.binary()))
+    assert decoded.failed.tolist() == [0] and decoded.batch.num_rows == 0

@@ -17,7 +17,7 @@ from ...writer import AsyncBatchWriter, BatchingConfig
 from .common import contiguous_bytes
 from .config import AwsConfig, RawJsonCall, is_retryable_aws_error
 
-__all__ = ["AWS_LEGACY_BATCHING", "AwsSink"]
+__all__ = ["AWS_LEGACY_BATCHING", "AwsSink", "put_batching"]
 
 #: 0.1.0's request and retry options of the AWS sinks (now in ``batching``).
 AWS_LEGACY_BATCHING = (
@@ -31,6 +31,23 @@ AWS_LEGACY_BATCHING = (
     "initial_backoff",
     "max_backoff",
 )
+
+
+def put_batching(*, max_request_bytes: int, max_record_bytes: int) -> BatchingConfig:
+    """The batching of a batch-put sink (PutRecords, PutRecordBatch) unless configured: 500 records a
+    request and the API's byte limits, 4 requests in flight, 1 s in the buffer, up to 11 attempts
+    with 0.1 s -> 5 s backoff."""
+    return BatchingConfig(
+        max_request_rows=500,
+        max_request_bytes=max_request_bytes,
+        max_record_bytes=max_record_bytes,
+        max_in_flight=4,
+        max_buffered_rows=20_000,
+        max_time_in_buffer=1.0,
+        initial_backoff=0.1,
+        max_backoff=5.0,
+        max_attempts=11,
+    )
 
 
 class _SinkConfig(Protocol):
@@ -55,6 +72,9 @@ class AwsSink(ConfigAttributes, AsyncBatchWriter, Generic[C]):
 
     service: ClassVar[str]
     operation: ClassVar[str]
+    #: ``(failed count key, per-record results key)`` of the operation's answer, when it has them:
+    #: answers without failures skip botocore's parsing of the results (see :class:`RawJsonCall`).
+    lean_answer: ClassVar[tuple[str, str] | None] = None
 
     def __init__(
         self,
@@ -96,7 +116,7 @@ class AwsSink(ConfigAttributes, AsyncBatchWriter, Generic[C]):
     def _raw_call(self) -> RawJsonCall:
         with self._client_lock:
             if self._raw is None:
-                self._raw = RawJsonCall(self._get_client(), self.operation)
+                self._raw = RawJsonCall(self._get_client(), self.operation, lean_answer=self.lean_answer)
             return self._raw
 
     def entry_sizes(self, entries: pa.StructArray) -> np.ndarray:

@@ -69,7 +69,7 @@ def decode_messages(
     fmt: Format,
     error_policy: ErrorPolicyLike,
     payloads: pa.Array,
-    context: pa.RecordBatch | None,
+    context: pa.RecordBatch | Callable[[], pa.RecordBatch] | None,
     wanted: Sequence[str],
     types: Mapping[str, pa.DataType],
     metadata: Mapping[str, Callable[[], Any]],
@@ -78,7 +78,8 @@ def decode_messages(
     metadata columns.
 
     Payloads that fail go to ``error_policy`` as rows ``payload`` + ``context``'s columns (the
-    message's identity: topic, id, ...). ``metadata[name]()`` returns a column's values for every
+    message's identity: topic, id, ...; a function returning them is called only when a payload
+    failed). ``metadata[name]()`` returns a column's values for every
     payload (an Arrow array or a list, cast to ``types[name]``), of which the decoded rows are kept;
     only ``wanted`` columns are built. No row loop here beyond what the client handed over.
     """
@@ -272,7 +273,7 @@ class MessageReader(SplitReader):
     def decode(
         self,
         payloads: pa.Array,
-        context: pa.RecordBatch | None,
+        context: pa.RecordBatch | Callable[[], pa.RecordBatch] | None,
         metadata: Mapping[str, Callable[[], Any]],
     ) -> pa.RecordBatch:
         """:func:`decode_messages` with the source's format, error policy and metadata columns."""

@@ -8,16 +8,18 @@ See :mod:`.source` and :mod:`.sink` for the contracts (positions, monitoring, th
 from __future__ import annotations
 
 from .formats import FORMAT_ALIASES, FileFormat, file_format
-from .sink import FileSink, FileSinkConfig, RollingPolicy
+from .sink import CommittedPartition, FileSink, FileSinkConfig, PartitionCommit, RollingPolicy
 from .source import FileSource, FileSourceConfig
 
 __all__ = [
     "FORMAT_ALIASES",
+    "CommittedPartition",
     "FileFormat",
     "FileSink",
     "FileSinkConfig",
     "FileSource",
     "FileSourceConfig",
+    "PartitionCommit",
     "RollingPolicy",
     "file_format",
 ]

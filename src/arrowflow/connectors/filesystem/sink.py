@@ -32,6 +32,21 @@ reader restores them from the path). ``bucket`` is a strftime template: over ``b
 directory comes first (``null`` for a null ``bucket_column``), then the partition directories. Rows
 are routed with one vectorized ``group_by`` per batch (no Python per row); each group is one ``take``.
 
+Partition commit on watermark (Flink's ``sink.partition-commit``). With ``partition_commit=
+PartitionCommit(...)`` the sink tracks, for every directory it wrote to, the end of the event-time
+period its rows belong to: per row ``floor(time / every) * every + every`` over ``time_column`` (default
+``bucket_column``; a timestamp, date or int64 epoch-milliseconds column), the maximum per directory.
+When the pipeline's watermark (:meth:`on_watermark`) has reached ``end + delay`` at a checkpoint, the
+directory is *complete*: ``prepare_commit`` adds a partition committable after the file committables,
+and ``commit`` - after renaming the files, so a reader never sees the marker before the data - writes
+the ``success_file`` (``_SUCCESS``, hidden from readers) and calls ``callback(CommittedPartition)``
+(e.g. to register the partition in a catalog). Directories not yet complete travel in every
+checkpoint's committables as ``open_partition`` entries, so a restarted sink (``recover``) still commits
+them later. ``commit`` is idempotent for the success file; the callback may run again for the same
+partition after a crash between the rename and the checkpoint's completion (at-least-once), and it runs
+again if rows arrive for a partition already committed (late rows kept on purpose). Without a
+pipeline, call ``on_watermark`` yourself before ``flush``/``close``.
+
 ``write`` blocks on file-system writes only. A write error propagates; the files of the current epoch
 are then garbage that ``abort`` or the next ``recover`` removes. Rolling by age and inactivity is
 checked on every ``write`` (there is no timer thread); at the latest, every checkpoint rolls every file.
@@ -40,10 +55,12 @@ checked on every ``write`` (there is no timer thread); at the latest, every chec
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -52,10 +69,11 @@ import pyarrow as pa
 from ...config import check_positive, check_type
 from ...errors import ArrowflowError, ConfigurationError, ConnectorError
 from ...sink import Committable, TwoPhaseSink
+from ...time import MIN_WATERMARK, DurationLike, duration_us, event_time_us, to_datetime
 from .formats import FileFormat, FileWriter, file_format
-from .paths import encode_hive_segment, is_local, join, relative, resolve
+from .paths import decode_hive_segment, encode_hive_segment, is_local, join, relative, resolve
 
-__all__ = ["FileSink", "FileSinkConfig", "RollingPolicy"]
+__all__ = ["CommittedPartition", "FileSink", "FileSinkConfig", "PartitionCommit", "RollingPolicy"]
 
 _INPROGRESS = ".inprogress"
 _PENDING = ".pending"
@@ -87,6 +105,70 @@ class RollingPolicy:
             check_positive(f"rolling.{name}", value, allow_none=True)
         check_positive("rolling.max_age_s", self.max_age_s, allow_none=True)
         check_positive("rolling.inactivity_s", self.inactivity_s, allow_none=True)
+
+
+#: strftime directives -> the period they name, finest first (calendar months and years have none).
+_TEMPLATE_PERIODS: tuple[tuple[str, str], ...] = (
+    *(("%S", "1s"), ("%T", "1s"), ("%M", "1m"), ("%R", "1m"), ("%H", "1h"), ("%I", "1h")),
+    *(("%d", "1d"), ("%e", "1d"), ("%j", "1d"), ("%F", "1d"), ("%D", "1d")),
+)
+
+
+@dataclass(frozen=True)
+class CommittedPartition:
+    """What a partition-commit callback receives: the directory (absolute on the sink's file system and
+    relative to its base), the end of its event-time period, and the Hive ``key=value`` pairs of its path."""
+
+    path: str
+    directory: str
+    end: datetime | None
+    values: Mapping[str, str | None]
+    filesystem: Any = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PartitionCommit:
+    """Commit event-time partitions once the watermark passes their end (see the module docstring).
+
+    ``every``: the length of a partition's period (a duration: ``"1h"``, seconds, ``timedelta``);
+    inferred from a ``bucket`` template's finest field (``%H`` -> 1 hour, ``%M`` -> 1 minute, ``%d`` ->
+    1 day, ``%S`` -> 1 second) when not given. ``time_column``: the event-time column the period is
+    taken from (default: ``bucket_column``). ``delay``: how long after the period's end to wait. Window
+    results need none when bucketed by ``window_end``, nor by ``window_start`` for tumbling windows
+    (the last window starting in a period ends with it: a window emits its rows before the watermark
+    passes its end); sliding windows bucketed by ``window_start`` need ``size - slide``; sessions
+    bucketed by ``window_start`` cannot be bounded (bucket them by ``window_end``). ``success_file``:
+    the marker file name, or ``None`` for none. ``callback``: ``fn(CommittedPartition)``, or ``None``.
+    """
+
+    every: DurationLike | None = None
+    time_column: str | None = None
+    delay: DurationLike = 0
+    success_file: str | None = "_SUCCESS"
+    callback: Callable[[CommittedPartition], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.every is not None:
+            duration_us(self.every, "partition_commit.every", allow_zero=False)
+        duration_us(self.delay, "partition_commit.delay")
+        check_type("partition_commit.time_column", self.time_column, str, allow_none=True)
+        check_type("partition_commit.success_file", self.success_file, str, allow_none=True)
+        if self.success_file is not None and (
+            not self.success_file or "/" in self.success_file or self.success_file[0] not in "._"
+        ):
+            raise ConfigurationError(
+                "partition_commit.success_file must be a file name starting with '_' or '.' (hidden from "
+                f"readers), got {self.success_file!r}",
+                option="partition_commit.success_file",
+            )
+        if self.callback is not None and not callable(self.callback):
+            raise ConfigurationError(
+                "partition_commit.callback must be callable", option="partition_commit.callback"
+            )
+        if self.success_file is None and self.callback is None:
+            raise ConfigurationError(
+                "partition_commit needs a success_file, a callback, or both", option="partition_commit"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +203,11 @@ class FileSinkConfig:
     fsync: bool = True
     """Fsync files and directories before a checkpoint counts (local file systems); ``False`` trades
     durability for speed."""
+    partition_commit: PartitionCommit | None = None
+    """Commit event-time partitions (``_SUCCESS``, a callback) once the watermark passes their end."""
     file_format: FileFormat = field(init=False)
+    #: Resolved from ``partition_commit``: (time column, period, delay) in microseconds.
+    commit_period: tuple[str, int, int] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         check_type("path", self.path, (str, os.PathLike))
@@ -168,6 +254,34 @@ class FileSinkConfig:
                 option="compression",
             )
 
+        check_type("partition_commit", self.partition_commit, PartitionCommit, allow_none=True)
+        pc_ = self.partition_commit
+        if pc_ is not None:
+            column = pc_.time_column or self.bucket_column
+            if column is None:
+                raise ConfigurationError(
+                    "partition_commit needs an event-time column: bucket_column or "
+                    "partition_commit.time_column",
+                    option="partition_commit",
+                )
+            every = pc_.every
+            if every is None:
+                every = _template_period(self.bucket) if pc_.time_column is None else None
+                if every is None:
+                    raise ConfigurationError(
+                        "partition_commit.every is needed (it cannot be read from the bucket template)",
+                        option="partition_commit.every",
+                    )
+            object.__setattr__(
+                self,
+                "commit_period",
+                (
+                    column,
+                    duration_us(every, "partition_commit.every", allow_zero=False),
+                    duration_us(pc_.delay, "partition_commit.delay"),
+                ),
+            )
+
     @property
     def default_suffix(self) -> str:
         suffix = self.file_format.suffix
@@ -211,6 +325,7 @@ class FileSink(TwoPhaseSink):
         writer_options: Mapping[str, Any] | None = None,
         filesystem: Any = None,
         fsync: bool = True,
+        partition_commit: PartitionCommit | None = None,
     ) -> None:
         self.config = FileSinkConfig(
             path=path,
@@ -225,6 +340,7 @@ class FileSink(TwoPhaseSink):
             writer_options=dict(writer_options or {}),
             filesystem=filesystem,
             fsync=fsync,
+            partition_commit=partition_commit,
         )
         self.fs, self.base = resolve(path, filesystem)
         self.fs.create_dir(self.base, recursive=True)
@@ -237,6 +353,10 @@ class FileSink(TwoPhaseSink):
         self._made_dirs: set[str] = {""}
         self.rows_written = 0
         self.files_committed = 0
+        #: Directories written to and not yet committed as partitions -> end of their period (us).
+        self._partitions: dict[str, int] = {}
+        self._watermark = MIN_WATERMARK
+        self.partitions_committed = 0
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -245,22 +365,37 @@ class FileSink(TwoPhaseSink):
             raise ArrowflowError("write() on a closed FileSink")
         if batch.num_rows:
             now = time.monotonic()
-            for rel_dir, part in self._route(batch):
+            for rel_dir, part, end in self._route(batch):
+                if end is not None and end > self._partitions.get(rel_dir, MIN_WATERMARK):
+                    self._partitions[rel_dir] = end
                 self._append(rel_dir, part, now)
             self.rows_written += batch.num_rows
             self._roll_by_time(now)
 
-    def _route(self, batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch]]:
-        """``(relative directory, rows for it)`` pairs: bucket and partition columns grouped vectorized."""
+    def _route(self, batch: pa.RecordBatch) -> Iterator[tuple[str, pa.RecordBatch, int | None]]:
+        """``(relative directory, rows for it, end of its period or None)``: bucket and partition columns
+        grouped vectorized (the period's end only with ``partition_commit``)."""
         cfg = self.config
         keys = list(cfg.partition_by or ())
-        missing = [
-            k
-            for k in [*keys, *([cfg.bucket_column] if cfg.bucket_column else [])]
-            if k not in batch.schema.names
+        period = cfg.commit_period
+        needed = [
+            *keys,
+            *([cfg.bucket_column] if cfg.bucket_column else []),
+            *([period[0]] if period else []),
         ]
+        missing = [k for k in needed if k not in batch.schema.names]
         if missing:
-            raise ArrowflowError(f"FileSink: batch has no column(s) {missing} (partition_by/bucket_column)")
+            raise ArrowflowError(
+                f"FileSink: batch has no column(s) {missing} (partition_by/bucket_column/partition_commit)"
+            )
+        ends: np.ndarray | None = None
+        if period is not None:
+            us = event_time_us(batch.column(period[0]), f"partition_commit time column {period[0]!r}")
+            t = us.fill_null(0).to_numpy(zero_copy_only=False)
+            ends = np.floor_divide(t, period[1]) * period[1] + period[1]
+            if us.null_count:
+                # A row without event time belongs to no period: its directory is never complete.
+                ends[us.is_null().to_numpy(zero_copy_only=False)] = MIN_WATERMARK
         data = batch.drop_columns(keys) if keys else batch
         fixed_bucket: str | None = None
         columns: dict[str, pa.Array] = {}
@@ -272,13 +407,18 @@ class FileSink(TwoPhaseSink):
         for i, k in enumerate(keys):
             columns[f"__k{i}"] = batch.column(k)
         if not columns:
-            yield fixed_bucket or "", data
+            yield fixed_bucket or "", data, None if ends is None else int(ends.max())
             return
         names = list(columns)
         table = pa.table({**columns, "__row": pa.array(np.arange(batch.num_rows, dtype=np.int64))})
-        groups = table.group_by(names, use_threads=False).aggregate([("__row", "list")])
+        aggregates: list[tuple[str, str]] = [("__row", "list")]
+        if ends is not None:
+            table = table.append_column("__end", pa.array(ends))
+            aggregates.append(("__end", "max"))
+        groups = table.group_by(names, use_threads=False).aggregate(aggregates)
         values = groups.select(names).to_pylist()  # one dict per *group*, not per row
         rows = groups.column("__row_list")
+        group_ends = groups.column("__end_max").to_pylist() if ends is not None else None
         for g, group_values in enumerate(values):
             segments = [fixed_bucket or ""]
             if "__bucket" in group_values:
@@ -287,10 +427,11 @@ class FileSink(TwoPhaseSink):
                 segments.append(_NULL_BUCKET if b is None else b)
             segments += [encode_hive_segment(k, group_values[f"__k{i}"]) for i, k in enumerate(keys)]
             rel_dir = join(*segments)
+            end = None if group_ends is None else group_ends[g]
             if len(values) == 1:
-                yield rel_dir, data
+                yield rel_dir, data, end
             else:
-                yield rel_dir, data.take(rows[g].values)
+                yield rel_dir, data.take(rows[g].values), end
 
     def _append(self, rel_dir: str, batch: pa.RecordBatch, now: float) -> None:
         policy = self.config.rolling
@@ -361,23 +502,44 @@ class FileSink(TwoPhaseSink):
 
     # -- two-phase commit --------------------------------------------------------------------------
 
+    def on_watermark(self, watermark: int) -> None:
+        """Event time reached ``watermark``: partitions ending by then are committed at the next
+        checkpoint (see the module docstring)."""
+        if watermark > self._watermark:
+            self._watermark = watermark
+
     def prepare_commit(self) -> list[Committable]:
-        """Close every in-progress file; return every pending file since the last call."""
+        """Close every in-progress file; return every pending file since the last call, then the
+        partitions complete at the current watermark and the ones still open."""
         if self._closed:
             return []
         for rel_dir in list(self._open):
             self._roll(rel_dir)
         out, self._pending = self._pending, []
         self._sync_dirs(c["pending"] for c in out)
-        return out
+        return out + self._partition_committables()
+
+    def _partition_committables(self) -> list[Committable]:
+        period = self.config.commit_period
+        if period is None or not self._partitions:
+            return []
+        delay = period[2]
+        done = [(d, e) for d, e in self._partitions.items() if self._watermark - delay >= e]
+        for d, _ in done:
+            del self._partitions[d]
+        return [{"partition": d, "end": e} for d, e in sorted(done)] + [
+            {"open_partition": d, "end": e} for d, e in sorted(self._partitions.items())
+        ]
 
     def commit(self, committables: Sequence[Committable]) -> None:
-        """Rename pending files to their final names. Idempotent (see the module docstring)."""
+        """Rename pending files to their final names, then commit complete partitions. Idempotent (see
+        the module docstring)."""
         import pyarrow.fs as pafs
 
         if not committables:
             return
-        for c in committables:
+        files = [c for c in committables if "pending" in c]
+        for c in files:
             pending, final = join(self.base, c["pending"]), join(self.base, c["final"])
             pinfo, finfo = self.fs.get_file_info([pending, final])
             if pinfo.type == pafs.FileType.File:
@@ -387,14 +549,41 @@ class FileSink(TwoPhaseSink):
                 raise ConnectorError(
                     f"FileSink: cannot commit {final!r}: neither it nor its pending file {pending!r} exists"
                 )
-        self._sync_dirs(c["final"] for c in committables)
+        self._sync_dirs(c["final"] for c in files)
+        for c in committables:
+            if "partition" in c:
+                self._commit_partition(str(c["partition"]), int(c["end"]))
+
+    def _commit_partition(self, rel_dir: str, end: int) -> None:
+        policy = self.config.partition_commit
+        assert policy is not None
+        path = join(self.base, rel_dir) if rel_dir else self.base
+        if policy.success_file is not None:
+            marker = join(path, policy.success_file)
+            with self.fs.open_output_stream(marker):
+                pass
+            if self._local and self.config.fsync:
+                _fsync(marker)
+                _fsync(path)
+        if policy.callback is not None:
+            values = {}
+            for segment in rel_dir.split("/"):
+                kv = decode_hive_segment(segment)
+                if kv is not None:
+                    values[kv[0]] = kv[1]
+            policy.callback(CommittedPartition(path, rel_dir, to_datetime(end), values, self.fs))
+        self.partitions_committed += 1
 
     def recover(self, committables: Sequence[Committable]) -> None:
         """Commit the checkpoint's files, then delete this prefix's other in-progress/pending files."""
         import pyarrow.fs as pafs
 
         self.commit(committables)
-        keep = {c["pending"] for c in committables}
+        for c in committables:
+            if "open_partition" in c:
+                d, e = str(c["open_partition"]), int(c["end"])
+                self._partitions[d] = max(e, self._partitions.get(d, MIN_WATERMARK))
+        keep = {c["pending"] for c in committables if "pending" in c}
         keep |= {p.inprogress for p in self._open.values()}
         keep |= {c["pending"] for c in self._pending}
         if self.fs.get_file_info(self.base).type != pafs.FileType.Directory:
@@ -441,6 +630,8 @@ class FileSink(TwoPhaseSink):
             "rows_written": self.rows_written,
             "files_committed": self.files_committed,
             "files_open": len(self._open),
+            "partitions_committed": self.partitions_committed,
+            "partitions_open": len(self._partitions),
         }
 
     # -- durability --------------------------------------------------------------------------------
@@ -459,6 +650,17 @@ def _fsync(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _template_period(template: str | None) -> str | None:
+    """The period a bucket template names by its finest field (``None``: none with a fixed length)."""
+    if template is None:
+        return None
+    found = set(re.findall(r"%[A-Za-z]", template))
+    for directive, period in _TEMPLATE_PERIODS:
+        if directive in found:
+            return period
+    return None
 
 
 def _strftime(arr: pa.Array, template: str) -> pa.Array:

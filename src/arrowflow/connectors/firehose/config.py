@@ -7,23 +7,13 @@ from dataclasses import dataclass
 from ...config import check_name, check_type
 from ...formats import Format
 from ...writer import BatchingConfig, check_batching_limits, legacy_batching
-from .._aws.sink import AWS_LEGACY_BATCHING
+from .._aws.sink import AWS_LEGACY_BATCHING, put_batching
 
 __all__ = ["FIREHOSE_BATCHING", "FirehoseSinkConfig"]
 
 #: The sink's batching unless configured: PutRecordBatch's limits (500 records, 4 MiB a request,
 #: 1000 KiB a record), 4 requests in flight, 1 s in the buffer, up to 11 attempts, 0.1 s -> 5 s.
-FIREHOSE_BATCHING = BatchingConfig(
-    max_request_rows=500,
-    max_request_bytes=4 * 1024 * 1024,
-    max_record_bytes=1000 * 1024,
-    max_in_flight=4,
-    max_buffered_rows=20_000,
-    max_time_in_buffer=1.0,
-    initial_backoff=0.1,
-    max_backoff=5.0,
-    max_attempts=11,
-)
+FIREHOSE_BATCHING = put_batching(max_request_bytes=4 * 1024 * 1024, max_record_bytes=1000 * 1024)
 
 
 @legacy_batching(*AWS_LEGACY_BATCHING)

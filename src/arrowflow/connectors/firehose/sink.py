@@ -48,6 +48,7 @@ class FirehoseSink(AwsSink[FirehoseSinkConfig]):
     name = "firehose"
     service = "firehose"
     operation = "put_record_batch"
+    lean_answer = ("FailedPutCount", "RequestResponses")
 
     def __init__(
         self,

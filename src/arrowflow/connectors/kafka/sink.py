@@ -19,20 +19,27 @@ Contract:
 * ``flush`` (``at-least-once``) waits for every message to be acknowledged (``flush_timeout``): a
   message still undelivered then raises :class:`~arrowflow.errors.ConnectorError`; messages whose
   delivery failed go to the error policy as rows ``topic, partition, key, value, error`` (``"fail"``
-  raises). With ``guarantee="none"`` ``flush`` only serves delivery reports. ``at-least-once``
-  enables the idempotent producer by default.
+  raises). A *fatal* producer error (a transactional producer fenced by a newer instance, a broken
+  idempotence sequence) is the sink's failure, not the rows': ``write``/``flush`` raise
+  :class:`~arrowflow.errors.ConnectorError` and no row goes to the error policy (a pipeline then
+  fails and resumes from its checkpoint). With ``guarantee="none"`` ``flush`` only serves delivery
+  reports. ``at-least-once`` enables the idempotent producer by default.
 * ``exactly-once``: :class:`~arrowflow.connectors.kafka.transactional.TransactionalKafkaSink`
   (``KafkaSink(..., guarantee="exactly-once")`` returns one): one Kafka transaction per checkpoint,
   committed after the checkpoint is durable; its module states how a crash between the two is
   recovered without loss.
-* Partition counts come from metadata, are cached per topic, and are refreshed when the client
-  reports an unknown partition.
+* Partition counts come from metadata and are cached per topic for librdkafka's
+  ``topic.metadata.refresh.interval.ms`` (default 300000; ``-1`` caches forever), so partitions added
+  to a live topic (CreatePartitions) get their share of the keys once the count is that old, as with
+  the Java client after ``metadata.max.age.ms``; an unknown partition reported by the client refreshes
+  the count at once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -45,7 +52,7 @@ from ...errors import ArrowflowError, ConfigurationError, ConnectorError
 from ...formats import Format, Json
 from ...formats.base import as_binary
 from ...sink import Sink, TwoPhaseSink
-from .admin import client_config
+from .admin import ClientErrors, client_config
 from .config import KafkaSinkConfig
 from .partitioner import UNASSIGNED, murmur2_partitions, round_robin_partitions
 
@@ -60,12 +67,22 @@ _CHUNK_ROWS = 65_536
 #: Rows per call of the compiled produce loop (about 5-10 ms, like the interpreter's switch interval).
 _PRODUCE_WINDOW = 8_192
 
+#: librdkafka's default ``topic.metadata.refresh.interval.ms``: how long a partition count is trusted.
+_METADATA_REFRESH_MS = 300_000
+
 #: ``(rows, value payloads, key payloads or None, failed row indices or None, their errors)``.
 _EncodedBatch = tuple[pa.RecordBatch, pa.Array, "pa.Array | None", "np.ndarray | None", list[str]]
 
 _FAILED_SCHEMA = pa.schema(
     [("topic", pa.string()), ("partition", pa.int32()), ("key", pa.binary()), ("value", pa.binary())]
 )
+
+
+def _is_fatal(err: Any) -> bool:
+    """A ``KafkaError`` after which the producer cannot go on (fenced, idempotence state lost)."""
+    from confluent_kafka import KafkaError
+
+    return bool(err.fatal()) or err.code() in (KafkaError._FATAL, KafkaError._FENCED)
 
 
 def _as_plain_binary(arr: pa.Array) -> pa.Array:
@@ -155,14 +172,19 @@ class KafkaSink(Sink):
         self.format: Format = format if format is not None else Json()
         self.key_format = key_format
         self.error_policy = ErrorPolicy.resolve(error_policy, name="kafka sink")
-        self._partition_counts: dict[str, int] = {}
+        #: topic -> (partition count, time.monotonic() when it was read).
+        self._partition_counts: dict[str, tuple[int, float]] = {}
+        self._partition_count_ttl = self._metadata_ttl()
         self._rr_next: dict[str, int] = {}
         self._failed: list[tuple[str, int, bytes | None, bytes | None, str]] = []
+        #: The first fatal delivery error (the producer is unusable after it), or None.
+        self._fatal: str | None = None
         self._failed_lock = threading.Lock()
         self._rows = 0
         self._messages = 0
         self._delivery_failures = 0
         self._queue_full = 0
+        self._client_errors = ClientErrors(self.config.config.get("error_cb"))
         self._producer: Any = self._new_producer()
 
     # -- producer ------------------------------------------------------------------------------
@@ -174,7 +196,22 @@ class KafkaSink(Sink):
             defaults["enable.idempotence"] = True
         if c.guarantee == "none":
             defaults["acks"] = 1
-        return client_config(c.bootstrap_servers, c.config, **defaults) | {"on_delivery": self._on_delivery}
+        return client_config(c.bootstrap_servers, c.config, **defaults) | {
+            "on_delivery": self._on_delivery,
+            "error_cb": self._client_errors,
+        }
+
+    def _metadata_ttl(self) -> float:
+        """Seconds a partition count is trusted: librdkafka's ``topic.metadata.refresh.interval.ms``."""
+        value = self.config.config.get("topic.metadata.refresh.interval.ms", _METADATA_REFRESH_MS)
+        try:
+            ms = float(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"config: topic.metadata.refresh.interval.ms must be a number of ms, got {value!r}",
+                option="config",
+            ) from None
+        return ms / 1000 if ms >= 0 else float("inf")
 
     def _new_producer(self) -> Any:
         from confluent_kafka import Producer
@@ -187,13 +224,28 @@ class KafkaSink(Sink):
         if err is None:
             return
         with self._failed_lock:
+            if _is_fatal(err):
+                self._fatal = self._fatal or str(err)
             self._failed.append((msg.topic(), msg.partition(), msg.key(), msg.value(), str(err)))
 
-    def _num_partitions(self, topic: str, *, refresh: bool = False) -> int:
-        if not refresh and topic in self._partition_counts:
-            return self._partition_counts[topic]
-        import time
+    def _poll(self, timeout: float) -> None:
+        """Serve delivery reports; a fatal producer error raises :class:`ConnectorError`."""
+        try:
+            self._producer.poll(timeout)
+        except Exception as exc:
+            raise self._fatal_error(exc) from exc
 
+    def _fatal_error(self, exc: BaseException) -> ConnectorError:
+        return ConnectorError(
+            f"kafka sink: the producer failed fatally and cannot go on (a restarted pipeline makes a "
+            f"new one): {exc}",
+            retryable=False,
+        )
+
+    def _num_partitions(self, topic: str, *, refresh: bool = False) -> int:
+        cached = self._partition_counts.get(topic)
+        if not refresh and cached is not None and time.monotonic() - cached[1] < self._partition_count_ttl:
+            return cached[0]
         deadline = time.monotonic() + self.config.metadata_timeout
         last: Any = None
         while True:
@@ -201,14 +253,14 @@ class KafkaSink(Sink):
                 md = self._producer.list_topics(topic, timeout=max(0.1, deadline - time.monotonic()))
                 tmd = md.topics.get(topic)
                 if tmd is not None and tmd.error is None and tmd.partitions:
-                    self._partition_counts[topic] = len(tmd.partitions)
+                    self._partition_counts[topic] = (len(tmd.partitions), time.monotonic())
                     return len(tmd.partitions)
                 last = tmd.error if tmd is not None else "no metadata"
             except Exception as exc:
                 last = exc
             if time.monotonic() >= deadline:
-                raise ConnectorError(
-                    f"kafka: no partition metadata for topic {topic!r}: {last}", retryable=True
+                raise self._client_errors.failure(
+                    self._producer, f"kafka: no partition metadata for topic {topic!r}", last
                 )
             time.sleep(0.05)
 
@@ -270,7 +322,7 @@ class KafkaSink(Sink):
         # (the produce loop holds the GIL, so the two threads convoy on it).
         for start in range(0, batch.num_rows, _CHUNK_ROWS):
             self._write_encoded(self._encode(batch.slice(start, _CHUNK_ROWS)))
-        self._producer.poll(0)
+        self._poll(0)
 
     def _encode(self, batch: pa.RecordBatch) -> _EncodedBatch:
         """Value and key payloads of ``batch`` and the rows that failed to encode (no side effects)."""
@@ -398,7 +450,6 @@ class KafkaSink(Sink):
         values = _as_plain_binary(values)
         keys = _as_plain_binary(keys) if keys is not None else None
         produce = self._producer.produce
-        poll = self._producer.poll
         n = len(values)
         i = 0
         while i < n:
@@ -409,7 +460,7 @@ class KafkaSink(Sink):
             if isinstance(exc, BufferError):
                 # librdkafka's queue is full: serve delivery reports, then retry the same row.
                 self._queue_full += 1
-                poll(0.05)
+                self._poll(0.05)
                 continue
             if not self._refused(exc, i, failed):
                 raise exc
@@ -466,19 +517,22 @@ class KafkaSink(Sink):
                     break
                 except BufferError:
                     self._queue_full += 1
-                    self._producer.poll(0.05)
+                    self._poll(0.05)
                 except Exception as exc:
                     if not self._refused(exc, i, failed):
                         raise
                     break
 
     def _refused(self, exc: BaseException, row: int, failed: dict[int, str]) -> bool:
-        """A message the client refused at once: record it for the error policy (True), or not ours."""
+        """A message the client refused at once: record it for the error policy (True), or not ours.
+        A fatal producer error refuses every message: it raises instead (no row is to blame)."""
         from confluent_kafka import KafkaError, KafkaException
 
         if not isinstance(exc, KafkaException):
             return False
         err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and _is_fatal(err):
+            raise self._fatal_error(exc) from exc
         if isinstance(err, KafkaError) and err.code() in (
             KafkaError._UNKNOWN_PARTITION,
             KafkaError._UNKNOWN_TOPIC,
@@ -492,7 +546,10 @@ class KafkaSink(Sink):
 
     def _wait_delivered(self) -> None:
         """Wait for every in-flight message; raise on a timeout; hand delivery failures to the policy."""
-        remaining = self._producer.flush(self.config.flush_timeout)
+        try:
+            remaining = self._producer.flush(self.config.flush_timeout)
+        except Exception as exc:
+            raise self._fatal_error(exc) from exc
         self._report_failures()
         if remaining:
             raise ConnectorError(
@@ -504,6 +561,9 @@ class KafkaSink(Sink):
     def _report_failures(self) -> None:
         with self._failed_lock:
             failed, self._failed = self._failed, []
+            fatal = self._fatal
+        if fatal is not None:
+            raise self._fatal_error(RuntimeError(fatal))
         if not failed:
             return
         self._delivery_failures += len(failed)
@@ -530,7 +590,7 @@ class KafkaSink(Sink):
         if self._closed:
             return
         if self.config.guarantee == "none":
-            self._producer.poll(0)
+            self._poll(0)
             self._report_failures()
         else:
             self._wait_delivered()

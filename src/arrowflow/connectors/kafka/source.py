@@ -25,10 +25,12 @@ Contract (see :mod:`arrowflow.source`):
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +55,39 @@ _META_TYPES: dict[str, pa.DataType] = {
     "_headers": pa.map_(pa.string(), pa.binary()),
 }
 _DEAD_LETTER_META = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
+#: Broker answers to an offsets request that mean "not now" (a partition just created or whose leader
+#: is moving, a coordinator loading): asked again until the metadata timeout.
+_TRANSIENT = (
+    "NOT_LEADER_FOR_PARTITION",
+    "LEADER_NOT_AVAILABLE",
+    "UNKNOWN_TOPIC_OR_PART",
+    "NOT_COORDINATOR",
+    "COORDINATOR_NOT_AVAILABLE",
+    "COORDINATOR_LOAD_IN_PROGRESS",
+    "REQUEST_TIMED_OUT",
+    "_TRANSPORT",
+    "_UNKNOWN_PARTITION",
+    "_WAIT_COORD",
+)
+
+_T = TypeVar("_T")
+
+
+def _ask(call: Callable[[], _T], what: str, timeout: float) -> _T:
+    """``call()`` (an offsets request of a consumer), asked again while the broker answers with a
+    transient error, for up to ``timeout`` seconds; then :class:`ConnectorError` (retryable)."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            transient = err is not None and (err.retriable() or err.name() in _TRANSIENT)
+            if not transient or time.monotonic() >= deadline:
+                raise ConnectorError(f"kafka: {what} failed: {exc}", retryable=True) from exc
+            time.sleep(0.1)
 
 
 class KafkaSource(Source):
@@ -159,8 +194,10 @@ class KafkaSource(Source):
         c = self.config
         if c.partitions:
             return [parse_partition_key(p, "partitions") for p in c.partitions]
-        admin = metadata_client(c.bootstrap_servers, c.config)
-        counts = list_partitions(admin, topics=c.topics, pattern=c.pattern, timeout=c.metadata_timeout)
+        admin, errors = metadata_client(c.bootstrap_servers, c.config)
+        counts = list_partitions(
+            admin, topics=c.topics, pattern=c.pattern, timeout=c.metadata_timeout, errors=errors
+        )
         return [(t, p) for t in sorted(counts) for p in range(counts[t])]
 
     # -- planning ------------------------------------------------------------------------------
@@ -200,16 +237,16 @@ class KafkaSource(Source):
         from confluent_kafka import TopicPartition
 
         consumer = self._new_consumer()
+        timeout = self.config.metadata_timeout
         try:
             out = {}
             for t, p in tps:
-                _, high = consumer.get_watermark_offsets(
-                    TopicPartition(t, p), timeout=self.config.metadata_timeout
+                watermarks = functools.partial(
+                    consumer.get_watermark_offsets, TopicPartition(t, p), timeout=timeout
                 )
+                _, high = _ask(watermarks, f"listing the offsets of {t}:{p}", timeout)
                 out[f"{t}:{p}"] = int(high)
             return out
-        except Exception as exc:
-            raise ConnectorError(f"kafka: listing offsets failed: {exc}", retryable=True) from exc
         finally:
             consumer.close()
 
@@ -219,12 +256,15 @@ class KafkaSource(Source):
 
         ends = self._watermarks(tps)
         consumer = self._new_consumer()
+        timeout = self.config.metadata_timeout
         try:
-            found = consumer.offsets_for_times(
-                [TopicPartition(t, p, ts_ms) for t, p in tps], timeout=self.config.metadata_timeout
+            found = _ask(
+                lambda: consumer.offsets_for_times(
+                    [TopicPartition(t, p, ts_ms) for t, p in tps], timeout=timeout
+                ),
+                "offsets_for_times",
+                timeout,
             )
-        except Exception as exc:
-            raise ConnectorError(f"kafka: offsets_for_times failed: {exc}", retryable=True) from exc
         finally:
             consumer.close()
         out = {}
@@ -236,18 +276,28 @@ class KafkaSource(Source):
     def discover(self, known: Sequence[Split]) -> list[Split]:
         """Partitions (of the named topics, or of topics matching ``pattern``) not in ``known``.
 
-        They start at the earliest offset, so nothing written before discovery is missed.
+        They start at the earliest offset, so nothing written before discovery is missed. When the
+        cluster does not answer the metadata request (a broker restarting, a leader moving) this
+        logs a warning and finds nothing: the open readers reconnect by themselves, and the next
+        discovery asks again. A transient outage must not end a long-running pipeline.
         """
         if self.bounded or self.config.partitions:
             return []
         ids = {s.split_id for s in known}
+        try:
+            found = self._topic_partitions()
+        except ConnectorError as exc:
+            if not exc.retryable:
+                raise
+            log.warning("kafka: partition discovery failed (retried at the next interval): %s", exc)
+            return []
         return [
             Split(
                 split_id=f"{t}:{p}",
                 bounded=False,
                 params={"topic": t, "partition": p, "stop": None, "new": True},
             )
-            for t, p in self._topic_partitions()
+            for t, p in found
             if f"{t}:{p}" not in ids
         ]
 
@@ -292,19 +342,31 @@ class _KafkaReader(SplitReader):
             if split.split_id in mode:
                 return int(mode[split.split_id])
             mode = c.offset_reset
+        sid = split.split_id
         if mode == "committed":
-            got = self._consumer.committed([self._tp], timeout=timeout)
+            got = _ask(
+                lambda: self._consumer.committed([self._tp], timeout=timeout),
+                f"reading {sid}'s group offset",
+                timeout,
+            )
             if got and got[0].offset >= 0:
                 return int(got[0].offset)
             mode = c.offset_reset
-        low, high = self._consumer.get_watermark_offsets(self._tp, timeout=timeout)
+        low, high = _ask(
+            lambda: self._consumer.get_watermark_offsets(self._tp, timeout=timeout),
+            f"listing {sid}'s offsets",
+            timeout,
+        )
         if mode == "earliest":
             return int(low)
         if mode == "latest":
             return int(high)
         assert c.starting_timestamp_ms is not None
-        found = self._consumer.offsets_for_times(
-            [TopicPartition(self._topic, self._partition, c.starting_timestamp_ms)], timeout=timeout
+        at = TopicPartition(self._topic, self._partition, c.starting_timestamp_ms)
+        found = _ask(
+            lambda: self._consumer.offsets_for_times([at], timeout=timeout),
+            f"offsets_for_times of {sid}",
+            timeout,
         )
         return int(found[0].offset) if found and found[0].offset >= 0 else int(high)
 

@@ -23,19 +23,26 @@ written (a crash during the replay repeats it). Journals of transactions after t
 deleted: the sources re-read those rows from the checkpoint's positions. Nothing is lost, and with a
 broker that hides aborted records from ``read_committed`` readers nothing is duplicated.
 
+The transactional calls (``init_transactions``, ``send_offsets_to_transaction``, ``commit_transaction``,
+``abort_transaction``) are made again while librdkafka answers with a retriable error, as its contract
+asks (the transaction coordinator's broker died and another took over), for up to ``flush_timeout``
+(``metadata_timeout`` for ``init_transactions``); an abortable or fatal error raises
+:class:`~arrowflow.errors.ConnectorError`, and the restarted pipeline recovers as above.
+
 Costs and limits: every row is also written once to local disk (Arrow IPC, fsynced per checkpoint).
 Rows the broker refuses at produce time (e.g. too large) go to the error policy again when replayed.
 Without a state directory (a sink used without a checkpointed pipeline) there is no journal: a crash
 between checkpoint and commit then aborts that transaction, and ``recover`` logs it. The librdkafka
 mock cluster does not store transactional offset commits, so against it every prepared transaction
-looks uncommitted and is replayed (duplicates); Tansu and Apache Kafka store them.
+looks uncommitted and is replayed (duplicates); Apache Kafka stores them.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +60,9 @@ log = logging.getLogger("arrowflow.kafka")
 
 #: Consumer-group suffix of the commit markers.
 MARKER_GROUP_SUFFIX = ".arrowflow-commits"
+
+#: Seconds past its own timeout after which a send_offsets_to_transaction call is declared hung.
+_HANG_GRACE = 15.0
 
 
 class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
@@ -78,6 +88,8 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         self._marker_consumer: Any = None
         self._replayed_rows = 0
         self._replayed_transactions = 0
+        #: The producer, once a call hung inside it: never called again (nor destroyed).
+        self._stuck: Any = None
         super().__init__(bootstrap_servers, **kwargs)
 
     @property
@@ -102,14 +114,35 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
 
     # -- transactions --------------------------------------------------------------------------
 
+    def _txn_call(self, what: str, call: Callable[[float], Any], timeout: float) -> None:
+        """``call(seconds left)``, a transactional API call of the producer, made again while it fails
+        with an error librdkafka calls retriable (the transaction coordinator moved to another broker,
+        a request timed out during a leader election), for up to ``timeout`` seconds in all: the
+        librdkafka contract for these calls. Other errors (abortable, fatal) raise at once."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                call(max(deadline - time.monotonic(), 0.1))
+                return
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if err is None or not err.retriable() or time.monotonic() >= deadline:
+                    raise
+                log.warning("kafka sink %s: %s failed, retrying: %s", self.transactional_id, what, err)
+                time.sleep(0.1)
+
     def _init(self) -> None:
         if self._initialized:
             return
         try:
-            self._producer.init_transactions(self.config.metadata_timeout)
+            self._txn_call(
+                "init_transactions", self._producer.init_transactions, self.config.metadata_timeout
+            )
         except Exception as exc:
-            raise ConnectorError(
-                f"kafka sink: init_transactions({self.transactional_id!r}) failed: {exc}", retryable=True
+            raise self._client_errors.failure(
+                self._producer, f"kafka sink: init_transactions({self.transactional_id!r}) failed", exc
             ) from exc
         self._initialized = True
 
@@ -118,7 +151,9 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         self._in_transaction = True
         self._transactions += 1
         self._seq = seq
-        self._marker_topic = self.config.topic
+        # Set by the first row produced: a transaction that produced nothing carries no marker
+        # (and has nothing to replay), so it never names a topic that may not exist.
+        self._marker_topic = None
 
     def _before_write(self) -> None:
         self._init()
@@ -128,8 +163,11 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
             self._begin(max(self._seq + 1, time.time_ns() // 1_000_000))
 
     def _journal(self, batch: pa.RecordBatch) -> None:
-        if self._marker_topic is None and self.config.topic_column is not None:
-            self._marker_topic = str(batch.column(self.config.topic_column)[0].as_py())
+        if self._marker_topic is None:
+            c = self.config
+            self._marker_topic = (
+                c.topic if c.topic is not None else str(batch.column(c.topic_column)[0].as_py())
+            )
         if self._journal_store is not None and not self._replaying:
             self._journal_store.append(self._seq, batch)
 
@@ -143,7 +181,42 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
 
         self._before_write()
         tps = [TopicPartition(*parse_partition_key(k, "positions"), int(v)) for k, v in positions.items()]
-        self._producer.send_offsets_to_transaction(tps, group_metadata, self.config.metadata_timeout)
+        self._send_offsets("send_offsets_to_transaction", tps, group_metadata)
+
+    def _send_offsets(self, what: str, offsets: list[Any], group_metadata: Any) -> None:
+        """``send_offsets_to_transaction``, retried as :meth:`_txn_call` does, and watched: librdkafka
+        can block in it far past its timeout when the broker coordinating the consumer group died
+        (confluentinc/librdkafka#5456, #5511; seen here when the group coordinator's broker was
+        SIGKILLed). Each call runs in a helper thread; one that has not returned ``_HANG_GRACE``
+        seconds after its timeout makes the sink give the producer up: :class:`ConnectorError` (not
+        retryable), and ``abort``/``close`` no longer touch it. The pipeline then fails instead of
+        stalling, and its restart fences the stuck producer and recovers from the checkpoint."""
+
+        def watched(left: float) -> None:
+            outcome: list[BaseException | None] = []
+
+            def call() -> None:
+                try:
+                    self._producer.send_offsets_to_transaction(offsets, group_metadata, left)
+                    outcome.append(None)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            helper = threading.Thread(target=call, name="kafka-send-offsets", daemon=True)
+            helper.start()
+            helper.join(left + _HANG_GRACE)
+            if helper.is_alive():
+                self._stuck = self._producer
+                raise ConnectorError(
+                    f"kafka sink {self.transactional_id}: {what} did not return within its timeout "
+                    f"({left:.0f} s; a known librdkafka hang when a group coordinator's broker dies): "
+                    "the producer is given up, a restarted pipeline recovers from its checkpoint",
+                    retryable=False,
+                )
+            if outcome[0] is not None:
+                raise outcome[0]
+
+        self._txn_call(what, watched, self.config.flush_timeout)
 
     def _marker_client(self) -> Any:
         if self._marker_consumer is None:
@@ -164,10 +237,11 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         if self._marker_topic is None:
             return  # nothing was produced in this transaction: nothing to replay either
         metadata = self._marker_client().consumer_group_metadata()
+        marker = [TopicPartition(self._marker_topic, 0, self._seq)]
         try:
-            self._producer.send_offsets_to_transaction(
-                [TopicPartition(self._marker_topic, 0, self._seq)], metadata, self.config.metadata_timeout
-            )
+            self._send_offsets("adding the commit marker", marker, metadata)
+        except ConnectorError:
+            raise
         except Exception as exc:
             raise ConnectorError(
                 f"kafka sink: adding the commit marker to transaction {self._seq} failed: {exc}",
@@ -224,7 +298,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         if not self._in_transaction:
             return
         try:
-            self._producer.commit_transaction(self.config.flush_timeout)
+            self._txn_call("commit_transaction", self._producer.commit_transaction, self.config.flush_timeout)
         except Exception as exc:
             raise ConnectorError(f"kafka sink: commit_transaction failed: {exc}", retryable=False) from exc
         self._in_transaction = False
@@ -235,7 +309,10 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         if not self._in_transaction or self._producer is None:
             return
         try:
-            self._producer.abort_transaction(self.config.flush_timeout)
+            if self._stuck is None:  # a stuck producer's transaction is aborted by the next fencing
+                self._txn_call(
+                    "abort_transaction", self._producer.abort_transaction, self.config.flush_timeout
+                )
         finally:
             self._in_transaction = False
             with self._failed_lock:
@@ -301,7 +378,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
             for batch in journal.read(seq):
                 self._write_encoded(self._encode(batch))
                 rows += batch.num_rows
-            self._producer.poll(0)
+            self._poll(0)
             self.prepare_commit()
             self.commit([])
         finally:
@@ -323,7 +400,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         if self._closed:
             return
         try:
-            if self._in_transaction:
+            if self._in_transaction and self._stuck is None:
                 self.prepare_commit()
                 self.commit([])
         finally:

@@ -14,24 +14,14 @@ from ...errors import ConfigurationError
 from ...formats import Format
 from ...writer import BatchingConfig, check_batching_limits, legacy_batching
 from .._aws.shards import ShardPollingOptions
-from .._aws.sink import AWS_LEGACY_BATCHING
+from .._aws.sink import AWS_LEGACY_BATCHING, put_batching
 from .._messaging import SourceOptions
 
 __all__ = ["KINESIS_BATCHING", "KinesisSinkConfig", "KinesisSourceConfig"]
 
 #: The sink's batching unless configured: PutRecords' limits (500 records, 5 MiB a request, 1 MiB a
 #: record), 4 requests in flight, 1 s in the buffer, up to 11 attempts with 0.1 s -> 5 s backoff.
-KINESIS_BATCHING = BatchingConfig(
-    max_request_rows=500,
-    max_request_bytes=5 * 1024 * 1024,
-    max_record_bytes=1024 * 1024,
-    max_in_flight=4,
-    max_buffered_rows=20_000,
-    max_time_in_buffer=1.0,
-    initial_backoff=0.1,
-    max_backoff=5.0,
-    max_attempts=11,
-)
+KINESIS_BATCHING = put_batching(max_request_bytes=5 * 1024 * 1024, max_record_bytes=1024 * 1024)
 
 
 @legacy_batching(*AWS_LEGACY_BATCHING)

@@ -60,6 +60,7 @@ class KinesisSink(AwsSink[KinesisSinkConfig]):
     name = "kinesis"
     service = "kinesis"
     operation = "put_records"
+    lean_answer = ("FailedRecordCount", "Records")
 
     def __init__(
         self,

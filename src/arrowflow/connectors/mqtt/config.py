@@ -67,8 +67,9 @@ class MqttConnection:
     password: Secret | str | None = None
     """The password (kept as a :class:`~arrowflow.config.Secret`)."""
     reconnect_backoff: ExponentialBackoff = MQTT_RECONNECT
-    """paho reconnects by itself, waiting from ``initial_delay`` doubling to ``max_delay`` (paho's
-    own schedule: no jitter, the multiplier is paho's 2)."""
+    """The source's paho client reconnects by itself, waiting from ``initial_delay`` doubling to
+    ``max_delay`` (paho's own schedule: no jitter, the multiplier is paho's 2). The sink does not use
+    it: it reconnects at the next attempt of a failed request, after the writer's retry backoff."""
     reconnect_delay: tuple[float, float] | None = None
     """Deprecated (0.1.0): ``(min, max)`` seconds; use ``reconnect_backoff``."""
     tls: bool = False

@@ -64,10 +64,10 @@ Contract:
 from __future__ import annotations
 
 import logging
+import operator
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -189,14 +189,17 @@ class PulsarSplitReader(MessageReader):
         # anything at or below it is a redelivery (after a restart from ``position``, or a broker
         # replaying unacknowledged entries, as pulsar-lite does) and is skipped.
         self._high: dict[str, tuple[int, int, int]] = {}
+        # The same as message ids, for the fast path (see ``_fast``).
+        self._high_ids: dict[str, Any] = {}
         # Shared/key_shared: (topic, ledger, entry, batch) of messages returned and not yet
         # acknowledged; a second delivery is dropped.
         self._outstanding: set[tuple[str, int, int, int]] = set()
         if position and self._cumulative:
             for topic, b64 in self._last.items():
-                self._high[topic] = partition_order(decode_message_id(b64))
-        self._carry: deque[Any] = deque()
-        self._skipped: list[tuple[str, Any]] = []
+                self._high_ids[topic] = decode_message_id(b64)
+                self._high[topic] = partition_order(self._high_ids[topic])
+        self._carry: list[Any] = []  # received, not yet classified
+        self._skipped: list[tuple[str, Any]] = []  # (topic, message id) skipped, acked with the next batch
         self._client = source._acquire_client()
         ctype = {
             "exclusive": pulsar.ConsumerType.Exclusive,
@@ -241,8 +244,14 @@ class PulsarSplitReader(MessageReader):
             if len(topics) > 1
             else topics[0]
         )
+        #: The one topic partition every message comes from (one non-partitioned topic), else None.
+        self._only_topic: str | None = None
         try:
             self._consumer = self._client.subscribe(what, cfg.subscription, **opts)
+            if cfg.topics_pattern is None and len(topics) == 1:
+                parts = self._client.get_topic_partitions(topics[0])
+                if len(parts) == 1:
+                    self._only_topic = parts[0]
             if source.stop is not None:
                 kind, arg = source.stop
                 if kind == "message_id":
@@ -265,6 +274,22 @@ class PulsarSplitReader(MessageReader):
             raise ConnectorError(
                 f"pulsar: subscribing {split.split_id!r} failed: {exc}", retryable=True
             ) from exc
+        # The client's own batch_receive wraps every message in a Python ``pulsar.Message`` (~1 us per
+        # message); its binding returns the ``_pulsar.Message`` objects the wrappers hold, which have
+        # every method this reader calls (and which the client's acknowledge methods accept).
+        binding = getattr(self._consumer, "_consumer", None)
+        self._batch_receive = getattr(binding, "batch_receive", None) or self._consumer.batch_receive
+        # Exclusive/failover without start or stop bounds (the common case): a message is returned
+        # unless it is not after the last one returned on its topic partition (a redelivery), which
+        # one comparison of message ids decides; no per-message id fields are read.
+        self._fast = (
+            self._cumulative
+            and self._ends is None
+            and self._stop_id is None
+            and self._stop_time is None
+            and self._start_id is None
+            and self._start_time is None
+        )
 
     def _last_ids(self) -> dict[str, tuple[int, int, int]]:
         """The id of the last message of every partition of the source's topics now, by the
@@ -291,11 +316,11 @@ class PulsarSplitReader(MessageReader):
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _classify(self, msg: Any, topic: str) -> int:
-        """0 = return it, 1 = skip (ack later), 2 = past the stop (leave unacknowledged), 3 = duplicate."""
-        mid = msg.message_id()
-        order = partition_order(mid)
-        key = (mid.partition(), *order)
+    def _classify(self, msg: Any, topic: str, mid: Any, order: tuple[int, int, int]) -> int:
+        """0 = return it, 1 = skip (ack later), 2 = past the stop (leave unacknowledged), 3 = duplicate.
+
+        ``mid``/``order``: the message's id and :func:`partition_order` of it (computed once by the
+        caller)."""
         if self._ends is not None:
             end = self._ends.get(topic)
             if end is None or order > end:  # empty when the reader opened, or past its end
@@ -311,15 +336,21 @@ class PulsarSplitReader(MessageReader):
                 return 1
         elif (topic, *order) in self._outstanding:
             return 3
-        if self._stop_id is not None and key[0] == self._stop_id[0] and key >= self._stop_id:
-            self._finished = True
-            return 2
+        if self._stop_id is not None:
+            key = (mid.partition(), *order)
+            if key[0] == self._stop_id[0] and key >= self._stop_id:
+                self._finished = True
+                return 2
         if self._stop_time is not None and msg.publish_timestamp() >= self._stop_time:
             self._finished = True
             return 2
-        before_id = self._start_id is not None and key[0] == self._start_id[0] and key < self._start_id
-        before_time = self._start_time is not None and msg.publish_timestamp() < self._start_time
-        verdict = 1 if before_id or before_time else 0
+        verdict = 0
+        if self._start_id is not None:
+            key = (mid.partition(), *order)
+            if key[0] == self._start_id[0] and key < self._start_id:
+                verdict = 1
+        if self._start_time is not None and msg.publish_timestamp() < self._start_time:
+            verdict = 1
         if self._cumulative:
             self._high[topic] = order
         elif verdict == 0:
@@ -330,57 +361,127 @@ class PulsarSplitReader(MessageReader):
         if self._closed or self._finished:
             return None
         deadline = time.monotonic() + max(timeout, 0.0)
-        out: list[Any] = []
-        while len(out) < max_rows and not self._finished:
+        topics: list[str] = []
+        msgs: list[Any] = []
+        mids: list[Any] = []
+        while len(msgs) < max_rows and not self._finished:
             if not self._carry:
                 try:
-                    got = self._consumer.batch_receive()
+                    got = self._batch_receive()
                 except Exception as exc:  # disconnected: the client reconnects by itself
                     log.warning("pulsar: receive on %s failed: %s", self.split.split_id, exc)
                     got = []
                 if not got:
-                    if self._reached_end and not out:
+                    if self._reached_end and not msgs:
                         self._finished = True
-                    if out or time.monotonic() >= deadline:
+                    if msgs or time.monotonic() >= deadline:
                         break
                     continue
-                self._carry.extend(got)
-            while self._carry and len(out) < max_rows and not self._finished:
-                msg = self._carry.popleft()
-                topic = msg.topic_name()
-                verdict = self._classify(msg, topic)
-                if verdict == 0:
-                    out.append((topic, msg))
-                elif verdict == 1:
-                    self._skipped.append((topic, msg.message_id()))
+                self._carry = list(got)
+            room = max_rows - len(msgs)
+            chunk, self._carry = self._carry[:room], self._carry[room:]
+            self._take(chunk, topics, msgs, mids)
             if time.monotonic() >= deadline:
                 break
         if self._finished:
-            self._carry.clear()
-        if not out:
+            self._carry = []
+        if not msgs:
             return None
-        return self._to_batch(out)
+        return self._batch_of(topics if self._only_topic is None else None, msgs, mids)
 
-    def _to_batch(self, returned: list[tuple[str, Any]]) -> pa.RecordBatch:
-        msgs = [m for _, m in returned]
-        ids = [m.message_id() for m in msgs]
-        names = [t for t, _ in returned]
+    def _take(self, chunk: list[Any], topics: list[str], msgs: list[Any], mids: list[Any]) -> None:
+        """Classify ``chunk`` (received messages, in order) and append those to return."""
+        only = self._only_topic
+        if self._fast and only is not None:
+            ids = [m.message_id() for m in chunk]
+            high = self._high_ids.get(only)
+            if (high is None or ids[0] > high) and all(map(operator.gt, ids[1:], ids)):
+                # In order and all after the last one returned (no redelivery): take them as they are.
+                msgs += chunk
+                mids += ids
+                self._high_ids[only] = ids[-1]
+                return
+            for msg, mid in zip(chunk, ids, strict=True):
+                if high is not None and not mid > high:
+                    self._skipped.append((only, mid))  # a redelivery: acknowledged later
+                    continue
+                high = mid
+                msgs.append(msg)
+                mids.append(mid)
+            if high is not None:
+                self._high_ids[only] = high
+            return
+        if self._fast:
+            highs = self._high_ids
+            for msg in chunk:
+                topic = msg.topic_name()
+                mid = msg.message_id()
+                last = highs.get(topic)
+                if last is not None and not mid > last:
+                    self._skipped.append((topic, mid))
+                    continue
+                highs[topic] = mid
+                topics.append(topic)
+                msgs.append(msg)
+                mids.append(mid)
+            return
+        for msg in chunk:
+            if self._finished:
+                break
+            topic = only or msg.topic_name()
+            mid = msg.message_id()
+            verdict = self._classify(msg, topic, mid, partition_order(mid))
+            if verdict == 0:
+                topics.append(topic)
+                msgs.append(msg)
+                mids.append(mid)
+            elif verdict == 1:
+                self._skipped.append((topic, mid))
+
+    def _batch_of(self, topics: list[str] | None, msgs: list[Any], mids: list[Any]) -> pa.RecordBatch:
+        """The batch of ``msgs`` (with their ``mids``, from ``topics``, or all from ``_only_topic``)."""
         self._seq += 1
-        self._pending.add(self._seq, [*zip(names, ids, strict=True), *self._skipped])
+        # What the commit of this batch acknowledges. Cumulative acks need only the highest id per
+        # topic partition (returned or skipped; ids of one partition compare as their order);
+        # individual acks need every id.
+        acked: list[tuple[str, Any]]
+        only = self._only_topic
+        names: list[str]
+        if topics is None:
+            assert only is not None
+            names = [only] * len(mids)
+            last: dict[str, Any] = {only: mids[-1]}
+        else:
+            names = topics
+            last = dict(zip(topics, mids, strict=True))
+        if self._cumulative:
+            top = dict(last)
+            for topic, mid in self._skipped:
+                if topic not in top or mid > top[topic]:
+                    top[topic] = mid
+            acked = list(top.items())
+        else:
+            acked = [*zip(names, mids, strict=True), *self._skipped]
+        self._pending.add(self._seq, acked)
         self._skipped = []
-        last: dict[str, Any] = {}
-        for name, mid in zip(names, ids, strict=True):  # the last id per topic partition (few)
-            last[name] = mid
-        self._last.update({k: encode_message_id(v) for k, v in last.items()})
+        self._last.update({k: encode_message_id(mid) for k, mid in last.items()})
         self._position = {"seq": self._seq, "last": dict(self._last)}
-        topics = pa.array(names, pa.string())
-        id_bytes = pa.array([mid.serialize() for mid in ids], pa.binary())
+
+        def topic_column() -> pa.Array:
+            return pa.array(names, pa.string())
+
+        def id_column() -> pa.Array:
+            return pa.array([mid.serialize() for mid in mids], pa.binary())
+
+        def context() -> pa.RecordBatch:  # built only when a payload fails (for the error policy)
+            return pa.RecordBatch.from_arrays([topic_column(), id_column()], names=["topic", "message_id"])
+
         return self.decode(
             pa.array([m.data() for m in msgs], pa.binary()),
-            pa.RecordBatch.from_arrays([topics, id_bytes], names=["topic", "message_id"]),
+            context,
             {
-                "_topic": lambda: topics,
-                "_message_id": lambda: id_bytes,
+                "_topic": topic_column,
+                "_message_id": id_column,
                 "_key": lambda: [m.partition_key() or None for m in msgs],
                 "_publish_time": lambda: [m.publish_timestamp() for m in msgs],
                 "_event_time": lambda: [m.event_timestamp() or None for m in msgs],

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...config import check_type, hide_secrets, reveal_secrets
+from ...config import check_positive, check_type, hide_secrets, reveal_secrets
 from ...errors import ConfigurationError
 
 __all__ = ["RedisConnection", "is_transient"]
@@ -28,14 +28,23 @@ class RedisConnection:
     * ``url``: ``redis://[user:password@]host:port/db`` or ``rediss://`` (TLS) or ``unix://``.
     * ``sentinels``: ``[(host, port), ...]``; with it, ``service_name`` names the monitored master and
       the client follows failovers (``url`` is then ignored except for its options).
-    * ``client_options``: passed through to ``redis.Redis`` (``socket_timeout``, ``password``,
-      ``ssl_ca_certs`` ...); secret-named values are hidden in reprs.
+    * ``socket_timeout``: seconds a command may wait for its reply (``None``: forever). A server that
+      stops answering without closing the connection (a hung server, a black-holed network) is
+      then noticed: the command fails with a timeout, the connection is dropped and the command is
+      retried on a new one, instead of hanging the pipeline. Blocking reads (``XREADGROUP BLOCK``)
+      block for less than this. ``connect_timeout``: seconds to open a connection. TCP keepalive
+      is on.
+    * ``client_options``: passed through to ``redis.Redis`` (``password``, ``ssl_ca_certs`` ...;
+      ``socket_timeout`` / ``socket_connect_timeout`` there win over the options above);
+      secret-named values are hidden in reprs.
     """
 
     url: str = "redis://127.0.0.1:6379/0"
     sentinels: tuple[tuple[str, int], ...] = ()
     service_name: str | None = None
     client_options: Mapping[str, Any] = field(default_factory=dict)
+    socket_timeout: float | None = 10.0
+    connect_timeout: float | None = 5.0
 
     def __post_init__(self) -> None:
         check_type("url", self.url, str)
@@ -48,6 +57,14 @@ class RedisConnection:
             raise ConfigurationError("sentinels need service_name (the master's name)", option="service_name")
         check_type("client_options", self.client_options, Mapping)
         object.__setattr__(self, "client_options", hide_secrets(self.client_options))
+        check_positive("socket_timeout", self.socket_timeout, allow_none=True)
+        check_positive("connect_timeout", self.connect_timeout, allow_none=True)
+
+    @property
+    def read_timeout(self) -> float | None:
+        """The reply timeout in effect (``client_options`` win over ``socket_timeout``)."""
+        value = self.client_options.get("socket_timeout", self.socket_timeout)
+        return None if value is None else float(value)
 
     def client(self, **overrides: Any) -> Any:
         """A new ``redis.Redis`` (bytes replies, a private connection pool)."""
@@ -55,6 +72,9 @@ class RedisConnection:
 
         options = reveal_secrets(self.client_options) | overrides
         options.setdefault("decode_responses", False)
+        options.setdefault("socket_timeout", self.socket_timeout)
+        options.setdefault("socket_connect_timeout", self.connect_timeout)
+        options.setdefault("socket_keepalive", True)
         if self.sentinels:
             from redis.sentinel import Sentinel
 
@@ -68,12 +88,16 @@ def connection_from(
     sentinels: Sequence[tuple[str, int]],
     service_name: str | None,
     client_options: Mapping[str, Any] | None,
+    socket_timeout: float | None = 10.0,
+    connect_timeout: float | None = 5.0,
 ) -> RedisConnection:
     return RedisConnection(
         url=url,
         sentinels=tuple(sentinels),
         service_name=service_name,
         client_options=dict(client_options or {}),
+        socket_timeout=socket_timeout,
+        connect_timeout=connect_timeout,
     )
 
 

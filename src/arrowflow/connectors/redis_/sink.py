@@ -27,8 +27,10 @@ Contract (batching, retries and the error policy are :class:`~arrowflow.writer.A
 
 * ``write`` may block while ``batching.max_buffered_rows`` rows wait (backpressure). Rows with a
   null key/field/score/value, and rows the format cannot encode, go to the error policy.
-* A lost connection, a timeout or a transient error reply (``LOADING`` after a restart,
-  ``TRYAGAIN``, ``READONLY``, ``MASTERDOWN``) fails the request or entry as *retryable*: it is
+* A lost connection, a reply missing after ``socket_timeout`` seconds (a hung server or a
+  black-holed network: the connection is dropped, never waited on forever) or a transient error
+  reply (``LOADING`` after a restart, ``TRYAGAIN``, ``READONLY``, ``MASTERDOWN``) fails the
+  request or entry as *retryable*: it is
   re-sent on a new connection after a backoff, so a server restart is ridden out within
   ``batching.max_retry_time`` / ``max_attempts``. Any other error reply (``WRONGTYPE``, a bad score)
   is fatal for its row, which goes to the error policy; the other rows of the request succeed.
@@ -44,6 +46,7 @@ Contract (batching, retries and the error policy are :class:`~arrowflow.writer.A
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,9 +220,13 @@ class RedisSink(AsyncBatchWriter):
         client_options: Mapping[str, Any] | None = None,
         batching: BatchingConfig | None = None,
         error_policy: ErrorPolicyLike = "fail",
+        socket_timeout: float | None = 10.0,
+        connect_timeout: float | None = 5.0,
     ) -> None:
         self.sink_config = RedisSinkConfig(
-            connection=connection_from(url, sentinels, service_name, client_options),
+            connection=connection_from(
+                url, sentinels, service_name, client_options, socket_timeout, connect_timeout
+            ),
             command=command,
             key=key,
             key_column=key_column,
@@ -239,6 +246,8 @@ class RedisSink(AsyncBatchWriter):
         self.idempotent = COMMANDS[self.sink_config.command][2]
         self._client = self.sink_config.connection.client()
         self._pool = self._client.connection_pool
+        self._drops = {"reconnects": 0, "timeouts": 0}
+        self._drops_lock = threading.Lock()
 
     # -- encoding ------------------------------------------------------------------------------
 
@@ -332,7 +341,11 @@ class RedisSink(AsyncBatchWriter):
         if n == 0:
             return None
         data = contiguous_bytes(entries)
-        conn = self._get_connection()
+        try:
+            conn = self._get_connection()  # connects (and handshakes) when the pool has none
+        except BaseException as exc:
+            self._dropped(exc)
+            raise
         failed: list[int] = []
         errors: list[str] = []
         retryable: list[bool] = []
@@ -347,9 +360,10 @@ class RedisSink(AsyncBatchWriter):
                     failed.append(i)
                     errors.append(text)
                     retryable.append(text.startswith(TRANSIENT_REPLIES))
-        except BaseException:
+        except BaseException as exc:
             # A half-read reply stream cannot be reused: drop the socket, the retry reconnects.
             conn.disconnect()
+            self._dropped(exc)
             raise
         finally:
             self._pool.release(conn)
@@ -359,8 +373,26 @@ class RedisSink(AsyncBatchWriter):
             failed=np.asarray(failed, np.int64), errors=errors, retryable=np.asarray(retryable)
         )
 
+    def _dropped(self, exc: BaseException) -> None:
+        """Count a request that failed on its connection (the retry opens a new one)."""
+        import redis
+
+        with self._drops_lock:
+            self._drops["reconnects"] += 1
+            if isinstance(exc, (redis.TimeoutError, TimeoutError)):
+                self._drops["timeouts"] += 1  # socket_timeout: a silent server, not a hang
+
     def classify(self, exc: BaseException) -> bool:
         return is_transient(exc)
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`AsyncBatchWriter.metrics` plus ``reconnects`` (connections dropped after a failed
+        request: lost, reset or timed out) and ``timeouts`` (requests without a reply within
+        ``socket_timeout``)."""
+        out = super().metrics()
+        with self._drops_lock:
+            out.update(self._drops)
+        return out
 
     def _close(self) -> None:
         try:

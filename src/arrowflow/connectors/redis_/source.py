@@ -16,10 +16,15 @@
 * ``commit(snapshot)`` sends ``XACK`` for every entry returned up to ``snapshot``; nothing is
   acknowledged earlier. A failed ``XACK`` is logged (the entries stay pending and are skipped on the
   next recovery, as above).
-* ``read_batch`` blocks at most ``timeout`` (``XREADGROUP BLOCK``). A lost connection or a server
-  still loading after a restart makes it return ``None`` after a backoff and reconnect on the next
-  call: the run rides out a server restart (entries the server lost are gone, of course; run Redis
-  with ``appendonly yes``).
+* ``read_batch`` blocks at most ``timeout`` (``XREADGROUP BLOCK``, capped at half of
+  ``socket_timeout``). A lost connection, a reply missing after ``socket_timeout`` (a hung server,
+  a black-holed network) or a server still loading after a restart makes it return ``None`` after
+  a backoff and reconnect on the next call: the run rides out a server restart (entries the server
+  lost are gone, of course; run Redis with ``appendonly yes``). :meth:`RedisStreamSource.metrics`
+  counts the reconnects and timeouts. A read whose reply was lost may still have delivered entries
+  to the consumer, even after the reconnect (a request the network delayed); for 20 reply timeouts
+  after a failure the reader looks for such entries in its pending list (``XPENDING``) and claims
+  them back (``XCLAIM``); later ones are returned by the next restart's PEL recovery.
 * Payloads: the ``value_field`` field of each entry, decoded by ``format`` (default ``Raw`` binary
   column ``value``); entries without it, or that fail to decode, go to the error policy as rows
   ``payload, stream, id``. Metadata columns on request: ``_stream``, ``_id``, ``_timestamp`` (the
@@ -54,6 +59,11 @@ from ._client import RedisConnection, connection_from, is_transient
 __all__ = ["RedisPubSubSource", "RedisStreamSource", "RedisStreamSourceConfig", "parse_id"]
 
 log = logging.getLogger("arrowflow.redis")
+
+#: After a failed read, lost-reply deliveries are watched for this many reply timeouts (or, without
+#: one, this many seconds): see ``_StreamReader._orphans``.
+_ORPHAN_WATCH_FACTOR = 20
+_ORPHAN_WATCH_DEFAULT = 10.0
 
 _STREAM_META = {
     "_stream": pa.string(),
@@ -117,6 +127,7 @@ class _Reconnecting:
         self._client: Any = None
         self._failures = 0
         self._backoff = ExponentialBackoff(initial_delay=0.05, max_delay=2.0, multiplier=2.0)
+        self.counters = {"reconnects": 0, "timeouts": 0}
 
     @property
     def client(self) -> Any:
@@ -131,7 +142,12 @@ class _Reconnecting:
         """Log, drop the client, and sleep a backoff (at most ``budget`` seconds); re-raise fatal errors."""
         if not is_transient(exc):
             raise ConnectorError(f"redis: {self._what} failed: {exc}", retryable=False) from exc
+        import redis
+
         self._failures += 1
+        self.counters["reconnects"] += 1
+        if isinstance(exc, (redis.TimeoutError, TimeoutError)):
+            self.counters["timeouts"] += 1
         log.warning("redis: %s failed (%s); reconnecting", self._what, exc)
         self.drop()
         time.sleep(min(max(budget, 0.0), self._backoff.delay(self._failures)))
@@ -166,9 +182,13 @@ class RedisStreamSource(Source):
         service_name: str | None = None,
         client_options: Mapping[str, Any] | None = None,
         error_policy: ErrorPolicyLike = "fail",
+        socket_timeout: float | None = 10.0,
+        connect_timeout: float | None = 5.0,
     ) -> None:
         self.config = RedisStreamSourceConfig(
-            connection=connection_from(url, sentinels, service_name, client_options),
+            connection=connection_from(
+                url, sentinels, service_name, client_options, socket_timeout, connect_timeout
+            ),
             streams=(streams,) if isinstance(streams, str) else tuple(streams),
             group=group,
             consumer=consumer,
@@ -179,6 +199,17 @@ class RedisStreamSource(Source):
         check_type("format", format, Format, allow_none=True)
         self.format: Format = format if format is not None else Raw(column="value")
         self.error_policy = ErrorPolicy.resolve(error_policy, name="redis stream source")
+        self._readers: list[_StreamReader] = []
+
+    def metrics(self) -> dict[str, int]:
+        """Summed over the readers opened: ``reconnects`` (clients dropped after a failed command:
+        a lost, reset or silent connection) and ``timeouts`` (commands without a reply within
+        ``socket_timeout``)."""
+        out = {"reconnects": 0, "timeouts": 0}
+        for reader in list(self._readers):
+            for key, value in reader._conn.counters.items():
+                out[key] += value
+        return out
 
     @property
     def bounded(self) -> bool:
@@ -206,7 +237,9 @@ class RedisStreamSource(Source):
                 raise ConnectorError(
                     f"split {split.split_id!r}: a position is a stream id, got {position!r}"
                 ) from None
-        return _StreamReader(split, position, self)
+        reader = _StreamReader(split, position, self)
+        self._readers.append(reader)
+        return reader
 
 
 class _StreamReader(SplitReader):
@@ -221,8 +254,12 @@ class _StreamReader(SplitReader):
         self._floor = parse_id(position) if position is not None else None
         # Reading the PEL first; ``_pel_from`` is the id after which the next PEL read starts.
         self._pel_from: str | None = "0"
-        # (last id of a batch, ids of the batch) not yet acknowledged, oldest first.
+        # (last id of a batch, ids of the batch) not yet acknowledged, oldest first; the same ids as a set.
         self._unacked: deque[tuple[tuple[int, int], list[bytes]]] = deque()
+        self._returned: set[bytes] = set()
+        # After a failed command: look for entries its lost reply delivered (see _orphans).
+        self._watch_after: str | None = None
+        self._watch_until = 0.0
         self._group_ready = False
         self._closed = False
 
@@ -257,18 +294,66 @@ class _StreamReader(SplitReader):
                     return self._to_batch(entries)
                 if time.monotonic() - started >= timeout:
                     return None
+            if self._watch_after is not None:
+                orphans = self._orphans(client)
+                if orphans:
+                    self._conn.ok()
+                    return self._to_batch(orphans)
             block = int(max(0.0, timeout - (time.monotonic() - started)) * 1000)
+            limit = self._source.config.connection.read_timeout
+            if limit is not None:
+                # The server holds a blocking read for `block` ms: stay well within the reply
+                # timeout, so that only a silent server times out.
+                block = min(block, int(limit * 500))
             entries = self._read(client, ">", max_rows, block if block > 0 else None)
             self._conn.ok()
         except Exception as exc:
             self._conn.failed(exc, timeout - (time.monotonic() - started))
             # After a reconnect the PEL is read again: entries delivered by a read whose reply was lost
-            # are pending on the server and must not be skipped.
+            # are pending on the server and must not be skipped. A read the network delayed may even
+            # be executed later (after this reconnect): watch for those for a while (_orphans).
             self._pel_from = "0"
+            if self._watch_after is None:
+                self._watch_after = self._position or "0"
+            self._watch_until = time.monotonic() + _ORPHAN_WATCH_FACTOR * (
+                self._source.config.connection.read_timeout or _ORPHAN_WATCH_DEFAULT
+            )
             return None
         if not entries:
             return None
         return self._to_batch(entries)
+
+    def _orphans(self, client: Any) -> list[Any]:
+        """Entries pending for this consumer after the last id returned before a failure that this
+        reader never returned: delivered by a read whose reply never arrived, possibly executed
+        after the reconnect (a delayed request). They are claimed back (``XCLAIM``, which returns
+        them) so the run does not wait for a restart's PEL recovery to see them. Checked on every
+        read until the watch window after the last failure ends."""
+        assert self._watch_after is not None
+        if time.monotonic() > self._watch_until:
+            self._watch_after = None
+            return []
+        pending = client.xpending_range(
+            self._stream,
+            self._group,
+            "(" + self._watch_after if self._watch_after != "0" else "-",
+            "+",
+            len(self._returned) + 1000,
+            consumername=self._consumer,
+        )
+        floor = self._floor
+        lost = [
+            p["message_id"]
+            for p in pending
+            if p["message_id"] not in self._returned and (floor is None or parse_id(p["message_id"]) > floor)
+        ]
+        if not lost:
+            return []
+        log.warning(
+            "redis: %d entries of %r were delivered by a lost reply; claiming them", len(lost), self._stream
+        )
+        claimed = client.xclaim(self._stream, self._group, self._consumer, 0, lost)
+        return [e for e in claimed if e[1] is not None]
 
     def _read(self, client: Any, from_id: str, count: int, block_ms: int | None) -> list[Any]:
         reply = client.xreadgroup(
@@ -304,6 +389,7 @@ class _StreamReader(SplitReader):
         meta = pa.RecordBatch.from_arrays([stream_col, id_col], names=["stream", "id"])
         last = parse_id(ids[-1])
         self._unacked.append((last, ids))
+        self._returned.update(ids)
         self._position = ids[-1].decode()
         batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
         if not src.config.metadata_columns:
@@ -337,6 +423,7 @@ class _StreamReader(SplitReader):
         ids: list[bytes] = []
         while self._unacked and self._unacked[0][0] <= upto:
             ids.extend(self._unacked.popleft()[1])
+        self._returned.difference_update(ids)
         if not ids:
             return
         try:
@@ -382,8 +469,12 @@ class RedisPubSubSource(Source):
         service_name: str | None = None,
         client_options: Mapping[str, Any] | None = None,
         error_policy: ErrorPolicyLike = "fail",
+        socket_timeout: float | None = 10.0,
+        connect_timeout: float | None = 5.0,
     ) -> None:
-        self.connection = connection_from(url, sentinels, service_name, client_options)
+        self.connection = connection_from(
+            url, sentinels, service_name, client_options, socket_timeout, connect_timeout
+        )
         self.channels = (channels,) if isinstance(channels, str) else tuple(channels)
         self.patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
         if not self.channels and not self.patterns:

@@ -116,6 +116,9 @@ class SearchSinkConfig:
             object.__setattr__(self, "document_columns", tuple(self.document_columns))
         check_choice("refresh", self.refresh, (None, "true", "false", "wait_for"))
         check_type("params", self.params, Mapping)
+        # A plain dict: the sink's default is a read-only mappingproxy, which does not pickle (the
+        # configuration ships to Ray workers).
+        object.__setattr__(self, "params", dict(self.params))
         check_type("batching", self.batching, BatchingConfig)
 
     @property

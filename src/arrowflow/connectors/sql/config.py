@@ -170,6 +170,7 @@ class SqlSinkConfig:
     retry_backoff: float = 0.2
     db_kwargs: Mapping[str, str] = field(default_factory=dict)
     error_policy: ErrorPolicyLike = "fail"
+    timeout: float | None = 60.0
 
     def __post_init__(self) -> None:
         _check_target(self)
@@ -209,6 +210,7 @@ class SqlSinkConfig:
         check_positive("retry_backoff", self.retry_backoff)
         check_type("db_kwargs", self.db_kwargs, Mapping)
         object.__setattr__(self, "db_kwargs", {str(k): str(v) for k, v in self.db_kwargs.items()})
+        check_positive("timeout", self.timeout, allow_none=True)
 
 
 @dataclass(frozen=True, kw_only=True)

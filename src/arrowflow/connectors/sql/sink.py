@@ -35,9 +35,17 @@ Contract:
   databases without an ADBC driver. Nested types (list, struct, map) are not supported there.
 * Connection loss (terminated backend, server restart, socket error) fails the transaction; the sink
   reconnects and retries the *whole* flush up to ``max_retries`` times with exponential backoff and
-  full jitter. In upsert mode the retry is idempotent, so with a checkpointing pipeline the result is
-  exactly-once in effect (``idempotent`` is true). In append mode a retry after a COMMIT whose
-  acknowledgement was lost can write the flush twice: append is **at-least-once**.
+  full jitter. So does an attempt (connect, write, commit) that takes longer than ``timeout``
+  seconds: a server that stops answering without closing the connection (a hung server, a
+  black-holed network) would otherwise block the flush forever, since neither libpq nor the DB-API
+  drivers time out a read. Every database call runs on the sink's database thread; when an attempt
+  overruns, that thread is abandoned with its connection (closed once its call returns, if ever)
+  and the retry runs on a new thread and connection. An abandoned append that does commit later
+  adds to the at-least-once duplicates below; an abandoned upsert is harmless. ``metrics()``
+  counts ``retries``, ``reconnects`` and ``timeouts``. In upsert mode the retry is idempotent, so
+  with a checkpointing pipeline the result is exactly-once in effect (``idempotent`` is true). In
+  append mode a retry after a COMMIT whose acknowledgement was lost can write the flush twice:
+  append is **at-least-once**.
 * Rows the database rejects (constraint violations, bad values: SQLSTATE classes 22/23) fail the
   whole flush. With ``error_policy="fail"`` that raises :class:`~arrowflow.errors.ConnectorError`.
   With ``"skip"`` or a dead-letter sink the flush is bisected: each half is tried in its own
@@ -56,6 +64,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import numpy as np
@@ -82,6 +92,10 @@ from ._dbapi import (
 from .config import SqlSinkConfig, mask_uri, quote_ident, quote_table, scrub, split_table
 
 __all__ = ["SqlSink", "dedupe_last"]
+
+
+class _AttemptTimeout(TimeoutError):
+    """Internal: an attempt overran ``timeout`` (an ``OSError``: classified as connection loss)."""
 
 
 class _RowsRejected(Exception):
@@ -134,6 +148,7 @@ class SqlSink(Sink):
         retry_backoff: float = 0.2,
         db_kwargs: Mapping[str, str] | None = None,
         error_policy: ErrorPolicyLike = "fail",
+        timeout: float | None = 60.0,
     ) -> None:
         self.config = SqlSinkConfig(
             uri=uri if isinstance(uri, Secret) else Secret(uri) if isinstance(uri, str) else uri,
@@ -151,6 +166,7 @@ class SqlSink(Sink):
             retry_backoff=retry_backoff,
             db_kwargs=db_kwargs or {},
             error_policy=error_policy,
+            timeout=timeout,
         )
         self.error_policy = ErrorPolicy.resolve(error_policy, name=f"sql:{table}")
         self.idempotent = self.config.mode == "upsert"
@@ -166,7 +182,10 @@ class SqlSink(Sink):
         self.flushes = 0
         self.retries = 0
         self.reconnects = 0
+        self.timeouts = 0
         self.rows_rejected = 0
+        # The database thread (see the module docstring); made on first use, replaced on a timeout.
+        self._db: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         c = self.config
@@ -222,8 +241,15 @@ class SqlSink(Sink):
         self.error_policy.flush()
 
     def _close(self) -> None:
-        close_quietly(self._conn)
-        self._conn = None
+        conn, self._conn = self._conn, None
+        db, self._db = self._db, None
+        if db is None:
+            close_quietly(conn)
+            return
+        # Closed on the thread that opened it (sqlite3 refuses any other), without waiting on a
+        # thread a timed-out call may still hold.
+        db.submit(close_quietly, conn)
+        db.shutdown(wait=False)
 
     def metrics(self) -> dict[str, int]:
         return {
@@ -231,6 +257,7 @@ class SqlSink(Sink):
             "flushes": self.flushes,
             "retries": self.retries,
             "reconnects": self.reconnects,
+            "timeouts": self.timeouts,
             "rows_rejected": self.rows_rejected,
         }
 
@@ -295,8 +322,53 @@ class SqlSink(Sink):
                 self._conn = connect(c.driver, c.uri, c.db_kwargs, autocommit=False)
         return self._conn
 
+    def _attempt(self, fn: Callable[[Any], None]) -> None:
+        """One try of ``fn(conn)`` + commit, on the database thread; on failure the connection is
+        rolled back or (connection loss) closed there, then the error is raised."""
+        try:
+            conn = self._connection()
+            fn(conn)
+            conn.commit()
+        except ConfigurationError:
+            close_quietly(self._conn)
+            self._conn = None
+            raise
+        except Exception as exc:
+            if self._classify(exc) == CONNECTION_ERROR:
+                close_quietly(self._conn)
+                self._conn = None
+            elif self._conn is not None:
+                try:
+                    self._conn.rollback()
+                except Exception:
+                    close_quietly(self._conn)
+                    self._conn = None
+            raise
+
+    def _on_db_thread(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the database thread within ``timeout``; past it, abandon that thread and
+        its connection (closed when the stuck call returns) and raise :class:`_AttemptTimeout`."""
+        timeout = self.config.timeout
+        if timeout is None:
+            fn()
+            return
+        if self._db is None:
+            self._db = ThreadPoolExecutor(1, thread_name_prefix="arrowflow-sql")
+        future = self._db.submit(fn)
+        try:
+            future.result(timeout)
+        except FutureTimeout:
+            db, conn = self._db, self._conn
+            self._db, self._conn = None, None
+            future.add_done_callback(lambda _: close_quietly(conn))  # runs on the stuck thread
+            db.shutdown(wait=False)
+            self.timeouts += 1
+            raise _AttemptTimeout(
+                f"no answer within timeout={timeout} s (a silent server or network): connection dropped"
+            ) from None
+
     def _run_in_transaction(self, fn: Callable[[Any], None]) -> None:
-        """Run ``fn(conn)`` and commit; reconnect and rerun on connection loss.
+        """Run ``fn(conn)`` and commit; reconnect and rerun on connection loss or a timeout.
 
         Raises :class:`_RowsRejected` when the data was rejected (rolled back), a
         :class:`ConnectorError` otherwise.
@@ -305,25 +377,12 @@ class SqlSink(Sink):
         attempt = 0
         while True:
             try:
-                conn = self._connection()
-                fn(conn)
-                conn.commit()
+                self._on_db_thread(lambda: self._attempt(fn))
                 return
             except ConfigurationError:
-                close_quietly(self._conn)
-                self._conn = None
                 raise
             except Exception as exc:
                 kind = self._classify(exc)
-                if kind == CONNECTION_ERROR:
-                    close_quietly(self._conn)
-                    self._conn = None
-                elif self._conn is not None:
-                    try:
-                        self._conn.rollback()
-                    except Exception:
-                        close_quietly(self._conn)
-                        self._conn = None
                 if kind == ROW_ERROR:
                     raise _RowsRejected(exc) from exc
                 if kind != CONNECTION_ERROR or attempt >= c.max_retries:

@@ -1,0 +1,267 @@
+"""Workloads ``window`` (windowed aggregation vs polars) and ``watermarks`` (what event time costs).
+
+``window``: the 8-column table sorted by ``ts`` (a year of event time), tumbling 1-hour windows keyed
+by ``active`` with ``count``, ``sum(qty)``, ``mean(price)``, ``min(score)``, ``max(score)`` - about 17,500
+windows of ~57 rows.
+
+* ``Window operator, 64k batches``: :class:`arrowflow.ops.Window` fed the table's 64k-row batches with a
+  watermark after each (bounded out-of-orderness of 0: the data is in order), then the end-of-input
+  watermark: incremental partial aggregates, windows emitted as the watermark passes them. The
+  reference (what the pipeline's operator thread runs).
+* ``Pipeline.window -> NullSink``: the same through ``Pipeline.run`` with a watermark strategy (reader
+  and writer threads, watermark items in the queues; thread start-up included).
+* ``polars group_by_dynamic``: ``pl.from_arrow(table).group_by_dynamic("ts", every="1h",
+  group_by="active").agg(...)`` over the whole table at once (not incremental; the idiomatic batch
+  answer). Target: the Window operator reaches at least its rate.
+
+``watermarks``: the ``pipeline`` workload's pipeline (filter + projection -> NullSink, 64k batches) over
+the table sorted by ``ts`` and repeated 4 times (the copies shifted by a year each, so event time keeps
+going forward; 4M rows, other columns zero-copy), with and without
+``watermarks=WatermarkStrategy.bounded_out_of_orderness("ts", "1s")``. Target: with watermarks >= 0.95x
+of without (event time costs < 5%).
+
+Every method's output is checked: window results equal polars' (keys, bounds, counts and sums exactly,
+means to 1e-9); both watermark pipelines deliver the same rows and Arrow bytes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .core import Method, Prepared, RunConfig, Target, Workload, register
+from .data import make_table
+
+BATCH_ROWS = 65_536
+WINDOW_OP = "Window operator, 64k batches"
+WINDOW_PIPELINE = "Pipeline.window -> NullSink"
+POLARS = "polars group_by_dynamic"
+WITH_WM = "Pipeline with watermarks"
+WITHOUT_WM = "Pipeline without watermarks"
+REPEAT = 4
+YEAR_US = 365 * 24 * 3600 * 1_000_000
+
+
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def _sorted_table(config: RunConfig) -> pa.Table:
+    table = make_table(config.rows, config.seed)
+    return table.take(pc.sort_indices(table, [("ts", "ascending")])).combine_chunks()
+
+
+def setup_window(config: RunConfig) -> Prepared:
+    table = _sorted_table(config)
+    n = table.num_rows
+    af = _optional("arrowflow")
+    pl = _optional("polars")
+    methods: dict[str, Method] = {}
+
+    def aggs() -> list[Any]:
+        return [
+            af.agg.count(),
+            af.agg.sum("qty"),
+            af.agg.mean("price"),
+            af.agg.min("score"),
+            af.agg.max("score"),
+        ]
+
+    def run_window_op() -> pa.Table:
+        from arrowflow.ops import Window
+        from arrowflow.time import MAX_WATERMARK
+
+        op = Window(af.tumbling("1h"), aggs(), by="active", on="ts")
+        out: list[pa.RecordBatch] = []
+        for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+            out += op.process(batch)
+            # The strategy's watermark for in-order data: the batch's last (= max) event time.
+            out += op.on_watermark(int(batch.column("ts")[-1].value))
+        out += op.on_watermark(MAX_WATERMARK)
+        return pa.Table.from_batches(out)
+
+    def run_pipeline(sink: Any) -> Any:
+        from arrowflow.connectors.collection import CollectionSource
+
+        return (
+            af.Pipeline(
+                CollectionSource(table, batch_size=BATCH_ROWS),
+                watermarks=af.WatermarkStrategy.monotonous("ts"),
+            )
+            .window(af.tumbling("1h"), aggs(), by="active")
+            .to(sink)
+            .run(progress=False)
+        )
+
+    def run_polars() -> Any:
+        return (
+            pl.from_arrow(table)
+            .group_by_dynamic("ts", every="1h", group_by="active")
+            .agg(
+                pl.len().alias("count"),
+                pl.col("qty").sum().alias("qty_sum"),
+                pl.col("price").mean().alias("price_mean"),
+                pl.col("score").min().alias("score_min"),
+                pl.col("score").max().alias("score_max"),
+            )
+        )
+
+    def same(got: pa.Table, what: str) -> str:
+        exp = run_polars().sort(["ts", "active"])
+        g = pl.from_arrow(got).sort(["window_start", "active"])
+        if g.height != exp.height:
+            raise AssertionError(f"{what}: {g.height} windows, polars has {exp.height}")
+        checks = [
+            (g["active"], exp["active"]),
+            (g["window_start"], exp["ts"]),
+            (g["count"], exp["count"].cast(pl.Int64)),
+            (g["qty_sum"], exp["qty_sum"].cast(pl.Int64)),
+            (g["score_min"], exp["score_min"]),
+            (g["score_max"], exp["score_max"]),
+        ]
+        for a, b in checks:
+            if a.to_list() != b.to_list():
+                raise AssertionError(f"{what}: column {a.name} differs from polars")
+        if not np.allclose(g["price_mean"].to_numpy(), exp["price_mean"].to_numpy(), rtol=1e-9):
+            raise AssertionError(f"{what}: price_mean differs from polars")
+        return f"{g.height:,} windows: keys, bounds, count, sum, min, max exact; mean to 1e-9"
+
+    if af is None or pl is None:
+        for label in (WINDOW_OP, WINDOW_PIPELINE, POLARS):
+            methods[label] = Method(skip="arrowflow or polars not installed")
+    else:
+        from arrowflow.connectors.memory import MemorySink
+        from arrowflow.connectors.null import NullSink
+
+        def op_rows() -> int:
+            run_window_op()
+            return n
+
+        def pipeline_rows() -> int:
+            result = run_pipeline(NullSink())
+            if result.rows != n:
+                raise AssertionError(f"Pipeline.window read {result.rows} rows, expected {n}")
+            return n
+
+        def polars_rows() -> int:
+            run_polars()
+            return n
+
+        def pipeline_check() -> str:
+            sink = MemorySink()
+            run_pipeline(sink)
+            return same(sink.table(), WINDOW_PIPELINE)
+
+        methods[WINDOW_OP] = Method(
+            run=op_rows,
+            note="incremental: partial aggregates per batch, merged; emitted on the watermark",
+            check=lambda: same(run_window_op(), WINDOW_OP),
+        )
+        methods[WINDOW_PIPELINE] = Method(
+            run=pipeline_rows,
+            note="CollectionSource -> window -> NullSink through Pipeline.run, start-up included",
+            check=pipeline_check,
+        )
+        methods[POLARS] = Method(
+            run=polars_rows,
+            target=Target(min_speedup=1.0),
+            note="whole table at once (from_arrow included); target: Window operator >= 1x",
+            check=lambda: f"{run_polars().height:,} windows (the oracle of the other checks)",
+        )
+    return Prepared(methods=methods, bytes_per_row=table.nbytes / max(n, 1))
+
+
+def setup_watermarks(config: RunConfig) -> Prepared:
+    base = _sorted_table(config)
+    n0 = base.num_rows
+    ts_index = base.schema.get_field_index("ts")
+    ts_us = base.column("ts").cast(pa.int64()).to_numpy()
+    copies = [
+        base.set_column(ts_index, "ts", pa.array(ts_us + i * YEAR_US, pa.timestamp("us")))
+        for i in range(REPEAT)
+    ]
+    table = pa.concat_tables(copies)  # the other columns are shared buffers (zero-copy)
+    n = table.num_rows
+    af = _optional("arrowflow")
+    predicate = pc.field("price") < 5000.0
+    total = pc.field("price") * pc.field("qty")
+    methods: dict[str, Method] = {}
+    expected: dict[str, int] = {}
+
+    def pipeline(sink: Any, watermarks: bool) -> Any:
+        from arrowflow.connectors.collection import CollectionSource
+
+        strategy = af.WatermarkStrategy.bounded_out_of_orderness("ts", "1s") if watermarks else None
+        return (
+            af.Pipeline(CollectionSource(table, batch_size=BATCH_ROWS), watermarks=strategy)
+            .filter(predicate)
+            .with_columns(total=total)
+            .to(sink)
+            .run(progress=False)
+        )
+
+    if af is None:
+        for label in (WITH_WM, WITHOUT_WM):
+            methods[label] = Method(skip="arrowflow not installed")
+    else:
+        from arrowflow.connectors.memory import MemorySink
+        from arrowflow.connectors.null import NullSink
+
+        def timed(watermarks: bool) -> int:
+            result = pipeline(NullSink(), watermarks)
+            got = (result.rows_written, result.bytes_written)
+            if expected.setdefault("out", got) != got:  # type: ignore[arg-type]
+                raise AssertionError(f"{got} rows/bytes reached the sink, expected {expected['out']}")
+            if watermarks and (result.late_rows or result.watermark is None):
+                raise AssertionError("the watermark pipeline saw late rows or no watermark")
+            return n
+
+        def check(watermarks: bool) -> str:
+            sink = MemorySink()
+            pipeline(sink, watermarks)
+            other = MemorySink()
+            pipeline(other, not watermarks)
+            if not sink.table().equals(other.table()):
+                raise AssertionError("the pipelines with and without watermarks delivered different rows")
+            return f"{sink.table().num_rows:,} rows x {sink.table().num_columns} columns, same both ways"
+
+        methods[WITH_WM] = Method(
+            run=lambda: timed(True),
+            note=f"bounded_out_of_orderness('ts', 1s); table sorted by ts x{REPEAT} ({n0:,} rows each)",
+            check=lambda: check(True),
+        )
+        methods[WITHOUT_WM] = Method(
+            run=lambda: timed(False),
+            target=Target(min_speedup=0.95),
+            note="the same pipeline without event time; target: with watermarks >= 0.95x (< 5% cost)",
+            check=lambda: check(False),
+        )
+    return Prepared(methods=methods, bytes_per_row=base.nbytes / max(n0, 1))
+
+
+WINDOW = register(
+    Workload(
+        name="window",
+        description="Tumbling 1h windows by key (count/sum/mean/min/max) over the ts-sorted table vs polars",
+        setup=setup_window,
+        reference=WINDOW_OP,
+        idiomatic=(POLARS,),
+    )
+)
+
+WATERMARKS = register(
+    Workload(
+        name="watermarks",
+        description="Pipeline filter + projection -> NullSink with vs without a WatermarkStrategy (4M rows)",
+        setup=setup_watermarks,
+        reference=WITH_WM,
+        idiomatic=(WITHOUT_WM,),
+    )
+)

@@ -1,0 +1,43 @@
+"""Turning what user code returns (pyarrow, numpy, polars, pandas, lists) into Arrow arrays.
+
+Shared by the operators (:mod:`arrowflow.ops`) and event time (:mod:`arrowflow.time`); imports pyarrow
+and numpy only (polars/pandas values are recognised by their module, never imported).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = ["as_array", "to_arrow_array"]
+
+
+def as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One ``pa.Array`` for an array or a chunked array (chunks concatenated when there are several)."""
+    if isinstance(values, pa.ChunkedArray):
+        if values.num_chunks == 1:
+            return values.chunk(0)
+        return values.combine_chunks() if values.num_chunks else pa.array([], type=values.type)
+    return values
+
+
+def to_arrow_array(values: Any, length: int, *, what: str) -> pa.Array:
+    """Turn what a user callable returned (pyarrow, numpy, polars, pandas, list) into a ``pa.Array``.
+
+    Raises ``ValueError`` naming ``what`` when the length is not ``length``.
+    """
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = as_array(values)
+    elif isinstance(values, np.ndarray):
+        arr = pa.array(values)
+    elif hasattr(values, "to_arrow") and type(values).__module__.startswith("polars"):
+        arr = as_array(values.to_arrow())
+    elif type(values).__module__.startswith("pandas"):
+        arr = pa.Array.from_pandas(values)
+    else:
+        arr = pa.array(values)
+    if len(arr) != length:
+        raise ValueError(f"{what} returned {len(arr)} values for a batch of {length} rows")
+    return arr
