@@ -4,31 +4,47 @@ Configuration classes are frozen keyword-only dataclasses that call these helper
 ``__post_init__``, so bad values fail at construction with a :class:`ConfigurationError` naming the
 option. :class:`Secret` wraps passwords, tokens and keys so they never show in a repr, log line or
 error message.
+
+The one convention of every connector (``docs/writing-a-connector.md``): its constructor takes each
+option as an explicit keyword argument, named and defaulted like a field of its configuration
+dataclass, plus ``config=`` (a whole configuration); :func:`resolve_config` turns the two into the
+one configuration object the connector keeps as ``self.config``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import sys
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 from .errors import ConfigurationError
 
 __all__ = [
+    "REQUIRED",
+    "ConfigAttributes",
     "Secret",
+    "caller_stacklevel",
+    "check_at_most",
     "check_choice",
+    "check_exactly_one",
+    "check_name",
     "check_non_negative",
     "check_positive",
     "check_type",
     "expand_env",
     "hide_secrets",
     "is_secret_key",
+    "post_init_bases",
+    "resolve_config",
     "reveal",
     "reveal_secrets",
 ]
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
 class Secret:
@@ -172,3 +188,133 @@ def check_type(option: str, value: Any, types: type | tuple[type, ...], *, allow
     if not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types) if isinstance(types, tuple) else types.__name__
         raise ConfigurationError(f"{option} must be {names}, got {type(value).__name__}", option=option)
+
+
+def check_name(option: str, value: Any) -> None:
+    """``value`` is a non-empty string (a queue, topic, index, project, ... name)."""
+    check_type(option, value, str)
+    if not value:
+        raise ConfigurationError(f"{option} must not be empty", option=option)
+
+
+def check_exactly_one(**options: Any) -> None:
+    """Exactly one of ``options`` is not ``None``; else an error naming the first option."""
+    given = [name for name, value in options.items() if value is not None]
+    if len(given) != 1:
+        names = list(options)
+        listed = " or ".join(names) if len(names) == 2 else ", ".join(names)
+        raise ConfigurationError(f"give exactly one of {listed}", option=names[0])
+
+
+class _Required:
+    """The default of a constructor argument its configuration requires (see :data:`REQUIRED`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+    def __reduce__(self) -> str:
+        return "REQUIRED"
+
+
+#: The default of a required option in a connector's constructor. The option must be given, either
+#: by keyword or inside ``config=``; :func:`resolve_config` reports it missing otherwise (a
+#: signature default, so that ``config=`` alone can stand for every option).
+REQUIRED: Any = _Required()
+
+
+def _is_default(value: Any, field: dataclasses.Field[Any]) -> bool:
+    if field.default is not dataclasses.MISSING:
+        default = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        return False  # a required option: given whenever the constructor ran
+    if value is default:
+        return True
+    try:
+        return bool(value == default)
+    except Exception:  # objects whose == is not a truth value (arrays): not the default
+        return False
+
+
+def resolve_config(
+    config_type: type[C], config: C | None, options: Mapping[str, Any], **deprecated: Any
+) -> C:
+    """The configuration of a connector that follows the one convention.
+
+    ``options`` holds the constructor's keyword arguments (its ``locals()`` will do: only the names
+    of ``config_type``'s init fields are read; a required option's argument defaults to
+    :data:`REQUIRED`). Without ``config`` the result is
+    ``config_type(**those, **deprecated)`` (``deprecated``: old keyword names the configuration still
+    accepts with a ``DeprecationWarning``). With ``config`` (which must be a ``config_type``), every
+    option must have its default and nothing deprecated may be given: a configuration and separate
+    options together are a :class:`ConfigurationError` naming the first option given.
+    """
+    fields = [f for f in dataclasses.fields(config_type) if f.init]  # type: ignore[arg-type]
+    if config is None:
+        values = {f.name: options[f.name] for f in fields if options.get(f.name, REQUIRED) is not REQUIRED}
+        for f in fields:
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required and f.name not in values:
+                raise ConfigurationError(f"{f.name} is required", option=f.name)
+        return config_type(**values, **deprecated)
+    check_type("config", config, config_type)
+    given = [
+        f.name
+        for f in fields
+        if options.get(f.name, REQUIRED) is not REQUIRED and not _is_default(options[f.name], f)
+    ]
+    given += list(deprecated)
+    if given:
+        raise ConfigurationError(
+            f"give either config or individual options, not both (also given: {', '.join(given)})",
+            option=given[0],
+        )
+    return config
+
+
+class ConfigAttributes:
+    """Mixin of a connector that keeps its options in ``self.config``: each option also reads as an
+    attribute (``sink.routing_key`` is ``sink.config.routing_key``), as the connectors of 0.1.0 kept
+    them. Read-only: an option is changed by building a new configuration."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup failed; never for dunders (pickling probes them).
+        if not name.startswith("__"):
+            state = object.__getattribute__(self, "__dict__")
+            config = state.get("config", state.get("_connector_config"))
+            if (
+                config is not None
+                and dataclasses.is_dataclass(config)
+                and name in {f.name for f in dataclasses.fields(config)}
+            ):
+                return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def post_init_bases(parent: Any) -> None:
+    """Run the next ``__post_init__`` in the MRO, if any: call it first thing in the
+    ``__post_init__`` of an options dataclass meant to be combined with others
+    (``post_init_bases(super())``), so every base checks its own fields."""
+    post_init = getattr(parent, "__post_init__", None)
+    if post_init is not None:
+        post_init()
+
+
+def check_at_most(option: str, value: float | int, limit: float | int, why: str) -> None:
+    """``value <= limit``; else an error naming the option and ``why`` (the limit's origin)."""
+    if value > limit:
+        raise ConfigurationError(f"{option} must be <= {limit} ({why}), got {value!r}", option=option)
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of a warning that names the first caller outside arrowflow (the user's line,
+    however deep inside arrowflow the warning is raised)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("arrowflow."):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

@@ -59,31 +59,46 @@ the interpreter alive (and loses whatever it had buffered, like any process that
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 import time
+import warnings
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import check_non_negative, check_positive, check_type
+from .config import caller_stacklevel, check_choice, check_positive, check_type
 from .error_policy import ErrorPolicy, ErrorPolicyLike
 from .errors import ArrowflowError, ConfigurationError, ConnectorError, SerializationError
-from .retry import ExponentialBackoff, default_classify
+from .retry import Retry, default_classify
 from .sink import Sink
 
-__all__ = ["AsyncBatchWriter", "BatchingConfig", "Encoded", "Entries", "SubmitResult"]
+__all__ = [
+    "LEGACY_BATCHING",
+    "AsyncBatchWriter",
+    "BatchingConfig",
+    "Encoded",
+    "Entries",
+    "SubmitResult",
+    "check_batching_limits",
+    "legacy_batching",
+]
+
+C = TypeVar("C")
 
 #: Request entries: one per row, sequence-like (``len()`` and ``take(indices)``).
 Entries = Any
 
 _EMPTY_INDEX = np.empty(0, dtype=np.int64)
 _EMPTY_INDEX.flags.writeable = False
+_UNSET = object()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,31 +138,12 @@ class BatchingConfig:
             value = getattr(self, name)
             check_type(name, value, int)
             check_positive(name, value)
-        for name in ("max_request_bytes", "max_record_bytes", "max_attempts"):
+        for name in ("max_request_bytes", "max_record_bytes"):
             value = getattr(self, name)
             check_type(name, value, int, allow_none=True)
             check_positive(name, value, allow_none=True)
         check_positive("max_time_in_buffer", self.max_time_in_buffer, allow_none=True)
-        check_non_negative("initial_backoff", self.initial_backoff)
-        check_non_negative("max_backoff", self.max_backoff)
-        check_positive("backoff_multiplier", self.backoff_multiplier)
-        check_positive("max_retry_time", self.max_retry_time, allow_none=True)
-        if self.backoff_multiplier < 1:
-            raise ConfigurationError(
-                f"backoff_multiplier must be >= 1, got {self.backoff_multiplier!r}",
-                option="backoff_multiplier",
-            )
-        if self.max_backoff < self.initial_backoff:
-            raise ConfigurationError(
-                f"max_backoff ({self.max_backoff!r}) must be >= initial_backoff ({self.initial_backoff!r})",
-                option="max_backoff",
-            )
-        if self.max_attempts is None and self.max_retry_time is None:
-            raise ConfigurationError(
-                "max_attempts and max_retry_time cannot both be None (entries would be retried "
-                "forever and flush() might never return); set at least one",
-                option="max_attempts",
-            )
+        self.retry()  # the retry fields, checked where every retry policy is checked
         if (
             self.max_record_bytes is not None
             and self.max_request_bytes is not None
@@ -158,6 +154,17 @@ class BatchingConfig:
                 f"({self.max_request_bytes}): a record must fit into one request",
                 option="max_record_bytes",
             )
+
+    def retry(self, classify: Callable[[BaseException], bool] = default_classify) -> Retry:
+        """The retry fields as a :class:`~arrowflow.retry.Retry` (with ``classify``)."""
+        return Retry(
+            max_attempts=self.max_attempts,
+            max_retry_time=self.max_retry_time,
+            initial_backoff=self.initial_backoff,
+            max_backoff=self.max_backoff,
+            backoff_multiplier=self.backoff_multiplier,
+            classify=classify,
+        )
 
     @property
     def record_limit(self) -> int | None:
@@ -262,23 +269,30 @@ class AsyncBatchWriter(Sink):
 
     def __init__(
         self,
-        config: BatchingConfig | None = None,
+        batching: BatchingConfig | None = None,
         *,
         error_policy: ErrorPolicyLike = "fail",
         name: str | None = None,
+        config: BatchingConfig | None = None,
     ) -> None:
-        if config is None:
-            config = BatchingConfig()
-        check_type("config", config, BatchingConfig)
+        if config is not None:
+            warnings.warn(
+                "AsyncBatchWriter(config=...) is deprecated: pass batching=",
+                DeprecationWarning,
+                stacklevel=caller_stacklevel(),
+            )
+            if batching is not None:
+                raise ConfigurationError("give batching, not also config", option="config")
+            batching = config
+        if batching is None:
+            batching = BatchingConfig()
+        check_type("batching", batching, BatchingConfig)
         if name is not None:
             self.name = name
-        self.config = config
+        self.batching = batching
         self.error_policy = ErrorPolicy.resolve(error_policy, name=self.name)
-        self._backoff = ExponentialBackoff(
-            initial_delay=config.initial_backoff,
-            max_delay=config.max_backoff,
-            multiplier=config.backoff_multiplier,
-        )
+        self._retry = batching.retry()
+        self._backoff = self._retry.backoff()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._buffer: deque[_Chunk] = deque()
@@ -303,6 +317,28 @@ class AsyncBatchWriter(Sink):
             ),
             0,
         )
+
+    @property
+    def config(self) -> Any:
+        """Deprecated alias of :attr:`batching` (0.1.0 called the writer's limits ``config``).
+
+        A connector that keeps its own configuration object as ``self.config`` (the convention)
+        assigns it, and then this returns that object; only reading the alias without such an
+        assignment warns and returns :attr:`batching`. Removed once every connector is converted.
+        """
+        own = self.__dict__.get("_connector_config", _UNSET)
+        if own is not _UNSET:
+            return own
+        warnings.warn(
+            f"{type(self).__name__}.config is deprecated: the batching limits are .batching",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.batching
+
+    @config.setter
+    def config(self, value: Any) -> None:
+        self.__dict__["_connector_config"] = value
 
     # ------------------------------------------------------------------ connector hooks
 
@@ -412,7 +448,7 @@ class AsyncBatchWriter(Sink):
         if len(sizes) == 0:
             return
         chunk = _Chunk(entries, rows, sizes, time.monotonic())
-        limit = self.config.max_buffered_rows
+        limit = self.batching.max_buffered_rows
         with self._cond:
             self._ensure_started()
             if self._buffered_rows >= limit:
@@ -524,7 +560,7 @@ class AsyncBatchWriter(Sink):
             raise ArrowflowError(
                 f"{self.name}: entry_sizes() returned {sizes.shape} for {batch.num_rows} entries"
             )
-        limit = self.config.record_limit
+        limit = self.batching.record_limit
         if limit is not None:
             big = sizes > limit
             if big.any():
@@ -567,14 +603,14 @@ class AsyncBatchWriter(Sink):
         threads = [threading.Thread(target=self._dispatch_loop, name=f"{self.name}-dispatch", daemon=True)]
         threads += [
             threading.Thread(target=self._worker_loop, name=f"{self.name}-worker-{i}", daemon=True)
-            for i in range(self.config.max_in_flight)
+            for i in range(self.batching.max_in_flight)
         ]
         self._threads = threads
         for t in threads:
             t.start()
 
     def _dispatch_loop(self) -> None:
-        cfg = self.config
+        cfg = self.batching
         max_bytes = cfg.max_request_bytes
         while True:
             with self._cond:
@@ -609,7 +645,7 @@ class AsyncBatchWriter(Sink):
 
     def _cut_request(self) -> _Request:
         """Take the next request off the front of the buffer (caller holds the lock)."""
-        cfg = self.config
+        cfg = self.batching
         rows_left = cfg.max_request_rows
         bytes_left = cfg.max_request_bytes
         entries: list[Entries] = []
@@ -672,7 +708,6 @@ class AsyncBatchWriter(Sink):
 
     def _deliver(self, request: _Request) -> None:
         """Send ``request`` until every entry is acknowledged or handed to the error policy."""
-        cfg = self.config
         started = time.monotonic()
         attempt = 1
         while True:
@@ -702,10 +737,7 @@ class AsyncBatchWriter(Sink):
                 return
             again_errors = _pick(errors, retryable)
             delay = self._backoff.delay(attempt)
-            exhausted = (cfg.max_attempts is not None and attempt >= cfg.max_attempts) or (
-                cfg.max_retry_time is not None and time.monotonic() - started + delay > cfg.max_retry_time
-            )
-            if exhausted:
+            if self._retry.exhausted(attempt, time.monotonic() - started, delay):
                 elapsed = time.monotonic() - started
                 self._fail(
                     request,
@@ -803,3 +835,170 @@ def _subset(writer: AsyncBatchWriter, request: _Request, indices: np.ndarray) ->
     counts = np.array([len(pos) for _, pos in groups], dtype=np.int64)
     bounds = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(counts)))
     return _Request(writer.take_entries(request.entries, indices), request.sizes[indices], segments, bounds)
+
+
+# -- per-system limits and the 0.1.0 batching keywords ----------------------------------------------
+
+
+def check_batching_limits(
+    batching: BatchingConfig,
+    *,
+    api: str,
+    max_request_rows: int | None = None,
+    max_request_bytes: int | None = None,
+    max_record_bytes: int | None = None,
+) -> BatchingConfig:
+    """``batching`` checked against a remote API's hard limits (``api`` names it in errors).
+
+    A value above a limit is a :class:`ConfigurationError` naming ``batching.<field>``. A
+    ``max_request_bytes`` or ``max_record_bytes`` left at ``None`` means "the API's limit": the
+    returned config has the limit filled in (a record never exceeds a request).
+    """
+    changes: dict[str, Any] = {}
+    for name, limit in (
+        ("max_request_rows", max_request_rows),
+        ("max_request_bytes", max_request_bytes),
+        ("max_record_bytes", max_record_bytes),
+    ):
+        if limit is None:
+            continue
+        value = getattr(batching, name)
+        if value is None:
+            changes[name] = limit
+        elif value > limit:
+            raise ConfigurationError(
+                f"batching.{name}={value} exceeds the {api} limit of {limit}", option=f"batching.{name}"
+            )
+    if changes.get("max_record_bytes") is not None:
+        request = changes.get("max_request_bytes", batching.max_request_bytes)
+        if request is not None:
+            changes["max_record_bytes"] = min(changes["max_record_bytes"], request)
+    return dataclasses.replace(batching, **changes) if changes else batching
+
+
+#: 0.1.0's per-connector batching keywords and the :class:`BatchingConfig` field each became.
+#: ``max_retries=n`` is ``max_attempts=n + 1``; ``backoff="constant"`` is ``backoff_multiplier=1``
+#: with ``max_backoff=initial_backoff``.
+LEGACY_BATCHING: dict[str, str] = {
+    "max_records_per_request": "max_request_rows",
+    "max_actions": "max_request_rows",
+    "max_items_per_request": "max_request_rows",
+    "request_rows": "max_request_rows",
+    "max_bytes": "max_request_bytes",
+    "max_request_bytes": "max_request_bytes",
+    "max_record_bytes": "max_record_bytes",
+    "max_item_bytes": "max_record_bytes",
+    "max_in_flight": "max_in_flight",
+    "max_in_flight_requests": "max_in_flight",
+    "max_buffered_rows": "max_buffered_rows",
+    "flush_interval": "max_time_in_buffer",
+    "max_retries": "max_attempts",
+    "initial_backoff": "initial_backoff",
+    "max_backoff": "max_backoff",
+    "backoff": "backoff_multiplier",
+}
+
+
+def _check_legacy(name: str, value: Any) -> None:
+    """A 0.1.0 keyword's value, checked as 0.1.0 checked it (the error names the old keyword)."""
+    if name == "max_retries":
+        check_type(name, value, int)
+        if value < 0:
+            raise ConfigurationError(f"{name} must be >= 0, got {value!r}", option=name)
+    elif name == "backoff":
+        check_choice(name, value, ("exponential", "constant"))
+    elif name == "flush_interval":
+        check_positive(name, value, allow_none=True)
+    elif name in ("initial_backoff", "max_backoff"):
+        check_positive(name, value)
+    else:
+        check_type(name, value, int, allow_none=name == "max_buffered_rows")
+        check_positive(name, value, allow_none=name == "max_buffered_rows")
+
+
+def fold_legacy_batching(base: BatchingConfig, legacy: Mapping[str, Any]) -> BatchingConfig:
+    """``base`` with 0.1.0 batching keywords (:data:`LEGACY_BATCHING`) applied, as 0.1.0 read them:
+    a backoff range whose maximum is below its start is widened, a record limit above the request
+    limit is cut to it, and ``max_buffered_rows=None`` keeps ``base``'s."""
+    changes: dict[str, Any] = {}
+    for name, value in legacy.items():
+        _check_legacy(name, value)
+        target = LEGACY_BATCHING[name]
+        if name == "max_retries":
+            changes[target] = value + 1
+        elif name == "backoff":
+            changes[target] = 1.0 if value == "constant" else 2.0
+        elif value is not None or target == "max_time_in_buffer":
+            changes[target] = value
+    folded = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)} | changes
+    if legacy.get("backoff") == "constant" or folded["max_backoff"] < folded["initial_backoff"]:
+        folded["max_backoff"] = folded["initial_backoff"]
+    request, record = folded["max_request_bytes"], folded["max_record_bytes"]
+    if request is not None and record is not None and record > request:
+        folded["max_record_bytes"] = request
+    return BatchingConfig(**folded)
+
+
+def _legacy_value(batching: BatchingConfig, name: str) -> Any:
+    value = getattr(batching, LEGACY_BATCHING[name])
+    if name == "max_retries":
+        return None if value is None else value - 1
+    if name == "backoff":
+        return "constant" if value == 1 else "exponential"
+    return value
+
+
+def legacy_batching(*names: str) -> Callable[[type[C]], type[C]]:
+    """Class decorator of a connector's configuration dataclass: accept 0.1.0's batching keywords.
+
+    Each of ``names`` (keys of :data:`LEGACY_BATCHING`) is still accepted by the constructor, with a
+    ``DeprecationWarning``, and folded into the dataclass's ``batching`` field (on top of the value
+    given, or of the field's default, the per-system default); giving ``batching`` too is a
+    :class:`ConfigurationError`. Reading ``config.<name>`` still works (a read-only view of
+    ``batching``). Apply it on top of ``@dataclass``.
+    """
+    unknown = set(names) - set(LEGACY_BATCHING)
+    if unknown:
+        raise ValueError(f"not 0.1.0 batching keywords: {sorted(unknown)}")
+
+    def decorate(cls: type[C]) -> type[C]:
+        batching_field = {f.name: f for f in dataclasses.fields(cls)}["batching"]  # type: ignore[arg-type]
+        original = cls.__init__  # type: ignore[misc]
+
+        @functools.wraps(original)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            legacy = {n: kwargs.pop(n) for n in names if n in kwargs}
+            if legacy:
+                warnings.warn(
+                    f"{cls.__name__}: {', '.join(legacy)} are deprecated; pass "
+                    f"batching=BatchingConfig(...) ({', '.join(LEGACY_BATCHING[n] for n in legacy)})",
+                    DeprecationWarning,
+                    stacklevel=caller_stacklevel(),
+                )
+                base = kwargs.get("batching", batching_field.default)
+                if base is not batching_field.default and base != batching_field.default:
+                    raise ConfigurationError(
+                        f"give batching or the deprecated {', '.join(legacy)}, not both",
+                        option=next(iter(legacy)),
+                    )
+                check_type("batching", base, BatchingConfig)
+                kwargs["batching"] = fold_legacy_batching(base, legacy)
+            original(self, *args, **kwargs)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        for name in names:
+            setattr(
+                cls,
+                name,
+                property(
+                    functools.partial(_legacy_property, name=name),
+                    doc=f"Deprecated: batching.{LEGACY_BATCHING[name]}.",
+                ),
+            )
+        return cls
+
+    return decorate
+
+
+def _legacy_property(self: Any, name: str) -> Any:
+    return _legacy_value(self.batching, name)

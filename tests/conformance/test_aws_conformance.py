@@ -1,4 +1,4 @@
-"""The conformance suite over the AWS connectors, against the moto server on 127.0.0.1:5000.
+"""The conformance suite over the AWS connectors, against the moto server on 127.0.0.1:$AWS_PORT (5000).
 
 * DynamoDB sink: the deterministic table keyed by ``id``, read back with a parallel Scan; the bad
   batch holds NaN in ``value`` (no DynamoDB number form), so every row goes to the error policy.
@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import uuid
@@ -36,7 +37,7 @@ from arrowflow.testing import SinkConformance, SourceConformance, make_table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration" / "aws"))
 from aws_helpers import CREDS, create_stream, create_table, read_stream
 
-ENDPOINT = "http://127.0.0.1:5000"
+ENDPOINT = f"http://127.0.0.1:{os.environ.get('AWS_PORT', '5000')}"
 OPTS = {**CREDS, "endpoint_url": ENDPOINT}
 SCHEMA = make_table(1).schema
 # DynamoDB stores the timestamp as an ISO-8601 string.
@@ -45,9 +46,9 @@ READ_SCHEMA = SCHEMA.set(SCHEMA.get_field_index("ts"), pa.field("ts", pa.string(
 
 def _client(service: str) -> Any:
     try:
-        socket.create_connection(("127.0.0.1", 5000), timeout=2).close()
+        socket.create_connection(("127.0.0.1", int(os.environ.get("AWS_PORT", "5000"))), timeout=2).close()
     except OSError:
-        pytest.fail("moto is not answering on 127.0.0.1:5000: start it with `sh tests/services/up.sh aws`")
+        pytest.fail(f"moto is not answering on {ENDPOINT}: start it with `sh tests/services/up.sh aws`")
     import boto3
 
     return boto3.client(service, endpoint_url=ENDPOINT, **CREDS)

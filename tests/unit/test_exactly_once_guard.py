@@ -162,6 +162,7 @@ DECLARED = {
     "HybridSource": "option",
     "KafkaSource": True,
     "KinesisSource": True,
+    "MessageSource": False,
     "MongoChangeStreamSource": True,
     "MongoSource": True,
     "MqttSource": False,

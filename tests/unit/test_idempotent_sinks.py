@@ -33,6 +33,7 @@ IDEMPOTENT = {
     "KafkaSink": "never",
     "KinesisSink": "never",
     "MemorySink": "never",
+    "MessageSink": "never",
     "MongoSink": "with mode='replace' or 'update' (keyed), or ignore_duplicates",
     "MqttSink": "never",
     "NatsJetStreamSink": "with msg_id_column (within the stream's duplicate window)",

@@ -137,6 +137,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "KafkaSinkConfig": {"bootstrap_servers": "127.0.0.1:9092", "topic": "t"},
     "KafkaSourceConfig": {"bootstrap_servers": "127.0.0.1:9092", "topics": ("t",)},
     "CassandraConnection": {"username": "user"},
+    "ActiveMQSourceConfig": {"destination": "/queue/q"},
+    "ActiveMQSinkConfig": {"destination": "/queue/q"},
+    "ActiveMQTransactionalSinkConfig": {"destination": "/queue/q"},
+    "MqttSourceConfig": {"topics": ("t",), "client_id": "c"},
+    "MqttSinkConfig": {"topic": "t"},
+    "PulsarSourceConfig": {"topics": ("t",), "subscription": "s"},
 }
 
 

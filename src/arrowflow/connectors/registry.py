@@ -141,7 +141,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="mqtt",
-        module="arrowflow.connectors.mqtt_broker",
+        module="arrowflow.connectors.mqtt",
         sources=("MqttSource",),
         sinks=("MqttSink",),
         extra="mqtt",
@@ -236,7 +236,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="pulsar",
-        module="arrowflow.connectors.pulsar_broker",
+        module="arrowflow.connectors.pulsar",
         sources=("PulsarSource",),
         sinks=("PulsarSink",),
         extra="pulsar",
@@ -247,7 +247,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="pubsub",
-        module="arrowflow.connectors.gcp_pubsub",
+        module="arrowflow.connectors.pubsub",
         sources=("PubSubSource",),
         sinks=("PubSubSink",),
         extra="pubsub",
@@ -257,7 +257,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="kinesis",
-        module="arrowflow.connectors.aws",
+        module="arrowflow.connectors.kinesis",
         sources=("KinesisSource",),
         sinks=("KinesisSink",),
         extra="aws",
@@ -267,7 +267,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="firehose",
-        module="arrowflow.connectors.aws",
+        module="arrowflow.connectors.firehose",
         sinks=("FirehoseSink",),
         extra="aws",
         requires=("boto3",),
@@ -276,7 +276,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="dynamodb",
-        module="arrowflow.connectors.aws",
+        module="arrowflow.connectors.dynamodb",
         sources=("DynamoDBScanSource", "DynamoDBStreamsSource"),
         sinks=("DynamoDBSink",),
         extra="aws",

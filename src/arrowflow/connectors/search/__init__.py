@@ -25,8 +25,9 @@ elasticsearch-py against OpenSearch through a test-only ``node_class`` that rewr
 from __future__ import annotations
 
 from ._client import ELASTICSEARCH, OPENSEARCH, Flavor
-from .sink import SearchSink, SearchSinkConfig, item_outcomes
-from .source import SearchSource, SearchSourceConfig, hits_to_batch
+from .config import SearchSinkConfig, SearchSourceConfig
+from .sink import SearchSink, item_outcomes
+from .source import SearchSource, hits_to_batch
 
 __all__ = [
     "ELASTICSEARCH",

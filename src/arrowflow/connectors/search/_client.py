@@ -19,33 +19,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import ConfigurationError, ConnectorError
+from ...retry import RETRYABLE_HTTP_STATUS, default_classify, http_status
 
-__all__ = ["ELASTICSEARCH", "OPENSEARCH", "Flavor", "error_status", "is_retryable_exception"]
+__all__ = ["ELASTICSEARCH", "OPENSEARCH", "RETRYABLE_STATUS", "Flavor", "is_retryable_exception"]
 
 #: HTTP statuses of a whole request (or of one bulk item) worth retrying.
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def error_status(exc: BaseException) -> int | None:
-    """The HTTP status a client exception carries (``None`` for connection errors and timeouts)."""
-    meta = getattr(exc, "meta", None)
-    status = getattr(meta, "status", None)
-    if isinstance(status, int):
-        return status
-    status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
+RETRYABLE_STATUS = RETRYABLE_HTTP_STATUS
 
 
 def is_retryable_exception(exc: BaseException) -> bool:
-    """True for failures of a whole request that may pass if sent again."""
-    if isinstance(exc, ConnectorError):
-        return exc.retryable
-    status = error_status(exc)
-    if status is not None:
-        return status in RETRYABLE_STATUS or status >= 500
-    if isinstance(exc, OSError):
+    """True for failures of a whole request that may pass if sent again: what
+    :func:`~arrowflow.retry.default_classify` retries, and the clients' own network failures (both
+    name them ``ConnectionError`` / ``ConnectionTimeout``, and neither is an ``OSError``)."""
+    if default_classify(exc):
         return True
-    # Both clients name their network failures ConnectionError / ConnectionTimeout (not OSError).
+    if isinstance(exc, ConnectorError) or http_status(exc) is not None:
+        return False
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & {"ConnectionError", "ConnectionTimeout"})
 

@@ -1,22 +1,12 @@
-"""Elasticsearch: the shared search connector (:mod:`arrowflow.connectors.search`) on
-elasticsearch 8.x/9.x (``arrowflow[elasticsearch]``).
-
-``ElasticsearchSink(hosts, index=..., **options)`` takes the options of
-:class:`~arrowflow.connectors.search.SearchSinkConfig` as keywords (or ``config=``);
-``ElasticsearchSource(hosts, index=..., **options)`` those of
-:class:`~arrowflow.connectors.search.SearchSourceConfig`. Both take ``client=`` (an existing client,
-not closed here) instead of ``hosts``, and ``client_options`` passed to the client constructor.
-"""
+"""Elasticsearch: the search connector (:mod:`arrowflow.connectors.search`) on elasticsearch-py 8.x/9.x
+(``arrowflow[elasticsearch]``). Options: :class:`~.config.SearchSinkConfig` and
+:class:`~.config.SearchSourceConfig`, as keywords."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from ...error_policy import ErrorPolicyLike
 from ._client import ELASTICSEARCH
-from .sink import SearchSink, SearchSinkConfig, sink_config
-from .source import SearchSource, SearchSourceConfig
+from .sink import SearchSink
+from .source import SearchSource
 
 __all__ = ["ElasticsearchSink", "ElasticsearchSource"]
 
@@ -24,42 +14,10 @@ __all__ = ["ElasticsearchSink", "ElasticsearchSource"]
 class ElasticsearchSink(SearchSink):
     """Bulk writes to Elasticsearch (at-least-once; idempotent with ids from the data)."""
 
-    def __init__(
-        self,
-        hosts: Any = None,
-        index: str | None = None,
-        *,
-        client: Any = None,
-        client_options: Mapping[str, Any] | None = None,
-        error_policy: ErrorPolicyLike = "fail",
-        config: SearchSinkConfig | None = None,
-        name: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            ELASTICSEARCH,
-            sink_config(index, config=config, **options),
-            hosts=hosts,
-            client=client,
-            client_options=client_options,
-            error_policy=error_policy,
-            name=name,
-        )
+    flavor = ELASTICSEARCH
 
 
 class ElasticsearchSource(SearchSource):
-    """A bounded read of a Elasticsearch index (``search_after`` pages, PIT slices)."""
+    """A bounded read of an Elasticsearch index (``search_after`` pages, PIT slices)."""
 
-    def __init__(
-        self,
-        hosts: Any = None,
-        index: str | None = None,
-        *,
-        client: Any = None,
-        client_options: Mapping[str, Any] | None = None,
-        config: SearchSourceConfig | None = None,
-        **options: Any,
-    ) -> None:
-        if config is None:
-            config = SearchSourceConfig(index=index, **options)  # type: ignore[arg-type]
-        super().__init__(ELASTICSEARCH, config, hosts=hosts, client=client, client_options=client_options)
+    flavor = ELASTICSEARCH

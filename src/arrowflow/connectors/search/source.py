@@ -25,53 +25,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from ...config import check_positive, check_type, hide_secrets, reveal_secrets
+from ...config import REQUIRED, ConfigAttributes, hide_secrets, resolve_config, reveal_secrets
 from ...errors import ConfigurationError, ConnectorError
 from ...formats.json import _convert as json_convert
 from ...formats.json import _read_type as json_read_type
 from ...source import Position, Source, Split, SplitReader
 from ._client import Flavor
+from .config import SearchSourceConfig
 
 __all__ = ["SearchSource", "SearchSourceConfig", "hits_to_batch"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchSourceConfig:
-    """Options of a search source (see the module docstring)."""
-
-    index: str
-    query: Mapping[str, Any] | None = None
-    schema: pa.Schema | None = None
-    columns: tuple[str, ...] | None = None
-    id_column: str | None = None
-    sort: tuple[Any, ...] = ({"_id": "asc"},)
-    page_size: int = 1000
-    slices: int = 1
-    keep_alive: str = "5m"
-
-    def __post_init__(self) -> None:
-        check_type("index", self.index, str)
-        if not self.index:
-            raise ConfigurationError("index must not be empty", option="index")
-        check_type("query", self.query, Mapping, allow_none=True)
-        check_type("schema", self.schema, pa.Schema, allow_none=True)
-        check_type("id_column", self.id_column, str, allow_none=True)
-        if self.columns is not None:
-            check_type("columns", self.columns, (tuple, list))
-            object.__setattr__(self, "columns", tuple(self.columns))
-        check_type("sort", self.sort, (tuple, list))
-        if not self.sort:
-            raise ConfigurationError("sort must name at least one field (a total order)", option="sort")
-        object.__setattr__(self, "sort", tuple(self.sort))
-        for name in ("page_size", "slices"):
-            check_type(name, getattr(self, name), int)
-            check_positive(name, getattr(self, name))
-        check_type("keep_alive", self.keep_alive, str)
 
 
 def _has_binary(t: pa.DataType) -> bool:
@@ -125,22 +91,42 @@ def hits_to_batch(
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-class SearchSource(Source):
-    """Reads an index once (bounded). See the module docstring for splits, positions and types."""
+class SearchSource(ConfigAttributes, Source):
+    """Reads an index once (bounded). See the module docstring for splits, positions and types.
+
+    ``hosts`` (or ``client``, not closed by the source) and ``client_options`` say where to read,
+    as for the sink; the other options are :class:`SearchSourceConfig`'s.
+    """
 
     name = "search"
     replayable = True
+    #: The client library (set by the Elasticsearch and OpenSearch classes).
+    flavor: Flavor
 
     def __init__(
         self,
-        flavor: Flavor,
-        config: SearchSourceConfig,
-        *,
         hosts: Any = None,
+        index: str = REQUIRED,
+        *,
+        query: Mapping[str, Any] | None = None,
+        schema: pa.Schema | None = None,
+        columns: Sequence[str] | None = None,
+        id_column: str | None = None,
+        sort: Sequence[Any] = ({"_id": "asc"},),
+        page_size: int = 1000,
+        slices: int = 1,
+        keep_alive: str = "5m",
         client: Any = None,
         client_options: Mapping[str, Any] | None = None,
+        flavor: Flavor | None = None,
+        config: SearchSourceConfig | None = None,
     ) -> None:
-        check_type("config", config, SearchSourceConfig)
+        if isinstance(hosts, Flavor):  # 0.1.0: SearchSource(flavor, config, hosts=..., ...)
+            flavor, config, hosts, index = hosts, index, None, REQUIRED  # type: ignore[assignment]
+        config = resolve_config(SearchSourceConfig, config, locals())
+        flavor = flavor or getattr(type(self), "flavor", None)
+        if not isinstance(flavor, Flavor):
+            raise ConfigurationError("give flavor= (ELASTICSEARCH or OPENSEARCH)", option="flavor")
         if (hosts is None) == (client is None):
             raise ConfigurationError("give either hosts or client", option="hosts")
         self.flavor = flavor

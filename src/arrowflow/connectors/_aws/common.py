@@ -1,102 +1,20 @@
-"""Small helpers shared by the AWS connectors (no I/O): vectorized pieces of the sinks, their
-option checks, and reading a batch call's per-record outcome."""
+"""Small helpers shared by the AWS connectors (no I/O): vectorized pieces of the sinks and reading a
+batch call's per-record outcome."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...config import check_positive, check_type
 from ...errors import ConfigurationError, ConnectorError
 from ...formats import Encoded as EncodedPayloads
-from ...writer import BatchingConfig, SubmitResult
+from ...writer import SubmitResult
 
-__all__ = [
-    "SinkLimits",
-    "binary_payloads",
-    "check_sink_limits",
-    "contiguous_bytes",
-    "random_keys",
-    "record_outcomes",
-    "resolve_config",
-    "resolve_keys",
-    "sink_batching",
-]
-
-T = TypeVar("T")
-
-
-def resolve_config(config_type: type[T], config: T | None, options: Mapping[str, Any]) -> T:
-    """``config``, or a ``config_type`` built from ``options``; giving both is a configuration error."""
-    if config is None:
-        config = config_type(**options)
-    elif options:
-        raise ConfigurationError("give either config or individual options", option="config")
-    check_type("config", config, config_type)
-    return config
-
-
-class SinkLimits(Protocol):
-    """The request limits and retry options every AWS sink config holds."""
-
-    @property
-    def max_request_bytes(self) -> int: ...
-    @property
-    def max_in_flight(self) -> int: ...
-    @property
-    def max_buffered_rows(self) -> int: ...
-    @property
-    def flush_interval(self) -> float | None: ...
-    @property
-    def max_retries(self) -> int: ...
-    @property
-    def initial_backoff(self) -> float: ...
-    @property
-    def max_backoff(self) -> float: ...
-
-
-def check_sink_limits(
-    cfg: SinkLimits, *, count_option: str, count_limit: int, size_option: str, api: str
-) -> None:
-    """Check the limits of a sink config (``ConfigurationError`` naming the option).
-
-    ``count_option`` (records per request, at most ``count_limit``: the ``api`` limit),
-    ``max_request_bytes``, ``size_option`` (one record), ``max_in_flight`` and ``max_buffered_rows``
-    are positive ints; ``max_retries`` an int >= 0; ``flush_interval`` positive or ``None``; the
-    backoffs positive.
-    """
-    for name in (count_option, "max_request_bytes", size_option, "max_in_flight", "max_buffered_rows"):
-        check_type(name, getattr(cfg, name), int)
-        check_positive(name, getattr(cfg, name))
-    if getattr(cfg, count_option) > count_limit:
-        raise ConfigurationError(
-            f"{count_option} must be <= {count_limit} ({api} limit)", option=count_option
-        )
-    check_type("max_retries", cfg.max_retries, int)
-    if cfg.max_retries < 0:
-        raise ConfigurationError("max_retries must be >= 0", option="max_retries")
-    check_positive("flush_interval", cfg.flush_interval, allow_none=True)
-    check_positive("initial_backoff", cfg.initial_backoff)
-    check_positive("max_backoff", cfg.max_backoff)
-
-
-def sink_batching(cfg: SinkLimits, *, max_request_rows: int, max_record_bytes: int) -> BatchingConfig:
-    """The :class:`BatchingConfig` of a sink config (a record is never over a whole request)."""
-    return BatchingConfig(
-        max_request_rows=max_request_rows,
-        max_request_bytes=cfg.max_request_bytes,
-        max_record_bytes=min(max_record_bytes, cfg.max_request_bytes),
-        max_in_flight=cfg.max_in_flight,
-        max_buffered_rows=cfg.max_buffered_rows,
-        max_time_in_buffer=cfg.flush_interval,
-        initial_backoff=cfg.initial_backoff,
-        max_backoff=max(cfg.max_backoff, cfg.initial_backoff),
-        max_attempts=cfg.max_retries + 1,
-    )
+__all__ = ["binary_payloads", "contiguous_bytes", "random_keys", "record_outcomes", "resolve_keys"]
 
 
 def binary_payloads(encoded: EncodedPayloads) -> pa.Array:

@@ -1,4 +1,4 @@
-"""The publishing connection of :class:`~arrowflow.connectors.mqtt_broker.MqttSink`: its own MQTT
+"""The publishing connection of :class:`~arrowflow.connectors.mqtt.MqttSink`: its own MQTT
 socket on which a request's PUBLISH packets, built by the compiled kernel
 :mod:`arrowflow._ext.mqtt_frames`, are written in windows and the broker's acknowledgements read in
 bulk.
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .._ext import load
+from ..._ext import load
 
 __all__ = ["MqttPublisher", "PublishError"]
 

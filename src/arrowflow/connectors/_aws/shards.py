@@ -12,61 +12,61 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 
-from ...config import check_choice, check_positive, check_type
-from ...errors import ConfigurationError
+from ...config import ConfigAttributes, check_at_most, check_positive, check_type, post_init_bases
 from ...retry import ExponentialBackoff
 from ...source import Position, Source, Split, SplitReader
-from .config import error_code, is_retryable_aws_error
+from .config import AwsConfig, error_code, is_retryable_aws_error
 
-__all__ = ["ShardPolling", "ShardReader", "ShardedSource", "check_shard_polling", "shard_parents"]
-
-
-class ShardPolling(Protocol):
-    """The polling options a shard source's config holds."""
-
-    @property
-    def poll_interval(self) -> float: ...
-    @property
-    def min_call_interval(self) -> float: ...
-    @property
-    def shard_discovery_interval(self) -> float | None: ...
-    @property
-    def max_records_per_call(self) -> int: ...
-    @property
-    def initial_backoff(self) -> float: ...
-    @property
-    def max_backoff(self) -> float: ...
-    @property
-    def metadata_columns(self) -> tuple[str, ...]: ...
+__all__ = ["ShardPollingOptions", "ShardReader", "ShardedSource", "shard_parents"]
 
 
-def check_shard_polling(cfg: ShardPolling, *, metadata: Iterable[str], limit: int, api: str) -> None:
-    """Check (``ConfigurationError`` naming the option) and normalize a shard source config's
-    ``metadata_columns`` (a tuple of names among ``metadata``) and polling options (positive;
-    ``max_records_per_call`` an int of at most ``limit``, the ``api`` limit)."""
-    check_type("metadata_columns", cfg.metadata_columns, (tuple, list))
-    object.__setattr__(cfg, "metadata_columns", tuple(cfg.metadata_columns))
-    for m in cfg.metadata_columns:
-        check_choice("metadata_columns", m, tuple(metadata))
-    check_positive("poll_interval", cfg.poll_interval)
-    check_positive("min_call_interval", cfg.min_call_interval)
-    check_positive("shard_discovery_interval", cfg.shard_discovery_interval, allow_none=True)
-    check_type("max_records_per_call", cfg.max_records_per_call, int)
-    check_positive("max_records_per_call", cfg.max_records_per_call)
-    if cfg.max_records_per_call > limit:
-        raise ConfigurationError(
-            f"max_records_per_call must be <= {limit} ({api} limit)", option="max_records_per_call"
+@dataclass(frozen=True, kw_only=True)
+class ShardPollingOptions:
+    """The polling options of a shard source's configuration (inherit it; set
+    ``MAX_RECORDS_PER_CALL`` and ``API``, the service's GetRecords limit and name)."""
+
+    MAX_RECORDS_PER_CALL: ClassVar[int] = 10_000
+    API: ClassVar[str] = "GetRecords"
+
+    poll_interval: float = 0.5
+    """Seconds between GetRecords calls of a shard that returned nothing (caught up)."""
+    min_call_interval: float = 0.2
+    """Seconds two calls of one shard are at least apart (the services allow 5 per second per shard)."""
+    shard_discovery_interval: float | None = 10.0
+    """Seconds between listings that find new shards after resharding (``None`` = never)."""
+    max_records_per_call: int = 10_000
+    """GetRecords ``Limit`` at most (and at most ``max_rows`` of the read)."""
+    initial_backoff: float = 0.2
+    """Throttling: the first wait, in seconds (full jitter, doubling)."""
+    max_backoff: float = 5.0
+    """Throttling: the longest wait, in seconds."""
+
+    def __post_init__(self) -> None:
+        post_init_bases(super())
+        check_positive("poll_interval", self.poll_interval)
+        check_positive("min_call_interval", self.min_call_interval)
+        check_positive("shard_discovery_interval", self.shard_discovery_interval, allow_none=True)
+        check_type("max_records_per_call", self.max_records_per_call, int)
+        check_positive("max_records_per_call", self.max_records_per_call)
+        check_at_most(
+            "max_records_per_call", self.max_records_per_call, self.MAX_RECORDS_PER_CALL, f"{self.API} limit"
         )
-    check_positive("initial_backoff", cfg.initial_backoff)
-    check_positive("max_backoff", cfg.max_backoff)
+        self.backoff()  # the backoff numbers, checked as every backoff is
+
+    def backoff(self) -> ExponentialBackoff:
+        """The throttling backoff."""
+        return ExponentialBackoff(
+            initial_delay=self.initial_backoff, max_delay=self.max_backoff, multiplier=2.0
+        )
 
 
-C = TypeVar("C", bound=ShardPolling)
+C = TypeVar("C", bound=ShardPollingOptions)
 
 
 def shard_parents(shard: Mapping[str, Any]) -> list[str]:
@@ -74,7 +74,7 @@ def shard_parents(shard: Mapping[str, Any]) -> list[str]:
     return [p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p]
 
 
-class ShardedSource(Source, Generic[C]):
+class ShardedSource(ConfigAttributes, Source, Generic[C]):
     """An unbounded source with one split per shard; children wait for their parents.
 
     Subclasses implement :meth:`_list_shards` (every shard the service lists) and may add
@@ -84,13 +84,20 @@ class ShardedSource(Source, Generic[C]):
     """
 
     replayable = True
+    #: The boto3 service the shards are read from.
+    service: ClassVar[str]
 
-    def __init__(self, config: C) -> None:
+    def __init__(self, config: C, *, aws: AwsConfig | Mapping[str, Any] | None, client: Any) -> None:
         self.config = config
+        self.aws = AwsConfig.coerce(aws)
+        self._client = client
         self._lock = threading.Lock()
         self._known: set[str] = set()
         self._ended: set[str] = set()
         self.discovery_interval = config.shard_discovery_interval
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(config={self.config!r}, aws={self.aws!r})"
 
     @property
     def bounded(self) -> bool:
@@ -98,7 +105,11 @@ class ShardedSource(Source, Generic[C]):
 
     @property
     def client(self) -> Any:
-        raise NotImplementedError
+        """The boto3 client of the source's service (created on first use)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self.aws.client(self.service, max_pool_connections=16)
+            return self._client
 
     def _list_shards(self) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -170,10 +181,7 @@ class ShardReader(SplitReader, Generic[S]):
         self._iterator: str | None = None
         self._next_call = 0.0
         self._throttled = 0
-        cfg = source.config
-        self._backoff = ExponentialBackoff(
-            initial_delay=cfg.initial_backoff, max_delay=cfg.max_backoff, multiplier=2.0
-        )
+        self._backoff = source.config.backoff()
 
     @property
     def finished(self) -> bool:

@@ -11,25 +11,57 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...config import ConfigAttributes
 from ...error_policy import ErrorPolicyLike
 from ...writer import AsyncBatchWriter, BatchingConfig
-from ._common import contiguous_bytes
+from .common import contiguous_bytes
 from .config import AwsConfig, RawJsonCall, is_retryable_aws_error
 
-__all__ = ["AwsSink"]
+__all__ = ["AWS_LEGACY_BATCHING", "AwsSink", "put_batching"]
+
+#: 0.1.0's request and retry options of the AWS sinks (now in ``batching``).
+AWS_LEGACY_BATCHING = (
+    "max_records_per_request",
+    "max_request_bytes",
+    "max_record_bytes",
+    "max_in_flight",
+    "max_buffered_rows",
+    "flush_interval",
+    "max_retries",
+    "initial_backoff",
+    "max_backoff",
+)
+
+
+def put_batching(*, max_request_bytes: int, max_record_bytes: int) -> BatchingConfig:
+    """The batching of a batch-put sink (PutRecords, PutRecordBatch) unless configured: 500 records a
+    request and the API's byte limits, 4 requests in flight, 1 s in the buffer, up to 11 attempts
+    with 0.1 s -> 5 s backoff."""
+    return BatchingConfig(
+        max_request_rows=500,
+        max_request_bytes=max_request_bytes,
+        max_record_bytes=max_record_bytes,
+        max_in_flight=4,
+        max_buffered_rows=20_000,
+        max_time_in_buffer=1.0,
+        initial_backoff=0.1,
+        max_backoff=5.0,
+        max_attempts=11,
+    )
 
 
 class _SinkConfig(Protocol):
+    @property
     def batching(self) -> BatchingConfig: ...
 
 
 C = TypeVar("C", bound=_SinkConfig)
 
 
-class AwsSink(AsyncBatchWriter, Generic[C]):
+class AwsSink(ConfigAttributes, AsyncBatchWriter, Generic[C]):
     """An :class:`AsyncBatchWriter` sending one boto3 ``operation`` of ``service`` per request.
 
-    ``sink_config`` is the sink's own config; ``aws`` the boto3 options (:class:`AwsConfig` or a
+    ``config`` is the sink's own configuration; ``aws`` the boto3 options (:class:`AwsConfig` or a
     dict of its fields); ``client`` an existing boto3 client (not closed by the sink; its own
     retries should be off), else one is made on first use with a pool of ``max_in_flight``
     connections. A request body is ``_prefix`` + the entries' ``json`` (each ending with a comma,
@@ -53,8 +85,8 @@ class AwsSink(AsyncBatchWriter, Generic[C]):
         error_policy: ErrorPolicyLike,
         name: str | None,
     ) -> None:
-        super().__init__(config.batching(), error_policy=error_policy, name=name)
-        self.sink_config = config
+        super().__init__(config.batching, error_policy=error_policy, name=name)
+        self.config = config
         self.aws = AwsConfig.coerce(aws)
         self._client = client
         self._client_lock = threading.Lock()
@@ -62,12 +94,17 @@ class AwsSink(AsyncBatchWriter, Generic[C]):
         self._prefix = b""
         self._suffix = b""
 
+    @property
+    def sink_config(self) -> C:
+        """0.1.0's name of :attr:`config`."""
+        return self.config  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(config={self.sink_config!r}, aws={self.aws!r})"
+        return f"{type(self).__name__}(config={self.config!r}, aws={self.aws!r})"
 
     def _get_client(self) -> Any:
         if self._client is None:
-            self._client = self.aws.client(self.service, max_pool_connections=self.config.max_in_flight)
+            self._client = self.aws.client(self.service, max_pool_connections=self.batching.max_in_flight)
         return self._client
 
     @property
