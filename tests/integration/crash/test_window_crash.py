@@ -10,16 +10,13 @@ twice or one the oracle does not have (window_checks.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from crash_harness import CrashReport, crash_mid_stream, python_command
+from crash_harness import crash_mid_stream, python_command
 from window_checks import WindowOutput, oracle_windows
 from window_crash_pipeline import BUCKET, ROWS, WINDOW, generate
-
-from arrowflow.time import MAX_WATERMARK
 
 KILLS = 4
 
@@ -38,18 +35,12 @@ def test_tumbling_window_to_file_sink_exactly_once_across_sigkills(tmp_path: Pat
         "--interval=0.2",
     )
 
-    def verify(report: CrashReport) -> None:
-        output.check(final=True)
-        final = json.loads(report.final_stdout.strip().splitlines()[-1])
-        assert final["watermark"] == MAX_WATERMARK and final["stopped"] is False
-        assert final["late_rows"] == 0 and final["window_late_rows"] == 0
-
     with output.watched():
         # Killed after 3-30 progress lines of a run (500 rows each, 5,000 rows/s) plus up to 50 ms;
         # exactly KILLS kills must land in flight.
         report = crash_mid_stream(
             command,
-            verify=verify,
+            verify=output.verify_final,
             kills=KILLS,
             kill_after=(3, 30),
             timeout=240.0,

@@ -13,10 +13,12 @@ the pipeline aggregates them with ``count, sum/min/max of v, approx_distinct(id,
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 from crash_harness import CrashReport
 
 from arrowflow.ops import hll
+from arrowflow.time import MAX_WATERMARK
 
 KEYS = ["k", "window_start"]
 VALUES = ("bucket", "window_end", "count", "v_sum", "v_min", "v_max", "id_approx_distinct")
@@ -86,6 +89,7 @@ class WindowOutput:
         buckets = expect.group_by("bucket").len()
         self.complete_size = dict(zip(buckets["bucket"].to_list(), buckets["len"].to_list(), strict=True))
         self.progress: list[int] = []
+        self.final: dict[str, Any] = {}
 
     def check_markers(self) -> dict[str, int]:
         """Every bucket with ``_SUCCESS`` already holds all of its windows. Markers are listed before
@@ -118,6 +122,15 @@ class WindowOutput:
             assert marked == set(self.complete_size), "a complete bucket lacks its _SUCCESS"
         else:
             self.progress.append(n)
+
+    def verify_final(self, report: CrashReport) -> None:
+        """The harness's ``verify``: every window once, equal to the oracle, every marker; the final run
+        (its last stdout line: the RunResult as JSON, kept in :attr:`final`) ended on the final
+        watermark with no late row."""
+        self.check(final=True)
+        self.final = json.loads(report.final_stdout.strip().splitlines()[-1])
+        assert self.final["watermark"] == MAX_WATERMARK and self.final["stopped"] is False
+        assert self.final["late_rows"] == 0 and self.final["window_late_rows"] == 0
 
     def after_kill(self, _: CrashReport) -> None:
         self.check(final=False)

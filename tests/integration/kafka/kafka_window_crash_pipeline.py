@@ -13,16 +13,12 @@ Prints ``started`` at the first batch and ``progress`` per 500 rows (crash_helpe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import pyarrow as pa
-from crash_harness import DONE
 from crash_helpers import Progress
-from window_crash_pipeline import AGGS, BUCKET, WINDOW
+from window_crash_pipeline import run_windows
 
-from arrowflow import Pipeline, WatermarkStrategy, tumbling
-from arrowflow.connectors.filesystem import FileSink, PartitionCommit
 from arrowflow.connectors.kafka import KafkaSource
 from arrowflow.formats import Json
 
@@ -41,41 +37,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--interval", type=float, default=0.2)
     args = ap.parse_args(argv)
     source = KafkaSource(args.bootstrap, topics=[args.topic], format=Json(SCHEMA), stopping_offsets="latest")
-    sink = FileSink(
-        args.out,
-        bucket=BUCKET,
-        bucket_column="window_start",
-        # No delay: tumbling windows bucketed by window_start (docs/event-time.md).
-        partition_commit=PartitionCommit(),
-    )
-    result = (
-        Pipeline(source, watermarks=WatermarkStrategy.bounded_out_of_orderness("ts", MAX_DELAY_S))
-        .via(Progress(args.delay, rows_per_line=500))
-        .window(tumbling(WINDOW), AGGS, by="k")
-        .to(sink)
-        .run(
-            checkpoint_dir=args.checkpoint_dir,
-            checkpoint_interval=args.interval,
-            guarantee="exactly-once",
-            progress=False,
-            max_batch_rows=500,
-        )
-    )
-    print(DONE, flush=True)
-    print(
-        json.dumps(
-            {
-                "rows": result.rows,
-                "watermark": result.watermark,
-                "split_watermarks": result.split_watermarks,
-                "late_rows": result.late_rows,
-                "window_late_rows": result.stage("window").late_rows,
-                "stopped": result.stopped,
-            }
-        ),
-        flush=True,
-    )
-    return 0
+    return run_windows(source, args, MAX_DELAY_S, Progress(args.delay, rows_per_line=500))
 
 
 if __name__ == "__main__":
