@@ -23,6 +23,7 @@ WORKLOAD_MODULES = [
     "benchmarks.enrich",
     "benchmarks.filesystem",
     "benchmarks.kafka",
+    "benchmarks.kafka_parallel",
     "benchmarks.datagen",
     "benchmarks.sql",
     "benchmarks.mongodb",

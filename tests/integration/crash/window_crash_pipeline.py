@@ -21,7 +21,7 @@ import pyarrow as pa
 from crash_harness import DONE
 from crash_helpers import Progress
 
-from arrowflow import Pipeline, WatermarkStrategy, agg, tumbling
+from arrowflow import Pipeline, Source, WatermarkStrategy, agg, tumbling
 from arrowflow.connectors.datagen import DataGenSource
 from arrowflow.connectors.filesystem import FileSink, PartitionCommit
 
@@ -61,16 +61,11 @@ def generate(indices: np.ndarray) -> pa.RecordBatch:
 AGGS = [agg.count(), agg.sum("v"), agg.min("v"), agg.max("v"), agg.approx_distinct("id", precision=10)]
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint-dir", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--rate", type=float, default=5000.0)
-    ap.add_argument("--interval", type=float, default=0.2)
-    args = ap.parse_args(argv)
-    source = DataGenSource(
-        generator=generate, count=ROWS, num_splits=SPLITS, batch_size=500, rows_per_second=args.rate
-    )
+def run_windows(source: Source, args: argparse.Namespace, max_delay_s: float, progress: Progress) -> int:
+    """``source`` (bounded-out-of-orderness watermarks on ``ts``, ``max_delay_s``) -> ``progress`` ->
+    tumbling ``WINDOW`` windows by ``k`` (``AGGS``) -> FileSink into ``args.out`` (``BUCKET`` of
+    ``window_start``, ``_SUCCESS`` per complete bucket), exactly-once, checkpointed into
+    ``args.checkpoint_dir`` every ``args.interval`` s; then prints ``done`` and the RunResult as JSON."""
     sink = FileSink(
         args.out,
         bucket=BUCKET,
@@ -80,8 +75,8 @@ def main(argv: list[str]) -> int:
         partition_commit=PartitionCommit(),
     )
     result = (
-        Pipeline(source, watermarks=WatermarkStrategy.bounded_out_of_orderness("ts", MAX_DELAY_US / 1e6))
-        .via(Progress(rows_per_line=500))
+        Pipeline(source, watermarks=WatermarkStrategy.bounded_out_of_orderness("ts", max_delay_s))
+        .via(progress)
         .window(tumbling(WINDOW), AGGS, by="k")
         .to(sink)
         .run(
@@ -99,6 +94,7 @@ def main(argv: list[str]) -> int:
                 "rows": result.rows,
                 "rows_written": result.rows_written,
                 "watermark": result.watermark,
+                "split_watermarks": result.split_watermarks,
                 "late_rows": result.late_rows,
                 "window_late_rows": result.stage("window").late_rows,
                 "stopped": result.stopped,
@@ -107,6 +103,19 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     return 0
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--rate", type=float, default=5000.0)
+    ap.add_argument("--interval", type=float, default=0.2)
+    args = ap.parse_args(argv)
+    source = DataGenSource(
+        generator=generate, count=ROWS, num_splits=SPLITS, batch_size=500, rows_per_second=args.rate
+    )
+    return run_windows(source, args, MAX_DELAY_US / 1e6, Progress(rows_per_line=500))
 
 
 if __name__ == "__main__":
