@@ -127,6 +127,17 @@ class Cluster:
         tmd = AdminClient(self.broker.client).list_topics(topic, timeout=10).topics[topic]
         return {p: int(m.leader) for p, m in tmd.partitions.items()}
 
+    def elect_preferred_leaders(self) -> None:
+        """Give every partition back to its preferred replica. A node an earlier test killed and
+        restarted leads nothing until the brokers' own rebalance minutes later, which can leave the
+        internal topics' leaders on disjoint nodes."""
+        from confluent_kafka import ElectionType, KafkaException
+
+        try:
+            AdminClient(self.broker.client).elect_leaders(ElectionType.PREFERRED, None).result(timeout=60)
+        except KafkaException:
+            pass  # partitions already led by their preferred replica answer ELECTION_NOT_NEEDED
+
     def coordinator(self, internal_topic: str, key: str) -> int:
         """The node coordinating ``key``: the leader of its partition of ``internal_topic``
         (``__transaction_state`` for a transactional id, ``__consumer_offsets`` for a group), which

@@ -41,6 +41,7 @@ def test_partition_leader_killed_mid_run(whole_cluster: Cluster, guarantee: str,
     if guarantee == "exactly-once":
         # A transactional id whose transaction coordinator also coordinates the group of its commit
         # markers: the node killed below then holds a partition, the transactions and the markers.
+        cluster.elect_preferred_leaders()
         for n in range(100):
             prefix = f"failover-{topic}-{n}"
             tid, markers = f"{prefix}-0", f"{prefix}-0.arrowflow-commits"

@@ -86,6 +86,10 @@ def classify(exc: BaseException) -> str:
         "CANCELLED",
     ):
         return CONNECTION_ERROR
+    # libpq refuses every call on a connection a dropped or stalled socket left in its error state
+    # ("cannot start transaction: the connection is in an error state"): only a new one helps.
+    if getattr(status, "name", "") == "INVALID_STATE" and "connection" in str(exc):
+        return CONNECTION_ERROR
     return FATAL_ERROR
 
 
