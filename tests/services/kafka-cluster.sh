@@ -47,6 +47,10 @@ broker.session.timeout.ms=6000
 broker.heartbeat.interval.ms=1000
 PROPS
   kafka_common_props >>"$d/server.properties"
+  # After the common 4 (a later key wins): with a power of two, a group id that extends a
+  # transactional id by a suffix (the sink's commit markers) hashes to a partition fixed by the
+  # transactional id's, so whether one node coordinates both would depend on the leader layout.
+  printf 'offsets.topic.num.partitions=5\ntransaction.state.log.num.partitions=5\n' >>"$d/server.properties"
 }
 
 start_node() { # start_node NODE: start a node on its (formatted) data

@@ -127,16 +127,35 @@ class Cluster:
         tmd = AdminClient(self.broker.client).list_topics(topic, timeout=10).topics[topic]
         return {p: int(m.leader) for p, m in tmd.partitions.items()}
 
-    def elect_preferred_leaders(self) -> None:
-        """Give every partition back to its preferred replica. A node an earlier test killed and
-        restarted leads nothing until the brokers' own rebalance minutes later, which can leave the
+    def elect_preferred_leaders(
+        self, topics: tuple[str, ...] = ("__transaction_state", "__consumer_offsets")
+    ) -> None:
+        """Give every partition back to its preferred replica and wait until ``topics`` are led by
+        theirs. A node an earlier test killed and restarted leads nothing until the brokers' own
+        rebalance minutes later (and cannot lead before it is back in sync), which can leave the
         internal topics' leaders on disjoint nodes."""
         from confluent_kafka import ElectionType, KafkaException
 
-        try:
-            AdminClient(self.broker.client).elect_leaders(ElectionType.PREFERRED, None).result(timeout=60)
-        except KafkaException:
-            pass  # partitions already led by their preferred replica answer ELECTION_NOT_NEEDED
+        for topic in topics:
+            self._internal_leaders(topic)
+        admin = AdminClient(self.broker.client)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                admin.elect_leaders(ElectionType.PREFERRED, None).result(timeout=60)
+            except KafkaException:
+                pass  # ELECTION_NOT_NEEDED, or a preferred replica not yet back in sync: try again
+            metadata = admin.list_topics(timeout=10).topics
+            off = [
+                (t, p, m.leader, m.replicas[0])
+                for t in topics
+                for p, m in metadata[t].partitions.items()
+                if m.leader != m.replicas[0]
+            ]
+            if not off:
+                return
+            assert time.monotonic() < deadline, f"partitions not led by their preferred replica: {off[:10]}"
+            time.sleep(1)
 
     def coordinator(self, internal_topic: str, key: str) -> int:
         """The node coordinating ``key``: the leader of its partition of ``internal_topic``

@@ -50,7 +50,11 @@ def test_partition_leader_killed_mid_run(whole_cluster: Cluster, guarantee: str,
             ):
                 break
         else:
-            raise AssertionError("no transactional id whose two coordinators are on one node")
+            raise AssertionError(
+                "no transactional id whose two coordinators are on one node: leaders "
+                f"{sorted(cluster.leaders('__transaction_state').items())} and "
+                f"{sorted(cluster.leaders('__consumer_offsets').items())}"
+            )
     restarts: list[str] = []
 
     def write() -> Any:

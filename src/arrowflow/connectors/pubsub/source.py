@@ -263,6 +263,9 @@ class PubSubSplitReader(MessageReader):
                 call.cancel()
             except Exception as exc:
                 log.debug("pubsub: cancel stream: %s", exc)
+        # The lease thread first: an extension it had in flight would land after the hand-back
+        # below and hold the messages for another ack deadline.
+        self._leaser.join(timeout=self._cfg.request_timeout)
         with self._inbox.cond:
             unacked = list(self._leases)
             self._leases.clear()
