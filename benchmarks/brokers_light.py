@@ -34,7 +34,7 @@ table written into the stream.
   ``mqtt_frames`` kernel, as many in flight as the broker's Receive Maximum, 20 for Mosquitto) vs the
   idiomatic baseline: paho (MQTT 5, its default in-flight window, 20: the same) ``publish`` of every
   row (``orjson.dumps``) at QoS 1 without waiting, then ``wait_for_publish`` on every message (all
-  PUBACKs); and vs ``publish`` +
+  PUBACKs; on the oldest once 50,000 are outstanding, since MQTT packet ids are 16-bit); and vs ``publish`` +
   ``wait_for_publish`` per row (naive, a subset). Every method publishes to its own topic; the check
   subscribes to it before the warm-up call (QoS 0, a reader in its own process:
   ``benchmarks/_mqtt_reader.py``) and compares what arrived with the rows.
@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import json
 import os
 import threading
@@ -501,13 +502,21 @@ def setup_mqtt_sink(config: RunConfig) -> Prepared:
         return n
 
     def run_publish_all() -> int:
-        dumps, publish, infos = orjson.dumps, client.publish, []
+        # MQTT packet ids are 16-bit: paho refuses a publish (ERR_QUEUE_SIZE) whose id is still
+        # queued, so at most ~65k messages can be outstanding: wait for the oldest beyond 50k.
+        dumps, publish, infos = orjson.dumps, client.publish, collections.deque()
+
+        def settle(keep: int) -> None:
+            while len(infos) > keep:
+                info = infos.popleft()
+                info.wait_for_publish(60)
+                if not info.is_published():
+                    raise RuntimeError("mqtt: a message was not acknowledged")
+
         for b in table.to_batches(max_chunksize=10_000):
-            infos += [publish(topic + "/all", dumps(row), qos=1) for row in b.to_pylist()]
-        for info in infos:
-            info.wait_for_publish(60)
-            if not info.is_published():
-                raise RuntimeError("mqtt: a message was not acknowledged")
+            infos.extend(publish(topic + "/all", dumps(row), qos=1) for row in b.to_pylist())
+            settle(50_000)
+        settle(0)
         return n
 
     def run_per_message() -> int:
@@ -540,7 +549,7 @@ def setup_mqtt_sink(config: RunConfig) -> Prepared:
     )
 
 
-_MQTT_ALL = "orjson + publish all (QoS 1), then wait for every PUBACK"
+_MQTT_ALL = "orjson + publish all (QoS 1), wait for PUBACKs (<= 50k outstanding)"
 
 
 #: Mosquitto queues at most 1000 messages per offline session (its default max_queued_messages).
