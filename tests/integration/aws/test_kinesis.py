@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from aws_fault_proxy import FaultProxy
 from aws_helpers import CREDS, create_stream, read_stream
@@ -374,6 +375,58 @@ def test_source_reads_parents_before_children_after_resharding(
     again.plan()
     again.open(parent_split, parent.snapshot())
     assert again._parents_done([parent_split.split_id])
+
+
+def test_source_reads_both_parents_before_a_merged_child(boto: Any, aws_opts: dict[str, Any]) -> None:
+    """MergeShards: the child has two parents (ParentShardId, AdjacentParentShardId) and is read only
+    after both ended. The adjacent parent holds 4x the records of the other (explicit hash keys), so
+    a child gated on one parent only would be read while the other still has records."""
+    kinesis = boto("kinesis")
+    stream = create_stream(kinesis, shards=2)
+    small, large = kinesis.list_shards(StreamName=stream)["Shards"]
+    to_small, to_large = small["HashKeyRange"]["StartingHashKey"], large["HashKeyRange"]["StartingHashKey"]
+
+    def routed(n: int, start: int) -> pa.Table:
+        # keys k0..k9 into the first shard (and later the child), k10..k49 into the second
+        t = table(n, start=start, keys=50)
+        first = pc.less(pc.cast(pc.utf8_slice_codeunits(t.column("key"), 1), pa.int64()), 10)
+        return t.append_column("h", pc.if_else(first, to_small, to_large))
+
+    s = KinesisSink(
+        stream_name=stream,
+        partition_key_column="key",
+        explicit_hash_key_column="h",
+        format=Json(columns=SCHEMA.names),
+        aws=aws_opts,
+    )
+    s.write_table(routed(300, 0))
+    s.flush()
+    per_shard = Counter(r["ShardId"] for r in read_stream(kinesis, stream))
+    assert per_shard == {small["ShardId"]: 60, large["ShardId"]: 240}
+    kinesis.merge_shards(
+        StreamName=stream, ShardToMerge=small["ShardId"], AdjacentShardToMerge=large["ShardId"]
+    )
+    deadline = time.monotonic() + 30
+    while len(shards := kinesis.list_shards(StreamName=stream)["Shards"]) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child = shards[2]
+    assert (child["ParentShardId"], child["AdjacentParentShardId"]) == (small["ShardId"], large["ShardId"])
+    s.write_table(routed(300, 300))
+    s.close()
+    assert Counter(r["ShardId"] for r in read_stream(kinesis, stream))[child["ShardId"]] == 300
+    src = KinesisSource(
+        stream_name=stream,
+        aws=aws_opts,
+        format=Json(schema=SCHEMA),
+        poll_interval=0.05,
+        min_call_interval=0.01,
+    )
+    splits = {sp.split_id: sp for sp in src.plan()}
+    assert splits[child["ShardId"]].params["parents"] == [small["ShardId"], large["ShardId"]]
+    looped = list(src.batches(max_rows=20, timeout=0.5, idle_timeout=2.0))
+    assert_same_rows(pa.Table.from_batches(looped), table(600, keys=50))
+    assert_in_order_per_key(looped)
 
 
 def test_pipeline_checkpoints_every_shard_across_a_reshard(
