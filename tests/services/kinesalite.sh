@@ -25,10 +25,6 @@ VERSION=${KINESALITE_VERSION:-3.3.3}
 PREFIX="$STATE/npm"
 INDEX="$PREFIX/node_modules/kinesalite/index.js"
 
-installed_version() {
-  node -p "require(process.argv[1]).version" "$PREFIX/node_modules/kinesalite/package.json" 2>/dev/null
-}
-
 # list_streams: exit 0 once a signed-looking ListStreams gets a 200 JSON answer (kinesalite checks that
 # an Authorization header is present and well formed, not the signature).
 list_streams() {
@@ -51,17 +47,7 @@ EOF
 
 do_start() {
   pre_start "$PORT" || return 0
-  command -v node >/dev/null || die "node not found (kinesalite $VERSION needs Node.js >= 20 and npm)"
-  major=$(node -p "process.versions.node.split('.')[0]")
-  [ "$major" -ge 20 ] || die "Node.js $(node --version) is too old (kinesalite $VERSION needs >= 20)"
-  if [ "$(installed_version)" != "$VERSION" ]; then
-    command -v npm >/dev/null || die "npm not found (needed to install kinesalite $VERSION)"
-    say "npm install kinesalite@$VERSION into $PREFIX"
-    mkdir -p "$PREFIX"
-    # In memory only: the on-disk LevelDB binding's install script is not needed.
-    npm install --prefix "$PREFIX" --no-save --no-audit --no-fund --ignore-scripts --omit=dev \
-      "kinesalite@$VERSION" >"$STATE/npm.log" 2>&1 || die "npm install kinesalite@$VERSION failed (see $STATE/npm.log)"
-  fi
+  npm_need kinesalite "$VERSION" "$PREFIX"
   start_bg node -e '
     const [index, port] = process.argv.slice(1)
     const opts = {createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100000}

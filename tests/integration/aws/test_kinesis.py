@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from aws_fault_proxy import FaultProxy
-from aws_helpers import CREDS, create_stream, read_stream
+from aws_helpers import CREDS, boto_factory, create_stream, read_stream
 
 from arrowflow.connectors.aws import KinesisSink, KinesisSource
 from arrowflow.connectors.memory import MemorySink
@@ -46,12 +46,7 @@ def proxy(kinesalite_endpoint: str) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def boto(kinesalite_endpoint: str) -> Callable[[str], Any]:
-    import boto3
-
-    def make(service: str) -> Any:
-        return boto3.client(service, endpoint_url=kinesalite_endpoint, **CREDS)
-
-    return make
+    return boto_factory(kinesalite_endpoint)
 
 
 def table(n: int, start: int = 0, keys: int = 17) -> pa.Table:
@@ -67,8 +62,15 @@ def sink(opts: dict[str, Any], stream: str, **kw: Any) -> KinesisSink:
     return KinesisSink(stream_name=stream, partition_key_column="key", aws=opts, **kw)
 
 
+def source(opts: dict[str, Any], stream: str, **kw: Any) -> KinesisSource:
+    """A JSON KinesisSource of ``SCHEMA`` that polls quickly (kinesalite has no call rate limit)."""
+    kw.setdefault("poll_interval", 0.05)
+    kw.setdefault("min_call_interval", 0.01)
+    return KinesisSource(stream_name=stream, aws=opts, format=Json(schema=SCHEMA), **kw)
+
+
 def read_all(opts: dict[str, Any], stream: str, expected: int, **kw: Any) -> pa.Table:
-    src = KinesisSource(stream_name=stream, aws=opts, format=Json(schema=SCHEMA), poll_interval=0.05, **kw)
+    src = source(opts, stream, **kw)
     batches = []
     got = 0
     deadline = time.monotonic() + 60
@@ -309,14 +311,7 @@ def test_source_reads_parents_before_children_after_resharding(
     s = sink(aws_opts, stream)
     s.write_table(table(300, keys=50))
     s.flush()
-    src = KinesisSource(
-        stream_name=stream,
-        aws=proxy_opts,
-        format=Json(schema=SCHEMA),
-        poll_interval=0.05,
-        min_call_interval=0.01,
-        shard_discovery_interval=0.2,
-    )
+    src = source(proxy_opts, stream, shard_discovery_interval=0.2)
     (parent_split,) = src.plan()
     parent = src.open(parent_split)
     first = None
@@ -360,18 +355,11 @@ def test_source_reads_parents_before_children_after_resharding(
     assert_same_rows(pa.Table.from_batches(batches), table(600, keys=50))
     # The source's own loop (plan, round robin over the three shards, 50 rows per call) over the
     # split stream: the parent's 300 records need 6 calls, the children's could come first.
-    whole = KinesisSource(
-        stream_name=stream,
-        aws=aws_opts,
-        format=Json(schema=SCHEMA),
-        poll_interval=0.05,
-        min_call_interval=0.01,
-    )
-    looped = list(whole.batches(max_rows=50, timeout=0.5, idle_timeout=2.0))
+    looped = list(source(aws_opts, stream).batches(max_rows=50, timeout=0.5, idle_timeout=2.0))
     assert_same_rows(pa.Table.from_batches(looped), table(600, keys=50))
     assert_in_order_per_key(looped)
     # A parent reopened from its final position is known to be finished at once.
-    again = KinesisSource(stream_name=stream, aws=proxy_opts, format=Json(schema=SCHEMA))
+    again = source(proxy_opts, stream)
     again.plan()
     again.open(parent_split, parent.snapshot())
     assert again._parents_done([parent_split.split_id])
@@ -415,13 +403,7 @@ def test_source_reads_both_parents_before_a_merged_child(boto: Any, aws_opts: di
     s.write_table(routed(300, 300))
     s.close()
     assert Counter(r["ShardId"] for r in read_stream(kinesis, stream))[child["ShardId"]] == 300
-    src = KinesisSource(
-        stream_name=stream,
-        aws=aws_opts,
-        format=Json(schema=SCHEMA),
-        poll_interval=0.05,
-        min_call_interval=0.01,
-    )
+    src = source(aws_opts, stream)
     splits = {sp.split_id: sp for sp in src.plan()}
     assert splits[child["ShardId"]].params["parents"] == [small["ShardId"], large["ShardId"]]
     looped = list(src.batches(max_rows=20, timeout=0.5, idle_timeout=2.0))
@@ -449,8 +431,7 @@ def test_pipeline_checkpoints_every_shard_across_a_reshard(
 
     def run(rows: int) -> pa.Table:
         out = MemorySink()
-        src = KinesisSource(stream_name=stream, aws=aws_opts, format=Json(schema=SCHEMA), poll_interval=0.05)
-        Pipeline(src).to(out).run(
+        Pipeline(source(aws_opts, stream)).to(out).run(
             checkpoint_dir=tmp_path / "cp", checkpoint_interval=0.2, max_rows=rows, progress=False
         )
         return out.table()
