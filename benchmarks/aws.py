@@ -1,15 +1,18 @@
 """Workloads ``aws-kinesis-sink``, ``aws-dynamodb-sink``, ``aws-dynamodb-sink-dynalite`` and
 ``aws-dynamodb-encode``.
 
-Start the servers first (``sh tests/services/up.sh aws dynalite``); without them the setup fails and
-the table shows the error. moto (127.0.0.1:``$AWS_PORT``, 5000) and dynalite (127.0.0.1:
-``$DYNALITE_PORT``, 4567) are in-memory emulators: absolute rates say little about AWS, the ratios
+Start the servers first (``sh tests/services/up.sh aws dynalite kinesalite``); without them the setup
+fails and the table shows the error. moto (127.0.0.1:``$AWS_PORT``, 5000), dynalite (127.0.0.1:
+``$DYNALITE_PORT``, 4567) and kinesalite (127.0.0.1:``$KINESALITE_PORT``, 4568; Kinesis only) are
+in-memory emulators: absolute rates say little about AWS, the ratios
 compare the client-side paths against the same server. The server's own CPU per request bounds every
 ratio, and it shares the machine's cores with the client: measured here, moto spends ~9 ms per 25-item
 BatchWriteItem whatever the client sends, dynalite (one Node.js thread) ~3-5 ms, so the DynamoDB
 client-side difference shows more against dynalite, but the server still caps the sink (see the README).
 
-``aws-kinesis-sink``: the 8-column table as JSON records, partition key = the int64 column.
+``aws-kinesis-sink``: the 8-column table as JSON records, partition key = the int64 column, against
+kinesalite (moto's Kinesis loses records put concurrently into one shard; kinesalite, one Node.js
+thread, serialises a stream's PutRecords and keeps them all, so the check is exact).
 
 * ``arrowflow KinesisSink``: ``write`` per 10k-row batch + ``flush`` (JSON kernel, PutRecords of 500
   built from the kernel's entries, 4 requests in flight).
@@ -20,13 +23,13 @@ client-side difference shows more against dynalite, but the server still caps th
 * ``pre-built bodies, PutRecords on 4 threads (ceiling)``: the sink's own request bodies, built in
   setup (untimed), sent by 4 threads through one client with botocore's signing and parsing: what
   the server and botocore allow with no encoding at all. The sink cannot beat it; when the sink and
-  the baseline are both near it, the workload is bound by the server (moto) and the *cpu* columns
+  the baseline are both near it, the workload is bound by the server (kinesalite) and the *cpu* columns
   show the client-side difference.
 
-Every call writes into a fresh 4-shard stream (moto's put costs grow with the records already in a
-shard); a method's previous stream is deleted at the start of its next call. The check reads the
-stream of the warm-up call back with ``get_records`` (every shard) and compares the JSON rows with
-the rows written and each record's partition key with its row's id.
+Every call writes into a fresh 4-shard stream (so that no method reads or pays for another's records);
+a method's previous stream is deleted at the start of its next call. The check reads the stream of the
+warm-up call back with ``get_records`` (every shard) and compares the JSON rows with the rows written,
+exactly (every row once, none lost), and each record's partition key with its row's id.
 
 ``aws-dynamodb-sink`` (moto) and ``aws-dynamodb-sink-dynalite`` (dynalite): the table keyed by its
 int64 column; the same methods and options against the two servers, each method into its own table.
@@ -60,7 +63,7 @@ import pyarrow as pa
 from .checks import json_table, same_rows, text_schema
 from .core import Method, Prepared, RunConfig, Target, Workload, register
 from .data import make_table
-from .servers import DYNALITE_URL, MOTO_URL
+from .servers import DYNALITE_URL, KINESALITE_URL, MOTO_URL
 
 _OPTS = {
     "endpoint_url": MOTO_URL,
@@ -69,6 +72,7 @@ _OPTS = {
     "aws_secret_access_key": "bench",
 }
 _DYNALITE_OPTS = {**_OPTS, "endpoint_url": DYNALITE_URL}
+_KINESIS_OPTS = {**_OPTS, "endpoint_url": KINESALITE_URL}
 #: The sinks' requests in flight (``max_in_flight=4``), and so the baselines' threads.
 _THREADS = 4
 _KINESIS_THREADS = "orjson + put_records of 500 on 4 threads"
@@ -90,7 +94,7 @@ def setup_kinesis(config: RunConfig) -> Prepared:
     from arrowflow.connectors.aws import KinesisSink
     from arrowflow.connectors.aws.config import RawJsonCall
 
-    client = boto3.client("kinesis", **_OPTS)
+    client = boto3.client("kinesis", **_KINESIS_OPTS)
     table = _table(config, 20_000 if config.quick else 100_000)
     key = table.schema.names[0]
     batches = table.to_batches(max_chunksize=10_000)
@@ -103,9 +107,8 @@ def setup_kinesis(config: RunConfig) -> Prepared:
     streams: dict[str, str] = {}
 
     def fresh_stream(method: str) -> str:
-        # moto's Shard.put_record finds the last sequence number with list(records)[-1]: a put costs
-        # O(records already in the shard). Every run writes to a new, empty stream (created inside the
-        # timed call, a few ms; the method's previous one deleted) so no method pays for another's.
+        # Every run writes to a new, empty stream (created inside the timed call, a few ms; the
+        # method's previous one deleted) so that no method pays for another's records.
         old = streams.pop(method, None)
         if old is not None:
             client.delete_stream(StreamName=old)
@@ -116,7 +119,9 @@ def setup_kinesis(config: RunConfig) -> Prepared:
 
     def run_af() -> int:
         stream = fresh_stream("af")
-        sink = KinesisSink(stream_name=stream, partition_key_column=key, aws=_OPTS, max_in_flight=_THREADS)
+        sink = KinesisSink(
+            stream_name=stream, partition_key_column=key, aws=_KINESIS_OPTS, max_in_flight=_THREADS
+        )
         for b in batches:
             sink.write(b)
         sink.close()
@@ -143,7 +148,7 @@ def setup_kinesis(config: RunConfig) -> Prepared:
         return pr_n
 
     # The sink's own bodies (JSON kernel, 500 records each), built once; the stream name is patched in.
-    encoder = KinesisSink(stream_name="STREAM-NAME", partition_key_column=key, aws=_OPTS)
+    encoder = KinesisSink(stream_name="STREAM-NAME", partition_key_column=key, aws=_KINESIS_OPTS)
     bodies: list[bytes] = []
     for b in batches:
         entries = encoder.encode(b)
@@ -169,7 +174,7 @@ def setup_kinesis(config: RunConfig) -> Prepared:
             )
         return py_n
 
-    def landed(method: str, expected: pa.Table, *, concurrent: bool) -> Callable[[], str]:
+    def landed(method: str, expected: pa.Table) -> Callable[[], str]:
         def check() -> str:
             stream = streams[method]
             records = []
@@ -184,16 +189,7 @@ def setup_kinesis(config: RunConfig) -> Prepared:
             got = json_table([r["Data"] for r in records], expected.schema)
             if [r["PartitionKey"] for r in records] != [str(v) for v in got.column(key).to_pylist()]:
                 raise AssertionError(f"{stream}: a record's partition key is not its {key}")
-            # moto numbers a shard's records "last + 1" without a lock ("not safe for concurrency", its
-            # source says): two PutRecords in flight can get the same number, and one record replaces
-            # the other although both were acknowledged. Concurrent writers may come up short by that.
-            return same_rows(
-                got,
-                expected,
-                stream,
-                may_lose=max(1, expected.num_rows // 100) if concurrent else 0,
-                why="moto overwrites records put concurrently into one shard",
-            )
+            return same_rows(got, expected, stream)
 
         return check
 
@@ -204,22 +200,22 @@ def setup_kinesis(config: RunConfig) -> Prepared:
 
     return Prepared(
         methods={
-            "arrowflow KinesisSink": Method(run=run_af, check=landed("af", table, concurrent=True)),
+            "arrowflow KinesisSink": Method(run=run_af, check=landed("af", table)),
             _KINESIS_THREADS: Method(
                 run=run_put_records,
                 note=f"on {pr_n:,} rows, scaled",
                 target=Target(min_speedup=1),
-                check=landed("put_records", pr_rows, concurrent=True),
+                check=landed("put_records", pr_rows),
             ),
             "to_pylist + json + put_record per row": Method(
                 run=run_per_row,
                 note=f"naive; on {py_n:,} rows, scaled",
-                check=landed("per_row", py_rows, concurrent=False),
+                check=landed("per_row", py_rows),
             ),
             "pre-built bodies, PutRecords on 4 threads (ceiling)": Method(
                 run=run_ceiling,
                 note="the sink's bodies built in setup: the server's ceiling",
-                check=landed("ceiling", table, concurrent=True),
+                check=landed("ceiling", table),
             ),
         },
         bytes_per_row=table.nbytes / n,
@@ -372,7 +368,7 @@ def setup_dynamodb_encode(config: RunConfig) -> Prepared:
 register(
     Workload(
         name="aws-kinesis-sink",
-        description="8-column table -> Kinesis PutRecords (moto server)",
+        description="8-column table -> Kinesis PutRecords (kinesalite server)",
         setup=setup_kinesis,
         reference="arrowflow KinesisSink",
         idiomatic=(_KINESIS_THREADS,),

@@ -15,8 +15,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .core import APPROX
-
 __all__ = ["conform", "json_table", "same_rows", "text_schema"]
 
 
@@ -42,25 +40,13 @@ def conform(got: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
-def same_rows(
-    got: pa.Table, expected: pa.Table, what: str, key: str = "id", *, may_lose: int = 0, why: str = ""
-) -> str:
+def same_rows(got: pa.Table, expected: pa.Table, what: str, key: str = "id") -> str:
     """Raise ``AssertionError`` unless ``got`` holds exactly ``expected``'s rows (in any order; the
-    columns of ``expected``, cast to its types). Returns what was compared.
-
-    ``may_lose``: a server known to drop acknowledged rows (``why`` says which and how) may have kept
-    up to that many fewer; every row that did land must still be one of ``expected``, exactly, and
-    appear once. The description then starts with :data:`APPROX` and states the shortfall."""
-    lost = expected.num_rows - got.num_rows
-    if lost and not 0 < lost <= may_lose:
+    columns of ``expected``, cast to its types): none lost, none twice, none changed. Returns what
+    was compared."""
+    if got.num_rows != expected.num_rows:
         raise AssertionError(f"{what}: {got.num_rows:,} rows landed, expected {expected.num_rows:,}")
     g = conform(got, expected.schema).sort_by(key)
-    if lost:
-        if pc.count_distinct(g.column(key)).as_py() != g.num_rows:
-            raise AssertionError(f"{what}: a row landed twice")
-        expected = expected.filter(pc.is_in(expected.column(key), value_set=g.column(key).combine_chunks()))
-        if expected.num_rows != g.num_rows:
-            raise AssertionError(f"{what}: rows landed that were never written")
     e = expected.sort_by(key)
     if not g.column(key).equals(e.column(key)):
         raise AssertionError(f"{what}: the {key} values differ from the rows written")
@@ -73,8 +59,6 @@ def same_rows(
                 f"{what}: column {name!r} differs, e.g. at {key}={e.column(key)[first].as_py()}: "
                 f"{a[first].as_py()!r} != {b[first].as_py()!r}"
             )
-    if lost:
-        return f"{APPROX}{lost:,} of {expected.num_rows + lost:,} rows missing ({why}); the rest identical"
     return f"{expected.num_rows:,} rows x {expected.num_columns} columns"
 
 

@@ -401,7 +401,8 @@ def render_summary(summaries: list[dict[str, Any]]) -> list[str]:
 
 
 #: A check description starting with this passed with a stated shortfall (a server known to drop
-#: acknowledged rows; see ``benchmarks.checks.same_rows``).
+#: acknowledged rows). No check states one any more (the last, moto's Kinesis race, went with the
+#: move to kinesalite); kept to render published runs that hold one.
 APPROX = "approx: "
 
 

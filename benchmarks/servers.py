@@ -10,6 +10,7 @@ import os
 __all__ = [
     "DYNALITE_URL",
     "ELASTICSEARCH_URL",
+    "KINESALITE_URL",
     "MOTO_URL",
     "MQTT",
     "NATS_URL",
@@ -30,6 +31,7 @@ NATS_URL = f"nats://127.0.0.1:{port('NATS_PORT', 4222)}"
 MQTT = ("127.0.0.1", port("MQTT_PORT", 1883))
 MOTO_URL = f"http://127.0.0.1:{port('AWS_PORT', 5000)}"
 DYNALITE_URL = f"http://127.0.0.1:{port('DYNALITE_PORT', 4567)}"
+KINESALITE_URL = f"http://127.0.0.1:{port('KINESALITE_PORT', 4568)}"
 POSTGRES_DSN = os.environ.get(
     "POSTGRES_DSN", f"postgresql://postgres@127.0.0.1:{port('PGPORT_TEST', 5432)}/postgres"
 )

@@ -1,4 +1,7 @@
-"""The conformance suite over the AWS connectors, against the moto server on 127.0.0.1:$AWS_PORT (5000).
+"""The conformance suite over the AWS connectors: DynamoDB against the moto server on
+127.0.0.1:$AWS_PORT (5000), Kinesis against kinesalite on 127.0.0.1:$KINESALITE_PORT (4568; moto loses
+records put concurrently into one shard, so the Kinesis sinks here run with their default requests in
+flight).
 
 * DynamoDB sink: the deterministic table keyed by ``id``, read back with a parallel Scan; the bad
   batch holds NaN in ``value`` (no DynamoDB number form), so every row goes to the error policy.
@@ -39,19 +42,29 @@ from aws_helpers import CREDS, create_stream, create_table, read_stream
 
 ENDPOINT = f"http://127.0.0.1:{os.environ.get('AWS_PORT', '5000')}"
 OPTS = {**CREDS, "endpoint_url": ENDPOINT}
+KINESIS_PORT = int(os.environ.get("KINESALITE_PORT", "4568"))
+KINESIS_ENDPOINT = f"http://127.0.0.1:{KINESIS_PORT}"
+KINESIS_OPTS = {**CREDS, "endpoint_url": KINESIS_ENDPOINT}
 SCHEMA = make_table(1).schema
 # DynamoDB stores the timestamp as an ISO-8601 string.
 READ_SCHEMA = SCHEMA.set(SCHEMA.get_field_index("ts"), pa.field("ts", pa.string()))
 
 
 def _client(service: str) -> Any:
+    """A boto3 client of moto, or of kinesalite for ``kinesis``; fails the test if it does not answer."""
+    if service == "kinesis":
+        server, port, endpoint = "kinesalite", KINESIS_PORT, KINESIS_ENDPOINT
+    else:
+        server, port, endpoint = "aws", int(os.environ.get("AWS_PORT", "5000")), ENDPOINT
     try:
-        socket.create_connection(("127.0.0.1", int(os.environ.get("AWS_PORT", "5000"))), timeout=2).close()
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
     except OSError:
-        pytest.fail(f"moto is not answering on {ENDPOINT}: start it with `sh tests/services/up.sh aws`")
+        pytest.fail(
+            f"{server} is not answering on {endpoint}: start it with `sh tests/services/up.sh {server}`"
+        )
     import boto3
 
-    return boto3.client(service, endpoint_url=ENDPOINT, **CREDS)
+    return boto3.client(service, endpoint_url=endpoint, **CREDS)
 
 
 def _fix_ts(table: pa.Table) -> pa.Table:
@@ -134,9 +147,8 @@ class TestKinesisSinkConformance(SinkConformance):
         return KinesisSink(
             stream_name=self.stream,
             partition_key_column="name",
-            aws=OPTS,
+            aws=KINESIS_OPTS,
             error_policy=error_policy,
-            max_in_flight=1,
         )
 
     def read_back(self) -> pa.Table:
@@ -155,7 +167,9 @@ class TestKinesisSourceConformance(SourceConformance):
 
     def make_source(self, data: pa.Table) -> Source:
         stream = create_stream(_client("kinesis"), shards=2)
-        sink = KinesisSink(stream_name=stream, partition_key_column="id", aws=OPTS, max_in_flight=1)
+        sink = KinesisSink(stream_name=stream, partition_key_column="id", aws=KINESIS_OPTS)
         sink.write_table(data)
         sink.close()
-        return KinesisSource(stream_name=stream, aws=OPTS, format=Json(schema=SCHEMA), poll_interval=0.05)
+        return KinesisSource(
+            stream_name=stream, aws=KINESIS_OPTS, format=Json(schema=SCHEMA), poll_interval=0.05
+        )

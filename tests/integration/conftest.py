@@ -70,6 +70,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "flume-reject-avro": ServiceInfo("flume", "FLUME_REJECT_AVRO_PORT", 41416),
     "flume-reject-http": ServiceInfo("flume", "FLUME_REJECT_HTTP_PORT", 41417),
     "schema-registry": ServiceInfo("schema-registry", "SCHEMA_REGISTRY_PORT", 8081),
+    "kinesalite": ServiceInfo("kinesalite", "KINESALITE_PORT", 4568),
 }
 
 HOST = "127.0.0.1"
@@ -205,6 +206,14 @@ def aws_endpoint() -> str:
 def dynalite_endpoint() -> str:
     """dynalite endpoint (DynamoDB API only, in memory); any credentials and region."""
     host, port = check_service("dynalite")
+    return f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def kinesalite_endpoint() -> str:
+    """kinesalite endpoint (Kinesis API only, in memory; see tests/services/kinesalite.sh); any
+    credentials and region."""
+    host, port = check_service("kinesalite")
     return f"http://{host}:{port}"
 
 

@@ -122,3 +122,19 @@ dispatch() { # dispatch "$@" -> calls do_start/do_stop/do_status
     *) echo "usage: $0 start|stop|status|restart" >&2; exit 2 ;;
   esac
 }
+
+# npm_need PKG VERSION PREFIX: check Node.js >= 20, and npm-install PKG@VERSION under PREFIX unless that
+# version is there (kept across starts). Install scripts are skipped: the in-memory Node.js servers
+# (dynalite, kinesalite) do not need their optional on-disk LevelDB binding built.
+npm_need() {
+  command -v node >/dev/null || die "node not found ($1 $2 needs Node.js >= 20 and npm)"
+  major=$(node -p "process.versions.node.split('.')[0]")
+  [ "$major" -ge 20 ] || die "Node.js $(node --version) is too old ($1 $2 needs >= 20)"
+  have=$(node -p "require(process.argv[1]).version" "$3/node_modules/$1/package.json" 2>/dev/null)
+  [ "$have" = "$2" ] && return 0
+  command -v npm >/dev/null || die "npm not found (needed to install $1 $2)"
+  say "npm install $1@$2 into $3"
+  mkdir -p "$3"
+  npm install --prefix "$3" --no-save --no-audit --no-fund --ignore-scripts --omit=dev "$1@$2" \
+    >"$STATE/npm.log" 2>&1 || die "npm install $1@$2 failed (see $STATE/npm.log)"
+}

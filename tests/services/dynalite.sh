@@ -13,23 +13,9 @@ VERSION=${DYNALITE_VERSION:-4.0.0}
 PREFIX="$STATE/npm"
 CLI="$PREFIX/node_modules/dynalite/cli.js"
 
-installed_version() {
-  node -p "require(process.argv[1]).version" "$PREFIX/node_modules/dynalite/package.json" 2>/dev/null
-}
-
 do_start() {
   pre_start "$PORT" || return 0
-  command -v node >/dev/null || die "node not found (dynalite $VERSION needs Node.js >= 20 and npm)"
-  major=$(node -p "process.versions.node.split('.')[0]")
-  [ "$major" -ge 20 ] || die "Node.js $(node --version) is too old (dynalite $VERSION needs >= 20)"
-  if [ "$(installed_version)" != "$VERSION" ]; then
-    command -v npm >/dev/null || die "npm not found (needed to install dynalite $VERSION)"
-    say "npm install dynalite@$VERSION into $PREFIX"
-    mkdir -p "$PREFIX"
-    # In memory only: the on-disk LevelDB binding's install script is not needed (it ships prebuilds).
-    npm install --prefix "$PREFIX" --no-save --no-audit --no-fund --ignore-scripts --omit=dev \
-      "dynalite@$VERSION" >"$STATE/npm.log" 2>&1 || die "npm install dynalite@$VERSION failed (see $STATE/npm.log)"
-  fi
+  npm_need dynalite "$VERSION" "$PREFIX"
   start_bg node "$CLI" --host 127.0.0.1 --port "$PORT" --createTableMs 0 --deleteTableMs 0 --updateTableMs 0
   wait_port "$PORT" 30
   say "started (pid $(cat "$PIDF")) endpoint_url=http://127.0.0.1:$PORT"

@@ -1,6 +1,7 @@
-"""An HTTP proxy in front of moto that records requests and injects AWS failures.
+"""An HTTP proxy in front of moto or kinesalite that records requests and injects AWS failures.
 
-The proxy forwards every request to moto unchanged, except where a rule says otherwise:
+The proxy forwards every request to the server ("moto" below) unchanged, except where a rule says
+otherwise:
 
 * ``fail_records[target] = (count, code)``: in the next ``count`` PutRecords / PutRecordBatch
   requests, every third record (positions 0, 3, 6, ...) is *removed* from the body forwarded to
@@ -10,8 +11,9 @@ The proxy forwards every request to moto unchanged, except where a rule says oth
   withheld from moto and returned in ``UnprocessedItems``.
 * ``end_closed_shards = True``: emulate real Kinesis for closed (split / merged) shards, which
   moto keeps returning iterators for: a GetRecords on a shard that ListShards reported closed
-  (``EndingSequenceNumber``) that returns no records gets ``NextShardIterator: null``. The shard id
-  is read from moto's iterator token (base64 of ``stream:shard:sequence``).
+  (``EndingSequenceNumber``) that returns no records gets ``NextShardIterator: null``. (kinesalite
+  ends such iterators itself.) The shard of a GetRecords call is the one whose GetShardIterator /
+  GetRecords answer handed out the iterator (else decoded from moto's token).
 * ``throttle[target] = count``: the next ``count`` requests to ``target`` are answered with HTTP 400
   ``ProvisionedThroughputExceededException`` without reaching moto.
 
@@ -40,8 +42,10 @@ class FaultProxy:
         self.throttle: dict[str, int] = {}
         self.end_closed_shards = False
         self.closed_shards: set[str] = set()
-        #: ShardIds in GetRecords requests, in order (decoded from moto's iterator tokens).
+        #: ShardIds in GetRecords requests, in order (see _iterator_shard).
         self.get_records_shards: list[str] = []
+        #: iterator token -> ShardId, from GetShardIterator / GetRecords answers.
+        self.iterator_shards: dict[str, str] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -145,12 +149,18 @@ class FaultProxy:
                 if shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber"):
                     with self.lock:
                         self.closed_shards.add(shard["ShardId"])
+        if target.startswith("Kinesis_") and short == "GetShardIterator" and status == 200:
+            it = json.loads(answer).get("ShardIterator")
+            if it and parsed is not None:
+                with self.lock:
+                    self.iterator_shards[it] = parsed["ShardId"]
         if target.startswith("Kinesis_") and short == "GetRecords" and status == 200 and parsed is not None:
-            import base64
-
-            shard_id = base64.b64decode(parsed["ShardIterator"]).decode().split(":")[1]
+            shard_id = self._iterator_shard(parsed["ShardIterator"])
+            following = json.loads(answer).get("NextShardIterator")
             with self.lock:
                 self.get_records_shards.append(shard_id)
+                if following:
+                    self.iterator_shards[following] = shard_id
                 closed = self.end_closed_shards and shard_id in self.closed_shards
             if closed:
                 data = json.loads(answer)
@@ -181,6 +191,18 @@ class FaultProxy:
                 un.setdefault(table, []).extend(withheld)
             answer = json.dumps(data).encode()
         self._reply(h, status, headers, answer)
+
+    def _iterator_shard(self, iterator: str) -> str:
+        """The shard an iterator reads: remembered from the GetShardIterator / GetRecords answer
+        that handed it out (kinesalite's tokens are encrypted), else decoded from moto's token
+        (base64 of ``stream:shard:sequence``)."""
+        with self.lock:
+            known = self.iterator_shards.get(iterator)
+        if known is not None:
+            return known
+        import base64
+
+        return base64.b64decode(iterator).decode().split(":")[1]
 
     def _forward(self, h: BaseHTTPRequestHandler, body: bytes) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(*self.upstream, timeout=60)

@@ -1,12 +1,24 @@
-"""Helpers for the AWS suites: credentials for moto, unique names, stream/table creation and reads."""
+"""Helpers for the AWS suites: credentials for moto and kinesalite, boto3 clients, unique names,
+stream/table creation and reads."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def boto_factory(endpoint: str) -> Callable[[str], Any]:
+    """``make(service)``: a boto3 client of ``endpoint`` with the test credentials."""
+    import boto3
+
+    def make(service: str) -> Any:
+        return boto3.client(service, endpoint_url=endpoint, **CREDS)
+
+    return make
 
 
 def unique(prefix: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aws_fault_proxy import FaultProxy
-from aws_helpers import CREDS
+from aws_helpers import CREDS, boto_factory
 
 
 @pytest.fixture
@@ -31,9 +31,4 @@ def proxy_opts(proxy: FaultProxy) -> dict[str, Any]:
 
 @pytest.fixture
 def boto(aws_endpoint: str) -> Callable[[str], Any]:
-    import boto3
-
-    def make(service: str) -> Any:
-        return boto3.client(service, endpoint_url=aws_endpoint, **CREDS)
-
-    return make
+    return boto_factory(aws_endpoint)

@@ -1,4 +1,4 @@
-"""SIGKILL crash/restart of Kinesis pipelines (separate processes killed from this one, moto server).
+"""SIGKILL crash/restart of Kinesis pipelines (separate processes killed from this one, kinesalite).
 
 1. DataGen -> KinesisSink (at-least-once), killed exactly 3 times mid-stream (after a seeded random
    number of batches) and resumed from its checkpoint: every id reaches the stream at least once
@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from aws_helpers import create_stream, read_stream
+from aws_helpers import CREDS, create_stream, read_stream
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
 from crash_harness import DONE, CrashReport, crash_mid_stream
@@ -28,10 +28,13 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, str(HERE / "aws_crash_pipeline.py"), *args]
 
 
-def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_path: Path) -> None:
+def test_sigkill_kinesis_produce_and_consume(kinesalite_endpoint: str, tmp_path: Path) -> None:
+    import boto3
+
+    kinesis: Any = boto3.client("kinesis", endpoint_url=kinesalite_endpoint, **CREDS)
     rows = 1500
-    stream = create_stream(boto("kinesis"), shards=2)
-    common = ["--endpoint", aws_endpoint, "--stream", stream]
+    stream = create_stream(kinesis, shards=2)
+    common = ["--endpoint", kinesalite_endpoint, "--stream", stream]
 
     def produced_ok(report: CrashReport) -> None:
         assert DONE in report.final_stdout.splitlines()
@@ -45,7 +48,7 @@ def test_sigkill_kinesis_produce_and_consume(boto: Any, aws_endpoint: str, tmp_p
         seed=11,
         timeout=120,
     )
-    records = read_stream(boto("kinesis"), stream)
+    records = read_stream(kinesis, stream)
     ids = Counter(
         int(pa.py_buffer(r["Data"]).to_pybytes().split(b'"id":')[1].split(b",")[0]) for r in records
     )
