@@ -263,7 +263,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         extra="aws",
         requires=("boto3",),
         status="available",
-        tested_against="moto 5.2 server with boto3 1.44 (+ fault-injecting proxy)",
+        tested_against="kinesalite 3.3.3 (Node.js, in memory) with boto3 1.44 (+ fault-injecting proxy)",
     ),
     ConnectorInfo(
         name="firehose",
