@@ -187,10 +187,13 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         """``send_offsets_to_transaction``, retried as :meth:`_txn_call` does, and watched: librdkafka
         can block in it far past its timeout when the broker coordinating the consumer group died
         (confluentinc/librdkafka#5456, #5511; seen here when the group coordinator's broker was
-        SIGKILLed). Each call runs in a helper thread; one that has not returned ``_HANG_GRACE``
-        seconds after its timeout makes the sink give the producer up: :class:`ConnectorError` (not
-        retryable), and ``abort``/``close`` no longer touch it. The pipeline then fails instead of
-        stalling, and its restart fences the stuck producer and recovers from the checkpoint."""
+        SIGKILLed, and when the only broker was stopped cleanly). Each call runs in a helper thread;
+        one that has not returned ``_HANG_GRACE`` seconds after its timeout makes the sink give the
+        producer up: :class:`ConnectorError` (retryable), and ``abort``/``close`` no longer touch it.
+        The pipeline then fails instead of stalling; a restart (in-process under ``run(restart=...)``,
+        or a new run) replaces the producer (:meth:`reset`), fences the stuck one and recovers from
+        the checkpoint. (Not retryable, a restart strategy would give up on a broker outage it is
+        there to ride out.)"""
 
         def watched(left: float) -> None:
             outcome: list[BaseException | None] = []
@@ -211,7 +214,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
                     f"kafka sink {self.transactional_id}: {what} did not return within its timeout "
                     f"({left:.0f} s; a known librdkafka hang when a group coordinator's broker dies): "
                     "the producer is given up, a restarted pipeline recovers from its checkpoint",
-                    retryable=False,
+                    retryable=True,
                 )
             if outcome[0] is not None:
                 raise outcome[0]
