@@ -146,6 +146,10 @@ class Workload:
     setup: Callable[[RunConfig], Prepared]
     reference: str
     idiomatic: tuple[str, ...] = ()
+    #: At least this many rounds and this long a sample (seconds) outside ``--quick``: for a workload
+    #: whose ratio is a few percent, where 3-5 short samples on a loaded machine are mostly noise.
+    min_rounds: int = 1
+    min_sample_s: float = 0.0
 
 
 @dataclass(kw_only=True)
@@ -269,6 +273,10 @@ def _run_prepared(
     if unknown:
         raise ValueError(f"workload {workload.name!r} names methods its setup did not return: {unknown}")
     results: dict[str, Result] = {}
+    rounds, min_sample_s = config.rounds, config.min_sample_s
+    if not config.quick:
+        rounds = max(rounds, workload.min_rounds)
+        min_sample_s = max(min_sample_s, workload.min_sample_s)
     live: dict[str, Callable[[], int]] = {}
     rows_per_call: dict[str, int] = {}
     repeats: dict[str, int] = {}
@@ -291,11 +299,16 @@ def _run_prepared(
                 log(f"[{workload.name}] {name}: {results[name].note}")
                 continue
         live[name] = method.run
-        repeats[name] = _repeat_for(warm_s, config.min_sample_s)
+        if min_sample_s > config.min_sample_s:
+            # The workload asked for long samples: size them by a second call, not by the warm-up one
+            # (imports, first-touch page faults), else the method whose warm-up was slow gets samples
+            # several times shorter than the others'.
+            warm_s = min(warm_s, _time_once(method.run)[0])
+        repeats[name] = _repeat_for(warm_s, min_sample_s)
     times: dict[str, list[float]] = {name: [] for name in live}
     cpu_times: dict[str, list[float]] = {name: [] for name in live}
-    for round_no in range(config.rounds):
-        log(f"[{workload.name}] round {round_no + 1}/{config.rounds}")
+    for round_no in range(rounds):
+        log(f"[{workload.name}] round {round_no + 1}/{rounds}")
         # Each round starts one method later: whatever state one method leaves for the next (busy
         # thread pools, a fragmented heap) then falls on a different method every round, and the
         # median drops it, instead of always billing the method that follows the same neighbour.
@@ -533,7 +546,8 @@ def run(
     print(_render_table(results))
     print(
         "\nratio = arrowflow rows/s / method rows/s (median of "
-        f"{config.rounds} interleaved round(s)); MB/s counts input bytes; cpu us/row = this process's "
+        f"{config.rounds} interleaved round(s), more where a workload asks for them: see times_s in "
+        "the JSON); MB/s counts input bytes; cpu us/row = this process's "
         "CPU time per row (all threads; a server's work is not in it), cpu ratio = the method's / "
         "arrowflow's (holds on a loaded machine); role BASELINE = the idiomatic baseline the workload's "
         "ratio is quoted against; out = same output as expected"

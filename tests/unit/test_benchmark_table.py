@@ -174,3 +174,39 @@ def test_same_rows_is_exact() -> None:
     twice = pa.concat_tables([table.slice(0, 99), table.slice(0, 1)])  # id 0 twice, id 99 lost
     with pytest.raises(AssertionError, match="id values differ"):
         same_rows(twice, table, "t")
+
+
+def test_a_workload_can_ask_for_more_rounds_and_longer_samples_except_under_quick() -> None:
+    calls: list[str] = []
+
+    def method(name: str) -> Method:
+        def run() -> int:
+            calls.append(name)
+            return 1
+
+        return Method(run=run)
+
+    methods = {"af": method("af"), "base": method("base")}
+    prepared = Prepared(methods=methods, bytes_per_row=8.0)
+
+    def workload(min_rounds: int = 1, min_sample_s: float = 0.0) -> Workload:
+        return Workload(
+            name="w",
+            description="",
+            setup=lambda c: prepared,
+            reference="af",
+            idiomatic=("base",),
+            min_rounds=min_rounds,
+            min_sample_s=min_sample_s,
+        )
+
+    config = RunConfig(rows=1, rounds=2, min_sample_s=0)
+    results = {r.method: r for r in run_workload(workload(min_rounds=7), config, print)}
+    assert len(results["af"].times_s) == len(results["base"].times_s) == 7
+    assert results["af"].calls_per_sample == 1
+    # A call takes microseconds: a sample of at least 0.02 s repeats it many times.
+    results = {r.method: r for r in run_workload(workload(min_sample_s=0.02), config, print)}
+    assert len(results["af"].times_s) == 2 and (results["af"].calls_per_sample or 0) > 1
+    quick = RunConfig(rows=1, rounds=2, min_sample_s=0, quick=True)
+    results = {r.method: r for r in run_workload(workload(min_rounds=7, min_sample_s=0.02), quick, print)}
+    assert len(results["af"].times_s) == 2 and results["af"].calls_per_sample == 1

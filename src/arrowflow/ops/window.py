@@ -162,7 +162,7 @@ class Window(Operator):
         raw = self.assigner_ts.raw(batch)
         if self._tz is None and pa.types.is_timestamp(raw.type) and raw.type.tz:
             self._tz = raw.type.tz
-        us = self.assigner_ts.micros(batch)
+        us = self.assigner_ts.micros_of(raw)  # a function assigner runs once per batch
         if us.null_count:
             valid = us.is_valid().to_numpy(zero_copy_only=False)
             return us.fill_null(0).to_numpy(zero_copy_only=False), valid

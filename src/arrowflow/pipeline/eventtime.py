@@ -138,7 +138,7 @@ class SourceEventTime:
         tracker.observe(split_id, bounds)
         if not late_possible:
             return batch
-        us = assigner.micros(batch)
+        us = assigner.micros_of(raw)  # not micros(batch): a function assigner runs once per batch
         late = pc.fill_null(pc.less(us, pa.scalar(watermark, pa.int64())), True)  # null event time: late
         n_late = pc.sum(late).as_py() or 0
         if not n_late:

@@ -86,7 +86,12 @@ class TimestampAssigner:
 
     def micros(self, batch: pa.RecordBatch) -> pa.Array:
         """Event times as int64 microseconds since the epoch (nulls kept)."""
-        return event_time_us(self.raw(batch), f"event time {self.describe()}")
+        return self.micros_of(self.raw(batch))
+
+    def micros_of(self, raw: pa.Array) -> pa.Array:
+        """:meth:`micros` of values :meth:`raw` already returned: a caller that needs both the raw
+        values and the microseconds reads the column (or calls the function) once per batch."""
+        return event_time_us(raw, f"event time {self.describe()}")
 
     def bounds(self, raw: pa.Array) -> tuple[int, int] | None:
         """``(min, max)`` event time of ``raw`` in microseconds, or ``None`` when every value is null."""

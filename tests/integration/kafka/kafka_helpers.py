@@ -87,8 +87,7 @@ class KafkaService:
 
     broker: Broker
 
-    def restart(self) -> None:
-        """A broker restart on the same data (SIGTERM, a clean shutdown, then start): kafka.sh restart."""
+    def _own(self) -> None:
         pid_file = services_dir() / "kafka" / "pid"
         if not pid_file.is_file():
             pytest.fail(
@@ -96,7 +95,20 @@ class KafkaService:
                 f"{pid_file}): this test restarts it, so it needs the script's broker",
                 pytrace=False,
             )
+
+    def restart(self) -> None:
+        """A broker restart on the same data (SIGTERM, a clean shutdown, then start): kafka.sh restart."""
+        self._own()
         run_script("kafka", "restart")
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM, a clean shutdown: kafka.sh stop); :meth:`resume` starts it again."""
+        self._own()
+        run_script("kafka", "stop")
+
+    def resume(self) -> None:
+        """Start the stopped broker again on its data (kafka.sh resume); returns once it answers."""
+        run_script("kafka", "resume")
 
 
 @dataclass

@@ -148,3 +148,26 @@ def test_missing_journal_fails_loudly(broker: Broker, tmp_path: Path) -> None:
     restarted.close()
     with contextlib.suppress(Exception):
         crashed.close()  # fenced by `restarted`
+
+
+def test_prepared_transaction_aborted_for_an_in_process_restart_is_replayed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """``run(restart=...)`` after a commit that failed (the broker stopped between the checkpoint and
+    ``commit_transaction``): the runner resets the sink - which aborts the open transaction - and then
+    recovers the durable checkpoint that names it. Its journal must survive the abort, else the
+    recovery finds the transaction uncommitted and nothing to replay."""
+    topic, state = broker.topic("reset"), tmp_path / "state"
+    sink = new_sink(broker, topic, state)
+    sink.recover([])
+    sink.write(rows(30))
+    prepared = sink.prepare_commit()  # the checkpoint is durable; the commit then fails
+    sink.reset()  # before the restart: the transaction is aborted
+    assert journal_files(state) == sorted(prepared[0]["journal"])
+    sink.recover(prepared)
+    assert sink.metrics()["replayed_rows"] == 30
+    assert journal_files(state) == []
+    sink.write(rows(5, start=30))
+    sink.commit(sink.prepare_commit())
+    sink.close()
+    assert json_ids(broker, topic) == Counter(range(35))  # nothing lost, nothing twice

@@ -554,3 +554,24 @@ def test_watermark_and_lag_in_run_result_and_prometheus() -> None:
     assert result.event_time_lag is not None and abs(result.event_time_lag - lag) < 3600
     assert set(result.split_event_time_lag) == {"a", "b"}
     json.dumps(result.split_watermarks)
+
+
+def test_a_function_assigner_runs_once_per_batch_in_the_source_and_in_the_window() -> None:
+    """With late rows in two batches (the source computes their late mask) a timestamp function is
+    still called once per batch by the reader and once per batch by the window, never twice."""
+    calls: list[int] = []
+
+    def event_time(batch: pa.RecordBatch) -> pa.Array:
+        calls.append(batch.num_rows)
+        return batch.column("ts")
+
+    result = (
+        Pipeline(ScriptSource(SCRIPT), watermarks=WatermarkStrategy.monotonous(event_time), late_rows="drop")
+        .window(tumbling("10ms"), [agg.count()])
+        .to(MemorySink())
+        .run(progress=False, watermark_interval=0)
+    )
+    assert result.late_rows == len(LATE)  # the late-mask path ran
+    batches = len(SCRIPT["a"])
+    assert result.stage("window").batches_in == batches  # every batch kept some rows
+    assert len(calls) == 2 * batches

@@ -80,6 +80,9 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
     def __init__(self, bootstrap_servers: str, **kwargs: Any) -> None:
         self._initialized = False
         self._in_transaction = False
+        #: The open transaction was prepared (its checkpoint may be durable): its journal is kept
+        #: until it commits or ``recover`` settles it, whatever happens to the producer.
+        self._prepared = False
         self._transactions = 0
         self._seq = 0
         self._marker_topic: str | None = None
@@ -149,6 +152,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
     def _begin(self, seq: int) -> None:
         self._producer.begin_transaction()
         self._in_transaction = True
+        self._prepared = False
         self._transactions += 1
         self._seq = seq
         # Set by the first row produced: a transaction that produced nothing carries no marker
@@ -187,10 +191,13 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         """``send_offsets_to_transaction``, retried as :meth:`_txn_call` does, and watched: librdkafka
         can block in it far past its timeout when the broker coordinating the consumer group died
         (confluentinc/librdkafka#5456, #5511; seen here when the group coordinator's broker was
-        SIGKILLed). Each call runs in a helper thread; one that has not returned ``_HANG_GRACE``
-        seconds after its timeout makes the sink give the producer up: :class:`ConnectorError` (not
-        retryable), and ``abort``/``close`` no longer touch it. The pipeline then fails instead of
-        stalling, and its restart fences the stuck producer and recovers from the checkpoint."""
+        SIGKILLed, and when the only broker was stopped cleanly). Each call runs in a helper thread;
+        one that has not returned ``_HANG_GRACE`` seconds after its timeout makes the sink give the
+        producer up: :class:`ConnectorError` (retryable), and ``abort``/``close`` no longer touch it.
+        The pipeline then fails instead of stalling; a restart (in-process under ``run(restart=...)``,
+        or a new run) replaces the producer (:meth:`reset`), fences the stuck one and recovers from
+        the checkpoint. (Not retryable, a restart strategy would give up on a broker outage it is
+        there to ride out.)"""
 
         def watched(left: float) -> None:
             outcome: list[BaseException | None] = []
@@ -211,7 +218,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
                     f"kafka sink {self.transactional_id}: {what} did not return within its timeout "
                     f"({left:.0f} s; a known librdkafka hang when a group coordinator's broker dies): "
                     "the producer is given up, a restarted pipeline recovers from its checkpoint",
-                    retryable=False,
+                    retryable=True,
                 )
             if outcome[0] is not None:
                 raise outcome[0]
@@ -283,6 +290,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         self._wait_delivered()
         self.error_policy.flush()
         journal = self._journal_store.seal(self._seq) if self._journal_store is not None else []
+        self._prepared = True
         return [
             {
                 "transactional_id": self.transactional_id,
@@ -300,8 +308,17 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         try:
             self._txn_call("commit_transaction", self._producer.commit_transaction, self.config.flush_timeout)
         except Exception as exc:
-            raise ConnectorError(f"kafka sink: commit_transaction failed: {exc}", retryable=False) from exc
+            # The checkpoint naming this transaction is durable: a restart recovers it (the marker says
+            # whether the broker committed it, else its journal is replayed), so a broker that is down
+            # or a coordinator that moved is retryable. A fatal error (fenced by another instance with
+            # this transactional id) is not: a restart would fence that one in turn.
+            err = exc.args[0] if exc.args else None
+            fatal = bool(getattr(err, "fatal", lambda: False)())
+            raise ConnectorError(
+                f"kafka sink: commit_transaction failed: {exc}", retryable=not fatal
+            ) from exc
         self._in_transaction = False
+        self._prepared = False
         if self._journal_store is not None:
             self._journal_store.discard(self._seq)
 
@@ -317,8 +334,12 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
             self._in_transaction = False
             with self._failed_lock:
                 self._failed = []
-            if self._journal_store is not None:
+            # A prepared transaction's journal stays (see _prepared): after a commit that failed, the
+            # runner resets the sink for a restart (this abort) and then recovers the checkpoint that
+            # names it; recover() deletes the journals no checkpoint names.
+            if self._journal_store is not None and not self._prepared:
                 self._journal_store.discard(self._seq)
+            self._prepared = False
 
     def reset(self) -> None:
         """Before an in-process restart: abort the open transaction. A producer that cannot (a fatal
