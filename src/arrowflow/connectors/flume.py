@@ -67,12 +67,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._arrays import dedupe_last
 from .._ext import load
 from ..config import check_choice, check_positive, check_type
 from ..error_policy import ErrorPolicyLike
 from ..errors import ConfigurationError, ConnectorError, SerializationError
 from ..writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult
-from .sql.sink import dedupe_last
 
 __all__ = [
     "AVRO_SOURCE_PROTOCOL",
