@@ -131,7 +131,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="redis",
-        module="arrowflow.connectors.redis_",
+        module="arrowflow.connectors.redis",
         sources=("RedisStreamSource", "RedisPubSubSource"),
         sinks=("RedisSink",),
         extra="redis",
