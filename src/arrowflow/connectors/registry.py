@@ -171,7 +171,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="nats",
-        module="arrowflow.connectors.nats_jetstream",
+        module="arrowflow.connectors.nats",
         sources=("NatsJetStreamSource",),
         sinks=("NatsJetStreamSink",),
         extra="nats",
