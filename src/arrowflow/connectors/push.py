@@ -70,7 +70,7 @@ from ..errors import ArrowflowError, ConfigurationError, ConnectorError, Seriali
 from ..formats import Raw
 from ..formats.base import Format, decode_with_policy
 from ..source import Position, Source, Split, SplitReader
-from .queue import PushBuffer, _BufferReader, to_batch
+from .queue.buffer import BufferReader, PushBuffer, to_batch
 
 __all__ = ["HttpPushSource", "TcpPushSource"]
 
@@ -194,7 +194,7 @@ class _PushSource(Source):
 
     def open(self, split: Split, position: Position = None) -> SplitReader:
         self.start()
-        return _BufferReader(split, self.buffer, position)
+        return BufferReader(split, self.buffer, position)
 
     def start(self) -> tuple[str, int]:
         """Start listening (idempotent); returns the bound address."""
