@@ -18,7 +18,7 @@ Two wire protocols (``protocol``):
 
 ``"http"`` -- Flume's ``HTTPSource`` with its default ``JSONHandler``: one POST per request whose
 body is a JSON array of events ``[{"headers": {...}, "body": "..."}, ...]`` (UTF-8). Each row's
-event object is encoded by :func:`arrowflow._ext.json.encode_rows` over a batch shaped
+event object is encoded by :func:`arrowflow._ext.json_encode.encode_rows` over a batch shaped
 ``{headers: map, body: string}``; a request joins its events with commas inside ``[ ]`` in numpy
 (no Python object per row). ``JSONHandler`` reads ``body`` as a *string* and turns it into bytes
 with the request charset, so a binary body must be text: with ``body_encoding="utf8"`` (default) a
@@ -109,7 +109,7 @@ class FlumeSink(AsyncBatchWriter):
         check_type("config", config, FlumeSinkConfig)
         super().__init__(config.batching, error_policy=error_policy, name=f"flume-{config.protocol}")
         self.settings = config
-        self._json = load("json")
+        self._json = load("json_encode")
         self._local = threading.local()
         self._open: list[Any] = []
         self._open_lock = threading.Lock()

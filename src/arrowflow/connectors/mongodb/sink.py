@@ -1,7 +1,7 @@
 """MongoDB sink: :class:`MongoSink`.
 
 **MongoSink** (:class:`~arrowflow.writer.AsyncBatchWriter`): each batch is encoded by
-``arrowflow._ext.bson`` into one BSON document per row (GIL released, no Python object per row); rows
+``arrowflow._ext.bson_encode`` into one BSON document per row (GIL released, no Python object per row); rows
 holding a value BSON cannot represent (uint64 over 2**63 - 1, an inexact decimal, ...) go to the error
 policy. Requests are sent as:
 
@@ -111,7 +111,7 @@ class MongoSink(AsyncBatchWriter):
 
     def encode(self, batch: pa.RecordBatch) -> Any:
         """Documents (insert) or ``{doc, filter}`` structs (keyed modes), via the BSON kernel."""
-        from ..._ext import bson as kernel
+        from ..._ext import bson_encode as kernel
 
         c = self.sink_config
         missing = [k for k in c.keys if k not in batch.schema.names] if c.mode != "insert" else []

@@ -1,7 +1,7 @@
 """Socket sink: :class:`SocketSink`.
 
 :class:`SocketSink` writes each batch to ``host:port`` as NDJSON (the compiled
-``arrowflow._ext.json`` kernel), CSV (pyarrow; a header at the start of every connection), plain
+``arrowflow._ext.json_encode`` kernel), CSV (pyarrow; a header at the start of every connection), plain
 ``lines`` of one column, or with an :mod:`arrowflow.formats` format, one payload per line.
 ``write`` encodes the batch and sends it (blocking, ``send_timeout``); ``flush`` therefore has
 nothing left to wait for once ``write`` returned ("acknowledged" means the kernel accepted every
@@ -76,7 +76,7 @@ class SocketSink(Sink):
         if fmt == "ndjson":
             from ..._ext import load
 
-            out = load("json").encode_ndjson(batch)
+            out = load("json_encode").encode_ndjson(batch)
             return b"", out.to_pybytes() if isinstance(out, pa.Buffer) else bytes(out)
         if fmt == "csv":
             import pyarrow.csv as pacsv
