@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ...config import REQUIRED, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ArrowflowError, ConnectorError, SerializationError
 from ...sink import Sink
@@ -36,8 +37,8 @@ class SocketSink(Sink):
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = REQUIRED,
+        port: int = REQUIRED,
         *,
         format: Any = "ndjson",
         column: str | None = None,
@@ -47,20 +48,13 @@ class SocketSink(Sink):
         connect_timeout: float = 5.0,
         send_timeout: float = 30.0,
         error_policy: ErrorPolicyLike = "fail",
+        config: SocketSinkConfig | None = None,
     ) -> None:
-        self.config = SocketSinkConfig(
-            host=host,
-            port=port,
-            format=format,
-            column=column,
-            delimiter=delimiter,
-            reconnect_retries=reconnect_retries,
-            reconnect_delay=reconnect_delay,
-            connect_timeout=connect_timeout,
-            send_timeout=send_timeout,
-            error_policy=error_policy,
+        # The options are this constructor's keywords of the same names, or config.
+        self.config = resolve_config(SocketSinkConfig, config, locals())
+        self.error_policy = ErrorPolicy.resolve(
+            self.config.error_policy, name=f"socket sink {self.config.host}:{self.config.port}"
         )
-        self.error_policy = ErrorPolicy.resolve(error_policy, name=f"socket sink {host}:{port}")
         self._sock: socket.socket | None = None
         self._header_sent = False
         self._lock = threading.Lock()

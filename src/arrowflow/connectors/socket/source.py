@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ...config import REQUIRED, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ArrowflowError, ConnectorError
 from ...source import Position, Source, Split, SplitReader
@@ -52,8 +53,8 @@ class SocketSource(Source):
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str = REQUIRED,
+        port: int = REQUIRED,
         *,
         column: str = "line",
         encoding: str | None = "utf-8",
@@ -68,25 +69,13 @@ class SocketSource(Source):
         format: Any = None,
         schema: pa.Schema | None = None,
         error_policy: ErrorPolicyLike = "fail",
+        config: SocketSourceConfig | None = None,
     ) -> None:
-        self.config = SocketSourceConfig(
-            host=host,
-            port=port,
-            column=column,
-            encoding=encoding,
-            delimiter=delimiter,
-            max_rows=max_rows,
-            linger=linger,
-            max_line_bytes=max_line_bytes,
-            bounded=bounded,
-            reconnect_retries=reconnect_retries,
-            reconnect_delay=reconnect_delay,
-            recv_size=recv_size,
-            format=format,
-            schema=schema,
-            error_policy=error_policy,
+        # The options are this constructor's keywords of the same names, or config.
+        self.config = resolve_config(SocketSourceConfig, config, locals())
+        self.error_policy = ErrorPolicy.resolve(
+            self.config.error_policy, name=f"socket {self.config.host}:{self.config.port}"
         )
-        self.error_policy = ErrorPolicy.resolve(error_policy, name=f"socket {host}:{port}")
 
     @property
     def bounded(self) -> bool:
