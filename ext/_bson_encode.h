@@ -1,4 +1,4 @@
-/* BSON document encoder: the row loop behind arrowflow._ext.bson (see bson.pyx for the contract).
+/* BSON document encoder: the row loop behind arrowflow._ext.bson_encode (see bson_encode.pyx for the contract).
  *
  * The Cython side turns each column into a tree of bnodes (type code + raw Arrow buffer addresses);
  * this file walks that tree per row with the GIL released, appending one BSON document per row to a

@@ -1,4 +1,4 @@
-/* The JSON row encoder: a tree of jnode "encoder program" nodes (built by ext/json.pyx while it holds
+/* The JSON row encoder: a tree of jnode "encoder program" nodes (built by ext/json_encode.pyx while it holds
  * the GIL) walked row by row with no Python API at all, so every function here runs without the GIL.
  *
  * Contract of the walk:

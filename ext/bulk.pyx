@@ -6,7 +6,7 @@ in ``\\n``::
 
     {"index":{"_index":"logs","_id":"42","routing":"r"}}\\n{"a":1,...}\\n
 
-Documents come from the JSON kernel (:func:`arrowflow._ext.json.encode_rows`, two threads, GIL
+Documents come from the JSON kernel (:func:`arrowflow._ext.json_encode.encode_rows`, two threads, GIL
 released); this module renders the action lines from a fixed index or ``_index`` / ``_id`` /
 ``routing`` columns and interleaves them with the documents in one C loop without the GIL
 (``_bulk.h``). Entries are returned as one ``pa.BinaryArray`` whose data buffer is a valid NDJSON
@@ -386,7 +386,7 @@ def encode_bulk(batch, *, str action="index", index=None, index_column=None, id_
     if action == "delete":
         return encode_entries(None, action=action, index=index, index_values=index_values, ids=ids,
                               routing=routing, num_rows=batch.num_rows, threads=threads)
-    from arrowflow._ext.json import encode_rows
+    from arrowflow._ext.json_encode import encode_rows
 
     if columns is None:
         columns = [c for c in names if c not in meta]

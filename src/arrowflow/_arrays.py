@@ -1,6 +1,8 @@
-"""Turning what user code returns (pyarrow, numpy, polars, pandas, lists) into Arrow arrays.
+"""Turning what user code returns (pyarrow, numpy, polars, pandas, lists) into Arrow arrays, and
+array helpers several layers share.
 
-Shared by the operators (:mod:`arrowflow.ops`) and event time (:mod:`arrowflow.time`); imports pyarrow
+Shared by the operators (:mod:`arrowflow.ops`), event time (:mod:`arrowflow.time`) and the connectors
+(:func:`dedupe_last`: the SQL and Flume sinks' keep-the-last-row-per-key); imports pyarrow
 and numpy only (polars/pandas values are recognised by their module, never imported).
 """
 
@@ -11,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["as_array", "to_arrow_array"]
+__all__ = ["as_array", "dedupe_last", "to_arrow_array"]
 
 
 def as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -41,3 +43,17 @@ def to_arrow_array(values: Any, length: int, *, what: str) -> pa.Array:
     if len(arr) != length:
         raise ValueError(f"{what} returned {len(arr)} values for a batch of {length} rows")
     return arr
+
+
+def dedupe_last(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    """``table`` keeping only the last row of each key (input order preserved), without a per-row loop."""
+    n = table.num_rows
+    if n < 2:
+        return table
+    idx_name = "__arrowflow_row"
+    indexed = table.select(list(keys)).append_column(idx_name, pa.array(np.arange(n, dtype=np.int64)))
+    last = indexed.group_by(list(keys), use_threads=False).aggregate([(idx_name, "max")])
+    if last.num_rows == n:
+        return table
+    keep = np.sort(last.column(f"{idx_name}_max").to_numpy())
+    return table.take(pa.array(keep))

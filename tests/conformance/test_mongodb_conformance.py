@@ -6,6 +6,7 @@ collection (uuid suffix) and drops it afterwards. A missing server fails the tes
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from typing import Any
@@ -20,17 +21,19 @@ from arrowflow.sink import Sink
 from arrowflow.source import Source
 from arrowflow.testing import SinkConformance, SourceConformance, make_table
 
-URI = "mongodb://127.0.0.1:27017/?directConnection=true"
+# The port tests/services/mongodb.sh listens on (MONGO_PORT, as tests/integration/conftest.py reads it).
+PORT = int(os.environ.get("MONGO_PORT", "27017"))
+URI = f"mongodb://127.0.0.1:{PORT}/?directConnection=true"
 DB = "arrowflow_conformance"
 
 
 def _uri() -> str:
     try:
-        with socket.create_connection(("127.0.0.1", 27017), timeout=2):
+        with socket.create_connection(("127.0.0.1", PORT), timeout=2):
             pass
     except OSError:
         pytest.fail(
-            "MongoDB (SecantusDB) is not answering on 127.0.0.1:27017; "
+            f"MongoDB (SecantusDB) is not answering on 127.0.0.1:{PORT}; "
             "start it with `sh tests/services/mongodb.sh start`",
             pytrace=False,
         )

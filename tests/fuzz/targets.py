@@ -18,9 +18,9 @@ csv_format                  one call equals one call per payload; Python's ``csv
                             a decoded payload is one record of the schema's width
 arrow_ipc_format            pyarrow's reader + full validation; one call equals one per payload
 raw_format                  ``bytes.decode("utf-8")``
-json_encode                 ``arrowflow._reference.json``; every document is a ``json.loads`` object
+json_encode                 ``arrowflow._reference.json_encode``; every document is a ``json.loads`` object
 bulk_encode                 ``arrowflow._reference.bulk``; every line is ``json.loads``-able
-bson_encode                 ``arrowflow._reference.bson``; every document ``bson.decode``-s
+bson_encode                 ``arrowflow._reference.bson_encode``; every document ``bson.decode``-s
 avro_encode                 fastavro: the kernel path equals the fastavro-only path
 remote_write_encode         ``arrowflow._reference.remote_write``
 push_framing                a plain splitter for newline and length framing; HTTP bodies parse or
@@ -703,8 +703,8 @@ def _reference_or_none(fn: Callable[[], Any]) -> Any:
 
 @target(smoke=1500)
 def json_encode(data: bytes) -> None:
-    from arrowflow._ext import json as kernel
-    from arrowflow._reference import json as reference
+    from arrowflow._ext import json_encode as kernel
+    from arrowflow._reference import json_encode as reference
 
     cur = Cursor(data)
     options = {"nulls": cur.choice(["null", "omit"]), "nan": cur.choice(["null", "error"])}
@@ -798,8 +798,8 @@ BSON_LEAVES = [
 def bson_encode(data: bytes) -> None:
     import bson as pymongo_bson
 
-    from arrowflow._ext import bson as kernel
-    from arrowflow._reference import bson as reference
+    from arrowflow._ext import bson_encode as kernel
+    from arrowflow._reference import bson_encode as reference
 
     cur = Cursor(data)
     nulls = cur.choice(["null", "omit"])

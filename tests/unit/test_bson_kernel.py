@@ -14,8 +14,8 @@ from bson.decimal128 import Decimal128
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arrowflow._ext import bson as kernel
-from arrowflow._reference import bson as ref
+from arrowflow._ext import bson_encode as kernel
+from arrowflow._reference import bson_encode as ref
 
 DECODE = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_MS)
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=10)

@@ -266,3 +266,23 @@ def test_null_sink_counts() -> None:
     sink.close()
     with pytest.raises(ArrowflowError):
         sink.write(batch)
+
+
+@pytest.mark.parametrize("kind", ["source", "sink"])
+def test_socket_connectors_take_their_options_or_one_config(kind: str) -> None:
+    # Issue 17's one convention: the keywords mirror the config dataclass, and config= is the same.
+    from arrowflow.connectors.socket import SocketSink, SocketSinkConfig, SocketSource, SocketSourceConfig
+
+    cls, config_cls = (
+        (SocketSource, SocketSourceConfig) if kind == "source" else (SocketSink, SocketSinkConfig)
+    )
+    config = config_cls(host="127.0.0.1", port=9, delimiter=b";")
+    connector = cls(config=config)
+    assert connector.config is config
+    assert cls("127.0.0.1", 9, delimiter=b";").config == config
+    with pytest.raises(ConfigurationError, match="either config or individual options") as err:
+        cls("127.0.0.1", 9, config=config)
+    assert err.value.option == "host"
+    with pytest.raises(ConfigurationError) as err:
+        cls(port=9)
+    assert err.value.option == "host"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arrowflow._ext import bulk
-from arrowflow._ext.json import encode_rows
+from arrowflow._ext.json_encode import encode_rows
 from arrowflow._reference import bulk as ref
 
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)

@@ -180,7 +180,7 @@ DECLARED = {
     "SplitSubset": "option",
     "SqlSource": True,
     "TcpPushSource": False,
-    "_PushSource": False,
+    "PushSource": False,
 }
 
 

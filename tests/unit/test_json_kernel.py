@@ -1,6 +1,6 @@
-"""The JSON encoding kernel (``arrowflow._ext.json``) against golden bytes and its Python reference.
+"""The JSON encoding kernel (``arrowflow._ext.json_encode``) against golden bytes and its Python reference.
 
-The kernel must produce byte-for-byte what ``arrowflow._reference.json`` produces, and every
+The kernel must produce byte-for-byte what ``arrowflow._reference.json_encode`` produces, and every
 document must parse back (``json.loads``) to the row as ``to_pylist`` shows it, floats exactly.
 """
 
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arrowflow._ext import json as kernel
-from arrowflow._reference import json as reference
+from arrowflow._ext import json_encode as kernel
+from arrowflow._reference import json_encode as reference
 
 
 def docs(batch: pa.RecordBatch, **kwargs: Any) -> list[bytes]:

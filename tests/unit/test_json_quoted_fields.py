@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_json_kernel import _values
 
-from arrowflow._ext import json as kernel
-from arrowflow._reference import json as reference
+from arrowflow._ext import json_encode as kernel
+from arrowflow._reference import json_encode as reference
 
 QUOTED = {kernel.QUOTE_KEY: b"1"}
 _QUOTABLE = [

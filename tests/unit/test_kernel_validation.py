@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from arrowflow._ext import avro_encode, bson, bulk, json, kafka_produce, murmur2, remote_write
+from arrowflow._ext import avro_encode, bson_encode, bulk, json_encode, kafka_produce, murmur2, remote_write
 
 
 def _bad_offsets(t: pa.DataType) -> pa.Array:
@@ -41,11 +41,11 @@ def _avro(column: pa.Array) -> Any:
 
 
 def _bson(column: pa.Array) -> Any:
-    return bson.encode_documents(pa.record_batch({"c": column}))
+    return bson_encode.encode_documents(pa.record_batch({"c": column}))
 
 
 def _json(column: pa.Array) -> Any:
-    return json.encode_rows(pa.record_batch({"c": column}))
+    return json_encode.encode_rows(pa.record_batch({"c": column}))
 
 
 def _labels(column: pa.Array) -> Any:

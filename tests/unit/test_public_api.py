@@ -195,3 +195,55 @@ def test_extras_scripts_and_commands_remain() -> None:
             problems.append(f"console script {name!r} was {value}, is {scripts.get(name)!r}")
     problems += [f"command {n!r} is gone" for (n,) in ENTRIES["command"] if n not in cli.commands]
     _report(problems, "distribution entries")
+
+
+#: 0.1.0 module -> the package that now defines its objects (the module is a re-export shim).
+SHIMS = {
+    "arrowflow.connectors.mqtt_broker": "arrowflow.connectors.mqtt",
+    "arrowflow.connectors.pulsar_broker": "arrowflow.connectors.pulsar",
+    "arrowflow.connectors.gcp_pubsub": "arrowflow.connectors.pubsub",
+    "arrowflow.connectors.redis_": "arrowflow.connectors.redis",
+    "arrowflow.connectors.redis_.sink": "arrowflow.connectors.redis",
+    "arrowflow.connectors.redis_.source": "arrowflow.connectors.redis",
+    "arrowflow.connectors.nats_jetstream": "arrowflow.connectors.nats",
+    "arrowflow.connectors._nats_pull": "arrowflow.connectors.nats",
+    "arrowflow._ext.json": "arrowflow._ext.json_encode",
+    "arrowflow._ext.bson": "arrowflow._ext.bson_encode",
+}
+
+
+@pytest.mark.parametrize("shim, package", sorted(SHIMS.items()))
+def test_a_renamed_module_re_exports_its_package(shim: str, package: str) -> None:
+    # A shim that defined its own copy of a class would split isinstance checks and pickles between
+    # the old and the new import path; every name it exports must be the package's own object.
+    module = importlib.import_module(shim)
+    names = list(module.__all__)
+    assert names, f"{shim} exports nothing"
+    problems: list[str] = []
+    for name in names:
+        obj = getattr(module, name)
+        if callable(obj):  # a class or function: defined in the package (or one of its modules)
+            home = obj.__module__
+            if home != package and not home.startswith(package + "."):
+                problems.append(f"{shim}:{name} is defined in {home}, not in {package}")
+        elif getattr(importlib.import_module(package), name, None) is not obj:  # a value
+            problems.append(f"{shim}:{name} is not {package}:{name}")
+    _report(problems, "re-exports")
+
+
+def test_every_connector_package_is_named_after_its_registry_entry() -> None:
+    from arrowflow.connectors import registry
+
+    # Built-ins that stay single modules under another name, and the two search flavours of one
+    # package (issue 17: "small built-ins may stay single modules").
+    exceptions = {
+        "print": "arrowflow.connectors.console",
+        "elasticsearch": "arrowflow.connectors.search.elasticsearch",
+        "opensearch": "arrowflow.connectors.search.opensearch",
+    }
+    problems = [
+        f"connector {info.name!r} lives in {info.module}"
+        for info in registry.CONNECTORS
+        if info.module != exceptions.get(info.name, f"arrowflow.connectors.{info.name}")
+    ]
+    _report(problems, "registry modules")

@@ -30,16 +30,18 @@ def _compiled(name: str) -> bool:
     return bool(getattr(module, "__file__", "").endswith((".so", ".pyd")))
 
 
-#: The compiled kernel modules (one per ``ext/*.pyx``).
+#: The compiled kernel modules (one per ``ext/*.pyx``), named ``<format>_<direction>`` where they
+#: convert. ``json`` and ``bson`` (0.1.0's names of ``json_encode`` and ``bson_encode``) are Python
+#: re-exports, not kernels.
 KERNELS: tuple[str, ...] = (
     "avro_decode",
     "avro_encode",
-    "bson",
     "bson_decode",
+    "bson_encode",
     "bulk",
     "datagen",
-    "json",
     "json_decode",
+    "json_encode",
     "kafka_produce",
     "mqtt_frames",
     "murmur2",

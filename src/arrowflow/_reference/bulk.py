@@ -2,7 +2,7 @@
 
 Same signatures and the same bytes as the kernel, built row by row: the action line with
 ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` over a dict, the document from the JSON
-reference (:mod:`arrowflow._reference.json`), chunks cut by a plain loop.
+reference (:mod:`arrowflow._reference.json_encode`), chunks cut by a plain loop.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from . import json as _json_ref
+from . import json_encode as _json_ref
 
 __all__ = ["cut", "encode_bodies", "encode_bulk", "encode_entries", "split_bodies"]
 

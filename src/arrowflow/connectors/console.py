@@ -2,7 +2,7 @@
 
 * ``mode="table"``: an aligned text table of at most ``max_rows`` rows per batch, then a line saying
   how many rows were not shown. Only the shown rows are formatted (so a large batch costs little).
-* ``mode="ndjson"``: every row as one JSON line (the compiled ``arrowflow._ext.json`` kernel).
+* ``mode="ndjson"``: every row as one JSON line (the compiled ``arrowflow._ext.json_encode`` kernel).
 * ``prefix`` (Flink's sink identifier) starts every printed line as ``"<prefix>> "``.
 
 ``stream`` is ``"stdout"``, ``"stderr"`` (looked up on every write, so redirection and test capture
@@ -118,7 +118,7 @@ class PrintSink(Sink):
             return "".join(f"{prefix}{line}\n" for line in format_table(batch, self.config.max_rows))
         from .._ext import load
 
-        raw = load("json").encode_ndjson(batch)
+        raw = load("json_encode").encode_ndjson(batch)
         data = bytes(raw) if not isinstance(raw, bytes) else raw
         if prefix:
             # One C-level replace instead of a loop over rows.

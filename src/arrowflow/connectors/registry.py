@@ -131,7 +131,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="redis",
-        module="arrowflow.connectors.redis_",
+        module="arrowflow.connectors.redis",
         sources=("RedisStreamSource", "RedisPubSubSource"),
         sinks=("RedisSink",),
         extra="redis",
@@ -171,7 +171,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="nats",
-        module="arrowflow.connectors.nats_jetstream",
+        module="arrowflow.connectors.nats",
         sources=("NatsJetStreamSource",),
         sinks=("NatsJetStreamSink",),
         extra="nats",

@@ -1,6 +1,6 @@
 """JSON: one JSON object per payload.
 
-Encoding runs the compiled kernel :func:`arrowflow._ext.json.encode_rows` over the whole batch (no
+Encoding runs the compiled kernel :func:`arrowflow._ext.json_encode.encode_rows` over the whole batch (no
 Python object per row). Decoding with an explicit schema of flat scalar fields (integers, float64,
 bool, strings, dates, naive timestamps, base64 binary) first takes the fast path: one compiled scan
 (:mod:`arrowflow._ext.json_decode`, GIL released, two threads for large calls) checks every payload
@@ -64,7 +64,7 @@ _WHITESPACE = frozenset(b" \t\r\n")
 def _kernel() -> Callable[..., pa.Array]:
     from .._ext import load
 
-    return load("json").encode_rows  # type: ignore[no-any-return]
+    return load("json_encode").encode_rows  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ How :class:`KeyBy` turns key columns into the bytes it hashes:
 * one ``binary``/``string`` (or ``large_``) column: its bytes as they are, so the partition equals
   what Kafka's default partitioner picks for a record with that key;
 * anything else (one non-binary column, or several): each row's key columns encoded as one JSON
-  object by the compiled ``arrowflow._ext.json.encode_rows`` kernel (``{"a":1,"b":"x"}``, keys in
+  object by the compiled ``arrowflow._ext.json_encode.encode_rows`` kernel (``{"a":1,"b":"x"}``, keys in
   the order given), so the partition equals Kafka's for a record whose key is that JSON document.
 
 A null key (single binary column) hashes like the empty key ``b""``.
@@ -136,7 +136,7 @@ class KeyBy(Operator):
         if self._json is None:
             from .._ext import load
 
-            self._json = load("json")
+            self._json = load("json_encode")
         return self._json.encode_rows(batch.select(self.columns))
 
     def partitions(self, batch: pa.RecordBatch) -> np.ndarray:

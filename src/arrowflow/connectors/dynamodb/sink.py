@@ -107,7 +107,7 @@ class DynamoDBSink(AwsSink[DynamoDBSinkConfig]):
     # -- AsyncBatchWriter hooks ----------------------------------------------------------------
 
     def encode(self, batch: pa.RecordBatch) -> pa.StructArray | Encoded:
-        from ..._ext.json import encode_rows
+        from ..._ext.json_encode import encode_rows
 
         cfg = self.config
         names = batch.schema.names

@@ -147,7 +147,7 @@ class _NdjsonWriter(FileWriter):
         from ..._ext import load
 
         super().__init__(stream)
-        self._encode = load("json").encode_ndjson
+        self._encode = load("json_encode").encode_ndjson
         self._options = {"nan": "null", **dict(options)}
 
     def _write(self, batch: pa.RecordBatch) -> None:

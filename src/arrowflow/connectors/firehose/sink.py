@@ -73,7 +73,7 @@ class FirehoseSink(AwsSink[FirehoseSinkConfig]):
         self._suffix = b"]}"
 
     def encode(self, batch: pa.RecordBatch) -> pa.StructArray | Encoded:
-        from ..._ext.json import encode_rows
+        from ..._ext.json_encode import encode_rows
 
         encoded = self.format.encode(batch)
         payloads = binary_payloads(encoded)

@@ -89,7 +89,7 @@ class KinesisSink(AwsSink[KinesisSinkConfig]):
     # -- AsyncBatchWriter hooks ----------------------------------------------------------------
 
     def encode(self, batch: pa.RecordBatch) -> pa.StructArray | Encoded:
-        from ..._ext.json import encode_rows
+        from ..._ext.json_encode import encode_rows
 
         cfg = self.config
         n = batch.num_rows

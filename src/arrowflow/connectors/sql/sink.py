@@ -68,10 +68,10 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..._arrays import dedupe_last
 from ...config import Secret
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
@@ -104,20 +104,6 @@ class _RowsRejected(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def dedupe_last(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
-    """``table`` keeping only the last row of each key (input order preserved), without a per-row loop."""
-    n = table.num_rows
-    if n < 2:
-        return table
-    idx_name = "__arrowflow_row"
-    indexed = table.select(list(keys)).append_column(idx_name, pa.array(np.arange(n, dtype=np.int64)))
-    last = indexed.group_by(list(keys), use_threads=False).aggregate([(idx_name, "max")])
-    if last.num_rows == n:
-        return table
-    keep = np.sort(last.column(f"{idx_name}_max").to_numpy())
-    return table.take(pa.array(keep))
 
 
 class SqlSink(Sink):

@@ -1,4 +1,4 @@
-"""Slow, obviously-correct oracle for :mod:`arrowflow._ext.bson` (tests only, never used at run time).
+"""Slow, obviously-correct oracle for :mod:`arrowflow._ext.bson_encode` (tests only, never used at run time).
 
 Same signatures and the same bytes as the kernel: every row becomes a Python ``dict`` from
 ``to_pylist()`` values, with the conversions that pin down the BSON type the kernel writes, and is

@@ -18,7 +18,7 @@ Two wire protocols (``protocol``):
 
 ``"http"`` -- Flume's ``HTTPSource`` with its default ``JSONHandler``: one POST per request whose
 body is a JSON array of events ``[{"headers": {...}, "body": "..."}, ...]`` (UTF-8). Each row's
-event object is encoded by :func:`arrowflow._ext.json.encode_rows` over a batch shaped
+event object is encoded by :func:`arrowflow._ext.json_encode.encode_rows` over a batch shaped
 ``{headers: map, body: string}``; a request joins its events with commas inside ``[ ]`` in numpy
 (no Python object per row). ``JSONHandler`` reads ``body`` as a *string* and turns it into bytes
 with the request charset, so a binary body must be text: with ``body_encoding="utf8"`` (default) a
@@ -51,313 +51,38 @@ sink) has no de-duplication, so events may be duplicated after a retry.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import io
-import json
-import socket
 import struct
 import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._ext import load
-from ..config import check_choice, check_positive, check_type
-from ..error_policy import ErrorPolicyLike
-from ..errors import ConfigurationError, ConnectorError, SerializationError
-from ..writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult
-from .sql.sink import dedupe_last
-
-__all__ = [
-    "AVRO_SOURCE_PROTOCOL",
-    "FlumeSink",
-    "FlumeSinkConfig",
-    "default_batching",
-    "encode_avro_events",
-    "zigzag_varints",
-]
-
-PROTOCOLS = ("http", "avro")
-BODY_ENCODINGS = ("utf8", "base64")
-
-#: Flume's ``AvroSourceProtocol`` (flume-ng-sdk ``flume.avdl``) as Avro protocol JSON.
-AVRO_SOURCE_PROTOCOL: dict[str, Any] = {
-    "protocol": "AvroSourceProtocol",
-    "namespace": "org.apache.flume.source.avro",
-    "types": [
-        {"type": "enum", "name": "Status", "symbols": ["OK", "FAILED", "UNKNOWN"]},
-        {
-            "type": "record",
-            "name": "AvroFlumeEvent",
-            "fields": [
-                {"name": "headers", "type": {"type": "map", "values": "string"}},
-                {"name": "body", "type": "bytes"},
-            ],
-        },
-    ],
-    "messages": {
-        "append": {"request": [{"name": "event", "type": "AvroFlumeEvent"}], "response": "Status"},
-        "appendBatch": {
-            "request": [{"name": "events", "type": {"type": "array", "items": "AvroFlumeEvent"}}],
-            "response": "Status",
-        },
-    },
-}
-_PROTOCOL_TEXT = json.dumps(AVRO_SOURCE_PROTOCOL, separators=(",", ":"))
-_PROTOCOL_HASH = hashlib.md5(_PROTOCOL_TEXT.encode()).digest()
-_STATUS = ("OK", "FAILED", "UNKNOWN")
-
-# The Avro IPC handshake records (Avro specification, "Handshake").
-_MD5 = {"type": "fixed", "name": "MD5", "namespace": "org.apache.avro.ipc", "size": 16}
-HANDSHAKE_REQUEST: dict[str, Any] = {
-    "type": "record",
-    "name": "HandshakeRequest",
-    "namespace": "org.apache.avro.ipc",
-    "fields": [
-        {"name": "clientHash", "type": _MD5},
-        {"name": "clientProtocol", "type": ["null", "string"]},
-        {"name": "serverHash", "type": "MD5"},
-        {"name": "meta", "type": ["null", {"type": "map", "values": "bytes"}]},
-    ],
-}
-HANDSHAKE_RESPONSE: dict[str, Any] = {
-    "type": "record",
-    "name": "HandshakeResponse",
-    "namespace": "org.apache.avro.ipc",
-    "fields": [
-        {
-            "name": "match",
-            "type": {"type": "enum", "name": "HandshakeMatch", "symbols": ["BOTH", "CLIENT", "NONE"]},
-        },
-        {"name": "serverProtocol", "type": ["null", "string"]},
-        {"name": "serverHash", "type": ["null", _MD5]},
-        {"name": "meta", "type": ["null", {"type": "map", "values": "bytes"}]},
-    ],
-}
-_META = {"type": "map", "values": "bytes"}
-
-
-def default_batching() -> BatchingConfig:
-    """Flume's ``batchSize`` (100 events per request), one request in flight, 100 ms -> 5 s backoff."""
-    return BatchingConfig(
-        max_request_rows=100,
-        max_request_bytes=None,
-        max_in_flight=1,
-        max_buffered_rows=10_000,
-        max_time_in_buffer=1.0,
-        initial_backoff=0.1,
-        max_backoff=5.0,
-        max_attempts=10,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class FlumeSinkConfig:
-    """Where to send events and how rows map onto them (see the module docstring).
-
-    * ``protocol``: ``"http"`` (Flume HTTPSource + JSONHandler) or ``"avro"`` (Flume AvroSource).
-    * ``address``: ``http://host:port[/path]`` for ``"http"``; ``host:port`` for ``"avro"``.
-    * ``body_column``: string/binary column; ``None`` = a JSON object of the non-header columns.
-    * ``body_encoding``: how a *binary* body is put into the JSON string (``"http"`` only):
-      ``"utf8"`` or ``"base64"``.
-    * ``header_columns``: columns that become headers: a sequence (header = column name) or a
-      mapping ``{header_name: column_name}``. ``headers_column``: a ``map<string, string>`` column.
-      ``static_headers``: headers on every event.
-    * ``batching``: :func:`default_batching`. ``request_timeout``: seconds to wait for an answer;
-      ``connect_timeout``: seconds to connect (Flume's RPC client defaults are 20 s each).
-    """
-
-    protocol: str = "http"
-    address: str
-    body_column: str | None = "body"
-    body_encoding: str = "utf8"
-    header_columns: Sequence[str] | Mapping[str, str] = ()
-    headers_column: str | None = None
-    static_headers: Mapping[str, str] = field(default_factory=dict)
-    batching: BatchingConfig = field(default_factory=default_batching)
-    request_timeout: float = 20.0
-    connect_timeout: float = 20.0
-
-    def __post_init__(self) -> None:
-        check_choice("protocol", self.protocol, PROTOCOLS)
-        check_type("address", self.address, str)
-        if self.protocol == "http":
-            parsed = urllib.parse.urlsplit(self.address)
-            if parsed.scheme not in ("http", "https") or not parsed.hostname:
-                raise ConfigurationError(
-                    f"address must be an http(s) URL for protocol='http', got {self.address!r}",
-                    option="address",
-                )
-        else:
-            _split_host_port(self.address)
-        check_type("body_column", self.body_column, str, allow_none=True)
-        check_choice("body_encoding", self.body_encoding, BODY_ENCODINGS)
-        check_type("header_columns", self.header_columns, (list, tuple, Mapping))
-        for name, column in self.header_map.items():
-            check_type("header_columns", name, str)
-            check_type("header_columns", column, str)
-            if column == self.body_column:
-                raise ConfigurationError(
-                    f"header_columns: {column!r} is also the body column", option="header_columns"
-                )
-        check_type("headers_column", self.headers_column, str, allow_none=True)
-        check_type("static_headers", self.static_headers, Mapping)
-        for name, value in self.static_headers.items():
-            check_type("static_headers", name, str)
-            check_type("static_headers", value, str)
-            if name in self.header_map:
-                raise ConfigurationError(
-                    f"static_headers: {name!r} is also in header_columns", option="static_headers"
-                )
-        check_type("batching", self.batching, BatchingConfig)
-        check_positive("request_timeout", self.request_timeout)
-        check_positive("connect_timeout", self.connect_timeout)
-
-    @property
-    def header_map(self) -> dict[str, str]:
-        """``{header_name: column_name}`` of ``header_columns``."""
-        if isinstance(self.header_columns, Mapping):
-            return dict(self.header_columns)
-        return {c: c for c in self.header_columns}
-
-
-def _split_host_port(address: str) -> tuple[str, int]:
-    host, sep, port = address.removeprefix("avro://").rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigurationError(
-            f"address must be host:port for protocol='avro', got {address!r}", option="address"
-        )
-    return host.strip("[]"), int(port)
-
-
-# ---------------------------------------------------------------------- vectorized Avro encoding
-
-
-def zigzag_varints(values: np.ndarray) -> pa.BinaryArray:
-    """Avro ``long`` encodings (zigzag + base-128 varint) of ``values``, one binary value each."""
-    v = np.asarray(values, dtype=np.int64)
-    z = ((v << 1) ^ (v >> 63)).astype(np.uint64)
-    n = len(z)
-    # Byte i of every value at once: at most 10 passes, whatever the number of rows.
-    nbytes = np.ones(n, dtype=np.int64)
-    rest = z >> np.uint64(7)
-    while rest.any():
-        nbytes += rest != 0
-        rest >>= np.uint64(7)
-    width = int(nbytes.max()) if n else 1
-    shifts = np.arange(width, dtype=np.uint64) * np.uint64(7)
-    groups = ((z[:, None] >> shifts[None, :]) & np.uint64(0x7F)).astype(np.uint8)
-    index = np.arange(width)[None, :]
-    groups |= np.where(index < (nbytes[:, None] - 1), np.uint8(0x80), np.uint8(0))
-    data = groups[index < nbytes[:, None]]  # row-major: each value's bytes stay in order
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(nbytes, out=offsets[1:])
-    return pa.Array.from_buffers(
-        pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))]
-    )
-
-
-def _lengths(values: pa.Array) -> np.ndarray:
-    return np.asarray(pc.binary_length(values).fill_null(0), dtype=np.int64)
-
-
-def encode_avro_events(
-    counts: np.ndarray, keys: pa.Array, values: pa.Array, body: pa.Array
-) -> pa.BinaryArray:
-    """One Avro-encoded ``AvroFlumeEvent`` per row.
-
-    ``counts[i]`` headers belong to row ``i``; ``keys``/``values`` hold them row after row
-    (strings); ``body`` is binary without nulls. Built from numpy varints and pyarrow joins.
-    """
-    n = len(body)
-    empty = pa.scalar(b"", pa.binary())
-    if len(keys):
-        k = keys.cast(pa.binary())
-        v = values.cast(pa.binary())
-        pairs = pc.binary_join_element_wise(
-            zigzag_varints(_lengths(k)), k, zigzag_varints(_lengths(v)), v, empty
-        )
-        offsets = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum(counts, out=offsets[1:])
-        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), pairs), empty)
-    else:
-        joined = pa.nulls(n, pa.binary()).fill_null(b"")
-    has = pa.array(np.asarray(counts) > 0)
-    # A map is blocks of (count, entries) ended by a 0 count; no headers = just the 0.
-    terminator = pc.if_else(has, pa.scalar(b"\x00", pa.binary()), empty)
-    return pc.binary_join_element_wise(
-        zigzag_varints(counts), joined, terminator, zigzag_varints(_lengths(body)), body, empty
-    )
-
-
-def _contiguous(entries: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """``(data bytes, offsets relative to data)`` of a binary array (zero copy)."""
-    n = len(entries)
-    offsets = np.frombuffer(entries.buffers()[1], dtype=np.int32, count=entries.offset + n + 1)
-    offsets = offsets[entries.offset :]
-    start, stop = int(offsets[0]), int(offsets[-1])
-    data_buf = entries.buffers()[2]
-    data = (
-        np.frombuffer(data_buf, dtype=np.uint8)[start:stop] if data_buf is not None else np.zeros(0, np.uint8)
-    )
-    return data, offsets - start
-
-
-def json_array(entries: pa.Array) -> bytes:
-    """``[e0,e1,...]`` from a binary array of JSON documents (commas inserted by numpy)."""
-    data, offsets = _contiguous(entries)
-    body = np.insert(data, offsets[1:-1], np.uint8(ord(",")))
-    return b"[" + body.tobytes() + b"]"
-
-
-# ---------------------------------------------------------------------- the sink
-
-
-class _AvroConnection:
-    """One socket to an AvroSource with its frame serial and handshake state (one worker thread)."""
-
-    def __init__(self, host: str, port: int, connect_timeout: float, request_timeout: float) -> None:
-        self.sock = socket.create_connection((host, port), timeout=connect_timeout)
-        self.sock.settimeout(request_timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.serial = 0
-        self.handshaken = False
-
-    def recv_exact(self, n: int) -> bytes:
-        parts = []
-        while n:
-            chunk = self.sock.recv(min(n, 1 << 20))
-            if not chunk:
-                raise ConnectionError("the Flume Avro source closed the connection")
-            parts.append(chunk)
-            n -= len(chunk)
-        return b"".join(parts)
-
-    def call(self, payload: bytes) -> bytes:
-        """Send one frame holding ``payload``; return the joined buffers of the answer frame."""
-        self.serial = (self.serial + 1) & 0x7FFFFFFF
-        self.sock.sendall(struct.pack(">iii", self.serial, 1, len(payload)) + payload)
-        serial, count = struct.unpack(">ii", self.recv_exact(8))
-        if serial != self.serial:
-            raise ConnectionError(f"answer for frame {serial}, expected {self.serial}")
-        if not 0 <= count <= 1_000_000:
-            raise ConnectionError(f"implausible buffer count {count} in the answer frame")
-        parts = []
-        for _ in range(count):
-            (length,) = struct.unpack(">i", self.recv_exact(4))
-            if length < 0:
-                raise ConnectionError(f"negative buffer length {length} in the answer frame")
-            parts.append(self.recv_exact(length))
-        return b"".join(parts)
-
-    def close(self) -> None:
-        self.sock.close()
+from ..._arrays import dedupe_last
+from ..._ext import load
+from ...config import check_type
+from ...error_policy import ErrorPolicyLike
+from ...errors import ConfigurationError, ConnectorError, SerializationError
+from ...writer import AsyncBatchWriter, Encoded, Entries, SubmitResult
+from ._client import (
+    HANDSHAKE_REQUEST,
+    HANDSHAKE_RESPONSE,
+    META_SCHEMA,
+    PROTOCOL_HASH,
+    PROTOCOL_TEXT,
+    STATUS,
+    AvroConnection,
+    contiguous,
+    encode_avro_events,
+    json_array,
+    read_long,
+    zigzag_varints,
+)
+from .config import FlumeSinkConfig, split_host_port
 
 
 class FlumeSink(AsyncBatchWriter):
@@ -384,7 +109,7 @@ class FlumeSink(AsyncBatchWriter):
         check_type("config", config, FlumeSinkConfig)
         super().__init__(config.batching, error_policy=error_policy, name=f"flume-{config.protocol}")
         self.settings = config
-        self._json = load("json")
+        self._json = load("json_encode")
         self._local = threading.local()
         self._open: list[Any] = []
         self._open_lock = threading.Lock()
@@ -398,18 +123,18 @@ class FlumeSink(AsyncBatchWriter):
             import fastavro
 
             self._fastavro = fastavro
-            self._host, self._port = _split_host_port(config.address)
+            self._host, self._port = split_host_port(config.address)
             self._handshake_request = self._write_avro(
                 HANDSHAKE_REQUEST,
                 {
-                    "clientHash": _PROTOCOL_HASH,
-                    "clientProtocol": _PROTOCOL_TEXT,
-                    "serverHash": _PROTOCOL_HASH,
+                    "clientHash": PROTOCOL_HASH,
+                    "clientProtocol": PROTOCOL_TEXT,
+                    "serverHash": PROTOCOL_HASH,
                     "meta": None,
                 },
             )
             self._handshake_response = fastavro.parse_schema(HANDSHAKE_RESPONSE)
-            self._meta_schema = fastavro.parse_schema(_META)
+            self._meta_schema = fastavro.parse_schema(META_SCHEMA)
         self._static = [(k, v) for k, v in config.static_headers.items()]
 
     def _write_avro(self, schema: dict[str, Any], record: Any) -> bytes:
@@ -630,16 +355,16 @@ class FlumeSink(AsyncBatchWriter):
         raise ConnectorError(f"flume-http: HTTP {status} ({what}): {text}", retryable=retryable)
 
     def _submit_avro(self, entries: pa.Array) -> None:
-        conn: _AvroConnection | None = getattr(self._local, "conn", None)
+        conn: AvroConnection | None = getattr(self._local, "conn", None)
         try:
             if conn is None:
                 assert self._port is not None
-                conn = _AvroConnection(
+                conn = AvroConnection(
                     self._host, self._port, self.settings.connect_timeout, self.settings.request_timeout
                 )
                 self._local.conn = conn
                 self._track(conn)
-            data, _ = _contiguous(entries)
+            data, _ = contiguous(entries)
             handshake = b"" if conn.handshaken else self._handshake_request
             # Empty call metadata, the message name, then the array: one block of all events.
             payload = b"".join(
@@ -664,10 +389,10 @@ class FlumeSink(AsyncBatchWriter):
             self._fastavro.schemaless_reader(answer, self._meta_schema)
             flag = answer.read(1)
             if flag == b"\x00":
-                status = _STATUS[_read_long(answer)]
+                status = STATUS[read_long(answer)]
             elif flag == b"\x01":
-                _read_long(answer)  # union branch: the declared errors, or the string of a system error
-                message = answer.read(_read_long(answer)).decode("utf-8", "replace")
+                read_long(answer)  # union branch: the declared errors, or the string of a system error
+                message = answer.read(read_long(answer)).decode("utf-8", "replace")
                 raise ConnectorError(f"flume-avro: the server answered an error: {message}", retryable=False)
             else:
                 raise ConnectionError("truncated Avro call response")
@@ -694,20 +419,3 @@ class FlumeSink(AsyncBatchWriter):
                 except OSError:
                     pass
             self._open.clear()
-
-
-def _read_long(stream: io.BytesIO) -> int:
-    """One Avro ``long`` (zigzag varint) from ``stream``."""
-    shift = 0
-    value = 0
-    while True:
-        byte = stream.read(1)
-        if not byte:
-            raise EOFError("truncated Avro long")
-        b = byte[0]
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (value >> 1) ^ -(value & 1)
-        shift += 7
-        if shift > 63:
-            raise ValueError("Avro long longer than 10 bytes")

@@ -1,4 +1,4 @@
-"""Type stub for the compiled JSON encoding kernel (ext/json.pyx)."""
+"""Type stub for the compiled JSON encoding kernel (ext/json_encode.pyx)."""
 
 from collections.abc import Mapping, Sequence
 

@@ -1,4 +1,4 @@
-"""Slow, obviously-correct oracle for :mod:`arrowflow._ext.json` (tests only, never used at run time).
+"""Slow, obviously-correct oracle for :mod:`arrowflow._ext.json_encode` (tests only, never used at run time).
 
 Same signatures and the same bytes as the kernel. Each column is turned into one JSON text per row
 (``None`` for a null) from ``to_pylist()`` values with plain Python formatting: ``repr`` for floats,
@@ -244,7 +244,7 @@ def encode_rows(
     threads: int = 0,
     terminator: bytes = b"",
 ) -> pa.BinaryArray:
-    """Reference for :func:`arrowflow._ext.json.encode_rows` (``threads`` is accepted and ignored)."""
+    """Reference for :func:`arrowflow._ext.json_encode.encode_rows` (``threads`` is accepted and ignored)."""
     if len(terminator) > 1:
         raise ValueError(f"terminator must be empty or one byte, got {terminator!r}")
     docs = _documents(batch, columns, field_names, nulls, nan)
@@ -260,5 +260,5 @@ def encode_ndjson(
     nan: str = "error",
     threads: int = 0,
 ) -> pa.Buffer:
-    """Reference for :func:`arrowflow._ext.json.encode_ndjson`."""
+    """Reference for :func:`arrowflow._ext.json_encode.encode_ndjson`."""
     return pa.py_buffer(b"".join(doc + b"\n" for doc in _documents(batch, columns, field_names, nulls, nan)))

@@ -1,4 +1,4 @@
-"""Type stub for the compiled BSON encoding kernel (ext/bson.pyx)."""
+"""Type stub for the compiled BSON encoding kernel (ext/bson_encode.pyx)."""
 
 from collections.abc import Mapping, Sequence
 
