@@ -57,6 +57,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ..config import REQUIRED
 from ..errors import ConfigurationError
 from ..ops.base import Operator
 from ..sink import Sink
@@ -401,7 +402,10 @@ def _construct(
     missing = [
         n
         for n, p in params.items()
-        if p.default is inspect.Parameter.empty and n not in kwargs and (names is None or n in names)
+        # REQUIRED: a keyword the constructor also accepts through ``config=``
+        if (p.default is inspect.Parameter.empty or (p.default is REQUIRED and "config" not in kwargs))
+        and n not in kwargs
+        and (names is None or n in names)
     ]
     if missing:
         raise ctx.error(mapping, None, path, f"missing required option(s): {', '.join(missing)}")
