@@ -169,7 +169,7 @@ class RssVerdict:
     peak: int
     #: Per judged epoch: median RSS of its last third minus median RSS of its middle third (bytes).
     epoch_growth: dict[int, int]
-    #: Median plateau of the last third of the judged epochs minus that of their middle third.
+    #: Median plateau of the last third of the judged epochs minus that of their first third.
     run_growth: int | None
     tolerance: int
     run_tolerance: int
@@ -205,8 +205,10 @@ def rss_verdict(
       median of that over the judged epochs exceeds ``tolerance`` (a leak grows in every run, one run's
       late burst does not);
     * across the soak: each judged epoch's plateau (the median of its last third); the median plateau
-      of the last third of the epochs against that of the middle third exceeds ``run_tolerance`` (needs
-      3 judged epochs): memory that survives restarts (state or a listing that keeps growing).
+      of the last third of the epochs against that of the first third exceeds ``run_tolerance`` (needs
+      3 judged epochs): memory that survives restarts (state or a listing that keeps growing). The
+      first epochs count: their plateaus are past their own start-up already, and with the 3-5 runs of
+      a short soak the middle third would leave a single run to compare with the last.
 
     ``start``: the max of the first judged epoch's first third (start-up included); ``plateau``: the
     median of the judged epochs' middle-third medians; ``end``: the last judged epoch's plateau."""
@@ -230,14 +232,11 @@ def rss_verdict(
     run_growth = None
     if len(plateaus) >= 3:
         n = len(plateaus) // 3
-        run_growth = int(
-            statistics.median(plateaus[len(plateaus) - n :])
-            - statistics.median(plateaus[n : len(plateaus) - n])
-        )
+        run_growth = int(statistics.median(plateaus[len(plateaus) - n :]) - statistics.median(plateaus[:n]))
         if run_growth > run_tolerance:
             growing.append(
                 f"RSS grows across restarts: the plateau of the last third of the runs is {_mib(run_growth)}"
-                f" above the middle third's (> {_mib(run_tolerance)})"
+                f" above the first third's (> {_mib(run_tolerance)})"
             )
     return RssVerdict(
         start=max(judged[0].thirds()[0]),
