@@ -47,7 +47,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "crash")]
 
 from kafka_helpers import Broker  # noqa: E402
 from soak_harness import MIB, SoakReport, rss_verdict, soak_with_crashes  # noqa: E402
-from soak_pipeline import DROP_EVERY, SCHEMA  # noqa: E402
+from soak_pipeline import DROP_EVERY, ROWS_PER_LINE, SCHEMA  # noqa: E402
 from window_crash_pipeline import _mix  # noqa: E402
 
 from arrowflow.formats import Json  # noqa: E402
@@ -78,6 +78,9 @@ class SoakResult:
     lost: int
     unexpected: int
     bad_values: int
+    #: Rows the runs read in all (counted in whole progress lines, so a lower bound) minus the rows
+    #: produced: rows read again after a kill, which the sink had to keep from being committed twice.
+    replayed: int
     report: SoakReport
     rss: Any
     wall_seconds: float
@@ -98,6 +101,7 @@ class SoakResult:
             "lost": self.lost,
             "unexpected": self.unexpected,
             "bad_values": self.bad_values,
+            "replayed_rows_at_least": self.replayed,
             "seed": self.report.seed,
             "wall_seconds": round(self.wall_seconds, 1),
             "rss": self.rss.to_json(),
@@ -105,7 +109,7 @@ class SoakResult:
                 {
                     "index": e.index,
                     "killed": e.killed,
-                    "progress_rows": e.progress * 500,
+                    "progress_rows": e.progress * ROWS_PER_LINE,
                     "samples": [[round(t, 2), rss] for t, rss in e.samples],
                 }
                 for e in self.report.epochs
@@ -129,7 +133,8 @@ class SoakResult:
                 return f"{how(v) / MIB:.1f}" if v else "-"
 
             lines.append(
-                f"{e.index:>4} {'killed' if e.killed else 'done':>7} {secs:>6.1f} {e.progress * 500:>8}"
+                f"{e.index:>4} {'killed' if e.killed else 'done':>7} {secs:>6.1f}"
+                f" {e.progress * ROWS_PER_LINE:>8}"
                 f" {mib(first, max):>10} {mib(mid):>8} {mib(last):>9}"
                 f" {'-' if growth is None else f'{growth / MIB:+.1f}':>7}"
             )
@@ -139,7 +144,7 @@ class SoakResult:
             f" committed {self.rows_committed}",
             f"restarts (kills in flight) {self.restarts} of {self.kills_sent} kills sent;"
             f" duplicates {self.duplicates}, lost {self.lost}, unexpected {self.unexpected},"
-            f" wrong w {self.bad_values}",
+            f" wrong w {self.bad_values}; rows read again after kills >= {self.replayed}",
             f"RSS MiB: start {r.start / MIB:.1f}, plateau {r.plateau / MIB:.1f}, end {r.end / MIB:.1f},"
             f" peak {r.peak / MIB:.1f}; across runs"
             f" {'-' if r.run_growth is None else f'{r.run_growth / MIB:+.1f}'}"
@@ -309,6 +314,7 @@ def run_soak(
         lost=lost,
         unexpected=unexpected,
         bad_values=bad,
+        replayed=sum(e.progress for e in report.epochs) * ROWS_PER_LINE - producer.produced,
         report=report,
         rss=rss,
         wall_seconds=wall,

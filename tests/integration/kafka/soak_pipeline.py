@@ -3,7 +3,7 @@
 KafkaSource (JSON rows ``id, v, pad`` from every partition of ``--topic``, each read up to the offset
 ``--stop`` given for it: the producer is still writing them while this runs, so the source waits for
 them and the run ends only once all have been delivered) -> Progress (``started``, then ``progress`` per
-500 rows) -> filter ``v % 10 != 0`` -> ``w = v * 3 + id`` -> ``id, v, w`` -> FileSink (Parquet),
+``ROWS_PER_LINE`` rows) -> filter ``v % 10 != 0`` -> ``w = v * 3 + id`` -> ``id, v, w`` -> FileSink (Parquet),
 exactly-once, checkpointed into ``--checkpoint-dir`` every ``--interval`` s and resuming from it.
 Prints ``done`` and the RunResult as JSON at the end.
 """
@@ -25,6 +25,8 @@ from arrowflow.connectors.kafka import KafkaSource
 from arrowflow.formats import Json
 
 SCHEMA = pa.schema([("id", pa.int64()), ("v", pa.int64()), ("pad", pa.string())])
+#: Rows per ``progress`` line (soak.py counts them: how far each run got, how many rows were read twice).
+ROWS_PER_LINE = 100
 #: Rows the filter drops: ``v % DROP_EVERY == 0`` (soak.py's expected set leaves them out).
 DROP_EVERY = 10
 
@@ -47,7 +49,7 @@ def main(argv: list[str]) -> int:
     )
     result = (
         Pipeline(source)
-        .via(Progress(rows_per_line=500))
+        .via(Progress(rows_per_line=ROWS_PER_LINE))
         .filter(lambda b: b.column("v").to_numpy() % DROP_EVERY != 0)
         .with_columns(w=pc.field("v") * 3 + pc.field("id"))
         .select(["id", "v", "w"])
