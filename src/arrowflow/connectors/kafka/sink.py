@@ -41,7 +41,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -111,19 +111,29 @@ class KafkaSink(Sink):
     ``timestamp_column`` (a timestamp, or int64 milliseconds); ``partitioner``: ``"murmur2"``,
     ``"round-robin"``, ``"librdkafka"`` or ``fn(batch, num_partitions)``; or ``partition_column``.
     ``config`` passes librdkafka producer options through.
+
+    ``KafkaSink(..., guarantee="exactly-once")`` constructs the subclass registered for that
+    guarantee, :class:`~arrowflow.connectors.kafka.TransactionalKafkaSink` (Kafka transactions, a
+    two-phase sink), with the same options: one entry point for every guarantee, as in 0.1.0.
+    Constructing ``TransactionalKafkaSink`` directly is the same thing, spelled out.
     """
 
     name = "kafka"
     #: The parallel subtask this instance writes for (:meth:`for_subtask`); the exactly-once sink's
     #: transactional id ends with it.
     _subtask = 0
+    #: ``guarantee -> subclass`` that ``KafkaSink(guarantee=...)`` constructs; filled by subclasses
+    #: declaring ``class X(KafkaSink, guarantee="...")``, so this module never imports them.
+    _for_guarantee: ClassVar[dict[str, type[KafkaSink]]] = {}
+
+    def __init_subclass__(cls, *, guarantee: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if guarantee is not None:
+            KafkaSink._for_guarantee[guarantee] = cls
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KafkaSink:
-        # One entry point for every guarantee: exactly-once needs the two-phase protocol.
-        if cls is KafkaSink and kwargs.get("guarantee") == "exactly-once":
-            from .transactional import TransactionalKafkaSink
-
-            return super().__new__(TransactionalKafkaSink)
+        if cls is KafkaSink:
+            cls = KafkaSink._for_guarantee.get(kwargs.get("guarantee", "at-least-once"), KafkaSink)
         return super().__new__(cls)
 
     def __init__(

@@ -65,7 +65,7 @@ MARKER_GROUP_SUFFIX = ".arrowflow-commits"
 _HANG_GRACE = 15.0
 
 
-class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
+class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
     """``KafkaSink`` with ``guarantee="exactly-once"``. See the module docstring for the protocol.
 
     The transactional id is ``f"{transactional_id_prefix}-<subtask>"`` (default prefix
