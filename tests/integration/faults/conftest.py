@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for folder in (HERE.parents[1] / "faults", HERE.parent / "redis", HERE.parent / "nats"):
+for folder in (
+    HERE.parents[1] / "faults",
+    HERE.parent / "redis",
+    HERE.parent / "nats",
+    HERE.parent / "search",
+    HERE.parent / "aws",
+):
     sys.path.insert(0, str(folder))
 
 from proxy import FaultProxy  # noqa: E402

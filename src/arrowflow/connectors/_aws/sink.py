@@ -68,6 +68,12 @@ class AwsSink(ConfigAttributes, AsyncBatchWriter, Generic[C]):
     the last one dropped) + ``_suffix``; :meth:`entry_sizes` reads the entries' ``size`` field
     unless a subclass counts otherwise. Every error :func:`is_retryable_aws_error` accepts is
     retried.
+
+    A request that failed on its connection (botocore's connection errors: reset, refused, no
+    answer within ``botocore_config``'s ``read_timeout`` / ``connect_timeout``) leaves that
+    connection closed, and the retry opens a new one: :meth:`metrics` counts them as
+    ``reconnects``, and those that timed out also as ``timeouts`` (a silent endpoint is noticed by
+    the timeout instead of hanging the pipeline; botocore's default is 60 s).
     """
 
     service: ClassVar[str]
@@ -93,6 +99,7 @@ class AwsSink(ConfigAttributes, AsyncBatchWriter, Generic[C]):
         self._raw: RawJsonCall | None = None
         self._prefix = b""
         self._suffix = b""
+        self._drops = {"reconnects": 0, "timeouts": 0}
 
     @property
     def sink_config(self) -> C:
@@ -118,6 +125,30 @@ class AwsSink(ConfigAttributes, AsyncBatchWriter, Generic[C]):
             if self._raw is None:
                 self._raw = RawJsonCall(self._get_client(), self.operation, lean_answer=self.lean_answer)
             return self._raw
+
+    def _send(self, body: bytes, **dummy_params: Any) -> Any:
+        """One request with ``body`` (:class:`RawJsonCall`), counting a lost connection."""
+        try:
+            return self._raw_call().call(body, **dummy_params)
+        except Exception as exc:
+            from botocore import exceptions as bx
+
+            # botocore wraps the transport's failures into HTTPClientError (reset, closed, read
+            # timeout) and ConnectionError (refused, connect timeout).
+            if isinstance(exc, (bx.HTTPClientError, bx.ConnectionError, OSError)):
+                with self._client_lock:
+                    self._drops["reconnects"] += 1
+                    if isinstance(exc, (bx.ReadTimeoutError, bx.ConnectTimeoutError, TimeoutError)):
+                        self._drops["timeouts"] += 1
+            raise
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`AsyncBatchWriter.metrics` plus ``reconnects`` and ``timeouts`` (see the class
+        docstring)."""
+        out = super().metrics()
+        with self._client_lock:
+            out.update(self._drops)
+        return out
 
     def entry_sizes(self, entries: pa.StructArray) -> np.ndarray:
         """The entries' ``size`` field: the bytes the service counts per record."""

@@ -185,7 +185,7 @@ class DynamoDBSink(AwsSink[DynamoDBSinkConfig]):
         key_docs = pc.struct_field(entries, "key")
         kept = _last_per_key(key_docs)
         sent = entries if kept is None else entries.take(pa.array(kept))
-        response = self._raw_call().call(self._body(sent), RequestItems=self._dummy)
+        response = self._send(self._body(sent), RequestItems=self._dummy)
         unprocessed = (response.get("UnprocessedItems") or {}).get(self.config.table_name) or []
         if not unprocessed:
             return SubmitResult.ok()

@@ -95,7 +95,7 @@ class FirehoseSink(AwsSink[FirehoseSinkConfig]):
         return out
 
     def submit(self, entries: pa.StructArray) -> SubmitResult | None:
-        response = self._raw_call().call(
+        response = self._send(
             self._body(entries),
             DeliveryStreamName=self.config.delivery_stream_name,
             Records=[{"Data": b""}],

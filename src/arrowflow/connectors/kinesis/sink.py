@@ -134,7 +134,7 @@ class KinesisSink(AwsSink[KinesisSinkConfig]):
         return out
 
     def submit(self, entries: pa.StructArray) -> SubmitResult | None:
-        response = self._raw_call().call(
+        response = self._send(
             self._body(entries), Records=[{"Data": b"", "PartitionKey": "_"}], **self.config.target
         )
         return record_outcomes(

@@ -15,6 +15,14 @@ reads the per-item answers:
   with the server's error text (``"<status> <type>: <reason> (caused by ...)"``);
 * a failure of the whole request (connection refused, timeout, 429, 5xx) is retried whole.
 
+The writer owns the retries: the client the sink makes gets ``max_retries=0`` unless
+``client_options`` set it (the client libraries retry a lost connection up to 3 times by themselves,
+with no backoff, and such a resend showed in no metric). A request that failed on its connection (a
+reset, a refused connect, no answer within the client's ``timeout`` / ``request_timeout``) drops that
+connection, and the retry opens a new one: :meth:`SearchSink.metrics` counts them as ``reconnects``,
+and those that timed out also as ``timeouts`` (a silent server is noticed by the timeout, it does not
+hang the pipeline).
+
 Guarantee: at-least-once (``flush()`` returns when every written row is acknowledged or given to the
 error policy). With ``_id`` from the data (``id_column``) and ``index``/``update``/``delete`` (or
 ``create`` with ``on_conflict="ignore"``) a replay overwrites the same documents, so the sink is
@@ -158,6 +166,7 @@ class SearchSink(ConfigAttributes, AsyncBatchWriter):
         self._owns_client = client is None
         self._client = client
         self._client_lock = threading.Lock()
+        self._drops = {"reconnects": 0, "timeouts": 0}
         params = dict(config.params)
         if config.refresh is not None:
             params["refresh"] = config.refresh
@@ -173,7 +182,9 @@ class SearchSink(ConfigAttributes, AsyncBatchWriter):
         """The client (created on first use; thread-safe)."""
         with self._client_lock:
             if self._client is None:
-                self._client = self.flavor.make_client(self._hosts, reveal_secrets(self.client_options))
+                options = reveal_secrets(self.client_options)
+                options.setdefault("max_retries", 0)  # the writer retries (see the module docstring)
+                self._client = self.flavor.make_client(self._hosts, options)
             return self._client
 
     def __repr__(self) -> str:
@@ -243,13 +254,36 @@ class SearchSink(ConfigAttributes, AsyncBatchWriter):
         offsets = np.frombuffer(entries.buffers()[1], dtype=np.int32, count=entries.offset + n + 1)
         start, stop = int(offsets[entries.offset]), int(offsets[entries.offset + n])
         body = entries.buffers()[2].slice(start, stop - start).to_pybytes()
-        answer = self.flavor.request(
-            self.client, "POST", "/_bulk", params=self._params, body=body, ndjson=True
-        )
+        try:
+            answer = self.flavor.request(
+                self.client, "POST", "/_bulk", params=self._params, body=body, ndjson=True
+            )
+        except Exception as exc:
+            self._dropped(exc)
+            raise
         return item_outcomes(answer, n, ignore_conflicts=self.config.on_conflict == "ignore")
+
+    def _dropped(self, exc: BaseException) -> None:
+        """Count a request that failed on its connection (see the module docstring)."""
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        if not (isinstance(exc, OSError) or names & {"ConnectionError", "ConnectionTimeout"}):
+            return  # an answer (an HTTP error status): the connection is fine
+        with self._client_lock:
+            self._drops["reconnects"] += 1
+            if isinstance(exc, TimeoutError) or "ConnectionTimeout" in names:
+                self._drops["timeouts"] += 1
 
     def classify(self, exc: BaseException) -> bool:
         return is_retryable_exception(exc)
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`AsyncBatchWriter.metrics` plus ``reconnects`` (requests that failed on their
+        connection: reset, refused or timed out; the retry opens a new one) and ``timeouts`` (those
+        that got no answer within the client's timeout)."""
+        out = super().metrics()
+        with self._client_lock:
+            out.update(self._drops)
+        return out
 
     def _close(self) -> None:
         try:
