@@ -72,7 +72,8 @@ class ArrowIpc(Format):
             reader = ipc.open_stream(pa.py_buffer(payload) if isinstance(payload, bytes) else payload)
             table = reader.read_all()
             table.validate(full=True)
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            # UnicodeDecodeError: a field name that is not UTF-8 (pyarrow decodes names lazily)
             raise SerializationError(f"payload is not a valid Arrow IPC stream: {exc}") from exc
         if self.schema is not None and not table.schema.equals(self.schema):
             raise SerializationError(f"payload schema {table.schema} differs from the expected schema")

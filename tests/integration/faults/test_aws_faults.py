@@ -1,13 +1,14 @@
-"""KinesisSink, FirehoseSink and DynamoDBSink through the fault proxy (issue 19): each fault of
+"""FirehoseSink and DynamoDBSink through the fault proxy (issue 19): each fault of
 ``tests/faults/scenario.py`` while requests flow; every row is read back from the server, a silent
 endpoint is noticed by botocore's ``read_timeout`` instead of hanging the flush, and the metrics count
 the retries, reconnects and timeouts.
 
-The servers are stand-ins, not AWS: Kinesis and Firehose (DirectPut -> S3) run on moto server
+The servers are stand-ins, not AWS: Firehose (DirectPut -> S3) runs on moto server
 (tests/services/aws.sh, an in-memory emulator in Python), and so does DynamoDB: dynalite
 (tests/services/dynalite.sh) cannot take this test, its process dies of a client's reset in the middle
 of a request (dynalite 4.0.0, ``index.js``: ``req.on('error', function (err) { throw err })``).
-What is tested is the client side: botocore's HTTP connections meeting a broken network.
+What is tested is the client side: botocore's HTTP connections meeting a broken network. KinesisSink
+runs through the same faults against kinesalite (test_kinesis_faults.py, sharing this module's code).
 
 Delivery: PutRecords and PutRecordBatch are not idempotent (at-least-once). A request cut on its way
 out (``reset``: the first 2000 bytes pass) never reaches the server, so its resend duplicates nothing;
@@ -19,22 +20,20 @@ the replays)."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from aws_helpers import CREDS, create_stream, create_table, read_stream
+from aws_helpers import CREDS, create_table
 from proxy import FaultProxy
 from scenario import CAP, FAULTS, check_recovered, run_through
 from test_firehose import make_stream, s3_lines
 
-from arrowflow.connectors.aws import DynamoDBSink, FirehoseSink, KinesisSink
+from arrowflow.connectors.aws import DynamoDBSink, FirehoseSink
 from arrowflow.connectors.dynamodb.config import DYNAMODB_BATCHING
 from arrowflow.connectors.firehose.config import FIREHOSE_BATCHING
-from arrowflow.connectors.kinesis.config import KINESIS_BATCHING
 from arrowflow.testing import make_table
 from arrowflow.writer import AsyncBatchWriter, BatchingConfig
 
@@ -104,22 +103,6 @@ def _check_at_least_once(fault: str, ids: list[int], m: dict[str, int], proxy: F
     if fault in LOUD and m["timeouts"] == 0:
         assert not duplicates, (len(duplicates), m)
     check_recovered(fault, m, proxy)
-
-
-@pytest.mark.parametrize("fault", FAULTS)
-def test_kinesis_sink_loses_nothing_through(fault: str, proxy: FaultProxy, aws_endpoint: str) -> None:
-    stream = create_stream(_client(aws_endpoint)("kinesis"), shards=2)
-    rows = make_table(ROWS).select(["id", "name"])
-    # One request in flight: moto's Shard.put_record is "not safe for concurrency" (its own comment,
-    # moto 5.2): two PutRecords running at once can get the same sequence number, and one record
-    # silently replaces the other. A request held by a stall and its resend can still meet there, but
-    # both carry the same records, so a record is only missing if both of its copies were replaced.
-    sink = KinesisSink(
-        stream_name=stream, aws=_through(proxy), batching=_batching(KINESIS_BATCHING, 250, in_flight=1)
-    )
-    m = _write_through(fault, proxy, sink, rows)
-    records = read_stream(_client(aws_endpoint)("kinesis"), stream)
-    _check_at_least_once(fault, [json.loads(r["Data"])["id"] for r in records], m, proxy)
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -75,3 +75,15 @@ def test_arrow_ipc_refuses_invalid_data_in_a_well_formed_stream() -> None:
         ArrowIpc().decode_batch(payload)
     decoded = ArrowIpc().decode(pa.array([payload], pa.binary()))
     assert decoded.failed.tolist() == [0] and decoded.batch.num_rows == 0
+
+
+def test_arrow_ipc_refuses_a_field_name_that_is_not_utf8() -> None:
+    # Found by `make fuzz` (tests/fuzz/corpus/arrow_ipc_format/crash-a332cbd3...): pyarrow reads the
+    # schema, and only decoding the name raised UnicodeDecodeError, past the error policy.
+    good = ArrowIpc().encode_batch(pa.record_batch({"zq": [1, 2]}))
+    at = good.index(b"zq")
+    payload = good[:at] + b"\xa1q" + good[at + 2 :]
+    with pytest.raises(SerializationError, match="not a valid Arrow IPC stream"):
+        ArrowIpc().decode_batch(payload)
+    decoded = ArrowIpc().decode(pa.array([good, payload], pa.binary()))
+    assert decoded.failed.tolist() == [1] and decoded.batch.num_rows == 2
