@@ -133,3 +133,54 @@ def test_source_reads_each_message_once_through(
         assert m["timeouts"] >= 1, m
     if fault in ("latency", "bandwidth"):
         assert m["reconnects"] == 0, m
+
+
+def test_source_dedup_drops_redeliveries_of_an_acknowledgement_lost_with_its_connection(
+    proxy: FaultProxy, queue: str, rabbitmq_url: str
+) -> None:
+    """The acknowledgement of a commit is written into a silent connection, which then dies: the
+    broker never got it and redelivers the messages. Their ids must still be known to drop them, so a
+    commit forgets them only once the broker answered a request sent after the ack (regression: the
+    ids were forgotten as soon as the ack was written, and the redeliveries came out again)."""
+    import pika
+
+    n = 100
+    conn, ch = _channel(rabbitmq_url)
+    for i in range(n):
+        ch.basic_publish("", queue, b"%d" % i, pika.BasicProperties(message_id=str(i), delivery_mode=2))
+    conn.close()
+    src = RabbitMQSource(
+        _through(proxy, rabbitmq_url),
+        queue=queue,
+        dedup="message_id",
+        connect_options={"heartbeat": HEARTBEAT},
+    )
+    reader = src.open(src.plan()[0])
+    seen: list[int] = []
+
+    def read() -> int:
+        batch = reader.read_batch(200, 0.2)
+        if batch is not None:
+            seen.extend(int(v) for v in batch.column("value").to_pylist())
+        return len(seen)
+
+    try:
+        wait_for(lambda: read() >= n, f"{n} messages read")
+        proxy.blackhole()  # the ack below is written, never forwarded
+        reader.commit(reader.snapshot())  # returns once the heartbeat gives the connection up
+        proxy.reset_all()  # the connection dies with the ack in it
+        proxy.heal()
+        # the broker redelivers all n; the reader reconnects, reads and acknowledges them
+        wait_for(
+            lambda: (
+                (read(), reader.commit(reader.snapshot()), _depth(rabbitmq_url, queue))[2] == 0
+                and src.metrics()["reconnects"] >= 1
+            ),
+            "the redeliveries",
+        )
+        for _ in range(5):  # nothing more comes out
+            read()
+    finally:
+        reader.close()
+    assert sorted(seen) == list(range(n)), f"{len(seen) - n} redeliveries came out again"
+    assert _depth(rabbitmq_url, queue) == 0
