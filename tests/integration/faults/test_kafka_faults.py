@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kafka_helpers import Broker
+from kafka_helpers import Broker, datagen
 from proxy import FaultProxy
 from scenario import CAP, FAULTS, check_recovered, run_through, wait_for
 
+from arrowflow import Pipeline
 from arrowflow.connectors.kafka import KafkaSink, KafkaSource
+from arrowflow.errors import ConnectorError
+from arrowflow.pipeline import exponential_delay
 from arrowflow.testing import make_table
 
 SERVICE = "kafka-fault"  # the proxy fixture (conftest.py) fronts this listener
@@ -37,6 +40,8 @@ NETWORK = {
     "socket.connection.setup.timeout.ms": TIMEOUT_MS,
 }
 ROWS = 3000
+#: Rows of the exactly-once pipeline (DataGen at 150 rows/s: about 8 s of checkpoints every 0.5 s).
+PIPELINE_ROWS = 1200
 PARTITIONS = 2
 
 
@@ -156,3 +161,75 @@ def test_source_reads_each_row_once_through(
         assert m["timeouts"] >= 1, m
     if fault in ("latency", "bandwidth"):
         assert m["reconnects"] == 0 and m["timeouts"] == 0, m
+
+
+#: The stall is left out: a 6 s stall at the start makes init_transactions time out and the pipeline
+#: restart, but no statistics report records a request timeout, so the scenario's "the client
+#: noticed" condition never holds (open question, see /work/notes/faultsa.md).
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "stall"])
+def test_exactly_once_pipeline_commits_each_row_once_through(
+    fault: str, proxy: FaultProxy, topic: str, kafka_bootstrap: str, tmp_path: Any
+) -> None:
+    """DataGen -> ``KafkaSink(guarantee="exactly-once")`` in a checkpointed pipeline that restarts
+    after a retryable failure: a transactional call that fails in the fault aborts the transaction,
+    the pipeline resumes from its last checkpoint, and a read_committed reader sees every row once.
+
+    librdkafka's ``send_offsets_to_transaction`` can hang past its timeout after its connection was
+    reset (the sink's commit marker; see ``TransactionalKafkaSink._send_offsets``): the sink then
+    gives the producer up after ``flush_timeout`` + 15 s with a non-retryable error, and, as a
+    supervisor would, the test starts the pipeline again with a new sink from its checkpoint (as
+    ``test_kafka_cluster`` does)."""
+    sinks: list[Any] = []
+
+    def work() -> Any:
+        while True:
+            sink = KafkaSink(
+                f"127.0.0.1:{proxy.port}",
+                topic=topic,
+                guarantee="exactly-once",
+                transactional_id_prefix=topic,
+                partitioner="round-robin",
+                flush_timeout=20,
+                config=NETWORK,
+            )
+            sinks.append(sink)
+            try:
+                return (
+                    Pipeline(datagen(PIPELINE_ROWS))
+                    .to(sink)
+                    .run(
+                        progress=False,
+                        checkpoint_dir=tmp_path,
+                        checkpoint_interval=0.5,
+                        guarantee="exactly-once",
+                        restart=exponential_delay("200ms", "2s"),
+                    )
+                )
+            except ConnectorError as exc:
+                if "did not return within its timeout" not in str(exc) or len(sinks) > 3:
+                    raise
+
+    def metrics() -> dict[str, int]:
+        out: dict[str, int] = {}
+        for sink in list(sinks):
+            for k, v in sink.metrics().items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    result = run_through(
+        fault, proxy, work, detected=lambda: metrics().get("timeouts", 0) >= 1, reset_bytes=20_000
+    )
+    m = metrics()
+    ids = _ids(kafka_bootstrap, topic)  # read_committed
+    assert sorted(ids) == list(range(PIPELINE_ROWS)), (len(ids), len(set(ids)), len(sinks))
+    assert m["transactions"] >= 2, m
+    # The fault was met: the producer reconnected, or a transactional call failed and the pipeline
+    # restarted from its checkpoint (in process, or with a new sink after a hung call).
+    recoveries = m["reconnects"] + result.restarts + len(sinks) - 1
+    if fault in ("reset", "blackhole"):
+        assert recoveries >= 1, (m, result.restarts, len(sinks))
+        assert fault != "blackhole" or m["timeouts"] >= 1, m
+    else:
+        assert recoveries == 0, (m, result.restarts, len(sinks))
+    if fault == "reset":
+        assert proxy.stats()["resets"] >= 1
