@@ -28,6 +28,12 @@ Contract:
   (``KafkaSink(..., guarantee="exactly-once")`` returns one): one Kafka transaction per checkpoint,
   committed after the checkpoint is durable; its module states how a crash between the two is
   recovered without loss.
+* A silent broker or network: librdkafka times a request out after ``socket.timeout.ms`` (a produce
+  request: ``request.timeout.ms``; defaults 60 s and 30 s, set them in ``config``), drops the
+  connection and sends the messages again (the idempotent producer keeps them once); ``flush``
+  raises only after ``flush_timeout``. ``metrics()`` reports librdkafka's statistics as
+  ``retries``, ``disconnects``, ``reconnects`` and ``timeouts``
+  (:class:`~arrowflow.connectors.kafka.admin.ClientStats`).
 * Partition counts come from metadata and are cached per topic for librdkafka's
   ``topic.metadata.refresh.interval.ms`` (default 300000; ``-1`` caches forever), so partitions added
   to a live topic (CreatePartitions) get their share of the keys once the count is that old, as with

@@ -20,7 +20,10 @@ Contract (see :mod:`arrowflow.source`):
   checkpoint is the truth, group offsets are for monitoring and ``starting_offsets="committed"``. A
   failed commit is logged, not raised. Without a ``group_id`` a random one is used and nothing is
   committed.
-* One librdkafka consumer per open reader (its own fetch threads); ``close()`` closes it.
+* One librdkafka consumer per open reader (its own fetch threads); ``close()`` closes it. It
+  reconnects by itself; a silent broker is noticed after ``socket.timeout.ms`` (set it in
+  ``config``; default 60 s). ``KafkaSource.metrics()`` sums its consumers' ``retries``,
+  ``disconnects``, ``reconnects`` and ``timeouts`` (librdkafka's statistics).
 """
 
 from __future__ import annotations
