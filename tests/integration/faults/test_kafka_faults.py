@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -163,9 +164,9 @@ def test_source_reads_each_row_once_through(
         assert m["reconnects"] == 0 and m["timeouts"] == 0, m
 
 
-#: The stall is left out: a 6 s stall at the start makes init_transactions time out and the pipeline
-#: restart, but no statistics report records a request timeout, so the scenario's "the client
-#: noticed" condition never holds (open question, see /work/notes/faultsa.md).
+#: The stall is left out: mid-run, a 6 s stall was in one run not noticed by any statistics report
+#: within 180 s, and in another it ended in librdkafka's fatal OUT_OF_ORDER_SEQUENCE_NUMBER (the
+#: sink's non-retryable "failed fatally") - open, see /work/notes/faultsa.md.
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f != "stall"])
 def test_exactly_once_pipeline_commits_each_row_once_through(
     fault: str, proxy: FaultProxy, topic: str, kafka_bootstrap: str, tmp_path: Any
@@ -216,8 +217,28 @@ def test_exactly_once_pipeline_commits_each_row_once_through(
                 out[k] = out.get(k, 0) + v
         return out
 
+    # The fault comes mid-run, with transactions open and committed before it (not in init).
+    running: dict[str, Any] = {}
+
+    def pipeline() -> None:
+        try:
+            running["result"] = work()
+        except BaseException as exc:  # re-raised by finish()
+            running["error"] = exc
+
+    thread = threading.Thread(target=pipeline, name="eo-pipeline", daemon=True)
+    thread.start()
+    wait_for(lambda: metrics().get("transactions", 0) >= 3 or not thread.is_alive(), "3 transactions")
+
+    def finish() -> Any:
+        thread.join(CAP)
+        assert not thread.is_alive(), "the pipeline did not finish: a hang"
+        if "error" in running:
+            raise running["error"]
+        return running["result"]
+
     result = run_through(
-        fault, proxy, work, detected=lambda: metrics().get("timeouts", 0) >= 1, reset_bytes=20_000
+        fault, proxy, finish, detected=lambda: metrics().get("timeouts", 0) >= 1, reset_bytes=20_000
     )
     m = metrics()
     ids = _ids(kafka_bootstrap, topic)  # read_committed
@@ -226,9 +247,9 @@ def test_exactly_once_pipeline_commits_each_row_once_through(
     # The fault was met: the producer reconnected, or a transactional call failed and the pipeline
     # restarted from its checkpoint (in process, or with a new sink after a hung call).
     recoveries = m["reconnects"] + result.restarts + len(sinks) - 1
-    if fault in ("reset", "blackhole"):
+    if fault in ("reset", "blackhole", "stall"):
         assert recoveries >= 1, (m, result.restarts, len(sinks))
-        assert fault != "blackhole" or m["timeouts"] >= 1, m
+        assert fault == "reset" or m["timeouts"] >= 1, m
     else:
         assert recoveries == 0, (m, result.restarts, len(sinks))
     if fault == "reset":
