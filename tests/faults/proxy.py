@@ -156,6 +156,12 @@ class FaultProxy:
         """Stop listening and close every connection (with FIN)."""
         self._closing = True
         try:
+            # shutdown() wakes the accept() of the other thread; close() alone would leave the port
+            # listening until that accept() returned (a fixed listen_port could not be bound again).
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self._listener.close()
         except OSError:
             pass

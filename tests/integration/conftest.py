@@ -42,6 +42,7 @@ SERVICES: dict[str, ServiceInfo] = {
     "kafka": ServiceInfo("kafka", "KAFKA_PORT", 9092),
     "kafka-ssl": ServiceInfo("kafka", "KAFKA_SSL_PORT", 9093),
     "kafka-sasl": ServiceInfo("kafka", "KAFKA_SASL_PORT", 9094),
+    "kafka-fault": ServiceInfo("kafka", "KAFKA_FAULT_PORT", 9096),
     "kafka-cluster": ServiceInfo("kafka-cluster", "KAFKA_CLUSTER_PORT", 9192),
     "redis": ServiceInfo("redis", "REDIS_PORT", 6379),
     "redis-sentinel": ServiceInfo("redis", "REDIS_SENTINEL_PORT", 26379),

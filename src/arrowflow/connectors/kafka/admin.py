@@ -13,14 +13,16 @@ real cause and is not retryable.
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ...config import reveal_secrets
 from ...errors import ConnectorError
 
-__all__ = ["ClientErrors", "client_config", "list_partitions", "metadata_client"]
+__all__ = ["ClientErrors", "ClientStats", "client_config", "list_partitions", "metadata_client"]
 
 #: librdkafka error names that mean "this client cannot connect as configured" (not transient).
 _REFUSED = ("_AUTHENTICATION", "_SSL")
@@ -58,6 +60,123 @@ class ClientErrors:
                 retryable=False,
             )
         return ConnectorError(f"{what}: {exc}", retryable=True)
+
+
+#: librdkafka's ``statistics.interval.ms`` unless ``config`` sets it: how often the connectors' network
+#: metrics (:class:`ClientStats`) are refreshed. 0 (set in ``config``) turns them off.
+STATISTICS_INTERVAL_MS = 1000
+
+#: Per-broker librdkafka statistics :class:`ClientStats` reads (bootstrap and learned brokers); the
+#: byte and request counts only tell a broker replaced by a new one (they start again from zero).
+_BROKER_STATS = ("txretries", "disconnects", "req_timeouts", "connects", "tx", "rx", "txbytes", "rxbytes")
+#: The metrics of :class:`ClientStats`.
+_METRICS = ("retries", "disconnects", "reconnects", "timeouts")
+
+
+class _Counters:
+    """Cumulative counters of objects (brokers, partitions) that librdkafka may replace by new ones
+    counting from zero (it decommissions a broker and bootstraps again once every broker was down):
+    an object whose counters went down, or that left the report, is added to the totals."""
+
+    def __init__(self) -> None:
+        self.base: dict[str, int] = {}
+        self.last: dict[str, dict[str, int]] = {}
+        #: every object name seen (a broker's first connection is not a reconnect)
+        self.seen: set[str] = set()
+
+    def update(self, values: dict[str, dict[str, int]]) -> None:
+        for name, old in list(self.last.items()):
+            new = values.get(name)
+            if new is None or any(new.get(k, 0) < v for k, v in old.items()):
+                for k, v in old.items():
+                    self.base[k] = self.base.get(k, 0) + v
+                del self.last[name]
+        self.last.update(values)
+        self.seen.update(values)
+
+    def total(self, counter: str) -> int:
+        return self.base.get(counter, 0) + sum(c.get(counter, 0) for c in self.last.values())
+
+
+class ClientStats:
+    """A librdkafka ``stats_cb``: the network counters of one or more clients (a producer replaced
+    by a new one keeps adding to them), from the statistics librdkafka emits every
+    ``statistics.interval.ms`` (served by the client's ``poll``/``consume``/``flush``, so they are at
+    most that old plus the time since the application last called one of those).
+
+    Summed over the clients' brokers (bootstrap and learned; not the internal and logical ones), and
+    kept when librdkafka replaces a broker by a new one (after every broker was down):
+
+    * ``retries``: requests librdkafka sent again (``txretries``) plus, for a producer, messages
+      transmitted again after their produce request timed out or lost its connection (messages
+      transmitted, ``txmsgs``, beyond those produced, ``msgs``: exact once nothing is in flight);
+    * ``disconnects``: connections lost (reset, closed by the broker, or dropped after a timeout);
+    * ``reconnects``: connections made again to a broker already connected once (``connects``
+      counts every attempt);
+    * ``timeouts``: requests without an answer within ``socket.timeout.ms`` (a produce request:
+      ``request.timeout.ms``): a silent broker. librdkafka then drops the connection;
+    * ``statistics``: statistics reports received (a test waits for a fresh one).
+
+    ``chained`` is a user's own ``stats_cb`` (from ``config``), still called with every report.
+    """
+
+    def __init__(self, chained: Callable[[str], None] | None = None) -> None:
+        self.chained = chained
+        self._lock = threading.Lock()
+        self._clients: list[tuple[_Counters, _Counters]] = []  # (brokers, partitions) per client
+        self._reports = 0
+
+    def callback(self) -> Callable[[str], None]:
+        """A ``stats_cb`` for one new client."""
+        brokers, partitions = _Counters(), _Counters()
+        with self._lock:
+            self._clients.append((brokers, partitions))
+
+        def stats_cb(report: str) -> None:
+            parsed = self._parse(report)
+            with self._lock:
+                self._reports += 1
+                if parsed is not None:
+                    brokers.update(parsed[0])
+                    partitions.update(parsed[1])
+            if self.chained is not None:
+                self.chained(report)
+
+        return stats_cb
+
+    @staticmethod
+    def _parse(report: str) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]] | None:
+        try:
+            stats = json.loads(report)
+        except ValueError:
+            return None
+        brokers = {
+            name: {k: int(b.get(k, 0)) for k in _BROKER_STATS}
+            for name, b in (stats.get("brokers") or {}).items()
+            if b.get("source") not in ("internal", "logical")
+        }
+        partitions: dict[str, dict[str, int]] = {}
+        if stats.get("type") == "producer":
+            for topic, t in (stats.get("topics") or {}).items():
+                for part, p in (t.get("partitions") or {}).items():
+                    if int(part) >= 0:  # -1: messages not yet assigned to a partition
+                        partitions[f"{topic}:{part}"] = {
+                            "txmsgs": int(p.get("txmsgs", 0)),
+                            "msgs": int(p.get("msgs", 0)),
+                        }
+        return brokers, partitions
+
+    def metrics(self) -> dict[str, int]:
+        out = dict.fromkeys(_METRICS, 0)
+        with self._lock:
+            for brokers, partitions in self._clients:
+                resent = max(0, partitions.total("txmsgs") - partitions.total("msgs"))
+                out["retries"] += brokers.total("txretries") + resent
+                out["disconnects"] += brokers.total("disconnects")
+                out["timeouts"] += brokers.total("req_timeouts")
+                out["reconnects"] += max(0, brokers.total("connects") - len(brokers.seen))
+            out["statistics"] = self._reports
+        return out
 
 
 def client_config(bootstrap_servers: str, config: Mapping[str, Any], **defaults: Any) -> dict[str, Any]:

@@ -28,6 +28,12 @@ Contract:
   (``KafkaSink(..., guarantee="exactly-once")`` returns one): one Kafka transaction per checkpoint,
   committed after the checkpoint is durable; its module states how a crash between the two is
   recovered without loss.
+* A silent broker or network: librdkafka times a request out after ``socket.timeout.ms`` (a produce
+  request: ``request.timeout.ms``; defaults 60 s and 30 s, set them in ``config``), drops the
+  connection and sends the messages again (the idempotent producer keeps them once); ``flush``
+  raises only after ``flush_timeout``. ``metrics()`` reports librdkafka's statistics as
+  ``retries``, ``disconnects``, ``reconnects`` and ``timeouts``
+  (:class:`~arrowflow.connectors.kafka.admin.ClientStats`).
 * Partition counts come from metadata and are cached per topic for librdkafka's
   ``topic.metadata.refresh.interval.ms`` (default 300000; ``-1`` caches forever), so partitions added
   to a live topic (CreatePartitions) get their share of the keys once the count is that old, as with
@@ -52,7 +58,7 @@ from ...errors import ArrowflowError, ConfigurationError, ConnectorError
 from ...formats import Format, Json
 from ...formats.base import as_binary
 from ...sink import Sink, TwoPhaseSink
-from .admin import ClientErrors, client_config
+from .admin import STATISTICS_INTERVAL_MS, ClientErrors, ClientStats, client_config
 from .config import KafkaSinkConfig
 from .partitioner import UNASSIGNED, murmur2_partitions, round_robin_partitions
 
@@ -198,6 +204,7 @@ class KafkaSink(Sink):
         self._delivery_failures = 0
         self._queue_full = 0
         self._client_errors = ClientErrors(self.config.config.get("error_cb"))
+        self._stats = ClientStats(self.config.config.get("stats_cb"))
         self._producer: Any = self._new_producer()
 
     def for_subtask(self, index: int, count: int) -> KafkaSink:
@@ -234,7 +241,11 @@ class KafkaSink(Sink):
 
     def _producer_config(self) -> dict[str, Any]:
         c = self.config
-        defaults: dict[str, Any] = {"linger.ms": 5, "delivery.report.only.error": True}
+        defaults: dict[str, Any] = {
+            "linger.ms": 5,
+            "delivery.report.only.error": True,
+            "statistics.interval.ms": STATISTICS_INTERVAL_MS,
+        }
         if c.guarantee == "at-least-once":
             defaults["enable.idempotence"] = True
         if c.guarantee == "none":
@@ -242,6 +253,7 @@ class KafkaSink(Sink):
         return client_config(c.bootstrap_servers, c.config, **defaults) | {
             "on_delivery": self._on_delivery,
             "error_cb": self._client_errors,
+            "stats_cb": self._stats.callback(),
         }
 
     def _metadata_ttl(self) -> float:
@@ -654,7 +666,13 @@ class KafkaSink(Sink):
         self._producer = None
 
     def metrics(self) -> dict[str, int]:
+        """``rows`` and ``messages`` produced (delivery failures subtracted), ``delivery_failures``,
+        ``queue_full`` (waits on librdkafka's full queue), ``skipped``/``dead_lettered`` (the error
+        policy), and the producer's network counters ``retries``, ``disconnects``, ``reconnects``,
+        ``timeouts``, ``statistics`` (:class:`~arrowflow.connectors.kafka.admin.ClientStats`: from
+        librdkafka's statistics, every ``statistics.interval.ms``, default 1 s)."""
         return {
+            **self._stats.metrics(),
             "rows": self._rows,
             "messages": self._messages,
             "delivery_failures": self._delivery_failures,

@@ -20,7 +20,10 @@ Contract (see :mod:`arrowflow.source`):
   checkpoint is the truth, group offsets are for monitoring and ``starting_offsets="committed"``. A
   failed commit is logged, not raised. Without a ``group_id`` a random one is used and nothing is
   committed.
-* One librdkafka consumer per open reader (its own fetch threads); ``close()`` closes it.
+* One librdkafka consumer per open reader (its own fetch threads); ``close()`` closes it. It
+  reconnects by itself; a silent broker is noticed after ``socket.timeout.ms`` (set it in
+  ``config``; default 60 s). ``KafkaSource.metrics()`` sums its consumers' ``retries``,
+  ``disconnects``, ``reconnects`` and ``timeouts`` (librdkafka's statistics).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format, Raw, decode_with_policy
 from ...source import Position, Source, Split, SplitReader
-from .admin import client_config, list_partitions, metadata_client
+from .admin import STATISTICS_INTERVAL_MS, ClientStats, client_config, list_partitions, metadata_client
 from .config import KafkaSourceConfig, parse_partition_key
 
 __all__ = ["KafkaSource"]
@@ -150,12 +153,20 @@ class KafkaSource(Source):
         self.error_policy = ErrorPolicy.resolve(error_policy, name="kafka source")
         # A random group when none is given: the consumer needs one, but nothing is committed.
         self._group = group_id or f"arrowflow-{uuid.uuid4().hex}"
+        self._stats = ClientStats(self.config.config.get("stats_cb"))
         if not self.bounded and not self.config.partitions:
             self.discovery_interval = self.config.discovery_interval
 
     @property
     def bounded(self) -> bool:
         return self.config.bounded
+
+    def metrics(self) -> dict[str, int]:
+        """The network counters of every consumer this source made (its readers' and its offset
+        lookups'): ``retries``, ``disconnects``, ``reconnects``, ``timeouts``, ``statistics`` (see
+        :class:`~arrowflow.connectors.kafka.admin.ClientStats`; librdkafka reports them every
+        ``statistics.interval.ms``, default 1 s, served by the readers' ``read_batch``)."""
+        return self._stats.metrics()
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -182,8 +193,13 @@ class KafkaSource(Source):
                 "isolation.level": c.isolation_level,
                 "auto.offset.reset": c.offset_reset,
                 "enable.partition.eof": False,
+                "statistics.interval.ms": STATISTICS_INTERVAL_MS,
             },
-        ) | {"enable.auto.commit": False, "enable.auto.offset.store": False}
+        ) | {
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "stats_cb": self._stats.callback(),
+        }
 
     def _new_consumer(self) -> Any:
         from confluent_kafka import Consumer

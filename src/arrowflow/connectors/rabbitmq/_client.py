@@ -234,6 +234,23 @@ class Publisher:
             with self.lock:
                 self._fail_pending(req, f"publish failed: {exc!r}", True)
 
+    def abort(self, reason: str) -> None:
+        """Drop the connection without the AMQP close handshake (a silent broker would never answer
+        it): its pending requests fail retryably and the next request opens a new connection. What
+        pika's own heartbeat check does to a connection that went idle."""
+        import pika.exceptions
+
+        self.dead = True
+
+        def terminate() -> None:
+            if not self.conn.is_closed:
+                self.conn._terminate_stream(pika.exceptions.AMQPConnectionError(reason))
+
+        try:
+            self.conn.ioloop.add_callback_threadsafe(terminate)
+        except Exception as exc:  # the loop already stopped: nothing left to drop
+            log.debug("rabbitmq: abort: %r", exc)
+
     def close(self) -> None:
         def stop() -> None:
             if not self.conn.is_closed and not self.conn.is_closing:

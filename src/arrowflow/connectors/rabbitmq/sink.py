@@ -14,6 +14,11 @@ Contract (batching, retries, error policy: :class:`~arrowflow.writer.AsyncBatchW
   lost connection fails the entries retryably (the next request reconnects); with ``mandatory``
   (default) a message the broker returns as unroutable goes to the error policy (not retried), as
   does every entry of a request whose channel the broker closed (e.g. a missing exchange).
+* A request without every confirm within ``confirm_timeout`` (a silent broker or network) also drops
+  its connection, without waiting for the close handshake: the retry goes out on a new one, never
+  again into a connection that stopped answering. ``metrics()`` adds ``reconnects`` (connections
+  replaced after one was lost, reset or timed out) and ``timeouts`` (requests without their
+  confirms in time) to the writer's ``retries``.
 * Guarantee: **at-least-once** (a retry or a replay publishes again; the message id lets a
   deduplicating consumer drop the copies).
 """
@@ -78,6 +83,7 @@ class RabbitMQSink(MessageSink):
         self._params = connection_params(config.url, config.connect_options or {})
         self._pub_lock = threading.Lock()
         self._pub: Publisher | None = None
+        self._drops = {"reconnects": 0, "timeouts": 0}
         if config.declare_queue is not None:
             self._declare(config.declare_queue)
         self._publisher()  # fail fast on a wrong url or credentials
@@ -100,6 +106,7 @@ class RabbitMQSink(MessageSink):
         with self._pub_lock:
             if self._pub is None or self._pub.dead:
                 if self._pub is not None:
+                    self._drops["reconnects"] += 1
                     self._pub.close()
                 self._pub = None
                 self._pub = Publisher(self._params, self.config.confirm_timeout)
@@ -131,9 +138,23 @@ class RabbitMQSink(MessageSink):
         if not req.done.wait(cfg.confirm_timeout):
             with pub.lock:
                 pub._fail_pending(req, f"no confirm within {cfg.confirm_timeout}s", True)
+            with self._pub_lock:
+                self._drops["timeouts"] += 1
+            # A connection that let a request's confirms time out is not trusted again: a silent
+            # broker (or a black-holed network) would swallow every retry sent on it.
+            pub.abort(f"no confirm within {cfg.confirm_timeout}s")
         failed = np.flatnonzero(req.state != Request.OK)
         errs = [req.errors.get(i, ("nacked by the broker", True)) for i in failed.tolist()]
         return failures(failed, [e[0] for e in errs], [e[1] for e in errs])
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`AsyncBatchWriter.metrics` plus ``reconnects`` (publisher connections replaced after
+        one was lost, reset or dropped for a timeout) and ``timeouts`` (requests without their
+        confirms within ``confirm_timeout``)."""
+        out = super().metrics()
+        with self._pub_lock:
+            out.update(self._drops)
+        return out
 
     def close_client(self) -> None:
         with self._pub_lock:

@@ -22,7 +22,12 @@ Contract (Flink's ``RMQSource``):
   acknowledged messages on the new channel: requeued messages return to the head of the queue, so
   their redeliveries arrive within the first prefetch window.
 * Connection loss: ``read_batch`` returns ``None`` and reconnects (``reconnect_backoff``) on later
-  calls; messages buffered but not returned are dropped (the broker redelivers them).
+  calls; messages buffered but not returned are dropped (the broker redelivers them). A silent
+  broker or network (no reset, no close) is noticed by AMQP heartbeats: pika drops a connection
+  that received nothing for a check interval (``heartbeat + 5`` seconds; checked every interval,
+  so within twice that); ``connect_options={"heartbeat": s}`` sets it (default: the broker's, 60 s).
+  ``metrics()`` counts ``reconnects`` (connections made again after a loss) and ``timeouts`` (losses
+  by missed heartbeats).
   ``bounded=True`` finishes once the queue has no ready message left and nothing is buffered (a
   drain); since nothing is acknowledged outside a pipeline, ``read_all()`` of a queue longer than
   ``prefetch`` raises :class:`~arrowflow.errors.ConnectorError` instead of hanging (use ``prefetch=0``).
@@ -86,11 +91,18 @@ class RabbitMQSource(MessageSource):
     ) -> None:
         config = resolve_config(RabbitMQSourceConfig, config, locals())
         self._init_messages(config, error_policy)
+        #: Summed over the readers (see :meth:`metrics`).
+        self._counters = {"reconnects": 0, "timeouts": 0}
         connection_params(config.url, config.connect_options or {})  # validates the option names now
 
     @property
     def bounded(self) -> bool:
         return bool(self.config.bounded)
+
+    def metrics(self) -> dict[str, int]:
+        """Summed over the readers opened: ``reconnects`` (connections made again after one was
+        lost) and ``timeouts`` (connections dropped for missed heartbeats: a silent broker)."""
+        return dict(self._counters)
 
     @property
     def replayable(self) -> bool:  # type: ignore[override]
@@ -124,6 +136,8 @@ class _RabbitReader(MessageReader):
         self._ids: dict[str, int | None] = {}
         self._stale_age = 0
         self._finished = False
+        self._source = source
+        self._lost_once = False  # a later connect() is a reconnect
         if position is not None and self._cfg.dedup is not None:
             for i in position.get("ids") or ():
                 self._ids[str(i)] = None
@@ -167,6 +181,8 @@ class _RabbitReader(MessageReader):
             raise ConnectorError(
                 f"rabbitmq: consuming {self._queue!r} failed: {exc!r}", retryable=True
             ) from exc
+        if self._lost_once:
+            self._source._counters["reconnects"] += 1
         self._conn, self._ch = conn, ch
         self._channel_token = uuid.uuid4().hex
         self._last_tag = 0
@@ -181,7 +197,12 @@ class _RabbitReader(MessageReader):
 
     def _lost(self, exc: BaseException) -> None:
         """The channel died: its delivery tags are void and the broker requeues what it delivered."""
+        import pika.exceptions
+
         log.warning("rabbitmq: connection for %s lost: %r", self._queue, exc)
+        self._lost_once = True
+        if isinstance(exc, pika.exceptions.AMQPHeartbeatTimeout):
+            self._source._counters["timeouts"] += 1
         conn, self._conn, self._ch = self._conn, None, None
         self._channel_token = None
         self._buffer.clear()
@@ -309,8 +330,16 @@ class _RabbitReader(MessageReader):
         try:
             self._ch.basic_ack(delivery_tag=tag, multiple=True)
             self._acked = max(self._acked, tag)
-            # basic_ack is asynchronous; a round trip makes a failure show up here, not later.
-            self._conn.process_data_events(time_limit=0)
+            if self._cfg.dedup is not None:
+                # basic_ack has no answer: an ack lost with its connection (reset after it was
+                # written) redelivers the messages, and only their ids in ``_ids`` drop them. A
+                # synchronous method on the same channel (answered in channel order) proves the
+                # broker processed the ack; only then are those ids forgotten (below). If it fails,
+                # the ids stay as stale ids of the dead channel.
+                self._ch.basic_qos(prefetch_count=self._cfg.prefetch)
+            else:
+                # basic_ack is asynchronous; a round trip makes a failure show up here, not later.
+                self._conn.process_data_events(time_limit=0)
         except amqp_errors() as exc:
             self._lost(exc)
             return
