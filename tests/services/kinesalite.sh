@@ -13,8 +13,9 @@
 # * one account-wide shard limit (--shardLimit, set very high here), not per-stream quotas;
 # * JSON (botocore) and CBOR (the Java SDK) both answer; errors are 400 + {"__type": ...} as in Kinesis.
 # Streams are ACTIVE at once (createStreamMs/deleteStreamMs/updateStreamMs 0), data in memory only.
-# kinesalite's CLI listens on every interface; the script starts it through a one-line Node.js launcher
-# bound to 127.0.0.1. Needs Node.js >= 20 and npm. Installs into $SERVICES_DIR/kinesalite/npm (kept
+# kinesalite's CLI listens on every interface; the script starts it through a small Node.js launcher
+# bound to 127.0.0.1, which also keeps the server alive when a client resets a request (kinesalite
+# rethrows that error and would exit: the fault tests reset requests on purpose). Needs Node.js >= 20 and npm. Installs into $SERVICES_DIR/kinesalite/npm (kept
 # across starts). Waits until ListStreams answers.
 # Usage: kinesalite.sh start|stop|status   Env: KINESALITE_PORT (4568), KINESALITE_VERSION (3.3.3)
 # boto3: endpoint_url=http://127.0.0.1:$KINESALITE_PORT, any region, any access key/secret.
@@ -51,6 +52,13 @@ do_start() {
   start_bg node -e '
     const [index, port] = process.argv.slice(1)
     const opts = {createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100000}
+    // kinesalite rethrows a request stream error (index.js: req.on("error", err => { throw err })),
+    // so a client resetting its connection mid-request would kill the server: log that one and go on.
+    process.on("uncaughtException", (err) => {
+      if (err && err.code === "ECONNRESET") return console.error("a client reset its request:", err.message)
+      console.error(err)
+      process.exit(1)
+    })
     const server = require(index)(opts).listen(+port, "127.0.0.1", () =>
       console.log("Listening at http://127.0.0.1:" + port, JSON.stringify(opts)))
   ' "$INDEX" "$PORT"
