@@ -451,3 +451,43 @@ def test_pipeline_exactly_once_upsert_with_restart(postgres_dsn: str, db: Any, t
     sink.close()
     assert result.rows < 6000  # resumed from the checkpoint, not from scratch
     assert_same_rows(db.read(name), expected)
+
+
+def test_create_tolerates_a_table_another_session_created_meanwhile(postgres_dsn: str, db: Any) -> None:
+    """The race a timed-out flush attempt leaves behind (seen through the fault proxy's black hole):
+    the attempt's transaction, still running on the server, creates the table and commits while the
+    retry's CREATE waits on it; the retry then fails on the catalog's unique index. The sink must
+    take the table as created and write its rows."""
+    name = db.name()
+    other = _connect(postgres_dsn, autocommit=False)
+    try:
+        with other.cursor() as cur:
+            cur.execute(f'CREATE TABLE "{name}" (id bigint PRIMARY KEY, name text)')  # not committed
+        sink = SqlSink(postgres_dsn, name, mode="upsert", keys=["id"], create=True)
+        data = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", "b", "c"]})
+        errors: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                sink.write_table(data)
+                sink.close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        # The sink's CREATE waits for the other transaction: wait until the server shows it blocked.
+        deadline = time.monotonic() + 60
+        while not db(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            f"AND query LIKE '%CREATE TABLE%{name}%'"
+        )[0][0]:
+            assert time.monotonic() < deadline, "the sink's CREATE TABLE never waited on the other session"
+            time.sleep(0.05)
+        other.commit()
+        writer.join(60)
+        assert not writer.is_alive()
+        assert not errors, errors
+        assert db(f'SELECT id, name FROM "{name}" ORDER BY id') == [(1, "a"), (2, "b"), (3, "c")]
+    finally:
+        other.close()

@@ -396,14 +396,27 @@ class SqlSink(Sink):
             return
         db_schema, name = split_table(c.table)
         cur = conn.cursor()
+        missing = f"SELECT to_regclass('{quote_table(c.table).replace(chr(39), chr(39) * 2)}') IS NULL"
         try:
-            cur.execute(f"SELECT to_regclass('{quote_table(c.table).replace(chr(39), chr(39) * 2)}') IS NULL")
+            cur.execute(missing)
             row = cur.fetchone()
             if not (row and row[0]):
                 return
             columns = self._columns(schema)
             empty = schema.empty_table().select(columns)
-            cur.adbc_ingest(name, empty, mode="create", db_schema_name=db_schema)
+            # Another session can create the table between the check and the CREATE: an earlier
+            # attempt of this flush that a timeout cut off on our side while its transaction went on
+            # to commit (the CREATE then waits for it and fails on the catalog's unique index).
+            cur.execute("SAVEPOINT arrowflow_create")
+            try:
+                cur.adbc_ingest(name, empty, mode="create", db_schema_name=db_schema)
+            except Exception:
+                cur.execute("ROLLBACK TO SAVEPOINT arrowflow_create")
+                cur.execute(missing)
+                row = cur.fetchone()
+                if row and row[0]:
+                    raise
+                return  # created by the other session, primary key included
             if c.mode == "upsert":
                 assert c.keys is not None
                 keys = ", ".join(quote_ident(k) for k in c.keys)
