@@ -126,6 +126,13 @@ class ClientStats:
         self._clients: list[tuple[_Counters, _Counters]] = []  # (brokers, partitions) per client
         self._reports = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickled source or sink (shipped to a Ray worker) counts its own clients from zero.
+        return {"chained": self.chained}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["chained"])  # type: ignore[misc]
+
     def callback(self) -> Callable[[str], None]:
         """A ``stats_cb`` for one new client."""
         brokers, partitions = _Counters(), _Counters()
