@@ -101,3 +101,22 @@ def run_through(
     if "error" in result:
         raise result["error"]
     return result.get("value")
+
+
+def write_through(
+    fault: str, proxy: FaultProxy, sink: Any, rows: Any, *, chunk: int = 500, **faults: Any
+) -> dict[str, int]:
+    """Write ``rows`` (a table) into ``sink`` in batches of ``chunk`` rows, then flush, while
+    ``fault`` is injected (:func:`run_through`; the sink noticed a silent network once its metrics
+    count a timeout); close the sink and return its metrics as they were before the close."""
+    try:
+
+        def work() -> None:
+            for batch in rows.to_batches(max_chunksize=chunk):
+                sink.write(batch)
+            sink.flush()
+
+        run_through(fault, proxy, work, detected=lambda: sink.metrics()["timeouts"] >= 1, **faults)
+        return dict(sink.metrics())
+    finally:
+        sink.close()

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pytest
 from aws_helpers import CREDS, create_table
 from proxy import FaultProxy
-from scenario import CAP, FAULTS, check_recovered, run_through
+from scenario import CAP, FAULTS, check_recovered, write_through
 from test_firehose import make_stream, s3_lines
 
 from arrowflow.connectors.aws import DynamoDBSink, FirehoseSink
@@ -78,19 +78,7 @@ def _client(endpoint: str) -> Callable[[str], Any]:
 def _write_through(
     fault: str, proxy: FaultProxy, sink: AsyncBatchWriter, rows: pa.Table, **faults: Any
 ) -> dict[str, int]:
-    try:
-
-        def work() -> None:
-            for batch in rows.to_batches(max_chunksize=500):
-                sink.write(batch)
-            sink.flush()
-
-        run_through(
-            fault, proxy, work, detected=lambda: sink.metrics()["timeouts"] >= 1, stall=STALL, **faults
-        )
-        m = sink.metrics()
-    finally:
-        sink.close()
+    m = write_through(fault, proxy, sink, rows, stall=STALL, **faults)
     assert m["rows_written"] >= rows.num_rows and m["rows_failed"] == 0, m
     return m
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from proxy import FaultProxy
-from scenario import CAP, FAULTS, check_recovered, run_through
+from scenario import CAP, FAULTS, check_recovered, write_through
 from test_nats import _js
 
 from arrowflow.connectors.nats_jetstream import NatsJetStreamSink
@@ -51,17 +51,7 @@ def test_sink_delivers_each_row_once_through(
             max_request_rows=250, max_in_flight=2, max_attempts=None, max_retry_time=CAP, max_backoff=0.5
         ),
     )
-    try:
-
-        def work() -> None:
-            for batch in rows.to_batches(max_chunksize=500):
-                sink.write(batch)
-            sink.flush()
-
-        run_through(fault, proxy, work, detected=lambda: sink.metrics()["timeouts"] >= 1, reset_bytes=20_000)
-        m = sink.metrics()
-    finally:
-        sink.close()
+    m = write_through(fault, proxy, sink, rows, reset_bytes=20_000)
     ids = _ids(nats_url, stream)
     assert sorted(ids) == rows.column("id").to_pylist()  # every row, once (the dedup was needed)
     check_recovered(fault, m, proxy)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from proxy import FaultProxy
-from scenario import CAP, FAULTS, check_recovered, run_through
+from scenario import CAP, FAULTS, check_recovered, write_through
 from search_helpers import TARGETS, admin, check_server, new_index
 
 from arrowflow.connectors.search.config import SEARCH_BATCHING
@@ -65,19 +65,7 @@ def _documents(index: str) -> dict[int, tuple[str, int]]:
 def _write_through(fault: str, proxy: FaultProxy, index: str, **faults: Any) -> dict[str, int]:
     rows = make_table(ROWS).select(["id", "name"])
     sink = _sink(proxy, index)
-    try:
-
-        def work() -> None:
-            for batch in rows.to_batches(max_chunksize=500):
-                sink.write(batch)
-            sink.flush()
-
-        run_through(
-            fault, proxy, work, detected=lambda: sink.metrics()["timeouts"] >= 1, stall=STALL, **faults
-        )
-        m = sink.metrics()
-    finally:
-        sink.close()
+    m = write_through(fault, proxy, sink, rows, stall=STALL, **faults)
     docs = _documents(index)
     want = dict(zip(rows.column("id").to_pylist(), rows.column("name").to_pylist(), strict=True))
     assert {i: name for i, (name, _) in docs.items()} == want  # every row, once (``_id`` upserts)

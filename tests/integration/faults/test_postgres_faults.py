@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from proxy import FaultProxy
-from scenario import FAULTS, check_recovered, run_through
+from scenario import FAULTS, check_recovered, write_through
 
 from arrowflow.connectors.sql import SqlSink
 from arrowflow.errors import ConfigurationError
@@ -59,17 +59,7 @@ def test_sink_loses_nothing_through(fault: str, proxy: FaultProxy, table: str, p
         retry_backoff=0.05,
         timeout=TIMEOUT,
     )
-    try:
-
-        def work() -> None:
-            for batch in rows.select(["id", "name"]).to_batches(max_chunksize=250):
-                sink.write(batch)
-            sink.flush()
-
-        run_through(fault, proxy, work, detected=lambda: sink.metrics()["timeouts"] >= 1, reset_bytes=20_000)
-        m = sink.metrics()
-    finally:
-        sink.close()
+    m = write_through(fault, proxy, sink, rows.select(["id", "name"]), chunk=250, reset_bytes=20_000)
     got = _read(postgres_dsn, table)
     want = list(zip(rows.column("id").to_pylist(), rows.column("name").to_pylist(), strict=True))
     assert got == want  # every row, once (upsert on the primary key)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from proxy import FaultProxy
-from scenario import CAP, FAULTS, check_recovered, run_through, wait_for
+from scenario import CAP, FAULTS, check_recovered, run_through, wait_for, write_through
 
 from arrowflow.connectors.rabbitmq import RabbitMQSink, RabbitMQSource
 from arrowflow.testing import make_table
@@ -61,17 +61,7 @@ def test_sink_loses_nothing_through(fault: str, proxy: FaultProxy, queue: str, r
             max_request_rows=250, max_in_flight=2, max_attempts=None, max_retry_time=CAP, max_backoff=0.5
         ),
     )
-    try:
-
-        def work() -> None:
-            for batch in rows.to_batches(max_chunksize=500):
-                sink.write(batch)
-            sink.flush()
-
-        run_through(fault, proxy, work, detected=lambda: sink.metrics()["timeouts"] >= 1, reset_bytes=20_000)
-        m = sink.metrics()
-    finally:
-        sink.close()
+    m = write_through(fault, proxy, sink, rows, reset_bytes=20_000)
     ids = _ids(rabbitmq_url, queue)
     assert set(ids) == set(rows.column("id").to_pylist())  # nothing lost (at-least-once)
     if fault in ("latency", "bandwidth"):

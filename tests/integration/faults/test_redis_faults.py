@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from proxy import FaultProxy
-from scenario import CAP, FAULTS, check_recovered, run_through, wait_for
+from scenario import CAP, FAULTS, check_recovered, run_through, wait_for, write_through
 
 from arrowflow.connectors.redis_ import RedisSink, RedisStreamSource
 from arrowflow.errors import ConfigurationError
@@ -43,17 +43,7 @@ def test_sink_loses_nothing_through(fault: str, proxy: FaultProxy, r: Any) -> No
         socket_timeout=TIMEOUT,
         batching=_batching(),
     )
-    try:
-
-        def work() -> None:
-            for batch in rows.to_batches(max_chunksize=500):
-                sink.write(batch)
-            sink.flush()
-
-        run_through(fault, proxy, work, detected=lambda: sink.metrics()["timeouts"] >= 1)
-        m = sink.metrics()
-    finally:
-        sink.close()
+    m = write_through(fault, proxy, sink, rows)
     got = {int(k): v.decode() for k, v in r.hgetall(key).items()}
     assert got == dict(zip(rows.column("id").to_pylist(), rows.column("name").to_pylist(), strict=True))
     assert m["rows_written"] >= ROWS and m["rows_failed"] == 0
