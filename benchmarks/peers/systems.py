@@ -44,10 +44,8 @@ OPENSEARCH_SKIPPED = (
     "(tests/services/opensearch.sh; osmem, the in-memory stand-in, does not count)"
 )
 
-#: The hook for arrowflow at parallelism 2: flip to True once ``Pipeline.run`` takes ``parallelism``
-#: (the event-time issue adds it) and pass it through in jobs/arrowflow_job.py; the ``arrowflow-p2``
-#: row then runs like any other.
-PARALLELISM_READY = False
+#: arrowflow at parallelism 2 (``Pipeline.run(parallelism=2)``, passed through by jobs/arrowflow_job.py).
+PARALLELISM_READY = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +97,14 @@ SYSTEMS: tuple[System, ...] = (
         "arrowflow",
         parallelism=2,
         idiom="the same at parallelism 2",
+        enabled=PARALLELISM_READY,
+    ),
+    System(
+        "arrowflow-p2-eos",
+        "arrowflow",
+        guarantee="exactly-once",
+        parallelism=2,
+        idiom="the exactly-once job at parallelism 2",
         enabled=PARALLELISM_READY,
     ),
     System("flink-p1", "flink", idiom=_FLINK_IDIOM + " (AT_LEAST_ONCE)", skips=(_NO_FLINK_OPENSEARCH,)),

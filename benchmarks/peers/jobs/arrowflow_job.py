@@ -10,8 +10,8 @@
   (at-least-once: idempotent producer; exactly-once: one transaction per checkpoint).
 
 ``Pipeline.run(checkpoint_dir=..., checkpoint_interval=..., guarantee=...)`` with the spec's
-guarantee; ``parallelism`` must be 1 until the runner takes a ``parallelism`` option (the harness
-passes it through; see ``PARALLELISM_READY`` in benchmarks/peers/systems.py).
+guarantee and ``parallelism`` (parallel subtasks: the splits are shared out, each subtask runs its
+own operator chain and sink).
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ from arrowflow.source import Source
 
 def main() -> None:
     spec = Spec.load()
-    if spec.parallelism != 1:
-        raise SystemExit("arrowflow's Pipeline.run has no parallelism option yet")
     clock = Clock().start()
 
     checkpoint_dir = os.path.join(spec.scratch_dir, "checkpoints")
@@ -85,6 +83,7 @@ def main() -> None:
         checkpoint_dir=checkpoint_dir,
         checkpoint_interval=spec.checkpoint_interval,
         guarantee=spec.guarantee,
+        parallelism=spec.parallelism,
         progress=False,
     )
     emit(clock.result(rows_out=result.rows_written, rows_in=result.rows, checkpoints=result.checkpoints))

@@ -59,19 +59,18 @@ def _run_smallest(tmp_path: Path, bootstrap: str, systems: list[str], **options:
     return run_benchmark(cfg, log=lambda msg: None)
 
 
-def test_harness_runs_arrowflow_and_the_plain_loop(
+def test_harness_runs_arrowflow_at_p1_and_p2_and_the_plain_loop(
     kafka_bootstrap: str, postgres_dsn: str, tmp_path: Path
 ) -> None:
-    report = _run_smallest(
-        tmp_path, kafka_bootstrap, ["arrowflow", "arrowflow-eos", "plain"], messages=3000, pg_dsn=postgres_dsn
-    )
+    systems = ["arrowflow", "arrowflow-eos", "arrowflow-p2", "arrowflow-p2-eos", "plain"]
+    report = _run_smallest(tmp_path, kafka_bootstrap, systems, messages=3000, pg_dsn=postgres_dsn)
     runs = report["runs"]
-    assert len(runs) == 3 * 3  # every system on every workload, one round
+    assert len(runs) == 3 * len(systems)  # every system on every workload, one round
     failed = [(r["system"], r["workload"], r["error"]) for r in runs if not r["ok"]]
     assert not failed
     summary = report["summary"]
     assert {(r["workload"], r["system"]) for r in summary} == {
-        (w, s) for w in ("parquet", "postgres", "produce") for s in ("arrowflow", "arrowflow-eos", "plain")
+        (w, s) for w in ("parquet", "postgres", "produce") for s in systems
     }
     for row in summary:
         assert row["status"] == "ok" and row["verified_runs"] == 1
