@@ -24,6 +24,11 @@ machine, so this workload runs at least ``WM_ROUNDS`` interleaved rounds of samp
 table's ``cpu us/row`` and ``cpu ratio`` (this process's CPU time, all threads) show the cost that
 waiting for a core does not blur.
 
+``watermarks_parquet``: the same pipeline and rows read from Parquet files by ``FileSource`` (the
+event-time column is decoded by the reader just before the watermark pass, as in a source that
+parses its input; in ``watermarks`` the collection hands out slices of a table in memory, so the pass
+over ``ts`` is the only read of that column: the worst case). Same target.
+
 Every method's output is checked: window results equal polars' (keys, bounds, counts and sums exactly,
 means to 1e-9); both watermark pipelines deliver the same rows and Arrow bytes.
 """
@@ -46,6 +51,8 @@ WINDOW_PIPELINE = "Pipeline.window -> NullSink"
 POLARS = "polars group_by_dynamic"
 WITH_WM = "Pipeline with watermarks"
 WITHOUT_WM = "Pipeline without watermarks"
+WITH_WM_PARQUET = "Parquet pipeline with watermarks"
+WITHOUT_WM_PARQUET = "Parquet pipeline without watermarks"
 REPEAT = 4
 WM_ROUNDS = 9
 WM_SAMPLE_S = 2.0
@@ -184,72 +191,110 @@ def setup_window(config: RunConfig) -> Prepared:
     return Prepared(methods=methods, bytes_per_row=table.nbytes / max(n, 1))
 
 
-def setup_watermarks(config: RunConfig) -> Prepared:
+def _watermarks_table(config: RunConfig) -> tuple[pa.Table, int]:
+    """The ts-sorted table repeated ``REPEAT`` times, each copy a year later (event time keeps going
+    forward); the other columns are shared buffers (zero-copy). Also the rows of one copy."""
     base = _sorted_table(config)
-    n0 = base.num_rows
     ts_index = base.schema.get_field_index("ts")
     ts_us = base.column("ts").cast(pa.int64()).to_numpy()
     copies = [
         base.set_column(ts_index, "ts", pa.array(ts_us + i * YEAR_US, pa.timestamp("us")))
         for i in range(REPEAT)
     ]
-    table = pa.concat_tables(copies)  # the other columns are shared buffers (zero-copy)
-    n = table.num_rows
+    return pa.concat_tables(copies), base.num_rows
+
+
+def _watermark_methods(
+    source: Any, n: int, note: str, labels: tuple[str, str] = (WITH_WM, WITHOUT_WM)
+) -> dict[str, Method]:
+    """The with/without pair over ``source()`` (a new source per run): filter + projection -> sink."""
     af = _optional("arrowflow")
+    with_label, without_label = labels
+    if af is None:
+        return {label: Method(skip="arrowflow not installed") for label in labels}
+    from arrowflow.connectors.memory import MemorySink
+    from arrowflow.connectors.null import NullSink
+
     predicate = pc.field("price") < 5000.0
     total = pc.field("price") * pc.field("qty")
-    methods: dict[str, Method] = {}
-    expected: dict[str, int] = {}
+    expected: dict[str, Any] = {}
 
     def pipeline(sink: Any, watermarks: bool) -> Any:
-        from arrowflow.connectors.collection import CollectionSource
-
         strategy = af.WatermarkStrategy.bounded_out_of_orderness("ts", "1s") if watermarks else None
         return (
-            af.Pipeline(CollectionSource(table, batch_size=BATCH_ROWS), watermarks=strategy)
+            af.Pipeline(source(), watermarks=strategy)
             .filter(predicate)
             .with_columns(total=total)
             .to(sink)
             .run(progress=False)
         )
 
-    if af is None:
-        for label in (WITH_WM, WITHOUT_WM):
-            methods[label] = Method(skip="arrowflow not installed")
-    else:
-        from arrowflow.connectors.memory import MemorySink
-        from arrowflow.connectors.null import NullSink
+    def timed(watermarks: bool) -> int:
+        result = pipeline(NullSink(), watermarks)
+        got = (result.rows_written, result.bytes_written)
+        if expected.setdefault("out", got) != got:
+            raise AssertionError(f"{got} rows/bytes reached the sink, expected {expected['out']}")
+        if watermarks and (result.late_rows or result.watermark is None):
+            raise AssertionError("the watermark pipeline saw late rows or no watermark")
+        return n
 
-        def timed(watermarks: bool) -> int:
-            result = pipeline(NullSink(), watermarks)
-            got = (result.rows_written, result.bytes_written)
-            if expected.setdefault("out", got) != got:  # type: ignore[arg-type]
-                raise AssertionError(f"{got} rows/bytes reached the sink, expected {expected['out']}")
-            if watermarks and (result.late_rows or result.watermark is None):
-                raise AssertionError("the watermark pipeline saw late rows or no watermark")
-            return n
+    def check(watermarks: bool) -> str:
+        sink = MemorySink()
+        pipeline(sink, watermarks)
+        other = MemorySink()
+        pipeline(other, not watermarks)
+        if not sink.table().equals(other.table()):
+            raise AssertionError("the pipelines with and without watermarks delivered different rows")
+        return f"{sink.table().num_rows:,} rows x {sink.table().num_columns} columns, same both ways"
 
-        def check(watermarks: bool) -> str:
-            sink = MemorySink()
-            pipeline(sink, watermarks)
-            other = MemorySink()
-            pipeline(other, not watermarks)
-            if not sink.table().equals(other.table()):
-                raise AssertionError("the pipelines with and without watermarks delivered different rows")
-            return f"{sink.table().num_rows:,} rows x {sink.table().num_columns} columns, same both ways"
-
-        methods[WITH_WM] = Method(
-            run=lambda: timed(True),
-            note=f"bounded_out_of_orderness('ts', 1s); table sorted by ts x{REPEAT} ({n0:,} rows each)",
-            check=lambda: check(True),
-        )
-        methods[WITHOUT_WM] = Method(
+    return {
+        with_label: Method(run=lambda: timed(True), note=note, check=lambda: check(True)),
+        without_label: Method(
             run=lambda: timed(False),
             target=Target(min_speedup=0.95),
             note="the same pipeline without event time; target: with watermarks >= 0.95x (< 5% cost)",
             check=lambda: check(False),
+        ),
+    }
+
+
+def setup_watermarks(config: RunConfig) -> Prepared:
+    table, n0 = _watermarks_table(config)
+
+    def source() -> Any:
+        from arrowflow.connectors.collection import CollectionSource
+
+        return CollectionSource(table, batch_size=BATCH_ROWS)
+
+    note = f"bounded_out_of_orderness('ts', 1s); table sorted by ts x{REPEAT} ({n0:,} rows each)"
+    methods = _watermark_methods(source, table.num_rows, note)
+    return Prepared(methods=methods, bytes_per_row=table.nbytes / max(table.num_rows, 1))
+
+
+def setup_watermarks_parquet(config: RunConfig) -> Prepared:
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    table, _ = _watermarks_table(config)
+    tmp = tempfile.TemporaryDirectory(prefix="af-bench-wm-")
+    files = REPEAT * 2
+    step = -(-table.num_rows // files)
+    for i in range(files):
+        pq.write_table(
+            table.slice(i * step, step), f"{tmp.name}/part-{i:02d}.parquet", row_group_size=BATCH_ROWS
         )
-    return Prepared(methods=methods, bytes_per_row=base.nbytes / max(n0, 1))
+
+    def source() -> Any:
+        from arrowflow.connectors.filesystem import FileSource
+
+        return FileSource(tmp.name, format="parquet", batch_size=BATCH_ROWS)
+
+    note = f"the same over {files} Parquet files ({table.num_rows:,} rows, row groups of {BATCH_ROWS:,})"
+    methods = _watermark_methods(source, table.num_rows, note, (WITH_WM_PARQUET, WITHOUT_WM_PARQUET))
+    return Prepared(
+        methods=methods, bytes_per_row=table.nbytes / max(table.num_rows, 1), teardown=tmp.cleanup
+    )
 
 
 WINDOW = register(
@@ -269,6 +314,18 @@ WATERMARKS = register(
         setup=setup_watermarks,
         reference=WITH_WM,
         idiomatic=(WITHOUT_WM,),
+        min_rounds=WM_ROUNDS,
+        min_sample_s=WM_SAMPLE_S,
+    )
+)
+
+WATERMARKS_PARQUET = register(
+    Workload(
+        name="watermarks_parquet",
+        description="The watermarks pipeline reading Parquet files (FileSource) with vs without watermarks",
+        setup=setup_watermarks_parquet,
+        reference=WITH_WM_PARQUET,
+        idiomatic=(WITHOUT_WM_PARQUET,),
         min_rounds=WM_ROUNDS,
         min_sample_s=WM_SAMPLE_S,
     )
