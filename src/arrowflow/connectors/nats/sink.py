@@ -37,16 +37,20 @@ from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
 from ...formats import Format, Json
 from ...formats.base import as_binary
-from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
+from ...writer import BatchingConfig, Encoded, SubmitResult
+from .._messaging import ClientSink
 from ._client import LoopThread, check_url, connect
 
 log = logging.getLogger("arrowflow.nats")
 
 
-class NatsJetStreamSink(AsyncBatchWriter):
+class NatsJetStreamSink(ClientSink):
     """Publishes one JetStream message per row with ``Nats-Msg-Id``. See the module docstring."""
 
     name = "nats"
+    #: ``metrics()`` (see the module docstring). Updated on the event loop's thread only (the
+    #: client's callbacks and ``_publish``).
+    EVENTS = ("timeouts", "disconnects", "reconnects")
 
     def __init__(
         self,
@@ -91,8 +95,6 @@ class NatsJetStreamSink(AsyncBatchWriter):
         super().__init__(config, error_policy=error_policy, name="nats sink")
         self._run_id = uuid.uuid4().hex[:16]
         self._next_row = 0
-        # Updated on the event loop's thread only (callbacks and _publish); read by metrics().
-        self._events = {"timeouts": 0, "disconnects": 0, "reconnects": 0}
         self._loop = LoopThread("arrowflow-nats-sink")
         try:
             self._nc: Any = self._loop.run(connect(url, self.connect_options, "sink", self._events), 30)
@@ -204,7 +206,7 @@ class NatsJetStreamSink(AsyncBatchWriter):
             for f in pending:
                 f.cancel()
             if pending:
-                self._events["timeouts"] += 1
+                self.count("timeouts")
                 if len(pending) == len(live):
                     # Not one PubAck: treat the connection as dead (it may be silent rather than
                     # closed) and reconnect now; the retry's ids deduplicate what did arrive.
@@ -229,19 +231,9 @@ class NatsJetStreamSink(AsyncBatchWriter):
             outcome[i] = (f"{type(err).__name__}: {err}", not fatal)
         return outcome
 
-    def metrics(self) -> dict[str, int]:
-        """:meth:`AsyncBatchWriter.metrics` plus ``timeouts``, ``disconnects`` and ``reconnects``
-        (see the module docstring)."""
-        out = super().metrics()
-        out.update(self._events)
-        return out
-
-    def _close(self) -> None:
+    def close_client(self) -> None:
         try:
-            super()._close()
-        finally:
-            try:
-                self._loop.run(self._nc.close(), 10)
-            except Exception as exc:
-                log.debug("nats sink: close: %s", exc)
-            self._loop.stop()
+            self._loop.run(self._nc.close(), 10)
+        except Exception as exc:
+            log.debug("nats sink: close: %s", exc)
+        self._loop.stop()
