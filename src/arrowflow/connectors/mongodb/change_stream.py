@@ -24,12 +24,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import Secret, check_type, hide_secrets
+from ...config import ConfigAttributes, Secret, resolve_config
 from ...source import Position, Source, Split, SplitReader
 from ._client import decode_documents, decode_page, extjson, make_client, wrap
+from .config import MongoChangeStreamSourceConfig
 
 
-class MongoChangeStreamSource(Source):
+class MongoChangeStreamSource(ConfigAttributes, Source):
     """Changes of a collection (or a whole database when ``collection`` is None) as batches."""
 
     name = "mongodb-changes"
@@ -45,17 +46,14 @@ class MongoChangeStreamSource(Source):
         pipeline: Sequence[Mapping[str, Any]] | None = None,
         full_document: str | None = "updateLookup",
         client_options: Mapping[str, Any] | None = None,
+        config: MongoChangeStreamSourceConfig | None = None,
     ) -> None:
-        self.uri = uri if isinstance(uri, Secret) else Secret(uri)
-        check_type("database", database, str)
-        check_type("collection", collection, str, allow_none=True)
-        check_type("schema", schema, pa.Schema, allow_none=True)
-        self.database = database
-        self.collection = collection
-        self.document_schema = schema
-        self.pipeline = [dict(p) for p in pipeline or []]
-        self.full_document = full_document
-        self.client_options = hide_secrets(client_options or {})
+        self.config = resolve_config(MongoChangeStreamSourceConfig, config, locals())
+
+    @property
+    def document_schema(self) -> pa.Schema | None:
+        """The schema of ``fullDocument`` (the ``schema`` option)."""
+        return self.config.schema  # type: ignore[no-any-return]
 
     @property
     def bounded(self) -> bool:
