@@ -9,10 +9,11 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from ...config import check_choice, check_positive, check_type, hide_secrets
+from ...config import check_choice, check_positive, check_type
 from ...errors import ConfigurationError
 from ...writer import BatchingConfig
 from .._messaging import PayloadOptions, PayloadSpec, SourceOptions, non_empty
+from .._messaging.options import pass_through
 from ._client import check_url
 
 __all__ = ["DEFAULT_URL", "NATS_BATCHING", "NatsJetStreamSinkConfig", "NatsJetStreamSourceConfig"]
@@ -21,11 +22,6 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 
 #: The sink's batching unless configured: 4000 messages a request, 2 in flight, 1 s in the buffer.
 NATS_BATCHING = BatchingConfig(max_request_rows=4000, max_in_flight=2, max_time_in_buffer=1.0)
-
-
-def _connect_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    check_type("connect_options", options, Mapping, allow_none=True)
-    return hide_secrets(dict(options or {}))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +87,7 @@ class NatsJetStreamSourceConfig(SourceOptions):
         check_positive("max_ack_pending", self.max_ack_pending)
         check_positive("request_timeout", self.request_timeout)
         object.__setattr__(self, "request_timeout", float(self.request_timeout))
-        object.__setattr__(self, "connect_options", _connect_options(self.connect_options))
+        object.__setattr__(self, "connect_options", pass_through("connect_options", self.connect_options))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,7 +123,7 @@ class NatsJetStreamSinkConfig(PayloadOptions):
         check_type("msg_id_column", self.msg_id_column, str, allow_none=True)
         check_positive("publish_timeout", self.publish_timeout)
         object.__setattr__(self, "publish_timeout", float(self.publish_timeout))
-        object.__setattr__(self, "connect_options", _connect_options(self.connect_options))
+        object.__setattr__(self, "connect_options", pass_through("connect_options", self.connect_options))
         if self.batching is None:  # 0.1.0's default
             object.__setattr__(self, "batching", NATS_BATCHING)
         check_type("batching", self.batching, BatchingConfig)
