@@ -11,8 +11,7 @@ pages, else by ``bson.decode_all`` + :func:`decode_documents` (the reader's ``de
 with the same result. **Position**: the resume token after the last change returned (a JSON object);
 reopening resumes after it (``resume_after``). ``read_batch`` waits at most ``timeout``.
 
-Errors from the server raise :class:`~arrowflow.errors.ConnectorError` (``retryable`` for connection
-loss); a pipeline run fails, and a new run resumes from its last checkpoint.
+Server errors are handled as by :class:`~.source.MongoSource` (see :mod:`.source`).
 """
 
 from __future__ import annotations
