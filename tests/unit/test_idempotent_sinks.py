@@ -24,6 +24,7 @@ IDEMPOTENT = {
     "ActiveMQTransactionalSink": "never",  # transactional instead
     "AsyncBatchWriter": "never",
     "AwsSink": "never",
+    "ClientSink": "never",
     "CassandraSink": "with a table (keyed INSERTs; a user statement only with idempotent=True)",
     "DynamoDBSink": "always (keyed puts and deletes)",
     "ElasticsearchSink": "with id_column (and not action='create' unless on_conflict='ignore')",

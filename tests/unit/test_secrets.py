@@ -143,6 +143,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "MqttSourceConfig": {"topics": ("t",), "client_id": "c"},
     "MqttSinkConfig": {"topic": "t"},
     "PulsarSourceConfig": {"topics": ("t",), "subscription": "s"},
+    "RedisSinkConfig": {"command": "set", "key": "k"},
+    "RedisPubSubSourceConfig": {"channels": ("c",)},
 }
 
 

@@ -2,7 +2,8 @@
 
 * :mod:`.payloads`: :class:`PayloadSpec`, which columns make a message (value, routing, key, id,
   headers) and the one vectorized encoding of a batch into entries plus failed rows.
-* :mod:`.sink`: :class:`MessageSink` on :class:`~arrowflow.writer.AsyncBatchWriter`; a broker writes
+* :mod:`.sink`: :class:`MessageSink` (on :class:`ClientSink`: client events in ``metrics()``,
+  the client closed after draining) on :class:`~arrowflow.writer.AsyncBatchWriter`; a broker writes
   only ``publish`` (and ``close_client``).
 * :mod:`.source`: :class:`MessageSource` / :class:`MessageReader`: format, metadata columns,
   acknowledge-on-commit (:class:`PendingAcks`), reconnect backoff (:class:`Reconnect` on
@@ -11,8 +12,16 @@
 
 from __future__ import annotations
 
-from .payloads import Outgoing, PayloadOptions, PayloadSpec, RowIds, non_empty
-from .sink import PIPELINED_BATCHING, MessageSink, failures
+from .payloads import (
+    Outgoing,
+    PayloadOptions,
+    PayloadSpec,
+    RowIds,
+    check_columns,
+    non_empty,
+    payload_columns,
+)
+from .sink import PIPELINED_BATCHING, ClientSink, MessageSink, failures
 from .source import (
     RECONNECT_BACKOFF,
     Inbox,
@@ -30,6 +39,7 @@ from .source import (
 __all__ = [
     "PIPELINED_BATCHING",
     "RECONNECT_BACKOFF",
+    "ClientSink",
     "Inbox",
     "MessageReader",
     "MessageSink",
@@ -43,8 +53,10 @@ __all__ = [
     "ReconnectingSourceOptions",
     "RowIds",
     "SourceOptions",
+    "check_columns",
     "check_metadata_columns",
     "decode_messages",
     "failures",
     "non_empty",
+    "payload_columns",
 ]

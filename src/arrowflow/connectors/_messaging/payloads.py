@@ -39,7 +39,15 @@ from ...formats import Format, Json
 from ...formats.base import as_binary
 from ...writer import Encoded
 
-__all__ = ["Outgoing", "PayloadOptions", "PayloadSpec", "RowIds", "non_empty"]
+__all__ = [
+    "Outgoing",
+    "PayloadOptions",
+    "PayloadSpec",
+    "RowIds",
+    "check_columns",
+    "non_empty",
+    "payload_columns",
+]
 
 _MAP = pa.map_(pa.string(), pa.string())
 
@@ -47,6 +55,31 @@ _MAP = pa.map_(pa.string(), pa.string())
 def non_empty(values: pa.Array) -> pa.Array:
     """``routing_valid`` for destinations that must be non-empty strings (null or ``""`` fail)."""
     return pc.and_kleene(values.is_valid(), pc.greater(pc.binary_length(values), 0)).fill_null(False)
+
+
+def payload_columns(
+    names: Sequence[str],
+    value_columns: Sequence[str] | None,
+    fmt: Format | None,
+    addressing: Sequence[str | None],
+) -> list[str]:
+    """The columns a payload format encodes, of a batch with columns ``names``: ``value_columns``
+    when given; every column when the format picks its own (a format with ``columns``, e.g.
+    ``Json(columns=[...])``); else every column but the ``addressing`` ones (routing, key, ...)."""
+    if value_columns is not None:
+        return list(value_columns)
+    if getattr(fmt, "columns", None) is not None:
+        return list(names)
+    return [c for c in names if c not in addressing]
+
+
+def check_columns(batch: pa.RecordBatch, columns: Sequence[str | None], what: str, option: str) -> None:
+    """Every named one of ``columns`` is in ``batch``; else a :class:`ConfigurationError` naming
+    ``option`` (``what``: the sink, e.g. ``"kafka sink"``)."""
+    names = set(batch.schema.names)
+    missing = [c for c in columns if c is not None and c not in names]
+    if missing:
+        raise ConfigurationError(f"{what}: columns {missing} are not in the batch", option=option)
 
 
 class RowIds:
@@ -135,11 +168,7 @@ class PayloadSpec:
 
     def payload_columns(self, names: list[str]) -> list[str]:
         """The columns the format encodes, of a batch with columns ``names``."""
-        if self.value_columns is not None:
-            return list(self.value_columns)
-        if getattr(self.format, "columns", None) is not None:
-            return names  # the format selects its own columns
-        return [c for c in names if c not in self.addressing]
+        return payload_columns(names, self.value_columns, self.format, self.addressing)
 
     def encode(self, batch: pa.RecordBatch, ids: RowIds | None = None) -> pa.StructArray | Encoded:
         """One entry per row of ``batch`` (or :class:`~arrowflow.writer.Encoded` when rows failed).

@@ -9,6 +9,7 @@ drained.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ from ...error_policy import ErrorPolicyLike
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
 from .payloads import Outgoing, PayloadSpec, RowIds
 
-__all__ = ["PIPELINED_BATCHING", "MessageSink", "failures"]
+__all__ = ["PIPELINED_BATCHING", "ClientSink", "MessageSink", "failures"]
 
 #: Batching of a sink whose client pipelines messages itself (Pub/Sub, Pulsar): large requests
 #: (5000 rows, no byte limit: the client cuts its own), one in flight so that keys keep their order,
@@ -52,7 +53,45 @@ def failures(
     )
 
 
-class MessageSink(ConfigAttributes, AsyncBatchWriter):
+class ClientSink(AsyncBatchWriter):
+    """An :class:`~arrowflow.writer.AsyncBatchWriter` that owns a client: it counts the client's
+    ``EVENTS`` (reconnects, timeouts, ...) for :meth:`metrics` and releases the client
+    (:meth:`close_client`) once the writer drained, even when draining failed."""
+
+    #: The client events counted (each starts at 0 and is added to :meth:`metrics`).
+    EVENTS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._events_lock = threading.Lock()
+        #: Event counts; :meth:`count` updates them (a client's own loop thread may update the dict
+        #: directly: single increments are atomic under the GIL).
+        self._events: dict[str, int] = dict.fromkeys(self.EVENTS, 0)
+        super().__init__(*args, **kwargs)
+
+    def count(self, *events: str) -> None:
+        """Count one occurrence of each of ``events`` (thread-safe)."""
+        with self._events_lock:
+            for event in events:
+                self._events[event] += 1
+
+    def metrics(self) -> dict[str, int]:
+        """:meth:`AsyncBatchWriter.metrics` plus the ``EVENTS`` counts (see the sink's docstring)."""
+        out = super().metrics()
+        with self._events_lock:
+            out.update(self._events)
+        return out
+
+    def close_client(self) -> None:
+        """Release the client (after every request finished). Default: nothing to release."""
+
+    def _close(self) -> None:
+        try:
+            super()._close()
+        finally:
+            self.close_client()
+
+
+class MessageSink(ConfigAttributes, ClientSink):
     """One message per row, through a broker's client. A subclass's constructor resolves its
     configuration and hands it to ``super().__init__``; it implements :meth:`publish`."""
 
@@ -99,15 +138,6 @@ class MessageSink(ConfigAttributes, AsyncBatchWriter):
     def outgoing(self, entries: pa.StructArray) -> Outgoing:
         """``entries`` unpacked for the client (see :class:`~.payloads.Outgoing`)."""
         return Outgoing.of(entries)
-
-    def close_client(self) -> None:
-        """Release the client (after every request finished). Default: nothing to release."""
-
-    def _close(self) -> None:
-        try:
-            super()._close()
-        finally:
-            self.close_client()
 
     def __repr__(self) -> str:
         config: Any = self.__dict__.get("_connector_config")

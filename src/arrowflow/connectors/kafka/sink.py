@@ -58,6 +58,7 @@ from ...errors import ArrowflowError, ConfigurationError, ConnectorError
 from ...formats import Format, Json
 from ...formats.base import as_binary
 from ...sink import Sink, TwoPhaseSink
+from .._messaging import check_columns, payload_columns
 from .admin import STATISTICS_INTERVAL_MS, ClientErrors, ClientStats, client_config
 from .config import KafkaSinkConfig
 from .partitioner import UNASSIGNED, murmur2_partitions, round_robin_partitions
@@ -323,13 +324,12 @@ class KafkaSink(Sink):
 
     def _value_columns(self, batch: pa.RecordBatch) -> list[str]:
         c = self.config
-        if c.value_columns is not None:
-            return list(c.value_columns)
-        if getattr(self.format, "columns", None) is not None:
-            # The format picks its own columns (Json(columns=...)): give it the whole batch.
-            return batch.schema.names
-        used = {c.topic_column, c.headers_column, c.timestamp_column, c.partition_column, *c.key_columns}
-        return [n for n in batch.schema.names if n not in used]
+        return payload_columns(batch.schema.names, c.value_columns, self.format, self._addressing())
+
+    def _addressing(self) -> tuple[str | None, ...]:
+        """The columns that address a record rather than hold its value."""
+        c = self.config
+        return (c.topic_column, c.headers_column, c.timestamp_column, c.partition_column, *c.key_columns)
 
     def _encode_keys(self, batch: pa.RecordBatch) -> tuple[pa.Array | None, np.ndarray | None, list[str]]:
         """Key bytes per row (or None without keys), and the rows whose key failed to encode."""
@@ -356,22 +356,7 @@ class KafkaSink(Sink):
         self._before_write()
         if batch.num_rows == 0:
             return
-        c = self.config
-        missing = [
-            n
-            for n in (
-                c.topic_column,
-                c.headers_column,
-                c.timestamp_column,
-                c.partition_column,
-                *c.key_columns,
-            )
-            if n is not None and n not in batch.schema.names
-        ]
-        if missing:
-            raise ConfigurationError(
-                f"kafka sink: columns {missing} are not in the batch", option="key_columns"
-            )
+        check_columns(batch, self._addressing(), "kafka sink", "key_columns")
         # Large batches go in chunks (bounded memory for the encoded values), encoded and produced
         # in turn on this thread: encoding in a helper thread while producing was measured slower
         # (the produce loop holds the GIL, so the two threads convoy on it).

@@ -5,7 +5,7 @@ this package is cheap. pymongoarrow is not used: its releases pin an older pyarr
 ``bson_decode`` kernel decodes flat pages faster (measured 5.8x pymongoarrow 1.15).
 
 The contracts are in :mod:`.sink` (:class:`MongoSink`), :mod:`.source` (:class:`MongoSource`) and
-:mod:`.change_stream` (:class:`MongoChangeStreamSource`); the sink's options in :mod:`.config`; the
+:mod:`.change_stream` (:class:`MongoChangeStreamSource`); the options in :mod:`.config`; the
 client, its error classes and the document decoding both sources share in :mod:`._client`.
 """
 
@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from ._client import decode_documents, decode_page
 from .change_stream import MongoChangeStreamSource
-from .config import MongoSinkConfig
+from .config import MongoChangeStreamSourceConfig, MongoSinkConfig, MongoSourceConfig
 from .sink import MongoSink
 from .source import MongoSource
 
 __all__ = [
     "MongoChangeStreamSource",
+    "MongoChangeStreamSourceConfig",
     "MongoSink",
     "MongoSinkConfig",
     "MongoSource",
+    "MongoSourceConfig",
     "decode_documents",
     "decode_page",
 ]

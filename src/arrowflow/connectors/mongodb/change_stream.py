@@ -11,8 +11,7 @@ pages, else by ``bson.decode_all`` + :func:`decode_documents` (the reader's ``de
 with the same result. **Position**: the resume token after the last change returned (a JSON object);
 reopening resumes after it (``resume_after``). ``read_batch`` waits at most ``timeout``.
 
-Errors from the server raise :class:`~arrowflow.errors.ConnectorError` (``retryable`` for connection
-loss); a pipeline run fails, and a new run resumes from its last checkpoint.
+Server errors are handled as by :class:`~.source.MongoSource` (see :mod:`.source`).
 """
 
 from __future__ import annotations
@@ -24,12 +23,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import Secret, check_type, hide_secrets
+from ...config import ConfigAttributes, Secret, resolve_config
 from ...source import Position, Source, Split, SplitReader
 from ._client import decode_documents, decode_page, extjson, make_client, wrap
+from .config import MongoChangeStreamSourceConfig
 
 
-class MongoChangeStreamSource(Source):
+class MongoChangeStreamSource(ConfigAttributes, Source):
     """Changes of a collection (or a whole database when ``collection`` is None) as batches."""
 
     name = "mongodb-changes"
@@ -45,17 +45,14 @@ class MongoChangeStreamSource(Source):
         pipeline: Sequence[Mapping[str, Any]] | None = None,
         full_document: str | None = "updateLookup",
         client_options: Mapping[str, Any] | None = None,
+        config: MongoChangeStreamSourceConfig | None = None,
     ) -> None:
-        self.uri = uri if isinstance(uri, Secret) else Secret(uri)
-        check_type("database", database, str)
-        check_type("collection", collection, str, allow_none=True)
-        check_type("schema", schema, pa.Schema, allow_none=True)
-        self.database = database
-        self.collection = collection
-        self.document_schema = schema
-        self.pipeline = [dict(p) for p in pipeline or []]
-        self.full_document = full_document
-        self.client_options = hide_secrets(client_options or {})
+        self.config = resolve_config(MongoChangeStreamSourceConfig, config, locals())
+
+    @property
+    def document_schema(self) -> pa.Schema | None:
+        """The schema of ``fullDocument`` (the ``schema`` option)."""
+        return self.config.schema  # type: ignore[no-any-return]
 
     @property
     def bounded(self) -> bool:

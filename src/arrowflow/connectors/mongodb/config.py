@@ -1,21 +1,67 @@
-"""The options of :class:`~.sink.MongoSink`, checked in one place."""
+"""The options of :class:`~.sink.MongoSink`, :class:`~.source.MongoSource` and
+:class:`~.change_stream.MongoChangeStreamSource`, checked in one place (the connection options they
+share are :class:`MongoConnectionOptions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...config import Secret, check_choice, check_type, hide_secrets
+import pyarrow as pa
+
+from ...config import Secret, check_choice, check_positive, check_type, hide_secrets, post_init_bases
 from ...errors import ConfigurationError
+
+__all__ = [
+    "MongoChangeStreamSourceConfig",
+    "MongoConnectionOptions",
+    "MongoSinkConfig",
+    "MongoSourceConfig",
+]
+
+
+def _names(option: str, value: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """A column name or a sequence of them as a tuple (``None`` stays)."""
+    if value is None:
+        return None
+    out = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(v, str) and v for v in out):
+        raise ConfigurationError(f"{option} must be column names, got {value!r}", option=option)
+    return out
 
 
 @dataclass(frozen=True, kw_only=True)
-class MongoSinkConfig:
-    """Options of :class:`MongoSink` (see the module docstring)."""
+class MongoConnectionOptions:
+    """Where every MongoDB connector connects: ``uri`` (kept as a :class:`~arrowflow.config.Secret`),
+    ``database`` and pymongo ``client_options`` (secret-named entries hidden in reprs)."""
 
     uri: Secret | str
+    """``mongodb://...`` (credentials allowed: never shown in reprs)."""
     database: str
+    """The database."""
+    client_options: Mapping[str, Any] = field(default_factory=dict)
+    """Passed to ``pymongo.MongoClient``."""
+
+    def __post_init__(self) -> None:
+        post_init_bases(super())
+        check_type("uri", self.uri, (str, Secret))
+        if isinstance(self.uri, str):
+            object.__setattr__(self, "uri", Secret(self.uri))
+        check_type("database", self.database, str)
+        if not self.database:
+            raise ConfigurationError("database must not be empty", option="database")
+        if self.client_options is None:  # the constructors' default
+            object.__setattr__(self, "client_options", {})
+        check_type("client_options", self.client_options, Mapping)
+        # Secret-looking entries (password, tlsCertificateKeyFilePassword, ...) never show in repr.
+        object.__setattr__(self, "client_options", hide_secrets(self.client_options))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MongoSinkConfig(MongoConnectionOptions):
+    """Options of :class:`MongoSink` (see the module docstring)."""
+
     collection: str
     mode: str = "insert"
     keys: tuple[str, ...] = ("_id",)
@@ -24,24 +70,74 @@ class MongoSinkConfig:
     nulls: str = "null"
     object_id: tuple[str, ...] | None = None
     bypass_document_validation: bool = False
-    client_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_type("uri", self.uri, (str, Secret))
-        if isinstance(self.uri, str):
-            object.__setattr__(self, "uri", Secret(self.uri))
-        for name in ("database", "collection"):
-            value = getattr(self, name)
-            check_type(name, value, str)
-            if not value:
-                raise ConfigurationError(f"{name} must not be empty", option=name)
+        super().__post_init__()
+        check_type("collection", self.collection, str)
+        if not self.collection:
+            raise ConfigurationError("collection must not be empty", option="collection")
         check_choice("mode", self.mode, ("insert", "replace", "update"))
         check_choice("nulls", self.nulls, ("null", "omit"))
+        if isinstance(self.keys, str):
+            object.__setattr__(self, "keys", (self.keys,))
+        elif isinstance(self.keys, Sequence):
+            object.__setattr__(self, "keys", tuple(self.keys))
         check_type("keys", self.keys, tuple)
         if not self.keys or not all(isinstance(k, str) and k for k in self.keys):
             raise ConfigurationError("keys must be a non-empty sequence of column names", option="keys")
+        object.__setattr__(self, "object_id", _names("object_id", self.object_id))
         check_type("ordered", self.ordered, bool)
         check_type("ignore_duplicates", self.ignore_duplicates, bool)
-        check_type("client_options", self.client_options, Mapping)
-        # Secret-looking entries (password, tlsCertificateKeyFilePassword, ...) never show in repr.
-        object.__setattr__(self, "client_options", hide_secrets(self.client_options))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MongoSourceConfig(MongoConnectionOptions):
+    """Options of :class:`~.source.MongoSource` (see :mod:`.source`)."""
+
+    collection: str
+    """The collection read."""
+    filter: Mapping[str, Any] | None = None
+    """A query filter (``find``)."""
+    projection: Mapping[str, Any] | None = None
+    """A projection (must keep ``_id``: positions are ``_id`` values)."""
+    schema: pa.Schema | None = None
+    """The schema of the documents (inferred per batch when ``None``)."""
+    num_splits: int = 1
+    """``_id`` ranges read in parallel (cut at quantiles of a ``$sample``)."""
+    samples_per_split: int = 10
+    """``$sample`` size per split when ``num_splits > 1``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_type("collection", self.collection, str)
+        check_type("filter", self.filter, Mapping, allow_none=True)
+        object.__setattr__(self, "filter", dict(self.filter or {}))
+        check_type("projection", self.projection, Mapping, allow_none=True)
+        if self.projection is not None:
+            object.__setattr__(self, "projection", dict(self.projection))
+        check_type("schema", self.schema, pa.Schema, allow_none=True)
+        check_type("num_splits", self.num_splits, int)
+        check_positive("num_splits", self.num_splits)
+        check_type("samples_per_split", self.samples_per_split, int)
+        check_positive("samples_per_split", self.samples_per_split)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MongoChangeStreamSourceConfig(MongoConnectionOptions):
+    """Options of :class:`~.change_stream.MongoChangeStreamSource` (see :mod:`.change_stream`)."""
+
+    collection: str | None = None
+    """The collection watched (``None``: the whole database)."""
+    schema: pa.Schema | None = None
+    """The schema of ``fullDocument`` (inferred per batch when ``None``)."""
+    pipeline: Sequence[Mapping[str, Any]] | None = None
+    """Aggregation stages applied to the change stream."""
+    full_document: str | None = "updateLookup"
+    """``fullDocument`` of the ``watch`` (``None``: the server's default)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_type("collection", self.collection, str, allow_none=True)
+        check_type("schema", self.schema, pa.Schema, allow_none=True)
+        object.__setattr__(self, "pipeline", [dict(p) for p in self.pipeline or []])
+        check_type("full_document", self.full_document, str, allow_none=True)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...config import Secret, check_positive, check_type
+from ...config import ConfigAttributes, Secret, check_positive, check_type, resolve_config
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
@@ -39,7 +39,7 @@ from ._client import DUPLICATE_KEY, MAX_DOCUMENT_BYTES, RETRYABLE_CODES, make_cl
 from .config import MongoSinkConfig
 
 
-class MongoSink(AsyncBatchWriter):
+class MongoSink(ConfigAttributes, AsyncBatchWriter):
     """Writes batches into a MongoDB collection. See the module docstring for the contract."""
 
     name = "mongodb"
@@ -63,23 +63,10 @@ class MongoSink(AsyncBatchWriter):
         batching: BatchingConfig | None = None,
         client_options: Mapping[str, Any] | None = None,
         error_policy: ErrorPolicyLike = "fail",
+        config: MongoSinkConfig | None = None,
     ) -> None:
-        keys_t = (keys,) if isinstance(keys, str) else tuple(keys)
-        oid = None if object_id is None else (object_id,) if isinstance(object_id, str) else tuple(object_id)
-        self.sink_config = MongoSinkConfig(
-            uri=uri if isinstance(uri, Secret) else Secret(uri),
-            database=database,
-            collection=collection,
-            mode=mode,
-            keys=keys_t,
-            ordered=ordered,
-            ignore_duplicates=ignore_duplicates,
-            nulls=nulls,
-            object_id=oid,
-            bypass_document_validation=bypass_document_validation,
-            client_options=dict(client_options or {}),
-        )
-        keyed = mode != "insert"
+        config = resolve_config(MongoSinkConfig, config, locals())
+        keyed = config.mode != "insert"
         if batching is None:
             check_type("batch_size", batch_size, int)
             check_positive("batch_size", batch_size)
@@ -91,18 +78,26 @@ class MongoSink(AsyncBatchWriter):
                 max_buffered_rows=max(10_000, 4 * batch_size),
                 max_time_in_buffer=batch_interval,
             )
-        super().__init__(batching, error_policy=error_policy, name=f"mongodb:{database}.{collection}")
-        self.idempotent = keyed or ignore_duplicates
+        super().__init__(
+            batching, error_policy=error_policy, name=f"mongodb:{config.database}.{config.collection}"
+        )
+        self.config = config
+        self.idempotent = keyed or config.ignore_duplicates
         self._client: Any = None
         self._collection: Any = None
 
+    @property
+    def sink_config(self) -> MongoSinkConfig:
+        """0.1.0's name of :attr:`config`."""
+        return self.config  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
-        c = self.sink_config
+        c = self.config
         return f"MongoSink({c.database!r}, {c.collection!r}, mode={c.mode!r}, keys={c.keys!r})"
 
     def _coll(self) -> Any:
         if self._collection is None:
-            c = self.sink_config
+            c = self.config
             self._client = make_client(c.uri, c.client_options)
             self._collection = self._client[c.database][c.collection]
         return self._collection
@@ -113,7 +108,7 @@ class MongoSink(AsyncBatchWriter):
         """Documents (insert) or ``{doc, filter}`` structs (keyed modes), via the BSON kernel."""
         from ..._ext import bson_encode as kernel
 
-        c = self.sink_config
+        c = self.config
         missing = [k for k in c.keys if k not in batch.schema.names] if c.mode != "insert" else []
         if missing:
             raise ConfigurationError(f"key column(s) {missing} are not in the batch", option="keys")
@@ -144,7 +139,7 @@ class MongoSink(AsyncBatchWriter):
         import pymongo.errors as pe
         from bson.raw_bson import RawBSONDocument
 
-        c = self.sink_config
+        c = self.config
         coll = self._coll()
         n = len(entries)
         try:
@@ -169,7 +164,7 @@ class MongoSink(AsyncBatchWriter):
 
         docs = entries.field("doc").to_pylist()
         filters = entries.field("filter").to_pylist()
-        if self.sink_config.mode == "replace":
+        if self.config.mode == "replace":
             return [
                 ReplaceOne(RawBSONDocument(f), RawBSONDocument(d), upsert=True)
                 for f, d in zip(filters, docs, strict=True)
@@ -189,7 +184,7 @@ class MongoSink(AsyncBatchWriter):
 
     def _partial(self, details: Mapping[str, Any], n: int) -> SubmitResult | None:
         """Failed entries of a ``BulkWriteError``: duplicates ignored on request, transient codes retried."""
-        c = self.sink_config
+        c = self.config
         failed: list[int] = []
         errors: list[str] = []
         retryable: list[bool] = []

@@ -25,13 +25,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import Secret, check_positive, check_type, hide_secrets
+from ...config import ConfigAttributes, Secret, resolve_config
 from ...errors import ConfigurationError
 from ...source import Position, Source, Split, SplitReader
 from ._client import decode_page, extjson, from_extjson, make_client, wrap
+from .config import MongoSourceConfig
 
 
-class MongoSource(Source):
+class MongoSource(ConfigAttributes, Source):
     """A bounded read of one collection, split by ``_id`` ranges. See the module docstring."""
 
     name = "mongodb"
@@ -49,25 +50,9 @@ class MongoSource(Source):
         num_splits: int = 1,
         samples_per_split: int = 10,
         client_options: Mapping[str, Any] | None = None,
+        config: MongoSourceConfig | None = None,
     ) -> None:
-        self.uri = uri if isinstance(uri, Secret) else Secret(uri)
-        check_type("database", database, str)
-        check_type("collection", collection, str)
-        check_type("filter", filter, Mapping, allow_none=True)
-        check_type("projection", projection, Mapping, allow_none=True)
-        check_type("schema", schema, pa.Schema, allow_none=True)
-        check_type("num_splits", num_splits, int)
-        check_positive("num_splits", num_splits)
-        check_type("samples_per_split", samples_per_split, int)
-        check_positive("samples_per_split", samples_per_split)
-        self.database = database
-        self.collection = collection
-        self.filter = dict(filter or {})
-        self.projection = dict(projection) if projection is not None else None
-        self._schema = schema
-        self.num_splits = num_splits
-        self.samples_per_split = samples_per_split
-        self.client_options = hide_secrets(client_options or {})
+        self.config = resolve_config(MongoSourceConfig, config, locals())
 
     def __repr__(self) -> str:
         return f"MongoSource({self.database!r}, {self.collection!r}, filter={self.filter!r})"
@@ -78,7 +63,7 @@ class MongoSource(Source):
 
     @property
     def schema(self) -> pa.Schema | None:
-        return self._schema
+        return self.config.schema  # type: ignore[no-any-return]
 
     def plan(self) -> list[Split]:
         """One split, or ``num_splits`` ``_id`` ranges cut at quantiles of a ``$sample`` (one query)."""

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..._ext import load
+from .._messaging.sockets import open_socket
 
 __all__ = ["MqttPublisher", "PublishError"]
 
@@ -104,12 +105,8 @@ class MqttPublisher:
         self._next_id = 1
         self._buf = bytearray()
         self._last_io = time.monotonic()
+        self._sock = open_socket(host, port, timeout, PublishError)
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as exc:
-            raise PublishError(f"connecting to {host}:{port}: {exc}") from exc
-        try:
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connect(client_id, clean_start, session_expiry, username, password, timeout)
         except BaseException:
             self.close()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import select
-import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..._ext import load
+from .._messaging.sockets import open_socket
 
 __all__ = ["PullError", "PullSocket", "Pulled", "supported"]
 
@@ -104,12 +104,8 @@ class PullSocket:
         self._open_left = 0
         self._open_waits = False
         self.closed = False
+        self._sock = open_socket(host, port, timeout, PullError)
         try:
-            self._sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as exc:
-            raise PullError(f"connecting to {host}:{port}: {exc}") from exc
-        try:
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             deadline = time.monotonic() + timeout
             info = self._line(deadline)
             if not info.startswith(b"INFO "):

@@ -45,20 +45,20 @@ import numpy as np
 import pyarrow as pa
 
 from ..._ext import load
-from ...config import check_choice, check_positive, check_type, hide_secrets
-from ...error_policy import ErrorPolicy, ErrorPolicyLike
-from ...errors import ConfigurationError, ConnectorError
-from ...formats import Format, Raw, decode_with_policy
-from ...source import Position, Source, Split, SplitReader
-from ._client import LoopThread, check_url, connect
+from ...config import REQUIRED, resolve_config
+from ...error_policy import ErrorPolicyLike
+from ...errors import ConnectorError
+from ...formats import Format, Raw
+from ...source import Position, Split, SplitReader
+from .._messaging import MessageSource, decode_messages
+from ._client import LoopThread, connect
 from ._pull import Pulled, PullError, PullSocket, supported
+from .config import DEFAULT_URL, NatsJetStreamSourceConfig
 
 log = logging.getLogger("arrowflow.nats")
 
-_META = {"_subject": pa.string(), "_sequence": pa.int64(), "_timestamp": pa.timestamp("us", tz="UTC")}
 
-
-class NatsJetStreamSource(Source):
+class NatsJetStreamSource(MessageSource):
     """Reads a JetStream stream through a durable pull consumer. See the module docstring.
 
     ``raw_pull``: pull on the reader's own socket, frames parsed by a compiled kernel (default; used
@@ -67,13 +67,14 @@ class NatsJetStreamSource(Source):
 
     name = "nats"
     replayable = True
+    METADATA = NatsJetStreamSourceConfig.METADATA
 
     def __init__(
         self,
-        url: str | Sequence[str] = "nats://127.0.0.1:4222",
+        url: str | Sequence[str] = DEFAULT_URL,
         *,
-        stream: str,
-        durable: str,
+        stream: str = REQUIRED,
+        durable: str = REQUIRED,
         subject: str | None = None,
         deliver_policy: str = "all",
         start_sequence: int | None = None,
@@ -86,63 +87,19 @@ class NatsJetStreamSource(Source):
         request_timeout: float = 10.0,
         raw_pull: bool = True,
         error_policy: ErrorPolicyLike = "fail",
+        config: NatsJetStreamSourceConfig | None = None,
     ) -> None:
-        check_url(url)
-        check_type("raw_pull", raw_pull, bool)
-        self.raw_pull = raw_pull
-        self.url = url
-        for opt, value in (("stream", stream), ("durable", durable)):
-            check_type(opt, value, str)
-            if not value or any(c in value for c in " .*>"):
-                raise ConfigurationError(
-                    f"{opt} {value!r} must be a non-empty name without . * > or spaces", option=opt
-                )
-        check_type("subject", subject, str, allow_none=True)
-        check_choice("deliver_policy", deliver_policy, ("all", "new", "by_start_sequence"))
-        if (deliver_policy == "by_start_sequence") != (start_sequence is not None):
-            raise ConfigurationError(
-                "start_sequence goes with deliver_policy='by_start_sequence'", option="start_sequence"
-            )
-        if start_sequence is not None:
-            check_type("start_sequence", start_sequence, int)
-            check_positive("start_sequence", start_sequence)
-        check_type("bounded", bounded, bool)
-        check_positive("ack_wait", ack_wait)
-        check_type("max_ack_pending", max_ack_pending, int)
-        check_positive("max_ack_pending", max_ack_pending)
-        check_positive("request_timeout", request_timeout)
-        self.stream = stream
-        self.durable = durable
-        self.subject = subject
-        self.deliver_policy = deliver_policy
-        self.start_sequence = start_sequence
-        self._bounded = bounded
-        self.ack_wait = float(ack_wait)
-        self.max_ack_pending = max_ack_pending
-        self.request_timeout = float(request_timeout)
-        self.metadata_columns = tuple(metadata_columns)
-        for m in self.metadata_columns:
-            check_choice("metadata_columns", m, tuple(_META))
-        check_type("format", format, Format, allow_none=True)
-        self.format: Format = format if format is not None else Raw(column="value")
-        self.connect_options = hide_secrets(dict(connect_options or {}))
-        self.error_policy = ErrorPolicy.resolve(error_policy, name="nats source")
+        config = resolve_config(NatsJetStreamSourceConfig, config, locals())
+        self._init_messages(config, error_policy, Raw(column="value"))
 
     @property
     def bounded(self) -> bool:
-        return self._bounded
-
-    @property
-    def schema(self) -> pa.Schema | None:
-        s = getattr(self.format, "schema", None)
-        if s is None:
-            return None
-        return pa.schema([*s, *(pa.field(m, _META[m]) for m in self.metadata_columns)])
+        return bool(self.config.bounded)
 
     def plan(self) -> list[Split]:
         """One split; a bounded read resolves the stream's last sequence here (one request)."""
         stop = None
-        if self._bounded:
+        if self.bounded:
             loop = LoopThread("arrowflow-nats-plan")
             try:
 
@@ -164,7 +121,7 @@ class NatsJetStreamSource(Source):
         return [
             Split(
                 split_id=f"{self.stream}/{self.durable}",
-                bounded=self._bounded,
+                bounded=self.bounded,
                 params={
                     "stream": self.stream,
                     "durable": self.durable,
@@ -370,17 +327,20 @@ class _NatsReader(SplitReader):
         self._position = int(seqs[-1])
         self._unacked.append((self._position, got.replies[n - 1].as_py()))
         meta = pa.RecordBatch.from_arrays([subjects, seq_col], names=["subject", "sequence"])
-        batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
-        take = None if len(rows) == n else pa.array(rows, pa.int64())
-        for name in src.metadata_columns:
-            if name == "_subject":
-                col = subjects
-            elif name == "_sequence":
-                col = seq_col
-            else:
-                col = pa.array(got.numbers[:, 3] // 1000, pa.int64()).cast(_META["_timestamp"])
-            batch = batch.append_column(pa.field(name, _META[name]), col if take is None else col.take(take))
-        return batch
+        timestamps = got.numbers[:, 3]
+        return decode_messages(
+            src.format,
+            src.error_policy,
+            values,
+            meta,
+            src.metadata_columns,
+            src.METADATA,
+            {
+                "_subject": lambda: subjects,
+                "_sequence": lambda: seq_col,
+                "_timestamp": lambda: pa.array(timestamps // 1000, pa.int64()),
+            },
+        )
 
     @property
     def finished(self) -> bool:

@@ -8,10 +8,11 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from ...config import check_choice, check_exactly_one, check_name, check_positive, check_type, hide_secrets
+from ...config import check_choice, check_exactly_one, check_name, check_positive, check_type
 from ...errors import ConfigurationError
 from ...writer import BatchingConfig
 from .._messaging import PayloadOptions, PayloadSpec, ReconnectingSourceOptions
+from .._messaging.options import pass_through
 
 __all__ = ["DEFAULT_URL", "RABBITMQ_BATCHING", "RabbitMQSinkConfig", "RabbitMQSourceConfig"]
 
@@ -24,11 +25,6 @@ RABBITMQ_BATCHING = BatchingConfig(max_request_rows=5000, max_in_flight=2, max_t
 def _check_url(url: str) -> None:
     if not isinstance(url, str) or not url.startswith(("amqp://", "amqps://")):
         raise ConfigurationError(f"url must be amqp://user:pass@host:port/vhost, got {url!r}", option="url")
-
-
-def _connect_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    check_type("connect_options", options, Mapping, allow_none=True)
-    return hide_secrets(dict(options or {}))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +79,7 @@ class RabbitMQSourceConfig(ReconnectingSourceOptions):
         check_type("queue_arguments", self.queue_arguments, Mapping, allow_none=True)
         check_type("stale_id_commits", self.stale_id_commits, int)
         check_positive("stale_id_commits", self.stale_id_commits)
-        object.__setattr__(self, "connect_options", _connect_options(self.connect_options))
+        object.__setattr__(self, "connect_options", pass_through("connect_options", self.connect_options))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,7 +128,7 @@ class RabbitMQSinkConfig(PayloadOptions):
         check_type("content_type", self.content_type, str, allow_none=True)
         check_type("declare_queue", self.declare_queue, str, allow_none=True)
         check_positive("confirm_timeout", self.confirm_timeout)
-        object.__setattr__(self, "connect_options", _connect_options(self.connect_options))
+        object.__setattr__(self, "connect_options", pass_through("connect_options", self.connect_options))
         check_type("batching", self.batching, BatchingConfig)
 
     def payloads(self) -> PayloadSpec:

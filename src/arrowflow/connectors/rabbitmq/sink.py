@@ -49,6 +49,9 @@ class RabbitMQSink(MessageSink):
 
     name = "rabbitmq"
     default_batching = RABBITMQ_BATCHING
+    #: ``metrics()``: publisher connections replaced after one was lost, reset or dropped for a
+    #: timeout, and requests without their confirms within ``confirm_timeout``.
+    EVENTS = ("reconnects", "timeouts")
 
     def __init__(
         self,
@@ -83,7 +86,6 @@ class RabbitMQSink(MessageSink):
         self._params = connection_params(config.url, config.connect_options or {})
         self._pub_lock = threading.Lock()
         self._pub: Publisher | None = None
-        self._drops = {"reconnects": 0, "timeouts": 0}
         if config.declare_queue is not None:
             self._declare(config.declare_queue)
         self._publisher()  # fail fast on a wrong url or credentials
@@ -106,7 +108,7 @@ class RabbitMQSink(MessageSink):
         with self._pub_lock:
             if self._pub is None or self._pub.dead:
                 if self._pub is not None:
-                    self._drops["reconnects"] += 1
+                    self.count("reconnects")
                     self._pub.close()
                 self._pub = None
                 self._pub = Publisher(self._params, self.config.confirm_timeout)
@@ -138,23 +140,13 @@ class RabbitMQSink(MessageSink):
         if not req.done.wait(cfg.confirm_timeout):
             with pub.lock:
                 pub._fail_pending(req, f"no confirm within {cfg.confirm_timeout}s", True)
-            with self._pub_lock:
-                self._drops["timeouts"] += 1
+            self.count("timeouts")
             # A connection that let a request's confirms time out is not trusted again: a silent
             # broker (or a black-holed network) would swallow every retry sent on it.
             pub.abort(f"no confirm within {cfg.confirm_timeout}s")
         failed = np.flatnonzero(req.state != Request.OK)
         errs = [req.errors.get(i, ("nacked by the broker", True)) for i in failed.tolist()]
         return failures(failed, [e[0] for e in errs], [e[1] for e in errs])
-
-    def metrics(self) -> dict[str, int]:
-        """:meth:`AsyncBatchWriter.metrics` plus ``reconnects`` (publisher connections replaced after
-        one was lost, reset or dropped for a timeout) and ``timeouts`` (requests without their
-        confirms within ``confirm_timeout``)."""
-        out = super().metrics()
-        with self._pub_lock:
-            out.update(self._drops)
-        return out
 
     def close_client(self) -> None:
         with self._pub_lock:

@@ -10,14 +10,22 @@ redis`` is absolute and still finds the client package.
 from __future__ import annotations
 
 from ._client import RedisConnection
-from .config import COMMANDS, RedisSinkConfig, RedisStreamSourceConfig
+from .config import (
+    COMMANDS,
+    REDIS_BATCHING,
+    RedisPubSubSourceConfig,
+    RedisSinkConfig,
+    RedisStreamSourceConfig,
+)
 from .sink import RedisSink
 from .source import RedisPubSubSource, RedisStreamSource
 
 __all__ = [
     "COMMANDS",
+    "REDIS_BATCHING",
     "RedisConnection",
     "RedisPubSubSource",
+    "RedisPubSubSourceConfig",
     "RedisSink",
     "RedisSinkConfig",
     "RedisStreamSource",

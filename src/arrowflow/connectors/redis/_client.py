@@ -8,17 +8,21 @@ connection loss, timeouts, a server still loading its append-only file after a r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...config import check_positive, check_type, hide_secrets, reveal_secrets
+from ...config import check_positive, check_type, hide_secrets, post_init_bases, reveal_secrets
 from ...errors import ConfigurationError
 
-__all__ = ["RedisConnection", "is_transient"]
+__all__ = ["DEFAULT_URL", "RedisConnection", "is_transient"]
 
 #: Error-reply prefixes that mean "try again later", not "this command is wrong".
 TRANSIENT_REPLIES = ("LOADING", "TRYAGAIN", "BUSY ", "READONLY", "MASTERDOWN", "CLUSTERDOWN")
+
+
+#: Where every Redis connector connects unless told.
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +43,7 @@ class RedisConnection:
       secret-named values are hidden in reprs.
     """
 
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = DEFAULT_URL
     sentinels: tuple[tuple[str, int], ...] = ()
     service_name: str | None = None
     client_options: Mapping[str, Any] = field(default_factory=dict)
@@ -47,6 +51,7 @@ class RedisConnection:
     connect_timeout: float | None = 5.0
 
     def __post_init__(self) -> None:
+        post_init_bases(super())
         check_type("url", self.url, str)
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(
@@ -55,6 +60,8 @@ class RedisConnection:
         object.__setattr__(self, "sentinels", tuple((str(h), int(p)) for h, p in self.sentinels))
         if self.sentinels and not self.service_name:
             raise ConfigurationError("sentinels need service_name (the master's name)", option="service_name")
+        if self.client_options is None:  # the constructors' default
+            object.__setattr__(self, "client_options", {})
         check_type("client_options", self.client_options, Mapping)
         object.__setattr__(self, "client_options", hide_secrets(self.client_options))
         check_positive("socket_timeout", self.socket_timeout, allow_none=True)
@@ -81,24 +88,6 @@ class RedisConnection:
             assert self.service_name is not None
             return Sentinel(list(self.sentinels), **options).master_for(self.service_name, **options)
         return redis.Redis.from_url(self.url, **options)
-
-
-def connection_from(
-    url: str,
-    sentinels: Sequence[tuple[str, int]],
-    service_name: str | None,
-    client_options: Mapping[str, Any] | None,
-    socket_timeout: float | None = 10.0,
-    connect_timeout: float | None = 5.0,
-) -> RedisConnection:
-    return RedisConnection(
-        url=url,
-        sentinels=tuple(sentinels),
-        service_name=service_name,
-        client_options=dict(client_options or {}),
-        socket_timeout=socket_timeout,
-        connect_timeout=connect_timeout,
-    )
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -1,23 +1,29 @@
-"""The options of :class:`~.sink.RedisSink` and :class:`~.source.RedisStreamSource`, checked in one
-place (the connection options, shared by every Redis connector, are :class:`~._client.RedisConnection`).
+"""The options of :class:`~.sink.RedisSink`, :class:`~.source.RedisStreamSource` and
+:class:`~.source.RedisPubSubSource`, checked in one place. Each configuration is also the
+:class:`~._client.RedisConnection` (``url``, ``sentinels``, ``service_name``, ``client_options``,
+``socket_timeout``, ``connect_timeout``) its connector connects with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pyarrow as pa
 
 from ...config import check_choice, check_positive, check_type
 from ...errors import ConfigurationError
-from ...formats import Format
 from ...writer import BatchingConfig
+from .._messaging import PayloadOptions, SourceOptions
 from ._client import RedisConnection
 
 __all__ = [
     "COMMANDS",
+    "PUBSUB_META",
     "REDIS_BATCHING",
     "STREAM_META",
+    "RedisPubSubSourceConfig",
     "RedisSinkConfig",
     "RedisStreamSourceConfig",
     "parse_id",
@@ -36,30 +42,49 @@ COMMANDS: dict[str, tuple[bool, bool, bool]] = {
     "xadd": (False, False, False),
 }
 
+
+class _Connected(RedisConnection):
+    """A configuration that is also its connector's :class:`~._client.RedisConnection`."""
+
+    @property
+    def connection(self) -> RedisConnection:
+        """The connection options (0.1.0 kept them in this field; now the configuration itself)."""
+        return self
+
+
 #: The sink's batching unless configured.
 REDIS_BATCHING = BatchingConfig(max_request_rows=5000, max_request_bytes=32 * 1024 * 1024, max_in_flight=2)
 
 
 @dataclass(frozen=True, kw_only=True)
-class RedisSinkConfig:
+class RedisSinkConfig(PayloadOptions, _Connected):
     """Options of :class:`~.sink.RedisSink` (see :mod:`.sink`); validated at construction."""
 
-    connection: RedisConnection
     command: str
+    """``hset``, ``set``, ``lpush``, ``rpush``, ``sadd``, ``zadd``, ``pfadd``, ``publish`` or ``xadd``."""
     key: str | None = None
+    """One key (or channel, stream) for every row; excludes ``key_column``."""
     key_column: str | None = None
+    """A column holding each row's key."""
     key_prefix: str = ""
+    """Prepended to every ``key_column`` value."""
     field_column: str | None = None
+    """The hash field of each row (``hset`` only, required there)."""
     score_column: str | None = None
-    value_column: str | None = None
-    value_columns: tuple[str, ...] | None = None
-    format: Format | None = None
+    """A numeric column: each row's score (``zadd`` only, required there)."""
     ttl: float | None = None
+    """Seconds until a key expires (``set`` only)."""
     value_field: str = "data"
+    """The stream entry's field holding the value (``xadd``)."""
     stream_maxlen: int | None = None
+    """Approximate stream length cap (``XADD MAXLEN ~``; ``xadd`` only)."""
     batching: BatchingConfig = REDIS_BATCHING
+    """Requests, buffering and retries (:class:`~arrowflow.writer.BatchingConfig`)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batching is None:  # 0.1.0's default
+            object.__setattr__(self, "batching", REDIS_BATCHING)
         check_type("command", self.command, str)
         object.__setattr__(self, "command", self.command.lower())
         check_choice("command", self.command, tuple(COMMANDS))
@@ -79,11 +104,6 @@ class RedisSinkConfig:
             raise ConfigurationError("command='zadd' needs score_column", option="score_column")
         if not needs_score and self.score_column is not None:
             raise ConfigurationError(f"command={self.command!r} takes no score_column", option="score_column")
-        if self.value_column is not None and (self.value_columns is not None or self.format is not None):
-            raise ConfigurationError(
-                "value_column is sent as is; it excludes value_columns and format", option="value_column"
-            )
-        check_type("format", self.format, Format, allow_none=True)
         if self.ttl is not None:
             check_positive("ttl", self.ttl)
             if self.command != "set":
@@ -114,18 +134,26 @@ def parse_id(entry_id: str | bytes) -> tuple[int, int]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RedisStreamSourceConfig:
+class RedisStreamSourceConfig(SourceOptions, _Connected):
     """Options of :class:`~.source.RedisStreamSource` (see :mod:`.source`)."""
 
-    connection: RedisConnection
-    streams: tuple[str, ...]
+    METADATA: ClassVar[dict[str, pa.DataType]] = STREAM_META
+
+    streams: Sequence[str] | str
+    """The streams to read (one split each)."""
     group: str
+    """The consumer group (created at ``start_id`` when missing)."""
     consumer: str = "arrowflow"
+    """This reader's consumer name in the group."""
     start_id: str = "0"
+    """Where a new group starts: ``"0"`` (the whole stream), ``"$"`` (new entries) or an id."""
     value_field: str = "data"
-    metadata_columns: tuple[str, ...] = ()
+    """The entry field holding the payload."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        streams = (self.streams,) if isinstance(self.streams, str) else tuple(self.streams)
+        object.__setattr__(self, "streams", streams)
         if not self.streams:
             raise ConfigurationError("streams must name at least one stream", option="streams")
         for s in self.streams:
@@ -147,5 +175,26 @@ class RedisStreamSourceConfig:
                     f"start_id must be '0', '$' or a stream id, got {self.start_id!r}", option="start_id"
                 ) from None
         check_type("value_field", self.value_field, str)
-        for m in self.metadata_columns:
-            check_choice("metadata_columns", m, tuple(STREAM_META))
+
+
+PUBSUB_META = {"_channel": pa.string(), "_pattern": pa.string()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedisPubSubSourceConfig(SourceOptions, _Connected):
+    """Options of :class:`~.source.RedisPubSubSource` (see :mod:`.source`)."""
+
+    METADATA: ClassVar[dict[str, pa.DataType]] = PUBSUB_META
+
+    channels: Sequence[str] | str = ()
+    """Channels to subscribe to."""
+    patterns: Sequence[str] | str = ()
+    """Channel patterns to subscribe to (``PSUBSCRIBE``)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("channels", "patterns"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if not self.channels and not self.patterns:
+            raise ConfigurationError("give channels and/or patterns to subscribe to", option="channels")

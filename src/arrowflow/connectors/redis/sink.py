@@ -46,7 +46,6 @@ Contract (batching, retries and the error policy are :class:`~arrowflow.writer.A
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,12 +53,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...config import REQUIRED, ConfigAttributes, resolve_config
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError
 from ...formats import Format, Json
 from ...formats.base import as_binary
-from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._client import TRANSIENT_REPLIES, connection_from, is_transient
+from ...writer import BatchingConfig, Encoded, SubmitResult
+from .._messaging import ClientSink, check_columns, payload_columns
+from ._client import DEFAULT_URL, TRANSIENT_REPLIES, is_transient
 from .config import COMMANDS, REDIS_BATCHING, RedisSinkConfig
 
 __all__ = ["COMMANDS", "RedisSink", "RedisSinkConfig"]
@@ -119,16 +120,19 @@ def contiguous_bytes(entries: pa.Array) -> memoryview:
     return memoryview(bufs[2])[int(offsets[0]) : int(offsets[-1])]
 
 
-class RedisSink(AsyncBatchWriter):
+class RedisSink(ConfigAttributes, ClientSink):
     """Writes one Redis command per row over pipelined connections. See the module docstring."""
 
     name = "redis"
+    #: ``metrics()``: connections dropped after a failed request (lost, reset or timed out), and
+    #: requests without a reply within ``socket_timeout``.
+    EVENTS = ("reconnects", "timeouts")
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str = DEFAULT_URL,
         *,
-        command: str,
+        command: str = REQUIRED,
         key: str | None = None,
         key_column: str | None = None,
         key_prefix: str = "",
@@ -143,69 +147,43 @@ class RedisSink(AsyncBatchWriter):
         sentinels: Sequence[tuple[str, int]] = (),
         service_name: str | None = None,
         client_options: Mapping[str, Any] | None = None,
-        batching: BatchingConfig | None = None,
+        batching: BatchingConfig = REDIS_BATCHING,
         error_policy: ErrorPolicyLike = "fail",
         socket_timeout: float | None = 10.0,
         connect_timeout: float | None = 5.0,
+        config: RedisSinkConfig | None = None,
     ) -> None:
-        self.sink_config = RedisSinkConfig(
-            connection=connection_from(
-                url, sentinels, service_name, client_options, socket_timeout, connect_timeout
-            ),
-            command=command,
-            key=key,
-            key_column=key_column,
-            key_prefix=key_prefix,
-            field_column=field_column,
-            score_column=score_column,
-            value_column=value_column,
-            value_columns=tuple(value_columns) if value_columns is not None else None,
-            format=format,
-            ttl=ttl,
-            value_field=value_field,
-            stream_maxlen=stream_maxlen,
-            batching=batching or REDIS_BATCHING,
-        )
-        super().__init__(self.sink_config.batching, error_policy=error_policy, name="redis sink")
-        self.format: Format = format if format is not None else Json()
-        self.idempotent = COMMANDS[self.sink_config.command][2]
-        self._client = self.sink_config.connection.client()
+        config = resolve_config(RedisSinkConfig, config, locals())
+        super().__init__(config.batching, error_policy=error_policy, name="redis sink")
+        self.config = config
+        self.format: Format = config.format if config.format is not None else Json()
+        self.idempotent = COMMANDS[config.command][2]
+        #: The columns that address a row's command rather than hold its value.
+        self._addressing = (config.key_column, config.field_column, config.score_column)
+        self._client = config.client()
         self._pool = self._client.connection_pool
-        self._drops = {"reconnects": 0, "timeouts": 0}
-        self._drops_lock = threading.Lock()
+
+    @property
+    def sink_config(self) -> RedisSinkConfig:
+        """0.1.0's name of :attr:`config`."""
+        return self.config  # type: ignore[no-any-return]
 
     # -- encoding ------------------------------------------------------------------------------
 
     def _value(self, batch: pa.RecordBatch) -> tuple[pa.Array, np.ndarray, list[str]]:
-        c = self.sink_config
+        c = self.config
         if c.value_column is not None:
             return _as_text(batch.column(c.value_column)), np.empty(0, np.int64), []
-        if c.value_columns is not None:
-            cols = list(c.value_columns)
-        elif getattr(self.format, "columns", None) is not None:
-            cols = batch.schema.names
-        else:
-            used = {c.key_column, c.field_column, c.score_column}
-            cols = [n for n in batch.schema.names if n not in used]
+        cols = payload_columns(batch.schema.names, c.value_columns, self.format, self._addressing)
         enc = self.format.encode(batch.select(cols))
         return as_binary(enc.payloads), np.asarray(enc.failed, np.int64), list(enc.errors)
 
     def encode(self, batch: pa.RecordBatch) -> pa.Array | Encoded:
-        c = self.sink_config
+        c = self.config
         n = batch.num_rows
-        missing = [
-            col
-            for col in (
-                c.key_column,
-                c.field_column,
-                c.score_column,
-                c.value_column,
-                *(c.value_columns or ()),
-            )
-            if col is not None and col not in batch.schema.names
-        ]
-        if missing:
-            raise ConfigurationError(f"redis sink: columns {missing} not in the batch", option="key_column")
+        check_columns(
+            batch, [*self._addressing, c.value_column, *(c.value_columns or ())], "redis sink", "key_column"
+        )
         if c.key is not None:
             key: bytes | pa.Array = c.key.encode()
         else:
@@ -302,28 +280,15 @@ class RedisSink(AsyncBatchWriter):
         """Count a request that failed on its connection (the retry opens a new one)."""
         import redis
 
-        with self._drops_lock:
-            self._drops["reconnects"] += 1
-            if isinstance(exc, (redis.TimeoutError, TimeoutError)):
-                self._drops["timeouts"] += 1  # socket_timeout: a silent server, not a hang
+        self.count("reconnects")
+        if isinstance(exc, (redis.TimeoutError, TimeoutError)):
+            self.count("timeouts")  # socket_timeout: a silent server, not a hang
 
     def classify(self, exc: BaseException) -> bool:
         return is_transient(exc)
 
-    def metrics(self) -> dict[str, int]:
-        """:meth:`AsyncBatchWriter.metrics` plus ``reconnects`` (connections dropped after a failed
-        request: lost, reset or timed out) and ``timeouts`` (requests without a reply within
-        ``socket_timeout``)."""
-        out = super().metrics()
-        with self._drops_lock:
-            out.update(self._drops)
-        return out
-
-    def _close(self) -> None:
+    def close_client(self) -> None:
         try:
-            super()._close()
-        finally:
-            try:
-                self._client.close()
-            except Exception as exc:  # closing after a lost connection
-                log.debug("redis sink: closing client: %s", exc)
+            self._client.close()
+        except Exception as exc:  # closing after a lost connection
+            log.debug("redis sink: closing client: %s", exc)

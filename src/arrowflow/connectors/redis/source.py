@@ -47,14 +47,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...config import check_choice, check_type
-from ...error_policy import ErrorPolicy, ErrorPolicyLike
-from ...errors import ConfigurationError, ConnectorError
-from ...formats import Format, Raw, decode_with_policy
+from ...config import REQUIRED, resolve_config
+from ...error_policy import ErrorPolicyLike
+from ...errors import ConnectorError
+from ...formats import Format, Raw
 from ...retry import ExponentialBackoff
-from ...source import Position, Source, Split, SplitReader
-from ._client import RedisConnection, connection_from, is_transient
-from .config import STREAM_META, RedisStreamSourceConfig, parse_id
+from ...source import Position, Split, SplitReader
+from .._messaging import MessageSource, decode_messages
+from ._client import DEFAULT_URL, RedisConnection, is_transient
+from .config import PUBSUB_META, STREAM_META, RedisPubSubSourceConfig, RedisStreamSourceConfig, parse_id
 
 __all__ = ["RedisPubSubSource", "RedisStreamSource", "RedisStreamSourceConfig", "parse_id"]
 
@@ -64,8 +65,6 @@ log = logging.getLogger("arrowflow.redis")
 #: one, this many seconds): see ``_StreamReader._orphans``.
 _ORPHAN_WATCH_FACTOR = 20
 _ORPHAN_WATCH_DEFAULT = 10.0
-
-_PUBSUB_META = {"_channel": pa.string(), "_pattern": pa.string()}
 
 
 class _Reconnecting:
@@ -111,18 +110,19 @@ class _Reconnecting:
             self._client = None
 
 
-class RedisStreamSource(Source):
+class RedisStreamSource(MessageSource):
     """Reads Redis streams through a consumer group. See the module docstring for the contract."""
 
     name = "redis-stream"
     replayable = True
+    METADATA = STREAM_META
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str = DEFAULT_URL,
         *,
-        streams: Sequence[str] | str,
-        group: str,
+        streams: Sequence[str] | str = REQUIRED,
+        group: str = REQUIRED,
         consumer: str = "arrowflow",
         start_id: str = "0",
         format: Format | None = None,
@@ -134,21 +134,10 @@ class RedisStreamSource(Source):
         error_policy: ErrorPolicyLike = "fail",
         socket_timeout: float | None = 10.0,
         connect_timeout: float | None = 5.0,
+        config: RedisStreamSourceConfig | None = None,
     ) -> None:
-        self.config = RedisStreamSourceConfig(
-            connection=connection_from(
-                url, sentinels, service_name, client_options, socket_timeout, connect_timeout
-            ),
-            streams=(streams,) if isinstance(streams, str) else tuple(streams),
-            group=group,
-            consumer=consumer,
-            start_id=start_id,
-            value_field=value_field,
-            metadata_columns=tuple(metadata_columns),
-        )
-        check_type("format", format, Format, allow_none=True)
-        self.format: Format = format if format is not None else Raw(column="value")
-        self.error_policy = ErrorPolicy.resolve(error_policy, name="redis stream source")
+        config = resolve_config(RedisStreamSourceConfig, config, locals())
+        self._init_messages(config, error_policy, Raw(column="value"))
         self._readers: list[_StreamReader] = []
 
     def metrics(self) -> dict[str, int]:
@@ -160,17 +149,6 @@ class RedisStreamSource(Source):
             for key, value in reader._conn.counters.items():
                 out[key] += value
         return out
-
-    @property
-    def bounded(self) -> bool:
-        return False
-
-    @property
-    def schema(self) -> pa.Schema | None:
-        s = getattr(self.format, "schema", None)
-        if s is None:
-            return None
-        return pa.schema([*s, *(pa.field(m, STREAM_META[m]) for m in self.config.metadata_columns)])
 
     def plan(self) -> list[Split]:
         c = self.config
@@ -199,7 +177,7 @@ class _StreamReader(SplitReader):
         self._stream: str = split.params["stream"]
         self._group: str = split.params["group"]
         self._consumer: str = split.params["consumer"]
-        self._conn = _Reconnecting(source.config.connection, f"reading stream {self._stream!r}")
+        self._conn = _Reconnecting(source.config, f"reading stream {self._stream!r}")
         self._position: str | None = position
         self._floor = parse_id(position) if position is not None else None
         # Reading the PEL first; ``_pel_from`` is the id after which the next PEL read starts.
@@ -250,7 +228,7 @@ class _StreamReader(SplitReader):
                     self._conn.ok()
                     return self._to_batch(orphans)
             block = int(max(0.0, timeout - (time.monotonic() - started)) * 1000)
-            limit = self._source.config.connection.read_timeout
+            limit = self._source.config.read_timeout
             if limit is not None:
                 # The server holds a blocking read for `block` ms: stay well within the reply
                 # timeout, so that only a silent server times out.
@@ -266,7 +244,7 @@ class _StreamReader(SplitReader):
             if self._watch_after is None:
                 self._watch_after = self._position or "0"
             self._watch_until = time.monotonic() + _ORPHAN_WATCH_FACTOR * (
-                self._source.config.connection.read_timeout or _ORPHAN_WATCH_DEFAULT
+                self._source.config.read_timeout or _ORPHAN_WATCH_DEFAULT
             )
             return None
         if not entries:
@@ -341,22 +319,19 @@ class _StreamReader(SplitReader):
         self._unacked.append((last, ids))
         self._returned.update(ids)
         self._position = ids[-1].decode()
-        batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
-        if not src.config.metadata_columns:
-            return batch
-        take = None if len(rows) == n else pa.array(rows, pa.int64())
-        for name in src.config.metadata_columns:
-            if name == "_stream":
-                col = stream_col
-            elif name == "_id":
-                col = id_col
-            else:
-                ms = np.fromiter((parse_id(i)[0] for i in ids), np.int64, n)
-                col = pa.array(ms, STREAM_META["_timestamp"])
-            batch = batch.append_column(
-                pa.field(name, STREAM_META[name]), col if take is None else col.take(take)
-            )
-        return batch
+        return decode_messages(
+            src.format,
+            src.error_policy,
+            values,
+            meta,
+            src.config.metadata_columns,
+            STREAM_META,
+            {
+                "_stream": lambda: stream_col,
+                "_id": lambda: id_col,
+                "_timestamp": lambda: np.fromiter((parse_id(i)[0] for i in ids), np.int64, n),
+            },
+        )
 
     @property
     def finished(self) -> bool:
@@ -402,14 +377,15 @@ class _StreamReader(SplitReader):
         self._conn.drop()
 
 
-class RedisPubSubSource(Source):
+class RedisPubSubSource(MessageSource):
     """Reads Redis pub/sub channels (at-most-once). See the module docstring."""
 
     name = "redis-pubsub"
+    METADATA = PUBSUB_META
 
     def __init__(
         self,
-        url: str = "redis://127.0.0.1:6379/0",
+        url: str = DEFAULT_URL,
         *,
         channels: Sequence[str] = (),
         patterns: Sequence[str] = (),
@@ -421,24 +397,15 @@ class RedisPubSubSource(Source):
         error_policy: ErrorPolicyLike = "fail",
         socket_timeout: float | None = 10.0,
         connect_timeout: float | None = 5.0,
+        config: RedisPubSubSourceConfig | None = None,
     ) -> None:
-        self.connection = connection_from(
-            url, sentinels, service_name, client_options, socket_timeout, connect_timeout
-        )
-        self.channels = (channels,) if isinstance(channels, str) else tuple(channels)
-        self.patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
-        if not self.channels and not self.patterns:
-            raise ConfigurationError("give channels and/or patterns to subscribe to", option="channels")
-        self.metadata_columns = tuple(metadata_columns)
-        for m in self.metadata_columns:
-            check_choice("metadata_columns", m, tuple(_PUBSUB_META))
-        check_type("format", format, Format, allow_none=True)
-        self.format: Format = format if format is not None else Raw(column="value")
-        self.error_policy = ErrorPolicy.resolve(error_policy, name="redis pubsub source")
+        config = resolve_config(RedisPubSubSourceConfig, config, locals())
+        self._init_messages(config, error_policy, Raw(column="value"))
 
     @property
-    def bounded(self) -> bool:
-        return False
+    def connection(self) -> RedisConnection:
+        """The connection options (0.1.0's attribute; the configuration holds them)."""
+        return self.config.connection  # type: ignore[no-any-return]
 
     def plan(self) -> list[Split]:
         return [
@@ -461,7 +428,7 @@ class _PubSubReader(SplitReader):
         self._source = source
         self._count = int(position) if isinstance(position, int) else 0
         self._start = position
-        self._conn = _Reconnecting(source.connection, "pub/sub")
+        self._conn = _Reconnecting(source.config, "pub/sub")
         self._pubsub: Any = None
         self._closed = False
         self._subscribe()
@@ -514,14 +481,10 @@ class _PubSubReader(SplitReader):
         patterns = pa.array([m.get("pattern") for m in msgs], pa.binary()).cast(pa.string())
         meta = pa.RecordBatch.from_arrays([channels], names=["channel"])
         self._count += n
-        batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
-        take = None if len(rows) == n else pa.array(rows, pa.int64())
-        for name in src.metadata_columns:
-            col = channels if name == "_channel" else patterns
-            batch = batch.append_column(
-                pa.field(name, _PUBSUB_META[name]), col if take is None else col.take(take)
-            )
-        return batch
+        metadata = {"_channel": lambda: channels, "_pattern": lambda: patterns}
+        return decode_messages(
+            src.format, src.error_policy, values, meta, src.metadata_columns, PUBSUB_META, metadata
+        )
 
     @property
     def finished(self) -> bool:
