@@ -69,7 +69,7 @@ from ..._ext import load
 from ...config import REQUIRED, ConfigAttributes, resolve_config
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError, SerializationError
-from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult
+from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult, batch_column
 from ._client import (
     HANDSHAKE_REQUEST,
     HANDSHAKE_RESPONSE,
@@ -161,10 +161,7 @@ class FlumeSink(ConfigAttributes, AsyncBatchWriter):
 
     @staticmethod
     def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
-        index = batch.schema.get_field_index(name)
-        if index < 0:
-            raise SerializationError(f"flume: column {name!r} is missing (have {batch.schema.names})")
-        return batch.column(index)
+        return batch_column(batch, name, who="flume")
 
     def _body(self, batch: pa.RecordBatch) -> pa.Array:
         """The body column as string (http) or binary (avro); may hold nulls (= bad rows)."""

@@ -59,7 +59,7 @@ from ..._ext import load
 from ...config import REQUIRED, ConfigAttributes, resolve_config
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError, SerializationError
-from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult
+from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult, batch_column
 from .config import PROMETHEUS_BATCHING, PrometheusSinkConfig, RequestSigner
 
 log = logging.getLogger("arrowflow.prometheus")
@@ -158,10 +158,7 @@ class PrometheusSink(ConfigAttributes, AsyncBatchWriter):
 
     @staticmethod
     def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
-        index = batch.schema.get_field_index(name)
-        if index < 0:
-            raise SerializationError(f"prometheus: column {name!r} is missing (have {batch.schema.names})")
-        return batch.column(index)
+        return batch_column(batch, name, who="prometheus")
 
     def _timestamps_ms(self, batch: pa.RecordBatch) -> pa.Array:
         ts = self._column(batch, self.config.timestamp_column)
