@@ -154,22 +154,7 @@ class FileSink(TwoPhaseSink):
 
     def for_subtask(self, index: int, count: int) -> FileSink:
         """A sink with the same options writing its own files (see the module docstring)."""
-        c = self.config
-        return FileSink(
-            c.path,
-            format=c.format,
-            partition_by=c.partition_by,
-            bucket=c.bucket,
-            bucket_column=c.bucket_column,
-            rolling=c.rolling,
-            prefix=c.prefix,
-            suffix=c.suffix,
-            compression=c.compression,
-            writer_options=c.writer_options,
-            filesystem=c.filesystem,
-            fsync=c.fsync,
-            partition_commit=c.partition_commit,
-        )
+        return FileSink(config=self.config)  # the configuration is frozen: shared as it is
 
     # -- writing -----------------------------------------------------------------------------------
 
