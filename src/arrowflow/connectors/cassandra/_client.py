@@ -5,50 +5,15 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ...config import reveal
-from ...errors import ConnectorError
 from .config import CassandraConnection
 
-__all__ = ["SessionHolder", "connect", "quote_ident"]
+__all__ = ["SessionHolder", "quote_ident"]
 
 
 def quote_ident(name: str) -> str:
     """A CQL identifier, always double-quoted: the exact (case-sensitive) name, and safe for names
     that are CQL keywords (``asc``, ``limit``, ``token``...), which bare would be syntax errors."""
     return '"' + name.replace('"', '""') + '"'
-
-
-def connect(connection: CassandraConnection) -> tuple[Any, Any]:
-    """A new ``(Cluster, Session)`` for ``connection``; the caller shuts the cluster down."""
-    from cassandra import ConsistencyLevel
-    from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-    from cassandra.query import tuple_factory
-
-    options = dict(connection.cluster_options)
-    if connection.username is not None:
-        options.setdefault(
-            "auth_provider", PlainTextAuthProvider(connection.username, reveal(connection.password) or "")
-        )
-    if "execution_profiles" not in options and "load_balancing_policy" not in options:
-        profile = ExecutionProfile(
-            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=connection.local_dc)),
-            request_timeout=connection.request_timeout,
-            row_factory=tuple_factory,
-        )
-        if connection.consistency is not None:
-            profile.consistency_level = getattr(ConsistencyLevel, connection.consistency)
-        options["execution_profiles"] = {EXEC_PROFILE_DEFAULT: profile}
-    cluster = Cluster(list(connection.hosts), port=connection.port, **options)
-    try:
-        session = cluster.connect(connection.keyspace)
-    except Exception as exc:
-        cluster.shutdown()
-        raise ConnectorError(
-            f"cassandra: cannot connect to {list(connection.hosts)}:{connection.port}: {exc}", retryable=True
-        ) from exc
-    return cluster, session
 
 
 class SessionHolder:
@@ -73,7 +38,7 @@ class SessionHolder:
     def session(self) -> Any:
         with self._lock:
             if self._session is None:
-                self._cluster, self._session = connect(self.connection)
+                self._cluster, self._session = self.connection.connect()
             return self._session
 
     def close(self) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import Secret, check_choice, check_positive, check_type
-from ...errors import ConfigurationError
+from ...config import Secret, check_choice, check_positive, check_type, reveal
+from ...errors import ConfigurationError, ConnectorError
 from ...writer import BatchingConfig, legacy_batching
 
 __all__ = [
@@ -112,9 +112,35 @@ class CassandraConnection:
 
     def connect(self) -> tuple[Any, Any]:
         """A new ``(Cluster, Session)``; the caller shuts the cluster down."""
-        from ._client import connect
+        from cassandra import ConsistencyLevel
+        from cassandra.auth import PlainTextAuthProvider
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+        from cassandra.query import tuple_factory
 
-        return connect(self)
+        options = dict(self.cluster_options)
+        if self.username is not None:
+            options.setdefault(
+                "auth_provider", PlainTextAuthProvider(self.username, reveal(self.password) or "")
+            )
+        if "execution_profiles" not in options and "load_balancing_policy" not in options:
+            profile = ExecutionProfile(
+                load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.local_dc)),
+                request_timeout=self.request_timeout,
+                row_factory=tuple_factory,
+            )
+            if self.consistency is not None:
+                profile.consistency_level = getattr(ConsistencyLevel, self.consistency)
+            options["execution_profiles"] = {EXEC_PROFILE_DEFAULT: profile}
+        cluster = Cluster(list(self.hosts), port=self.port, **options)
+        try:
+            session = cluster.connect(self.keyspace)
+        except Exception as exc:
+            cluster.shutdown()
+            raise ConnectorError(
+                f"cassandra: cannot connect to {list(self.hosts)}:{self.port}: {exc}", retryable=True
+            ) from exc
+        return cluster, session
 
 
 #: The sink's batching unless configured (0.1.0's defaults): requests of 2000 rows (no byte limit:
