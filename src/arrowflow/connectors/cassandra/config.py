@@ -152,8 +152,6 @@ CASSANDRA_BATCHING = BatchingConfig(
     max_in_flight=2,
     max_buffered_rows=20_000,
     max_time_in_buffer=1.0,
-    initial_backoff=0.05,
-    max_backoff=5.0,
     max_attempts=6,
 )
 
