@@ -24,7 +24,7 @@ Contract:
   ``None`` when the output could pass 2 GiB (the caller then encodes on its general path).
 """
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uintptr_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport calloc, free
 
 import numpy as np
@@ -123,10 +123,7 @@ def source(t):
 
 
 include "_validate.pxi"
-
-
-cdef inline uintptr_t _address(object buf):
-    return 0 if buf is None else <uintptr_t>buf.address
+include "_owned.pxi"
 
 
 def encode(columns, kinds, unions, params, bounds, scales, bytes header):
@@ -162,7 +159,7 @@ def encode(columns, kinds, unions, params, bounds, scales, bytes header):
             cols[k].src = src
             cols[k].param = int(params[k])
             cols[k].offset = col.offset
-            cols[k].valid = <const uint8_t *>_address(bufs[0]) if col.null_count else NULL
+            cols[k].valid = _addr(bufs[0]) if col.null_count else NULL
             cols[k].lo = int(bounds[k][0])
             cols[k].hi = int(bounds[k][1])
             cols[k].mul = int(scales[k][0])
@@ -173,8 +170,8 @@ def encode(columns, kinds, unions, params, bounds, scales, bytes header):
                 continue
             span = 0
             if src == AFS_BIN32 or src == AFS_BIN64:
-                cols[k].offsets = <const uint8_t *>_address(bufs[1])
-                cols[k].values = <const uint8_t *>_address(bufs[2])
+                cols[k].offsets = _addr(bufs[1])
+                cols[k].values = _addr(bufs[2])
                 if n:
                     width = 4 if src == AFS_BIN32 else 8
                     o = np.frombuffer(bufs[1], dtype=np.int32 if width == 4 else np.int64)
@@ -183,10 +180,10 @@ def encode(columns, kinds, unions, params, bounds, scales, bytes header):
                     cols[k].values = <const uint8_t *>b""
             elif src == AFS_FSB:
                 cols[k].width = col.type.byte_width
-                cols[k].values = <const uint8_t *>_address(bufs[1])
+                cols[k].values = _addr(bufs[1])
                 span = n * cols[k].width
             else:
-                cols[k].values = <const uint8_t *>_address(bufs[1])
+                cols[k].values = _addr(bufs[1])
             if kind == AFE_FIXED:
                 # A wrong-sized value fails before it is copied, so the fixed size bounds it.
                 span = n * cols[k].param

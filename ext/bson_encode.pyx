@@ -129,38 +129,10 @@ _SIMPLE = {
 _TS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1000000)}
 
 
-cdef class _OwnedMemory:
-    """A malloc'd block exposed through the buffer protocol, freed when pyarrow drops its last view."""
-
-    cdef char *ptr
-    cdef Py_ssize_t size
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        PyBuffer_FillInfo(view, self, self.ptr, self.size, 1, flags)
-
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
-
-    def __dealloc__(self):
-        free(self.ptr)
-        self.ptr = NULL
-
-
-cdef object _wrap(char *ptr, Py_ssize_t size):
-    """Hands ownership of ptr to a pa.Buffer without copying."""
-    cdef _OwnedMemory mem = _OwnedMemory.__new__(_OwnedMemory)
-    mem.ptr = ptr
-    mem.size = size
-    return pa.py_buffer(mem)
-
-
 include "_validate.pxi"
+include "_owned.pxi"
 
 
-cdef inline const uint8_t *_addr(object buf):
-    if buf is None:
-        return NULL
-    return <const uint8_t *> <size_t> buf.address
 
 
 def _normalize(arr):
@@ -398,9 +370,9 @@ cdef object _encode(object batch, object columns, object field_names, object obj
             column = prog.names[task.failed_columns[0]]
             raise ValueError(f"column {column!r}, row {row}: {_MESSAGES[task.failed_codes[0]]}")
         nout = task.nout
-        data_buf = _wrap(data, task.st.pos)
+        data_buf = _own(data, task.st.pos)
         data = NULL
-        offsets_buf = _wrap(<char *> task.offsets, sizeof(int32_t) * (nout + 1))
+        offsets_buf = _own(<char *> task.offsets, sizeof(int32_t) * (nout + 1))
         task.offsets = NULL
         docs = pa.Array.from_buffers(pa.binary(), nout, [None, offsets_buf, data_buf], null_count=0)
         if not collect:

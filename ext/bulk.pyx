@@ -95,43 +95,8 @@ cdef extern from "_bulk.h" nogil:
                      int64_t *bounds)
 
 
-cdef class _OwnedMemory:
-    """A malloc'd block exposed through the buffer protocol, freed when pyarrow drops its last view
-    (``cap > 0``: a block of ``bulk_alloc``, given back with ``bulk_release``)."""
-
-    cdef char *ptr
-    cdef Py_ssize_t size
-    cdef int64_t cap
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        PyBuffer_FillInfo(view, self, self.ptr, self.size, 1, flags)
-
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
-
-    def __dealloc__(self):
-        if self.cap > 0:
-            bulk_release(self.ptr, self.cap)
-        else:
-            free(self.ptr)
-        self.ptr = NULL
-
-
-cdef object _wrap(char *ptr, Py_ssize_t size, int64_t cap=0):
-    cdef _OwnedMemory mem = _OwnedMemory.__new__(_OwnedMemory)
-    mem.ptr = ptr
-    mem.size = size
-    mem.cap = cap
-    return pa.py_buffer(mem)
-
-
-cdef inline const uint8_t *_addr(object buf):
-    if buf is None:
-        return NULL
-    return <const uint8_t *> <size_t> buf.address
-
-
 include "_validate.pxi"
+include "_owned.pxi"
 
 
 def _meta_array(object values, str what):
@@ -318,9 +283,9 @@ def encode_entries(docs=None, *, str action="index", index=None, index_values=No
             raise ValueError("_bulk entries of this batch exceed 2 GiB (a BinaryArray); use smaller batches")
         if err == BE_INTERNAL:
             raise RuntimeError("_bulk kernel: written entries do not match their planned sizes (a bug)")
-        data_buf = _wrap(data, total, cap)
+        data_buf = _own(data, total, cap, bulk_release)
         data = NULL
-        offsets_buf = _wrap(<char *> offsets, sizeof(int32_t) * (n + 1))
+        offsets_buf = _own(<char *> offsets, sizeof(int32_t) * (n + 1))
         offsets = NULL
         return pa.Array.from_buffers(pa.binary(), n, [None, offsets_buf, data_buf], null_count=0)
     finally:
@@ -447,9 +412,9 @@ def encode_bulk(batch, *, str action="index", index=None, index_column=None, id_
             _raise_for(err)
             pos = offsets[start + m]
             start += m
-        data_buf = _wrap(data, pos, cap)
+        data_buf = _own(data, pos, cap, bulk_release)
         data = NULL
-        offsets_buf = _wrap(<char *> offsets, sizeof(int32_t) * (n + 1))
+        offsets_buf = _own(<char *> offsets, sizeof(int32_t) * (n + 1))
         offsets = NULL
         return pa.Array.from_buffers(pa.binary(), n, [None, offsets_buf, data_buf], null_count=0)
     finally:

@@ -106,8 +106,7 @@ def word(key, c):
     return dg_word(<uint64_t> key, <uint64_t> c)
 
 
-cdef inline void *_addr(object buf):
-    return <void *> <size_t> buf.address
+include "_owned.pxi"
 
 
 cdef int _digits(uint64_t k):
@@ -186,7 +185,7 @@ def generate(list specs, int64_t n, int threads=0):
                 task.key = <uint64_t> key
                 task.ulow = <uint64_t> (low & _MASK64)
                 task.span = <uint64_t> ((high - low + 1) & _MASK64)
-                task.out = _addr(buf)
+                task.out = <void *>_addr(buf)
                 results[i] = buf
             elif kind == "seq":
                 _, first, step = spec
@@ -194,7 +193,7 @@ def generate(list specs, int64_t n, int threads=0):
                 task.kind = DG_SEQ
                 task.ulow = <uint64_t> (first & _MASK64)
                 task.span = <uint64_t> (step & _MASK64)
-                task.out = _addr(buf)
+                task.out = <void *>_addr(buf)
                 results[i] = buf
             elif kind == "float":
                 _, key, low, high, width = spec
@@ -208,7 +207,7 @@ def generate(list specs, int64_t n, int threads=0):
                 task.key = <uint64_t> key
                 task.a = low
                 task.b = high
-                task.out = _addr(buf)
+                task.out = <void *>_addr(buf)
                 results[i] = buf
             elif kind == "normal":
                 _, key, key2, mean, std = spec
@@ -218,7 +217,7 @@ def generate(list specs, int64_t n, int threads=0):
                 task.key2 = <uint64_t> key2
                 task.a = mean
                 task.b = std
-                task.out = _addr(buf)
+                task.out = <void *>_addr(buf)
                 results[i] = buf
             elif kind == "bits":
                 _, key, thr, invert = spec
@@ -229,7 +228,7 @@ def generate(list specs, int64_t n, int threads=0):
                 task.key = <uint64_t> key
                 task.thr = <uint64_t> thr
                 task.invert = 1 if invert else 0
-                task.out = _addr(buf)
+                task.out = <void *>_addr(buf)
                 results[i] = buf
             elif kind == "string":
                 _, len_key, byte_key, min_len, max_len, alphabet = spec
@@ -253,7 +252,7 @@ def generate(list specs, int64_t n, int threads=0):
                 task.key = <uint64_t> len_key
                 task.ulow = <uint64_t> lo_len
                 task.span = span
-                task.out = _addr(obuf)
+                task.out = <void *>_addr(obuf)
                 keep.append(alphabet)
                 string_specs.append((i, ntasks, obuf, byte_key, alphabet, large))
             else:
@@ -291,7 +290,7 @@ def generate(list specs, int64_t n, int threads=0):
                     keep.append(pairs)
                     task.pair = <const uint16_t *> (<char *> pairs)
                     dg_build_pairs(task.alphabet, <uint16_t *> task.pair)
-                task.out = _addr(dbuf)
+                task.out = <void *>_addr(dbuf)
                 nbytes_tasks += 1
             with nogil:
                 rc = dg_run_chunked(tasks + nspecs, nbytes_tasks, threads, chunk)

@@ -128,38 +128,10 @@ _STRING_TEXT = (JT_STR, JT_LSTR, JT_STRVIEW, JT_BIN, JT_LBIN, JT_FSB, JT_TS, JT_
                 JT_TIME32, JT_TIME64)
 
 
-cdef class _OwnedMemory:
-    """A malloc'd block exposed through the buffer protocol, freed when pyarrow drops its last view."""
-
-    cdef char *ptr
-    cdef Py_ssize_t size
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        PyBuffer_FillInfo(view, self, self.ptr, self.size, 1, flags)
-
-    def __releasebuffer__(self, Py_buffer *view):
-        pass
-
-    def __dealloc__(self):
-        free(self.ptr)
-        self.ptr = NULL
-
-
-cdef object _wrap(char *ptr, Py_ssize_t size):
-    """Hands ownership of ptr to a pa.Buffer without copying."""
-    cdef _OwnedMemory mem = _OwnedMemory.__new__(_OwnedMemory)
-    mem.ptr = ptr
-    mem.size = size
-    return pa.py_buffer(mem)
-
-
 include "_validate.pxi"
+include "_owned.pxi"
 
 
-cdef inline const uint8_t *_addr(object buf):
-    if buf is None:
-        return NULL
-    return <const uint8_t *> <size_t> buf.address
 
 
 cdef class _Program:
@@ -470,11 +442,11 @@ cdef object _encode(object batch, object columns, object field_names, str nulls,
                 f"column {prog.names[err_column]!r}, row {err_row}: NaN/Infinity has no JSON "
                 "representation (nan='error'); pass nan='null' to write null instead"
             )
-        data_buf = _wrap(data, total)
+        data_buf = _own(data, total)
         data = NULL
         if ndjson:
             return data_buf
-        offsets_buf = _wrap(<char *> offsets, sizeof(int32_t) * (rows + 1))
+        offsets_buf = _own(<char *> offsets, sizeof(int32_t) * (rows + 1))
         offsets = NULL
         return pa.Array.from_buffers(pa.binary(), rows, [None, offsets_buf, data_buf], null_count=0)
     finally:

@@ -22,7 +22,7 @@ Contract of :func:`produce_rows`:
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdint cimport int32_t, uintptr_t
+from libc.stdint cimport int32_t
 
 import numpy as np
 import pyarrow as pa
@@ -33,15 +33,15 @@ __all__ = ["produce_rows"]
 include "_validate.pxi"
 
 
+include "_owned.pxi"
+
+
 cdef const char *_data_ptr(object arr):
-    buf = arr.buffers()[2]
-    if buf is None:
-        return <const char *>0
-    return <const char *><uintptr_t>buf.address
+    return <const char *>_addr(arr.buffers()[2])
 
 
 cdef const int32_t *_offsets_ptr(object arr):
-    return (<const int32_t *><uintptr_t>arr.buffers()[1].address) + <Py_ssize_t>arr.offset
+    return (<const int32_t *>_addr(arr.buffers()[1])) + <Py_ssize_t>arr.offset
 
 
 def produce_rows(object produce, object topic, object values, object keys, object partitions,

@@ -160,11 +160,7 @@ cdef extern from *:
     void af_set_valid(uint8_t *dst, int64_t dst_off, int64_t n) nogil
 
 
-cdef inline const uint8_t *_ptr(object buf):
-    """The address of an Arrow buffer, or NULL for an absent one (e.g. no data in an all-empty array)."""
-    if buf is None:
-        return NULL
-    return <const uint8_t *> <size_t> buf.address
+include "_owned.pxi"
 
 
 cdef object _normalize(object arr):
@@ -215,22 +211,22 @@ cdef void _hash_chunk(object arr, int64_t mode, int32_t *out, uint8_t *validity,
     if n == 0:
         return
     bufs = arr.buffers()
-    vbits = _ptr(bufs[0]) if arr.null_count else NULL
+    vbits = _addr(bufs[0]) if arr.null_count else NULL
     if pa.types.is_fixed_size_binary(t):
         width = t.byte_width
-        data = _ptr(bufs[1])
+        data = _addr(bufs[1])
         if data != NULL:
             data = data + off * width
         with nogil:
             af_hash_fixed(data, width, n, mode, out)
     elif pa.types.is_large_binary(t) or pa.types.is_large_string(t):
-        off64 = (<const int64_t *> _ptr(bufs[1])) + off
-        data = _ptr(bufs[2])
+        off64 = (<const int64_t *> _addr(bufs[1])) + off
+        data = _addr(bufs[2])
         with nogil:
             af_hash_offsets64(off64, data, n, mode, out)
     else:
-        off32 = (<const int32_t *> _ptr(bufs[1])) + off
-        data = _ptr(bufs[2])
+        off32 = (<const int32_t *> _addr(bufs[1])) + off
+        data = _addr(bufs[2])
         with nogil:
             af_hash_offsets32(off32, data, n, mode, out)
     if validity != NULL:
@@ -279,11 +275,11 @@ cdef object _run(object keys, int64_t mode):
         nulls += chunk.null_count
 
     values_buf = pa.allocate_buffer(total * 4)
-    out = <int32_t *> <size_t> values_buf.address
+    out = <int32_t *> _addr(values_buf)
     validity_buf = None
     if nulls:
         validity_buf = pa.allocate_buffer((total + 7) // 8)
-        validity = <uint8_t *> <size_t> validity_buf.address
+        validity = <uint8_t *> _addr(validity_buf)
         memset(validity, 0, (total + 7) // 8)
 
     for chunk in chunks:

@@ -83,12 +83,9 @@ cdef int64_t _LABEL_OVERHEAD = 40
 
 
 include "_validate.pxi"
+include "_owned.pxi"
 
 
-cdef inline const uint8_t *_addr(object buf):
-    if buf is None:
-        return NULL
-    return <const uint8_t *> <size_t> buf.address
 
 
 cdef object _as_large_string(object arr, str what):
@@ -233,8 +230,8 @@ def encode_labels(int64_t num_rows, columns, label_map=None):
         if scratch == NULL:
             raise MemoryError()
         data_buf = pa.allocate_buffer(bound if bound > 0 else 1)
-        out_data = <uint8_t *> <size_t> data_buf.address
-        out_offsets = <int64_t *> <size_t> offsets_buf.address
+        out_data = <uint8_t *> _addr(data_buf)
+        out_offsets = <int64_t *> _addr(offsets_buf)
         out_errs = &errs_view[0] if num_rows else NULL
         with nogil:
             bad = rw_encode_labels(num_rows, cols, ncols, mp, scratch, out_data, out_offsets, out_errs)

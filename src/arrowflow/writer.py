@@ -87,6 +87,7 @@ __all__ = [
     "Encoded",
     "Entries",
     "SubmitResult",
+    "batch_column",
     "check_batching_limits",
     "legacy_batching",
 ]
@@ -835,6 +836,16 @@ def _subset(writer: AsyncBatchWriter, request: _Request, indices: np.ndarray) ->
     counts = np.array([len(pos) for _, pos in groups], dtype=np.int64)
     bounds = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(counts)))
     return _Request(writer.take_entries(request.entries, indices), request.sizes[indices], segments, bounds)
+
+
+def batch_column(batch: pa.RecordBatch, name: str, *, who: str) -> pa.Array:
+    """The column ``name`` of ``batch`` (for an :meth:`AsyncBatchWriter.encode` that reads named
+    columns). A missing column raises :class:`SerializationError` naming ``who`` (the connector), the
+    column and the batch's columns, so the batch goes to the error policy."""
+    index = batch.schema.get_field_index(name)
+    if index < 0:
+        raise SerializationError(f"{who}: column {name!r} is missing (have {batch.schema.names})")
+    return batch.column(index)
 
 
 # -- per-system limits and the 0.1.0 batching keywords ----------------------------------------------

@@ -192,9 +192,8 @@ class CollectionSource(Source):
         else:
             self._table = to_table(data, schema)
 
-    @property
-    def bounded(self) -> bool:
-        return True
+    #: Every split ends (a class constant, not a property).
+    bounded = True
 
     @property
     def replayable(self) -> bool:  # type: ignore[override]

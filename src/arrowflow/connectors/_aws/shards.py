@@ -99,9 +99,8 @@ class ShardedSource(ConfigAttributes, Source, Generic[C]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(config={self.config!r}, aws={self.aws!r})"
 
-    @property
-    def bounded(self) -> bool:
-        return False
+    #: A stream: no split ends (a class constant, not a property).
+    bounded = False
 
     @property
     def client(self) -> Any:

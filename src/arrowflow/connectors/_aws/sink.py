@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...config import ConfigAttributes
+from ...config import ConfigAttributes, check_type
 from ...error_policy import ErrorPolicyLike
-from ...writer import AsyncBatchWriter, BatchingConfig
+from ...writer import AsyncBatchWriter, BatchingConfig, check_batching_limits
 from .common import contiguous_bytes
 from .config import AwsConfig, RawJsonCall, is_retryable_aws_error
 
-__all__ = ["AWS_LEGACY_BATCHING", "AwsSink", "put_batching"]
+__all__ = ["AWS_LEGACY_BATCHING", "ApiLimits", "AwsSink", "put_batching"]
 
 #: 0.1.0's request and retry options of the AWS sinks (now in ``batching``).
 AWS_LEGACY_BATCHING = (
@@ -33,20 +34,40 @@ AWS_LEGACY_BATCHING = (
 )
 
 
-def put_batching(*, max_request_bytes: int, max_record_bytes: int) -> BatchingConfig:
-    """The batching of a batch-put sink (PutRecords, PutRecordBatch) unless configured: 500 records a
-    request and the API's byte limits, 4 requests in flight, 1 s in the buffer, up to 11 attempts
-    with 0.1 s -> 5 s backoff."""
+@dataclass(frozen=True)
+class ApiLimits:
+    """The hard limits of a batch-write API (``api`` names it in errors): stated once, used for the
+    sink's default batching and to check a configured one."""
+
+    api: str
+    max_request_rows: int
+    max_request_bytes: int
+    max_record_bytes: int
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """The limits as :class:`~arrowflow.writer.BatchingConfig` fields."""
+        return {
+            "max_request_rows": self.max_request_rows,
+            "max_request_bytes": self.max_request_bytes,
+            "max_record_bytes": self.max_record_bytes,
+        }
+
+    def apply(self, config: Any) -> None:
+        """For a frozen sink configuration's ``__post_init__``: ``config.batching`` must be a
+        ``BatchingConfig`` within the limits (:func:`~arrowflow.writer.check_batching_limits`; a
+        byte limit left ``None`` becomes the API's); the checked value is stored back."""
+        check_type("batching", config.batching, BatchingConfig)
+        limited = check_batching_limits(config.batching, api=self.api, **self.sizes)
+        object.__setattr__(config, "batching", limited)
+
+
+def put_batching(limits: ApiLimits) -> BatchingConfig:
+    """The batching of a batch-put sink (PutRecords, PutRecordBatch) unless configured: the API's
+    limits, 4 requests in flight, 20,000 rows buffered, 1 s in the buffer, up to 11 attempts with
+    0.1 s -> 5 s backoff."""
     return BatchingConfig(
-        max_request_rows=500,
-        max_request_bytes=max_request_bytes,
-        max_record_bytes=max_record_bytes,
-        max_in_flight=4,
-        max_buffered_rows=20_000,
-        max_time_in_buffer=1.0,
-        initial_backoff=0.1,
-        max_backoff=5.0,
-        max_attempts=11,
+        **limits.sizes, max_buffered_rows=20_000, max_time_in_buffer=1.0, initial_backoff=0.1, max_attempts=11
     )
 
 

@@ -13,16 +13,19 @@ so importing this package needs no driver.
 
 from __future__ import annotations
 
-from ._common import CassandraConnection, arrow_type_for, column_from_driver, column_to_driver
-from .sink import CassandraSink, CassandraSinkConfig, is_retryable_cassandra_error
+from ._convert import arrow_type_for, column_from_driver, column_to_driver
+from .config import CASSANDRA_BATCHING, CassandraConnection, CassandraSinkConfig, CassandraSourceConfig
+from .sink import CassandraSink, is_retryable_cassandra_error
 from .source import CassandraRangeReader, CassandraSource, token_ranges
 
 __all__ = [
+    "CASSANDRA_BATCHING",
     "CassandraConnection",
     "CassandraRangeReader",
     "CassandraSink",
     "CassandraSinkConfig",
     "CassandraSource",
+    "CassandraSourceConfig",
     "arrow_type_for",
     "column_from_driver",
     "column_to_driver",

@@ -7,10 +7,10 @@ Contract:
   a user statement's markers bind the batch columns of the same names (the names the server reports
   for the markers: the column each marker is compared with or assigned to), or the columns listed in
   ``columns``, in marker order. It is prepared once, on the first ``write()``.
-* ``write(batch)`` buffers the rows (Arrow, no per-row work). Requests of up to ``request_rows`` rows
-  run in up to ``max_in_flight_requests`` worker threads; each converts its rows to driver values
+* ``write(batch)`` buffers the rows (Arrow, no per-row work). Requests of up to ``batching.max_request_rows``
+  rows run in up to ``batching.max_in_flight`` worker threads; each converts its rows to driver values
   column by column and runs them with ``execute_concurrent_with_args`` holding at most
-  ``concurrency`` statements in flight, so at most ``max_in_flight_requests * concurrency``
+  ``concurrency`` statements in flight, so at most ``batching.max_in_flight * concurrency``
   statements are in flight in all. With ``batch_by_partition``, the rows of a request are grouped by
   partition key and sent as UNLOGGED batches of at most ``max_batch_statements`` statements and
   ``max_batch_bytes`` bytes of values (one partition per batch: the cheap kind of batch for Cassandra;
@@ -23,7 +23,7 @@ Contract:
   integer out of range) goes to the error policy alone; the rest of its request is sent. A failed
   statement (or batch: all its rows) is retried with exponential backoff and jitter when the error
   is retryable (write/read timeouts, unavailable, overloaded, connection errors, no host available),
-  up to ``max_retries``; other errors (invalid request, syntax, unauthorized) and exhausted retries
+  up to ``batching.max_attempts``; other errors (invalid request, syntax, unauthorized) and exhausted retries
   go to the error policy (fail / skip with count / dead letter with the driver's message).
 * ``ignore_null_fields``: nulls are sent as "unset" (protocol v4), so they leave existing cells alone
   and write no tombstones, instead of deleting the cell.
@@ -38,98 +38,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ...config import check_positive, check_type
+from ...config import ConfigAttributes, resolve_config
 from ...error_policy import ErrorPolicyLike
 from ...errors import ArrowflowError, ConfigurationError, ConnectorError, SerializationError
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._common import CassandraConnection, SessionHolder, column_to_driver, quote_ident, split_table
+from ._client import SessionHolder, quote_ident
+from ._convert import column_to_driver
+from .config import CASSANDRA_BATCHING, CassandraConnection, CassandraSinkConfig, split_table
 
-__all__ = ["CassandraSink", "CassandraSinkConfig", "is_retryable_cassandra_error"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class CassandraSinkConfig:
-    """Options of :class:`CassandraSink` (see the module docstring).
-
-    Exactly one of ``table`` (``"ks.table"``, or ``"table"`` with ``connection.keyspace``) and
-    ``statement``. ``columns``: for ``table``, the columns to insert (default: every column of the
-    batch); for ``statement``, the batch columns bound to the markers in order (default: by the
-    markers' names). ``partition_key``: the partition key columns, for ``batch_by_partition`` and the
-    null-key check (default: from the prepared statement's routing key). ``idempotent``: ``None`` =
-    True for a generated INSERT, False for a user statement.
-    """
-
-    table: str | None = None
-    statement: str | None = None
-    columns: tuple[str, ...] | None = None
-    partition_key: tuple[str, ...] | None = None
-    ignore_null_fields: bool = False
-    batch_by_partition: bool = False
-    max_batch_statements: int = 50
-    max_batch_bytes: int = 1 << 20
-    concurrency: int = 64
-    max_in_flight_requests: int = 2
-    request_rows: int = 2000
-    max_buffered_rows: int = 20_000
-    flush_interval: float | None = 1.0
-    max_retries: int = 5
-    initial_backoff: float = 0.05
-    max_backoff: float = 5.0
-    idempotent: bool | None = None
-
-    def __post_init__(self) -> None:
-        if (self.table is None) == (self.statement is None):
-            raise ConfigurationError("give exactly one of table and statement", option="table")
-        check_type("table", self.table, str, allow_none=True)
-        check_type("statement", self.statement, str, allow_none=True)
-        if self.statement is not None and "?" not in self.statement and ":" not in self.statement:
-            raise ConfigurationError("statement has no bind markers ('?')", option="statement")
-        for name in ("columns", "partition_key"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = (value,)
-            check_type(name, value, (tuple, list), allow_none=True)
-            if value is not None:
-                if not value or not all(isinstance(c, str) and c for c in value):
-                    raise ConfigurationError(f"{name} must hold column names", option=name)
-                object.__setattr__(self, name, tuple(value))
-        for name in ("ignore_null_fields", "batch_by_partition"):
-            check_type(name, getattr(self, name), bool)
-        check_type("idempotent", self.idempotent, bool, allow_none=True)
-        for name in (
-            "max_batch_statements",
-            "max_batch_bytes",
-            "concurrency",
-            "max_in_flight_requests",
-            "request_rows",
-            "max_buffered_rows",
-        ):
-            check_type(name, getattr(self, name), int)
-            check_positive(name, getattr(self, name))
-        check_type("max_retries", self.max_retries, int)
-        if self.max_retries < 0:
-            raise ConfigurationError("max_retries must be >= 0", option="max_retries")
-        check_positive("flush_interval", self.flush_interval, allow_none=True)
-        check_positive("initial_backoff", self.initial_backoff)
-        check_positive("max_backoff", self.max_backoff)
-
-    def batching(self) -> BatchingConfig:
-        return BatchingConfig(
-            max_request_rows=self.request_rows,
-            max_request_bytes=None,
-            max_in_flight=self.max_in_flight_requests,
-            max_buffered_rows=self.max_buffered_rows,
-            max_time_in_buffer=self.flush_interval,
-            initial_backoff=self.initial_backoff,
-            max_backoff=max(self.max_backoff, self.initial_backoff),
-            max_attempts=self.max_retries + 1,
-        )
+__all__ = ["CASSANDRA_BATCHING", "CassandraSink", "CassandraSinkConfig", "is_retryable_cassandra_error"]
 
 
 def is_retryable_cassandra_error(exc: BaseException) -> bool:
@@ -182,12 +104,12 @@ class _Prepared:
         self.partition_key = partition_key
 
 
-class CassandraSink(AsyncBatchWriter):
+class CassandraSink(ConfigAttributes, AsyncBatchWriter):
     """Writes batches to Cassandra with a prepared statement (see the module docstring).
 
     ``connection``: a :class:`CassandraConnection` or a dict of its fields; ``session``: an existing
-    driver ``Session`` (not shut down by the sink). Options: :class:`CassandraSinkConfig` or its
-    fields as keywords.
+    driver ``Session`` (not shut down by the sink). The other options are
+    :class:`CassandraSinkConfig`'s, as keywords or as ``config=`` (0.1.0 passed it first).
     """
 
     name = "cassandra"
@@ -196,19 +118,26 @@ class CassandraSink(AsyncBatchWriter):
         self,
         config: CassandraSinkConfig | None = None,
         *,
+        table: str | None = None,
+        statement: str | None = None,
+        columns: Sequence[str] | None = None,
+        partition_key: Sequence[str] | None = None,
+        ignore_null_fields: bool = False,
+        batch_by_partition: bool = False,
+        max_batch_statements: int = 50,
+        max_batch_bytes: int = 1 << 20,
+        concurrency: int = 64,
+        idempotent: bool | None = None,
+        batching: BatchingConfig = CASSANDRA_BATCHING,
         connection: CassandraConnection | Mapping[str, Any] | None = None,
         session: Any = None,
         error_policy: ErrorPolicyLike = "fail",
         name: str | None = None,
-        **options: Any,
+        **deprecated: Any,
     ) -> None:
-        if config is None:
-            config = CassandraSinkConfig(**options)
-        elif options:
-            raise ConfigurationError("give either config or individual options", option="config")
-        check_type("config", config, CassandraSinkConfig)
-        super().__init__(config.batching(), error_policy=error_policy, name=name)
-        self.sink_config = config
+        config = resolve_config(CassandraSinkConfig, config, locals(), **deprecated)
+        super().__init__(config.batching, error_policy=error_policy, name=name)
+        self.config = config
         self.connection = CassandraConnection.coerce(connection)
         if config.table is not None:
             self._target: tuple[str, str] | None = split_table(config.table, self.connection.keyspace)
@@ -219,8 +148,13 @@ class CassandraSink(AsyncBatchWriter):
         self._statements: dict[tuple[str, ...], _Prepared] = {}
         self._prep_lock = threading.Lock()
 
+    @property
+    def sink_config(self) -> CassandraSinkConfig:
+        """0.1.0's name of :attr:`config`."""
+        return self.config  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
-        return f"CassandraSink(config={self.sink_config!r}, connection={self.connection!r})"
+        return f"CassandraSink(config={self.config!r}, connection={self.connection!r})"
 
     @property
     def session(self) -> Any:
@@ -230,7 +164,7 @@ class CassandraSink(AsyncBatchWriter):
     # -- preparing ------------------------------------------------------------------------------
 
     def _statement_for(self, names: Sequence[str]) -> _Prepared:
-        cfg = self.sink_config
+        cfg = self.config
         key = tuple(names) if cfg.table is not None and cfg.columns is None else ()
         with self._prep_lock:
             prep = self._statements.get(key)
@@ -330,10 +264,10 @@ class CassandraSink(AsyncBatchWriter):
 
     def _rows(self, entries: pa.StructArray, prep: _Prepared) -> list[tuple[Any, ...]]:
         # The driver serializes Python values row by row, so each column becomes one Python list
-        # (one Arrow/numpy conversion per column, see _common.column_to_driver) and the rows are the
+        # (one Arrow/numpy conversion per column, see _convert.column_to_driver) and the rows are the
         # zip of those lists: no per-cell type dispatch in Python.
         unset: Any = None
-        if self.sink_config.ignore_null_fields:
+        if self.config.ignore_null_fields:
             from cassandra.query import UNSET_VALUE
 
             unset = UNSET_VALUE
@@ -369,9 +303,9 @@ class CassandraSink(AsyncBatchWriter):
     def submit(self, entries: pa.StructArray) -> SubmitResult | None:
         from cassandra.concurrent import execute_concurrent, execute_concurrent_with_args
 
-        prep = self._statement_for(entries.type.names if self.sink_config.columns is None else ())
+        prep = self._statement_for(entries.type.names if self.config.columns is None else ())
         rows, bad = self._convert(entries, prep)
-        cfg = self.sink_config
+        cfg = self.config
         session = self.session
         failed: list[int] = list(bad)
         errors: list[str] = list(bad.values())
@@ -432,8 +366,8 @@ class CassandraSink(AsyncBatchWriter):
             kept = np.concatenate(([0], np.cumsum(~drop)))
             flat, offsets = flat[~drop], kept[offsets]
         sizes = np.asarray(self.entry_sizes(entries), dtype=np.int64)[flat]
-        step = self.sink_config.max_batch_statements
-        limit = self.sink_config.max_batch_bytes
+        step = self.config.max_batch_statements
+        limit = self.config.max_batch_bytes
         out = []
         for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
             s = a

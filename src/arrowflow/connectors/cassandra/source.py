@@ -35,21 +35,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import check_positive, check_type
+from ...config import REQUIRED, resolve_config
 from ...errors import ConfigurationError, ConnectorError, SerializationError
 from ...source import Position, Source, Split, SplitReader
-from ._common import (
-    MAX_TOKEN,
-    MIN_TOKEN,
-    CassandraConnection,
-    SessionHolder,
-    arrow_type_for,
-    column_from_driver,
-    quote_ident,
-    split_table,
-)
+from ._client import SessionHolder, quote_ident
+from ._convert import arrow_type_for, column_from_driver
+from .config import CassandraConnection, CassandraSourceConfig, split_table
 
-__all__ = ["CassandraSource", "token_ranges"]
+__all__ = ["CassandraSource", "CassandraSourceConfig", "token_ranges"]
+
+MIN_TOKEN = -(2**63)
+MAX_TOKEN = 2**63 - 1
 
 
 def token_ranges(n: int, ring: Sequence[int] = ()) -> list[tuple[int, int]]:
@@ -100,7 +96,7 @@ class CassandraSource(Source):
 
     def __init__(
         self,
-        table: str,
+        table: str = REQUIRED,
         *,
         connection: CassandraConnection | Mapping[str, Any] | None = None,
         session: Any = None,
@@ -109,31 +105,17 @@ class CassandraSource(Source):
         partition_key: Sequence[str] | None = None,
         splits: int = 8,
         page_size: int = 5000,
+        config: CassandraSourceConfig | None = None,
     ) -> None:
+        config = resolve_config(CassandraSourceConfig, config, locals())
+        self.config = config
         self.connection = CassandraConnection.coerce(connection)
-        self.keyspace, self.table = split_table(table, self.connection.keyspace)
-        if isinstance(columns, str):
-            columns = (columns,)
-        check_type("columns", columns, (list, tuple), allow_none=True)
-        self.columns = tuple(columns) if columns is not None else None
-        if self.columns is not None and not self.columns:
-            raise ConfigurationError("columns must not be empty", option="columns")
-        check_type("schema", schema, pa.Schema, allow_none=True)
-        if schema is not None and self.columns is not None and list(schema.names) != list(self.columns):
-            raise ConfigurationError("schema must name the same columns as columns", option="schema")
-        if schema is not None and self.columns is None:
-            self.columns = tuple(schema.names)
-        self._schema = schema
-        if isinstance(partition_key, str):
-            partition_key = (partition_key,)
-        check_type("partition_key", partition_key, (list, tuple), allow_none=True)
-        self.partition_key = tuple(partition_key) if partition_key else None
-        check_type("splits", splits, int)
-        check_positive("splits", splits)
-        check_type("page_size", page_size, int)
-        check_positive("page_size", page_size)
-        self.splits = splits
-        self.page_size = page_size
+        self.keyspace, self.table = split_table(config.table, self.connection.keyspace)
+        self.columns = config.columns
+        self._schema = config.schema
+        self.partition_key = config.partition_key
+        self.splits = config.splits
+        self.page_size = config.page_size
         self._holder = SessionHolder(self.connection, session)
         self._lock = threading.Lock()
         self._statement: Any = None
@@ -155,9 +137,8 @@ class CassandraSource(Source):
     def __repr__(self) -> str:
         return f"CassandraSource({self.keyspace}.{self.table}, splits={self.splits})"
 
-    @property
-    def bounded(self) -> bool:
-        return True
+    #: Every split ends (a class constant, not a property).
+    bounded = True
 
     @property
     def schema(self) -> pa.Schema | None:

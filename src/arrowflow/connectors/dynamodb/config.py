@@ -10,9 +10,9 @@ import pyarrow as pa
 
 from ...config import check_choice, check_exactly_one, check_name, check_positive, check_type
 from ...errors import ConfigurationError
-from ...writer import BatchingConfig, check_batching_limits, legacy_batching
+from ...writer import BatchingConfig, legacy_batching
 from .._aws.shards import ShardPollingOptions
-from .._aws.sink import AWS_LEGACY_BATCHING
+from .._aws.sink import AWS_LEGACY_BATCHING, ApiLimits
 from .._messaging import MetadataOptions
 
 __all__ = [
@@ -24,17 +24,8 @@ __all__ = [
 
 #: The sink's batching unless configured: BatchWriteItem's limits (25 items, 16 MiB a request,
 #: 400 KiB an item), 4 requests in flight, 1 s in the buffer, up to 11 attempts, 0.05 s -> 5 s.
-DYNAMODB_BATCHING = BatchingConfig(
-    max_request_rows=25,
-    max_request_bytes=16 * 1024 * 1024,
-    max_record_bytes=400 * 1024,
-    max_in_flight=4,
-    max_buffered_rows=10_000,
-    max_time_in_buffer=1.0,
-    initial_backoff=0.05,
-    max_backoff=5.0,
-    max_attempts=11,
-)
+BATCH_WRITE_ITEM = ApiLimits("BatchWriteItem", 25, 16 * 1024 * 1024, 400 * 1024)
+DYNAMODB_BATCHING = BatchingConfig(**BATCH_WRITE_ITEM.sizes, max_time_in_buffer=1.0, max_attempts=11)
 
 
 def _key_columns(value: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -86,15 +77,7 @@ class DynamoDBSinkConfig:
         object.__setattr__(self, "set_columns", tuple(self.set_columns))
         check_type("delete_column", self.delete_column, str, allow_none=True)
         check_choice("null_attributes", self.null_attributes, ("omit", "null"))
-        check_type("batching", self.batching, BatchingConfig)
-        limited = check_batching_limits(
-            self.batching,
-            api="BatchWriteItem",
-            max_request_rows=25,
-            max_request_bytes=16 * 1024 * 1024,
-            max_record_bytes=400 * 1024,
-        )
-        object.__setattr__(self, "batching", limited)
+        BATCH_WRITE_ITEM.apply(self)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,15 +1,16 @@
 """The FileSystem connector: :class:`FileSource` and the exactly-once :class:`FileSink`.
 
-Formats: Parquet, Arrow IPC/Feather, CSV, NDJSON and text lines (:mod:`.formats`), on any
+Formats: Parquet, Arrow IPC/Feather, CSV, NDJSON and text lines (:mod:`.file_formats`), on any
 ``pyarrow.fs`` or fsspec file system (local by default, ``s3://`` etc. resolved from the URI).
 See :mod:`.source` and :mod:`.sink` for the contracts (positions, monitoring, the rename protocol).
 """
 
 from __future__ import annotations
 
-from .formats import FORMAT_ALIASES, FileFormat, file_format
-from .sink import CommittedPartition, FileSink, FileSinkConfig, PartitionCommit, RollingPolicy
-from .source import FileSource, FileSourceConfig
+from .config import CommittedPartition, FileSinkConfig, FileSourceConfig, PartitionCommit, RollingPolicy
+from .file_formats import FORMAT_ALIASES, FileFormat, file_format
+from .sink import FileSink
+from .source import FileSource
 
 __all__ = [
     "FORMAT_ALIASES",

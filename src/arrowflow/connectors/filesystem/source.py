@@ -42,87 +42,20 @@ import fnmatch
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from ...config import check_positive, check_type
+from ...config import REQUIRED, resolve_config
 from ...errors import ConfigurationError
 from ...source import Position, Source, Split, SplitReader
-from .formats import FileFormat, file_format
+from .config import FileSourceConfig
 from .paths import decode_hive_segment, is_hidden, join, relative, resolve
 
 __all__ = ["FileSource", "FileSourceConfig"]
 
 _GLOB_CHARS = "*?["
-
-
-@dataclass(frozen=True, kw_only=True)
-class FileSourceConfig:
-    """Options of :class:`FileSource` (see the module docstring)."""
-
-    path: str | os.PathLike[str]
-    """A file, a directory (every non-hidden file below it) or a glob such as ``"/data/*/part-*.parquet"``."""
-    format: str = "parquet"
-    """``"parquet"``, ``"arrow"``/``"ipc"``/``"feather"``, ``"csv"``, ``"ndjson"`` or ``"text"``."""
-    schema: pa.Schema | None = None
-    """The schema to read with (default: the files' own, or inferred for CSV/NDJSON)."""
-    recursive: bool = True
-    """List directories recursively."""
-    glob: str | None = None
-    """Keep only listed files whose relative path matches this pattern (``*`` also matches ``/``)."""
-    partitioning: str | pa.Schema | None = "hive"
-    """``"hive"`` (``key=value`` segments become columns), a ``pyarrow.Schema`` typing the keys, or
-    ``None``."""
-    monitor_interval: float | None = None
-    """Seconds between listings for new files: makes the source unbounded."""
-    batch_size: int = 65536
-    """Rows per batch read from a file."""
-    split_row_groups: bool = True
-    """One split per Parquet row group (reads each footer while planning) instead of one per file."""
-    columns: Sequence[str] | None = None
-    """Columns to read (projection pushed down to the reader)."""
-    filter: Any = None
-    """A ``pyarrow.compute`` expression pushed down; rows it drops still advance the position."""
-    filesystem: Any = None
-    """A ``pyarrow.fs`` or fsspec file system (default: from the path)."""
-    file_format: FileFormat = field(init=False)
-
-    def __post_init__(self) -> None:
-        check_type("path", self.path, (str, os.PathLike))
-        object.__setattr__(self, "file_format", file_format(self.format))
-        check_type("schema", self.schema, pa.Schema, allow_none=True)
-        check_type("recursive", self.recursive, bool)
-        check_type("glob", self.glob, str, allow_none=True)
-        if not (
-            self.partitioning is None
-            or self.partitioning == "hive"
-            or isinstance(self.partitioning, pa.Schema)
-        ):
-            raise ConfigurationError(
-                f"partitioning must be 'hive', a pyarrow.Schema of the partition keys, or None; "
-                f"got {self.partitioning!r}",
-                option="partitioning",
-            )
-        check_positive("monitor_interval", self.monitor_interval, allow_none=True)
-        check_type("batch_size", self.batch_size, int)
-        check_positive("batch_size", self.batch_size)
-        check_type("split_row_groups", self.split_row_groups, bool)
-        if self.columns is not None:
-            if isinstance(self.columns, str) or not all(isinstance(c, str) for c in self.columns):
-                raise ConfigurationError("columns must be a list of column names", option="columns")
-            object.__setattr__(self, "columns", tuple(self.columns))
-        if self.filter is not None:
-            import pyarrow.compute as pc
-
-            check_type("filter", self.filter, pc.Expression)
-        if (
-            self.file_format.name == "text"
-            and self.schema is not None
-            and (len(self.schema) != 1 or not pa.types.is_string(self.schema.field(0).type))
-        ):
-            raise ConfigurationError("schema: the text format has exactly one string column", option="schema")
 
 
 @dataclass(frozen=True)
@@ -141,7 +74,7 @@ class FileSource(Source):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] = REQUIRED,
         *,
         format: str = "parquet",
         schema: pa.Schema | None = None,
@@ -154,21 +87,10 @@ class FileSource(Source):
         columns: Sequence[str] | None = None,
         filter: Any = None,
         filesystem: Any = None,
+        config: FileSourceConfig | None = None,
     ) -> None:
-        self.config = FileSourceConfig(
-            path=path,
-            format=format,
-            schema=schema,
-            recursive=recursive,
-            glob=glob,
-            partitioning=partitioning,
-            monitor_interval=monitor_interval,
-            batch_size=batch_size,
-            split_row_groups=split_row_groups,
-            columns=columns,
-            filter=filter,
-            filesystem=filesystem,
-        )
+        self.config = config = resolve_config(FileSourceConfig, config, locals())
+        path, filesystem = config.path, config.filesystem
         self.fs, full = resolve(path, filesystem)
         self.base, self.pattern = _split_glob(full)
         if self.config.glob is not None:

@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 from ...config import check_name, check_type
 from ...formats import Format
-from ...writer import BatchingConfig, check_batching_limits, legacy_batching
-from .._aws.sink import AWS_LEGACY_BATCHING, put_batching
+from ...writer import BatchingConfig, legacy_batching
+from .._aws.sink import AWS_LEGACY_BATCHING, ApiLimits, put_batching
 
 __all__ = ["FIREHOSE_BATCHING", "FirehoseSinkConfig"]
 
 #: The sink's batching unless configured: PutRecordBatch's limits (500 records, 4 MiB a request,
 #: 1000 KiB a record), 4 requests in flight, 1 s in the buffer, up to 11 attempts, 0.1 s -> 5 s.
-FIREHOSE_BATCHING = put_batching(max_request_bytes=4 * 1024 * 1024, max_record_bytes=1000 * 1024)
+PUT_RECORD_BATCH = ApiLimits("PutRecordBatch", 500, 4 * 1024 * 1024, 1000 * 1024)
+FIREHOSE_BATCHING = put_batching(PUT_RECORD_BATCH)
 
 
 @legacy_batching(*AWS_LEGACY_BATCHING)
@@ -41,12 +42,4 @@ class FirehoseSinkConfig:
         check_name("delivery_stream_name", self.delivery_stream_name)
         check_type("newline_delimited", self.newline_delimited, bool)
         check_type("format", self.format, Format, allow_none=True)
-        check_type("batching", self.batching, BatchingConfig)
-        limited = check_batching_limits(
-            self.batching,
-            api="PutRecordBatch",
-            max_request_rows=500,
-            max_request_bytes=4 * 1024 * 1024,
-            max_record_bytes=1000 * 1024,
-        )
-        object.__setattr__(self, "batching", limited)
+        PUT_RECORD_BATCH.apply(self)

@@ -6,11 +6,12 @@ RPC, the vectorized event encoding, the HTTP JSON array) in :mod:`._client`.
 from __future__ import annotations
 
 from ._client import AVRO_SOURCE_PROTOCOL, encode_avro_events, json_array, zigzag_varints
-from .config import FlumeSinkConfig, default_batching
+from .config import FLUME_BATCHING, FlumeSinkConfig, default_batching
 from .sink import FlumeSink
 
 __all__ = [
     "AVRO_SOURCE_PROTOCOL",
+    "FLUME_BATCHING",
     "FlumeSink",
     "FlumeSinkConfig",
     "default_batching",

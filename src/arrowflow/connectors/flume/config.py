@@ -12,22 +12,22 @@ from ...config import check_choice, check_positive, check_type
 from ...errors import ConfigurationError
 from ...writer import BatchingConfig
 
+__all__ = ["FLUME_BATCHING", "FlumeSinkConfig", "default_batching"]
+
 PROTOCOLS = ("http", "avro")
 BODY_ENCODINGS = ("utf8", "base64")
 
 
+#: Flume's ``batchSize`` (100 events per request), one request in flight, 1 s in the buffer,
+#: 0.1 s -> 5 s backoff, 10 attempts; no byte limit (the agent's channel bounds a request).
+FLUME_BATCHING = BatchingConfig(
+    max_request_rows=100, max_request_bytes=None, max_in_flight=1, max_time_in_buffer=1.0, initial_backoff=0.1
+)
+
+
 def default_batching() -> BatchingConfig:
-    """Flume's ``batchSize`` (100 events per request), one request in flight, 100 ms -> 5 s backoff."""
-    return BatchingConfig(
-        max_request_rows=100,
-        max_request_bytes=None,
-        max_in_flight=1,
-        max_buffered_rows=10_000,
-        max_time_in_buffer=1.0,
-        initial_backoff=0.1,
-        max_backoff=5.0,
-        max_attempts=10,
-    )
+    """0.1.0's accessor of :data:`FLUME_BATCHING`."""
+    return FLUME_BATCHING
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +42,7 @@ class FlumeSinkConfig:
     * ``header_columns``: columns that become headers: a sequence (header = column name) or a
       mapping ``{header_name: column_name}``. ``headers_column``: a ``map<string, string>`` column.
       ``static_headers``: headers on every event.
-    * ``batching``: :func:`default_batching`. ``request_timeout``: seconds to wait for an answer;
+    * ``batching``: :data:`FLUME_BATCHING`. ``request_timeout``: seconds to wait for an answer;
       ``connect_timeout``: seconds to connect (Flume's RPC client defaults are 20 s each).
     """
 
@@ -53,7 +53,7 @@ class FlumeSinkConfig:
     header_columns: Sequence[str] | Mapping[str, str] = ()
     headers_column: str | None = None
     static_headers: Mapping[str, str] = field(default_factory=dict)
-    batching: BatchingConfig = field(default_factory=default_batching)
+    batching: BatchingConfig = FLUME_BATCHING
     request_timeout: float = 20.0
     connect_timeout: float = 20.0
 
@@ -81,6 +81,7 @@ class FlumeSinkConfig:
                 )
         check_type("headers_column", self.headers_column, str, allow_none=True)
         check_type("static_headers", self.static_headers, Mapping)
+        object.__setattr__(self, "static_headers", dict(self.static_headers))
         for name, value in self.static_headers.items():
             check_type("static_headers", name, str)
             check_type("static_headers", value, str)

@@ -56,6 +56,8 @@ import io
 import struct
 import threading
 import urllib.parse
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -64,10 +66,10 @@ import pyarrow.compute as pc
 
 from ..._arrays import dedupe_last
 from ..._ext import load
-from ...config import check_type
+from ...config import REQUIRED, ConfigAttributes, resolve_config
 from ...error_policy import ErrorPolicyLike
-from ...errors import ConfigurationError, ConnectorError, SerializationError
-from ...writer import AsyncBatchWriter, Encoded, Entries, SubmitResult
+from ...errors import ConnectorError, SerializationError
+from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult, batch_column
 from ._client import (
     HANDSHAKE_REQUEST,
     HANDSHAKE_RESPONSE,
@@ -82,10 +84,13 @@ from ._client import (
     read_long,
     zigzag_varints,
 )
-from .config import FlumeSinkConfig, split_host_port
+from .config import FLUME_BATCHING, FlumeSinkConfig, split_host_port
+
+#: The constructor's default of a mapping option (read-only: one object serves every sink).
+_NONE: Mapping[str, str] = MappingProxyType({})
 
 
-class FlumeSink(AsyncBatchWriter):
+class FlumeSink(ConfigAttributes, AsyncBatchWriter):
     """Sends rows as Flume events over HTTP/JSON or Avro RPC. See the module docstring.
 
     Construct with a :class:`FlumeSinkConfig` or its fields as keyword arguments::
@@ -99,16 +104,21 @@ class FlumeSink(AsyncBatchWriter):
         self,
         config: FlumeSinkConfig | None = None,
         *,
+        protocol: str = "http",
+        address: str = REQUIRED,
+        body_column: str | None = "body",
+        body_encoding: str = "utf8",
+        header_columns: Sequence[str] | Mapping[str, str] = (),
+        headers_column: str | None = None,
+        static_headers: Mapping[str, str] = _NONE,
+        batching: BatchingConfig = FLUME_BATCHING,
+        request_timeout: float = 20.0,
+        connect_timeout: float = 20.0,
         error_policy: ErrorPolicyLike = "fail",
-        **options: Any,
     ) -> None:
-        if config is None:
-            config = FlumeSinkConfig(**options)
-        elif options:
-            raise ConfigurationError("pass either config or keyword options, not both", option="config")
-        check_type("config", config, FlumeSinkConfig)
+        config = resolve_config(FlumeSinkConfig, config, locals())
         super().__init__(config.batching, error_policy=error_policy, name=f"flume-{config.protocol}")
-        self.settings = config
+        self.config = config
         self._json = load("json_encode")
         self._local = threading.local()
         self._open: list[Any] = []
@@ -137,6 +147,11 @@ class FlumeSink(AsyncBatchWriter):
             self._meta_schema = fastavro.parse_schema(META_SCHEMA)
         self._static = [(k, v) for k, v in config.static_headers.items()]
 
+    @property
+    def settings(self) -> FlumeSinkConfig:
+        """0.1.0's name of :attr:`config`."""
+        return self.config  # type: ignore[no-any-return]
+
     def _write_avro(self, schema: dict[str, Any], record: Any) -> bytes:
         out = io.BytesIO()
         self._fastavro.schemaless_writer(out, self._fastavro.parse_schema(schema), record)
@@ -146,14 +161,11 @@ class FlumeSink(AsyncBatchWriter):
 
     @staticmethod
     def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
-        index = batch.schema.get_field_index(name)
-        if index < 0:
-            raise SerializationError(f"flume: column {name!r} is missing (have {batch.schema.names})")
-        return batch.column(index)
+        return batch_column(batch, name, who="flume")
 
     def _body(self, batch: pa.RecordBatch) -> pa.Array:
         """The body column as string (http) or binary (avro); may hold nulls (= bad rows)."""
-        cfg = self.settings
+        cfg = self.config
         if cfg.body_column is None:
             used = set(cfg.header_map.values()) | {cfg.headers_column}
             columns = [c for c in batch.schema.names if c not in used]
@@ -183,13 +195,13 @@ class FlumeSink(AsyncBatchWriter):
         keys: list[pa.Array] = []
         values: list[pa.Array] = []
         arange = np.arange(n, dtype=np.int64)
-        names = [k for k, _ in self._static] + list(self.settings.header_map)
+        names = [k for k, _ in self._static] + list(self.config.header_map)
         name_array = pa.array(names, pa.string())
         for j, (_, value) in enumerate(self._static):
             rows.append(arange)
             keys.append(name_array.take(pa.array(np.full(n, j, dtype=np.int32))))
             values.append(pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32))))
-        for j, column in enumerate(self.settings.header_map.values(), start=len(self._static)):
+        for j, column in enumerate(self.config.header_map.values(), start=len(self._static)):
             col = self._column(batch, column)
             try:
                 text = col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
@@ -205,11 +217,11 @@ class FlumeSink(AsyncBatchWriter):
                 rows.append(arange)
             keys.append(name_array.take(pa.array(np.full(len(text), j, dtype=np.int32))))
             values.append(text)
-        if self.settings.headers_column is not None:
-            col = self._column(batch, self.settings.headers_column)
+        if self.config.headers_column is not None:
+            col = self._column(batch, self.config.headers_column)
             if not pa.types.is_map(col.type):
                 raise SerializationError(
-                    f"flume: headers_column {self.settings.headers_column!r} must be a map, got {col.type}"
+                    f"flume: headers_column {self.config.headers_column!r} must be a map, got {col.type}"
                 )
             offsets = np.asarray(col.offsets, dtype=np.int64)
             counts = np.diff(offsets)
@@ -244,7 +256,7 @@ class FlumeSink(AsyncBatchWriter):
                 "value": pa.concat_arrays(values).take(pa.array(order)),
             }
         )
-        if self.settings.headers_column is not None:
+        if self.config.headers_column is not None:
             # Only the map column can repeat a key on a row (static and column names are distinct).
             # HTTPSource's JSONHandler (Gson) rejects a JSON object with a repeated key: the whole
             # request would come back 400. Send each key once, with its last value, as the
@@ -261,7 +273,7 @@ class FlumeSink(AsyncBatchWriter):
         if body.null_count:
             bad |= ~np.asarray(body.is_valid())
         # With body_encoding="base64" the JSON kernel writes a binary column as base64 text itself.
-        http_text = self.settings.protocol == "http" and self.settings.body_encoding == "utf8"
+        http_text = self.config.protocol == "http" and self.config.body_encoding == "utf8"
         if http_text and pa.types.is_binary(body.type):
             body, invalid = self._utf8(body)
             for i in np.flatnonzero(invalid & ~bad).tolist():  # error path only
@@ -278,7 +290,7 @@ class FlumeSink(AsyncBatchWriter):
 
     def _events(self, batch: pa.RecordBatch, body: pa.Array) -> pa.Array:
         counts, keys, values = self._headers(batch)
-        if self.settings.protocol == "avro":
+        if self.config.protocol == "avro":
             return encode_avro_events(counts, keys, values, body)
         offsets = np.zeros(len(counts) + 1, dtype=np.int32)
         np.cumsum(counts, out=offsets[1:])
@@ -308,7 +320,7 @@ class FlumeSink(AsyncBatchWriter):
 
     def submit(self, entries: Entries) -> SubmitResult | None:
         """Send one request (one POST, or one ``appendBatch`` call) and classify the answer."""
-        if self.settings.protocol == "http":
+        if self.config.protocol == "http":
             self._submit_http(entries)
         else:
             self._submit_avro(entries)
@@ -329,7 +341,7 @@ class FlumeSink(AsyncBatchWriter):
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.settings.request_timeout)
+            conn = cls(self._host, self._port, timeout=self.config.request_timeout)
             self._local.conn = conn
             self._track(conn)
         try:
@@ -360,7 +372,7 @@ class FlumeSink(AsyncBatchWriter):
             if conn is None:
                 assert self._port is not None
                 conn = AvroConnection(
-                    self._host, self._port, self.settings.connect_timeout, self.settings.request_timeout
+                    self._host, self._port, self.config.connect_timeout, self.config.request_timeout
                 )
                 self._local.conn = conn
                 self._track(conn)

@@ -12,16 +12,17 @@ import pyarrow as pa
 from ...config import check_choice, check_exactly_one, check_type
 from ...errors import ConfigurationError
 from ...formats import Format
-from ...writer import BatchingConfig, check_batching_limits, legacy_batching
+from ...writer import BatchingConfig, legacy_batching
 from .._aws.shards import ShardPollingOptions
-from .._aws.sink import AWS_LEGACY_BATCHING, put_batching
+from .._aws.sink import AWS_LEGACY_BATCHING, ApiLimits, put_batching
 from .._messaging import SourceOptions
 
 __all__ = ["KINESIS_BATCHING", "KinesisSinkConfig", "KinesisSourceConfig"]
 
 #: The sink's batching unless configured: PutRecords' limits (500 records, 5 MiB a request, 1 MiB a
 #: record), 4 requests in flight, 1 s in the buffer, up to 11 attempts with 0.1 s -> 5 s backoff.
-KINESIS_BATCHING = put_batching(max_request_bytes=5 * 1024 * 1024, max_record_bytes=1024 * 1024)
+PUT_RECORDS = ApiLimits("PutRecords", 500, 5 * 1024 * 1024, 1024 * 1024)
+KINESIS_BATCHING = put_batching(PUT_RECORDS)
 
 
 @legacy_batching(*AWS_LEGACY_BATCHING)
@@ -63,15 +64,7 @@ class KinesisSinkConfig:
         if self.partition_key is not None and not callable(self.partition_key):
             raise ConfigurationError("partition_key must be a function batch -> keys", option="partition_key")
         check_type("format", self.format, Format, allow_none=True)
-        check_type("batching", self.batching, BatchingConfig)
-        limited = check_batching_limits(
-            self.batching,
-            api="PutRecords",
-            max_request_rows=500,
-            max_request_bytes=5 * 1024 * 1024,
-            max_record_bytes=1024 * 1024,
-        )
-        object.__setattr__(self, "batching", limited)
+        PUT_RECORDS.apply(self)
 
     @property
     def target(self) -> dict[str, str]:

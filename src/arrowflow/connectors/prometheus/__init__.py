@@ -4,10 +4,18 @@ samples in ``WriteRequest`` s. The contract is in :mod:`.sink`, the options in :
 
 from __future__ import annotations
 
-from .config import BasicAuth, BearerToken, PrometheusSinkConfig, RequestSigner, default_batching
+from .config import (
+    PROMETHEUS_BATCHING,
+    BasicAuth,
+    BearerToken,
+    PrometheusSinkConfig,
+    RequestSigner,
+    default_batching,
+)
 from .sink import PrometheusSink
 
 __all__ = [
+    "PROMETHEUS_BATCHING",
     "BasicAuth",
     "BearerToken",
     "PrometheusSink",

@@ -13,24 +13,35 @@ from ...config import Secret, check_positive, check_type, reveal
 from ...errors import ConfigurationError
 from ...writer import BatchingConfig
 
+__all__ = [
+    "PROMETHEUS_BATCHING",
+    "BasicAuth",
+    "BearerToken",
+    "PrometheusSinkConfig",
+    "RequestSigner",
+    "default_batching",
+]
+
 #: Called with the request headers (mutable) and the compressed body; adds auth headers.
 RequestSigner = Callable[[MutableMapping[str, str], bytes], None]
 
 _LABEL_NAME = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"
 
 
+#: Flink's defaults: 500 samples per request, one request in flight (remote write keeps a series'
+#: samples in order), 1 s in the buffer, 30 ms -> 5 s backoff, 10 attempts; no byte limit.
+PROMETHEUS_BATCHING = BatchingConfig(
+    max_request_rows=500,
+    max_request_bytes=None,
+    max_in_flight=1,
+    max_time_in_buffer=1.0,
+    initial_backoff=0.03,
+)
+
+
 def default_batching() -> BatchingConfig:
-    """Flink's defaults: 500 samples per request, one request in flight, 30 ms -> 5 s backoff."""
-    return BatchingConfig(
-        max_request_rows=500,
-        max_request_bytes=None,
-        max_in_flight=1,
-        max_buffered_rows=10_000,
-        max_time_in_buffer=1.0,
-        initial_backoff=0.03,
-        max_backoff=5.0,
-        max_attempts=10,
-    )
+    """0.1.0's accessor of :data:`PROMETHEUS_BATCHING`."""
+    return PROMETHEUS_BATCHING
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class PrometheusSinkConfig:
     * ``static_labels``: labels added to every series (``job``, ``instance``, ...).
     * ``value_column``: numeric (cast to float64). ``timestamp_column``: a timestamp (any unit,
       truncated to milliseconds) or integer milliseconds since the epoch.
-    * ``batching``: see :func:`default_batching`. ``request_timeout``: seconds per HTTP request.
+    * ``batching``: :data:`PROMETHEUS_BATCHING`. ``request_timeout``: seconds per HTTP request.
     * ``signer``: auth hook (:class:`BasicAuth`, :class:`BearerToken` or a callable).
     * ``headers``: extra HTTP headers. ``sort_by_timestamp``: order each batch by time before sending.
     """
@@ -100,7 +111,7 @@ class PrometheusSinkConfig:
     static_labels: Mapping[str, str] = field(default_factory=dict)
     value_column: str = "value"
     timestamp_column: str = "timestamp"
-    batching: BatchingConfig = field(default_factory=default_batching)
+    batching: BatchingConfig = PROMETHEUS_BATCHING
     request_timeout: float = 10.0
     signer: RequestSigner | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -128,6 +139,7 @@ class PrometheusSinkConfig:
                     "label_columns: use metric_column for __name__", option="label_columns"
                 )
         check_type("static_labels", self.static_labels, Mapping)
+        object.__setattr__(self, "static_labels", dict(self.static_labels))
         for label, value in self.static_labels.items():
             _check_label_name("static_labels", label)
             check_type("static_labels", value, str)
@@ -143,6 +155,7 @@ class PrometheusSinkConfig:
         if self.signer is not None and not callable(self.signer):
             raise ConfigurationError("signer must be callable(headers, body)", option="signer")
         check_type("headers", self.headers, Mapping)
+        object.__setattr__(self, "headers", dict(self.headers))
 
     @property
     def label_map(self) -> dict[str, str]:

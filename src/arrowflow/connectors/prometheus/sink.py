@@ -47,6 +47,8 @@ import logging
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -54,11 +56,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..._ext import load
-from ...config import check_type
+from ...config import REQUIRED, ConfigAttributes, resolve_config
 from ...error_policy import ErrorPolicyLike
-from ...errors import ConfigurationError, ConnectorError, SerializationError
-from ...writer import AsyncBatchWriter, Encoded, Entries, SubmitResult
-from .config import PrometheusSinkConfig
+from ...errors import ConnectorError, SerializationError
+from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, Entries, SubmitResult, batch_column
+from .config import PROMETHEUS_BATCHING, PrometheusSinkConfig, RequestSigner
 
 log = logging.getLogger("arrowflow.prometheus")
 
@@ -74,7 +76,11 @@ class _HttpStatus(ConnectorError):
         self.status = status
 
 
-class PrometheusSink(AsyncBatchWriter):
+#: The constructor's default of a mapping option (read-only: one object serves every sink).
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
+class PrometheusSink(ConfigAttributes, AsyncBatchWriter):
     """Writes samples to a Prometheus remote-write endpoint. See the module docstring."""
 
     name = "prometheus"
@@ -83,16 +89,24 @@ class PrometheusSink(AsyncBatchWriter):
         self,
         config: PrometheusSinkConfig | None = None,
         *,
+        url: str = REQUIRED,
+        metric_name: str | None = None,
+        metric_column: str | None = None,
+        label_columns: Sequence[str] | Mapping[str, str] = (),
+        labels_column: str | None = None,
+        static_labels: Mapping[str, str] = _NONE,
+        value_column: str = "value",
+        timestamp_column: str = "timestamp",
+        batching: BatchingConfig = PROMETHEUS_BATCHING,
+        request_timeout: float = 10.0,
+        signer: RequestSigner | None = None,
+        headers: Mapping[str, str] = _NONE,
+        sort_by_timestamp: bool = True,
         error_policy: ErrorPolicyLike = "fail",
-        **options: Any,
     ) -> None:
-        if config is None:
-            config = PrometheusSinkConfig(**options)
-        elif options:
-            raise ConfigurationError("pass either config or keyword options, not both", option="config")
-        check_type("config", config, PrometheusSinkConfig)
+        config = resolve_config(PrometheusSinkConfig, config, locals())
         super().__init__(config.batching, error_policy=error_policy, name="prometheus")
-        self.settings = config
+        self.config = config
         self._kernel = load("remote_write")
         try:
             import cramjam
@@ -122,15 +136,20 @@ class PrometheusSink(AsyncBatchWriter):
 
     # ------------------------------------------------------------------ encode (writing thread)
 
+    @property
+    def settings(self) -> PrometheusSinkConfig:
+        """0.1.0's name of :attr:`config`."""
+        return self.config  # type: ignore[no-any-return]
+
     def write(self, batch: pa.RecordBatch) -> None:
         """Sort ``batch`` by timestamp (stable) and buffer its samples; see AsyncBatchWriter.write."""
         super().write(self.sort_batch(batch))
 
     def sort_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` in timestamp order (stable); returned as is when already ordered or disabled."""
-        if not self.settings.sort_by_timestamp or batch.num_rows < 2:
+        if not self.config.sort_by_timestamp or batch.num_rows < 2:
             return batch
-        ts = self._column(batch, self.settings.timestamp_column)
+        ts = self._column(batch, self.config.timestamp_column)
         if ts.null_count == 0 and (pa.types.is_integer(ts.type) or pa.types.is_timestamp(ts.type)):
             raw = np.asarray(ts.cast(pa.int64()) if pa.types.is_timestamp(ts.type) else ts)
             if bool((raw[1:] >= raw[:-1]).all()):
@@ -139,13 +158,10 @@ class PrometheusSink(AsyncBatchWriter):
 
     @staticmethod
     def _column(batch: pa.RecordBatch, name: str) -> pa.Array:
-        index = batch.schema.get_field_index(name)
-        if index < 0:
-            raise SerializationError(f"prometheus: column {name!r} is missing (have {batch.schema.names})")
-        return batch.column(index)
+        return batch_column(batch, name, who="prometheus")
 
     def _timestamps_ms(self, batch: pa.RecordBatch) -> pa.Array:
-        ts = self._column(batch, self.settings.timestamp_column)
+        ts = self._column(batch, self.config.timestamp_column)
         t = ts.type
         if pa.types.is_timestamp(t):
             # Truncates sub-millisecond precision: remote write carries milliseconds.
@@ -153,7 +169,7 @@ class PrometheusSink(AsyncBatchWriter):
         if pa.types.is_integer(t):
             return pc.cast(ts, pa.int64())
         raise SerializationError(
-            f"prometheus: {self.settings.timestamp_column!r} must be a timestamp or integer "
+            f"prometheus: {self.config.timestamp_column!r} must be a timestamp or integer "
             f"milliseconds, got {t}"
         )
 
@@ -169,15 +185,15 @@ class PrometheusSink(AsyncBatchWriter):
         columns: list[tuple[bytes, Any]] = []
         for label, source in self._labels_spec:
             columns.append((label, source if isinstance(source, bytes) else self._column(batch, source)))
-        raw_value = self._column(batch, self.settings.value_column)
+        raw_value = self._column(batch, self.config.value_column)
         if not (pa.types.is_integer(raw_value.type) or pa.types.is_floating(raw_value.type)):
             raise SerializationError(
-                f"prometheus: {self.settings.value_column!r} must be numeric, got {raw_value.type}"
+                f"prometheus: {self.config.value_column!r} must be numeric, got {raw_value.type}"
             )
         values = pc.cast(raw_value, pa.float64())
         stamps = self._timestamps_ms(batch)
         try:
-            series = self._series_ids(n, columns) if self.settings.labels_column is None else None
+            series = self._series_ids(n, columns) if self.config.labels_column is None else None
             if series is not None:
                 ids, first = series
                 reps = [(k, v if isinstance(v, bytes) else v.take(first)) for k, v in columns]
@@ -185,7 +201,7 @@ class PrometheusSink(AsyncBatchWriter):
                 errs = series_errs[ids]
                 labels = pa.DictionaryArray.from_arrays(pa.array(ids, pa.int32()), table)
             else:
-                label_map = self._column(batch, self.settings.labels_column or "")
+                label_map = self._column(batch, self.config.labels_column or "")
                 per_row, errs, _ = self._kernel.encode_labels(n, columns, label_map)
                 labels = pc.dictionary_encode(per_row)
         except TypeError as exc:
@@ -259,7 +275,7 @@ class PrometheusSink(AsyncBatchWriter):
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.settings.request_timeout)
+            conn = cls(self._host, self._port, timeout=self.config.request_timeout)
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append(conn)
@@ -279,10 +295,10 @@ class PrometheusSink(AsyncBatchWriter):
             "Content-Encoding": "snappy",
             "X-Prometheus-Remote-Write-Version": "0.1.0",
             "User-Agent": "arrowflow-prometheus",
-            **self.settings.headers,
+            **self.config.headers,
         }
-        if self.settings.signer is not None:
-            self.settings.signer(headers, body)
+        if self.config.signer is not None:
+            self.config.signer(headers, body)
         conn = self._connection()
         try:
             conn.request("POST", self._path, body=body, headers=headers)

@@ -71,9 +71,8 @@ class PushSource(Source):
             raise OSError("TLS handshake failed") from None
         return tls
 
-    @property
-    def bounded(self) -> bool:
-        return False
+    #: A stream: no split ends (a class constant, not a property).
+    bounded = False
 
     def plan(self) -> list[Split]:
         return [Split(split_id="push", bounded=False)]

@@ -19,14 +19,7 @@ ACTIONS = ("index", "create", "update", "delete")
 #: The sink's batching unless configured: 1000 actions and 5 MiB a ``_bulk`` request, two in flight,
 #: 1 s in the buffer, up to 9 attempts with 0.05 s -> 5 s backoff (0.1.0's defaults).
 SEARCH_BATCHING = BatchingConfig(
-    max_request_rows=1000,
-    max_request_bytes=5 * 1024 * 1024,
-    max_in_flight=2,
-    max_buffered_rows=10_000,
-    max_time_in_buffer=1.0,
-    initial_backoff=0.05,
-    max_backoff=5.0,
-    max_attempts=9,
+    max_request_rows=1000, max_in_flight=2, max_time_in_buffer=1.0, max_attempts=9
 )
 
 

@@ -136,9 +136,8 @@ class SearchSource(ConfigAttributes, Source):
         self._hosts = hosts
         self._client = client
 
-    @property
-    def bounded(self) -> bool:
-        return True
+    #: Every split ends (a class constant, not a property).
+    bounded = True
 
     @property
     def schema(self) -> pa.Schema | None:

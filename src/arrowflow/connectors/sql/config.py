@@ -155,7 +155,7 @@ def _check_driver(driver: str) -> None:
 class SqlSinkConfig:
     """Options of :class:`~arrowflow.connectors.sql.SqlSink` (see there for their meaning)."""
 
-    uri: Secret | None
+    uri: Secret | None = None
     table: str
     driver: str = "adbc_driver_postgresql"
     connect: Any = None
@@ -208,8 +208,8 @@ class SqlSinkConfig:
                 f"max_retries must be >= 0, got {self.max_retries!r}", option="max_retries"
             )
         check_positive("retry_backoff", self.retry_backoff)
-        check_type("db_kwargs", self.db_kwargs, Mapping)
-        object.__setattr__(self, "db_kwargs", {str(k): str(v) for k, v in self.db_kwargs.items()})
+        check_type("db_kwargs", self.db_kwargs, Mapping, allow_none=True)
+        object.__setattr__(self, "db_kwargs", {str(k): str(v) for k, v in (self.db_kwargs or {}).items()})
         check_positive("timeout", self.timeout, allow_none=True)
 
 
@@ -217,7 +217,7 @@ class SqlSinkConfig:
 class SqlSourceConfig:
     """Options of :class:`~arrowflow.connectors.sql.SqlSource` (see there for their meaning)."""
 
-    uri: Secret | None
+    uri: Secret | None = None
     query: str | None = None
     table: str | None = None
     driver: str = "adbc_driver_postgresql"
@@ -268,8 +268,8 @@ class SqlSourceConfig:
         check_positive("poll_interval", self.poll_interval)
         check_type("batch_size", self.batch_size, int)
         check_positive("batch_size", self.batch_size)
-        check_type("db_kwargs", self.db_kwargs, Mapping)
-        object.__setattr__(self, "db_kwargs", {str(k): str(v) for k, v in self.db_kwargs.items()})
+        check_type("db_kwargs", self.db_kwargs, Mapping, allow_none=True)
+        object.__setattr__(self, "db_kwargs", {str(k): str(v) for k, v in (self.db_kwargs or {}).items()})
 
     @property
     def incremental(self) -> bool:

@@ -66,13 +66,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..._arrays import dedupe_last
-from ...config import Secret
+from ...config import REQUIRED, Secret, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
 from ...retry import ExponentialBackoff
@@ -92,6 +93,9 @@ from ._dbapi import (
 from .config import SqlSinkConfig, mask_uri, quote_ident, quote_table, scrub, split_table
 
 __all__ = ["SqlSink", "dedupe_last"]
+
+#: ``db_kwargs``' default in the constructor (read-only; the configuration keeps a dict).
+_NO_KWARGS: Mapping[str, str] = MappingProxyType({})
 
 
 class _AttemptTimeout(TimeoutError):
@@ -119,7 +123,7 @@ class SqlSink(Sink):
     def __init__(
         self,
         uri: str | Secret | None = None,
-        table: str = "",
+        table: str = REQUIRED,
         *,
         driver: str = "adbc_driver_postgresql",
         connect: Callable[[], Any] | str | None = None,
@@ -132,35 +136,19 @@ class SqlSink(Sink):
         flush_interval: float | None = 5.0,
         max_retries: int = 5,
         retry_backoff: float = 0.2,
-        db_kwargs: Mapping[str, str] | None = None,
+        db_kwargs: Mapping[str, str] | None = _NO_KWARGS,
         error_policy: ErrorPolicyLike = "fail",
         timeout: float | None = 60.0,
+        config: SqlSinkConfig | None = None,
     ) -> None:
-        self.config = SqlSinkConfig(
-            uri=uri if isinstance(uri, Secret) else Secret(uri) if isinstance(uri, str) else uri,
-            table=table,
-            driver=driver,
-            connect=connect,
-            dialect=dialect,
-            mode=mode,
-            keys=keys,  # type: ignore[arg-type]  # normalized to a tuple by the config
-            create=create,
-            delete_column=delete_column,
-            flush_rows=flush_rows,
-            flush_interval=flush_interval,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            db_kwargs=db_kwargs or {},
-            error_policy=error_policy,
-            timeout=timeout,
-        )
-        self.error_policy = ErrorPolicy.resolve(error_policy, name=f"sql:{table}")
-        self.idempotent = self.config.mode == "upsert"
-        self._backoff = ExponentialBackoff(initial_delay=retry_backoff, max_delay=5.0, multiplier=2.0)
+        self.config = c = resolve_config(SqlSinkConfig, config, locals())
+        self.error_policy = ErrorPolicy.resolve(c.error_policy, name=f"sql:{c.table}")
+        self.idempotent = c.mode == "upsert"
+        self._backoff = ExponentialBackoff(initial_delay=c.retry_backoff, max_delay=5.0, multiplier=2.0)
         self._conn: Any = None
-        self._factory = connection_factory(connect) if connect is not None else None
-        self._dialect: Dialect | None = DIALECTS[dialect] if dialect is not None else None
-        self._table_ready = not create
+        self._factory = connection_factory(c.connect) if c.connect is not None else None
+        self._dialect: Dialect | None = DIALECTS[c.dialect] if c.dialect is not None else None
+        self._table_ready = not c.create
         self._buffer: list[pa.RecordBatch] = []
         self._buffered_rows = 0
         self._buffered_since: float | None = None

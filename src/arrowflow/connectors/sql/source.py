@@ -52,11 +52,12 @@ import decimal
 import math
 import time
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
 
-from ...config import Secret
+from ...config import Secret, resolve_config
 from ...errors import ConfigurationError, ConnectorError
 from ...source import Position, Source, Split, SplitReader
 from ._conn import CONNECTION_ERROR, classify, close_quietly, connect
@@ -73,6 +74,9 @@ from ._dbapi import (
 from .config import SqlSourceConfig, mask_uri, scrub
 
 __all__ = ["SqlSource"]
+
+#: ``db_kwargs``' default in the constructor (read-only; the configuration keeps a dict).
+_NO_KWARGS: Mapping[str, str] = MappingProxyType({})
 
 
 def _json_value(value: Any) -> Any:
@@ -151,34 +155,18 @@ class SqlSource(Source):
         incremental_column: str | None = None,
         poll_interval: float = 1.0,
         batch_size: int = 65536,
-        db_kwargs: Mapping[str, str] | None = None,
+        db_kwargs: Mapping[str, str] | None = _NO_KWARGS,
+        config: SqlSourceConfig | None = None,
     ) -> None:
-        self.config = SqlSourceConfig(
-            uri=uri if isinstance(uri, Secret) else Secret(uri) if isinstance(uri, str) else uri,
-            query=query,
-            table=table,
-            driver=driver,
-            connect=connect,
-            dialect=dialect,
-            schema=schema,
-            partition_column=partition_column,
-            lower_bound=lower_bound,
-            upper_bound=upper_bound,
-            num_partitions=num_partitions,
-            keyset=keyset,
-            incremental_column=incremental_column,
-            poll_interval=poll_interval,
-            batch_size=batch_size,
-            db_kwargs=db_kwargs or {},
-        )
-        if schema is not None and connect is None:
+        self.config = c = resolve_config(SqlSourceConfig, config, locals())
+        if c.schema is not None and c.connect is None:
             raise ConfigurationError("schema applies to connect= (DB-API) only", option="schema")
-        self._factory = connection_factory(connect) if connect is not None else None
+        self._factory = connection_factory(c.connect) if c.connect is not None else None
         self._dialect: Dialect | None = None
-        if dialect is not None:
-            self._dialect = DIALECTS[dialect]
-        elif connect is None:
-            self._dialect = DIALECTS["sqlite" if "sqlite" in driver else "postgresql"]
+        if c.dialect is not None:
+            self._dialect = DIALECTS[c.dialect]
+        elif c.connect is None:
+            self._dialect = DIALECTS["sqlite" if "sqlite" in c.driver else "postgresql"]
 
     def __repr__(self) -> str:
         c = self.config

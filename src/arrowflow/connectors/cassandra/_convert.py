@@ -1,4 +1,4 @@
-"""Connection options and Arrow <-> driver value conversion shared by the Cassandra sink and source.
+"""Arrow <-> driver value conversion shared by the Cassandra sink and source.
 
 The DataStax driver (``cassandra-driver``) serializes and parses values itself and only accepts
 Python objects per row, so the conversions here are column by column: one Arrow kernel or one list
@@ -11,181 +11,19 @@ from __future__ import annotations
 
 import decimal
 import itertools
-import threading
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...config import Secret, check_choice, check_positive, check_type, reveal
-from ...errors import ConfigurationError, ConnectorError, SerializationError
+from ...errors import SerializationError
 
-CONSISTENCY_LEVELS = (
-    "ANY",
-    "ONE",
-    "TWO",
-    "THREE",
-    "QUORUM",
-    "ALL",
-    "LOCAL_QUORUM",
-    "EACH_QUORUM",
-    "LOCAL_ONE",
-)
-MIN_TOKEN = -(2**63)
-MAX_TOKEN = 2**63 - 1
+__all__ = ["arrow_type_for", "column_from_driver", "column_to_driver"]
+
 _DATE_OFFSET = 2**31  # the protocol's date: days since the epoch + 2**31, unsigned
-
-
-def quote_ident(name: str) -> str:
-    """A CQL identifier, always double-quoted: the exact (case-sensitive) name, and safe for names
-    that are CQL keywords (``asc``, ``limit``, ``token``...), which bare would be syntax errors."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def split_table(table: str, keyspace: str | None, option: str = "table") -> tuple[str, str]:
-    """``"ks.table"`` or ``"table"`` (with ``keyspace``) -> (keyspace, table)."""
-    check_type(option, table, str)
-    parts = table.split(".")
-    if len(parts) == 2 and all(parts):
-        return parts[0], parts[1]
-    if len(parts) == 1 and parts[0] and keyspace:
-        return keyspace, parts[0]
-    raise ConfigurationError(
-        f"{option}={table!r}: give 'keyspace.table', or 'table' with connection.keyspace", option=option
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class CassandraConnection:
-    """How to reach the cluster.
-
-    ``hosts`` (contact points) and ``port``; ``keyspace`` (the session's keyspace, optional);
-    ``consistency`` (a ``cassandra.ConsistencyLevel`` name; ``None``: the driver's default,
-    LOCAL_ONE); ``local_dc`` for the default DC-aware, token-aware load balancing; ``username`` /
-    ``password`` for ``PlainTextAuthProvider``; ``request_timeout`` seconds per request;
-    ``cluster_options``: passed through to ``cassandra.cluster.Cluster`` unchanged (e.g.
-    ``protocol_version``, ``schema_metadata_enabled``, ``ssl_context``, ``execution_profiles``).
-    """
-
-    hosts: tuple[str, ...] = ("127.0.0.1",)
-    port: int = 9042
-    keyspace: str | None = None
-    consistency: str | None = None
-    local_dc: str | None = None
-    username: str | None = None
-    password: str | Secret | None = None
-    request_timeout: float = 10.0
-    cluster_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        hosts = self.hosts
-        if isinstance(hosts, str):
-            hosts = tuple(h.strip() for h in hosts.split(",") if h.strip())
-        check_type("hosts", hosts, (tuple, list))
-        if not hosts or not all(isinstance(h, str) and h for h in hosts):
-            raise ConfigurationError("hosts must hold at least one host name", option="hosts")
-        object.__setattr__(self, "hosts", tuple(hosts))
-        check_type("port", self.port, int)
-        if not 0 < self.port < 65536:
-            raise ConfigurationError(f"port={self.port!r} is not a TCP port", option="port")
-        check_type("keyspace", self.keyspace, str, allow_none=True)
-        if self.consistency is not None:
-            check_type("consistency", self.consistency, str)
-            object.__setattr__(self, "consistency", self.consistency.upper())
-            check_choice("consistency", self.consistency.upper(), CONSISTENCY_LEVELS)
-        check_type("local_dc", self.local_dc, str, allow_none=True)
-        check_type("username", self.username, str, allow_none=True)
-        if self.password is not None and not isinstance(self.password, Secret):
-            check_type("password", self.password, str)
-            object.__setattr__(self, "password", Secret(self.password))
-        if (self.username is None) != (self.password is None):
-            raise ConfigurationError("give both username and password, or neither", option="username")
-        check_positive("request_timeout", self.request_timeout)
-        check_type("cluster_options", self.cluster_options, Mapping)
-        object.__setattr__(self, "cluster_options", dict(self.cluster_options))
-        if "contact_points" in self.cluster_options or "port" in self.cluster_options:
-            raise ConfigurationError(
-                "set hosts/port as options, not in cluster_options", option="cluster_options"
-            )
-
-    @classmethod
-    def coerce(cls, value: CassandraConnection | Mapping[str, Any] | None) -> CassandraConnection:
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        check_type("connection", value, Mapping)
-        options: Mapping[str, Any] = value  # type: ignore[assignment]
-        return cls(**dict(options))
-
-    def connect(self) -> tuple[Any, Any]:
-        """A new ``(Cluster, Session)``; the caller shuts the cluster down."""
-        from cassandra import ConsistencyLevel
-        from cassandra.auth import PlainTextAuthProvider
-        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-        from cassandra.query import tuple_factory
-
-        options = dict(self.cluster_options)
-        if self.username is not None:
-            options.setdefault(
-                "auth_provider", PlainTextAuthProvider(self.username, reveal(self.password) or "")
-            )
-        if "execution_profiles" not in options and "load_balancing_policy" not in options:
-            profile = ExecutionProfile(
-                load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.local_dc)),
-                request_timeout=self.request_timeout,
-                row_factory=tuple_factory,
-            )
-            if self.consistency is not None:
-                profile.consistency_level = getattr(ConsistencyLevel, self.consistency)
-            options["execution_profiles"] = {EXEC_PROFILE_DEFAULT: profile}
-        cluster = Cluster(list(self.hosts), port=self.port, **options)
-        try:
-            session = cluster.connect(self.keyspace)
-        except Exception as exc:
-            cluster.shutdown()
-            raise ConnectorError(
-                f"cassandra: cannot connect to {list(self.hosts)}:{self.port}: {exc}", retryable=True
-            ) from exc
-        return cluster, session
-
-
-class SessionHolder:
-    """A session created on first use (and shut down by :meth:`close`), or one given by the user."""
-
-    def __init__(self, connection: CassandraConnection, session: Any = None) -> None:
-        self.connection = connection
-        self._session = session
-        self._own = session is None
-        self._cluster: Any = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Shipped to another process (Ray read tasks): only the options travel; the receiver opens
-        # its own session (a user-given session cannot travel and is replaced by one of its own).
-        return {"connection": self.connection}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["connection"])  # type: ignore[misc]
-
-    @property
-    def session(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                self._cluster, self._session = self.connection.connect()
-            return self._session
-
-    def close(self) -> None:
-        with self._lock:
-            if self._own and self._cluster is not None:
-                self._cluster.shutdown()
-                self._cluster = None
-                self._session = None
 
 
 # -------------------------------------------------------------------------------- CQL type facts
