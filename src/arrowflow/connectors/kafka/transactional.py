@@ -194,7 +194,11 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
         self._failed_fatally = True
         cause = self._fatal_cause()
         retryable = restartable(exc, cause)
-        why = "a restart replaces it" if retryable else "fenced: another producer owns its transactional id"
+        why = (
+            "a restart replaces it"
+            if retryable
+            else "fenced (another producer owns its transactional id) or not authorized: not restarted"
+        )
         return ConnectorError(
             f"kafka sink {self.transactional_id}: the producer failed fatally and cannot go on ({why}): "
             f"{exc}" + (f"; its fatal error: {cause}" if cause is not None else ""),
