@@ -29,6 +29,18 @@ asks (the transaction coordinator's broker died and another took over), for up t
 (``metadata_timeout`` for ``init_transactions``); an abortable or fatal error raises
 :class:`~arrowflow.errors.ConnectorError`, and the restarted pipeline recovers as above.
 
+A producer that failed *fatally* (librdkafka's fatal errors: it cannot go on) is a retryable failure,
+unless it was fenced (:func:`restartable`): a restart aborts the open transaction, :meth:`reset`
+replaces the producer and ``recover`` runs ``init_transactions`` again, which bumps the producer epoch
+and aborts whatever the failed producer left open, so none of its rows is committed and the sources
+re-read them from the checkpoint. librdkafka turns, for instance, a produce request that timed out
+and may have been written (``MsgPossiblyPersisted``) followed by ``OUT_OF_ORDER_SEQUENCE_NUMBER`` into
+a fatal "sequence desynchronization" (seen when the network stalled longer than
+``request.timeout.ms``); the Kafka Java client calls the same condition abortable for a
+transactional producer. A fenced producer (``PRODUCER_FENCED``/``INVALID_PRODUCER_EPOCH``, librdkafka's
+``_FENCED``: another instance with this transactional id called ``init_transactions``) is not: a
+restart would fence that instance in turn.
+
 Costs and limits: every row is also written once to local disk (Arrow IPC, fsynced per checkpoint).
 Rows the broker refuses at produce time (e.g. too large) go to the error policy again when replayed.
 Without a state directory (a sink used without a checkpointed pipeline) there is no journal: a crash
@@ -52,9 +64,9 @@ from ...errors import ConnectorError
 from ...sink import Committable, TwoPhaseSink
 from .admin import client_config
 from .journal import TransactionJournal
-from .sink import KafkaSink
+from .sink import KafkaSink, _is_fatal
 
-__all__ = ["TransactionalKafkaSink"]
+__all__ = ["TransactionalKafkaSink", "restartable"]
 
 log = logging.getLogger("arrowflow.kafka")
 
@@ -63,6 +75,49 @@ MARKER_GROUP_SUFFIX = ".arrowflow-commits"
 
 #: Seconds past its own timeout after which a send_offsets_to_transaction call is declared hung.
 _HANG_GRACE = 15.0
+
+#: librdkafka error names after which a new producer with this transactional id would not help: it
+#: was fenced by another instance that owns the id now (the broker's PRODUCER_FENCED and
+#: INVALID_PRODUCER_EPOCH, which librdkafka reports as _FENCED), or it may not use the id. These are
+#: the errors the Kafka Java client makes fatal for a transactional producer (``TransactionManager``'s
+#: ``maybeTransitionToErrorState``: fenced, transactional-id or cluster authorization); every other
+#: error only makes it abort the transaction (and bump its epoch).
+_NOT_RESTARTABLE = frozenset(
+    {
+        "_FENCED",
+        "PRODUCER_FENCED",
+        "INVALID_PRODUCER_EPOCH",
+        "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+        "CLUSTER_AUTHORIZATION_FAILED",
+    }
+)
+
+
+def _kafka_errors(error: object, seen: set[int] | None = None) -> list[Any]:
+    """The ``KafkaError``s in ``error``: itself, a ``KafkaException``'s argument, and those of the
+    exceptions it was raised from (``__cause__``/``__context__``)."""
+    from confluent_kafka import KafkaError
+
+    seen = set() if seen is None else seen
+    if error is None or id(error) in seen:
+        return []
+    seen.add(id(error))
+    if isinstance(error, KafkaError):
+        return [error]
+    out: list[Any] = []
+    if isinstance(error, BaseException):
+        out += [a for a in error.args[:1] if isinstance(a, KafkaError)]
+        out += _kafka_errors(error.__cause__, seen) + _kafka_errors(error.__context__, seen)
+    return out
+
+
+def restartable(*errors: object) -> bool:
+    """Whether a transactional producer that failed with ``errors`` (``KafkaError``s or exceptions,
+    e.g. the fatal error librdkafka reported through ``error_cb`` and the exception a call raised) may
+    be replaced by a new one and the pipeline restarted: False when one of them says the producer was
+    fenced or may not use its transactional id (``_NOT_RESTARTABLE``), True otherwise (librdkafka's
+    other fatal errors, e.g. a sequence desynchronization after timed-out produce requests)."""
+    return not any(e.name() in _NOT_RESTARTABLE for x in errors for e in _kafka_errors(x))
 
 
 class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
@@ -93,6 +148,8 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
         self._replayed_transactions = 0
         #: The producer, once a call hung inside it: never called again (nor destroyed).
         self._stuck: Any = None
+        #: A call or delivery report of the current producer failed fatally: :meth:`reset` replaces it.
+        self._failed_fatally = False
         super().__init__(bootstrap_servers, **kwargs)
 
     @property
@@ -111,6 +168,42 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
         cfg["transactional.id"] = self.transactional_id
         cfg["transaction.timeout.ms"] = self.config.transaction_timeout_ms
         return cfg
+
+    def _fatal_cause(self) -> Any:
+        """The exception carrying the error the producer failed fatally with, or None. After a fatal
+        error librdkafka fails produce calls and delivery reports with a bare ``_FATAL``, and (seen
+        with confluent-kafka 2.16) does not hand the cause to ``error_cb``; a transactional call
+        raises the cause itself (e.g. ``_FENCED``), and ``begin_transaction`` does nothing else.
+        Called only once something said the producer failed fatally (librdkafka's fatal state never
+        ends)."""
+        from confluent_kafka import KafkaException
+
+        if self._producer is None or self._stuck is not None:
+            return None
+        try:
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            return exc
+        self._in_transaction = True  # it had not failed after all: the restart's abort ends this one
+        return None
+
+    def _fatal_error(self, exc: BaseException) -> ConnectorError:
+        """The error for a producer that failed fatally with ``exc``: retryable unless it was fenced
+        (:func:`restartable`, from ``exc`` and the producer's fatal error): a restart aborts the
+        transaction, replaces the producer (:meth:`reset`) and fences this one (``recover``)."""
+        self._failed_fatally = True
+        cause = self._fatal_cause()
+        retryable = restartable(exc, cause)
+        why = (
+            "a restart replaces it"
+            if retryable
+            else "fenced (another producer owns its transactional id) or not authorized: not restarted"
+        )
+        return ConnectorError(
+            f"kafka sink {self.transactional_id}: the producer failed fatally and cannot go on ({why}): "
+            f"{exc}" + (f"; its fatal error: {cause}" if cause is not None else ""),
+            retryable=retryable,
+        )
 
     def attach_state_dir(self, directory: Path) -> None:
         self._journal_store = TransactionJournal(Path(directory) / f"kafka-{self.transactional_id}")
@@ -150,7 +243,13 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
         self._initialized = True
 
     def _begin(self, seq: int) -> None:
-        self._producer.begin_transaction()
+        try:
+            self._producer.begin_transaction()
+        except Exception as exc:
+            # A producer that failed fatally between two transactions is noticed here.
+            if any(_is_fatal(e) for e in _kafka_errors(exc)):
+                raise self._fatal_error(exc) from exc
+            raise
         self._in_transaction = True
         self._prepared = False
         self._transactions += 1
@@ -250,9 +349,10 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
         except ConnectorError:
             raise
         except Exception as exc:
+            # Retryable (a restart aborts the transaction), unless the producer was fenced.
             raise ConnectorError(
                 f"kafka sink: adding the commit marker to transaction {self._seq} failed: {exc}",
-                retryable=True,
+                retryable=restartable(exc),
             ) from exc
 
     def _read_marker(self, topic: str) -> int:
@@ -309,13 +409,13 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
             self._txn_call("commit_transaction", self._producer.commit_transaction, self.config.flush_timeout)
         except Exception as exc:
             # The checkpoint naming this transaction is durable: a restart recovers it (the marker says
-            # whether the broker committed it, else its journal is replayed), so a broker that is down
-            # or a coordinator that moved is retryable. A fatal error (fenced by another instance with
-            # this transactional id) is not: a restart would fence that one in turn.
-            err = exc.args[0] if exc.args else None
-            fatal = bool(getattr(err, "fatal", lambda: False)())
+            # whether the broker committed it, else its journal is replayed), so a broker that is down,
+            # a coordinator that moved or a producer that failed fatally is retryable. A fenced one
+            # (another instance with this transactional id) is not: a restart would fence that one in
+            # turn.
             raise ConnectorError(
-                f"kafka sink: commit_transaction failed: {exc}", retryable=not fatal
+                f"kafka sink: commit_transaction failed: {exc}",
+                retryable=restartable(exc),
             ) from exc
         self._in_transaction = False
         self._prepared = False
@@ -342,20 +442,33 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
             self._prepared = False
 
     def reset(self) -> None:
-        """Before an in-process restart: abort the open transaction. A producer that cannot (a fatal
-        error, e.g. fenced) or that is stuck in a call is replaced; ``recover`` then fences the old one
-        (``init_transactions``)."""
+        """Before an in-process restart: abort the open transaction. A producer that cannot (it failed
+        fatally) or that is stuck in a call is replaced; ``recover`` then fences the old one
+        (``init_transactions``: a new epoch, the old one's open transaction aborted)."""
         reason = "its producer is stuck in a call" if self._stuck is not None else None
         if reason is None:
             try:
                 self.abort()
             except Exception as exc:
                 reason = f"abort failed ({exc})"
+        if reason is None and (self._failed_fatally or self._fatal is not None):
+            reason = "its producer failed fatally"
         if reason is not None:
             log.warning("kafka sink %s: %s; starting a new producer", self.transactional_id, reason)
+            if self._producer is not None:
+                # Serve the old producer's pending statistics: the metrics keep counting what it met
+                # (the request timeouts of a stall that left it stuck in a call, or failed it). Also
+                # for a stuck one: poll(0) does not block, and librdkafka serves it from any thread.
+                try:
+                    self._producer.poll(0)
+                except Exception:  # a callback raised: the producer is dropped anyway
+                    pass
             self._in_transaction = False
             self._initialized = False
             self._stuck = None  # the new producer is not; the stuck one is fenced by recover()
+            with self._failed_lock:  # the old producer's failures: its transaction is aborted
+                self._failed, self._fatal = [], None
+            self._failed_fatally = False
             self._producer = self._new_producer()
 
     # -- recovery ------------------------------------------------------------------------------
