@@ -408,7 +408,9 @@ def _consume_bootstrap() -> str:
 
 def _consume_topic(bootstrap: str, messages: int, partitions: int) -> str:
     """The input topic, made (and filled round robin) when it does not hold ``messages`` yet."""
-    from confluent_kafka import Consumer, TopicPartition
+    import time
+
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from arrowflow.connectors.kafka import KafkaSink
@@ -419,7 +421,17 @@ def _consume_topic(bootstrap: str, messages: int, partitions: int) -> str:
         for fut in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
             fut.result(60)
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "consume-only-check", "log_level": 3})
-    held = sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(partitions))
+    deadline = time.monotonic() + 60
+    while True:  # a topic just created has no leaders for a moment
+        try:
+            held = sum(
+                c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(partitions)
+            )
+            break
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     c.close()
     if held == messages:
         return topic
@@ -443,8 +455,11 @@ def _peak_rss_mb() -> float:
     return 0.0
 
 
-def consume_stage(stage: str, bootstrap: str, topic: str, partitions: int) -> dict[str, Any]:
-    """Read the whole topic once as ``stage`` says, in this process; its measurements."""
+def consume_stage(
+    stage: str, bootstrap: str, topic: str, partitions: int, config: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Read the whole topic once as ``stage`` says, in this process (``config``: librdkafka options
+    of arrowflow's readers); its measurements."""
     import time
 
     from confluent_kafka import Consumer, TopicPartition
@@ -483,7 +498,12 @@ def consume_stage(stage: str, bootstrap: str, topic: str, partitions: int) -> di
     elif stage in ("af-client", "af-columnar"):
         fetch = stage.removeprefix("af-")
         source = KafkaSource(
-            bootstrap, topics=[topic], format=Raw(column="value"), stopping_offsets="latest", fetch=fetch
+            bootstrap,
+            topics=[topic],
+            format=Raw(column="value"),
+            stopping_offsets="latest",
+            fetch=fetch,
+            config=config or {},
         )
         readers = [source.open(s) for s in source.plan()]
         try:
@@ -523,16 +543,21 @@ def consume_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stages", default=",".join(CONSUME_STAGES))
+    parser.add_argument(
+        "--config", action="append", default=[], help="name=value: a librdkafka option of arrowflow's readers"
+    )
     parser.add_argument("--stage", help=argparse.SUPPRESS)  # one stage in this process (internal)
     args = parser.parse_args(argv)
     bootstrap = _consume_bootstrap()
+    config = dict(kv.split("=", 1) for kv in args.config)
     topic = f"consume-only-{args.messages}-p{args.partitions}"
     if args.stage:
-        print(json.dumps(consume_stage(args.stage, bootstrap, topic, args.partitions)))
+        print(json.dumps(consume_stage(args.stage, bootstrap, topic, args.partitions, config)))
         return 0
     _consume_topic(bootstrap, args.messages, args.partitions)
     base = [sys.executable, "-m", "benchmarks.kafka", "--consume-only", "--messages", str(args.messages)]
     base += ["--partitions", str(args.partitions)]
+    base += [f"--config={kv}" for kv in args.config]
     results: dict[str, list[dict[str, Any]]] = {}
     for rnd in range(args.rounds):
         for stage in args.stages.split(","):

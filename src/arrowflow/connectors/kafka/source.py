@@ -67,6 +67,12 @@ _META_TYPES: dict[str, pa.DataType] = {
 #: How the readers consume (see the module docstring); the environment variable picks the default.
 FETCH_MODES = ("client", "columnar")
 FETCH_ENV = "ARROWFLOW_KAFKA_FETCH"
+#: Each reader's librdkafka prefetch (``config`` overrides it). There is one consumer per partition,
+#: and librdkafka's default queue (64 MB of payload per consumer, ~2.5x that in memory with its
+#: per-message bookkeeping at small messages) made peak RSS grow with the partition count; 8 MB per
+#: partition keeps a reader fed at the rates measured (benchmarks/kafka.py --consume-only), provided
+#: a consumer whose queue drained fetches again soon (librdkafka's default backoff is 1 s).
+PREFETCH: dict[str, int] = {"queued.max.messages.kbytes": 8192, "fetch.queue.backoff.ms": 20}
 _DEAD_LETTER_META = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
 #: Broker answers to an offsets request that mean "not now" (a partition just created or whose leader
 #: is moving, a coordinator loading): asked again until the metadata timeout.
@@ -225,6 +231,7 @@ class KafkaSource(Source):
                 "auto.offset.reset": c.offset_reset,
                 "enable.partition.eof": False,
                 "statistics.interval.ms": STATISTICS_INTERVAL_MS,
+                **PREFETCH,
             },
         ) | {
             "enable.auto.commit": False,
