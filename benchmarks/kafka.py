@@ -447,14 +447,6 @@ def _consume_topic(bootstrap: str, messages: int, partitions: int) -> str:
     return topic
 
 
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 def consume_stage(
     stage: str, bootstrap: str, topic: str, partitions: int, config: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -466,6 +458,8 @@ def consume_stage(
 
     from arrowflow.connectors.kafka import KafkaSource
     from arrowflow.formats import Raw
+
+    from .peers.profile_parquet import _peak_rss_mb, _read_all
 
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
@@ -505,17 +499,7 @@ def consume_stage(
             fetch=fetch,
             config=config or {},
         )
-        readers = [source.open(s) for s in source.plan()]
-        try:
-            while any(not r.finished for r in readers):
-                for r in readers:
-                    if not r.finished:
-                        b = r.read_batch(65_536, 0.05)
-                        if b is not None:
-                            n += b.num_rows
-        finally:
-            for r in readers:
-                r.close()
+        n = _read_all(source)  # the peers profile's reader loop: read_batch(65536, 0.05) round robin
     else:
         raise ValueError(stage)
     seconds = time.perf_counter() - t0

@@ -114,6 +114,18 @@ def _read(reader: Any, rows: int, max_rows: int = 10) -> list[bytes]:
     return out
 
 
+def _drain(reader: Any, max_rows: int) -> list[pa.RecordBatch]:
+    """Every batch of a bounded reader until it is finished."""
+    out = []
+    deadline = time.monotonic() + 30
+    while not reader.finished:
+        assert time.monotonic() < deadline, (out, reader.snapshot())
+        b = reader.read_batch(max_rows, 0.5)
+        if b is not None:
+            out.append(b)
+    return out
+
+
 def test_positions_commits_and_a_restore(broker: Broker, new_topic: Callable[..., str]) -> None:
     topic = new_topic("colpos", partitions=1)
     produce(broker, topic, [(None, b"%d" % i) for i in range(50)], partition=0)
@@ -161,16 +173,22 @@ def test_transaction_markers_advance_the_position(broker: Broker, new_topic: Cal
         broker.bootstrap, partitions=[f"{topic}:0"], stopping_offsets="latest", fetch="columnar"
     )
     reader = src.open(src.plan()[0])
-    got: list[bytes] = []
-    deadline = time.monotonic() + 30
-    while not reader.finished:
-        assert time.monotonic() < deadline, (got, reader.snapshot())
-        b = reader.read_batch(100, 0.5)
-        if b is not None:
-            got.extend(b.column("value").to_pylist())
+    got = [v for b in _drain(reader, 100) for v in b.column("value").to_pylist()]
     # 10 messages and 2 commit markers: the position ends past the last marker.
     assert len(got) == 10
     assert reader.snapshot() == 12
+    reader.close()
+    # A stop inside the second transaction: 8 messages asked for (stop - position), offsets 0-4, 6, 7
+    # and 8 come back (the marker took offset 5), and offset 8 is not returned.
+    stopped = KafkaSource(
+        broker.bootstrap, partitions=[f"{topic}:0"], stopping_offsets={f"{topic}:0": 8}, fetch="columnar"
+    )
+    reader = stopped.open(stopped.plan()[0])
+    batches = _drain(reader, 100)
+    assert [o for b in batches for o in b.column("value").to_pylist()] == [
+        b"%d" % i for i in (0, 1, 2, 3, 4, 0, 1)
+    ]
+    assert reader.snapshot() == 8
     reader.close()
 
 
@@ -186,18 +204,11 @@ def test_batches_bounded_in_bytes_keep_every_message(broker: Broker, new_topic: 
         fetch_max_bytes=250,
     )
     reader = src.open(src.plan()[0])
-    got: list[bytes] = []
-    sizes = []
-    deadline = time.monotonic() + 30
-    while not reader.finished:
-        assert time.monotonic() < deadline
-        b = reader.read_batch(50, 0.5)
-        if b is not None:
-            sizes.append(b.num_rows)
-            got.extend(b.column("value").to_pylist())
+    batches = _drain(reader, 50)
     reader.close()
-    assert got == values
-    assert max(sizes) == 2  # 2 x 100 bytes fit in 250; the rest waits, in order, for the next call
+    assert [v for b in batches for v in b.column("value").to_pylist()] == values
+    # 2 x 100 bytes fit in 250; the rest waits, in order, for the next call.
+    assert max(b.num_rows for b in batches) == 2
 
 
 def test_statistics_and_client_errors_come_back_as_data(
