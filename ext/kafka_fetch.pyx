@@ -35,7 +35,9 @@ Contract of :class:`Fetcher`:
 * Every buffer is sized from the messages' own lengths before anything is copied; a byte count
   over ``max_bytes`` (<= 2**31 - 1) never enters a batch, so int32 offsets cannot overflow.
 * :meth:`position`, :meth:`commit` (synchronous, GIL released), :meth:`watermarks` (cached) and
-  :meth:`close` (idempotent; also on deallocation) wrap the librdkafka calls of the same names.
+  :meth:`close` (idempotent; also on deallocation) wrap the librdkafka calls of the same names. A
+  ``close()`` from another thread while a :meth:`read` or :meth:`commit` is inside librdkafka marks
+  the fetcher closed and frees the handle when that call returns (never under it).
 
 :func:`columns_from_records` runs the same buffer building over Python records (the test entry that
 :mod:`arrowflow._reference.kafka_fetch` is the oracle of).
@@ -490,6 +492,8 @@ cdef class Fetcher:
     cdef _Hdrs hdrs
     cdef bytes topic
     cdef bint closed
+    cdef int busy  # calls inside librdkafka with the GIL released
+    cdef bint close_pending
 
     def __cinit__(self, list config, str topic):
         cdef char errstr[512]
@@ -549,8 +553,24 @@ cdef class Fetcher:
              bint keys=False, bint timestamps=False, bint headers=False):
         """One batch: ``(columns, errors)`` (see the module docstring)."""
         self._alive()
+        self.busy += 1
+        try:
+            return self._read(max_rows, timeout, max_bytes, keys, timestamps, headers)
+        finally:
+            self._leave()
+
+    cdef _leave(self):
+        # A close() from another thread while this call was inside librdkafka (GIL released) only
+        # marked the fetcher closed: the handle is freed here, once no call uses it.
+        self.busy -= 1
+        if self.busy == 0 and self.close_pending:
+            self.close_pending = False
+            self._teardown()
+
+    cdef _read(self, Py_ssize_t max_rows, double timeout, Py_ssize_t max_bytes, bint keys,
+               bint timestamps, bint headers):
         cdef Py_ssize_t got, i, k, nmsg, total = 0, size, hstart
-        cdef int timeout_ms = <int>(timeout * 1000) if timeout > 0 else 0
+        cdef int timeout_ms = <int>(min(timeout, 86400.0) * 1000) if timeout > 0 else 0
         cdef rd_kafka_message_t *msg
         cdef rd_kafka_message_t **grown
         cdef _Msg *gviews
@@ -700,9 +720,13 @@ cdef class Fetcher:
         cdef rd_kafka_topic_partition_t *tp = api.tpl_add(l, self.topic, partition)
         tp.offset = offset
         cdef int err
-        with nogil:
-            err = api.commit(self.rk, l, 0)
-        api.tpl_destroy(l)
+        self.busy += 1
+        try:
+            with nogil:
+                err = api.commit(self.rk, l, 0)
+        finally:
+            api.tpl_destroy(l)
+            self._leave()
         self._check(err, "commit")
 
     def watermarks(self, int32_t partition):
@@ -718,6 +742,12 @@ cdef class Fetcher:
         if self.closed:
             return
         self.closed = True
+        if self.busy:
+            self.close_pending = True
+        else:
+            self._teardown()
+
+    cdef _teardown(self):
         cdef Py_ssize_t i
         for i in range(self.npend):
             api.message_destroy(self.msgs[i])

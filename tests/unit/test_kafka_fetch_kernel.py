@@ -82,3 +82,38 @@ def test_librdkafka_loads_and_a_fetcher_refuses_a_bad_option() -> None:
 def test_fetcher_config_is_strings_without_callbacks() -> None:
     got = fetcher_config({"a": True, "b": False, "c": 5, "stats_cb": print, "d": "x"})
     assert got == [("a", "true"), ("b", "false"), ("c", "5"), ("d", "x")]
+
+
+def test_close_from_another_thread_during_a_read_waits_for_it() -> None:
+    # No broker at this address: read() sits in librdkafka (GIL released) for its timeout while the
+    # main thread closes the fetcher. The handle must outlive the call (a use after free crashes).
+    import socket
+    import threading
+
+    kernel.load(librdkafka_path())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    for _ in range(5):
+        f = kernel.Fetcher([("bootstrap.servers", dead), ("group.id", "g"), ("log_level", "0")], "t")
+        f.assign([(0, 0)])
+        outcome: list[object] = []
+        entered = threading.Event()
+
+        def read(f: Any = f, outcome: list[object] = outcome, entered: threading.Event = entered) -> None:
+            entered.set()
+            try:
+                outcome.append(f.read(10, 0.5))
+            except RuntimeError as exc:  # closed before the call began
+                outcome.append(exc)
+
+        t = threading.Thread(target=read)
+        t.start()
+        entered.wait()
+        f.close()
+        t.join()
+        assert len(outcome) == 1
+        if isinstance(outcome[0], tuple):
+            assert len(outcome[0][0]["offset"]) == 0
+        with pytest.raises(RuntimeError, match="closed"):
+            f.read(1, 0.0)
