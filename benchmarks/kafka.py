@@ -373,3 +373,207 @@ register(
         idiomatic=("pyarrow.json.read_json (joined)", "orjson.loads + RecordBatch.from_pylist"),
     )
 )
+
+
+# -- consume-only: issue 18's fetch path -----------------------------------------------------------
+# ``python -m benchmarks.kafka --consume-only [--messages N] [--partitions P] [--rounds R]`` against the
+# real broker (``ARROWFLOW_BENCH_KAFKA_BOOTSTRAP``, else 127.0.0.1:$KAFKA_PORT): N JSON messages of the
+# 8-column table over P partitions (topic ``consume-only-<N>-p<P>``, produced once and reused), read
+# to the end by each stage in a process of its own (its own CPU seconds and peak RSS, ``VmHWM``),
+# stages interleaved over rounds:
+#
+# * ``raw``: one tuned confluent-kafka consumer over every partition (the peers' plain loop's fetch
+#   settings), ``consume(num_messages=10000)``, the values of each call made one ``pa.array`` (then
+#   dropped): the fastest a Python consumer of confluent-kafka gets;
+# * ``af-client``: ``KafkaSource(Raw)`` with ``fetch="client"`` (today's default), its split readers
+#   read round robin, ``read_batch(65536, 0.05)``, batches dropped;
+# * ``af-columnar``: the same with ``fetch="columnar"`` (the ``kafka_fetch`` kernel).
+CONSUME_STAGES = ("raw", "af-client", "af-columnar")
+#: The peers' plain loop's consumer settings (benchmarks/peers/jobs/plain_job.py, CONSUMER_TUNING).
+_RAW_TUNING = {
+    "fetch.max.bytes": 16 * 1024 * 1024,
+    "max.partition.fetch.bytes": 4 * 1024 * 1024,
+    "queued.max.messages.kbytes": 32 * 1024,
+    "fetch.wait.max.ms": 100,
+}
+
+
+def _consume_bootstrap() -> str:
+    import os
+
+    from .servers import port
+
+    return os.environ.get("ARROWFLOW_BENCH_KAFKA_BOOTSTRAP") or f"127.0.0.1:{port('KAFKA_PORT', 9092)}"
+
+
+def _consume_topic(bootstrap: str, messages: int, partitions: int) -> str:
+    """The input topic, made (and filled round robin) when it does not hold ``messages`` yet."""
+    import time
+
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from arrowflow.connectors.kafka import KafkaSink
+
+    topic = f"consume-only-{messages}-p{partitions}"
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    if topic not in admin.list_topics(timeout=30).topics:
+        for fut in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+            fut.result(60)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "consume-only-check", "log_level": 3})
+    deadline = time.monotonic() + 60
+    while True:  # a topic just created has no leaders for a moment
+        try:
+            held = sum(
+                c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in range(partitions)
+            )
+            break
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    c.close()
+    if held == messages:
+        return topic
+    if held:
+        raise RuntimeError(f"{topic} holds {held} messages, not {messages}: delete it and run again")
+    table = make_table(messages)
+    table = table.append_column("_p", pa.array(np.arange(messages, dtype=np.int32) % partitions))
+    sink = KafkaSink(bootstrap, topic=topic, partition_column="_p", value_columns=table.schema.names[:-1])
+    for batch in table.to_batches(max_chunksize=65_536):
+        sink.write(batch)
+    sink.flush()
+    sink.close()
+    return topic
+
+
+def consume_stage(
+    stage: str, bootstrap: str, topic: str, partitions: int, config: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Read the whole topic once as ``stage`` says, in this process (``config``: librdkafka options
+    of arrowflow's readers); its measurements."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from arrowflow.connectors.kafka import KafkaSource
+    from arrowflow.formats import Raw
+
+    from .peers.profile_parquet import _peak_rss_mb, _read_all
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = 0
+    if stage == "raw":
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"consume-only-{time.time_ns()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+                "log_level": 3,
+                **_RAW_TUNING,
+            }
+        )
+        ends, assign = {}, []
+        for p in range(partitions):
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            ends[p] = high
+            assign.append(TopicPartition(topic, p, low))
+        c.assign(assign)
+        while ends:
+            msgs = c.consume(num_messages=10_000, timeout=1.0)
+            values = pa.array([m.value() for m in msgs], pa.binary())
+            n += len(values)
+            for m in msgs:
+                p = int(m.partition() or 0)
+                if p in ends and (m.offset() or 0) + 1 >= ends[p]:
+                    del ends[p]
+        c.close()
+    elif stage in ("af-client", "af-columnar"):
+        fetch = stage.removeprefix("af-")
+        source = KafkaSource(
+            bootstrap,
+            topics=[topic],
+            format=Raw(column="value"),
+            stopping_offsets="latest",
+            fetch=fetch,
+            config=config or {},
+        )
+        n = _read_all(source)  # the peers profile's reader loop: read_batch(65536, 0.05) round robin
+    else:
+        raise ValueError(stage)
+    seconds = time.perf_counter() - t0
+    return {
+        "stage": stage,
+        "messages": n,
+        "seconds": seconds,
+        "cpu_seconds": time.process_time() - c0,
+        "messages_per_second": n / seconds,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def consume_main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.kafka --consume-only``: every stage in its own process, interleaved."""
+    import argparse
+    import os
+    import statistics
+    import subprocess
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.kafka --consume-only")
+    parser.add_argument("--consume-only", action="store_true", required=True)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stages", default=",".join(CONSUME_STAGES))
+    parser.add_argument(
+        "--config", action="append", default=[], help="name=value: a librdkafka option of arrowflow's readers"
+    )
+    parser.add_argument("--stage", help=argparse.SUPPRESS)  # one stage in this process (internal)
+    args = parser.parse_args(argv)
+    bootstrap = _consume_bootstrap()
+    config = dict(kv.split("=", 1) for kv in args.config)
+    topic = f"consume-only-{args.messages}-p{args.partitions}"
+    if args.stage:
+        print(json.dumps(consume_stage(args.stage, bootstrap, topic, args.partitions, config)))
+        return 0
+    _consume_topic(bootstrap, args.messages, args.partitions)
+    base = [sys.executable, "-m", "benchmarks.kafka", "--consume-only", "--messages", str(args.messages)]
+    base += ["--partitions", str(args.partitions)]
+    base += [f"--config={kv}" for kv in args.config]
+    results: dict[str, list[dict[str, Any]]] = {}
+    for rnd in range(args.rounds):
+        for stage in args.stages.split(","):
+            out = subprocess.run([*base, "--stage", stage], capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                print(f"round {rnd + 1} {stage}: failed: {out.stderr.strip()[-800:]}", flush=True)
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            if r["messages"] != args.messages:
+                print(f"round {rnd + 1} {stage}: read {r['messages']} messages, expected {args.messages}")
+                continue
+            results.setdefault(stage, []).append(r)
+            print(
+                f"round {rnd + 1} {stage:12} {r['seconds']:7.2f} s {r['messages_per_second']:>11,.0f} msg/s "
+                f"cpu {r['cpu_seconds']:6.2f} s rss {r['peak_rss_mb']:6.0f} MB "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    print("median over rounds:")
+    for stage, rs in results.items():
+        med = {
+            k: statistics.median(r[k] for r in rs)
+            for k in ("messages_per_second", "cpu_seconds", "peak_rss_mb")
+        }
+        print(
+            f"  {stage:12} {med['messages_per_second']:>11,.0f} msg/s  cpu {med['cpu_seconds']:6.2f} s  "
+            f"rss {med['peak_rss_mb']:6.0f} MB  ({len(rs)} rounds)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(consume_main())

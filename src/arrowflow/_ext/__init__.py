@@ -42,6 +42,7 @@ KERNELS: tuple[str, ...] = (
     "datagen",
     "json_decode",
     "json_encode",
+    "kafka_fetch",
     "kafka_produce",
     "mqtt_frames",
     "murmur2",

@@ -24,12 +24,19 @@ Contract (see :mod:`arrowflow.source`):
   reconnects by itself; a silent broker is noticed after ``socket.timeout.ms`` (set it in
   ``config``; default 60 s). ``KafkaSource.metrics()`` sums its consumers' ``retries``,
   ``disconnects``, ``reconnects`` and ``timeouts`` (librdkafka's statistics).
+* ``fetch="columnar"`` (opt-in; default ``"client"``, or the ``ARROWFLOW_KAFKA_FETCH`` environment
+  variable) reads through the ``arrowflow._ext.kafka_fetch`` kernel instead of
+  ``Consumer.consume``: its own librdkafka handle (the library confluent-kafka's wheel ships, opened
+  with ``dlopen``) drained by the batch consume API straight into Arrow buffers, no Python object
+  per message. Same positions, commits, columns, error policy and metrics; batches are also bounded
+  to ``fetch_max_bytes`` of payload. It takes no Python callbacks in ``config`` but ``stats_cb``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -57,6 +64,15 @@ _META_TYPES: dict[str, pa.DataType] = {
     "_timestamp": pa.timestamp("ms", tz="UTC"),
     "_headers": pa.map_(pa.string(), pa.binary()),
 }
+#: How the readers consume (see the module docstring); the environment variable picks the default.
+FETCH_MODES = ("client", "columnar")
+FETCH_ENV = "ARROWFLOW_KAFKA_FETCH"
+#: Each reader's librdkafka prefetch (``config`` overrides it). There is one consumer per partition,
+#: and librdkafka's default queue (64 MB of payload per consumer, ~2.5x that in memory with its
+#: per-message bookkeeping at small messages) made peak RSS grow with the partition count; 8 MB per
+#: partition keeps a reader fed at the rates measured (benchmarks/kafka.py --consume-only), provided
+#: a consumer whose queue drained fetches again soon (librdkafka's default backoff is 1 s).
+PREFETCH: dict[str, int] = {"queued.max.messages.kbytes": 8192, "fetch.queue.backoff.ms": 20}
 _DEAD_LETTER_META = pa.schema([("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())])
 #: Broker answers to an offsets request that mean "not now" (a partition just created or whose leader
 #: is moving, a coordinator loading): asked again until the metadata timeout.
@@ -127,6 +143,8 @@ class KafkaSource(Source):
         metadata_timeout: float = 10.0,
         config: Mapping[str, Any] | None = None,
         error_policy: ErrorPolicyLike = "fail",
+        fetch: str | None = None,
+        fetch_max_bytes: int = 64 << 20,
     ) -> None:
         self.config = KafkaSourceConfig(
             bootstrap_servers=bootstrap_servers,
@@ -156,6 +174,25 @@ class KafkaSource(Source):
         self._stats = ClientStats(self.config.config.get("stats_cb"))
         if not self.bounded and not self.config.partitions:
             self.discovery_interval = self.config.discovery_interval
+        self.fetch = fetch if fetch is not None else os.environ.get(FETCH_ENV) or "client"
+        if self.fetch not in FETCH_MODES:
+            raise ConnectorError(f"kafka source: fetch must be one of {FETCH_MODES}, got {self.fetch!r}")
+        if (
+            isinstance(fetch_max_bytes, bool)
+            or not isinstance(fetch_max_bytes, int)
+            or not (1 <= fetch_max_bytes <= 0x7FFFFFFF)
+        ):
+            raise ConnectorError(
+                f"kafka source: fetch_max_bytes must be an int in 1..2**31-1, got {fetch_max_bytes!r}"
+            )
+        self.fetch_max_bytes = fetch_max_bytes
+        if self.fetch == "columnar":
+            hooks = sorted(k for k, v in self.config.config.items() if callable(v) and k != "stats_cb")
+            if hooks:
+                raise ConnectorError(
+                    f"kafka source: fetch='columnar' runs no Python callbacks; config option(s) {hooks} "
+                    "need fetch='client'"
+                )
 
     @property
     def bounded(self) -> bool:
@@ -194,6 +231,7 @@ class KafkaSource(Source):
                 "auto.offset.reset": c.offset_reset,
                 "enable.partition.eof": False,
                 "statistics.interval.ms": STATISTICS_INTERVAL_MS,
+                **PREFETCH,
             },
         ) | {
             "enable.auto.commit": False,
@@ -322,6 +360,8 @@ class KafkaSource(Source):
             isinstance(position, bool) or not isinstance(position, int) or position < 0
         ):
             raise ConnectorError(f"split {split.split_id!r}: a position is an offset >= 0, got {position!r}")
+        if self.fetch == "columnar":
+            return ColumnarReader(split, position, self)
         return _KafkaReader(split, position, self)
 
 
@@ -338,15 +378,23 @@ class _KafkaReader(SplitReader):
         stop = split.params.get("stop")
         self._stop: int | None = int(stop) if stop is not None else None
         self._tp = TopicPartition(self._topic, self._partition)
-        self._consumer: Any = source._new_consumer()
+        self._consumer: Any = None
         self._closed = False
         try:
-            self._position: int = position if position is not None else self._start_offset(split)
-            self._consumer.assign([TopicPartition(self._topic, self._partition, self._position)])
+            self._position: int = self._connect(split, position)
         except BaseException:
             self.close()
             raise
         self._finished = self._stop is not None and self._position >= self._stop
+
+    def _connect(self, split: Split, position: Position) -> int:
+        """Make the reader's consumer, assigned at ``position`` (resolved when ``None``); returns it."""
+        from confluent_kafka import TopicPartition
+
+        self._consumer = self._source._new_consumer()
+        start = position if isinstance(position, int) else self._start_offset(split)
+        self._consumer.assign([TopicPartition(self._topic, self._partition, start)])
+        return start
 
     def _start_offset(self, split: Split) -> int:
         from confluent_kafka import TopicPartition
@@ -398,16 +446,30 @@ class _KafkaReader(SplitReader):
         if self._stop is not None and msgs and msgs[-1].offset() >= self._stop:
             msgs = [m for m in msgs if m.offset() < self._stop]
         if not msgs:
-            # Transaction markers (and compacted gaps) advance the fetch position without a message.
-            pos = self._consumer.position([self._tp])
-            if pos and pos[0].offset > self._position:
-                self._position = int(pos[0].offset)
-            self._finished = self._stop is not None and self._position >= self._stop
+            self._advance(None)
             return None
-        batch = self._to_batch(msgs)
-        self._position = msgs[-1].offset() + 1
-        self._finished = self._stop is not None and self._position >= self._stop
+        n = len(msgs)
+        values = pa.array([m.value() for m in msgs], pa.binary())
+        offsets = pa.array(np.fromiter((m.offset() for m in msgs), np.int64, n))
+        batch = self._to_batch(values, offsets, functools.partial(self._msg_column, msgs))
+        self._advance(msgs[-1].offset())
         return batch
+
+    def _fetch_position(self) -> int:
+        """The consumer's fetch position (negative when it has none)."""
+        pos = self._consumer.position([self._tp])
+        return int(pos[0].offset) if pos else -1
+
+    def _advance(self, last: int | None) -> None:
+        """The position after a batch whose last offset is ``last``; after an empty one, the fetch
+        position: transaction markers (and compacted gaps) advance it without a message."""
+        if last is not None:
+            self._position = last + 1
+        else:
+            pos = self._fetch_position()
+            if pos > self._position:
+                self._position = pos
+        self._finished = self._stop is not None and self._position >= self._stop
 
     def _check_errors(self, msgs: list[Any]) -> list[Any]:
         """The messages without error events. librdkafka reports transient trouble (a broker down,
@@ -431,18 +493,21 @@ class _KafkaReader(SplitReader):
             log.warning("kafka: %s: %s (librdkafka retries)", self.split.split_id, err)
         return [m for m in msgs if m.error() is None]
 
-    def _to_batch(self, msgs: list[Any]) -> pa.RecordBatch:
+    def _to_batch(
+        self, values: pa.Array, offsets: pa.Array, column: Callable[[str], pa.Array]
+    ) -> pa.RecordBatch:
+        """The record batch of ``n`` consumed messages: their ``values`` decoded by the format (bad
+        payloads to the error policy), keys decoded by the key format, the metadata columns
+        (``column(name)`` gives ``_key``, ``_timestamp`` and ``_headers``, computed on demand)."""
         src = self._source
-        n = len(msgs)
-        values = pa.array([m.value() for m in msgs], pa.binary())
-        offsets = pa.array(np.fromiter((m.offset() for m in msgs), np.int64, n))
-        topic = pa.array([self._topic] * n, pa.string())
+        n = len(values)
+        topic = _repeat(self._topic, n)
         partition = pa.array(np.full(n, self._partition, np.int32))
         meta = pa.RecordBatch.from_arrays([topic, partition, offsets], schema=_DEAD_LETTER_META)
         batch, rows = decode_with_policy(src.format, values, src.error_policy, meta)
         keys: pa.Array | None = None
         if src.key_format is not None or "_key" in src.config.metadata_columns:
-            keys = pa.array([m.key() for m in msgs], pa.binary())
+            keys = column("_key")
         if src.key_format is not None and len(rows):
             assert keys is not None
             take = pa.array(rows, pa.int64())
@@ -458,33 +523,22 @@ class _KafkaReader(SplitReader):
             return batch
         take = None if len(rows) == n else pa.array(rows, pa.int64())
         for name in src.config.metadata_columns:
-            col = self._meta_column(name, msgs, keys, topic, partition, offsets)
+            known = {"_key": keys, "_topic": topic, "_partition": partition, "_offset": offsets}
+            col = known.get(name)
+            if col is None:
+                col = column(name)
             batch = batch.append_column(
                 pa.field(name, _META_TYPES[name]), col if take is None else col.take(take)
             )
         return batch
 
-    def _meta_column(
-        self,
-        name: str,
-        msgs: list[Any],
-        keys: pa.Array | None,
-        topic: pa.Array,
-        partition: pa.Array,
-        offsets: pa.Array,
-    ) -> pa.Array:
+    @staticmethod
+    def _msg_column(msgs: list[Any], name: str) -> pa.Array:
+        """``_key``, ``_timestamp`` or ``_headers`` of the client's messages."""
         if name == "_key":
-            assert keys is not None
-            return keys
-        if name == "_topic":
-            return topic
-        if name == "_partition":
-            return partition
-        if name == "_offset":
-            return offsets
+            return pa.array([m.key() for m in msgs], pa.binary())
         if name == "_timestamp":
-            ts = np.fromiter((m.timestamp()[1] for m in msgs), np.int64, len(msgs))
-            return pa.array(ts, _META_TYPES["_timestamp"], mask=ts < 0)
+            return timestamps(np.fromiter((m.timestamp()[1] for m in msgs), np.int64, len(msgs)))
         return pa.array([m.headers() for m in msgs], _META_TYPES["_headers"])
 
     # -- state ---------------------------------------------------------------------------------
@@ -500,21 +554,24 @@ class _KafkaReader(SplitReader):
         """Commit ``snapshot`` as the group offset (synchronously); failures are logged only."""
         if self._source.config.group_id is None or self._closed or snapshot is None:
             return
-        from confluent_kafka import TopicPartition
-
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(self._topic, self._partition, int(snapshot))], asynchronous=False
-            )
+            self._commit_offset(int(snapshot))
         except Exception as exc:  # the checkpoint, not the group offset, is the truth
             log.warning("kafka: committing %s at %s failed: %s", self.split.split_id, snapshot, exc)
+
+    def _commit_offset(self, offset: int) -> None:
+        from confluent_kafka import TopicPartition
+
+        self._consumer.commit(
+            offsets=[TopicPartition(self._topic, self._partition, offset)], asynchronous=False
+        )
 
     def lag(self) -> int | None:
         """Messages between the position and the (cached) high watermark, or the stop offset."""
         if self._closed:
             return None
         try:
-            _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+            high = self._high_watermark()
         except Exception:
             return None
         if high < 0:
@@ -522,11 +579,132 @@ class _KafkaReader(SplitReader):
         end = high if self._stop is None else min(high, self._stop)
         return max(0, int(end) - self._position)
 
+    def _high_watermark(self) -> int:
+        _, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        return int(high)
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._consumer is None:
+            return
         try:
             self._consumer.close()
         except Exception as exc:  # closing twice or after a fatal error
             log.debug("kafka: closing consumer: %s", exc)
+
+
+class ColumnarReader(_KafkaReader):
+    """One topic-partition read by its own ``arrowflow._ext.kafka_fetch.Fetcher`` (``fetch="columnar"``;
+    see :mod:`arrowflow.connectors.kafka.columnar`): the same contract as the client reader."""
+
+    _fetcher: Any
+
+    def __init__(self, split: Split, position: Position, source: KafkaSource) -> None:
+        self._fetcher = None
+        columns = source.config.metadata_columns
+        self._want_keys = source.key_format is not None or "_key" in columns
+        self._want_ts = "_timestamp" in columns
+        self._want_headers = "_headers" in columns
+        super().__init__(split, position, source)
+
+    def _connect(self, split: Split, position: Position) -> int:
+        from .columnar import fetcher_config, kernel
+
+        fetch = kernel()
+        if isinstance(position, int):
+            start = position
+        else:
+            self._consumer = self._source._new_consumer()
+            try:
+                start = self._start_offset(split)
+            finally:
+                consumer, self._consumer = self._consumer, None
+                consumer.close()
+        config = self._source._consumer_config()
+        self._stats_cb = config.pop("stats_cb")
+        self._fetcher = fetch.Fetcher(fetcher_config(config), self._topic)
+        self._fetcher.assign([(self._partition, start)])
+        return start
+
+    def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        if self._finished or self._closed:
+            return None
+        want = max_rows if self._stop is None else min(max_rows, self._stop - self._position)
+        cols, errors = self._fetcher.read(
+            max(want, 1),
+            max(timeout, 0.0),
+            self._source.fetch_max_bytes,
+            keys=self._want_keys,
+            timestamps=self._want_ts,
+            headers=self._want_headers,
+        )
+        self._statistics()
+        if errors:
+            self._raise_or_log(errors)
+        offsets: pa.Array = cols["offset"]
+        n = len(offsets)
+        if self._stop is not None and n and offsets[n - 1].as_py() >= self._stop:
+            n = int(np.searchsorted(offsets.to_numpy(), self._stop))
+            cols = {k: v.slice(0, n) for k, v in cols.items()}
+            offsets = cols["offset"]
+        if n == 0:
+            self._advance(None)
+            return None
+        batch = self._to_batch(cols["value"], offsets, lambda name: self._column(cols, name))
+        self._advance(offsets[n - 1].as_py())
+        return batch
+
+    @staticmethod
+    def _column(cols: dict[str, pa.Array], name: str) -> pa.Array:
+        if name == "_key":
+            return cols["key"]
+        if name == "_timestamp":
+            return timestamps(cols["timestamp"].to_numpy())
+        return cols["headers"]
+
+    def _raise_or_log(self, errors: list[tuple[int, str, str, bool, int, int]]) -> None:
+        """As the client path treats error messages: fatal errors and authorization failures raise
+        :class:`ConnectorError`, transient trouble is logged (librdkafka recovers by itself)."""
+        from .columnar import FATAL_CODES
+
+        for code, name, reason, fatal, _partition, _offset in errors:
+            if fatal or code in FATAL_CODES:
+                raise ConnectorError(
+                    f"kafka: consuming {self.split.split_id} failed: {name}: {reason}", retryable=False
+                )
+            log.warning("kafka: %s: %s: %s (librdkafka retries)", self.split.split_id, name, reason)
+
+    def _statistics(self) -> None:
+        report = self._fetcher.take_stats()
+        if report is not None:
+            self._stats_cb(report)
+
+    def _fetch_position(self) -> int:
+        return int(self._fetcher.position(self._partition))
+
+    def _commit_offset(self, offset: int) -> None:
+        self._fetcher.commit(self._partition, offset)
+
+    def _high_watermark(self) -> int:
+        return int(self._fetcher.watermarks(self._partition)[1])
+
+    def close(self) -> None:
+        super().close()
+        if self._fetcher is not None:
+            self._fetcher.close()
+
+
+def timestamps(ms: np.ndarray) -> pa.Array:
+    """The ``_timestamp`` column of int64 milliseconds (negative: librdkafka has none -> null)."""
+    return pa.array(ms, _META_TYPES["_timestamp"], mask=ms < 0)
+
+
+def _repeat(text: str, n: int) -> pa.Array:
+    """A string array of ``n`` copies of ``text``, built from buffers (no Python object per row)."""
+    data = text.encode()
+    if len(data) * n > 0x7FFFFFFF:
+        return pa.array([text] * n, pa.string())
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(data))
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
