@@ -260,6 +260,8 @@ class CassandraRangeReader(SplitReader):
         self._paging_state: bytes | None = bytes.fromhex(ps) if ps else None
         self._done = bool(state.get("done", False))
         self._closed = False
+        #: The page request in flight: (its fetch size, the driver's future, set when answered).
+        self._pending: tuple[int, Any, threading.Event] | None = None
 
     @property
     def finished(self) -> bool:
@@ -274,14 +276,24 @@ class CassandraRangeReader(SplitReader):
         }
 
     def read_batch(self, max_rows: int, timeout: float) -> pa.RecordBatch | None:
+        """The next page of the range (at most ``max_rows`` rows), or ``None`` if it has not come
+        within ``timeout``: the page request stays in flight and a later call takes its answer. The
+        position moves only when a page is returned."""
         if self._done or self._closed:
             return None
-        src = self.source
-        session = src._holder.session
-        bound = src._prepared().bind((self.start, self.end))
-        bound.fetch_size = max(1, min(src.page_size, max_rows))
+        fetch_size = max(1, min(self.source.page_size, max_rows))
+        if self._pending is not None and self._pending[0] > fetch_size:
+            # Asked for with a larger page than this call may return: ask again from the same paging
+            # state (the answer of the old request is dropped unread).
+            self._pending = None
+        if self._pending is None:
+            self._pending = (fetch_size, *self._request(fetch_size))
+        _, future, answered = self._pending
+        if not answered.wait(timeout):
+            return None
+        self._pending = None
         try:
-            rs = session.execute(bound, paging_state=self._paging_state)
+            rs = future.result()
         except Exception as exc:
             raise ConnectorError(
                 f"cassandra: range ({self.start}, {self.end}]: {exc}", retryable=True
@@ -295,6 +307,22 @@ class CassandraRangeReader(SplitReader):
         if next_state is None:
             self._done = True
         return batch
+
+    def _request(self, fetch_size: int) -> tuple[Any, threading.Event]:
+        """Send the request for the page after the current paging state; the event is set when its
+        answer (rows or an error) has come."""
+        src = self.source
+        bound = src._prepared().bind((self.start, self.end))
+        bound.fetch_size = fetch_size
+        try:
+            future = src._holder.session.execute_async(bound, paging_state=self._paging_state)
+        except Exception as exc:
+            raise ConnectorError(
+                f"cassandra: range ({self.start}, {self.end}]: {exc}", retryable=True
+            ) from exc
+        answered = threading.Event()
+        future.add_callbacks(lambda _rows: answered.set(), lambda _exc: answered.set())
+        return future, answered
 
     def _to_batch(self, rows: Sequence[Any], names: list[str], types: list[Any]) -> pa.RecordBatch:
         schema = self.source._schema_for(names, types)
@@ -319,4 +347,5 @@ class CassandraRangeReader(SplitReader):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._pending = None
             self.source._release()
