@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import sqlite3
+import subprocess
 import sys
 import time
 import uuid
@@ -407,3 +408,24 @@ def test_sigkill_and_resume_through_dbapi_loses_nothing(
         assert len(written) > rows, f"no row was replayed ({len(written)} writes of {rows} rows)"
 
     crash_mid_stream(command, verify=verify, kills=3, kill_after=(1, 8), seed=6)
+
+
+def test_close_at_interpreter_exit_closes_without_an_error(tmp_path: Path) -> None:
+    """A sink with a ``timeout`` (its own database thread) closed from an ``atexit`` handler: at that
+    point concurrent.futures takes no new work, and the close must still close the connection
+    quietly instead of raising ``cannot schedule new futures after shutdown``."""
+    path = tmp_path / "exit.sqlite"
+    script = (
+        "import atexit\n"
+        "import pyarrow as pa\n"
+        "from arrowflow.connectors.sql import SqlSink\n"
+        f"sink = SqlSink(table='t', connect={str(path)!r}, create=True, timeout=30.0)\n"
+        "sink.write(pa.record_batch({'a': [1, 2, 3]}))\n"
+        "sink.flush()\n"
+        "atexit.register(sink.close)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,)

@@ -222,7 +222,12 @@ class SqlSink(Sink):
             return
         # Closed on the thread that opened it (sqlite3 refuses any other), without waiting on a
         # thread a timed-out call may still hold.
-        db.submit(close_quietly, conn)
+        try:
+            db.submit(close_quietly, conn)
+        except RuntimeError:
+            # At interpreter exit concurrent.futures takes no new work: close here (quietly; sqlite3
+            # may refuse a close from another thread, and the process is ending anyway).
+            close_quietly(conn)
         db.shutdown(wait=False)
 
     def metrics(self) -> dict[str, int]:
