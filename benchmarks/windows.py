@@ -307,26 +307,31 @@ WINDOW = register(
     )
 )
 
-WATERMARKS = register(
-    Workload(
-        name="watermarks",
-        description="Pipeline filter + projection -> NullSink with vs without a WatermarkStrategy (4M rows)",
-        setup=setup_watermarks,
-        reference=WITH_WM,
-        idiomatic=(WITHOUT_WM,),
-        min_rounds=WM_ROUNDS,
-        min_sample_s=WM_SAMPLE_S,
-    )
-)
 
-WATERMARKS_PARQUET = register(
-    Workload(
-        name="watermarks_parquet",
-        description="The watermarks pipeline reading Parquet files (FileSource) with vs without watermarks",
-        setup=setup_watermarks_parquet,
-        reference=WITH_WM_PARQUET,
-        idiomatic=(WITHOUT_WM_PARQUET,),
-        min_rounds=WM_ROUNDS,
-        min_sample_s=WM_SAMPLE_S,
+def _watermarks_workload(name: str, description: str, setup: Any, labels: tuple[str, str]) -> Workload:
+    with_label, without_label = labels
+    return register(
+        Workload(
+            name=name,
+            description=description,
+            setup=setup,
+            reference=with_label,
+            idiomatic=(without_label,),
+            min_rounds=WM_ROUNDS,
+            min_sample_s=WM_SAMPLE_S,
+        )
     )
+
+
+WATERMARKS = _watermarks_workload(
+    "watermarks",
+    "Pipeline filter + projection -> NullSink with vs without a WatermarkStrategy (4M rows)",
+    setup_watermarks,
+    (WITH_WM, WITHOUT_WM),
+)
+WATERMARKS_PARQUET = _watermarks_workload(
+    "watermarks_parquet",
+    "The watermarks pipeline reading Parquet files (FileSource) with vs without watermarks",
+    setup_watermarks_parquet,
+    (WITH_WM_PARQUET, WITHOUT_WM_PARQUET),
 )
