@@ -16,7 +16,7 @@ set -eu
 
 PYTHON=${PYTHON:-.venv/bin/python}
 ASAN_DIR=${ASAN_DIR:-build/asan}
-ASAN_TESTS=${ASAN_TESTS:-"tests/unit/test_avro_decode_kernel.py tests/unit/test_avro_encode_kernel.py tests/unit/test_bson_decode_kernel.py tests/unit/test_bson_kernel.py tests/unit/test_bulk_kernel.py tests/unit/test_datagen_kernel.py tests/unit/test_json_decode_kernel.py tests/unit/test_json_kernel.py tests/unit/test_json_quoted_fields.py tests/unit/test_kafka_produce_kernel.py tests/unit/test_kernel_validation.py tests/unit/test_murmur2.py tests/unit/test_remote_write_kernel.py tests/fuzz"}
+ASAN_TESTS=${ASAN_TESTS:-"tests/unit/test_avro_decode_kernel.py tests/unit/test_avro_encode_kernel.py tests/unit/test_bson_decode_kernel.py tests/unit/test_bson_kernel.py tests/unit/test_bulk_kernel.py tests/unit/test_datagen_kernel.py tests/unit/test_json_decode_kernel.py tests/unit/test_json_kernel.py tests/unit/test_json_quoted_fields.py tests/unit/test_kafka_fetch_kernel.py tests/unit/test_kafka_produce_kernel.py tests/unit/test_kernel_validation.py tests/unit/test_murmur2.py tests/unit/test_remote_write_kernel.py tests/fuzz"}
 
 libasan() {
     p=$(gcc -print-file-name=libasan.so 2>/dev/null || true)
