@@ -251,6 +251,12 @@ class Json(Format):
             else:
                 failed.append(int(i))
                 errors.append("payload is not a JSON object")
+        for bad in _invalid_utf8(offsets, data, plain):
+            # JSON text is UTF-8 (RFC 8259); the reader checks only the values it keeps, so a bad
+            # byte in an ignored field would otherwise pass.
+            plain[bad] = False
+            failed.append(bad)
+            errors.append("payload is not valid UTF-8")
         cand = np.flatnonzero(plain).astype(np.int64)
         seg = data[offsets[0] : offsets[-1]] if n else data[:0]
         multiline = bool(len(cand)) and bool(np.any((seg == 10) | (seg == 13)))
@@ -364,6 +370,38 @@ class Json(Format):
 
 
 _INFER_LOCK = threading.Lock()
+
+
+def _invalid_utf8(offsets: np.ndarray, data: np.ndarray, wanted: np.ndarray) -> list[int]:
+    """The payloads (where ``wanted``, a boolean mask) whose bytes are not valid UTF-8: one vectorized
+    check over every payload (no copy), and only when it fails, bisection down to the bad ones."""
+    if not wanted.any():
+        return []
+    text = pa.Array.from_buffers(
+        pa.large_string(), len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+
+    def valid(lo: int, hi: int) -> bool:
+        try:
+            text.slice(lo, hi - lo).validate(full=True)
+        except pa.ArrowInvalid:
+            return False
+        return True
+
+    bad: list[int] = []
+    pending = [(0, len(text))]
+    while pending:
+        lo, hi = pending.pop()
+        if valid(lo, hi):
+            continue
+        if hi - lo == 1:
+            if wanted[lo]:
+                bad.append(lo)
+        else:
+            mid = (lo + hi) // 2
+            pending += [(mid, hi), (lo, mid)]
+    return bad
+
 
 _NUMBER, _STRING, _BOOL = 1, 0, 2
 
