@@ -459,7 +459,7 @@ def consume_stage(
     from arrowflow.connectors.kafka import KafkaSource
     from arrowflow.formats import Raw
 
-    from .peers.profile_parquet import _peak_rss_mb, _read_all
+    from .peers.profile_parquet import _read_all, stage_result
 
     t0, c0 = time.perf_counter(), time.process_time()
     n = 0
@@ -502,15 +502,7 @@ def consume_stage(
         n = _read_all(source)  # the peers profile's reader loop: read_batch(65536, 0.05) round robin
     else:
         raise ValueError(stage)
-    seconds = time.perf_counter() - t0
-    return {
-        "stage": stage,
-        "messages": n,
-        "seconds": seconds,
-        "cpu_seconds": time.process_time() - c0,
-        "messages_per_second": n / seconds,
-        "peak_rss_mb": _peak_rss_mb(),
-    }
+    return stage_result(stage, n, n, t0, c0)
 
 
 def consume_main(argv: list[str] | None = None) -> int:

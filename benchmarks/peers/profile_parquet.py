@@ -173,13 +173,19 @@ def run_stage(stage: str, bootstrap: str, topic: str, partitions: int, messages:
         n = messages
     else:
         raise ValueError(stage)
+    return stage_result(stage, n, messages, t0, c0)
+
+
+def stage_result(stage: str, n: int, counted: int, t0: float, c0: float) -> dict[str, Any]:
+    """One stage's row: ``n`` messages read, rate over ``counted``, since ``t0`` (perf_counter) and
+    ``c0`` (process_time)."""
     seconds = time.perf_counter() - t0
     return {
         "stage": stage,
         "messages": n,
         "seconds": seconds,
         "cpu_seconds": time.process_time() - c0,
-        "messages_per_second": messages / seconds,
+        "messages_per_second": counted / seconds,
         "peak_rss_mb": _peak_rss_mb(),
     }
 
