@@ -13,8 +13,9 @@ Stages (each reads all N messages once):
   dropped (the plain loop's fetch path: the floor of any consumer in Python);
 * ``raw-consume-array``: the same, building one ``pa.array`` of the values per consume call (what
   arrowflow's reader does before decoding);
-* ``af-consume``: arrowflow's ``KafkaSource`` with the ``Raw`` format, its split readers read round robin
-  (``read_batch(65536)``), no pipeline: arrowflow's consume path;
+* ``af-consume``: arrowflow's ``KafkaSource`` (``fetch="columnar"``, as the benchmark job) with the
+  ``Raw`` format, its split readers read round robin (``read_batch(65536)``), no pipeline: arrowflow's
+  consume path;
 * ``af-consume-decode``: the same with ``Json(schema)``: consume + decode;
 * ``af-pipeline-null``: ``Pipeline(KafkaSource(Json)).filter(price < 5000).to(NullSink)``: + the
   runner's threads, queues and checkpoints;
@@ -99,7 +100,7 @@ def _raw_values(bootstrap: str, topic: str, partitions: int, keep: str) -> Any:
 def _source(bootstrap: str, topic: str, fmt: Any) -> Any:
     from arrowflow.connectors.kafka import KafkaSource
 
-    return KafkaSource(bootstrap, topics=[topic], format=fmt, stopping_offsets="latest")
+    return KafkaSource(bootstrap, topics=[topic], format=fmt, stopping_offsets="latest", fetch="columnar")
 
 
 def _read_all(source: Any) -> int:
