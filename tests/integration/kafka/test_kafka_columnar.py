@@ -20,7 +20,7 @@ from kafka_helpers import Broker, consume_all, produce
 from arrowflow.connectors.kafka import KafkaSource
 from arrowflow.connectors.kafka.columnar import librdkafka_path
 from arrowflow.connectors.kafka.source import ColumnarReader
-from arrowflow.errors import ConnectorError
+from arrowflow.errors import ConfigurationError, ConnectorError
 
 ALL_META = ["_key", "_topic", "_partition", "_offset", "_timestamp", "_headers"]
 
@@ -282,3 +282,30 @@ def test_bad_configuration_fails_at_construction() -> None:
         KafkaSource("127.0.0.1:1", topics=["t"], fetch="columnar", config={"error_cb": print})
     with pytest.raises(ConnectorError, match="fetch_max_bytes"):
         KafkaSource("127.0.0.1:1", topics=["t"], fetch="columnar", fetch_max_bytes=0)
+
+
+@pytest.mark.parametrize("fetch", ["client", "columnar"])
+def test_batches_hold_at_most_max_poll_records(
+    broker: Broker, new_topic: Callable[..., str], fetch: str
+) -> None:
+    topic = new_topic(f"polls{fetch}", partitions=1)
+    values = [b"%04d" % i for i in range(250)]
+    produce(broker, topic, [(None, v) for v in values], partition=0)
+    src = KafkaSource(
+        broker.bootstrap,
+        partitions=[f"{topic}:0"],
+        stopping_offsets="latest",
+        fetch=fetch,
+        max_poll_records=100,
+    )
+    reader = src.open(src.plan()[0])
+    batches = _drain(reader, 65_536)  # the pipeline asks for more; the source caps each read
+    reader.close()
+    assert [v for b in batches for v in b.column("value").to_pylist()] == values
+    assert max(b.num_rows for b in batches) == 100
+
+
+def test_max_poll_records_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="max_poll_records") as info:
+        KafkaSource("127.0.0.1:1", topics=["t"], max_poll_records=0)
+    assert info.value.option == "max_poll_records"
