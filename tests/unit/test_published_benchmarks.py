@@ -1,7 +1,8 @@
-"""The benchmark numbers the project publishes (README.md, docs/benchmarks.md) are one named run's:
+"""The benchmark numbers the project publishes (README.md, docs/benchmarks.md) are named runs':
 the block between the BENCHMARKS markers is exactly what ``python -m benchmarks.readme_table`` renders
-from the committed report(s) it names, and every rate or ratio quoted elsewhere in those files is in
-that run."""
+from the committed report(s) it names, the block between the PEERS markers is what
+``python -m benchmarks.peers.publish`` renders from the committed peers report it names, and every
+rate or ratio quoted elsewhere in those files is in one of those runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.peers import publish
 from benchmarks.readme_table import END, START, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,9 +22,26 @@ NAMED_REPORT = re.compile(r"`(benchmarks/results/[^`]+\.json)`")
 QUOTED_NUMBER = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?(?:[kMG](?: rows)?/s|x))(?![\w])")
 
 
-def _published_block(path: Path) -> str:
+def _published_block(path: Path, start: str = START, end: str = END) -> str:
     text = path.read_text(encoding="utf-8")
-    return text.split(START)[1].split(END)[0].strip("\n")
+    return text.split(start)[1].split(end)[0].strip("\n")
+
+
+def _outside_blocks(text: str) -> str:
+    for start, end in ((START, END), (publish.START, publish.END)):
+        if start in text:
+            before, rest = text.split(start, 1)
+            text = before + rest.split(end, 1)[1]
+    return text
+
+
+def _peers_report(path: Path) -> tuple[Path, dict[str, object]]:
+    block = _published_block(path, publish.START, publish.END)
+    names = list(dict.fromkeys(NAMED_REPORT.findall(block)))
+    assert len(names) == 1, f"the peers block of {path.name} must name one committed report, names {names}"
+    report = ROOT / names[0]
+    assert report.is_file(), f"{path.name} quotes {names[0]}, which is not in the repository"
+    return report, json.loads(report.read_text(encoding="utf-8"))
 
 
 def _named_reports(block: str, path: Path) -> list[tuple[Path, dict[str, object]]]:
@@ -47,14 +66,33 @@ def test_published_block_is_the_named_run_rendered(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.name)
+def test_published_peers_block_is_the_named_run_rendered(path: Path) -> None:
+    # The head-to-head numbers (python -m benchmarks.peers) are one committed run's, rendered.
+    assert publish.START in path.read_text(encoding="utf-8"), f"{path.name} has no peers block"
+    block = _published_block(path, publish.START, publish.END)
+    report_path, report = _peers_report(path)
+    assert block in (
+        publish.render(report_path, report),
+        publish.render(report_path, report, headline_only=True),
+    ), (
+        f"the peers block of {path.name} is not what `python -m benchmarks.peers.publish` renders: "
+        "regenerate it"
+    )
+    if block == publish.render(report_path, report):
+        chart = ROOT / "docs" / "assets" / publish.chart_name(report_path)
+        assert chart.is_file(), f"the peers block of {path.name} links {chart}, which is missing"
+
+
+@pytest.mark.parametrize("path", PUBLISHED, ids=lambda p: p.name)
 def test_numbers_quoted_outside_the_block_are_in_the_named_run(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    before, rest = text.split(START)
-    outside = before + rest.split(END)[1]
+    outside = _outside_blocks(text)
     rendered = render(_named_reports(_published_block(path), path))
+    if publish.START in text:
+        rendered += "\n" + publish.render(*_peers_report(path))
     for number in QUOTED_NUMBER.findall(outside):
         assert number.replace(" rows", "") in rendered, (
-            f"{path.name} quotes {number!r}, which is not in the benchmark run its block names"
+            f"{path.name} quotes {number!r}, which is not in the benchmark runs its blocks name"
         )
 
 
