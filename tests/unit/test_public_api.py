@@ -206,6 +206,7 @@ SHIMS = {
     "arrowflow.connectors.redis_.sink": "arrowflow.connectors.redis",
     "arrowflow.connectors.redis_.source": "arrowflow.connectors.redis",
     "arrowflow.connectors.nats_jetstream": "arrowflow.connectors.nats",
+    "arrowflow.connectors.console": "arrowflow.connectors.print",
     "arrowflow.connectors._nats_pull": "arrowflow.connectors.nats",
     "arrowflow._ext.json": "arrowflow._ext.json_encode",
     "arrowflow._ext.bson": "arrowflow._ext.bson_encode",
@@ -234,10 +235,8 @@ def test_a_renamed_module_re_exports_its_package(shim: str, package: str) -> Non
 def test_every_connector_package_is_named_after_its_registry_entry() -> None:
     from arrowflow.connectors import registry
 
-    # Built-ins that stay single modules under another name, and the two search flavours of one
-    # package (issue 17: "small built-ins may stay single modules").
+    # The two search flavours of one package.
     exceptions = {
-        "print": "arrowflow.connectors.console",
         "elasticsearch": "arrowflow.connectors.search.elasticsearch",
         "opensearch": "arrowflow.connectors.search.opensearch",
     }

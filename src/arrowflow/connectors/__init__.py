@@ -15,9 +15,9 @@ from .registry import CONNECTORS
 
 if TYPE_CHECKING:
     from .collection import CollectionSource as CollectionSource
-    from .console import PrintSink as PrintSink
     from .memory import MemorySink as MemorySink
     from .null import NullSink as NullSink
+    from .print import PrintSink as PrintSink
     from .socket import SocketSink as SocketSink
     from .socket import SocketSource as SocketSource
 
@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "CollectionSource": f"{__name__}.collection",
     "SocketSource": f"{__name__}.socket",
     "SocketSink": f"{__name__}.socket",
-    "PrintSink": f"{__name__}.console",
+    "PrintSink": f"{__name__}.print",
     "NullSink": f"{__name__}.null",
     "MemorySink": f"{__name__}.memory",
 }

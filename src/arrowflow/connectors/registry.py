@@ -51,7 +51,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
     ),
     ConnectorInfo(
         name="print",
-        module="arrowflow.connectors.console",
+        module="arrowflow.connectors.print",
         sinks=("PrintSink",),
         status="available",
         tested_against="stdout/stderr",
