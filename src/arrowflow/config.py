@@ -229,6 +229,10 @@ def _is_default(value: Any, field: dataclasses.Field[Any]) -> bool:
         default = field.default
     elif field.default_factory is not dataclasses.MISSING:
         default = field.default_factory()
+        if value is None and not default:
+            # A constructor's ``None`` for an option whose default is an empty container
+            # (``client_options: Mapping | None = None`` over ``field(default_factory=dict)``).
+            return True
     else:
         return False  # a required option: given whenever the constructor ran
     if value is default:

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ConnectorError
 
 if TYPE_CHECKING:
     import pandas
     import polars
 
-__all__ = ["Position", "Source", "Split", "SplitReader"]
+__all__ = ["Position", "Source", "Split", "SplitReader", "check_int_position", "stop_position"]
 
 #: A JSON-serializable value: what ``snapshot()`` returns and ``open()`` takes back.
 Position = Any
@@ -66,6 +66,27 @@ class Split:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), sort_keys=True)
+
+
+def check_int_position(split: Split, position: Position, what: str, *, minimum: int | None = 0) -> None:
+    """For ``open(split, position)`` of a source whose position is a number: ``position`` is
+    ``None`` or an ``int`` (not a ``bool``) of at least ``minimum`` (``None``: any); else a
+    :class:`~arrowflow.errors.ConnectorError` ``split '<id>': a position is <what>, got <position>``."""
+    if position is None:
+        return
+    if (
+        isinstance(position, bool)
+        or not isinstance(position, int)
+        or (minimum is not None and position < minimum)
+    ):
+        raise ConnectorError(f"split {split.split_id!r}: a position is {what}, got {position!r}")
+
+
+def stop_position(split: Split) -> int | None:
+    """The position a bounded split of a log ends at, ``params["stop"]`` (a Kafka offset, a JetStream
+    sequence), or ``None`` when the split has no end."""
+    stop = split.params.get("stop")
+    return int(stop) if stop is not None else None
 
 
 class SplitReader(ABC):

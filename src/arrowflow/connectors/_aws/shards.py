@@ -157,8 +157,9 @@ class ShardReader(SplitReader, Generic[S]):
     :meth:`read_batch` returns nothing while the shard is ended or a parent is not done, sleeps at
     most ``timeout`` to keep calls ``min_call_interval`` apart, makes at most one GetRecords call,
     renews an expired iterator from the position and backs off from retryable errors with full
-    jitter; other errors raise. Subclasses give :meth:`_new_iterator`, :meth:`_last_sequence`,
-    :meth:`_to_batch`, and may change :meth:`_idle_delay` (the wait after an empty answer).
+    jitter; other errors raise. Subclasses give ``sequence_parameter``, :meth:`_stream_params`,
+    :meth:`_last_sequence`, :meth:`_to_batch`, and may change :meth:`_start_params` and
+    :meth:`_idle_delay` (the wait after an empty answer).
     """
 
     log: ClassVar[logging.Logger]
@@ -166,6 +167,9 @@ class ShardReader(SplitReader, Generic[S]):
     #: Whether GetShardIterator answering no iterator means the shard is closed and read to its end
     #: (DynamoDB Streams); otherwise the missing iterator goes to GetRecords as it is.
     end_without_iterator: ClassVar[bool] = False
+    #: GetShardIterator's name of the sequence number to start after (Kinesis:
+    #: ``StartingSequenceNumber``, DynamoDB Streams: ``SequenceNumber``).
+    sequence_parameter: ClassVar[str]
 
     def __init__(self, source: S, split: Split, position: Position) -> None:
         super().__init__(split, position)
@@ -189,8 +193,24 @@ class ShardReader(SplitReader, Generic[S]):
     def snapshot(self) -> Position:
         return {"sequence_number": self._seq, "closed": self._ended}
 
-    def _new_iterator(self) -> str | None:
+    def _stream_params(self) -> dict[str, Any]:
+        """GetShardIterator's parameters that name the stream (``ShardId`` is added)."""
         raise NotImplementedError
+
+    def _start_params(self) -> dict[str, Any]:
+        """GetShardIterator's parameters for a shard read without a position: ``start_position``."""
+        return {"ShardIteratorType": self._src.config.start_position}
+
+    def _new_iterator(self) -> str | None:
+        """A shard iterator just after the position, else at the start (GetShardIterator); ``None``
+        when the service answers none."""
+        params = {**self._stream_params(), "ShardId": self._shard}
+        if self._seq is not None:
+            params.update({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", self.sequence_parameter: self._seq})
+        else:
+            params.update(self._start_params())
+        it = self._src.client.get_shard_iterator(**params).get("ShardIterator")
+        return str(it) if it else None
 
     def _last_sequence(self, records: list[dict[str, Any]]) -> str:
         raise NotImplementedError

@@ -1,8 +1,10 @@
 """The shared half of every broker source: acknowledge on checkpoint commit.
 
-* :class:`MessageSource` (a :class:`~arrowflow.source.Source`): the payload ``format`` (default
-  ``Raw`` column ``value``), the metadata columns a broker offers (``METADATA``, requested by
-  ``metadata_columns``), the error policy for payloads that do not decode, and the schema.
+* :class:`MessageSource` (a :class:`~arrowflow.source.Source`): the configuration (its class is the
+  type argument, ``MessageSource[PubSubSourceConfig]``, resolved from the constructor's keywords),
+  the payload ``format`` (default ``Raw`` column ``value``), the metadata columns a broker offers
+  (``METADATA``, taken from the configuration class, requested by ``metadata_columns``), the error
+  policy for payloads that do not decode, the schema, and numbered consumer splits.
 * :class:`MessageReader` (a :class:`~arrowflow.source.SplitReader`): decoding a list of received
   messages into a batch (:meth:`MessageReader.decode`), the acknowledgements waiting for their
   checkpoint (:class:`PendingAcks`: nothing is acknowledged before ``commit(snapshot)``, and nothing
@@ -24,11 +26,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import pyarrow as pa
 
-from ...config import ConfigAttributes, check_choice, check_type, post_init_bases
+from ...config import ConfigAttributes, check_choice, check_type, post_init_bases, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format, Raw, decode_with_policy
@@ -95,22 +97,53 @@ def decode_messages(
     return batch
 
 
-class MessageSource(ConfigAttributes, Source):
-    """A broker source: format, metadata columns, error policy and schema (see the module docstring).
+#: A broker source's configuration class (a :class:`SourceOptions` dataclass).
+C = TypeVar("C", bound="SourceOptions")
 
-    Subclasses set ``METADATA`` (column name -> Arrow type) and call :meth:`_init_messages` with
-    their validated configuration.
+
+class MessageSource(ConfigAttributes, Source, Generic[C]):
+    """A broker source: configuration, format, metadata columns, error policy and schema (see the
+    module docstring).
+
+    A subclass names its configuration class once, as the type argument
+    (``class PubSubSource(MessageSource[PubSubSourceConfig])``): it becomes ``CONFIG``, and its
+    ``METADATA`` (column name -> Arrow type) the source's. The subclass's constructor (explicit
+    keywords mirroring the configuration, plus ``error_policy`` and ``config``) calls
+    :meth:`_init_messages` with its ``locals()``.
     """
 
+    #: The configuration class (the type argument of the subclass's ``MessageSource`` base).
+    CONFIG: ClassVar[type[Any]]
     METADATA: ClassVar[dict[str, pa.DataType]] = {}
+    config: C
 
-    def _init_messages(
-        self, config: Any, error_policy: ErrorPolicyLike, default_format: Format | None = None
-    ) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            args = get_args(base) if get_origin(base) is MessageSource else ()
+            if args and isinstance(args[0], type):  # not a TypeVar: a generic intermediate base
+                config_type: Any = args[0]
+                cls.CONFIG = config_type
+                cls.METADATA = config_type.METADATA
+
+    def _init_messages(self, options: Mapping[str, Any], default_format: Format | None = None) -> C:
+        """Set up from the constructor's ``options`` (its ``locals()``) and return the configuration:
+        ``CONFIG`` resolved from the keywords or ``options["config"]`` (see
+        :func:`~arrowflow.config.resolve_config`: an error names the option), the format (else
+        ``default_format``, else ``Raw()``), the metadata columns, and ``options["error_policy"]``."""
+        config: C = resolve_config(self.CONFIG, options.get("config"), options)
         self.config = config
         self.format: Format = config.format if config.format is not None else (default_format or Raw())
         self.metadata_columns: tuple[str, ...] = tuple(config.metadata_columns)
-        self.error_policy = ErrorPolicy.resolve(error_policy, name=f"{self.name} source")
+        self.error_policy = ErrorPolicy.resolve(options["error_policy"], name=f"{self.name} source")
+        return config
+
+    def _consumer_splits(self, name: str, count: int) -> list[Split]:
+        """``count`` splits ``"<name>/<i>"`` (``params={"index": i}``): consumers of one
+        subscription ``name`` that the broker shares messages between."""
+        return [
+            Split(split_id=f"{name}/{i}", bounded=self.bounded, params={"index": i}) for i in range(count)
+        ]
 
     @property
     def bounded(self) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import REQUIRED, Secret, resolve_config
+from ...config import REQUIRED, Secret
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format
@@ -46,11 +46,10 @@ __all__ = ["ActiveMQSource"]
 log = logging.getLogger("arrowflow.activemq")
 
 
-class ActiveMQSource(MessageSource):
+class ActiveMQSource(MessageSource[ActiveMQSourceConfig]):
     """Subscribes to a queue or topic; acknowledges on checkpoint commit. See the module docstring."""
 
     name = "activemq"
-    METADATA = ActiveMQSourceConfig.METADATA
 
     def __init__(
         self,
@@ -73,8 +72,7 @@ class ActiveMQSource(MessageSource):
         error_policy: ErrorPolicyLike = "fail",
         config: ActiveMQSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(ActiveMQSourceConfig, config, locals())
-        self._init_messages(config, error_policy)
+        self._init_messages(locals())
 
     def plan(self) -> list[Split]:
         dest = self.config.destination

@@ -238,6 +238,7 @@ class _StreamShardReader(ShardReader[DynamoDBStreamsSource]):
     log = log
     label = "dynamodb stream shard"
     end_without_iterator = True
+    sequence_parameter = "SequenceNumber"
 
     def __init__(self, source: DynamoDBStreamsSource, split: Split, position: Position) -> None:
         self._arn = str(split.params.get("stream_arn") or source.stream_arn)
@@ -246,14 +247,8 @@ class _StreamShardReader(ShardReader[DynamoDBStreamsSource]):
         # Keys and schema are resolved once, outside the polling loop.
         self._keys = source.key_columns if cfg.schema is not None else cfg.key_columns
 
-    def _new_iterator(self) -> str | None:
-        params: dict[str, Any] = {"StreamArn": self._arn, "ShardId": self._shard}
-        if self._seq is not None:
-            params.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=self._seq)
-        else:
-            params["ShardIteratorType"] = self._src.config.start_position
-        it = self._src.client.get_shard_iterator(**params).get("ShardIterator")
-        return str(it) if it else None
+    def _stream_params(self) -> dict[str, Any]:
+        return {"StreamArn": self._arn}
 
     def _last_sequence(self, records: list[dict[str, Any]]) -> str:
         return str(records[-1]["dynamodb"]["SequenceNumber"])

@@ -51,7 +51,7 @@ import pyarrow as pa
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
 from ...formats import Format, Raw, decode_with_policy
-from ...source import Position, Source, Split, SplitReader
+from ...source import Position, Source, Split, SplitReader, check_int_position, stop_position
 from .admin import STATISTICS_INTERVAL_MS, ClientStats, client_config, list_partitions, metadata_client
 from .config import KafkaSourceConfig, parse_partition_key
 
@@ -370,10 +370,7 @@ class KafkaSource(Source):
         ]
 
     def open(self, split: Split, position: Position = None) -> SplitReader:
-        if position is not None and (
-            isinstance(position, bool) or not isinstance(position, int) or position < 0
-        ):
-            raise ConnectorError(f"split {split.split_id!r}: a position is an offset >= 0, got {position!r}")
+        check_int_position(split, position, "an offset >= 0")
         if self.fetch == "columnar":
             return ColumnarReader(split, position, self)
         return _KafkaReader(split, position, self)
@@ -389,8 +386,7 @@ class _KafkaReader(SplitReader):
         self._source = source
         self._topic: str = split.params["topic"]
         self._partition: int = int(split.params["partition"])
-        stop = split.params.get("stop")
-        self._stop: int | None = int(stop) if stop is not None else None
+        self._stop = stop_position(split)
         self._tp = TopicPartition(self._topic, self._partition)
         self._consumer: Any = None
         self._closed = False

@@ -106,18 +106,17 @@ class KinesisSource(ShardedSource[KinesisSourceConfig]):
 class _ShardReader(ShardReader[KinesisSource]):
     log = log
     label = "kinesis shard"
+    sequence_parameter = "StartingSequenceNumber"
 
-    def _new_iterator(self) -> str | None:
+    def _stream_params(self) -> dict[str, Any]:
+        return dict(self._src.config.target)
+
+    def _start_params(self) -> dict[str, Any]:
+        params = super()._start_params()
         cfg = self._src.config
-        params: dict[str, Any] = dict(cfg.target, ShardId=self._shard)
-        if self._seq is not None:
-            params.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=self._seq)
-        else:
-            params["ShardIteratorType"] = cfg.start_position
-            if cfg.start_position == "AT_TIMESTAMP":
-                params["Timestamp"] = cfg.start_timestamp
-        it = self._src.client.get_shard_iterator(**params).get("ShardIterator")
-        return str(it) if it else None
+        if cfg.start_position == "AT_TIMESTAMP":
+            params["Timestamp"] = cfg.start_timestamp
+        return params
 
     def _idle_delay(self, response: Mapping[str, Any]) -> float:
         caught_up = not response.get("MillisBehindLatest")

@@ -26,13 +26,17 @@ import select
 import socket
 import struct
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from ..._ext import load
+from ...config import reveal
 from .._messaging.sockets import open_socket
+
+if TYPE_CHECKING:
+    from .config import MqttConnection
 
 __all__ = ["MqttPublisher", "PublishError"]
 
@@ -80,23 +84,13 @@ def _varint(n: int) -> bytes:
 class MqttPublisher:
     """One MQTT connection that publishes requests (see the module docstring)."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        client_id: str,
-        v5: bool,
-        clean_start: bool,
-        session_expiry: int,
-        keepalive: int,
-        username: str | None,
-        password: str | None,
-        timeout: float,
-    ) -> None:
+    def __init__(self, connection: MqttConnection, *, client_id: str, timeout: float) -> None:
+        """Connect as ``client_id`` with ``connection``'s broker, protocol, clean start, session
+        expiry, keep-alive and credentials; ``timeout`` bounds the connect and every socket wait."""
+        c = connection
         self._kernel = load("mqtt_frames")
-        self.v5 = v5
-        self.keepalive = keepalive
+        self.v5 = c.protocol == "5"
+        self.keepalive = c.keepalive
         #: The broker's Receive Maximum (MQTT 5); None: not announced (3.1.1: see WINDOW_311).
         self.receive_maximum: int | None = None
         #: MQTT 5 CONNACK limits (None: not announced).
@@ -105,22 +99,17 @@ class MqttPublisher:
         self._next_id = 1
         self._buf = bytearray()
         self._last_io = time.monotonic()
-        self._sock = open_socket(host, port, timeout, PublishError)
+        self._sock = open_socket(c.host, c.port, timeout, PublishError)
         try:
-            self._connect(client_id, clean_start, session_expiry, username, password, timeout)
+            self._connect(c, client_id, timeout)
         except BaseException:
             self.close()
             raise
 
-    def _connect(
-        self,
-        client_id: str,
-        clean_start: bool,
-        session_expiry: int,
-        username: str | None,
-        password: str | None,
-        timeout: float,
-    ) -> None:
+    def _connect(self, connection: MqttConnection, client_id: str, timeout: float) -> None:
+        clean_start = connection.clean_session
+        username = connection.username
+        password = reveal(connection.password)
         flags = 0x02 if clean_start else 0
         payload = _utf8(client_id)
         if username is not None:
@@ -130,7 +119,7 @@ class MqttPublisher:
         props = b""
         if self.v5:
             # Session Expiry Interval (0x11): 0 = the session ends with the connection.
-            props = b"\x11" + struct.pack(">I", 0 if clean_start else session_expiry)
+            props = b"\x11" + struct.pack(">I", 0 if clean_start else connection.session_expiry)
             props = _varint(len(props)) + props
         head = _utf8("MQTT") + bytes([5 if self.v5 else 4, flags]) + struct.pack(">H", self.keepalive)
         if username is not None:

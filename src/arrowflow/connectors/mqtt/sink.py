@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ...config import Secret, resolve_config, reveal
+from ...config import Secret, resolve_config
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
 from ...formats import Format
@@ -91,18 +91,7 @@ class MqttSink(MessageSink):
         if self._publisher is None:
             c = self.config
             try:
-                self._publisher = MqttPublisher(
-                    c.host,
-                    c.port,
-                    client_id=self.client_id,
-                    v5=c.protocol == "5",
-                    clean_start=c.clean_session,
-                    session_expiry=c.session_expiry,
-                    keepalive=c.keepalive,
-                    username=c.username,
-                    password=reveal(c.password) if c.password is not None else None,
-                    timeout=c.publish_timeout,
-                )
+                self._publisher = MqttPublisher(c, client_id=self.client_id, timeout=c.publish_timeout)
             except PublishError as exc:
                 raise ConnectorError(f"mqtt: {exc}", retryable=exc.retryable) from exc
         return self._publisher

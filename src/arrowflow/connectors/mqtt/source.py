@@ -37,12 +37,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...config import REQUIRED, Secret, resolve_config
+from ...config import REQUIRED, Secret
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format
 from ...retry import ExponentialBackoff
-from ...source import Position, Split, SplitReader
+from ...source import Position, Split, SplitReader, check_int_position
 from .._messaging import MessageReader, MessageSource
 from .config import MQTT_RECONNECT, MqttConnection, MqttSourceConfig, wait_connected
 
@@ -51,7 +51,7 @@ __all__ = ["MqttSource"]
 log = logging.getLogger("arrowflow.mqtt")
 
 
-class MqttSource(MessageSource):
+class MqttSource(MessageSource[MqttSourceConfig]):
     """Subscribes to MQTT topic filters. See the module docstring for the contract.
 
     ``topics``: topic filters (``+``/``#`` wildcards), all at ``qos``, or a mapping filter -> QoS.
@@ -59,7 +59,6 @@ class MqttSource(MessageSource):
     """
 
     name = "mqtt"
-    METADATA = MqttSourceConfig.METADATA
 
     def __init__(
         self,
@@ -85,8 +84,7 @@ class MqttSource(MessageSource):
         error_policy: ErrorPolicyLike = "fail",
         config: MqttSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(MqttSourceConfig, config, locals())
-        self._init_messages(config, error_policy)
+        config = self._init_messages(locals())
         self.connection: MqttConnection = config
         self.topics: dict[str, int] = dict(config.topics)  # type: ignore[arg-type]
 
@@ -94,8 +92,7 @@ class MqttSource(MessageSource):
         return [Split(split_id=self.config.client_id, bounded=False, params={"topics": self.topics})]
 
     def open(self, split: Split, position: Position = None) -> SplitReader:
-        if position is not None and (isinstance(position, bool) or not isinstance(position, int)):
-            raise ConnectorError(f"split {split.split_id!r}: a position is a message count, got {position!r}")
+        check_int_position(split, position, "a message count", minimum=None)
         return _MqttReader(split, position, self)
 
 

@@ -45,11 +45,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..._ext import load
-from ...config import REQUIRED, resolve_config
+from ...config import REQUIRED
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format, Raw
-from ...source import Position, Split, SplitReader
+from ...source import Position, Split, SplitReader, check_int_position, stop_position
 from .._messaging import MessageSource, decode_messages
 from ._client import LoopThread, connect
 from ._pull import Pulled, PullError, PullSocket, supported
@@ -58,7 +58,7 @@ from .config import DEFAULT_URL, NatsJetStreamSourceConfig
 log = logging.getLogger("arrowflow.nats")
 
 
-class NatsJetStreamSource(MessageSource):
+class NatsJetStreamSource(MessageSource[NatsJetStreamSourceConfig]):
     """Reads a JetStream stream through a durable pull consumer. See the module docstring.
 
     ``raw_pull``: pull on the reader's own socket, frames parsed by a compiled kernel (default; used
@@ -67,7 +67,6 @@ class NatsJetStreamSource(MessageSource):
 
     name = "nats"
     replayable = True
-    METADATA = NatsJetStreamSourceConfig.METADATA
 
     def __init__(
         self,
@@ -89,8 +88,7 @@ class NatsJetStreamSource(MessageSource):
         error_policy: ErrorPolicyLike = "fail",
         config: NatsJetStreamSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(NatsJetStreamSourceConfig, config, locals())
-        self._init_messages(config, error_policy, Raw(column="value"))
+        self._init_messages(locals(), Raw(column="value"))
 
     @property
     def bounded(self) -> bool:
@@ -132,12 +130,7 @@ class NatsJetStreamSource(MessageSource):
         ]
 
     def open(self, split: Split, position: Position = None) -> SplitReader:
-        if position is not None and (
-            isinstance(position, bool) or not isinstance(position, int) or position < 0
-        ):
-            raise ConnectorError(
-                f"split {split.split_id!r}: a position is a stream sequence >= 0, got {position!r}"
-            )
+        check_int_position(split, position, "a stream sequence >= 0")
         return _NatsReader(split, position, self)
 
 
@@ -147,8 +140,7 @@ class _NatsReader(SplitReader):
         self._source = source
         self._stream: str = split.params["stream"]
         self._durable: str = split.params["durable"]
-        stop = split.params.get("stop")
-        self._stop: int | None = int(stop) if stop is not None else None
+        self._stop = stop_position(split)
         self._position: int | None = position
         #: (stream sequence, reply subject) of the last message of each batch returned, not yet acked.
         self._unacked: deque[tuple[int, str]] = deque()

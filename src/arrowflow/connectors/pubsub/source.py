@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...config import REQUIRED, resolve_config
+from ...config import REQUIRED
 from ...error_policy import ErrorPolicyLike
 from ...formats import Format
 from ...retry import ExponentialBackoff
@@ -59,11 +59,10 @@ __all__ = ["PubSubSource", "PubSubSplitReader"]
 log = logging.getLogger("arrowflow.pubsub")
 
 
-class PubSubSource(MessageSource):
+class PubSubSource(MessageSource[PubSubSourceConfig]):
     """Reads a Pub/Sub subscription by streaming pull. See the module docstring for the contract."""
 
     name = "pubsub"
-    METADATA = PubSubSourceConfig.METADATA
 
     def __init__(
         self,
@@ -83,16 +82,12 @@ class PubSubSource(MessageSource):
         reconnect_backoff: ExponentialBackoff = PUBSUB_RECONNECT,
         config: PubSubSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(PubSubSourceConfig, config, locals())
-        self._init_messages(config, error_policy)
+        config = self._init_messages(locals())
         #: The subscription's full path (``projects/<project>/subscriptions/<name>``).
         self.subscription = config.subscription_path
 
     def plan(self) -> list[Split]:
-        return [
-            Split(split_id=f"{self.subscription}/{i}", bounded=False, params={"index": i})
-            for i in range(self.config.streams)
-        ]
+        return self._consumer_splits(self.subscription, self.config.streams)
 
     def open(self, split: Split, position: Position = None) -> PubSubSplitReader:
         return PubSubSplitReader(self, split, position)

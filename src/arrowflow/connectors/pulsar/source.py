@@ -73,7 +73,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import REQUIRED, resolve_config
+from ...config import REQUIRED
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format
@@ -96,11 +96,10 @@ __all__ = ["PulsarSource", "PulsarSplitReader"]
 log = logging.getLogger("arrowflow.pulsar")
 
 
-class PulsarSource(MessageSource):
+class PulsarSource(MessageSource[PulsarSourceConfig]):
     """Reads a Pulsar subscription into record batches. See the module docstring for the contract."""
 
     name = "pulsar"
-    METADATA = PulsarSourceConfig.METADATA
 
     def __init__(
         self,
@@ -123,8 +122,7 @@ class PulsarSource(MessageSource):
         consumer_options: Mapping[str, Any] | None = None,
         config: PulsarSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(PulsarSourceConfig, config, locals())
-        self._init_messages(config, error_policy)
+        config = self._init_messages(locals())
         self.topics = config.topic_list
         #: The parsed cursors, ``(kind, value)`` (``stop`` is ``None`` for an unbounded source).
         self.start: tuple[str, Any] = config._start
@@ -163,10 +161,7 @@ class PulsarSource(MessageSource):
         return bool(self.config.cumulative)
 
     def plan(self) -> list[Split]:
-        return [
-            Split(split_id=f"{self.config.subscription}/{i}", bounded=self.bounded, params={"index": i})
-            for i in range(self.config.consumers)
-        ]
+        return self._consumer_splits(self.config.subscription, self.config.consumers)
 
     def open(self, split: Split, position: Position = None) -> PulsarSplitReader:
         return PulsarSplitReader(self, split, position)

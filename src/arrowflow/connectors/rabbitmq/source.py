@@ -47,7 +47,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import REQUIRED, resolve_config
+from ...config import REQUIRED
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format
@@ -65,11 +65,10 @@ log = logging.getLogger("arrowflow.rabbitmq")
 _Message = tuple[int, str, str, bool, Any, bytes]
 
 
-class RabbitMQSource(MessageSource):
+class RabbitMQSource(MessageSource[RabbitMQSourceConfig]):
     """Consumes one queue; acknowledges on checkpoint commit. See the module docstring."""
 
     name = "rabbitmq"
-    METADATA = RabbitMQSourceConfig.METADATA
 
     def __init__(
         self,
@@ -89,8 +88,7 @@ class RabbitMQSource(MessageSource):
         error_policy: ErrorPolicyLike = "fail",
         config: RabbitMQSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(RabbitMQSourceConfig, config, locals())
-        self._init_messages(config, error_policy)
+        config = self._init_messages(locals())
         #: Summed over the readers (see :meth:`metrics`).
         self._counters = {"reconnects": 0, "timeouts": 0}
         connection_params(config.url, config.connect_options or {})  # validates the option names now

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...config import REQUIRED, resolve_config
+from ...config import REQUIRED
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConnectorError
 from ...formats import Format, Raw
@@ -110,12 +110,11 @@ class _Reconnecting:
             self._client = None
 
 
-class RedisStreamSource(MessageSource):
+class RedisStreamSource(MessageSource[RedisStreamSourceConfig]):
     """Reads Redis streams through a consumer group. See the module docstring for the contract."""
 
     name = "redis-stream"
     replayable = True
-    METADATA = STREAM_META
 
     def __init__(
         self,
@@ -136,8 +135,7 @@ class RedisStreamSource(MessageSource):
         connect_timeout: float | None = 5.0,
         config: RedisStreamSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(RedisStreamSourceConfig, config, locals())
-        self._init_messages(config, error_policy, Raw(column="value"))
+        self._init_messages(locals(), Raw(column="value"))
         self._readers: list[_StreamReader] = []
 
     def metrics(self) -> dict[str, int]:
@@ -377,11 +375,10 @@ class _StreamReader(SplitReader):
         self._conn.drop()
 
 
-class RedisPubSubSource(MessageSource):
+class RedisPubSubSource(MessageSource[RedisPubSubSourceConfig]):
     """Reads Redis pub/sub channels (at-most-once). See the module docstring."""
 
     name = "redis-pubsub"
-    METADATA = PUBSUB_META
 
     def __init__(
         self,
@@ -399,8 +396,7 @@ class RedisPubSubSource(MessageSource):
         connect_timeout: float | None = 5.0,
         config: RedisPubSubSourceConfig | None = None,
     ) -> None:
-        config = resolve_config(RedisPubSubSourceConfig, config, locals())
-        self._init_messages(config, error_policy, Raw(column="value"))
+        self._init_messages(locals(), Raw(column="value"))
 
     @property
     def connection(self) -> RedisConnection:
