@@ -128,7 +128,7 @@ def is_secret_key(name: str) -> bool:
 def hide_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a pass-through options dict with the values of secret-named keys wrapped in :class:`Secret`.
 
-    Used for librdkafka-style ``config={...}`` dicts so that a ``sasl.password`` never shows in a repr.
+    Used for librdkafka-style ``client_options={...}`` dicts: a ``sasl.password`` never shows in a repr.
     """
     return {k: Secret(v) if is_secret_key(str(k)) and isinstance(v, str) else v for k, v in options.items()}
 
