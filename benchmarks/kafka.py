@@ -165,8 +165,10 @@ def setup_produce(config: RunConfig) -> Prepared:
     keyed = table.append_column("key", keys)
     batches = keyed.to_batches(max_chunksize=65_536)
     n = keyed.num_rows
-    sink = KafkaSink(bootstrap, topic="bench-af", key_columns=["key"], config=_QUEUE)
-    fast = KafkaSink(bootstrap, topic="bench-none", key_columns=["key"], guarantee="none", config=_QUEUE)
+    sink = KafkaSink(bootstrap, topic="bench-af", key_columns=["key"], client_options=_QUEUE)
+    fast = KafkaSink(
+        bootstrap, topic="bench-none", key_columns=["key"], guarantee="none", client_options=_QUEUE
+    )
     # The baselines' configuration is the at-least-once sink's own (less its delivery callback).
     options = {k: v for k, v in sink._producer_config().items() if k != "on_delivery"}
     options["partitioner"] = "murmur2_random"
@@ -239,7 +241,7 @@ def setup_produce(config: RunConfig) -> Prepared:
         key_columns=["key"],
         guarantee="exactly-once",
         transactional_id_prefix="bench-eos",
-        config=_QUEUE,
+        client_options=_QUEUE,
     )
     eos.attach_state_dir(journal_dir)  # type: ignore[attr-defined]
     eos.recover([])  # type: ignore[attr-defined]
@@ -497,7 +499,7 @@ def consume_stage(
             format=Raw(column="value"),
             stopping_offsets="latest",
             fetch=fetch,
-            config=config or {},
+            client_options=config or {},
         )
         n = _read_all(source)  # the peers profile's reader loop: read_batch(65536, 0.05) round robin
     else:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
@@ -247,7 +248,7 @@ def setup_insert(config: RunConfig) -> Prepared:
         import pymongo
     except ImportError as exc:
         return _skip_all(names, f"not installed: {exc.name}")
-    from arrowflow.connectors.mongodb import MongoSink
+    from arrowflow.connectors.mongodb import MONGODB_BATCHING, MongoSink
 
     n = config.subset(20_000 if config.quick else 200_000)
     table = make_table(n, config.seed)
@@ -259,7 +260,11 @@ def setup_insert(config: RunConfig) -> Prepared:
 
     def run_sink() -> int:
         db.drop_collection(c_af)
-        sink = MongoSink(_URI, "arrowflow_bench", c_af, batch_size=10_000, batch_interval=None)
+        # 0.1.0's batch_size=10_000, batch_interval=None: room for four requests in the buffer.
+        batching = replace(
+            MONGODB_BATCHING, max_request_rows=10_000, max_buffered_rows=40_000, max_time_in_buffer=None
+        )
+        sink = MongoSink(_URI, "arrowflow_bench", c_af, batching=batching)
         for b in batches:
             sink.write(b)
         sink.close()

@@ -13,7 +13,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["as_array", "dedupe_last", "to_arrow_array"]
+__all__ = ["as_array", "dedupe_last", "is_binary_like", "to_arrow_array"]
+
+
+def is_binary_like(t: pa.DataType) -> bool:
+    """``t`` is binary or string, 32- or 64-bit offsets: its values are byte strings as they stand
+    (a message key, a partitioning key)."""
+    return (
+        pa.types.is_binary(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_large_string(t)
+    )
 
 
 def as_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:

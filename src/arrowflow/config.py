@@ -14,15 +14,18 @@ one configuration object the connector keeps as ``self.config``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import sys
-from collections.abc import Collection, Mapping
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .errors import ConfigurationError
 
 __all__ = [
+    "NO_OPTIONS",
     "REQUIRED",
     "ConfigAttributes",
     "Secret",
@@ -34,10 +37,12 @@ __all__ = [
     "check_non_negative",
     "check_positive",
     "check_type",
+    "deprecated_keywords",
     "expand_env",
     "hide_secrets",
     "is_secret_key",
     "post_init_bases",
+    "renamed_keyword",
     "resolve_config",
     "reveal",
     "reveal_secrets",
@@ -123,7 +128,7 @@ def is_secret_key(name: str) -> bool:
 def hide_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a pass-through options dict with the values of secret-named keys wrapped in :class:`Secret`.
 
-    Used for librdkafka-style ``config={...}`` dicts so that a ``sasl.password`` never shows in a repr.
+    Used for librdkafka-style ``client_options={...}`` dicts: a ``sasl.password`` never shows in a repr.
     """
     return {k: Secret(v) if is_secret_key(str(k)) and isinstance(v, str) else v for k, v in options.items()}
 
@@ -224,6 +229,33 @@ class _Required:
 REQUIRED: Any = _Required()
 
 
+class _NoOptions(Mapping[str, Any]):
+    """An empty, read-only mapping that shows as ``{}`` (in signatures, ``help()`` and the docs)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __reduce__(self) -> str:
+        return "NO_OPTIONS"
+
+
+#: The default of a constructor's options mapping (``client_options`` ...): empty, read-only (a
+#: shared default must not be mutable) and equal to its configuration field's ``{}`` default, so
+#: that :func:`resolve_config` does not count it as given next to ``config=``.
+NO_OPTIONS: Mapping[str, Any] = _NoOptions()
+
+
 def _is_default(value: Any, field: dataclasses.Field[Any]) -> bool:
     if field.default is not dataclasses.MISSING:
         default = field.default
@@ -322,3 +354,61 @@ def caller_stacklevel() -> int:
         frame = frame.f_back  # type: ignore[assignment]
         level += 1
     return level
+
+
+def deprecated_keywords(
+    *names: str,
+    advice: Callable[[Sequence[str]], str],
+    fold: Callable[[dict[str, Any], dict[str, Any]], None],
+    read: Callable[..., Any],
+) -> Callable[[type[C]], type[C]]:
+    """Class decorator of a configuration dataclass (apply it on top of ``@dataclass``): its
+    constructor still accepts the 0.1.0 keywords ``names``, with a ``DeprecationWarning`` naming the
+    user's line and saying what to pass instead (``advice(old names given)``).
+
+    ``fold(kwargs, old)`` turns the old keywords given (``old``: name -> value) into current options
+    by updating ``kwargs`` (the other keyword arguments); it raises a :class:`ConfigurationError`
+    naming the old keyword when the value is bad or the option it became is given too. Reading
+    ``config.<name>`` still works: ``read(config, name=name)``. ``dataclasses.replace`` and pickling
+    pass current field names only, so they never warn.
+    """
+
+    def decorate(cls: type[C]) -> type[C]:
+        original = cls.__init__  # type: ignore[misc]
+
+        @functools.wraps(original)
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            old = {n: kwargs.pop(n) for n in names if n in kwargs}
+            if old:
+                verb = "is" if len(old) == 1 else "are"
+                warnings.warn(
+                    f"{cls.__name__}: {', '.join(old)} {verb} deprecated; pass {advice(list(old))}",
+                    DeprecationWarning,
+                    stacklevel=caller_stacklevel(),
+                )
+                fold(kwargs, old)
+            original(self, *args, **kwargs)
+
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        for name in names:
+            doc = f"Deprecated: {advice([name])}."
+            setattr(cls, name, property(functools.partial(read, name=name), doc=doc))
+        return cls
+
+    return decorate
+
+
+def renamed_keyword(old: str, new: str, what: str) -> Callable[[type[C]], type[C]]:
+    """:func:`deprecated_keywords` for an option renamed from ``old`` to ``new`` (``what``: what it
+    holds, for the warning): ``old=`` still sets ``new``, giving both is an error naming ``old``,
+    and ``config.<old>`` reads ``config.<new>``."""
+
+    def fold(kwargs: dict[str, Any], given: dict[str, Any]) -> None:
+        if kwargs.get(new) not in (None, {}):  # an empty mapping is a default, not "given"
+            raise ConfigurationError(f"give {new} or the deprecated {old}, not both", option=old)
+        kwargs[new] = given[old]
+
+    def read(config: Any, name: str) -> Any:
+        return getattr(config, new)
+
+    return deprecated_keywords(old, advice=lambda _: f"{new}= ({what})", fold=fold, read=read)

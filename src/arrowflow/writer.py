@@ -60,7 +60,6 @@ the interpreter alive (and loses whatever it had buffered, like any process that
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 import time
 import warnings
@@ -74,7 +73,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import caller_stacklevel, check_choice, check_positive, check_type
+from .config import caller_stacklevel, check_choice, check_positive, check_type, deprecated_keywords
 from .error_policy import ErrorPolicy, ErrorPolicyLike
 from .errors import ArrowflowError, ConfigurationError, ConnectorError, SerializationError
 from .retry import Retry, default_classify
@@ -895,6 +894,7 @@ LEGACY_BATCHING: dict[str, str] = {
     "max_actions": "max_request_rows",
     "max_items_per_request": "max_request_rows",
     "request_rows": "max_request_rows",
+    "batch_size": "max_request_rows",
     "max_bytes": "max_request_bytes",
     "max_request_bytes": "max_request_bytes",
     "max_record_bytes": "max_record_bytes",
@@ -903,6 +903,7 @@ LEGACY_BATCHING: dict[str, str] = {
     "max_in_flight_requests": "max_in_flight",
     "max_buffered_rows": "max_buffered_rows",
     "flush_interval": "max_time_in_buffer",
+    "batch_interval": "max_time_in_buffer",
     "max_retries": "max_attempts",
     "initial_backoff": "initial_backoff",
     "max_backoff": "max_backoff",
@@ -918,19 +919,22 @@ def _check_legacy(name: str, value: Any) -> None:
             raise ConfigurationError(f"{name} must be >= 0, got {value!r}", option=name)
     elif name == "backoff":
         check_choice(name, value, ("exponential", "constant"))
-    elif name == "flush_interval":
+    elif name in ("flush_interval", "batch_interval"):
         check_positive(name, value, allow_none=True)
     elif name in ("initial_backoff", "max_backoff"):
         check_positive(name, value)
     else:
-        check_type(name, value, int, allow_none=name == "max_buffered_rows")
-        check_positive(name, value, allow_none=name == "max_buffered_rows")
+        # None: "the default" (0.1.0's max_buffered_rows, and max_in_flight where it depended on
+        # other options); folding keeps the base's value.
+        optional = name in ("max_buffered_rows", "max_in_flight")
+        check_type(name, value, int, allow_none=optional)
+        check_positive(name, value, allow_none=optional)
 
 
 def fold_legacy_batching(base: BatchingConfig, legacy: Mapping[str, Any]) -> BatchingConfig:
     """``base`` with 0.1.0 batching keywords (:data:`LEGACY_BATCHING`) applied, as 0.1.0 read them:
     a backoff range whose maximum is below its start is widened, a record limit above the request
-    limit is cut to it, and ``max_buffered_rows=None`` keeps ``base``'s."""
+    limit is cut to it, and ``max_buffered_rows=None`` / ``max_in_flight=None`` keep ``base``'s."""
     changes: dict[str, Any] = {}
     for name, value in legacy.items():
         _check_legacy(name, value)
@@ -959,54 +963,43 @@ def _legacy_value(batching: BatchingConfig, name: str) -> Any:
     return value
 
 
-def legacy_batching(*names: str) -> Callable[[type[C]], type[C]]:
+def legacy_batching(
+    *names: str, default: Callable[[Mapping[str, Any]], BatchingConfig] | None = None
+) -> Callable[[type[C]], type[C]]:
     """Class decorator of a connector's configuration dataclass: accept 0.1.0's batching keywords.
 
     Each of ``names`` (keys of :data:`LEGACY_BATCHING`) is still accepted by the constructor, with a
     ``DeprecationWarning``, and folded into the dataclass's ``batching`` field (on top of the value
     given, or of the field's default, the per-system default); giving ``batching`` too is a
-    :class:`ConfigurationError`. Reading ``config.<name>`` still works (a read-only view of
-    ``batching``). Apply it on top of ``@dataclass``.
+    :class:`ConfigurationError` (``batching=None``, 0.1.0's "the default", is not giving it).
+    ``default(options)``, when the per-system default depends on the other options given (old
+    keywords included), is the base instead of the field's default. Reading ``config.<name>`` still
+    works (a read-only view of ``batching``). Apply it on top of ``@dataclass``.
     """
     unknown = set(names) - set(LEGACY_BATCHING)
     if unknown:
         raise ValueError(f"not 0.1.0 batching keywords: {sorted(unknown)}")
 
     def decorate(cls: type[C]) -> type[C]:
-        batching_field = {f.name: f for f in dataclasses.fields(cls)}["batching"]  # type: ignore[arg-type]
-        original = cls.__init__  # type: ignore[misc]
+        field_default: Any = {f.name: f for f in dataclasses.fields(cls)}["batching"].default  # type: ignore[arg-type]
 
-        @functools.wraps(original)
-        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-            legacy = {n: kwargs.pop(n) for n in names if n in kwargs}
-            if legacy:
-                warnings.warn(
-                    f"{cls.__name__}: {', '.join(legacy)} are deprecated; pass "
-                    f"batching=BatchingConfig(...) ({', '.join(LEGACY_BATCHING[n] for n in legacy)})",
-                    DeprecationWarning,
-                    stacklevel=caller_stacklevel(),
+        def fold(kwargs: dict[str, Any], legacy: dict[str, Any]) -> None:
+            for name, value in legacy.items():
+                _check_legacy(name, value)
+            base = kwargs.get("batching")
+            if base is not None and base is not field_default and base != field_default:
+                raise ConfigurationError(
+                    f"give batching or the deprecated {', '.join(legacy)}, not both",
+                    option=next(iter(legacy)),
                 )
-                base = kwargs.get("batching", batching_field.default)
-                if base is not batching_field.default and base != batching_field.default:
-                    raise ConfigurationError(
-                        f"give batching or the deprecated {', '.join(legacy)}, not both",
-                        option=next(iter(legacy)),
-                    )
-                check_type("batching", base, BatchingConfig)
-                kwargs["batching"] = fold_legacy_batching(base, legacy)
-            original(self, *args, **kwargs)
+            base = default(kwargs | legacy) if default is not None else field_default
+            check_type("batching", base, BatchingConfig)
+            kwargs["batching"] = fold_legacy_batching(base, legacy)
 
-        cls.__init__ = __init__  # type: ignore[method-assign]
-        for name in names:
-            setattr(
-                cls,
-                name,
-                property(
-                    functools.partial(_legacy_property, name=name),
-                    doc=f"Deprecated: batching.{LEGACY_BATCHING[name]}.",
-                ),
-            )
-        return cls
+        def advice(legacy: Sequence[str]) -> str:
+            return f"batching=BatchingConfig(...) ({', '.join(LEGACY_BATCHING[n] for n in legacy)})"
+
+        return deprecated_keywords(*names, advice=advice, fold=fold, read=_legacy_property)(cls)
 
     return decorate
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from arrowflow.connectors.mongodb import MongoSink, MongoSource, decode_documents
+from arrowflow.connectors.mongodb import (
+    MONGODB_BATCHING,
+    MONGODB_KEYED_BATCHING,
+    MongoSink,
+    MongoSource,
+    decode_documents,
+)
 from arrowflow.sink import Sink
 from arrowflow.source import Source
 from arrowflow.testing import SinkConformance, SourceConformance, make_table
@@ -70,7 +77,7 @@ class TestMongoSource(_Collection, SourceConformance):
         if not hasattr(self, "_name"):
             self._name = self.new_collection()
             withid = data.append_column("_id", data.column("id"))
-            sink = MongoSink(_uri(), DB, self._name, batch_size=500)
+            sink = MongoSink(_uri(), DB, self._name, batching=replace(MONGODB_BATCHING, max_request_rows=500))
             sink.write_table(withid)
             sink.close()
         return MongoSource(_uri(), DB, self._name, schema=data.schema, num_splits=self.num_splits)
@@ -90,8 +97,10 @@ class TestMongoSink(_Collection, SinkConformance):
 
     def make_sink(self, *, error_policy: Any = "fail") -> Sink:
         self._name = self.new_collection()
+        base = MONGODB_BATCHING if self.mode == "insert" else MONGODB_KEYED_BATCHING
+        batching = replace(base, max_request_rows=300)
         return MongoSink(
-            _uri(), DB, self._name, mode=self.mode, keys="id", batch_size=300, error_policy=error_policy
+            _uri(), DB, self._name, mode=self.mode, keys="id", batching=batching, error_policy=error_policy
         )
 
     def read_back(self) -> pa.Table:

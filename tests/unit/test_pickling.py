@@ -138,7 +138,7 @@ def _specs(tmp: Path) -> dict[str, tuple[Callable[..., Any], dict[str, Any], boo
                 "bootstrap_servers": "127.0.0.1:9",
                 "topics": ["t"],
                 "stopping_offsets": "latest",
-                "config": {"sasl.password": "secret-pw"},
+                "client_options": {"sasl.password": "secret-pw"},
             },
             True,
         ),

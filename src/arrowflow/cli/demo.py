@@ -327,7 +327,7 @@ def run_demo(
             format=Json(schema),
             metadata_columns=("_partition", "_offset"),
             starting_offsets="earliest",
-            config={"fetch.wait.max.ms": 20, "log_level": 3},
+            client_options={"fetch.wait.max.ms": 20, "log_level": 3},
         )
         memory = MemorySink()
         reader = Pipeline(reader_source).to(memory)
@@ -357,7 +357,7 @@ def run_demo(
             key_columns="user",
             value_columns=schema.names,
             format=Json(),
-            config={"linger.ms": 10, "log_level": 3},
+            client_options={"linger.ms": 10, "log_level": 3},
         )
         writer = Pipeline(source).via(follow).to(sink)
 

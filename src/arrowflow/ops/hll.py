@@ -18,8 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._arrays import as_array
-from .partition import _binary_like
+from .._arrays import as_array, is_binary_like
 
 __all__ = ["alpha", "estimate", "hash64", "registers"]
 
@@ -44,7 +43,7 @@ def hash64(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_dictionary(t):
         arr = arr.dictionary_decode()
         t = arr.type
-    if _binary_like(t) or pa.types.is_fixed_size_binary(t):
+    if is_binary_like(t) or pa.types.is_fixed_size_binary(t):
         from .._ext import load
 
         h32 = load("murmur2").murmur2(arr).fill_null(0).to_numpy(zero_copy_only=False)

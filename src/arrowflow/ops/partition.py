@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .._arrays import is_binary_like
 from ..config import check_type
 from ..errors import ConfigurationError
 from .base import Operator
@@ -86,15 +87,6 @@ def split_by_partition(batch: pa.RecordBatch, partitions: np.ndarray) -> list[pa
     ]
 
 
-def _binary_like(t: pa.DataType) -> bool:
-    return (
-        pa.types.is_binary(t)
-        or pa.types.is_string(t)
-        or pa.types.is_large_binary(t)
-        or pa.types.is_large_string(t)
-    )
-
-
 class KeyBy(Operator):
     """Partition rows by ``columns`` into ``num_partitions`` with Kafka's murmur2 partitioner.
 
@@ -131,7 +123,7 @@ class KeyBy(Operator):
             raise KeyError(f"key_by: no column(s) {missing} in {batch.schema.names}")
         if len(self.columns) == 1:
             col = batch.column(self.columns[0])
-            if _binary_like(col.type):
+            if is_binary_like(col.type):
                 return col.fill_null(pa.scalar(b"").cast(col.type)) if col.null_count else col
         if self._json is None:
             from .._ext import load

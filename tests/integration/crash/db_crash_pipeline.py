@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from crash_helpers import Progress, run_number, stalling
 from arrowflow import Pipeline
 from arrowflow.connectors.datagen import DataGenSource, RandomString, Uniform
 from arrowflow.connectors.datagen import Sequence as Seq
-from arrowflow.connectors.mongodb import MongoSink
+from arrowflow.connectors.mongodb import MONGODB_KEYED_BATCHING, MongoSink
 from arrowflow.connectors.sql import SqlSink
 
 
@@ -76,7 +77,8 @@ def main(argv: list[str]) -> int:
     else:
         key = "_id"
         database, _, collection = args.table.partition(".")
-        sink = mongo_sink(args.uri, database, collection, mode="replace", keys="_id", batch_size=200)
+        batching = replace(MONGODB_KEYED_BATCHING, max_request_rows=200)
+        sink = mongo_sink(args.uri, database, collection, mode="replace", keys="_id", batching=batching)
     pipeline = Pipeline(source(args.rows, args.seed, key)).via(Progress(0.02, quiet=stall))
     if stall and args.target == "mongo":
         pipeline = pipeline.with_columns(stalled=lambda b: pa.array(np.ones(b.num_rows, dtype=bool)))

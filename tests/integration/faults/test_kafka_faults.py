@@ -92,7 +92,7 @@ def test_sink_delivers_each_row_once_through(
         topic=topic,
         partitioner="round-robin",
         flush_timeout=CAP,
-        config=NETWORK,
+        client_options=NETWORK,
     )
     try:
         sink.write(batches[0])  # the first batch before the fault: partition counts are known
@@ -128,7 +128,7 @@ def test_source_reads_each_row_once_through(
         assert producer.flush(60) == 0
 
     produce(range(ROWS // 3))
-    src = KafkaSource(f"127.0.0.1:{proxy.port}", topics=topic, config=NETWORK)
+    src = KafkaSource(f"127.0.0.1:{proxy.port}", topics=topic, client_options=NETWORK)
     readers = [src.open(split) for split in src.plan()]
     seen: list[int] = []
 
@@ -190,7 +190,7 @@ def test_exactly_once_pipeline_commits_each_row_once_through(
         transactional_id_prefix=topic,
         partitioner="round-robin",
         flush_timeout=FLUSH_TIMEOUT,
-        config=NETWORK,
+        client_options=NETWORK,
     )
 
     def work() -> Any:

@@ -15,6 +15,7 @@ from scenario import FAULTS, check_recovered, write_through
 
 from arrowflow.connectors.sql import SqlSink
 from arrowflow.errors import ConfigurationError
+from arrowflow.retry import Retry
 from arrowflow.testing import make_table
 
 SERVICE = "postgres"  # the proxy fixture (conftest.py) fronts this server
@@ -55,8 +56,7 @@ def test_sink_loses_nothing_through(fault: str, proxy: FaultProxy, table: str, p
         create=True,
         flush_rows=500,
         flush_interval=None,
-        max_retries=500,
-        retry_backoff=0.05,
+        retry=Retry(max_attempts=501, initial_backoff=0.05, max_backoff=5.0),
         timeout=TIMEOUT,
     )
     m = write_through(fault, proxy, sink, rows.select(["id", "name"]), chunk=250, reset_bytes=20_000)

@@ -273,7 +273,7 @@ def test_backpressure_never_drops(broker: Broker, new_topic: Callable[..., str])
         broker.bootstrap,
         topic=topic,
         partitioner="round-robin",
-        config={"queue.buffering.max.messages": 50, "linger.ms": 1},
+        client_options={"queue.buffering.max.messages": 50, "linger.ms": 1},
     )
     for b in data.to_batches(max_chunksize=1000):
         sink.write(b)
@@ -292,7 +292,7 @@ def test_refused_messages_go_to_the_error_policy(broker: Broker, new_topic: Call
         broker.bootstrap,
         topic=topic,
         format=Raw(column="v"),
-        config={"message.max.bytes": 2000},
+        client_options={"message.max.bytes": 2000},
         error_policy=dead,
     ) as sink:
         sink.write(batch)
@@ -302,7 +302,7 @@ def test_refused_messages_go_to_the_error_policy(broker: Broker, new_topic: Call
         or "size" in dead.table().column("error")[0].as_py().lower()
     )
     fail = KafkaSink(
-        broker.bootstrap, topic=topic, format=Raw(column="v"), config={"message.max.bytes": 2000}
+        broker.bootstrap, topic=topic, format=Raw(column="v"), client_options={"message.max.bytes": 2000}
     )
     with pytest.raises(ArrowflowError):
         fail.write(batch)
@@ -350,7 +350,7 @@ def test_partitions_added_to_a_topic_are_discovered_and_used(broker: Broker) -> 
         topic=topic,
         key_columns=["k"],
         format=Json(columns=["id", "k"]),
-        config={"topic.metadata.refresh.interval.ms": 200},
+        client_options={"topic.metadata.refresh.interval.ms": 200},
     )
     sink.write(rows(0, 100))
     sink.flush()
@@ -428,11 +428,11 @@ def test_configuration_errors() -> None:
     with pytest.raises(ConfigurationError, match="group_id"):
         KafkaSource("h:1", topics=["a"], starting_offsets="committed")
     with pytest.raises(ConfigurationError, match=r"enable\.auto\.commit"):
-        KafkaSource("h:1", topics=["a"], config={"enable.auto.commit": True})
+        KafkaSource("h:1", topics=["a"], client_options={"enable.auto.commit": True})
     with pytest.raises(ConfigurationError, match="partitioner"):
         KafkaSink("h:1", topic="t", partitioner="sticky")
     with pytest.raises(ConfigurationError, match=r"topic\.metadata\.refresh\.interval\.ms"):
-        KafkaSink("h:1", topic="t", config={"topic.metadata.refresh.interval.ms": "soon"})
+        KafkaSink("h:1", topic="t", client_options={"topic.metadata.refresh.interval.ms": "soon"})
 
 
 def test_write_after_close_raises(broker: Broker) -> None:

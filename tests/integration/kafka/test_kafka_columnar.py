@@ -279,7 +279,7 @@ def test_bad_configuration_fails_at_construction() -> None:
     with pytest.raises(ConnectorError, match="fetch must be one of"):
         KafkaSource("127.0.0.1:1", topics=["t"], fetch="kernel")
     with pytest.raises(ConnectorError, match="error_cb"):
-        KafkaSource("127.0.0.1:1", topics=["t"], fetch="columnar", config={"error_cb": print})
+        KafkaSource("127.0.0.1:1", topics=["t"], fetch="columnar", client_options={"error_cb": print})
     with pytest.raises(ConnectorError, match="fetch_max_bytes"):
         KafkaSource("127.0.0.1:1", topics=["t"], fetch="columnar", fetch_max_bytes=0)
 

@@ -44,7 +44,7 @@ def test_sink_and_source_round_trip(secured: Broker, guarantee: str) -> None:
         guarantee=guarantee,
         key_columns=["name"],
         format=Json(columns=["id", "name"]),
-        config=secured.security,
+        client_options=secured.security,
         flush_timeout=30,
     )
     sink.write(_rows(200))
@@ -54,7 +54,7 @@ def test_sink_and_source_round_trip(secured: Broker, guarantee: str) -> None:
         topics=[topic],
         format=Json(SCHEMA),
         stopping_offsets="latest",
-        config=secured.security,
+        client_options=secured.security,
     )
     assert sorted(source.read_all().column("id").to_pylist()) == list(range(200))
     assert json_ids(secured, topic) == dict.fromkeys(range(200), 1)
@@ -69,7 +69,7 @@ def _refused(bootstrap: str, config: dict[str, Any], cause: str) -> None:
             bootstrap,
             topic="refused",
             guarantee=guarantee,
-            config=config,
+            client_options=config,
             flush_timeout=3,
             metadata_timeout=3,
         )
@@ -78,7 +78,7 @@ def _refused(bootstrap: str, config: dict[str, Any], cause: str) -> None:
         assert not refused.value.retryable
         sink.close()  # nothing was queued
     with pytest.raises(ConnectorError, match=cause) as refused:
-        KafkaSource(bootstrap, topics=["refused"], config=config, metadata_timeout=3).plan()
+        KafkaSource(bootstrap, topics=["refused"], client_options=config, metadata_timeout=3).plan()
     assert not refused.value.retryable
 
 

@@ -25,6 +25,7 @@ import pytest
 from arrowflow.connectors.memory import MemorySink
 from arrowflow.connectors.sql import SqlSink, SqlSource
 from arrowflow.errors import ConfigurationError, ConnectorError
+from arrowflow.retry import Retry
 from arrowflow.testing import assert_same_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
@@ -211,7 +212,12 @@ def test_rejected_rows_follow_the_error_policy(db: Db, mode: str) -> None:
 def test_killed_connection_reconnects_and_loses_nothing(mariadb: Db) -> None:
     name = mariadb.name()
     sink = SqlSink(
-        table=name, connect=mariadb.connect, mode="upsert", keys="id", create=True, retry_backoff=0.01
+        table=name,
+        connect=mariadb.connect,
+        mode="upsert",
+        keys="id",
+        create=True,
+        retry=Retry(max_attempts=6, initial_backoff=0.01),
     )
     sink.write_table(pa.table({"id": np.arange(100, dtype=np.int64)}))
     sink.flush()
@@ -229,7 +235,7 @@ def test_unreachable_server_raises_a_retryable_error_after_the_retries() -> None
     def connect() -> Any:
         return pymysql.connect(host="127.0.0.1", port=1, user="root", connect_timeout=1)
 
-    sink = SqlSink(table="t", connect=connect, max_retries=1, retry_backoff=0.01)
+    sink = SqlSink(table="t", connect=connect, retry=Retry(max_attempts=2, initial_backoff=0.01))
     sink.write(pa.record_batch({"id": [1]}))
     with pytest.raises(ConnectorError, match="cannot connect") as info:
         sink.flush()
@@ -360,7 +366,7 @@ def test_unknown_driver_needs_a_dialect(tmp_path: Path) -> None:
         def cursor(self) -> Any:
             raise AssertionError("not reached")
 
-    sink = SqlSink(table="t", connect=Conn, max_retries=0)
+    sink = SqlSink(table="t", connect=Conn, retry=Retry(max_attempts=1))
     sink.write(pa.record_batch({"id": [1]}))
     with pytest.raises(ConfigurationError) as info:
         sink.flush()

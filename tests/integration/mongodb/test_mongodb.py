@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 
 import bson
 import pyarrow as pa
@@ -15,7 +16,7 @@ import pytest
 from bson import json_util
 
 from arrowflow.connectors.memory import MemorySink
-from arrowflow.connectors.mongodb import MongoChangeStreamSource, MongoSink, MongoSource
+from arrowflow.connectors.mongodb import MONGODB_BATCHING, MongoChangeStreamSource, MongoSink, MongoSource
 from arrowflow.errors import ArrowflowError
 
 DB = "arrowflow_it"
@@ -64,7 +65,7 @@ def _typed_table(n: int) -> pa.Table:
 
 def test_round_trip_every_type(mongodb_uri: str, coll: str) -> None:
     data = _typed_table(300)
-    sink = MongoSink(mongodb_uri, DB, coll, batch_size=64)
+    sink = MongoSink(mongodb_uri, DB, coll, batching=replace(MONGODB_BATCHING, max_request_rows=64))
     sink.write_table(data)
     sink.close()
     assert sink.metrics()["rows_written"] == 300
@@ -99,7 +100,7 @@ def test_source_decodes_flat_pages_with_the_kernel(mongodb_uri: str, coll: str) 
     a page the kernel declines (a nested column) takes the general path with the same contract."""
     n = 500
     data = _kernel_table(n)
-    sink = MongoSink(mongodb_uri, DB, coll, batch_size=200)
+    sink = MongoSink(mongodb_uri, DB, coll, batching=replace(MONGODB_BATCHING, max_request_rows=200))
     sink.write_table(data)
     sink.close()
     flat = data.drop_columns(["nested"])
@@ -135,7 +136,7 @@ def test_source_filter_projection_and_resume(mongodb_uri: str, coll: str) -> Non
             "w": pa.array(["x"] * 100),
         }
     )
-    sink = MongoSink(mongodb_uri, DB, coll, batch_size=1000)
+    sink = MongoSink(mongodb_uri, DB, coll)
     sink.write_table(data)
     sink.close()
     schema = pa.schema([("_id", pa.int64()), ("v", pa.int64())])
@@ -277,7 +278,8 @@ def test_change_stream_decodes_flat_documents_with_the_kernel(mongodb_uri: str, 
         c = client[DB][coll]
         oracle = c.watch(full_document="updateLookup", max_await_time_ms=100)
         # One request at a time, so the inserts happen (and are streamed) in the table's order.
-        sink = MongoSink(mongodb_uri, DB, coll, batch_size=100, max_in_flight=1, ordered=True)
+        one_at_a_time = replace(MONGODB_BATCHING, max_request_rows=100, max_in_flight=1)
+        sink = MongoSink(mongodb_uri, DB, coll, batching=one_at_a_time, ordered=True)
         sink.write_table(data)
         sink.close()
         ids = [bson.ObjectId(v) for v in data.column("_id").to_pylist()]

@@ -23,6 +23,7 @@ from arrowflow.connectors.datagen import DataGenSource, RandomString, Sequence, 
 from arrowflow.connectors.memory import MemorySink
 from arrowflow.connectors.sql import SqlSink, SqlSource, dedupe_last
 from arrowflow.errors import ConfigurationError, ConnectorError
+from arrowflow.retry import Retry
 from arrowflow.testing import assert_same_rows
 
 
@@ -219,7 +220,7 @@ def test_constraint_violations_follow_each_error_policy(postgres_dsn: str, db: A
 
 def test_connection_loss_between_flushes_reconnects(postgres_dsn: str, db: Any) -> None:
     name = db.name()
-    sink = SqlSink(postgres_dsn, name, create=True, retry_backoff=0.01)
+    sink = SqlSink(postgres_dsn, name, create=True, retry=Retry(max_attempts=6, initial_backoff=0.01))
     sink.write_table(pa.table({"id": np.arange(100, dtype=np.int64)}))
     sink.flush()
     with sink._conn.cursor() as cur:  # the sink's own backend, to kill it from outside
@@ -240,7 +241,7 @@ def test_backends_killed_mid_run_lose_nothing(postgres_dsn: str, db: Any, mode: 
     keys = ("id",) if mode == "upsert" else None
     sink = SqlSink(
         f"{postgres_dsn}?application_name={app}", name, mode=mode, keys=keys, create=True,
-        flush_rows=2000, retry_backoff=0.01, max_retries=10,
+        flush_rows=2000, retry=Retry(max_attempts=11, initial_backoff=0.01, max_backoff=5.0),
     )  # fmt: skip
     stop = threading.Event()
     kills = 0
@@ -282,7 +283,7 @@ def test_backends_killed_mid_run_lose_nothing(postgres_dsn: str, db: Any, mode: 
 
 def test_password_never_shows(db: Any) -> None:
     uri = "postgresql://postgres:hunter2secret@127.0.0.1:1/postgres"
-    sink = SqlSink(uri, "t", max_retries=0)
+    sink = SqlSink(uri, "t", retry=Retry(max_attempts=1))
     assert "hunter2secret" not in repr(sink) and "***" in repr(sink)
     assert "hunter2secret" not in repr(sink.config)
     sink.write(pa.record_batch({"id": [1]}))

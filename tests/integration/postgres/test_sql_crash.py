@@ -31,6 +31,7 @@ import pytest
 from arrowflow import Pipeline
 from arrowflow.connectors.sql import SqlSink
 from arrowflow.ops.base import Operator
+from arrowflow.retry import Retry
 from arrowflow.testing import assert_same_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "crash"))
@@ -185,7 +186,7 @@ def test_server_restart_during_a_run(private_pg: PrivateCluster, tmp_path: Path)
     table = "restart_target"
     sink = SqlSink(
         private_pg.dsn, table, mode="upsert", keys="id", create=True, flush_rows=300,
-        max_retries=40, retry_backoff=0.05,
+        retry=Retry(max_attempts=41, initial_backoff=0.05, max_backoff=5.0),
     )  # fmt: skip
     restart = RestartOnce(private_pg, after=20)
     result: Any = (

@@ -218,7 +218,7 @@ def test_transactional_kafka_sink_with_task_commit(
             guarantee="exactly-once",
             transactional_id_prefix=f"{topic}-{uuid.uuid4().hex[:8]}",
             value_columns=("id", "x", "name"),
-            config={"batch.num.messages": 1},
+            client_options={"batch.num.messages": 1},
         )
 
     with pytest.raises(ConfigurationError, match="commit='task'"):

@@ -11,18 +11,30 @@ Offsets are written the way a YAML file can spell them:
   planned: bounded), ``"timestamp"`` (``stopping_timestamp_ms``), or a mapping ``{"topic:partition":
   offset}`` (exclusive: offset ``N`` means the last message read is ``N - 1``).
 
-``config`` passes any librdkafka option through (SASL, TLS, fetch sizes ...); it wins over the
-defaults the connector sets, except the few the connector must control (named in the error).
+``client_options`` passes any librdkafka option through (SASL, TLS, fetch sizes ...); it wins over
+the defaults the connector sets, except the few the connector must control (named in the error). It
+was called ``config`` in 0.1.0, a name every other connector uses for its configuration dataclass:
+``config=`` still sets it, with a ``DeprecationWarning`` (on the configurations and, given a mapping,
+on the connectors), and ``config.config`` still reads it.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...config import check_choice, check_non_negative, check_positive, check_type, hide_secrets
+from ...config import (
+    caller_stacklevel,
+    check_choice,
+    check_non_negative,
+    check_positive,
+    check_type,
+    hide_secrets,
+    renamed_keyword,
+)
 from ...errors import ConfigurationError
 
 __all__ = [
@@ -31,6 +43,7 @@ __all__ = [
     "KafkaSinkConfig",
     "KafkaSourceConfig",
     "parse_partition_key",
+    "split_config",
 ]
 
 #: The metadata columns a source can add (in this order).
@@ -38,7 +51,7 @@ METADATA_COLUMNS: tuple[str, ...] = ("_key", "_topic", "_partition", "_offset", 
 GUARANTEES: tuple[str, ...] = ("none", "at-least-once", "exactly-once")
 _START_MODES = ("earliest", "latest", "committed", "timestamp")
 _STOP_MODES = ("latest", "timestamp")
-# Options the connector sets itself: letting ``config`` override them breaks its contract.
+# Options the connector sets itself: letting ``client_options`` override them breaks its contract.
 _SOURCE_RESERVED = ("enable.auto.commit", "enable.auto.offset.store")
 
 
@@ -77,19 +90,48 @@ def _offsets(option: str, value: Mapping[Any, Any]) -> dict[str, int]:
     return out
 
 
-def _check_config(config: Mapping[str, Any], reserved: Sequence[str]) -> dict[str, Any]:
-    if not isinstance(config, Mapping):
-        raise ConfigurationError("config must be a mapping of librdkafka options", option="config")
-    bad = [k for k in config if k in reserved]
+#: The configurations' 0.1.0 keyword ``config``, now ``client_options``.
+_renamed = renamed_keyword("config", "client_options", "the librdkafka options")
+
+
+def split_config(
+    who: str, config: Any, config_type: type, client_options: Mapping[str, Any]
+) -> tuple[Any, Any]:
+    """A connector's ``(config, client_options)`` arguments with 0.1.0's ``config={...}`` (a mapping of
+    librdkafka options, not a ``config_type``) moved to ``client_options``, with a
+    ``DeprecationWarning``; giving both is an error naming ``config``."""
+    if config is None or isinstance(config, config_type) or not isinstance(config, Mapping):
+        return config, client_options  # (resolve_config reports a config of another type)
+    warnings.warn(
+        f"{who}(config={{...}}) with librdkafka options is deprecated; pass client_options={{...}} "
+        f"(config= takes a {config_type.__name__})",
+        DeprecationWarning,
+        stacklevel=caller_stacklevel(),
+    )
+    if client_options:
+        raise ConfigurationError(
+            "give client_options or the deprecated config={...}, not both", option="config"
+        )
+    return None, config
+
+
+def _check_client_options(options: Mapping[str, Any], reserved: Sequence[str]) -> dict[str, Any]:
+    if not isinstance(options, Mapping):
+        raise ConfigurationError(
+            "client_options must be a mapping of librdkafka options", option="client_options"
+        )
+    bad = [k for k in options if k in reserved]
     if bad:
         raise ConfigurationError(
-            f"config: {', '.join(bad)} are set by the connector and cannot be overridden", option="config"
+            f"client_options: {', '.join(bad)} are set by the connector and cannot be overridden",
+            option="client_options",
         )
     # Secret-named options (sasl.password, ssl.key.password, ...) are kept as Secret so they never
     # show in a repr; admin.client_config reveals them for librdkafka.
-    return hide_secrets(config)
+    return hide_secrets(options)
 
 
+@_renamed
 @dataclass(frozen=True, kw_only=True)
 class KafkaSourceConfig:
     """Options of :class:`~arrowflow.connectors.kafka.KafkaSource` (see the module docstring)."""
@@ -133,9 +175,10 @@ class KafkaSourceConfig:
     discovery."""
     metadata_timeout: float = 10.0
     """Seconds each metadata or ListOffsets request may take."""
-    config: Mapping[str, Any] = field(default_factory=dict)
+    client_options: Mapping[str, Any] = field(default_factory=dict)
     """librdkafka consumer options passed through (SASL, TLS, fetch sizes ...); secret-named ones are hidden
-    from reprs. ``enable.auto.commit`` and ``enable.auto.offset.store`` are the connector's."""
+    from reprs. ``enable.auto.commit`` and ``enable.auto.offset.store`` are the connector's. (0.1.0:
+    ``config``, still accepted with a ``DeprecationWarning``.)"""
     error_policy: Any = "fail"
     """Where payloads that fail to decode go: ``"fail"``, ``"skip"`` or a dead-letter sink (rows ``payload,
     topic, partition, offset, error``)."""
@@ -182,7 +225,9 @@ class KafkaSourceConfig:
         check_choice("isolation_level", self.isolation_level, ("read_committed", "read_uncommitted"))
         check_positive("discovery_interval", self.discovery_interval, allow_none=True)
         check_positive("metadata_timeout", self.metadata_timeout)
-        object.__setattr__(self, "config", _check_config(self.config, _SOURCE_RESERVED))
+        object.__setattr__(
+            self, "client_options", _check_client_options(self.client_options, _SOURCE_RESERVED)
+        )
 
     @property
     def bounded(self) -> bool:
@@ -193,6 +238,7 @@ class KafkaSourceConfig:
 PartitionFunction = Callable[[Any, int], Any]
 
 
+@_renamed
 @dataclass(frozen=True, kw_only=True)
 class KafkaSinkConfig:
     """Options of :class:`~arrowflow.connectors.kafka.KafkaSink` (see its docstring)."""
@@ -238,9 +284,10 @@ class KafkaSinkConfig:
     """Seconds ``flush`` (and a transaction's commit or abort) waits for acknowledgements before raising."""
     metadata_timeout: float = 10.0
     """Seconds a metadata request (partition counts) may take."""
-    config: Mapping[str, Any] = field(default_factory=dict)
+    client_options: Mapping[str, Any] = field(default_factory=dict)
     """librdkafka producer options passed through; secret-named ones are hidden from reprs.
-    ``transactional.id`` is the connector's under exactly-once."""
+    ``transactional.id`` is the connector's under exactly-once. (0.1.0: ``config``, still accepted
+    with a ``DeprecationWarning``.)"""
     error_policy: Any = "fail"
     """Where rows that cannot be encoded or delivered go: ``"fail"``, ``"skip"`` or a dead-letter sink (rows
     ``topic, partition, key, value, error``)."""
@@ -287,9 +334,9 @@ class KafkaSinkConfig:
         check_positive("flush_timeout", self.flush_timeout)
         check_positive("metadata_timeout", self.metadata_timeout)
         reserved = ("transactional.id",) if self.guarantee == "exactly-once" else ()
-        object.__setattr__(self, "config", _check_config(self.config, reserved))
-        if "transaction.timeout.ms" in self.config:
+        object.__setattr__(self, "client_options", _check_client_options(self.client_options, reserved))
+        if "transaction.timeout.ms" in self.client_options:
             raise ConfigurationError(
-                "set transaction_timeout_ms instead of config['transaction.timeout.ms']",
+                "set transaction_timeout_ms instead of client_options['transaction.timeout.ms']",
                 option="transaction_timeout_ms",
             )

@@ -29,7 +29,7 @@ Contract:
   committed after the checkpoint is durable; its module states how a crash between the two is
   recovered without loss.
 * A silent broker or network: librdkafka times a request out after ``socket.timeout.ms`` (a produce
-  request: ``request.timeout.ms``; defaults 60 s and 30 s, set them in ``config``), drops the
+  request: ``request.timeout.ms``; defaults 60 s and 30 s, set them in ``client_options``), drops the
   connection and sends the messages again (the idempotent producer keeps them once); ``flush``
   raises only after ``flush_timeout``. ``metrics()`` reports librdkafka's statistics as
   ``retries``, ``disconnects``, ``reconnects`` and ``timeouts``
@@ -43,6 +43,7 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -53,6 +54,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..._arrays import is_binary_like
+from ...config import NO_OPTIONS, REQUIRED, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ArrowflowError, ConfigurationError, ConnectorError
 from ...formats import Format, Json
@@ -60,7 +63,7 @@ from ...formats.base import as_binary
 from ...sink import Sink, TwoPhaseSink
 from .._messaging import check_columns, payload_columns
 from .admin import STATISTICS_INTERVAL_MS, ClientErrors, ClientStats, client_config
-from .config import KafkaSinkConfig
+from .config import KafkaSinkConfig, split_config
 from .partitioner import UNASSIGNED, murmur2_partitions, round_robin_partitions
 
 __all__ = ["KafkaSink"]
@@ -117,7 +120,9 @@ class KafkaSink(Sink):
     ``headers_column`` (a map<string, binary|string>);
     ``timestamp_column`` (a timestamp, or int64 milliseconds); ``partitioner``: ``"murmur2"``,
     ``"round-robin"``, ``"librdkafka"`` or ``fn(batch, num_partitions)``; or ``partition_column``.
-    ``config`` passes librdkafka producer options through.
+    ``client_options`` passes librdkafka producer options through. Every option is a field of
+    :class:`~arrowflow.connectors.kafka.KafkaSinkConfig`; ``config=`` takes a whole one (0.1.0's
+    ``config={...}`` of librdkafka options still works, with a ``DeprecationWarning``).
 
     ``KafkaSink(..., guarantee="exactly-once")`` constructs the subclass registered for that
     guarantee, :class:`~arrowflow.connectors.kafka.TransactionalKafkaSink` (Kafka transactions, a
@@ -140,12 +145,14 @@ class KafkaSink(Sink):
 
     def __new__(cls, *args: Any, **kwargs: Any) -> KafkaSink:
         if cls is KafkaSink:
-            cls = KafkaSink._for_guarantee.get(kwargs.get("guarantee", "at-least-once"), KafkaSink)
+            config = kwargs.get("config")
+            guarantee = config.guarantee if isinstance(config, KafkaSinkConfig) else kwargs.get("guarantee")
+            cls = KafkaSink._for_guarantee.get(guarantee or "at-least-once", KafkaSink)
         return super().__new__(cls)
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: str = REQUIRED,
         *,
         topic: str | None = None,
         topic_column: str | None = None,
@@ -163,35 +170,17 @@ class KafkaSink(Sink):
         checkpoint_interval: float | None = None,
         flush_timeout: float = 30.0,
         metadata_timeout: float = 10.0,
-        config: Mapping[str, Any] | None = None,
+        client_options: Mapping[str, Any] = NO_OPTIONS,
         error_policy: ErrorPolicyLike = "fail",
+        config: KafkaSinkConfig | Mapping[str, Any] | None = None,
     ) -> None:
-        self.config = KafkaSinkConfig(
-            bootstrap_servers=bootstrap_servers,
-            topic=topic,
-            topic_column=topic_column,
-            key_columns=(key_columns,) if isinstance(key_columns, str) else tuple(key_columns),
-            key_format=key_format,
-            format=format,
-            value_columns=tuple(value_columns) if value_columns is not None else None,
-            headers_column=headers_column,
-            timestamp_column=timestamp_column,
-            partition_column=partition_column,
-            partitioner=partitioner,
-            guarantee=guarantee,
-            transactional_id_prefix=transactional_id_prefix,
-            transaction_timeout_ms=transaction_timeout_ms,
-            checkpoint_interval=checkpoint_interval,
-            flush_timeout=flush_timeout,
-            metadata_timeout=metadata_timeout,
-            config=dict(config or {}),
-            error_policy=error_policy,
-        )
-        if self.config.guarantee == "exactly-once" and not isinstance(self, TwoPhaseSink):
+        config, client_options = split_config(type(self).__name__, config, KafkaSinkConfig, client_options)
+        self.config = c = resolve_config(KafkaSinkConfig, config, locals())
+        if c.guarantee == "exactly-once" and not isinstance(self, TwoPhaseSink):
             raise ConfigurationError("use KafkaSink(..., guarantee='exactly-once')", option="guarantee")
-        self.format: Format = format if format is not None else Json()
-        self.key_format = key_format
-        self.error_policy = ErrorPolicy.resolve(error_policy, name="kafka sink")
+        self.format: Format = c.format if c.format is not None else Json()
+        self.key_format = c.key_format
+        self.error_policy = ErrorPolicy.resolve(c.error_policy, name="kafka sink")
         #: topic -> (partition count, time.monotonic() when it was read).
         self._partition_counts: dict[str, tuple[int, float]] = {}
         self._partition_count_ttl = self._metadata_ttl()
@@ -204,38 +193,16 @@ class KafkaSink(Sink):
         self._messages = 0
         self._delivery_failures = 0
         self._queue_full = 0
-        self._client_errors = ClientErrors(self.config.config.get("error_cb"))
-        self._stats = ClientStats(self.config.config.get("stats_cb"))
+        self._client_errors = ClientErrors(c.client_options.get("error_cb"))
+        self._stats = ClientStats(c.client_options.get("stats_cb"))
         self._producer: Any = self._new_producer()
 
     def for_subtask(self, index: int, count: int) -> KafkaSink:
         """A sink with the same options and its own producer (parallel subtask ``index``); the error
         policy is shared (it is thread-safe)."""
-        c = self.config
         twin = type(self).__new__(type(self))
         twin._subtask = index
-        type(self).__init__(
-            twin,
-            c.bootstrap_servers,
-            topic=c.topic,
-            topic_column=c.topic_column,
-            key_columns=c.key_columns,
-            key_format=c.key_format,
-            format=c.format,
-            value_columns=c.value_columns,
-            headers_column=c.headers_column,
-            timestamp_column=c.timestamp_column,
-            partition_column=c.partition_column,
-            partitioner=c.partitioner,
-            guarantee=c.guarantee,
-            transactional_id_prefix=c.transactional_id_prefix,
-            transaction_timeout_ms=c.transaction_timeout_ms,
-            checkpoint_interval=c.checkpoint_interval,
-            flush_timeout=c.flush_timeout,
-            metadata_timeout=c.metadata_timeout,
-            config=c.config,
-            error_policy=self.error_policy,
-        )
+        type(self).__init__(twin, config=dataclasses.replace(self.config, error_policy=self.error_policy))
         return twin
 
     # -- producer ------------------------------------------------------------------------------
@@ -251,7 +218,7 @@ class KafkaSink(Sink):
             defaults["enable.idempotence"] = True
         if c.guarantee == "none":
             defaults["acks"] = 1
-        return client_config(c.bootstrap_servers, c.config, **defaults) | {
+        return client_config(c.bootstrap_servers, c.client_options, **defaults) | {
             "on_delivery": self._on_delivery,
             "error_cb": self._client_errors,
             "stats_cb": self._stats.callback(),
@@ -259,13 +226,13 @@ class KafkaSink(Sink):
 
     def _metadata_ttl(self) -> float:
         """Seconds a partition count is trusted: librdkafka's ``topic.metadata.refresh.interval.ms``."""
-        value = self.config.config.get("topic.metadata.refresh.interval.ms", _METADATA_REFRESH_MS)
+        value = self.config.client_options.get("topic.metadata.refresh.interval.ms", _METADATA_REFRESH_MS)
         try:
             ms = float(value)
         except (TypeError, ValueError):
             raise ConfigurationError(
-                f"config: topic.metadata.refresh.interval.ms must be a number of ms, got {value!r}",
-                option="config",
+                f"client_options: topic.metadata.refresh.interval.ms must be a number of ms, got {value!r}",
+                option="client_options",
             ) from None
         return ms / 1000 if ms >= 0 else float("inf")
 
@@ -338,13 +305,7 @@ class KafkaSink(Sink):
             return None, None, []
         if self.key_format is None and len(cols) == 1:
             col = batch.column(cols[0])
-            t = col.type
-            if (
-                pa.types.is_binary(t)
-                or pa.types.is_string(t)
-                or pa.types.is_large_binary(t)
-                or pa.types.is_large_string(t)
-            ):
+            if is_binary_like(col.type):
                 return as_binary(col), None, []
         fmt = self.key_format or Json()
         enc = fmt.encode(batch.select(list(cols)))

@@ -22,14 +22,14 @@ Contract (see :mod:`arrowflow.source`):
   committed.
 * One librdkafka consumer per open reader (its own fetch threads); ``close()`` closes it. It
   reconnects by itself; a silent broker is noticed after ``socket.timeout.ms`` (set it in
-  ``config``; default 60 s). ``KafkaSource.metrics()`` sums its consumers' ``retries``,
+  ``client_options``; default 60 s). ``KafkaSource.metrics()`` sums its consumers' ``retries``,
   ``disconnects``, ``reconnects`` and ``timeouts`` (librdkafka's statistics).
 * ``fetch="columnar"`` (opt-in; default ``"client"``, or the ``ARROWFLOW_KAFKA_FETCH`` environment
   variable) reads through the ``arrowflow._ext.kafka_fetch`` kernel instead of
   ``Consumer.consume``: its own librdkafka handle (the library confluent-kafka's wheel ships, opened
   with ``dlopen``) drained by the batch consume API straight into Arrow buffers, no Python object
   per message. Same positions, commits, columns, error policy and metrics; batches are also bounded
-  to ``fetch_max_bytes`` of payload. It takes no Python callbacks in ``config`` but ``stats_cb``.
+  to ``fetch_max_bytes`` of payload. It takes no Python callbacks in ``client_options`` but ``stats_cb``.
 * A batch holds at most ``max_poll_records`` messages (default 16,384; Kafka's ``max.poll.records``),
   whatever the pipeline asks for: decoding 64k small JSON messages at once took more memory and more
   CPU than four reads of 16k (peak RSS 475 -> 350 MB, CPU -20% on the peers benchmark's workload 1).
@@ -48,12 +48,13 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
+from ...config import NO_OPTIONS, REQUIRED, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
 from ...formats import Format, Raw, decode_with_policy
 from ...source import Position, Source, Split, SplitReader, check_int_position, stop_position
 from .admin import STATISTICS_INTERVAL_MS, ClientStats, client_config, list_partitions, metadata_client
-from .config import KafkaSourceConfig, parse_partition_key
+from .config import KafkaSourceConfig, parse_partition_key, split_config
 
 __all__ = ["KafkaSource"]
 
@@ -70,7 +71,7 @@ _META_TYPES: dict[str, pa.DataType] = {
 #: How the readers consume (see the module docstring); the environment variable picks the default.
 FETCH_MODES = ("client", "columnar")
 FETCH_ENV = "ARROWFLOW_KAFKA_FETCH"
-#: Each reader's librdkafka prefetch (``config`` overrides it). There is one consumer per partition,
+#: Each reader's librdkafka prefetch (``client_options`` overrides it). There is one consumer per partition,
 #: and librdkafka's default queue (64 MB of payload per consumer, ~2.5x that in memory with its
 #: per-message bookkeeping at small messages) made peak RSS grow with the partition count; 8 MB per
 #: partition keeps a reader fed at the rates measured (benchmarks/kafka.py --consume-only), provided
@@ -119,7 +120,10 @@ class KafkaSource(Source):
     (``"topic:partition"`` strings) choose what to read. ``format`` decodes values (default: a
     ``Raw`` binary column ``value``); ``key_format`` optionally decodes keys into more columns.
     ``metadata_columns`` adds any of ``_key, _topic, _partition, _offset, _timestamp, _headers``.
-    Offsets: see :mod:`arrowflow.connectors.kafka.config`.
+    Offsets: see :mod:`arrowflow.connectors.kafka.config`. ``client_options`` passes librdkafka
+    consumer options through. Every option but ``fetch`` and ``fetch_max_bytes`` is a field of
+    :class:`~arrowflow.connectors.kafka.KafkaSourceConfig`; ``config=`` takes a whole one (0.1.0's
+    ``config={...}`` of librdkafka options still works, with a ``DeprecationWarning``).
     """
 
     name = "kafka"
@@ -127,7 +131,7 @@ class KafkaSource(Source):
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: str = REQUIRED,
         *,
         topics: Sequence[str] | str = (),
         pattern: str | None = None,
@@ -144,38 +148,21 @@ class KafkaSource(Source):
         isolation_level: str = "read_committed",
         discovery_interval: float | None = 30.0,
         metadata_timeout: float = 10.0,
-        config: Mapping[str, Any] | None = None,
+        client_options: Mapping[str, Any] = NO_OPTIONS,
         error_policy: ErrorPolicyLike = "fail",
         fetch: str | None = None,
         fetch_max_bytes: int = 64 << 20,
         max_poll_records: int = 16_384,
+        config: KafkaSourceConfig | Mapping[str, Any] | None = None,
     ) -> None:
-        self.config = KafkaSourceConfig(
-            bootstrap_servers=bootstrap_servers,
-            topics=tuple(topics) if not isinstance(topics, str) else (topics,),
-            pattern=pattern,
-            partitions=tuple(partitions),
-            group_id=group_id,
-            format=format,
-            key_format=key_format,
-            metadata_columns=tuple(metadata_columns),
-            starting_offsets=starting_offsets,
-            offset_reset=offset_reset,
-            starting_timestamp_ms=starting_timestamp_ms,
-            stopping_offsets=stopping_offsets,
-            stopping_timestamp_ms=stopping_timestamp_ms,
-            isolation_level=isolation_level,
-            discovery_interval=discovery_interval,
-            metadata_timeout=metadata_timeout,
-            config=dict(config or {}),
-            error_policy=error_policy,
-        )
-        self.format: Format = format if format is not None else Raw(column="value")
-        self.key_format = key_format
-        self.error_policy = ErrorPolicy.resolve(error_policy, name="kafka source")
+        config, client_options = split_config(type(self).__name__, config, KafkaSourceConfig, client_options)
+        self.config = c = resolve_config(KafkaSourceConfig, config, locals())
+        self.format: Format = c.format if c.format is not None else Raw(column="value")
+        self.key_format = c.key_format
+        self.error_policy = ErrorPolicy.resolve(c.error_policy, name="kafka source")
         # A random group when none is given: the consumer needs one, but nothing is committed.
-        self._group = group_id or f"arrowflow-{uuid.uuid4().hex}"
-        self._stats = ClientStats(self.config.config.get("stats_cb"))
+        self._group = c.group_id or f"arrowflow-{uuid.uuid4().hex}"
+        self._stats = ClientStats(c.client_options.get("stats_cb"))
         if not self.bounded and not self.config.partitions:
             self.discovery_interval = self.config.discovery_interval
         self.fetch = fetch if fetch is not None else os.environ.get(FETCH_ENV) or "client"
@@ -201,10 +188,10 @@ class KafkaSource(Source):
             )
         self.max_poll_records = max_poll_records
         if self.fetch == "columnar":
-            hooks = sorted(k for k, v in self.config.config.items() if callable(v) and k != "stats_cb")
+            hooks = sorted(k for k, v in c.client_options.items() if callable(v) and k != "stats_cb")
             if hooks:
                 raise ConnectorError(
-                    f"kafka source: fetch='columnar' runs no Python callbacks; config option(s) {hooks} "
+                    f"kafka source: fetch='columnar' runs no Python callbacks; client_options {hooks} "
                     "need fetch='client'"
                 )
 
@@ -238,7 +225,7 @@ class KafkaSource(Source):
         c = self.config
         return client_config(
             c.bootstrap_servers,
-            c.config,
+            c.client_options,
             **{
                 "group.id": self._group,
                 "isolation.level": c.isolation_level,
@@ -262,7 +249,7 @@ class KafkaSource(Source):
         c = self.config
         if c.partitions:
             return [parse_partition_key(p, "partitions") for p in c.partitions]
-        admin, errors = metadata_client(c.bootstrap_servers, c.config)
+        admin, errors = metadata_client(c.bootstrap_servers, c.client_options)
         counts = list_partitions(
             admin, topics=c.topics, pattern=c.pattern, timeout=c.metadata_timeout, errors=errors
         )

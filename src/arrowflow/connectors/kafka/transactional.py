@@ -60,6 +60,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ...config import REQUIRED
 from ...errors import ConnectorError
 from ...sink import Committable, TwoPhaseSink
 from .admin import client_config
@@ -132,7 +133,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
     # Only the producer that opened a Kafka transaction can commit it.
     commits_from_any_instance = False
 
-    def __init__(self, bootstrap_servers: str, **kwargs: Any) -> None:
+    def __init__(self, bootstrap_servers: str = REQUIRED, **kwargs: Any) -> None:
         self._initialized = False
         self._in_transaction = False
         #: The open transaction was prepared (its checkpoint may be durable): its journal is kept
@@ -331,7 +332,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
             self._marker_consumer = Consumer(
                 client_config(
                     self.config.bootstrap_servers,
-                    self.config.config,  # producer-only options are ignored by a consumer
+                    self.config.client_options,  # producer-only options are ignored by a consumer
                     **{"group.id": self.marker_group, "enable.auto.commit": False},
                 )
             )

@@ -13,11 +13,19 @@ from __future__ import annotations
 
 from ._client import decode_documents, decode_page
 from .change_stream import MongoChangeStreamSource
-from .config import MongoChangeStreamSourceConfig, MongoSinkConfig, MongoSourceConfig
+from .config import (
+    MONGODB_BATCHING,
+    MONGODB_KEYED_BATCHING,
+    MongoChangeStreamSourceConfig,
+    MongoSinkConfig,
+    MongoSourceConfig,
+)
 from .sink import MongoSink
 from .source import MongoSource
 
 __all__ = [
+    "MONGODB_BATCHING",
+    "MONGODB_KEYED_BATCHING",
     "MongoChangeStreamSource",
     "MongoChangeStreamSourceConfig",
     "MongoSink",

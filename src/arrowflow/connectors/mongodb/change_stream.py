@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import ConfigAttributes, Secret, resolve_config
+from ...config import NO_OPTIONS, REQUIRED, ConfigAttributes, Secret, resolve_config
 from ...source import Position, Source, Split, SplitReader
 from ._client import decode_documents, decode_page, extjson, make_client, wrap
 from .config import MongoChangeStreamSourceConfig
@@ -37,14 +37,14 @@ class MongoChangeStreamSource(ConfigAttributes, Source):
 
     def __init__(
         self,
-        uri: str | Secret,
-        database: str,
+        uri: str | Secret = REQUIRED,
+        database: str = REQUIRED,
         collection: str | None = None,
         *,
         schema: pa.Schema | None = None,
         pipeline: Sequence[Mapping[str, Any]] | None = None,
         full_document: str | None = "updateLookup",
-        client_options: Mapping[str, Any] | None = None,
+        client_options: Mapping[str, Any] = NO_OPTIONS,
         config: MongoChangeStreamSourceConfig | None = None,
     ) -> None:
         self.config = resolve_config(MongoChangeStreamSourceConfig, config, locals())

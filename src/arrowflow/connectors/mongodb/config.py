@@ -1,9 +1,11 @@
 """The options of :class:`~.sink.MongoSink`, :class:`~.source.MongoSource` and
 :class:`~.change_stream.MongoChangeStreamSource`, checked in one place (the connection options they
-share are :class:`MongoConnectionOptions`)."""
+share are :class:`MongoConnectionOptions`), and the sink's default batching (:data:`MONGODB_BATCHING`,
+:data:`MONGODB_KEYED_BATCHING`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,8 +14,12 @@ import pyarrow as pa
 
 from ...config import Secret, check_choice, check_positive, check_type, hide_secrets, post_init_bases
 from ...errors import ConfigurationError
+from ...writer import BatchingConfig, legacy_batching
+from ._client import MAX_DOCUMENT_BYTES
 
 __all__ = [
+    "MONGODB_BATCHING",
+    "MONGODB_KEYED_BATCHING",
     "MongoChangeStreamSourceConfig",
     "MongoConnectionOptions",
     "MongoSinkConfig",
@@ -58,9 +64,44 @@ class MongoConnectionOptions:
         object.__setattr__(self, "client_options", hide_secrets(self.client_options))
 
 
+#: :class:`~.sink.MongoSink`'s batching in ``mode="insert"`` unless configured (0.1.0's defaults):
+#: requests of 1000 documents and at most 48 MiB, documents up to 16 MiB (the server's limit), four
+#: requests in flight, 10,000 rows buffered, 1 s in the buffer; retries as :class:`BatchingConfig`'s.
+MONGODB_BATCHING = BatchingConfig(
+    max_request_rows=1000,
+    max_request_bytes=48 * 1024 * 1024,
+    max_record_bytes=MAX_DOCUMENT_BYTES,
+    max_buffered_rows=10_000,
+    max_time_in_buffer=1.0,
+)
+#: The keyed modes' (``"replace"``, ``"update"``) default: :data:`MONGODB_BATCHING` with one request
+#: in flight, so that the upserts of one key apply in write order.
+MONGODB_KEYED_BATCHING = dataclasses.replace(MONGODB_BATCHING, max_in_flight=1)
+
+
+def _mode_batching(options: Mapping[str, Any]) -> BatchingConfig:
+    """The default batching for the sink options given (0.1.0's rule): one request in flight in the
+    keyed modes, and room for four requests of 0.1.0's ``batch_size`` in the buffer."""
+    base = MONGODB_BATCHING if options.get("mode", "insert") == "insert" else MONGODB_KEYED_BATCHING
+    rows = options.get("batch_size", base.max_request_rows)
+    if 4 * rows <= base.max_buffered_rows:
+        return base  # the constant itself: a copy of the config with another mode follows that mode
+    return dataclasses.replace(base, max_buffered_rows=4 * rows)
+
+
+@legacy_batching("batch_size", "batch_interval", "max_in_flight", default=_mode_batching)
 @dataclass(frozen=True, kw_only=True)
 class MongoSinkConfig(MongoConnectionOptions):
-    """Options of :class:`MongoSink` (see the module docstring)."""
+    """Options of :class:`MongoSink` (see the module docstring).
+
+    ``batching``: requests, threads and retries; by default :data:`MONGODB_BATCHING` in
+    ``mode="insert"`` and :data:`MONGODB_KEYED_BATCHING` (one request in flight) in the keyed modes
+    (``batching=None`` or either constant stands for the mode's default). A ``batching`` given
+    otherwise is used as is: more than one request in flight in a keyed mode may apply two upserts
+    of one key out of order. 0.1.0's ``batch_size``, ``batch_interval`` and ``max_in_flight`` still
+    work, with a ``DeprecationWarning``: they are folded into ``batching``
+    (``max_request_rows``, ``max_time_in_buffer``, ``max_in_flight``) on top of the mode's default.
+    """
 
     collection: str
     mode: str = "insert"
@@ -70,6 +111,7 @@ class MongoSinkConfig(MongoConnectionOptions):
     nulls: str = "null"
     object_id: tuple[str, ...] | None = None
     bypass_document_validation: bool = False
+    batching: BatchingConfig = MONGODB_BATCHING
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +119,9 @@ class MongoSinkConfig(MongoConnectionOptions):
         if not self.collection:
             raise ConfigurationError("collection must not be empty", option="collection")
         check_choice("mode", self.mode, ("insert", "replace", "update"))
+        if any(self.batching is d for d in (None, MONGODB_BATCHING, MONGODB_KEYED_BATCHING)):
+            object.__setattr__(self, "batching", _mode_batching({"mode": self.mode}))
+        check_type("batching", self.batching, BatchingConfig)
         check_choice("nulls", self.nulls, ("null", "omit"))
         if isinstance(self.keys, str):
             object.__setattr__(self, "keys", (self.keys,))

@@ -18,9 +18,12 @@ rows by their index: transient codes (not primary, shutting down, network, write
 with backoff, the rest (duplicate key, document validation, ...) go to the error policy. A failure of
 the whole request (connection loss, server selection timeout, an error labelled
 ``RetryableWriteError``) retries the request. Batching, retries, backpressure and ordering are those
-of :class:`~arrowflow.writer.AsyncBatchWriter` (``batch_size`` = documents per request,
-``batch_interval`` = seconds a document may wait; keyed modes default to one request in flight, so
-upserts of one key apply in write order). ``flush()`` blocks until every document is acknowledged.
+of :class:`~arrowflow.writer.AsyncBatchWriter`, set by ``batching=BatchingConfig(...)``
+(``max_request_rows`` = documents per request, ``max_time_in_buffer`` = seconds a document may wait):
+:data:`~.config.MONGODB_BATCHING` by default, :data:`~.config.MONGODB_KEYED_BATCHING` (one request in
+flight, so upserts of one key apply in write order) in the keyed modes. 0.1.0's ``batch_size``,
+``batch_interval`` and ``max_in_flight`` still work, with a ``DeprecationWarning``. ``flush()`` blocks
+until every document is acknowledged.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ...config import ConfigAttributes, Secret, check_positive, check_type, resolve_config
+from ...config import NO_OPTIONS, REQUIRED, ConfigAttributes, Secret, resolve_config
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
 from ...writer import AsyncBatchWriter, BatchingConfig, Encoded, SubmitResult
-from ._client import DUPLICATE_KEY, MAX_DOCUMENT_BYTES, RETRYABLE_CODES, make_client, retryable
-from .config import MongoSinkConfig
+from ._client import DUPLICATE_KEY, RETRYABLE_CODES, make_client, retryable
+from .config import MONGODB_BATCHING, MongoSinkConfig
 
 
 class MongoSink(ConfigAttributes, AsyncBatchWriter):
@@ -46,9 +49,9 @@ class MongoSink(ConfigAttributes, AsyncBatchWriter):
 
     def __init__(
         self,
-        uri: str | Secret,
-        database: str,
-        collection: str,
+        uri: str | Secret = REQUIRED,
+        database: str = REQUIRED,
+        collection: str = REQUIRED,
         *,
         mode: str = "insert",
         keys: str | Sequence[str] = ("_id",),
@@ -57,29 +60,16 @@ class MongoSink(ConfigAttributes, AsyncBatchWriter):
         nulls: str = "null",
         object_id: str | Sequence[str] | None = None,
         bypass_document_validation: bool = False,
-        batch_size: int = 1000,
-        batch_interval: float | None = 1.0,
-        max_in_flight: int | None = None,
-        batching: BatchingConfig | None = None,
-        client_options: Mapping[str, Any] | None = None,
+        batching: BatchingConfig = MONGODB_BATCHING,
+        client_options: Mapping[str, Any] = NO_OPTIONS,
         error_policy: ErrorPolicyLike = "fail",
         config: MongoSinkConfig | None = None,
+        **deprecated: Any,
     ) -> None:
-        config = resolve_config(MongoSinkConfig, config, locals())
+        config = resolve_config(MongoSinkConfig, config, locals(), **deprecated)
         keyed = config.mode != "insert"
-        if batching is None:
-            check_type("batch_size", batch_size, int)
-            check_positive("batch_size", batch_size)
-            batching = BatchingConfig(
-                max_request_rows=batch_size,
-                max_request_bytes=48 * 1024 * 1024,
-                max_record_bytes=MAX_DOCUMENT_BYTES,
-                max_in_flight=max_in_flight if max_in_flight is not None else (1 if keyed else 4),
-                max_buffered_rows=max(10_000, 4 * batch_size),
-                max_time_in_buffer=batch_interval,
-            )
         super().__init__(
-            batching, error_policy=error_policy, name=f"mongodb:{config.database}.{config.collection}"
+            config.batching, error_policy=error_policy, name=f"mongodb:{config.database}.{config.collection}"
         )
         self.config = config
         self.idempotent = keyed or config.ignore_duplicates

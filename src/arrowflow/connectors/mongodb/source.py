@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import ConfigAttributes, Secret, resolve_config
+from ...config import NO_OPTIONS, REQUIRED, ConfigAttributes, Secret, resolve_config
 from ...errors import ConfigurationError
 from ...source import Position, Source, Split, SplitReader
 from ._client import decode_page, extjson, from_extjson, make_client, wrap
@@ -40,16 +40,16 @@ class MongoSource(ConfigAttributes, Source):
 
     def __init__(
         self,
-        uri: str | Secret,
-        database: str,
-        collection: str,
+        uri: str | Secret = REQUIRED,
+        database: str = REQUIRED,
+        collection: str = REQUIRED,
         *,
         filter: Mapping[str, Any] | None = None,
         projection: Mapping[str, Any] | None = None,
         schema: pa.Schema | None = None,
         num_splits: int = 1,
         samples_per_split: int = 10,
-        client_options: Mapping[str, Any] | None = None,
+        client_options: Mapping[str, Any] = NO_OPTIONS,
         config: MongoSourceConfig | None = None,
     ) -> None:
         self.config = resolve_config(MongoSourceConfig, config, locals())

@@ -7,6 +7,7 @@ inside it never shows in a ``repr``; :func:`mask_uri` gives the printable form (
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import re
@@ -17,11 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
-from ...config import Secret, check_choice, check_positive, check_type, reveal
+from ...config import Secret, check_choice, check_positive, check_type, deprecated_keywords, reveal
 from ...error_policy import ErrorPolicyLike
 from ...errors import ConfigurationError
+from ...retry import Retry
 
 __all__ = [
+    "SQL_RETRY",
     "SqlSinkConfig",
     "SqlSourceConfig",
     "mask_uri",
@@ -151,9 +154,61 @@ def _check_driver(driver: str) -> None:
         )
 
 
+#: How :class:`~arrowflow.connectors.sql.SqlSink` retries a flush unless configured (0.1.0's
+#: defaults): six attempts (five retries), full-jitter waits from 0.2 s doubling up to 5 s; retried
+#: are connection loss and attempts that overran ``timeout`` (``classify`` sees a
+#: :class:`~arrowflow.errors.ConnectorError` whose ``retryable`` says so).
+SQL_RETRY = Retry(max_attempts=6, initial_backoff=0.2, max_backoff=5.0)
+
+
+def _fold_legacy_retry(kwargs: dict[str, Any], old: dict[str, Any]) -> None:
+    """0.1.0's ``max_retries`` (retries after the first attempt) and ``retry_backoff`` (the first
+    wait, doubling up to 5 s) as ``retry``, on top of :data:`SQL_RETRY`."""
+    if "max_retries" in old:
+        value = old["max_retries"]
+        check_type("max_retries", value, int)
+        if isinstance(value, bool) or value < 0:
+            raise ConfigurationError(f"max_retries must be >= 0, got {value!r}", option="max_retries")
+    if "retry_backoff" in old:
+        check_positive("retry_backoff", old["retry_backoff"])
+    base = kwargs.get("retry", SQL_RETRY)
+    if base != SQL_RETRY:
+        raise ConfigurationError(
+            f"give retry or the deprecated {', '.join(old)}, not both", option=next(iter(old))
+        )
+    initial = old.get("retry_backoff", base.initial_backoff)
+    kwargs["retry"] = dataclasses.replace(
+        base,
+        max_attempts=old["max_retries"] + 1 if "max_retries" in old else base.max_attempts,
+        initial_backoff=initial,
+        max_backoff=max(base.max_backoff, initial),  # 0.1.0 refused a first wait over 5 s
+    )
+
+
+def _legacy_retry(config: SqlSinkConfig, name: str) -> Any:
+    if name == "retry_backoff":
+        return config.retry.initial_backoff
+    attempts = config.retry.max_attempts
+    return None if attempts is None else attempts - 1
+
+
+@deprecated_keywords(
+    "max_retries",
+    "retry_backoff",
+    advice=lambda old: (
+        "retry=Retry(...) (max_retries=n is max_attempts=n + 1, retry_backoff is initial_backoff)"
+    ),
+    fold=_fold_legacy_retry,
+    read=_legacy_retry,
+)
 @dataclass(frozen=True, kw_only=True)
 class SqlSinkConfig:
-    """Options of :class:`~arrowflow.connectors.sql.SqlSink` (see there for their meaning)."""
+    """Options of :class:`~arrowflow.connectors.sql.SqlSink` (see there for their meaning).
+
+    ``retry``: how a flush is retried (:data:`SQL_RETRY`). 0.1.0's ``max_retries`` and
+    ``retry_backoff`` still work, with a ``DeprecationWarning``: they are folded into ``retry``
+    (``max_attempts = max_retries + 1``, ``initial_backoff = retry_backoff``).
+    """
 
     uri: Secret | None = None
     table: str
@@ -166,8 +221,7 @@ class SqlSinkConfig:
     delete_column: str | None = None
     flush_rows: int = 100_000
     flush_interval: float | None = 5.0
-    max_retries: int = 5
-    retry_backoff: float = 0.2
+    retry: Retry = SQL_RETRY
     db_kwargs: Mapping[str, str] = field(default_factory=dict)
     error_policy: ErrorPolicyLike = "fail"
     timeout: float | None = 60.0
@@ -202,12 +256,7 @@ class SqlSinkConfig:
         check_type("flush_rows", self.flush_rows, int)
         check_positive("flush_rows", self.flush_rows)
         check_positive("flush_interval", self.flush_interval, allow_none=True)
-        check_type("max_retries", self.max_retries, int)
-        if isinstance(self.max_retries, bool) or self.max_retries < 0:
-            raise ConfigurationError(
-                f"max_retries must be >= 0, got {self.max_retries!r}", option="max_retries"
-            )
-        check_positive("retry_backoff", self.retry_backoff)
+        check_type("retry", self.retry, Retry)
         check_type("db_kwargs", self.db_kwargs, Mapping, allow_none=True)
         object.__setattr__(self, "db_kwargs", {str(k): str(v) for k, v in (self.db_kwargs or {}).items()})
         check_positive("timeout", self.timeout, allow_none=True)

@@ -34,13 +34,17 @@ Contract:
   path builds one tuple per row (``to_pylist`` per column): it is far slower than ADBC and meant for
   databases without an ADBC driver. Nested types (list, struct, map) are not supported there.
 * Connection loss (terminated backend, server restart, socket error) fails the transaction; the sink
-  reconnects and retries the *whole* flush up to ``max_retries`` times with exponential backoff and
-  full jitter. So does an attempt (connect, write, commit) that takes longer than ``timeout``
-  seconds: a server that stops answering without closing the connection (a hung server, a
-  black-holed network) would otherwise block the flush forever, since neither libpq nor the DB-API
-  drivers time out a read. Every database call runs on the sink's database thread; when an attempt
-  overruns, that thread is abandoned with its connection (closed once its call returns, if ever)
-  and the retry runs on a new thread and connection. An abandoned append that does commit later
+  reconnects and retries the *whole* flush as ``retry`` says (a :class:`~arrowflow.retry.Retry`,
+  default :data:`~arrowflow.connectors.sql.config.SQL_RETRY`: six attempts, full-jitter exponential
+  backoff from 0.2 s up to 5 s; its ``classify`` sees the failure as a
+  :class:`~arrowflow.errors.ConnectorError` that is ``retryable`` for connection loss and timeouts;
+  0.1.0's ``max_retries``/``retry_backoff`` still work, deprecated). So does an attempt (connect,
+  write, commit) that takes longer than ``timeout`` seconds: a server that stops answering without
+  closing the connection (a hung server, a black-holed network) would otherwise block the flush
+  forever, since neither libpq nor the DB-API drivers time out a read. Every database call runs on
+  the sink's database thread; when an attempt overruns, that thread is abandoned with its
+  connection (closed once its call returns, if ever) and the retry runs on a new thread and
+  connection. An abandoned append that does commit later
   adds to the at-least-once duplicates below; an abandoned upsert is harmless. ``metrics()``
   counts ``retries``, ``reconnects`` and ``timeouts``. In upsert mode the retry is idempotent, so
   with a checkpointing pipeline the result is exactly-once in effect (``idempotent`` is true). In
@@ -66,17 +70,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..._arrays import dedupe_last
-from ...config import REQUIRED, Secret, resolve_config
+from ...config import NO_OPTIONS, REQUIRED, Secret, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ConfigurationError, ConnectorError
-from ...retry import ExponentialBackoff
+from ...retry import Retry
 from ...sink import Sink
 from ._conn import CONNECTION_ERROR, ROW_ERROR, classify, close_quietly, connect
 from ._dbapi import (
@@ -90,12 +93,9 @@ from ._dbapi import (
     placeholders,
     rows_for_driver,
 )
-from .config import SqlSinkConfig, mask_uri, quote_ident, quote_table, scrub, split_table
+from .config import SQL_RETRY, SqlSinkConfig, mask_uri, quote_ident, quote_table, scrub, split_table
 
 __all__ = ["SqlSink", "dedupe_last"]
-
-#: ``db_kwargs``' default in the constructor (read-only; the configuration keeps a dict).
-_NO_KWARGS: Mapping[str, str] = MappingProxyType({})
 
 
 class _AttemptTimeout(TimeoutError):
@@ -134,17 +134,17 @@ class SqlSink(Sink):
         delete_column: str | None = None,
         flush_rows: int = 100_000,
         flush_interval: float | None = 5.0,
-        max_retries: int = 5,
-        retry_backoff: float = 0.2,
-        db_kwargs: Mapping[str, str] | None = _NO_KWARGS,
+        retry: Retry = SQL_RETRY,
+        db_kwargs: Mapping[str, str] | None = NO_OPTIONS,
         error_policy: ErrorPolicyLike = "fail",
         timeout: float | None = 60.0,
         config: SqlSinkConfig | None = None,
+        **deprecated: Any,
     ) -> None:
-        self.config = c = resolve_config(SqlSinkConfig, config, locals())
+        self.config = c = resolve_config(SqlSinkConfig, config, locals(), **deprecated)
         self.error_policy = ErrorPolicy.resolve(c.error_policy, name=f"sql:{c.table}")
         self.idempotent = c.mode == "upsert"
-        self._backoff = ExponentialBackoff(initial_delay=c.retry_backoff, max_delay=5.0, multiplier=2.0)
+        self._backoff = c.retry.backoff()
         self._conn: Any = None
         self._factory = connection_factory(c.connect) if c.connect is not None else None
         self._dialect: Dialect | None = DIALECTS[c.dialect] if c.dialect is not None else None
@@ -354,24 +354,31 @@ class SqlSink(Sink):
         """
         c = self.config
         attempt = 0
+        started = time.monotonic()
         while True:
+            attempt += 1
             try:
                 self._on_db_thread(lambda: self._attempt(fn))
                 return
             except ConfigurationError:
                 raise
             except Exception as exc:
-                kind = self._classify(exc)
-                if kind == ROW_ERROR:
+                if self._classify(exc) == ROW_ERROR:
                     raise _RowsRejected(exc) from exc
-                if kind != CONNECTION_ERROR or attempt >= c.max_retries:
-                    if isinstance(exc, ConnectorError):
+                # retryable: connection loss or a timeout (see _wrap), what c.retry.classify reads.
+                error = (
+                    exc if isinstance(exc, ConnectorError) else self._wrap(exc, f"{c.table}: flush failed")
+                )
+                delay = self._backoff.delay(attempt)
+                if not c.retry.classify(error) or c.retry.exhausted(
+                    attempt, time.monotonic() - started, delay
+                ):
+                    if error is exc:
                         raise
-                    raise self._wrap(exc, f"{c.table}: flush failed") from None
-                attempt += 1
+                    raise error from None
                 self.retries += 1
                 self.reconnects += 1
-                time.sleep(self._backoff.delay(attempt))
+                time.sleep(delay)
 
     def _ensure_table(self, conn: Any, schema: pa.Schema) -> None:
         """Create the target from ``schema`` (minus ``delete_column``) when it does not exist."""

@@ -52,12 +52,11 @@ import decimal
 import math
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
 
-from ...config import Secret, resolve_config
+from ...config import NO_OPTIONS, Secret, resolve_config
 from ...errors import ConfigurationError, ConnectorError
 from ...source import Position, Source, Split, SplitReader
 from ._conn import CONNECTION_ERROR, classify, close_quietly, connect
@@ -74,9 +73,6 @@ from ._dbapi import (
 from .config import SqlSourceConfig, mask_uri, scrub
 
 __all__ = ["SqlSource"]
-
-#: ``db_kwargs``' default in the constructor (read-only; the configuration keeps a dict).
-_NO_KWARGS: Mapping[str, str] = MappingProxyType({})
 
 
 def _json_value(value: Any) -> Any:
@@ -155,7 +151,7 @@ class SqlSource(Source):
         incremental_column: str | None = None,
         poll_interval: float = 1.0,
         batch_size: int = 65536,
-        db_kwargs: Mapping[str, str] | None = _NO_KWARGS,
+        db_kwargs: Mapping[str, str] | None = NO_OPTIONS,
         config: SqlSourceConfig | None = None,
     ) -> None:
         self.config = c = resolve_config(SqlSourceConfig, config, locals())
