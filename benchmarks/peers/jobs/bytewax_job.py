@@ -112,7 +112,8 @@ class _SearchPartition(StatelessSinkPartition[dict[str, Any]]):
 
     def write_batch(self, items: list[dict[str, Any]]) -> None:
         actions = ({"_index": self._index, "_id": r["id"], "_source": r} for r in items)
-        helpers.bulk(self._client, actions, chunk_size=1000)
+        # The same request size as arrowflow's OpenSearchSink default (10,000 actions).
+        helpers.bulk(self._client, actions, chunk_size=10_000)
 
     def close(self) -> None:
         self._client.close()
