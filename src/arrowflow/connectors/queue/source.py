@@ -32,9 +32,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import check_choice, check_positive, check_type
+from ...config import resolve_config
 from ...source import Position, Source, Split, SplitReader
-from .buffer import OVERFLOW_POLICIES, BufferReader, PushBuffer, to_batch
+from .buffer import BufferReader, PushBuffer, to_batch
+from .config import QueueSourceConfig
 
 
 class QueueSource(Source):
@@ -48,13 +49,11 @@ class QueueSource(Source):
         schema: pa.Schema | None = None,
         capacity: int = 100_000,
         overflow: str = "block",
+        config: QueueSourceConfig | None = None,
     ) -> None:
-        check_type("schema", schema, pa.Schema, allow_none=True)
-        check_type("capacity", capacity, int)
-        check_positive("capacity", capacity)
-        check_choice("overflow", overflow, OVERFLOW_POLICIES)
-        self._schema = schema
-        self.buffer = PushBuffer(capacity, overflow)
+        self.config = config = resolve_config(QueueSourceConfig, config, locals())
+        self._schema = config.schema
+        self.buffer = PushBuffer(config.capacity, config.overflow)
 
     @property
     def bounded(self) -> bool:
