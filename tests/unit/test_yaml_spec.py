@@ -393,3 +393,41 @@ def test_checked_arithmetic_raises_on_overflow() -> None:
     batch = pa.record_batch({"v": pa.array([2**62], pa.int64())})
     with pytest.raises(pa.ArrowInvalid):
         batch.filter(parse_expression("v * 4 > 0"))
+
+
+def test_every_class_of_the_registry_is_named_by_type_and_variant() -> None:
+    from arrowflow.connectors.registry import CONNECTORS
+
+    for info in CONNECTORS:
+        for role, classes in (("source", info.sources), ("sink", info.sinks)):
+            named = [info.class_name(role)] + [info.class_name(role, v) for v in info.variant_names(role)]
+            assert sorted(c for c in named if c) == sorted(classes), f"{info.name} {role}s: {named}"
+
+
+def test_a_variant_picks_the_entrys_other_class() -> None:
+    assert resolve_connector("mongodb", "source", "change-stream").__name__ == "MongoChangeStreamSource"
+    assert resolve_connector("push", "source", "http").__name__ == "HttpPushSource"
+    assert resolve_connector("push", "source").__name__ == "TcpPushSource"
+    source = build_connector({"type": "push", "variant": "http", "port": 0}, "source")
+    try:
+        assert type(source).__name__ == "HttpPushSource"
+    finally:
+        source.close()
+
+
+def test_an_unknown_variant_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match=r"variant 'changes'.*change-stream") as info:
+        build_connector({"type": "mongodb", "variant": "changes"}, "source")
+    assert "source.variant" in str(info.value)
+    with pytest.raises(ConfigurationError, match="import path"):
+        resolve_connector("arrowflow.connectors.null:NullSink", "sink", "x")
+
+
+def test_the_yaml_page_lists_every_variant_of_the_registry() -> None:
+    import re
+
+    from arrowflow.connectors.registry import CONNECTORS
+
+    page = (Path(__file__).parents[2] / "docs" / "pipelines" / "yaml.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w-]+)` \| `([\w-]+)` \| `(\w+)`", page, re.M))
+    assert listed == {(info.name, v, cls) for info in CONNECTORS for v, cls in info.variants}

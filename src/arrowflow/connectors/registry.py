@@ -14,16 +14,35 @@ __all__ = ["CONNECTORS", "ConnectorInfo", "available"]
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectorInfo:
-    """One connector: ``module`` holds its classes; ``requires`` are the client imports its extra installs."""
+    """One connector: ``module`` holds its classes; ``requires`` are the client imports its extra installs.
+
+    ``variants`` names every class of the entry after the first of its role (the one ``type: NAME``
+    builds): ``(variant, class name)`` pairs, so that YAML's ``variant:`` can pick each class and
+    :meth:`class_name` resolves both.
+    """
 
     name: str
     module: str
     sources: tuple[str, ...] = ()
     sinks: tuple[str, ...] = ()
+    variants: tuple[tuple[str, str], ...] = ()
     extra: str | None = None
     requires: tuple[str, ...] = ()
     status: str = "planned"
     tested_against: str = ""
+
+    def class_name(self, role: str, variant: str | None = None) -> str | None:
+        """The class ``role`` (``"source"``/``"sink"``) and ``variant`` name; ``None`` when there is
+        none. Without ``variant``: the role's first class."""
+        classes = self.sources if role == "source" else self.sinks
+        if variant is None:
+            return classes[0] if classes else None
+        return next((cls for name, cls in self.variants if name == variant and cls in classes), None)
+
+    def variant_names(self, role: str) -> list[str]:
+        """The variants of ``role`` (for messages and the docs)."""
+        classes = self.sources if role == "source" else self.sinks
+        return [name for name, cls in self.variants if cls in classes]
 
 
 CONNECTORS: tuple[ConnectorInfo, ...] = (
@@ -83,6 +102,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         module="arrowflow.connectors.kafka",
         sources=("KafkaSource",),
         sinks=("KafkaSink", "TransactionalKafkaSink"),
+        variants=(("transactional", "TransactionalKafkaSink"),),
         extra="kafka",
         requires=("confluent_kafka",),
         status="available",
@@ -114,6 +134,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         module="arrowflow.connectors.mongodb",
         sources=("MongoSource", "MongoChangeStreamSource"),
         sinks=("MongoSink",),
+        variants=(("change-stream", "MongoChangeStreamSource"),),
         extra="mongodb",
         requires=("pymongo",),
         status="available",
@@ -134,6 +155,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         module="arrowflow.connectors.redis",
         sources=("RedisStreamSource", "RedisPubSubSource"),
         sinks=("RedisSink",),
+        variants=(("pubsub", "RedisPubSubSource"),),
         extra="redis",
         requires=("redis",),
         status="available",
@@ -164,6 +186,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         module="arrowflow.connectors.activemq",
         sources=("ActiveMQSource",),
         sinks=("ActiveMQSink", "ActiveMQTransactionalSink"),
+        variants=(("transactional", "ActiveMQTransactionalSink"),),
         extra="activemq",
         requires=("stomp",),
         status="available",
@@ -221,6 +244,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         name="push",
         module="arrowflow.connectors.push",
         sources=("TcpPushSource", "HttpPushSource"),
+        variants=(("http", "HttpPushSource"),),
         status="available",
         tested_against="concurrent loopback TCP / HTTP clients",
     ),
@@ -279,6 +303,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         module="arrowflow.connectors.dynamodb",
         sources=("DynamoDBScanSource", "DynamoDBStreamsSource"),
         sinks=("DynamoDBSink",),
+        variants=(("streams", "DynamoDBStreamsSource"),),
         extra="aws",
         requires=("boto3",),
         status="available",

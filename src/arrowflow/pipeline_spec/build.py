@@ -57,7 +57,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..config import REQUIRED
+from ..config import REQUIRED, check_type
 from ..errors import ConfigurationError
 from ..ops.base import Operator
 from ..sink import Sink
@@ -427,18 +427,25 @@ def _construct(
 # -- connectors ------------------------------------------------------------------------------------
 
 
-def resolve_connector(name: str, role: str) -> type:
+def resolve_connector(name: str, role: str, variant: str | None = None) -> type:
     """The class for connector ``name`` in ``role`` (``"source"`` or ``"sink"``).
 
-    ``name`` is a registry name, an alias from :data:`ALIASES`, or ``"package.module:Class"``. Raises
-    :class:`ConfigurationError` (unknown name, no class for that role, client library missing).
+    ``name`` is a registry name, an alias from :data:`ALIASES`, or ``"package.module:Class"``;
+    ``variant`` picks one of the entry's other classes (``ConnectorInfo.variants``: ``mongodb`` +
+    ``change-stream`` is ``MongoChangeStreamSource``). Raises :class:`ConfigurationError` (unknown
+    name or variant, no class for that role, client library missing).
     """
     from ..connectors import registry
 
     base: type = Source if role == "source" else Sink
     if not isinstance(name, str):
         raise ConfigurationError(f"type must be a string, got {type(name).__name__}", option="type")
+    check_type("variant", variant, str, allow_none=True)
     if ":" in name:
+        if variant is not None:
+            raise ConfigurationError(
+                "variant goes with a registry name, not an import path", option="variant"
+            )
         cls = import_object(name, "type")
         if not (isinstance(cls, type) and issubclass(cls, base)):
             raise ConfigurationError(f"{name!r} is not an arrowflow {base.__name__}", option="type")
@@ -451,11 +458,18 @@ def resolve_connector(name: str, role: str) -> type:
             "(or 'package.module:Class')",
             option="type",
         )
-    classes = info.sources if role == "source" else info.sinks
-    if not classes:
+    class_name = info.class_name(role, variant)
+    if class_name is None and variant is None:
         have = [n for n, i in by_name.items() if (i.sources if role == "source" else i.sinks)]
         raise ConfigurationError(
             f"connector {name!r} has no {role}; {role}s: {', '.join(sorted(have))}", option="type"
+        )
+    if class_name is None:
+        known = info.variant_names(role)
+        raise ConfigurationError(
+            f"connector {name!r} has no {role} variant {variant!r}; "
+            f"its {role} variants: {', '.join(known) or '(none)'}",
+            option="variant",
         )
     try:
         module = importlib.import_module(info.module)
@@ -464,7 +478,7 @@ def resolve_connector(name: str, role: str) -> type:
         raise ConfigurationError(
             f"connector {name!r} cannot be loaded: {exc}{extra}", option="type"
         ) from None
-    return getattr(module, classes[0])  # type: ignore[no-any-return]
+    return getattr(module, class_name)  # type: ignore[no-any-return]
 
 
 def build_connector(spec: Any, role: str, *, filename: str = "<spec>", path: str | None = None) -> Any:
@@ -483,10 +497,11 @@ def build_connector(spec: Any, role: str, *, filename: str = "<spec>", path: str
     if type_name is None:
         type_name = "null"  # YAML reads ``type: null`` as None; the user means the null sink
     try:
-        cls = resolve_connector(type_name, role)
+        cls = resolve_connector(type_name, role, node.get("variant"))
     except ConfigurationError as exc:
-        raise ctx.error(node, "type", f"{path}.type", str(exc)) from None
-    return _construct(cls, node, path, ctx)
+        key = "variant" if exc.option == "variant" else "type"
+        raise ctx.error(node, key, f"{path}.{key}", str(exc)) from None
+    return _construct(cls, node, path, ctx, skip=("type", "variant"))
 
 
 def _to_node(value: Any) -> Any:
