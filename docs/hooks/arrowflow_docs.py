@@ -326,7 +326,10 @@ def connector_info(name: str) -> Any:
 
 
 def _classes(info: Any, names: Iterable[str]) -> str:
-    return ", ".join(f"`{n}`" for n in names) or "—"
+    """The classes of one role, each after the first with its YAML ``variant:``."""
+    by_class = {cls: variant for variant, cls in info.variants}
+    cells = [f"`{n}` (variant `{by_class[n]}`)" if n in by_class else f"`{n}`" for n in names]
+    return ", ".join(cells) or "—"
 
 
 def connector_table(name: str) -> str:

@@ -59,6 +59,7 @@ def test_connectors_json_matches_registry() -> None:
     for row, info in zip(rows, registry.CONNECTORS, strict=True):
         assert row["sources"] == list(info.sources)
         assert row["sinks"] == list(info.sinks)
+        assert row["variants"] == dict(info.variants)
         assert row["extra"] == info.extra
         assert row["status"] == info.status
         assert row["tested_against"] == info.tested_against

@@ -26,6 +26,7 @@ def connector_rows() -> list[dict[str, Any]]:
             "module": info.module,
             "sources": list(info.sources),
             "sinks": list(info.sinks),
+            "variants": dict(info.variants),
             "extra": info.extra,
             "requires": list(info.requires),
             "installed": registry.available(info),
@@ -34,6 +35,12 @@ def connector_rows() -> list[dict[str, Any]]:
         }
         for info in registry.CONNECTORS
     ]
+
+
+def _classes(names: list[str], variants: dict[str, str]) -> str:
+    """``A, B (variant: b)``: the classes of one role, each after the first with its YAML variant."""
+    by_class = {cls: variant for variant, cls in variants.items()}
+    return ", ".join(f"{n} (variant: {by_class[n]})" if n in by_class else n for n in names) or "-"
 
 
 @click.command("connectors")
@@ -55,8 +62,8 @@ def connectors_command(as_json: bool) -> None:
     for row in rows:
         cells = [
             row["name"],
-            ", ".join(row["sources"]) or "-",
-            ", ".join(row["sinks"]) or "-",
+            _classes(row["sources"], row["variants"]),
+            _classes(row["sinks"], row["variants"]),
             f"arrowflow[{row['extra']}]" if row["extra"] else "(core)",
             "yes" if row["installed"] else "no",
             row["status"],
