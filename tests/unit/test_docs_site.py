@@ -268,7 +268,8 @@ def test_config_dataclasses_are_found_by_name() -> None:
 
 def test_directives_render_and_name_what_is_wrong() -> None:
     text = hook.render("a\n<!-- arrowflow:connector kafka -->\nb\n", "x.md")
-    assert "| Sink | `KafkaSink`, `TransactionalKafkaSink` (variant `transactional`) |" in text and text.startswith("a\n")
+    assert text.startswith("a\n")
+    assert "| Sink | `KafkaSink`, `TransactionalKafkaSink` (variant `transactional`) |" in text
     with pytest.raises(hook.DocsError, match=r"x\.md: .*unknown directive arrowflow:nope"):
         hook.render("<!-- arrowflow:nope kafka -->\n", "x.md")
     with pytest.raises(hook.DocsError, match="no connector 'nosuch'"):
