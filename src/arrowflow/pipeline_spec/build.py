@@ -362,7 +362,7 @@ def _hints(cls: type) -> Mapping[str, Any]:
     owners = list(reversed(cls.__mro__)) if dataclasses.is_dataclass(cls) else [target]
     for owner in owners:
         namespace = getattr(inspect.getmodule(owner), "__dict__", {})
-        for name, annotation in getattr(owner, "__annotations__", {}).items():
+        for name, annotation in inspect.get_annotations(owner).items():  # its own, not inherited
             try:
                 out[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation
             except Exception:  # a name imported for type checkers only: no typed conversion then
@@ -426,13 +426,16 @@ def connector_default(cls: type, name: str, options: Mapping[str, Any]) -> Any:
     return default if isinstance(default, wanted) else None
 
 
-def _build_config(cls: type, kwargs: Mapping[str, Any], mapping: Node, key: str, path: str, ctx: _Ctx) -> Any:
-    """The configuration dataclass of ``cls``'s parameter ``key`` from the mapping ``mapping[key]``:
-    fields not in it come from :func:`connector_default` (for the other options in ``kwargs``)."""
-    config_type = _config_type(_hints(cls).get(key))
-    assert config_type is not None
+def _build_config(
+    cls: type, config_type: type, kwargs: Mapping[str, Any], mapping: Node, key: str, path: str, ctx: _Ctx
+) -> Any:
+    """``config_type`` (the dataclass ``cls``'s parameter ``key`` takes) from the mapping
+    ``mapping[key]``: fields not in it come from :func:`connector_default` for the other options
+    (``kwargs``), else from ``config_type``'s own defaults."""
     base = connector_default(cls, key, kwargs)
-    prefix = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init} if base else None
+    prefix = None
+    if base is not None:
+        prefix = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
     return _construct(config_type, mapping[key], path, ctx, skip=(), prefix=prefix)
 
 
@@ -498,23 +501,21 @@ def _construct(
     params, var_kw = _parameters(cls)
     allowed = list(names) if names is not None else list(params)
     kwargs: dict[str, Any] = dict(prefix or {})
-    configs: list[str] = []  # configuration-dataclass mappings: built once the other options are known
+    # Mappings for configuration-dataclass parameters, built once the other options are known.
+    configs: dict[str, tuple[type, str]] = {}
     for key, value in mapping.items():
         if key in skip:
             continue
         sub = f"{path}.{key}" if path else str(key)
         if not isinstance(key, str) or (key not in allowed and not var_kw):
             raise ctx.error(mapping, key, sub, f"unknown option; allowed: {', '.join(allowed) or '(none)'}")
-        if (
-            isinstance(value, Node)
-            and (cls.__name__, key) not in FIELD_ADAPTERS
-            and _config_type(_hints(cls).get(key)) is not None
-        ):
-            configs.append(key)
+        config_type = _config_type(_hints(cls).get(key)) if isinstance(value, Node) else None
+        if config_type is not None and (cls.__name__, key) not in FIELD_ADAPTERS:
+            configs[key] = (config_type, sub)
         else:
             kwargs[key] = _convert(cls, params.get(key), value, mapping, key, sub, ctx)
-    for key in configs:
-        kwargs[key] = _build_config(cls, kwargs, mapping, key, f"{path}.{key}" if path else key, ctx)
+    for key, (config_type, sub) in configs.items():
+        kwargs[key] = _build_config(cls, config_type, kwargs, mapping, key, sub, ctx)
     missing = [
         n
         for n, p in params.items()
