@@ -236,11 +236,41 @@ def _default_text(value: Any, factory: Any = dataclasses.MISSING) -> str:
         return _MISSING
     if inspect.isroutine(value):
         return f"{getattr(value, '__module__', None) or '?'}.{value.__qualname__}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _dataclass_text(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1 << 20 and value % 1024 == 0:
         for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20)):
             if value % size == 0:
                 return f"{value // size} {unit}"
     return repr(value)
+
+
+def _dataclass_text(value: Any) -> str:
+    """A configuration object as its class and the fields that differ from the class's own defaults
+    (``BatchingConfig(max_request_rows=1000, max_in_flight=1)``; a field without a default always
+    shows), in Python that builds an equal object: the house defaults are in the class's own table,
+    a per-connector default reads as what it changes."""
+    changed = []
+    for f in dataclasses.fields(value):
+        if not f.init or f.name.startswith("_"):
+            continue
+        current = getattr(value, f.name)
+        if f.default is not dataclasses.MISSING:
+            house: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            house = f.default_factory()
+        else:
+            house = dataclasses.MISSING
+        if house is dataclasses.MISSING or current != house:
+            changed.append(f"{f.name}={_field_text(current)}")
+    return f"{type(value).__name__}({', '.join(changed)})"
+
+
+def _field_text(value: Any) -> str:
+    """A field inside :func:`_dataclass_text`: Python that evaluates to it (sizes as products)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1 << 20 and value % (1 << 20) == 0:
+        return f"{value >> 20} * 1024 * 1024"
+    return _default_text(value)
 
 
 def options(target: type, config: type | None = None) -> list[Option]:

@@ -248,6 +248,44 @@ def test_a_pipe_in_a_type_stays_inside_its_cell() -> None:
     assert line == "| `value` | `int | None` | `None` | `a|b` in code, and c\\|d in text. |"
 
 
+def _config_defaults() -> list[tuple[str, Any]]:
+    """Every constructor default of a registry class that is a configuration object (its batching,
+    retry ...), as ``(Class.option, value)``."""
+    import importlib
+    import inspect
+
+    found = []
+    for info in CONNECTORS:
+        module = importlib.import_module(info.module)
+        for name in (*info.sources, *info.sinks):
+            cls = getattr(module, name)
+            for p in inspect.signature(cls.__init__).parameters.values():
+                if dataclasses.is_dataclass(p.default) and not isinstance(p.default, type):
+                    found.append((f"{name}.{p.name}", p.default))
+    return found
+
+
+def test_a_configuration_object_default_reads_as_the_fields_it_changes() -> None:
+    import arrowflow
+
+    defaults = _config_defaults()
+    assert len(defaults) >= 15  # every request-based sink's batching, SqlSink's retry
+    for where, value in defaults:
+        text = hook._default_text(value)
+        assert text.startswith(f"{type(value).__name__}("), (where, text)
+        # Python that builds an equal object ...
+        assert eval(text, {"arrowflow": arrowflow, type(value).__name__: type(value)}) == value, where
+        # ... naming only the fields that differ from the class's own defaults.
+        for f in dataclasses.fields(value):
+            if f.default is not dataclasses.MISSING and getattr(value, f.name) == f.default:
+                assert f"{f.name}=" not in text, (where, f.name, text)
+    from arrowflow.connectors.mongodb import MONGODB_BATCHING, MongoSink
+
+    (row,) = [o for o in hook.options(MongoSink) if o.name == "batching"]
+    assert row.default == hook._default_text(MONGODB_BATCHING)
+    assert "max_in_flight" not in row.default and "max_request_rows=1000" in row.default
+
+
 def test_config_dataclasses_are_found_by_name() -> None:
     from arrowflow.connectors.datagen import DataGenConfig, DataGenSource
     from arrowflow.connectors.kafka import KafkaSink, KafkaSource

@@ -38,18 +38,31 @@ few adapters in :data:`FIELD_ADAPTERS`):
   the parameter's default is not a string) goes through :func:`arrowflow.formats.for_name`; a
   ``schema`` mapping ``{column: type name}`` becomes a ``pyarrow.Schema``; a string for a ``bytes``
   parameter is UTF-8 encoded; a string ``filter`` is an expression; ``"module:function"`` for a
-  callable parameter (``generator``, ``fn``, ``partitioner`` ...) is imported.
+  callable parameter (``generator``, ``fn``, ``partitioner`` ..., or any parameter annotated
+  ``Callable`` that takes no string) is imported.
+* A mapping for a parameter annotated with a configuration dataclass (``batching: BatchingConfig``,
+  ``retry: Retry``, or ``X | None``; not where the annotation also takes a ``Mapping``, which the
+  connector reads itself) builds that dataclass, recursively, with the same checks, conversions and
+  error locations (``sink.batching.max_in_flight``). Fields the mapping leaves out keep the
+  connector's default for the other options given (:func:`connector_default`): a MongoDB sink's
+  ``batching: {max_request_rows: 200}`` in ``mode: replace`` is ``MONGODB_KEYED_BATCHING`` with 200
+  rows per request, not ``BatchingConfig()`` with 200.
 * Strings under secret-looking keys (password, token, api_key ...) arrive as
   :class:`~arrowflow.config.Secret` (see :func:`~arrowflow.pipeline_spec.loader.is_secret_key`).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import functools
 import importlib
 import inspect
 import os
 import re
+import types
+import typing
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +88,7 @@ __all__ = [
     "bench_fields",
     "build_connector",
     "build_pipeline",
+    "connector_default",
     "import_object",
     "load_pipeline",
     "resolve_connector",
@@ -331,6 +345,100 @@ def _strip(message: str, option: str | None) -> str:
     return message
 
 
+# -- typed parameters --------------------------------------------------------------------------------
+
+
+@functools.cache
+def _hints(cls: type) -> Mapping[str, Any]:
+    """The resolved annotations of ``cls``'s constructor (a dataclass: its fields). Annotations are
+    strings (``from __future__ import annotations``); one that cannot be resolved (a name imported
+    only for type checkers) is left out, and its parameter gets no typed conversion."""
+    target: Any = cls if dataclasses.is_dataclass(cls) else cls.__init__  # type: ignore[misc]
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # one annotation that does not resolve fails them all: resolve them one by one
+        pass
+    out: dict[str, Any] = {}
+    owners = list(reversed(cls.__mro__)) if dataclasses.is_dataclass(cls) else [target]
+    for owner in owners:
+        namespace = getattr(inspect.getmodule(owner), "__dict__", {})
+        for name, annotation in inspect.get_annotations(owner).items():  # its own, not inherited
+            try:
+                out[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation
+            except Exception:  # a name imported for type checkers only: no typed conversion then
+                out.pop(name, None)
+    return out
+
+
+def _union_args(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _config_type(hint: Any) -> type | None:
+    """The configuration dataclass a parameter annotated ``hint`` takes (``X``, ``X | None``), unless
+    the annotation also takes a ``Mapping`` (the connector reads that mapping itself) or other types."""
+    args = [a for a in _union_args(hint) if a is not type(None)]
+    if len(args) != 1:
+        return None
+    arg = args[0]
+    return arg if isinstance(arg, type) and dataclasses.is_dataclass(arg) else None
+
+
+def _takes_callable(hint: Any) -> bool:
+    """Whether ``hint`` is ``Callable[...]`` (or ``... | None``) and takes no string."""
+    args = _union_args(hint)
+    if str in args:
+        return False
+    return any(typing.get_origin(a) is collections.abc.Callable for a in args)
+
+
+def connector_default(cls: type, name: str, options: Mapping[str, Any]) -> Any:
+    """What ``cls(**options)`` uses for its parameter ``name`` when ``name`` is not given, or ``None``
+    when that is not an instance of the parameter's configuration dataclass.
+
+    Where the constructor takes ``config=`` (a dataclass with a ``name`` field), the default is that
+    configuration's ``name`` built from the ``options`` that are its fields: per-option defaults
+    follow (MongoSink's batching is ``MONGODB_KEYED_BATCHING`` in the keyed modes). Otherwise, and
+    when the options do not make a valid configuration (the connector's own construction reports
+    that), it is the parameter's default, or the class attribute ``default_<name>``.
+    """
+    hints = _hints(cls)
+    wanted = _config_type(hints.get(name))
+    if wanted is None:
+        return None
+    params, _ = _parameters(cls)
+    default: Any = params[name].default if name in params else None
+    if not isinstance(default, wanted):
+        default = getattr(cls, f"default_{name}", None)
+    config_type = _config_type(hints.get("config"))
+    if config_type is not None and name != "config":
+        names = {f.name for f in dataclasses.fields(config_type) if f.init}
+        if name in names:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # a check's warning shows when the sink is built
+                    config = config_type(**{k: v for k, v in options.items() if k in names and k != name})
+                default = getattr(config, name)
+            except (ConfigurationError, TypeError, ValueError):
+                pass
+    return default if isinstance(default, wanted) else None
+
+
+def _build_config(
+    cls: type, config_type: type, kwargs: Mapping[str, Any], mapping: Node, key: str, path: str, ctx: _Ctx
+) -> Any:
+    """``config_type`` (the dataclass ``cls``'s parameter ``key`` takes) from the mapping
+    ``mapping[key]``: fields not in it come from :func:`connector_default` for the other options
+    (``kwargs``), else from ``config_type``'s own defaults."""
+    base = connector_default(cls, key, kwargs)
+    prefix = None
+    if base is not None:
+        prefix = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
+    return _construct(config_type, mapping[key], path, ctx, skip=(), prefix=prefix)
+
+
 def _convert(
     cls: type, param: inspect.Parameter | None, value: Any, node: Node, key: str, path: str, ctx: _Ctx
 ) -> Any:
@@ -354,7 +462,8 @@ def _convert(
             raise ctx.error(node, key, path, str(exc)) from None
     if isinstance(default, bytes) and isinstance(value, str):
         return value.encode()
-    if key in _CALLABLE_PARAMS and isinstance(value, str) and _IMPORT_PATH.match(value):
+    typed_callable = isinstance(value, str) and _takes_callable(_hints(cls).get(key))
+    if typed_callable or (key in _CALLABLE_PARAMS and isinstance(value, str) and _IMPORT_PATH.match(value)):
         try:
             return import_object(value, key)
         except ConfigurationError as exc:
@@ -392,13 +501,21 @@ def _construct(
     params, var_kw = _parameters(cls)
     allowed = list(names) if names is not None else list(params)
     kwargs: dict[str, Any] = dict(prefix or {})
+    # Mappings for configuration-dataclass parameters, built once the other options are known.
+    configs: dict[str, tuple[type, str]] = {}
     for key, value in mapping.items():
         if key in skip:
             continue
         sub = f"{path}.{key}" if path else str(key)
         if not isinstance(key, str) or (key not in allowed and not var_kw):
             raise ctx.error(mapping, key, sub, f"unknown option; allowed: {', '.join(allowed) or '(none)'}")
-        kwargs[key] = _convert(cls, params.get(key), value, mapping, key, sub, ctx)
+        config_type = _config_type(_hints(cls).get(key)) if isinstance(value, Node) else None
+        if config_type is not None and (cls.__name__, key) not in FIELD_ADAPTERS:
+            configs[key] = (config_type, sub)
+        else:
+            kwargs[key] = _convert(cls, params.get(key), value, mapping, key, sub, ctx)
+    for key, (config_type, sub) in configs.items():
+        kwargs[key] = _build_config(cls, config_type, kwargs, mapping, key, sub, ctx)
     missing = [
         n
         for n, p in params.items()
