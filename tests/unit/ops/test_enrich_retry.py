@@ -21,7 +21,7 @@ import pytest
 
 from arrowflow.errors import ConfigurationError, ConnectorError
 from arrowflow.ops import Enrich, EnrichError, RetryStrategy
-from arrowflow.retry import ExponentialBackoff, Retry
+from arrowflow.retry import ExponentialBackoff, Retry, default_classify
 
 #: Retries that wait at most a millisecond.
 FAST = {"initial_backoff": 0.001, "max_backoff": 0.001}
@@ -297,3 +297,20 @@ def test_retry_on_result_given_twice_is_an_error() -> None:
     with pytest.warns(DeprecationWarning), pytest.raises(ConfigurationError) as info:
         Enrich(_noop, retry=strategy, retry_on_result=lambda r: True)
     assert info.value.option == "retry_on_result"
+
+
+def test_aiohttp_status_errors_are_classified_without_a_warning() -> None:
+    """What an aiohttp lookup raises reaches default_classify; reading its status must not warn
+    (aiohttp's ClientResponseError warns when its deprecated ``code`` alias is read)."""
+    from aiohttp import ClientResponseError, RequestInfo
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    info = RequestInfo(
+        URL("http://127.0.0.1/"), "GET", CIMultiDictProxy(CIMultiDict()), URL("http://127.0.0.1/")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert default_classify(ClientResponseError(info, (), status=503))
+        assert default_classify(ClientResponseError(info, (), status=429))
+        assert not default_classify(ClientResponseError(info, (), status=404))
