@@ -186,17 +186,26 @@ def _status_then_value() -> tuple[Counter[int], Callable[[dict[str, Any]], Any]]
     return attempts, lookup
 
 
-def test_retry_on_result() -> None:
-    attempts, lookup = _status_then_value()
-    op = Enrich(
+def _retrying_503(lookup: Callable[[dict[str, Any]], Any]) -> Enrich:
+    return Enrich(
         lookup,
         retry=Retry(max_attempts=2, **FAST),
         retry_on_result=lambda r: r["status"] == 503,
         output=["y", "status"],
     )
-    out: list[pa.RecordBatch] = op.process(pa.record_batch({"x": [0, 1, 2]})) + list(op.flush())
+
+
+def _ys(op: Enrich, xs: list[int]) -> list[Any]:
+    """The ``y`` column after sending rows ``xs`` through ``op``."""
+    out = list(op.process(pa.record_batch({"x": xs}))) + list(op.flush())
     op.close()
-    assert [v for b in out for v in b.column("y").to_pylist()] == [0, 2, 4]
+    return [v for b in out for v in b.column("y").to_pylist()]
+
+
+def test_retry_on_result() -> None:
+    attempts, lookup = _status_then_value()
+    op = _retrying_503(lookup)
+    assert _ys(op, [0, 1, 2]) == [0, 2, 4]
     assert attempts == {0: 2, 1: 2, 2: 2}
     assert op.retries == 3
 
@@ -250,25 +259,16 @@ def test_retry_strategy_result_predicate_still_works() -> None:
     )
     with pytest.warns(DeprecationWarning):
         op = Enrich(lookup, retry=strategy, output=["y", "status"])
-    out: list[pa.RecordBatch] = op.process(pa.record_batch({"x": [0, 1]})) + list(op.flush())
-    op.close()
-    assert [v for b in out for v in b.column("y").to_pylist()] == [0, 2]
+    assert _ys(op, [0, 1]) == [0, 2]
     assert attempts == {0: 2, 1: 2}
 
 
 def test_for_subtask_keeps_retry_and_retry_on_result() -> None:
     attempts, lookup = _status_then_value()
-    op = Enrich(
-        lookup,
-        retry=Retry(max_attempts=2, **FAST),
-        retry_on_result=lambda r: r["status"] == 503,
-        output=["y", "status"],
-    )
+    op = _retrying_503(lookup)
     twin = op.for_subtask(1, 2)
     assert twin.retry == op.retry and twin.retry_on_result is op.retry_on_result
-    out: list[pa.RecordBatch] = twin.process(pa.record_batch({"x": [0, 1]})) + list(twin.flush())
-    twin.close()
-    assert [v for b in out for v in b.column("y").to_pylist()] == [0, 2]
+    assert _ys(twin, [0, 1]) == [0, 2]
     assert attempts == {0: 2, 1: 2}
 
 
