@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,14 +152,18 @@ def http_status(exc: BaseException) -> int | None:
     ``status`` (aiohttp's ``ClientResponseError``) and ``code`` (urllib's ``HTTPError``); only an int
     in 100..599 counts (``code`` means other things elsewhere).
     """
-    candidates = (
-        getattr(getattr(exc, "meta", None), "status", None),
-        *(getattr(exc, name, None) for name in ("status_code", "status", "code")),
-    )
-    for value in candidates:
+    for value in _status_candidates(exc):
         if isinstance(value, int) and not isinstance(value, bool) and 100 <= value < 600:
             return value
     return None
+
+
+def _status_candidates(exc: BaseException) -> Iterator[Any]:
+    # Read lazily, stopping at the first status: aiohttp's ClientResponseError has ``status`` and
+    # warns (DeprecationWarning) whenever its old alias ``code`` is read.
+    yield getattr(getattr(exc, "meta", None), "status", None)
+    for name in ("status_code", "status", "code"):
+        yield getattr(exc, name, None)
 
 
 def default_classify(exc: BaseException) -> bool:

@@ -1,4 +1,4 @@
-"""Asynchronous enrichment (Flink's Async I/O operator): :class:`Enrich` and :class:`RetryStrategy`.
+"""Asynchronous enrichment (Flink's Async I/O operator): :class:`Enrich`.
 
 ``Enrich(fn)`` calls an ``async def fn`` for every row (``per="row"``) or every batch
 (``per="batch"``) on an asyncio loop that runs in a background thread, and appends the results as
@@ -21,13 +21,22 @@ new columns. How it behaves:
   output batches. ``process`` returns what is ready at that moment, without waiting.
 * **Timeout and retries.** ``timeout`` bounds each attempt: a watchdog on the loop checks the
   running attempts every ``timeout / 8`` seconds (1 ms to 0.25 s) and cancels those past their
-  deadline, which then fail with ``TimeoutError`` - between ``timeout`` and ``timeout`` plus that
-  period after they started (an ``fn`` that swallows the cancellation keeps its result).
-  ``retry`` (a :class:`RetryStrategy`) re-runs a request after a fixed or exponentially growing
-  delay while attempts remain and the exception (``retry_on_exception``, default: any
-  ``Exception`` incl. ``TimeoutError``) or the result (``retry_on_result``, default: never) asks
-  for it.
-* **Failure** (attempts exhausted, a non-retryable exception, or a result still rejected by
+  deadline, which then fail with the built-in ``TimeoutError`` - between ``timeout`` and ``timeout``
+  plus that period after they started (an ``fn`` that swallows the cancellation keeps its result).
+  ``retry`` (a :class:`~arrowflow.retry.Retry`, the retry vocabulary of every part of arrowflow;
+  ``None``, the default, = one attempt) re-runs a request whose exception ``retry.classify`` accepts
+  (:func:`~arrowflow.retry.default_classify` unless set: ``ConnectorError.retryable``, HTTP
+  408/425/429/5xx, ``OSError``; a ``ValueError``/``KeyError``/``TypeError`` from ``fn`` is a bug
+  and fails at once). A timed-out attempt counts as one failed attempt with ``TimeoutError``, an
+  ``OSError``, so ``default_classify`` retries it (a custom ``classify`` decides for itself). Retry
+  ``k`` waits ``retry.backoff().delay(k)`` seconds: full jitter, a uniform draw from
+  ``[0, min(max_backoff, initial_backoff * backoff_multiplier ** (k - 1))]``. No retry starts once
+  ``retry.exhausted(attempt, elapsed, delay)`` says so: ``max_attempts`` attempts made (the first
+  counts), or the wait would end more than ``max_retry_time`` seconds after the request's first
+  attempt started. ``retry_on_result(result) -> bool`` (needs ``retry``) also re-runs a request
+  whose *result* it rejects, under the same attempts, backoff and time limit. The 0.1.0
+  :class:`RetryStrategy` still works as ``retry=`` (deprecated; it keeps its 0.1.0 behaviour).
+* **Failure** (retries exhausted, a non-retryable exception, or a result still rejected by
   ``retry_on_result``): ``on_error="fail"`` raises :class:`EnrichError` from the next
   ``process``/``flush`` (the pipeline run then fails; a new run resumes from its last checkpoint);
   ``"drop"`` removes the row (or the whole batch for ``per="batch"``); ``("default", value)`` uses
@@ -51,6 +60,7 @@ import selectors
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -58,8 +68,9 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from ..config import check_choice, check_non_negative, check_positive
+from ..config import caller_stacklevel, check_choice, check_non_negative, check_positive
 from ..errors import ConfigurationError, ConnectorError
+from ..retry import ExponentialBackoff, Retry
 from .base import Operator
 from .columns import to_arrow_array
 
@@ -76,8 +87,15 @@ def _always_retry(exc: BaseException) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class RetryStrategy:
-    """When and how often to retry a request (Flink's ``AsyncRetryStrategies``).
+    """Deprecated (0.1.0): pass ``Enrich(retry=Retry(...))``, and ``retry_on_result=`` to
+    :class:`Enrich` itself.
 
+    Still accepted as ``Enrich(retry=...)`` with a ``DeprecationWarning``, and it keeps its 0.1.0
+    behaviour there (it is *not* converted to a :class:`~arrowflow.retry.Retry`): fixed or
+    exponential delays without jitter, every ``Exception`` retried unless ``retry_on_exception``
+    says otherwise, no ``max_retry_time``.
+
+    When and how often to retry a request (Flink's ``AsyncRetryStrategies``).
     ``max_attempts`` counts the first attempt too (``1`` = no retry). The delay before retry ``k``
     (1-based) is ``min(delay * multiplier ** (k - 1), max_delay)``: ``multiplier=1`` is a fixed
     delay. ``retry_on_exception(exc)`` decides whether an exception is retried (default: every
@@ -160,6 +178,48 @@ class RetryStrategy:
 
     def should_retry_result(self, result: Any) -> bool:
         return self.retry_on_result is not None and bool(self.retry_on_result(result))
+
+
+class _RetryPlan:
+    """What :meth:`Enrich._call` asks after a failed attempt, from a :class:`~arrowflow.retry.Retry`
+    or a deprecated :class:`RetryStrategy` (so the request loop has one code path for both)."""
+
+    __slots__ = ("classify", "delay", "exhausted", "on_result")
+
+    def __init__(
+        self,
+        classify: Callable[[BaseException], bool],
+        delay: Callable[[int], float],
+        exhausted: Callable[[int, float, float], bool],
+        on_result: Callable[[Any], bool] | None,
+    ) -> None:
+        self.classify = classify  # exception -> retry it?
+        self.delay = delay  # retry number (1 = the second attempt) -> seconds to wait first
+        self.exhausted = exhausted  # (attempt, seconds since the first started, delay) -> give up?
+        self.on_result = on_result  # result -> retry it? (None: results are never retried)
+
+
+def _retry_plan(
+    retry: Retry | RetryStrategy | None, retry_on_result: Callable[[Any], bool] | None
+) -> _RetryPlan | None:
+    """The plan of an already validated ``retry``/``retry_on_result`` pair; ``None``: one attempt."""
+    if isinstance(retry, Retry):
+        # One backoff (and so one random generator) per operator instance.
+        backoff: ExponentialBackoff = retry.backoff()
+        return _RetryPlan(retry.classify, backoff.delay, retry.exhausted, retry_on_result)
+    if isinstance(retry, RetryStrategy):
+        strategy = retry  # 0.1.0 semantics: no jitter, no time limit, every Exception by default
+
+        def out_of_attempts(attempt: int, elapsed: float, delay: float) -> bool:
+            return attempt >= strategy.max_attempts
+
+        return _RetryPlan(
+            strategy.should_retry_exception,
+            strategy.delay_before,
+            out_of_attempts,
+            retry_on_result or strategy.retry_on_result,
+        )
+    return None
 
 
 class _Failed(Exception):
@@ -254,6 +314,38 @@ class _Slot:
         self.expired = False
 
 
+def _check_retry(retry: Any, retry_on_result: Any) -> None:
+    """Validate ``Enrich``'s ``retry``/``retry_on_result`` (``ConfigurationError`` naming the option);
+    a :class:`RetryStrategy` passes with a ``DeprecationWarning`` naming the user's line."""
+    if isinstance(retry, RetryStrategy):
+        warnings.warn(
+            "Enrich(retry=RetryStrategy(...)) is deprecated: pass retry=Retry(...) "
+            "(arrowflow.retry.Retry: full-jitter backoff, default_classify, max_retry_time) and "
+            "Enrich(retry_on_result=...) for results",
+            DeprecationWarning,
+            stacklevel=caller_stacklevel(),
+        )
+        if retry_on_result is not None and retry.retry_on_result is not None:
+            raise ConfigurationError(
+                "give retry_on_result to Enrich or to the RetryStrategy, not both", option="retry_on_result"
+            )
+    elif retry is not None and not isinstance(retry, Retry):
+        raise ConfigurationError(
+            f"retry must be a Retry (arrowflow.retry.Retry) or None, got {type(retry).__name__}",
+            option="retry",
+        )
+    if retry_on_result is not None:
+        if not callable(retry_on_result):
+            raise ConfigurationError(
+                "retry_on_result must be callable(result) -> bool", option="retry_on_result"
+            )
+        if retry is None:
+            raise ConfigurationError(
+                "retry_on_result needs retry=Retry(...) (how often and how long to retry)",
+                option="retry_on_result",
+            )
+
+
 class Enrich(Operator):
     """Flink-style asynchronous I/O over batches. See the module docstring for the full contract."""
 
@@ -267,7 +359,8 @@ class Enrich(Operator):
         ordered: bool = True,
         capacity: int = 100,
         timeout: float | None = 5.0,
-        retry: RetryStrategy | None = None,
+        retry: Retry | RetryStrategy | None = None,
+        retry_on_result: Callable[[Any], bool] | None = None,
         on_error: OnError = "fail",
         output: str | Sequence[str] = "enriched",
         output_type: pa.DataType | Sequence[pa.DataType] | None = None,
@@ -280,8 +373,7 @@ class Enrich(Operator):
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ConfigurationError(f"capacity must be an integer >= 1, got {capacity!r}", option="capacity")
         check_positive("timeout", timeout, allow_none=True)
-        if retry is not None and not isinstance(retry, RetryStrategy):
-            raise ConfigurationError("retry must be a RetryStrategy or None", option="retry")
+        _check_retry(retry, retry_on_result)
         self._default: Any = None
         if isinstance(on_error, tuple) and len(on_error) == 2 and on_error[0] == "default":
             self._on_error = "default"
@@ -311,7 +403,10 @@ class Enrich(Operator):
         self.ordered = ordered
         self.capacity = capacity
         self.timeout = timeout
+        #: As given: a ``Retry``, a deprecated ``RetryStrategy`` or ``None`` (one attempt).
         self.retry = retry
+        self.retry_on_result = retry_on_result
+        self._plan = _retry_plan(retry, retry_on_result)
         self.setup = setup
         self.teardown = teardown
         #: Attempt deadlines are checked this often (see ``_watch``).
@@ -350,23 +445,27 @@ class Enrich(Operator):
         self.requests = 0
         self.retries = 0
         self.failures = 0
+        #: Seconds of backoff waited before retries, summed over requests (metric).
+        self.retry_wait = 0.0
 
     def for_subtask(self, index: int, count: int) -> Enrich:
         """A twin with the same options and its own event loop (the default deep copy would copy the
-        lock)."""
-        return Enrich(
+        lock). A deprecated ``RetryStrategy`` is carried over without warning again."""
+        twin = Enrich(
             self.fn,
             per=self.per,
             ordered=self.ordered,
             capacity=self.capacity,
             timeout=self.timeout,
-            retry=self.retry,
             on_error=("default", self._default) if self._on_error == "default" else self._on_error,  # type: ignore[arg-type]
             output=self._outputs[0] if self._single else list(self._outputs),
             output_type=self._types[0] if self._single else list(self._types),  # type: ignore[arg-type]
             setup=self.setup,
             teardown=self.teardown,
         )
+        twin.retry, twin.retry_on_result = self.retry, self.retry_on_result
+        twin._plan = _retry_plan(self.retry, self.retry_on_result)
+        return twin
 
     def open(self) -> None:
         if self._thread is not None:
@@ -523,10 +622,13 @@ class Enrich(Operator):
     async def _call(self, arg: Any, slot: _Slot) -> Any:
         """One request with timeout and retries; returns the result, ``_DROP``/``_DEFAULT``, or raises
         ``_Failed``."""
-        fn, timeout, retry = self.fn, self.timeout, self.retry
+        fn, timeout, plan = self.fn, self.timeout, self._plan
         attempt = 0
+        first = 0.0
         while True:
             attempt += 1
+            if attempt == 1 and plan is not None:
+                first = time.monotonic()  # what max_retry_time counts from
             try:
                 if timeout is None:
                     result = await fn(arg)
@@ -546,24 +648,40 @@ class Enrich(Operator):
                             slot.expired = False
                             cast(Any, slot.task).uncancel()  # Python >= 3.11 only
                 else:  # pragma: no cover - Python 3.10
-                    result = await asyncio.wait_for(fn(arg), timeout)
+                    try:
+                        result = await asyncio.wait_for(fn(arg), timeout)
+                    except asyncio.TimeoutError:
+                        # Not an OSError before 3.11: raise what 3.11+ raises, so that
+                        # default_classify retries a timeout on every version.
+                        raise TimeoutError(f"enrich request timed out after {timeout} s") from None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if retry is not None and attempt < retry.max_attempts and retry.should_retry_exception(exc):
-                    self.retries += 1
-                    await asyncio.sleep(retry.delay_before(attempt))
+                if (
+                    plan is not None
+                    and plan.classify(exc)
+                    and await self._wait_to_retry(plan, attempt, first)
+                ):
                     continue
                 return self._give_up(exc)
-            if retry is not None and retry.should_retry_result(result):
-                if attempt < retry.max_attempts:
-                    self.retries += 1
-                    await asyncio.sleep(retry.delay_before(attempt))
+            if plan is not None and plan.on_result is not None and plan.on_result(result):
+                if await self._wait_to_retry(plan, attempt, first):
                     continue
                 return self._give_up(
                     _Failed(f"result {result!r} still rejected by retry_on_result after {attempt} attempts")
                 )
             return result
+
+    async def _wait_to_retry(self, plan: _RetryPlan, attempt: int, first: float) -> bool:
+        """After failed attempt number ``attempt``: wait the backoff and return True, or return False
+        (without waiting) when the plan allows no further attempt."""
+        delay = plan.delay(attempt)
+        if plan.exhausted(attempt, time.monotonic() - first, delay):
+            return False
+        self.retries += 1
+        self.retry_wait += delay
+        await asyncio.sleep(delay)
+        return True
 
     def _give_up(self, exc: BaseException) -> Any:
         self.failures += 1

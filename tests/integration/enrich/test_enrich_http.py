@@ -8,7 +8,8 @@ import aiohttp
 import pyarrow as pa
 import pytest
 
-from arrowflow.ops import Enrich, EnrichError, RetryStrategy
+from arrowflow.ops import Enrich, EnrichError
+from arrowflow.retry import Retry
 
 
 class Http:
@@ -141,13 +142,14 @@ def test_fail_raises_enrich_error_with_cause(svc: Any) -> None:
     assert info.value.__cause__.status == 500
 
 
-def test_retries_then_success_fixed_delay(svc: Any) -> None:
+def test_http_500_is_retried_then_succeeds(svc: Any) -> None:
     http = Http()
 
     async def lookup(row: dict) -> int:
         return (await http.get_json(f"{svc.url}/flaky", id=row["x"], fails=2))["y"]
 
-    op = make(http, lookup, retry=RetryStrategy.fixed_delay(3, 0.01), output="y")
+    # aiohttp's ClientResponseError carries status 500, which default_classify retries.
+    op = make(http, lookup, retry=Retry(max_attempts=3, initial_backoff=0.01, max_backoff=0.01), output="y")
     out = run(op, batches_of(1, 5))
     assert out[0].column("y").to_pylist() == [0, 1, 2, 3, 4]
     assert all(svc.stats.attempts[str(x)] == 3 for x in range(5))
@@ -160,8 +162,8 @@ def test_retries_exhausted_then_policy(svc: Any) -> None:
     async def lookup(row: dict) -> int:
         return (await http.get_json(f"{svc.url}/flaky", id=row["x"], fails=5))["y"]
 
-    strategy = RetryStrategy.exponential_backoff(3, initial_delay=0.005, max_delay=0.02)
-    op = make(http, lookup, retry=strategy, on_error=("default", None), output="y")
+    retry = Retry(max_attempts=3, initial_backoff=0.005, max_backoff=0.02)
+    op = make(http, lookup, retry=retry, on_error=("default", None), output="y")
     out = run(op, batches_of(1, 3))
     assert out[0].column("y").to_pylist() == [None, None, None]
     assert all(svc.stats.attempts[str(x)] == 3 for x in range(3))
@@ -178,10 +180,10 @@ def test_retry_predicates(svc: Any) -> None:
         return body
 
     # the service's 500 arrives as a result, retried by the result predicate
-    strategy = RetryStrategy.fixed_delay(
-        2, 0.0, retry_on_result=lambda r: r.get("status") == 500, retry_on_exception=lambda e: False
+    retry = Retry(max_attempts=2, initial_backoff=0.0, max_backoff=0.0, classify=lambda e: False)
+    op = make(
+        http, lookup, retry=retry, retry_on_result=lambda r: r.get("status") == 500, output=["y", "status"]
     )
-    op = make(http, lookup, retry=strategy, output=["y", "status"])
     out = run(op, batches_of(1, 4))
     assert out[0].column("y").to_pylist() == [0, 1, 2, 3]
     assert out[0].column("status").to_pylist() == [None] * 4
