@@ -141,3 +141,28 @@ def test_annotations_resolve_one_by_one_when_one_does_not() -> None:
     hints = _hints(SocketSource)
     assert hints["port"] is int
     assert _config_type(hints["config"]) is SocketSourceConfig
+
+
+async def lookup(row: dict) -> int:
+    """The enrich function the YAML test names by import path."""
+    return 1
+
+
+def test_enrich_retry_mapping_builds_a_retry_not_the_deprecated_strategy(tmp_path: Path) -> None:
+    from arrowflow.ops import Enrich
+    from arrowflow.retry import Retry
+
+    text = SOURCE + (
+        "operators:\n"
+        "  - enrich:\n"
+        f"      fn: {__name__}:lookup\n"
+        "      retry: {max_attempts: 4, initial_backoff: 0.01, max_backoff: 0.1}\n"
+        "sink: {type: null}\n"
+    )
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # RetryStrategy would warn
+        spec = load_pipeline(path)
+    (enrich,) = [op for op in spec.pipeline.operators if isinstance(op, Enrich)]
+    assert enrich.retry == Retry(max_attempts=4, initial_backoff=0.01, max_backoff=0.1)

@@ -377,13 +377,14 @@ def _union_args(hint: Any) -> tuple[Any, ...]:
 
 
 def _config_type(hint: Any) -> type | None:
-    """The configuration dataclass a parameter annotated ``hint`` takes (``X``, ``X | None``), unless
-    the annotation also takes a ``Mapping`` (the connector reads that mapping itself) or other types."""
+    """The configuration dataclass a parameter annotated ``hint`` takes (``X``, ``X | None``; of
+    ``X | Y`` where both are dataclasses, the first: ``retry: Retry | RetryStrategy`` lists the current
+    one before the deprecated one), unless the annotation also takes a ``Mapping`` (the connector reads
+    that mapping itself) or other types."""
     args = [a for a in _union_args(hint) if a is not type(None)]
-    if len(args) != 1:
+    if not args or not all(isinstance(a, type) and dataclasses.is_dataclass(a) for a in args):
         return None
-    arg = args[0]
-    return arg if isinstance(arg, type) and dataclasses.is_dataclass(arg) else None
+    return args[0]  # type: ignore[no-any-return]
 
 
 def _takes_callable(hint: Any) -> bool:
