@@ -14,12 +14,19 @@ __all__ = ["CONNECTORS", "ConnectorInfo", "available"]
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectorInfo:
-    """One connector: ``module`` holds its classes; ``requires`` are the client imports its extra installs."""
+    """One connector: ``module`` holds its classes; ``requires`` are the client imports its extra installs.
+
+    ``sources``/``sinks`` name every class (YAML's ``type:`` takes the connector's name, meaning the
+    first class of the role, or any class's name). ``sink_factory`` names a function of ``module``
+    that YAML's ``type: <name>`` builds the sink with instead of the first class: it takes that
+    class's options and returns the class they ask for (kafka: ``kafka_sink``, a
+    ``TransactionalKafkaSink`` for ``guarantee: exactly-once``)."""
 
     name: str
     module: str
     sources: tuple[str, ...] = ()
     sinks: tuple[str, ...] = ()
+    sink_factory: str | None = None
     extra: str | None = None
     requires: tuple[str, ...] = ()
     status: str = "planned"
@@ -83,6 +90,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         module="arrowflow.connectors.kafka",
         sources=("KafkaSource",),
         sinks=("KafkaSink", "TransactionalKafkaSink"),
+        sink_factory="kafka_sink",
         extra="kafka",
         requires=("confluent_kafka",),
         status="available",
