@@ -14,6 +14,7 @@ import pytest
 from arrowflow.connectors import kafka_sink as exported_kafka_sink
 from arrowflow.connectors.kafka import KafkaSink, KafkaSinkConfig, TransactionalKafkaSink, kafka_sink
 from arrowflow.errors import ConfigurationError
+from arrowflow.pipeline_spec import build_pipeline, load_yaml
 from arrowflow.pipeline_spec.build import build_connector, resolve_connector
 
 BOOTSTRAP = "127.0.0.1:1"  # never contacted: building a sink opens no connection
@@ -164,3 +165,24 @@ def test_yaml_names_each_class(sinks: list[Any]) -> None:
     # A class of the other role is not a sink.
     with pytest.raises(ConfigurationError, match="unknown connector type 'KafkaSource'"):
         resolve_connector("KafkaSource", "sink")
+
+
+def test_a_yaml_file_with_an_exactly_once_kafka_sink_builds_the_transactional_sink(sinks: list[Any]) -> None:
+    text = f"""
+source: {{type: datagen, count: 10, fields: {{id: {{sequence: {{start: 0}}}}}}}}
+sink:
+  type: kafka
+  bootstrap_servers: "{BOOTSTRAP}"
+  topic: t
+  guarantee: exactly-once
+run: {{guarantee: exactly-once, checkpoint_dir: ckpt}}
+"""
+    spec = build_pipeline(load_yaml(text, "pipeline.yaml"), "pipeline.yaml")
+    sinks.append(spec.sink)
+    assert type(spec.sink) is TransactionalKafkaSink and spec.sink.config.guarantee == "exactly-once"
+    with pytest.raises(
+        ConfigurationError, match=r"pipeline\.yaml:\d+: sink\.guarantee: .*TransactionalKafkaSink"
+    ):
+        build_pipeline(
+            load_yaml(text.replace("type: kafka", "type: KafkaSink"), "pipeline.yaml"), "pipeline.yaml"
+        )
