@@ -14,23 +14,21 @@ __all__ = ["CONNECTORS", "ConnectorInfo", "available"]
 
 @dataclass(frozen=True, kw_only=True)
 class ConnectorInfo:
-    """One connector: ``module`` holds its classes; ``requires`` are the client imports its extra installs.
-
-    ``sources``/``sinks`` name every class (YAML's ``type:`` takes the connector's name, meaning the
-    first class of the role, or any class's name). ``sink_factory`` names a function of ``module``
-    that YAML's ``type: <name>`` builds the sink with instead of the first class: it takes that
-    class's options and returns the class they ask for (kafka: ``kafka_sink``, a
-    ``TransactionalKafkaSink`` for ``guarantee: exactly-once``)."""
+    """One connector: ``module`` holds its classes; ``requires`` are the client imports its extra installs."""
 
     name: str
     module: str
     sources: tuple[str, ...] = ()
     sinks: tuple[str, ...] = ()
-    sink_factory: str | None = None
     extra: str | None = None
     requires: tuple[str, ...] = ()
     status: str = "planned"
     tested_against: str = ""
+    #: A function of ``module`` that YAML's ``type: <name>`` builds the sink with instead of the
+    #: first sink class: it takes that class's options and returns the class they ask for (kafka:
+    #: ``kafka_sink``, a ``TransactionalKafkaSink`` for ``guarantee: exactly-once``). Exported by
+    #: :mod:`arrowflow.connectors` like the classes.
+    sink_factory: str | None = None
 
 
 CONNECTORS: tuple[ConnectorInfo, ...] = (
@@ -90,9 +88,9 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         module="arrowflow.connectors.kafka",
         sources=("KafkaSource",),
         sinks=("KafkaSink", "TransactionalKafkaSink"),
-        sink_factory="kafka_sink",
         extra="kafka",
         requires=("confluent_kafka",),
+        sink_factory="kafka_sink",
         status="available",
         tested_against="Apache Kafka 4.4.0 (one KRaft broker: PLAINTEXT, SSL, SASL/SCRAM; and a "
         "three-broker cluster, RF 3, min.insync.replicas=2); librdkafka mock cluster (conformance)",

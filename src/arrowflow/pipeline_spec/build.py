@@ -29,11 +29,11 @@ unknown connector types and operators raise :class:`~arrowflow.errors.Configurat
 How a connector mapping becomes a constructor call (data-driven; no per-connector code beyond the
 few adapters in :data:`FIELD_ADAPTERS`):
 
-* ``type`` names a connector of :mod:`arrowflow.connectors.registry` (aliases in :data:`ALIASES`),
-  one of the classes the registry lists (``TransactionalKafkaSink``, ``MongoChangeStreamSource``) or
-  an import path ``"package.module:Class"``; for a connector's name the role (source or sink) picks
-  its first class, or the registry's ``sink_factory`` builds the sink (``type: kafka`` with
-  ``guarantee: exactly-once`` is a ``TransactionalKafkaSink``).
+* ``type`` names a connector of :mod:`arrowflow.connectors.registry` (aliases in :data:`ALIASES`) or
+  an import path ``"package.module:Class"``; the role (source or sink) picks the class. Where the
+  registry names a ``sink_factory`` (kafka: ``kafka_sink``), the sink of ``type: NAME`` is built by
+  it, with the class's options: ``type: kafka`` with ``guarantee: exactly-once`` is a
+  ``TransactionalKafkaSink``.
 * The other keys must be parameters of the class's ``__init__``; the constructor (its frozen config
   dataclass) validates the values, and a :class:`ConfigurationError` naming an option is reported at
   that option's line.
@@ -393,7 +393,7 @@ def _construct(
 
     ``option_prefix``: stripped from the ``option`` of a constructor's :class:`ConfigurationError`
     (options of nested configurations are named ``parent.option``). ``factory``: called instead of
-    ``cls`` (with ``cls``'s options)."""
+    ``cls``, with ``cls``'s options."""
     params, var_kw = _parameters(cls)
     allowed = list(names) if names is not None else list(params)
     kwargs: dict[str, Any] = dict(prefix or {})
@@ -435,9 +435,8 @@ def _construct(
 def resolve_connector(name: str, role: str) -> type:
     """The class for connector ``name`` in ``role`` (``"source"`` or ``"sink"``).
 
-    ``name`` is a registry name (its first class of the role), an alias from :data:`ALIASES`, a class
-    name the registry lists, or ``"package.module:Class"``. Raises :class:`ConfigurationError`
-    (unknown name, no class for that role, client library missing).
+    ``name`` is a registry name, an alias from :data:`ALIASES`, or ``"package.module:Class"``. Raises
+    :class:`ConfigurationError` (unknown name, no class for that role, client library missing).
     """
     from ..connectors import registry
 
@@ -451,19 +450,13 @@ def resolve_connector(name: str, role: str) -> type:
         return cls
     by_name = {info.name: info for info in registry.CONNECTORS}
     info = by_name.get(ALIASES.get(name, name))
-    # A class the registry lists, by its name (every class can be named, not only each first one).
-    by_class = {c: i for i in registry.CONNECTORS for c in (i.sources if role == "source" else i.sinks)}
-    if info is None and name in by_class:
-        info = by_class[name]
-        classes: tuple[str, ...] = (name,)
-    elif info is None:
+    if info is None:
         raise ConfigurationError(
-            f"unknown connector type {name!r}; known: {', '.join(sorted(by_name))}, a {role} class the "
-            "registry lists, or 'package.module:Class'",
+            f"unknown connector type {name!r}; known: {', '.join(sorted(by_name))} "
+            "(or 'package.module:Class')",
             option="type",
         )
-    else:
-        classes = info.sources if role == "source" else info.sinks
+    classes = info.sources if role == "source" else info.sinks
     if not classes:
         have = [n for n, i in by_name.items() if (i.sources if role == "source" else i.sinks)]
         raise ConfigurationError(
@@ -498,19 +491,7 @@ def build_connector(spec: Any, role: str, *, filename: str = "<spec>", path: str
         cls = resolve_connector(type_name, role)
     except ConfigurationError as exc:
         raise ctx.error(node, "type", f"{path}.type", str(exc)) from None
-    return _construct(cls, node, path, ctx, factory=_sink_factory(type_name, role))
-
-
-def _sink_factory(name: Any, role: str) -> Callable[..., Any] | None:
-    """The registry's ``sink_factory`` of connector ``name`` (``kafka_sink``), or None."""
-    from ..connectors import registry
-
-    if role != "sink" or not isinstance(name, str):
-        return None
-    info = next((i for i in registry.CONNECTORS if i.name == ALIASES.get(name, name)), None)
-    if info is None or info.sink_factory is None:
-        return None
-    return getattr(importlib.import_module(info.module), info.sink_factory)  # type: ignore[no-any-return]
+    return _construct(cls, node, path, ctx, factory=_sink_factory(type_name, role, node))
 
 
 def _to_node(value: Any) -> Any:
@@ -523,6 +504,19 @@ def _to_node(value: Any) -> Any:
         out = NodeList(_to_node(v) for v in value)
         return out
     return value
+
+
+def _sink_factory(name: Any, role: str, node: Node) -> Callable[..., Any] | None:
+    """The registry's ``sink_factory`` for ``type: name`` (``kafka_sink`` for ``kafka``), or None: for
+    a sink named by its registry name (or alias) alone, not by import path or with a ``variant``."""
+    from ..connectors import registry
+
+    if role != "sink" or not isinstance(name, str) or node.get("variant") is not None:
+        return None
+    info = next((i for i in registry.CONNECTORS if i.name == ALIASES.get(name, name)), None)
+    if info is None or info.sink_factory is None:
+        return None
+    return getattr(importlib.import_module(info.module), info.sink_factory)  # type: ignore[no-any-return]
 
 
 # -- operators -------------------------------------------------------------------------------------

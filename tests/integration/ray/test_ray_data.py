@@ -156,7 +156,7 @@ def test_postgres_sql_sink(ray_session: Any, input_dir: tuple[Path, pa.Table], p
 def test_kafka_sink(ray_session: Any, input_dir: tuple[Path, pa.Table], kafka_bootstrap: str) -> None:
     from confluent_kafka import Consumer
 
-    from arrowflow.connectors.kafka import TransactionalKafkaSink
+    from arrowflow.connectors.kafka import KafkaSink
 
     d, _ = input_dir
     src = d.parent / f"kafka-in-{uuid.uuid4().hex[:6]}"
