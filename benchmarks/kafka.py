@@ -157,7 +157,7 @@ def setup_produce(config: RunConfig) -> Prepared:
     import orjson
     from confluent_kafka import Producer
 
-    from arrowflow.connectors.kafka import KafkaSink
+    from arrowflow.connectors.kafka import KafkaSink, TransactionalKafkaSink
 
     holder, bootstrap = _mock_cluster()
     table = make_table(config.rows, config.seed)
@@ -235,21 +235,20 @@ def setup_produce(config: RunConfig) -> Prepared:
     # pipeline gives it (Arrow IPC in a temporary directory, fsynced at prepare_commit).
     journal_dir = Path(tempfile.mkdtemp(prefix="arrowflow-bench-kafka-"))
     atexit.register(shutil.rmtree, journal_dir, True)
-    eos = KafkaSink(
+    eos = TransactionalKafkaSink(
         bootstrap,
         topic="bench-eos",
         key_columns=["key"],
-        guarantee="exactly-once",
         transactional_id_prefix="bench-eos",
         client_options=_QUEUE,
     )
-    eos.attach_state_dir(journal_dir)  # type: ignore[attr-defined]
-    eos.recover([])  # type: ignore[attr-defined]
+    eos.attach_state_dir(journal_dir)
+    eos.recover([])
 
     def run_eos() -> int:
         for b in batches:
             eos.write(b)
-        eos.commit(eos.prepare_commit())  # type: ignore[attr-defined]
+        eos.commit(eos.prepare_commit())
         return n
 
     landed = _Landed(bootstrap, table, keys)

@@ -294,7 +294,7 @@ def options(target: type, config: type | None = None) -> list[Option]:
     takes_more = cls is None
     if cls is not None:
         try:
-            # __init__, not the class: a __new__ (KafkaSink's) would hide the keyword arguments.
+            # __init__, not the class: a class with its own __new__ would hide the keyword arguments.
             init: Any = cls.__init__  # type: ignore[misc]
             params = list(inspect.signature(init).parameters.values())[1:]
         except (TypeError, ValueError):

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource
+from arrowflow.connectors.kafka import KafkaSink, KafkaSource, TransactionalKafkaSink
 from arrowflow.formats import Json
 from arrowflow.sink import Sink
 from arrowflow.source import Source
@@ -99,10 +99,9 @@ class TestKafkaSinkExactlyOnce(TestKafkaSink):
 
     def make_sink(self, *, error_policy: Any = "fail") -> Sink:
         self.topic = f"conf-eos-{uuid.uuid4().hex[:10]}"
-        return KafkaSink(
+        return TransactionalKafkaSink(
             self.bootstrap,
             topic=self.topic,
-            guarantee="exactly-once",
             transactional_id_prefix=self.topic,
             error_policy=error_policy,
         )

@@ -217,10 +217,9 @@ def test_kafka_config_takes_the_configuration(kafka_sinks: list[Any]) -> None:
     kafka_sinks.append(sink)
     assert sink.config is config and type(sink) is KafkaSink
     exactly_once = KafkaSinkConfig(bootstrap_servers="127.0.0.1:1", topic="t", guarantee="exactly-once")
-    transactional = KafkaSink(config=exactly_once)
     explicit = TransactionalKafkaSink(config=exactly_once)
-    kafka_sinks += [transactional, explicit]
-    assert type(transactional) is TransactionalKafkaSink and type(explicit) is TransactionalKafkaSink
+    kafka_sinks.append(explicit)
+    assert type(explicit) is TransactionalKafkaSink and explicit.config is exactly_once
     source_config = KafkaSourceConfig(bootstrap_servers="127.0.0.1:1", topics=("t",), group_id="g")
     assert KafkaSource(config=source_config).config is source_config
     with pytest.raises(ConfigurationError) as info:
@@ -229,7 +228,7 @@ def test_kafka_config_takes_the_configuration(kafka_sinks: list[Any]) -> None:
 
 
 def test_kafka_subtask_keeps_every_option(kafka_sinks: list[Any]) -> None:
-    sink = KafkaSink(
+    sink = TransactionalKafkaSink(
         "127.0.0.1:1",
         topic="t",
         key_columns=["k"],
@@ -237,7 +236,6 @@ def test_kafka_subtask_keeps_every_option(kafka_sinks: list[Any]) -> None:
         flush_timeout=3,
         client_options={"linger.ms": 7},
         error_policy="skip",
-        guarantee="exactly-once",
         transactional_id_prefix="p",
     )
     twin = sink.for_subtask(2, 3)

@@ -27,7 +27,7 @@ from _vector import SCHEMA, gen_batch
 from arrowflow import Pipeline
 from arrowflow.connectors.datagen import DataGenSource
 from arrowflow.connectors.filesystem import FileSink
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource
+from arrowflow.connectors.kafka import KafkaSource, kafka_sink
 from arrowflow.connectors.search.opensearch import OpenSearchSink
 from arrowflow.connectors.sql import SqlSink
 from arrowflow.formats import Json
@@ -42,7 +42,7 @@ def main() -> None:
     checkpoint_dir = os.path.join(spec.scratch_dir, "checkpoints")
     if spec.workload == "produce":
         source: Source = DataGenSource(generator=gen_batch, count=spec.messages)
-        sink: Sink = KafkaSink(
+        sink: Sink = kafka_sink(
             spec.bootstrap,
             topic=spec.topic,
             format=Json(),

@@ -1,7 +1,8 @@
 """Connectors. Names are exported lazily (module ``__getattr__``), so
 ``from arrowflow.connectors import CollectionSource`` imports only that connector's module, and no
 connector's client library is imported until the connector is used. Every source and sink class
-listed in :mod:`arrowflow.connectors.registry` is exported this way.
+listed in :mod:`arrowflow.connectors.registry` is exported this way, and so is each sink factory it
+names (``kafka_sink``).
 
 The catalogue of every connector, with the extra each needs, is :mod:`arrowflow.connectors.registry`.
 """
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
     from .socket import SocketSink as SocketSink
     from .socket import SocketSource as SocketSource
 
-#: Exported name -> module that defines it: the built-ins, plus every class the catalogue lists.
+#: Exported name -> module that defines it: the built-ins, plus every class and factory the catalogue
+#: lists.
 _EXPORTS: dict[str, str] = {
     "CollectionSource": f"{__name__}.collection",
     "SocketSource": f"{__name__}.socket",
@@ -31,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "MemorySink": f"{__name__}.memory",
 }
 for _info in CONNECTORS:
-    for _name in (*_info.sources, *_info.sinks):
+    for _name in (*_info.sources, *_info.sinks, *filter(None, [_info.sink_factory])):
         _EXPORTS.setdefault(_name, _info.module)
 
 __all__ = sorted(_EXPORTS)

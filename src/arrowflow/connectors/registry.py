@@ -30,6 +30,11 @@ class ConnectorInfo:
     requires: tuple[str, ...] = ()
     status: str = "planned"
     tested_against: str = ""
+    #: A function of ``module`` that YAML's ``type: <name>`` builds the sink with instead of the
+    #: first sink class: it takes that class's options and returns the class they ask for (kafka:
+    #: ``kafka_sink``, a ``TransactionalKafkaSink`` for ``guarantee: exactly-once``). Exported by
+    #: :mod:`arrowflow.connectors` like the classes.
+    sink_factory: str | None = None
 
     def class_name(self, role: str, variant: str | None = None) -> str | None:
         """The class ``role`` (``"source"``/``"sink"``) and ``variant`` name; ``None`` when there is
@@ -105,6 +110,7 @@ CONNECTORS: tuple[ConnectorInfo, ...] = (
         variants=(("transactional", "TransactionalKafkaSink"),),
         extra="kafka",
         requires=("confluent_kafka",),
+        sink_factory="kafka_sink",
         status="available",
         tested_against="Apache Kafka 4.4.0 (one KRaft broker: PLAINTEXT, SSL, SASL/SCRAM; and a "
         "three-broker cluster, RF 3, min.insync.replicas=2); librdkafka mock cluster (conformance)",

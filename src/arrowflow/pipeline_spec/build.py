@@ -30,7 +30,10 @@ How a connector mapping becomes a constructor call (data-driven; no per-connecto
 few adapters in :data:`FIELD_ADAPTERS`):
 
 * ``type`` names a connector of :mod:`arrowflow.connectors.registry` (aliases in :data:`ALIASES`) or
-  an import path ``"package.module:Class"``; the role (source or sink) picks the class.
+  an import path ``"package.module:Class"``; the role (source or sink) picks the class. Where the
+  registry names a ``sink_factory`` (kafka: ``kafka_sink``), the sink of ``type: NAME`` is built by
+  it, with the class's options: ``type: kafka`` with ``guarantee: exactly-once`` is a
+  ``TransactionalKafkaSink``.
 * The other keys must be parameters of the class's ``__init__``; the constructor (its frozen config
   dataclass) validates the values, and a :class:`ConfigurationError` naming an option is reported at
   that option's line.
@@ -494,11 +497,13 @@ def _construct(
     skip: Sequence[str] = ("type",),
     prefix: Mapping[str, Any] | None = None,
     option_prefix: str = "",
+    factory: Callable[..., Any] | None = None,
 ) -> Any:
     """``cls(**mapping)`` after checking the keys against its parameters (or ``names``).
 
     ``option_prefix``: stripped from the ``option`` of a constructor's :class:`ConfigurationError`
-    (options of nested configurations are named ``parent.option``)."""
+    (options of nested configurations are named ``parent.option``). ``factory``: called instead of
+    ``cls``, with ``cls``'s options."""
     params, var_kw = _parameters(cls)
     allowed = list(names) if names is not None else list(params)
     kwargs: dict[str, Any] = dict(prefix or {})
@@ -528,7 +533,7 @@ def _construct(
     if missing:
         raise ctx.error(mapping, None, path, f"missing required option(s): {', '.join(missing)}")
     try:
-        return cls(**kwargs)
+        return (factory or cls)(**kwargs)
     except ConfigurationError as exc:
         opt = exc.option
         if opt and option_prefix and opt.startswith(option_prefix):
@@ -619,7 +624,8 @@ def build_connector(spec: Any, role: str, *, filename: str = "<spec>", path: str
     except ConfigurationError as exc:
         key = "variant" if exc.option == "variant" else "type"
         raise ctx.error(node, key, f"{path}.{key}", str(exc)) from None
-    return _construct(cls, node, path, ctx, skip=("type", "variant"))
+    factory = _sink_factory(type_name, role, node)
+    return _construct(cls, node, path, ctx, skip=("type", "variant"), factory=factory)
 
 
 def _to_node(value: Any) -> Any:
@@ -632,6 +638,19 @@ def _to_node(value: Any) -> Any:
         out = NodeList(_to_node(v) for v in value)
         return out
     return value
+
+
+def _sink_factory(name: Any, role: str, node: Node) -> Callable[..., Any] | None:
+    """The registry's ``sink_factory`` for ``type: name`` (``kafka_sink`` for ``kafka``), or None: for
+    a sink named by its registry name (or alias) alone, not by import path or with a ``variant``."""
+    from ..connectors import registry
+
+    if role != "sink" or not isinstance(name, str) or node.get("variant") is not None:
+        return None
+    info = next((i for i in registry.CONNECTORS if i.name == ALIASES.get(name, name)), None)
+    if info is None or info.sink_factory is None:
+        return None
+    return getattr(importlib.import_module(info.module), info.sink_factory)  # type: ignore[no-any-return]
 
 
 # -- operators -------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from proxy import FaultProxy
 from scenario import CAP, FAULTS, check_recovered, run_through, wait_for
 
 from arrowflow import Pipeline
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource
+from arrowflow.connectors.kafka import KafkaSink, KafkaSource, TransactionalKafkaSink
 from arrowflow.pipeline import exponential_delay
 from arrowflow.testing import make_table
 
@@ -172,7 +172,7 @@ def test_source_reads_each_row_once_through(
 def test_exactly_once_pipeline_commits_each_row_once_through(
     fault: str, proxy: FaultProxy, topic: str, kafka_bootstrap: str, tmp_path: Any
 ) -> None:
-    """DataGen -> ``KafkaSink(guarantee="exactly-once")`` in a checkpointed pipeline that restarts
+    """DataGen -> ``TransactionalKafkaSink`` in a checkpointed pipeline that restarts
     after a retryable failure: a transactional call that fails in the fault aborts the transaction,
     the pipeline resumes from its last checkpoint, and a read_committed reader sees every row once.
 
@@ -183,10 +183,9 @@ def test_exactly_once_pipeline_commits_each_row_once_through(
     retryable error since it is not a fencing) are both restarted: the sink replaces the producer and
     fences the old one (``TransactionalKafkaSink.reset``/``recover``). The stall outlasts the sink's
     ``flush_timeout`` (see ``FLUSH_TIMEOUT``)."""
-    sink = KafkaSink(
+    sink = TransactionalKafkaSink(
         f"127.0.0.1:{proxy.port}",
         topic=topic,
-        guarantee="exactly-once",
         transactional_id_prefix=topic,
         partitioner="round-robin",
         flush_timeout=FLUSH_TIMEOUT,

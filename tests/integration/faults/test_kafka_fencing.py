@@ -22,7 +22,7 @@ from kafka_helpers import Broker, datagen
 from scenario import CAP, wait_for
 
 from arrowflow import Pipeline
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource
+from arrowflow.connectors.kafka import KafkaSource, TransactionalKafkaSink
 from arrowflow.errors import ConnectorError
 from arrowflow.pipeline import exponential_delay
 
@@ -39,10 +39,9 @@ def test_a_fenced_pipeline_stops_without_a_restart_and_the_new_owner_commits(
     topic = broker.create_topic(broker.topic("fenced"), 1)
 
     def sink() -> Any:
-        return KafkaSink(
+        return TransactionalKafkaSink(
             kafka_bootstrap,
             topic=topic,
-            guarantee="exactly-once",
             transactional_id_prefix=topic,  # both sinks: the same transactional id
             flush_timeout=30,
         )

@@ -119,7 +119,6 @@ def main(argv: list[str]) -> int:
         else:
             sink = StopsInTheWindow(
                 args.bootstrap,
-                guarantee="exactly-once",
                 transactional_id_prefix=f"crash-{args.topic}",
                 window_flag=Path(args.window_flag) if args.window_flag else None,
                 **common,

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from kafka_helpers import Broker, consume_all, produce, wait_partitions
 
 from arrowflow import Pipeline
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource, murmur2_partitions
+from arrowflow.connectors.kafka import KafkaSink, KafkaSource, TransactionalKafkaSink, murmur2_partitions
 from arrowflow.connectors.memory import MemorySink
 from arrowflow.errors import ArrowflowError, ConfigurationError, SerializationError
 from arrowflow.formats import Json, Raw
@@ -420,9 +420,7 @@ def test_partitions_added_to_a_topic_are_discovered_and_used(broker: Broker) -> 
 
 def test_configuration_errors() -> None:
     with pytest.raises(ConfigurationError, match=r"transaction\.timeout\.ms"):
-        KafkaSink(
-            "h:1", topic="t", guarantee="exactly-once", transaction_timeout_ms=10_000, checkpoint_interval=30
-        )
+        TransactionalKafkaSink("h:1", topic="t", transaction_timeout_ms=10_000, checkpoint_interval=30)
     with pytest.raises(ConfigurationError, match="topics"):
         KafkaSource("h:1", topics=["a"], pattern="b.*")
     with pytest.raises(ConfigurationError, match="group_id"):

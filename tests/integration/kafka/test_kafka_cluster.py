@@ -18,7 +18,7 @@ import pytest
 from kafka_helpers import Cluster, datagen, disrupt_mid_run
 
 from arrowflow import Pipeline
-from arrowflow.connectors.kafka import KafkaSink
+from arrowflow.connectors.kafka import kafka_sink
 from arrowflow.errors import ConnectorError
 
 ROWS = 3000
@@ -61,7 +61,7 @@ def test_partition_leader_killed_mid_run(whole_cluster: Cluster, guarantee: str,
         """The writing pipeline, restarted from its checkpoint (as a supervisor would) when the
         transactional sink gave up a producer stuck in librdkafka (see TransactionalKafkaSink)."""
         while True:
-            sink = KafkaSink(
+            sink = kafka_sink(
                 broker.bootstrap,
                 topic=topic,
                 partitioner="round-robin",

@@ -1,8 +1,8 @@
 """Restart strategies against a real broker stopped mid-run (in-process recovery, exactly-once).
 
 DataGen (the window crash test's rows: 3 splits through the same event time, out of order within
-``MAX_DELAY_US``, rate-limited, replayable) -> tumbling 10 s windows by ``k`` -> ``KafkaSink(
-guarantee="exactly-once")`` (one Kafka transaction per checkpoint), run in a thread of this process with
+``MAX_DELAY_US``, rate-limited, replayable) -> tumbling 10 s windows by ``k`` ->
+``TransactionalKafkaSink`` (one Kafka transaction per checkpoint), run in a thread of this process with
 ``restart=``. Once windows have been committed and the run is still going, the broker of
 ``tests/services/kafka.sh`` is stopped (SIGTERM). The next checkpoint cannot complete (the open
 transaction's messages are not acknowledged within ``flush_timeout``): the pipeline fails with the
@@ -39,7 +39,7 @@ from window_crash_pipeline import AGGS, BUCKET, MAX_DELAY_US, ROWS, SPLITS, WIND
 
 from arrowflow import ConnectorError, Pipeline, WatermarkStrategy, tumbling
 from arrowflow.connectors.datagen import DataGenSource
-from arrowflow.connectors.kafka import KafkaSink, TransactionalKafkaSink
+from arrowflow.connectors.kafka import TransactionalKafkaSink
 from arrowflow.formats import Json
 from arrowflow.pipeline import exponential_delay, fixed_delay
 
@@ -101,17 +101,15 @@ def committed_windows(broker: Broker, topic: str) -> pl.DataFrame:
 
 def window_pipeline(broker: Broker, topic: str, ckpt: Path, restart: Any) -> Any:
     """The run (blocking): DataGen -> tumbling window -> transactional KafkaSink, restart=``restart``."""
-    sink = KafkaSink(
+    sink = TransactionalKafkaSink(
         broker.bootstrap,
         topic=topic,
-        guarantee="exactly-once",
         partitioner="round-robin",
         transactional_id_prefix=topic,
         # A checkpoint while the broker is down fails after these, not after the 30 s defaults.
         flush_timeout=5,
         metadata_timeout=5,
     )
-    assert isinstance(sink, TransactionalKafkaSink)
     source = DataGenSource(
         generator=generate, count=ROWS, num_splits=SPLITS, batch_size=500, rows_per_second=RATE
     )

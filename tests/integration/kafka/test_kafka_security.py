@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from kafka_helpers import Broker, json_ids
 
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource
+from arrowflow.connectors.kafka import KafkaSource, kafka_sink
 from arrowflow.errors import ConnectorError
 from arrowflow.formats import Json
 
@@ -38,7 +38,7 @@ def secured(request: pytest.FixtureRequest) -> Broker:
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_sink_and_source_round_trip(secured: Broker, guarantee: str) -> None:
     topic = secured.create_topic(secured.topic(f"sec-{guarantee}"), 4)
-    sink = KafkaSink(
+    sink = kafka_sink(
         secured.bootstrap,
         topic=topic,
         guarantee=guarantee,
@@ -65,7 +65,7 @@ def _refused(bootstrap: str, config: dict[str, Any], cause: str) -> None:
     timeouts: the sink (partition metadata), the transactional sink (init_transactions) and the
     source (planning)."""
     for guarantee in ("at-least-once", "exactly-once"):
-        sink = KafkaSink(
+        sink = kafka_sink(
             bootstrap,
             topic="refused",
             guarantee=guarantee,

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from kafka_helpers import CONSUMER, Broker, json_ids
 
-from arrowflow.connectors.kafka import KafkaSink, KafkaSource, TransactionalKafkaSink
+from arrowflow.connectors.kafka import KafkaSource, TransactionalKafkaSink
 from arrowflow.connectors.memory import MemorySink
 from arrowflow.errors import ConnectorError
 from arrowflow.formats import Json
@@ -28,18 +28,15 @@ def rows(n: int, start: int = 0) -> pa.RecordBatch:
 
 
 def txn_sink(broker: Broker, topic: str, prefix: str, **kwargs: Any) -> TransactionalKafkaSink:
-    sink = KafkaSink(
+    return TransactionalKafkaSink(
         broker.bootstrap,
         topic=topic,
-        guarantee="exactly-once",
         transactional_id_prefix=prefix,
         partitioner="round-robin",
         format=Json(columns=["id", "name"]),
         flush_timeout=30,
         **kwargs,
     )
-    assert isinstance(sink, TransactionalKafkaSink)
-    return sink
 
 
 def bounded_ids(broker: Broker, topic: str, isolation: str = "read_committed") -> list[int]:

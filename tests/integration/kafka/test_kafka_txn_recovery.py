@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from kafka_helpers import CONSUMER, Broker, json_ids
 
-from arrowflow.connectors.kafka import KafkaSink, TransactionalKafkaSink
+from arrowflow.connectors.kafka import TransactionalKafkaSink
 from arrowflow.errors import ConnectorError
 from arrowflow.formats import Json
 
@@ -33,15 +33,13 @@ def rows(n: int, start: int = 0) -> pa.RecordBatch:
 
 
 def new_sink(broker: Broker, topic: str, state: Path | None) -> TransactionalKafkaSink:
-    sink = KafkaSink(
+    sink = TransactionalKafkaSink(
         broker.bootstrap,
         topic=topic,
-        guarantee="exactly-once",
         transactional_id_prefix=f"rec-{topic}",
         format=Json(columns=["id", "name"]),
         flush_timeout=10,
     )
-    assert isinstance(sink, TransactionalKafkaSink)
     if state is not None:
         sink.attach_state_dir(state)
     return sink

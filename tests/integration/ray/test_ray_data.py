@@ -203,19 +203,18 @@ def test_transactional_kafka_sink_with_task_commit(
     before anything is written; ``commit="task"`` (a prefix per task) delivers every row."""
     from confluent_kafka import Consumer
 
-    from arrowflow.connectors.kafka import KafkaSink
+    from arrowflow.connectors.kafka import TransactionalKafkaSink
 
     d, _ = input_dir
     src = d.parent / f"kafka-eos-in-{uuid.uuid4().hex[:6]}"
     write_files(src, [200, 200])
     topic = f"af-ray-eos-{uuid.uuid4().hex[:12]}"
 
-    def factory() -> KafkaSink:
+    def factory() -> TransactionalKafkaSink:
         # One transactional id per task: concurrent producers with one id would fence each other.
-        return KafkaSink(
+        return TransactionalKafkaSink(
             kafka_bootstrap,
             topic=topic,
-            guarantee="exactly-once",
             transactional_id_prefix=f"{topic}-{uuid.uuid4().hex[:8]}",
             value_columns=("id", "x", "name"),
             client_options={"batch.num.messages": 1},

@@ -22,7 +22,7 @@ from test_pipeline_eventtime import START_US, ScriptSource, _events, _oracle
 from arrowflow import CheckpointError, Pipeline, WatermarkStrategy, agg
 from arrowflow.connectors.collection import CollectionSource
 from arrowflow.connectors.filesystem import FileSink
-from arrowflow.connectors.kafka import KafkaSink
+from arrowflow.connectors.kafka import KafkaSink, TransactionalKafkaSink
 from arrowflow.connectors.memory import MemorySink
 from arrowflow.connectors.null import NullSink
 from arrowflow.ops.base import Operator
@@ -262,7 +262,7 @@ def test_discovered_splits_go_to_a_reader(tmp_path: Path) -> None:
 
 
 def test_kafka_exactly_once_sink_has_a_transactional_id_per_subtask() -> None:
-    sink = KafkaSink("127.0.0.1:1", topic="t", guarantee="exactly-once", transactional_id_prefix="job")
+    sink = TransactionalKafkaSink("127.0.0.1:1", topic="t", transactional_id_prefix="job")
     twin = sink.for_subtask(1, 2)
     assert type(twin) is type(sink) and twin is not sink
     assert (sink.transactional_id, twin.transactional_id) == ("job-0", "job-1")  # type: ignore[attr-defined]

@@ -24,10 +24,12 @@ Contract:
   :class:`~arrowflow.errors.ConnectorError` and no row goes to the error policy (a pipeline then
   fails and resumes from its checkpoint). With ``guarantee="none"`` ``flush`` only serves delivery
   reports. ``at-least-once`` enables the idempotent producer by default.
-* ``exactly-once``: :class:`~arrowflow.connectors.kafka.transactional.TransactionalKafkaSink`
-  (``KafkaSink(..., guarantee="exactly-once")`` returns one): one Kafka transaction per checkpoint,
-  committed after the checkpoint is durable; its module states how a crash between the two is
-  recovered without loss.
+* ``exactly-once`` is a different class,
+  :class:`~arrowflow.connectors.kafka.transactional.TransactionalKafkaSink` (construct it, or call
+  :func:`~arrowflow.connectors.kafka.kafka_sink` with the guarantee): one Kafka transaction per
+  checkpoint, committed after the checkpoint is durable; its module states how a crash between the
+  two is recovered without loss. ``KafkaSink(..., guarantee="exactly-once")`` is a
+  :class:`~arrowflow.errors.ConfigurationError` naming ``guarantee``.
 * A silent broker or network: librdkafka times a request out after ``socket.timeout.ms`` (a produce
   request: ``request.timeout.ms``; defaults 60 s and 30 s, set them in ``client_options``), drops the
   connection and sends the messages again (the idempotent producer keeps them once); ``flush``
@@ -60,7 +62,7 @@ from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ArrowflowError, ConfigurationError, ConnectorError
 from ...formats import Format, Json
 from ...formats.base import as_binary
-from ...sink import Sink, TwoPhaseSink
+from ...sink import Sink
 from .._messaging import check_columns, payload_columns
 from .admin import STATISTICS_INTERVAL_MS, ClientErrors, ClientStats, client_config
 from .config import KafkaSinkConfig, split_config
@@ -124,31 +126,23 @@ class KafkaSink(Sink):
     :class:`~arrowflow.connectors.kafka.KafkaSinkConfig`; ``config=`` takes a whole one (0.1.0's
     ``config={...}`` of librdkafka options still works, with a ``DeprecationWarning``).
 
-    ``KafkaSink(..., guarantee="exactly-once")`` constructs the subclass registered for that
-    guarantee, :class:`~arrowflow.connectors.kafka.TransactionalKafkaSink` (Kafka transactions, a
-    two-phase sink), with the same options: one entry point for every guarantee, as in 0.1.0.
-    Constructing ``TransactionalKafkaSink`` directly is the same thing, spelled out.
+    ``guarantee`` is ``"at-least-once"`` or ``"none"``. Exactly-once is
+    :class:`~arrowflow.connectors.kafka.TransactionalKafkaSink` (Kafka transactions, a two-phase
+    sink, with the same options), constructed explicitly: ``KafkaSink(..., guarantee="exactly-once")``
+    (or a ``config=`` with that guarantee) raises a :class:`~arrowflow.errors.ConfigurationError`
+    naming ``guarantee`` rather than build a sink with another guarantee. (In 0.1.0 it returned a
+    ``TransactionalKafkaSink``.) :func:`~arrowflow.connectors.kafka.kafka_sink` picks the class from
+    the guarantee, for code (and YAML) that takes the guarantee as a value.
     """
 
     name = "kafka"
+    #: The guarantees this class writes with (``config.guarantee`` must be one of them), and the
+    #: constructor to use for the others (named in the error).
+    guarantees: ClassVar[tuple[str, ...]] = ("at-least-once", "none")
+    _other_guarantees = "TransactionalKafkaSink(...) (or kafka_sink(..., guarantee='exactly-once'))"
     #: The parallel subtask this instance writes for (:meth:`for_subtask`); the exactly-once sink's
     #: transactional id ends with it.
     _subtask = 0
-    #: ``guarantee -> subclass`` that ``KafkaSink(guarantee=...)`` constructs; filled by subclasses
-    #: declaring ``class X(KafkaSink, guarantee="...")``, so this module never imports them.
-    _for_guarantee: ClassVar[dict[str, type[KafkaSink]]] = {}
-
-    def __init_subclass__(cls, *, guarantee: str | None = None, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if guarantee is not None:
-            KafkaSink._for_guarantee[guarantee] = cls
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> KafkaSink:
-        if cls is KafkaSink:
-            config = kwargs.get("config")
-            guarantee = config.guarantee if isinstance(config, KafkaSinkConfig) else kwargs.get("guarantee")
-            cls = KafkaSink._for_guarantee.get(guarantee or "at-least-once", KafkaSink)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -176,8 +170,14 @@ class KafkaSink(Sink):
     ) -> None:
         config, client_options = split_config(type(self).__name__, config, KafkaSinkConfig, client_options)
         self.config = c = resolve_config(KafkaSinkConfig, config, locals())
-        if c.guarantee == "exactly-once" and not isinstance(self, TwoPhaseSink):
-            raise ConfigurationError("use KafkaSink(..., guarantee='exactly-once')", option="guarantee")
+        if c.guarantee not in self.guarantees:
+            raise ConfigurationError(
+                f"guarantee={c.guarantee!r}{' (from config=)' if config is not None else ''}: "
+                f"{type(self).__name__} writes "
+                f"{' or '.join(map(repr, self.guarantees))}; for {c.guarantee!r} construct "
+                f"{self._other_guarantees}",
+                option="guarantee",
+            )
         self.format: Format = c.format if c.format is not None else Json()
         self.key_format = c.key_format
         self.error_policy = ErrorPolicy.resolve(c.error_policy, name="kafka sink")

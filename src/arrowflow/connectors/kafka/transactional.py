@@ -51,6 +51,7 @@ looks uncommitted and is replayed (duplicates); Apache Kafka stores them.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -64,6 +65,7 @@ from ...config import REQUIRED
 from ...errors import ConnectorError
 from ...sink import Committable, TwoPhaseSink
 from .admin import client_config
+from .config import KafkaSinkConfig
 from .journal import TransactionJournal
 from .sink import KafkaSink, _is_fatal
 
@@ -121,8 +123,12 @@ def restartable(*errors: object) -> bool:
     return not any(e.name() in _NOT_RESTARTABLE for x in errors for e in _kafka_errors(x))
 
 
-class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
-    """``KafkaSink`` with ``guarantee="exactly-once"``. See the module docstring for the protocol.
+class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
+    """The exactly-once :class:`~arrowflow.connectors.kafka.KafkaSink`: the same options, with
+    ``guarantee="exactly-once"`` (its default and only value: another one, given or in ``config=``, is
+    a :class:`~arrowflow.errors.ConfigurationError` naming ``guarantee``). See the module docstring
+    for the protocol. :func:`~arrowflow.connectors.kafka.kafka_sink` builds one for
+    ``guarantee="exactly-once"``.
 
     The transactional id is ``f"{transactional_id_prefix}-<subtask>"`` (default prefix
     ``"arrowflow-<topic>"``; subtask 0, or each parallel subtask's index): stable across restarts so
@@ -132,8 +138,12 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
 
     # Only the producer that opened a Kafka transaction can commit it.
     commits_from_any_instance = False
+    guarantees = ("exactly-once",)
+    _other_guarantees = "KafkaSink(...) (or kafka_sink(..., guarantee=...))"
 
-    def __init__(self, bootstrap_servers: str = REQUIRED, **kwargs: Any) -> None:
+    def __init__(
+        self, bootstrap_servers: str = REQUIRED, *, guarantee: str = "exactly-once", **kwargs: Any
+    ) -> None:
         self._initialized = False
         self._in_transaction = False
         #: The open transaction was prepared (its checkpoint may be durable): its journal is kept
@@ -151,6 +161,10 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
         self._stuck: Any = None
         #: A call or delivery report of the current producer failed fatally: :meth:`reset` replaces it.
         self._failed_fatally = False
+        if guarantee != "exactly-once" or not isinstance(kwargs.get("config"), KafkaSinkConfig):
+            # A KafkaSinkConfig brings its own guarantee (checked by KafkaSink); a guarantee given
+            # next to one is reported by resolve_config.
+            kwargs["guarantee"] = guarantee
         super().__init__(bootstrap_servers, **kwargs)
 
     @property
@@ -576,3 +590,14 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink, guarantee="exactly-once"):
             "replayed_transactions": self._replayed_transactions,
             "replayed_rows": self._replayed_rows,
         }
+
+
+# Its options are KafkaSink's, with the exactly-once default: what inspect.signature reports, so the
+# YAML builder checks option names against them and the docs list them.
+_KAFKA_SINK_INIT = inspect.signature(KafkaSink.__init__)
+TransactionalKafkaSink.__init__.__signature__ = _KAFKA_SINK_INIT.replace(  # type: ignore[attr-defined]
+    parameters=[
+        p.replace(default="exactly-once") if p.name == "guarantee" else p
+        for p in _KAFKA_SINK_INIT.parameters.values()
+    ]
+)
