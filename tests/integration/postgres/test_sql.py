@@ -560,11 +560,14 @@ def _ids(start: int, stop: int, v: int = 0) -> pa.RecordBatch:
 
 def _locked_sink(postgres_dsn: str, db: Any, **kwargs: Any) -> tuple[str, str, SqlSink]:
     """A fresh ``(id bigint, v bigint CHECK (v >= 0))`` table and an append sink on it, flushing every
-    100 rows, with its own application_name (for :class:`_Held`)."""
+    100 rows, with its own application_name (for :class:`_Held`). Its session's ``lock_timeout`` is
+    ``WAIT``: a flush that blocked the caller on a held lock (what these tests rule out) fails the
+    test instead of hanging it."""
     name = db.name()
     db(f'CREATE TABLE "{name}" (id bigint, v bigint CHECK (v >= 0))')
     app = f"af_bg_{uuid.uuid4().hex[:8]}"
-    sink = SqlSink(f"{postgres_dsn}?application_name={app}", name, flush_rows=100, **kwargs)
+    options = f"options=-c%20lock_timeout%3D{int(WAIT)}s"
+    sink = SqlSink(f"{postgres_dsn}?application_name={app}&{options}", name, flush_rows=100, **kwargs)
     return name, app, sink
 
 
@@ -662,6 +665,22 @@ def test_a_background_flush_into_a_dropped_table_is_raised_by_flush_or_close(
     assert sink.metrics()["rows_written"] == 100 and sink.metrics()["flushes"] == 1
     sink.close()
     assert sink.closed
+
+
+def test_reset_forgets_a_failed_background_flush_and_drops_the_buffer(postgres_dsn: str, db: Any) -> None:
+    name, app, sink = _locked_sink(postgres_dsn, db, flush_interval=None)
+    held = _Held(postgres_dsn, name, app)
+    try:
+        sink.write(_ids(0, 100, v=-1))  # rejected by the CHECK, once the lock lets it run
+        held.wait_blocked()
+        sink.write(_ids(100, 150))  # buffered while the failing flush is in flight
+    finally:
+        held.release()
+    sink.reset()  # an in-process restart: the pipeline rewrites these rows from its checkpoint
+    sink.write(_ids(0, 150))
+    sink.close()
+    assert db.read(name).column("id").to_pylist() == list(range(150))  # 100..149 once: buffer dropped
+    assert sink.metrics()["rows_written"] == 150
 
 
 class _ThreadRecordingSink(MemorySink):
