@@ -7,6 +7,7 @@ another connection kills the sink's backend with ``pg_terminate_backend``.
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +26,9 @@ from arrowflow.connectors.sql import SqlSink, SqlSource, dedupe_last
 from arrowflow.errors import ConfigurationError, ConnectorError
 from arrowflow.retry import Retry
 from arrowflow.testing import assert_same_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "faults"))
+from scenario import wait_for  # bounded condition waits, shared with the fault tests
 
 
 def _connect(dsn: str, autocommit: bool = True) -> Any:
@@ -499,14 +503,6 @@ def test_create_tolerates_a_table_another_session_created_meanwhile(postgres_dsn
 WAIT = 120.0  # seconds a condition may take on a loaded machine; never a measured duration
 
 
-def _wait_for(pred: Callable[[], bool], what: str) -> None:
-    end = time.monotonic() + WAIT
-    while not pred():
-        if time.monotonic() > end:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 class _Held:
     """Another session holding ``LOCK TABLE ... IN SHARE MODE``: the sink's COPY into that table waits
     for it, so a flush stays in flight until :meth:`release`; plain SELECTs are not blocked.
@@ -529,7 +525,7 @@ class _Held:
             return int(cur.fetchone()[0])
 
     def wait_blocked(self) -> None:
-        _wait_for(lambda: self.waiting() == 1, "the sink's flush to wait for the lock")
+        wait_for(lambda: self.waiting() == 1, "the sink's flush to wait for the lock", cap=WAIT)
 
     def release(self) -> None:
         if self.conn is not None:
@@ -582,7 +578,11 @@ def test_write_returns_while_its_flush_is_in_flight_and_one_flush_at_most(postgr
         assert sink.metrics()["flush_waits"] == 0
         second, errors2 = _in_thread(lambda: sink.write(_ids(100, 200)))
         # The second flush is due, but waits for the first: the write blocks (backpressure).
-        _wait_for(lambda: sink.metrics()["flush_waits"] == 1, "the second write to wait for the first flush")
+        wait_for(
+            lambda: sink.metrics()["flush_waits"] == 1,
+            "the second write to wait for the first flush",
+            cap=WAIT,
+        )
         assert second.is_alive() and held.waiting() == 1
         assert sink.metrics()["flushes"] == 0 and sink.metrics()["rows_written"] == 0
         assert db(f'SELECT count(*) FROM "{name}"')[0][0] == 0
