@@ -7,6 +7,7 @@ another connection kills the sink's backend with ``pg_terminate_backend``.
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
 import sys
 import threading
 import time
@@ -681,6 +682,24 @@ def test_reset_forgets_a_failed_background_flush_and_drops_the_buffer(postgres_d
     sink.close()
     assert db.read(name).column("id").to_pylist() == list(range(150))  # 100..149 once: buffer dropped
     assert sink.metrics()["rows_written"] == 150
+
+
+def test_close_at_interpreter_exit_writes_what_is_in_flight_and_buffered(postgres_dsn: str, db: Any) -> None:
+    """A sink closed from an ``atexit`` handler, with flushes in the background and rows buffered: by
+    then concurrent.futures takes no new work, so the last flush runs on the closing thread."""
+    name = db.name()
+    script = (
+        "import atexit\n"
+        "import pyarrow as pa\n"
+        "from arrowflow.connectors.sql import SqlSink\n"
+        f"sink = SqlSink({postgres_dsn!r}, {name!r}, create=True, flush_rows=100, flush_interval=None)\n"
+        "for start in range(0, 250, 50):\n"
+        "    sink.write(pa.record_batch({'id': list(range(start, start + 50))}))\n"
+        "atexit.register(sink.close)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert db.read(name).column("id").to_pylist() == list(range(250))
 
 
 class _ThreadRecordingSink(MemorySink):

@@ -275,7 +275,11 @@ class SqlSink(Sink):
         assert self._pending is None
         if self._flusher is None:
             self._flusher = ThreadPoolExecutor(1, thread_name_prefix="arrowflow-sql-flush")
-        self._pending = self._flusher.submit(self._write_table, table)
+        try:
+            self._pending = self._flusher.submit(self._write_table, table)
+        except RuntimeError:
+            # At interpreter exit (a close() from atexit) concurrent.futures takes no new work.
+            self._hand_over(self._write_table(table))
 
     def _collect(self, *, block: bool) -> None:
         """Finish the flush in flight, if any (waiting for it when ``block``): its rejected rows go to
@@ -431,7 +435,12 @@ class SqlSink(Sink):
             return
         if self._db is None:
             self._db = ThreadPoolExecutor(1, thread_name_prefix="arrowflow-sql")
-        future = self._db.submit(fn)
+        try:
+            future = self._db.submit(fn)
+        except RuntimeError:
+            # At interpreter exit concurrent.futures takes no new work: run here, without a timeout.
+            fn()
+            return
         try:
             future.result(timeout)
         except FutureTimeout:
