@@ -7,6 +7,8 @@ another connection kills the sink's backend with ``pg_terminate_backend``.
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,6 +27,9 @@ from arrowflow.connectors.sql import SqlSink, SqlSource, dedupe_last
 from arrowflow.errors import ConfigurationError, ConnectorError
 from arrowflow.retry import Retry
 from arrowflow.testing import assert_same_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "faults"))
+from scenario import wait_for  # bounded condition waits, shared with the fault tests
 
 
 def _connect(dsn: str, autocommit: bool = True) -> Any:
@@ -492,3 +497,255 @@ def test_create_tolerates_a_table_another_session_created_meanwhile(postgres_dsn
         assert db(f'SELECT id, name FROM "{name}" ORDER BY id') == [(1, "a"), (2, "b"), (3, "c")]
     finally:
         other.close()
+
+
+# -- background flushes (ADBC): one in flight, failures raised later, rejected rows on the caller ---
+
+WAIT = 120.0  # seconds a condition may take on a loaded machine; never a measured duration
+
+
+class _Held:
+    """Another session holding ``LOCK TABLE ... IN SHARE MODE``: the sink's COPY into that table waits
+    for it, so a flush stays in flight until :meth:`release`; plain SELECTs are not blocked.
+
+    ``app`` is the sink's ``application_name``: :meth:`wait_blocked` waits until the sink's backend
+    waits for this lock (the background flush is in flight, not merely queued)."""
+
+    def __init__(self, dsn: str, table: str, app: str) -> None:
+        self.dsn, self.app = dsn, app
+        self.conn: Any = _connect(dsn, autocommit=False)
+        with self.conn.cursor() as cur:
+            cur.execute(f'LOCK TABLE "{table}" IN SHARE MODE')
+
+    def waiting(self) -> int:
+        with _connect(self.dsn) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                f"WHERE application_name = '{self.app}' AND wait_event_type = 'Lock'"
+            )
+            return int(cur.fetchone()[0])
+
+    def wait_blocked(self) -> None:
+        wait_for(lambda: self.waiting() == 1, "the sink's flush to wait for the lock", cap=WAIT)
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+
+def _in_thread(fn: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+    """Run ``fn`` in a daemon thread; its exception, if any, lands in the returned list."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # handed to the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def _ids(start: int, stop: int, v: int = 0) -> pa.RecordBatch:
+    n = stop - start
+    return pa.record_batch({"id": np.arange(start, stop, dtype=np.int64), "v": np.full(n, v, np.int64)})
+
+
+def _locked_sink(postgres_dsn: str, db: Any, **kwargs: Any) -> tuple[str, str, SqlSink]:
+    """A fresh ``(id bigint, v bigint CHECK (v >= 0))`` table and an append sink on it, flushing every
+    100 rows, with its own application_name (for :class:`_Held`). Its session's ``lock_timeout`` is
+    ``WAIT``: a flush that blocked the caller on a held lock (what these tests rule out) fails the
+    test instead of hanging it."""
+    name = db.name()
+    db(f'CREATE TABLE "{name}" (id bigint, v bigint CHECK (v >= 0))')
+    app = f"af_bg_{uuid.uuid4().hex[:8]}"
+    options = f"options=-c%20lock_timeout%3D{int(WAIT)}s"
+    sink = SqlSink(f"{postgres_dsn}?application_name={app}&{options}", name, flush_rows=100, **kwargs)
+    return name, app, sink
+
+
+def test_write_returns_while_its_flush_is_in_flight_and_one_flush_at_most(postgres_dsn: str, db: Any) -> None:
+    name, app, sink = _locked_sink(postgres_dsn, db, flush_interval=None)
+    held = _Held(postgres_dsn, name, app)
+    try:
+        first, errors = _in_thread(lambda: sink.write(_ids(0, 100)))
+        first.join(WAIT)  # a write whose flush blocks on the lock returns: the flush is in the background
+        assert not first.is_alive() and not errors
+        held.wait_blocked()
+        assert sink.metrics()["flush_waits"] == 0
+        second, errors2 = _in_thread(lambda: sink.write(_ids(100, 200)))
+        # The second flush is due, but waits for the first: the write blocks (backpressure).
+        wait_for(
+            lambda: sink.metrics()["flush_waits"] == 1,
+            "the second write to wait for the first flush",
+            cap=WAIT,
+        )
+        assert second.is_alive() and held.waiting() == 1
+        assert sink.metrics()["flushes"] == 0 and sink.metrics()["rows_written"] == 0
+        assert db(f'SELECT count(*) FROM "{name}"')[0][0] == 0
+    finally:
+        held.release()
+    second.join(WAIT)
+    assert not second.is_alive() and not errors2
+    sink.close()
+    m = sink.metrics()
+    assert (m["flushes"], m["rows_written"], m["flush_waits"]) == (2, 200, 1)
+    # Two transactions, the first flush's rows committed before the second's.
+    xid = "xmin::text::bigint"
+    xids = db(f'SELECT id < 100, min({xid}), max({xid}) FROM "{name}" GROUP BY 1 ORDER BY 1')
+    assert [r[0] for r in xids] == [False, True]
+    (_, second_lo, second_hi), (_, first_lo, first_hi) = xids
+    assert first_lo == first_hi and second_lo == second_hi and first_hi < second_lo
+    assert db.read(name).column("id").to_pylist() == list(range(200))
+
+
+def test_flush_returns_after_the_rows_are_committed(postgres_dsn: str, db: Any) -> None:
+    name, app, sink = _locked_sink(postgres_dsn, db, flush_interval=None)
+    held = _Held(postgres_dsn, name, app)
+    seen: list[int] = []
+
+    def flush_then_count() -> None:
+        sink.flush()
+        # Right after flush() returns, from another session: every row is there.
+        seen.append(db(f'SELECT count(*) FROM "{name}"')[0][0])
+
+    try:
+        sink.write(_ids(0, 100))  # in flight, blocked by the lock
+        held.wait_blocked()
+        sink.write(_ids(100, 150))  # buffered
+        flusher, errors = _in_thread(flush_then_count)
+        flusher.join(5.0)  # a flush() that returned early would count rows while the lock holds them
+    finally:
+        held.release()
+    flusher.join(WAIT)
+    assert not flusher.is_alive() and not errors
+    assert seen == [150]
+    assert sink.metrics()["rows_written"] == 150
+    sink.close()
+
+
+def test_a_failed_background_flush_is_raised_by_the_next_write(postgres_dsn: str, db: Any) -> None:
+    name, app, sink = _locked_sink(postgres_dsn, db, flush_interval=None)
+    sink.write(_ids(0, 100))
+    sink.flush()
+    held = _Held(postgres_dsn, name, app)
+    try:
+        sink.write(_ids(100, 200, v=-1))  # rejected by the CHECK, once the lock lets it run
+        held.wait_blocked()
+        sink.write(_ids(200, 250))  # buffered; the failing flush is still in flight: nothing to raise
+    finally:
+        held.release()
+    # The next flush is due: this write waits for the failed one, raises its failure, keeps nothing.
+    with pytest.raises(ConnectorError, match="check constraint"):
+        sink.write(_ids(250, 350))
+    m = sink.metrics()
+    assert (m["flushes"], m["rows_written"], m["rows_rejected"]) == (1, 100, 0)
+    assert db.read(name).column("id").to_pylist() == list(range(100))
+    # Raised once: the sink goes on with what it had buffered before (200..249).
+    sink.close()
+    assert sink.metrics()["rows_written"] == 150
+    assert db.read(name).column("id").to_pylist() == [*range(100), *range(200, 250)]
+
+
+@pytest.mark.parametrize("by", ["flush", "close"])
+def test_a_background_flush_into_a_dropped_table_is_raised_by_flush_or_close(
+    postgres_dsn: str, db: Any, by: str
+) -> None:
+    name, _, sink = _locked_sink(postgres_dsn, db, flush_interval=None)
+    sink.write(_ids(0, 100))
+    sink.flush()
+    db(f'DROP TABLE "{name}"')
+    sink.write(_ids(100, 200))  # starts a flush into the missing table; returns
+    assert sink.metrics()["rows_written"] == 100
+    with pytest.raises(ConnectorError, match="does not exist"):
+        sink.flush() if by == "flush" else sink.close()
+    assert sink.metrics()["rows_written"] == 100 and sink.metrics()["flushes"] == 1
+    sink.close()
+    assert sink.closed
+
+
+def test_reset_forgets_a_failed_background_flush_and_drops_the_buffer(postgres_dsn: str, db: Any) -> None:
+    name, app, sink = _locked_sink(postgres_dsn, db, flush_interval=None)
+    held = _Held(postgres_dsn, name, app)
+    try:
+        sink.write(_ids(0, 100, v=-1))  # rejected by the CHECK, once the lock lets it run
+        held.wait_blocked()
+        sink.write(_ids(100, 150))  # buffered while the failing flush is in flight
+    finally:
+        held.release()
+    sink.reset()  # an in-process restart: the pipeline rewrites these rows from its checkpoint
+    sink.write(_ids(0, 150))
+    sink.close()
+    assert db.read(name).column("id").to_pylist() == list(range(150))  # 100..149 once: buffer dropped
+    assert sink.metrics()["rows_written"] == 150
+
+
+def test_close_at_interpreter_exit_writes_what_is_in_flight_and_buffered(postgres_dsn: str, db: Any) -> None:
+    """A sink closed from an ``atexit`` handler, with flushes in the background and rows buffered: by
+    then concurrent.futures takes no new work, so the last flush runs on the closing thread."""
+    name = db.name()
+    script = (
+        "import atexit\n"
+        "import pyarrow as pa\n"
+        "from arrowflow.connectors.sql import SqlSink\n"
+        f"sink = SqlSink({postgres_dsn!r}, {name!r}, create=True, flush_rows=100, flush_interval=None)\n"
+        "for start in range(0, 250, 50):\n"
+        "    sink.write(pa.record_batch({'id': list(range(start, start + 50))}))\n"
+        "atexit.register(sink.close)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert db.read(name).column("id").to_pylist() == list(range(250))
+
+
+class _ThreadRecordingSink(MemorySink):
+    """A dead-letter sink that notes the thread of every write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.threads.add(threading.get_ident())
+        super().write(batch)
+
+
+@pytest.mark.parametrize("policy", ["skip", "dead-letter"])
+def test_bisection_of_a_background_flush_hands_exactly_the_bad_rows_to_the_policy_on_the_writing_thread(
+    postgres_dsn: str, db: Any, policy: str
+) -> None:
+    dead = _ThreadRecordingSink()
+    name, app, sink = _locked_sink(
+        postgres_dsn, db, flush_interval=None, error_policy=dead if policy == "dead-letter" else "skip"
+    )
+    bad = [3, 64, 65, 99, 140, 199]
+    data = pa.table({"id": np.arange(250, dtype=np.int64), "v": np.zeros(250, np.int64)})
+    values = data.column("v").to_numpy().copy()
+    values[bad] = -1
+    data = data.set_column(1, "v", pa.array(values))
+    held = _Held(postgres_dsn, name, app)
+    try:
+        sink.write(data.slice(0, 100).to_batches()[0])  # bisected in the background, once released
+        held.wait_blocked()
+        sink.write(data.slice(100, 50).to_batches()[0])  # buffered while the first flush is in flight
+        assert sink.error_policy.handled == 0 and sink.metrics()["rows_rejected"] == 0
+    finally:
+        held.release()
+    sink.write(data.slice(150, 100).to_batches()[0])  # due: waits for the first flush, starts the next
+    sink.flush()
+    assert sink.metrics()["rows_rejected"] == len(bad)
+    assert sink.metrics()["rows_written"] == 250 - len(bad)
+    if policy == "skip":
+        assert sink.error_policy.skipped == len(bad)
+    else:
+        letters = dead.table()
+        assert sorted(letters.column("id").to_pylist()) == bad
+        assert all("check constraint" in e for e in letters.column("error").to_pylist())
+        assert dead.threads == {threading.get_ident()}  # never the sink's flusher thread
+    good = data.filter(pa.array(values >= 0))
+    assert_same_rows(db.read(name), good)
+    sink.close()

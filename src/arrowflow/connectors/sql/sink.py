@@ -5,9 +5,24 @@ SQLite, PostgreSQL dialects) when given ``connect=``.
 Contract:
 
 * ``write(batch)`` buffers; when ``flush_rows`` rows are buffered, or the first buffered row is older
-  than ``flush_interval`` seconds at the time of a write, it flushes (on the caller's thread: there
-  is no timer thread, so an idle sink flushes at the next ``write``/``flush``/``close``; a pipeline
-  flushes at every checkpoint).
+  than ``flush_interval`` seconds at the time of a write, it starts a flush (there is no timer
+  thread, so an idle sink flushes at the next ``write``/``flush``/``close``; a pipeline flushes at
+  every checkpoint).
+* **What blocks.** Over ADBC a flush started by ``write`` runs in the background, on the sink's
+  flusher thread, and ``write`` returns: the caller buffers (and its pipeline reads and decodes) the
+  next rows while PostgreSQL ingests the previous ones. At most one flush is in flight: a ``write``
+  that starts the next flush first waits for the one in flight (backpressure; ``metrics()`` counts
+  these waits as ``flush_waits``), so the sink holds at most two flushes' worth of rows.
+  ``flush()`` and ``close()`` block until everything buffered and in flight is committed (or handed
+  to the error policy). The DB-API fallback flushes synchronously, on the caller's thread.
+* A failed background flush (rows rejected under ``error_policy="fail"``, retries exhausted, a
+  missing table...) is raised once, by the next ``write()``, ``flush()`` or ``close()``: at once if
+  the flush has finished by then, otherwise by the first of them that waits for it (``flush()``,
+  ``close()``, or a ``write()`` starting the next flush). A ``write()`` that raises keeps none of
+  its batch. The rows of the failed flush are not written (nor counted in ``rows_written``, which
+  counts committed rows only), as when a synchronous flush fails; a pipeline replays them from its
+  last checkpoint. ``reset()`` (before an in-process restart) waits for the flush in flight, forgets
+  its failure and drops the buffer.
 * One flush is one database transaction (autocommit off, ``COMMIT`` at the end):
 
   - ``mode="append"``: ``cursor.adbc_ingest(table, rows, mode="append")`` (the PostgreSQL driver uses
@@ -55,12 +70,16 @@ Contract:
   With ``"skip"`` or a dead-letter sink the flush is bisected: each half is tried in its own
   transaction, recursively, until the rejected rows are single rows, which go to the policy with the
   database's message; every other row is committed. (k bad rows cost about ``2 k log2(n)``
-  transactions.)
+  transactions.) The bisection of a background flush runs on the flusher thread, but the rejected
+  rows go to the policy on the caller's thread (when that flush is collected by a later
+  ``write``/``flush``/``close``, before ``flush()`` flushes the dead-letter sink): a dead-letter sink
+  is only ever called from the thread that writes to this sink, as before.
 * Other errors (missing table, wrong column names, SQL errors) raise at once.
 * A password inside ``uri`` never shows: the URI is held as a :class:`~arrowflow.config.Secret`,
   ``repr`` and error messages use the masked form.
 
-Not thread-safe: one thread writes and flushes (the pipeline's writer thread).
+Not thread-safe: one thread writes and flushes (the pipeline's writer thread); the sink's own
+flusher and database threads never run two database calls at once.
 """
 
 from __future__ import annotations
@@ -68,7 +87,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -108,6 +127,11 @@ class _RowsRejected(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+#: Rows the database rejected, one row each with its reason: what a flush hands back to the caller's
+#: thread for the error policy.
+_Rejected = list[tuple[pa.Table, str]]
 
 
 class SqlSink(Sink):
@@ -158,8 +182,13 @@ class SqlSink(Sink):
         self.reconnects = 0
         self.timeouts = 0
         self.rows_rejected = 0
+        self.flush_waits = 0
         # The database thread (see the module docstring); made on first use, replaced on a timeout.
         self._db: ThreadPoolExecutor | None = None
+        # ADBC flushes run on the flusher thread (made on first use); ``_pending`` is the flush in
+        # flight, collected (rejected rows to the policy, failure raised) on the caller's thread.
+        self._flusher: ThreadPoolExecutor | None = None
+        self._pending: Future[_Rejected] | None = None
 
     def __repr__(self) -> str:
         c = self.config
@@ -194,27 +223,96 @@ class SqlSink(Sink):
             return
         if batch.num_rows == 0:
             return
+        self._collect(block=False)
+        now = time.monotonic()
+        since = now if self._buffered_since is None else self._buffered_since
+        interval = self.config.flush_interval
+        due = self._buffered_rows + batch.num_rows >= self.config.flush_rows or (
+            interval is not None and now - since >= interval
+        )
+        if due:
+            # Backpressure: the next flush starts only once the one in flight is done, whose failure
+            # is raised here, before this batch is taken.
+            if self._pending is not None and not self._pending.done():
+                self.flush_waits += 1
+            self._collect(block=True)
         self._buffer.append(batch)
         self._buffered_rows += batch.num_rows
-        now = time.monotonic()
-        if self._buffered_since is None:
-            self._buffered_since = now
-        interval = self.config.flush_interval
-        if self._buffered_rows >= self.config.flush_rows or (
-            interval is not None and now - self._buffered_since >= interval
-        ):
-            self.flush()
+        self._buffered_since = since
+        if due:
+            self._start_flush()
 
     def flush(self) -> None:
-        """Write everything buffered in one transaction (see the module docstring); blocks until committed."""
+        """Write everything buffered in one transaction (see the module docstring); blocks until it and
+        the flush in flight are committed, and raises a failure of either."""
+        self._collect(block=True)
         if self._buffer:
-            batches, self._buffer = self._buffer, []
-            self._buffered_rows = 0
-            self._buffered_since = None
-            self._write_table(pa.Table.from_batches(batches))
+            self._start_flush()
+            self._collect(block=True)
         self.error_policy.flush()
 
+    def reset(self) -> None:
+        """Before an in-process restart: wait for the flush in flight and forget its failure (the
+        pipeline rewrites its rows), and drop what is buffered."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.exception() is None:
+            self._hand_over(pending.result())
+        self._buffer = []
+        self._buffered_rows = 0
+        self._buffered_since = None
+
+    def _start_flush(self) -> None:
+        """Flush the buffer: in the background over ADBC (nothing may be in flight), else here."""
+        batches, self._buffer = self._buffer, []
+        self._buffered_rows = 0
+        self._buffered_since = None
+        table = pa.Table.from_batches(batches)
+        if self._factory is not None:
+            # DB-API: synchronous (sqlite3 binds a connection to its thread, and these drivers spend
+            # the flush building Python rows under the GIL, which a background thread cannot overlap).
+            self._hand_over(self._write_table(table))
+            return
+        assert self._pending is None
+        if self._flusher is None:
+            self._flusher = ThreadPoolExecutor(1, thread_name_prefix="arrowflow-sql-flush")
+        try:
+            self._pending = self._flusher.submit(self._write_table, table)
+        except RuntimeError:
+            # At interpreter exit (a close() from atexit) concurrent.futures takes no new work.
+            self._hand_over(self._write_table(table))
+
+    def _collect(self, *, block: bool) -> None:
+        """Finish the flush in flight, if any (waiting for it when ``block``): its rejected rows go to
+        the error policy here, on the caller's thread, and its failure is raised (once)."""
+        pending = self._pending
+        if pending is None or not (block or pending.done()):
+            return
+        failure = pending.exception()  # waits; an interrupt leaves the flush pending
+        self._pending = None
+        if failure is not None:
+            raise failure
+        self._hand_over(pending.result())
+
+    def _hand_over(self, rejected: _Rejected) -> None:
+        """Give the rows a flush's bisection isolated to the error policy, one row at a time."""
+        for row, reason in rejected:
+            self.rows_rejected += 1
+            self.error_policy.handle(row, reason)
+
     def _close(self) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is None:
+            self._release()
+            return
+        # After the flush in flight, if any (close() waited for it unless it was interrupted): the
+        # connection and the database thread are that flush's until it ends.
+        try:
+            flusher.submit(self._release)
+        except RuntimeError:  # at interpreter exit (see below)
+            self._release()
+        flusher.shutdown(wait=False)
+
+    def _release(self) -> None:
         conn, self._conn = self._conn, None
         db, self._db = self._db, None
         if db is None:
@@ -238,6 +336,7 @@ class SqlSink(Sink):
             "reconnects": self.reconnects,
             "timeouts": self.timeouts,
             "rows_rejected": self.rows_rejected,
+            "flush_waits": self.flush_waits,
         }
 
     # -- internals ----------------------------------------------------------------------------------
@@ -247,7 +346,9 @@ class SqlSink(Sink):
         delete = self.config.delete_column
         return lambda schema: [n for n in schema.names if n != delete]
 
-    def _write_table(self, table: pa.Table) -> None:
+    def _write_table(self, table: pa.Table) -> _Rejected:
+        """One flush (on the flusher thread over ADBC); returns the rows the database rejected, for
+        the caller's thread to give to the error policy."""
         c = self.config
         if c.mode == "upsert":
             assert c.keys is not None
@@ -260,13 +361,14 @@ class SqlSink(Sink):
         except _RowsRejected as rejected:
             if self.error_policy.mode == "fail":
                 raise self._wrap(rejected.cause, f"{c.table}: the database rejected the flush") from None
-            self._isolate(table)
-            return
+            return self._isolate(table)
         self.flushes += 1
         self.rows_written += table.num_rows
+        return []
 
-    def _isolate(self, table: pa.Table) -> None:
-        """Bisect ``table`` until the rejected rows are single rows; hand those to the policy."""
+    def _isolate(self, table: pa.Table) -> _Rejected:
+        """Bisect ``table`` until the rejected rows are single rows; return those with their reasons."""
+        rejected_rows: _Rejected = []
         pending = [table]
         while pending:
             part = pending.pop()
@@ -274,8 +376,7 @@ class SqlSink(Sink):
                 self._run_in_transaction(lambda conn, part=part: self._apply(conn, part))  # type: ignore[misc]
             except _RowsRejected as rejected:
                 if part.num_rows == 1:
-                    self.rows_rejected += 1
-                    self.error_policy.handle(part, self._reason(rejected.cause))
+                    rejected_rows.append((part, self._reason(rejected.cause)))
                 else:
                     mid = part.num_rows // 2
                     # Pushed in reverse so the first half is tried first (keeps append order).
@@ -284,6 +385,7 @@ class SqlSink(Sink):
                 continue
             self.flushes += 1
             self.rows_written += part.num_rows
+        return rejected_rows
 
     def _reason(self, exc: BaseException) -> str:
         c = self.config
@@ -333,7 +435,12 @@ class SqlSink(Sink):
             return
         if self._db is None:
             self._db = ThreadPoolExecutor(1, thread_name_prefix="arrowflow-sql")
-        future = self._db.submit(fn)
+        try:
+            future = self._db.submit(fn)
+        except RuntimeError:
+            # At interpreter exit concurrent.futures takes no new work: run here, without a timeout.
+            fn()
+            return
         try:
             future.result(timeout)
         except FutureTimeout:
