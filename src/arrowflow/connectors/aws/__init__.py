@@ -11,30 +11,12 @@ botocore's signing and parsing (:class:`~arrowflow.connectors._aws.config.RawJso
 
 from __future__ import annotations
 
+from .. import dynamodb, firehose, kinesis
 from .._aws.config import AwsConfig
-from ..dynamodb import (
-    DynamoDBScanSource,
-    DynamoDBScanSourceConfig,
-    DynamoDBSink,
-    DynamoDBSinkConfig,
-    DynamoDBStreamsSource,
-    DynamoDBStreamsSourceConfig,
-)
-from ..firehose import FirehoseSink, FirehoseSinkConfig
-from ..kinesis import KinesisSink, KinesisSinkConfig, KinesisSource, KinesisSourceConfig
 
-__all__ = [
-    "AwsConfig",
-    "DynamoDBScanSource",
-    "DynamoDBScanSourceConfig",
-    "DynamoDBSink",
-    "DynamoDBSinkConfig",
-    "DynamoDBStreamsSource",
-    "DynamoDBStreamsSourceConfig",
-    "FirehoseSink",
-    "FirehoseSinkConfig",
-    "KinesisSink",
-    "KinesisSinkConfig",
-    "KinesisSource",
-    "KinesisSourceConfig",
-]
+# The three packages' public names, as their own __all__ lists them (0.1.0's import paths).
+from ..dynamodb import *  # noqa: F403
+from ..firehose import *  # noqa: F403
+from ..kinesis import *  # noqa: F403
+
+__all__ = ["AwsConfig", *dynamodb.__all__, *firehose.__all__, *kinesis.__all__]

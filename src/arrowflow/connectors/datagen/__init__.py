@@ -32,32 +32,9 @@ and sleep function are injectable for tests.
 
 from __future__ import annotations
 
+from . import generators
 from .config import DataGenConfig
-from .generators import (
-    Bool,
-    Choice,
-    FieldGenerator,
-    GeneratorFunction,
-    Normal,
-    RandomString,
-    Sequence,
-    Timestamps,
-    Uniform,
-    Zipf,
-)
+from .generators import *  # noqa: F403 - the field generators, as generators.__all__ lists them
 from .source import DataGenSource
 
-__all__ = [
-    "Bool",
-    "Choice",
-    "DataGenConfig",
-    "DataGenSource",
-    "FieldGenerator",
-    "GeneratorFunction",
-    "Normal",
-    "RandomString",
-    "Sequence",
-    "Timestamps",
-    "Uniform",
-    "Zipf",
-]
+__all__ = ["DataGenConfig", "DataGenSource", *generators.__all__]
