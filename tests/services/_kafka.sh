@@ -73,9 +73,13 @@ log.cleaner.dedupe.buffer.size=8388608
 PROPS
 }
 
-# kafka_cluster_id: a new random cluster id (a UUID in Kafka's URL-safe base64 form).
+# kafka_cluster_id: a new random cluster id (a UUID in Kafka's URL-safe base64 form). Like Kafka's own
+# Uuid.randomUuid, never one that starts with "-": the storage tool's argument parser reads
+# "--cluster-id -x..." as a missing value (1 start in 64 failed that way).
 kafka_cluster_id() {
-  "$PY" -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+  "$PY" -c 'import base64, uuid
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"): pass
+print(i)'
 }
 
 # kafka_format PROPS LOG CLUSTER_ID [--add-scram ...]: write meta.properties into a fresh node's log dir.
