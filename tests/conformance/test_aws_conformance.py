@@ -110,6 +110,12 @@ class TestDynamoDBStreamsConformance(SourceConformance):
     settle_time = 1.0
 
     def make_source(self, data: pa.Table) -> Source:
+        # One table per test, as for Kinesis: a restarted source reads the stream of its positions.
+        if "_table" not in self.__dict__:
+            self._table = self._write(data)
+        return DynamoDBStreamsSource(table_name=self._table, aws=OPTS, schema=READ_SCHEMA, poll_interval=0.05)
+
+    def _write(self, data: pa.Table) -> str:
         ddb = _client("dynamodb")
         table = f"af-conf-streams-{uuid.uuid4().hex[:8]}"
         ddb.create_table(
@@ -122,7 +128,7 @@ class TestDynamoDBStreamsConformance(SourceConformance):
         sink = DynamoDBSink(table_name=table, aws=OPTS, max_in_flight=1)  # in order: one request at a time
         sink.write_table(data)
         sink.close()
-        return DynamoDBStreamsSource(table_name=table, aws=OPTS, schema=READ_SCHEMA, poll_interval=0.05)
+        return table
 
     def expected_table(self, data: pa.Table) -> pa.Table:
         iso = pc.strftime(data.column("ts"), format="%Y-%m-%dT%H:%M:%S")
@@ -166,10 +172,13 @@ class TestKinesisSourceConformance(SourceConformance):
     settle_time = 1.0
 
     def make_source(self, data: pa.Table) -> Source:
-        stream = create_stream(_client("kinesis"), shards=2)
-        sink = KinesisSink(stream_name=stream, partition_key_column="id", aws=KINESIS_OPTS)
-        sink.write_table(data)
-        sink.close()
+        # One stream per test: a restarted source (the kit calls this again) must read the stream its
+        # positions came from; sequence numbers of another stream only line up by chance.
+        if "_stream" not in self.__dict__:
+            self._stream = create_stream(_client("kinesis"), shards=2)
+            sink = KinesisSink(stream_name=self._stream, partition_key_column="id", aws=KINESIS_OPTS)
+            sink.write_table(data)
+            sink.close()
         return KinesisSource(
-            stream_name=stream, aws=KINESIS_OPTS, format=Json(schema=SCHEMA), poll_interval=0.05
+            stream_name=self._stream, aws=KINESIS_OPTS, format=Json(schema=SCHEMA), poll_interval=0.05
         )

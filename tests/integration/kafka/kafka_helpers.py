@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -335,6 +335,20 @@ def wait_partitions(broker: Broker, topic: str, timeout: float = 30.0) -> int:
         time.sleep(0.1)
 
 
+def end_offset(consumer: Any, tp: Any, timeout: float = 60.0) -> int:
+    """The end offset of ``tp`` (high watermark, or last stable offset under read_committed). A
+    retriable error (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE: a broker that was just restarted
+    by a test has not elected every partition's leader yet) is asked again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=20)[1])
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def consume_all(
     broker: Broker, topic: str, partitions: int | None = None, *, isolation: str = "read_committed"
 ) -> list[Any]:
@@ -345,10 +359,7 @@ def consume_all(
         {**broker.client, "group.id": f"reader-{uuid.uuid4().hex}", "isolation.level": isolation, **CONSUMER}
     )
     try:
-        ends = {}
-        for p in range(partitions):
-            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=20)
-            ends[p] = high
+        ends = {p: end_offset(c, TopicPartition(topic, p)) for p in range(partitions)}
         c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
         out: list[Any] = []
         deadline = time.monotonic() + 60

@@ -61,15 +61,17 @@ KEYS = ["k", "window_start"]
 
 
 class Restarts(logging.Handler):
-    """Counts the runner's "the pipeline failed ...; restart N" records (any thread)."""
+    """Counts the runner's "the pipeline failed ...; restart N" records of the run in ``thread`` (the
+    thread that called ``run()`` logs them), so a run another test left behind is not counted."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.count = 0
         self.event = threading.Event()
+        self.thread: int | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "the pipeline failed" in record.getMessage():
+        if "the pipeline failed" in record.getMessage() and record.thread == self.thread:
             self.count += 1
             self.event.set()
 
@@ -154,6 +156,7 @@ def test_restart_strategy_recovers_from_a_broker_outage_exactly_once(
     results: list[Any] = []
     strategy = exponential_delay(initial="500ms", max="2s", reset_after="1h")
     thread = run_in_thread(lambda: window_pipeline(broker, topic, tmp_path / "ckpt", strategy), results)
+    restarts.thread = thread.ident
     stopped = False
     try:
         before = stop_mid_run(broker, kafka_service, topic, thread, expected.height)
@@ -188,6 +191,7 @@ def test_restart_strategy_with_too_few_attempts_fails_with_the_error(
     results: list[Any] = []
     strategy = fixed_delay(1, "500ms")
     thread = run_in_thread(lambda: window_pipeline(broker, topic, tmp_path / "ckpt", strategy), results)
+    restarts.thread = thread.ident
     stopped = False
     try:
         stop_mid_run(broker, kafka_service, topic, thread, oracle().height)
