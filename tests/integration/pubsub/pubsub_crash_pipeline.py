@@ -64,7 +64,11 @@ class StopWhenComplete(Progress):
 
     def _watch(self, out: str, expect: int, idle: float) -> None:
         while not self.stop.wait(0.3):
-            if committed_ids(out) >= expect or time.monotonic() - self.last_batch > idle:
+            have = committed_ids(out)
+            quiet = time.monotonic() - self.last_batch
+            if have >= expect or quiet > idle:
+                # Says which condition ended the run, for the test's failure message.
+                print(f"stopped: {have} ids committed, {quiet:.1f} s since the last batch", flush=True)
                 self.stop.set()
 
     def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
