@@ -406,7 +406,7 @@ def connector_default(cls: type, name: str, options: Mapping[str, Any]) -> Any:
     configuration's ``name`` built from the ``options`` that are its fields: per-option defaults
     follow (MongoSink's batching is ``MONGODB_KEYED_BATCHING`` in the keyed modes). Otherwise, and
     when the options do not make a valid configuration (the connector's own construction reports
-    that), it is the parameter's default, or the class attribute ``default_<name>``.
+    that), it is the parameter's default.
     """
     hints = _hints(cls)
     wanted = _config_type(hints.get(name))
@@ -414,8 +414,6 @@ def connector_default(cls: type, name: str, options: Mapping[str, Any]) -> Any:
         return None
     params, _ = _parameters(cls)
     default: Any = params[name].default if name in params else None
-    if not isinstance(default, wanted):
-        default = getattr(cls, f"default_{name}", None)
     config_type = _config_type(hints.get("config"))
     if config_type is not None and name != "config":
         names = {f.name for f in dataclasses.fields(config_type) if f.init}
