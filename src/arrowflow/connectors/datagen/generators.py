@@ -45,7 +45,7 @@ KernelSpec = tuple[Any, ...]
 _EPOCH = datetime(1970, 1, 1)
 
 
-def _threshold(p: float) -> int:
+def bit_threshold(p: float) -> int:
     """``p`` as a threshold on 32 random bits: true with probability ``p`` quantized to 2**-32."""
     return min(max(int(p * 2**32), 0), 2**32)
 
@@ -408,7 +408,7 @@ class Bool(FieldGenerator):
         return pa.bool_()
 
     def kernel_specs(self, key: Callable[[int], int], start: int) -> list[KernelSpec]:
-        return [("bits", key(STREAM_VALUES), _threshold(self.p), False)]
+        return [("bits", key(STREAM_VALUES), bit_threshold(self.p), False)]
 
     def finish(
         self, results: list[Any], start: int, n: int, validity: pa.Buffer | None, null_count: int

@@ -14,7 +14,7 @@ from ..._ext import load as _load_kernel
 from ...errors import ConfigurationError
 from ...source import Position, Source, Split, SplitReader
 from .config import DataGenConfig, FieldsLike
-from .generators import STREAM_NULLS, FieldGenerator, GeneratorFunction, KernelSpec, _threshold
+from .generators import STREAM_NULLS, FieldGenerator, GeneratorFunction, KernelSpec, bit_threshold
 
 __all__ = ["DataGenReader", "DataGenSource"]
 
@@ -129,7 +129,7 @@ class DataGenSource(Source):
             specs.extend(own)
             if nullable:
                 # A set bit means valid: null when the 32 random bits fall below the null rate.
-                specs.append(("bits", key(STREAM_NULLS), _threshold(gen.null_rate), True))
+                specs.append(("bits", key(STREAM_NULLS), bit_threshold(gen.null_rate), True))
         results = kernel.generate(specs, n, cfg.threads)
         arrays = []
         for gen, first, count, nullable in plan:
