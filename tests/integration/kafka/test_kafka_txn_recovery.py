@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from kafka_helpers import CONSUMER, Broker, json_ids
 
+from arrowflow import Pipeline
+from arrowflow.connectors.datagen import DataGenSource
+from arrowflow.connectors.datagen import Sequence as SequenceField
 from arrowflow.connectors.kafka import TransactionalKafkaSink
 from arrowflow.errors import ConnectorError
 from arrowflow.formats import Json
+from arrowflow.ops import Operator
+from arrowflow.pipeline import fixed_delay
 
 
 def rows(n: int, start: int = 0) -> pa.RecordBatch:
@@ -169,3 +176,66 @@ def test_prepared_transaction_aborted_for_an_in_process_restart_is_replayed(
     sink.commit(sink.prepare_commit())
     sink.close()
     assert json_ids(broker, topic) == Counter(range(35))  # nothing lost, nothing twice
+
+
+class StallAtCheckpoint(Operator):
+    """Passes batches through; at its ``at``-th checkpoint (``flush``), and only while ``stalls`` is
+    empty, sleeps ``seconds`` before the barrier goes on to the sink, whose transaction holds the
+    rows written since the previous checkpoint."""
+
+    name = "stall-at-checkpoint"
+
+    def __init__(self, at: int, seconds: float, stalls: list[float]) -> None:
+        self.at, self.seconds, self.stalls = at, seconds, stalls
+        self.checkpoints = 0
+
+    def process(self, batch: pa.RecordBatch) -> Sequence[pa.RecordBatch]:
+        return [batch]
+
+    def flush(self) -> Sequence[pa.RecordBatch]:
+        self.checkpoints += 1
+        if self.checkpoints == self.at and not self.stalls:
+            self.stalls.append(self.seconds)
+            time.sleep(self.seconds)
+        return []
+
+
+def test_a_transaction_past_its_timeout_is_restarted_not_reported_fenced(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A checkpoint held up longer than ``transaction_timeout_ms``: the broker aborts the open
+    transaction and bumps the producer epoch, and librdkafka reports ``_FENCED`` ("fenced by a newer
+    instance") as it does for a real fencing. The sink says it is the timeout and fails retryably, so
+    ``run(restart=...)`` replaces the producer and replays from the checkpoint: every row once. (The
+    broker of tests/services/kafka.sh looks for timed-out transactions every second.)"""
+    topic = broker.topic("txn-timeout")
+    stalls: list[float] = []
+    source = DataGenSource(fields={"id": SequenceField()}, count=3000, rows_per_second=1500.0, batch_size=100)
+    sink = TransactionalKafkaSink(
+        broker.bootstrap,
+        topic=topic,
+        transactional_id_prefix=f"to-{topic}",
+        format=Json(columns=["id"]),
+        transaction_timeout_ms=2000,
+        flush_timeout=10,
+    )
+    # 2 s of timeout, up to 1 s until the broker's next look, and a margin.
+    result = (
+        Pipeline(source)
+        .via(StallAtCheckpoint(at=3, seconds=5.0, stalls=stalls))
+        .to(sink)
+        .run(
+            checkpoint_dir=tmp_path / "cp",
+            checkpoint_interval=0.3,
+            guarantee="exactly-once",
+            restart=fixed_delay(2, 0.2),
+            progress=False,
+        )
+    )
+    assert stalls == [5.0]
+    assert result.restarts == 1, result.restart_causes
+    (cause,) = result.restart_causes
+    assert "longer than transaction_timeout_ms=2000" in cause and "_FENCED" in cause, cause
+    assert json_ids(broker, topic) == Counter(range(3000))  # nothing lost, nothing twice
+    # The aborted transaction's rows did reach the broker: the restart wrote them again.
+    assert json_ids(broker, topic, isolation="read_uncommitted") - Counter(range(3000))

@@ -39,7 +39,12 @@ a fatal "sequence desynchronization" (seen when the network stalled longer than
 ``request.timeout.ms``); the Kafka Java client calls the same condition abortable for a
 transactional producer. A fenced producer (``PRODUCER_FENCED``/``INVALID_PRODUCER_EPOCH``, librdkafka's
 ``_FENCED``: another instance with this transactional id called ``init_transactions``) is not: a
-restart would fence that instance in turn.
+restart would fence that instance in turn. One exception: a transaction left open longer than
+``transaction_timeout_ms`` is aborted by the broker, which bumps the producer epoch, and librdkafka
+reports that as ``_FENCED`` too (seen with Kafka 4.4 and confluent-kafka 2.x). When the open
+transaction began more than ``transaction_timeout_ms`` ago (the broker's clock for it starts later,
+with its first partition), the failure is reported as the timeout it is, and is retryable: the
+restart replays the transaction from its journal or from the sources.
 
 Costs and limits: every row is also written once to local disk (Arrow IPC, fsynced per checkpoint).
 Rows the broker refuses at produce time (e.g. too large) go to the error policy again when replayed.
@@ -146,6 +151,8 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
     ) -> None:
         self._initialized = False
         self._in_transaction = False
+        #: When the open transaction began (``time.monotonic()``).
+        self._began = 0.0
         #: The open transaction was prepared (its checkpoint may be durable): its journal is kept
         #: until it commits or ``recover`` settles it, whatever happens to the producer.
         self._prepared = False
@@ -202,21 +209,45 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
         self._in_transaction = True  # it had not failed after all: the restart's abort ends this one
         return None
 
+    def _timed_out(self) -> str | None:
+        """Why a fencing error is the broker's transaction timeout, or None: the open transaction
+        began ``transaction_timeout_ms`` or more ago (see the module docstring)."""
+        if not self._in_transaction:
+            return None
+        age = time.monotonic() - self._began
+        limit = self.config.transaction_timeout_ms
+        if age * 1000 < limit:
+            return None
+        return (
+            f"the transaction was open {age:.1f} s, longer than transaction_timeout_ms={limit}: the broker "
+            "aborted it and bumped the producer epoch, which librdkafka reports as fenced; a restart "
+            "replays it (raise transaction_timeout_ms above the checkpoint interval plus the longest "
+            "stall)"
+        )
+
+    def _restartable(self, *errors: object) -> tuple[bool, str]:
+        """:func:`restartable`, except that a fencing error of a transaction open past its timeout is
+        restartable (:meth:`_timed_out`); and what to add to the error's message."""
+        if restartable(*errors):
+            return True, ""
+        timed_out = self._timed_out()
+        return (True, f" ({timed_out})") if timed_out is not None else (False, "")
+
     def _fatal_error(self, exc: BaseException) -> ConnectorError:
         """The error for a producer that failed fatally with ``exc``: retryable unless it was fenced
-        (:func:`restartable`, from ``exc`` and the producer's fatal error): a restart aborts the
+        (:meth:`_restartable`, from ``exc`` and the producer's fatal error): a restart aborts the
         transaction, replaces the producer (:meth:`reset`) and fences this one (``recover``)."""
         self._failed_fatally = True
         cause = self._fatal_cause()
-        retryable = restartable(exc, cause)
+        retryable, timed_out = self._restartable(exc, cause)
         why = (
             "a restart replaces it"
             if retryable
             else "fenced (another producer owns its transactional id) or not authorized: not restarted"
         )
         return ConnectorError(
-            f"kafka sink {self.transactional_id}: the producer failed fatally and cannot go on ({why}): "
-            f"{exc}" + (f"; its fatal error: {cause}" if cause is not None else ""),
+            f"kafka sink {self.transactional_id}: the producer failed fatally and cannot go on ({why})"
+            f"{timed_out}: {exc}" + (f"; its fatal error: {cause}" if cause is not None else ""),
             retryable=retryable,
         )
 
@@ -266,6 +297,7 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
                 raise self._fatal_error(exc) from exc
             raise
         self._in_transaction = True
+        self._began = time.monotonic()
         self._prepared = False
         self._transactions += 1
         self._seq = seq
@@ -365,9 +397,11 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
             raise
         except Exception as exc:
             # Retryable (a restart aborts the transaction), unless the producer was fenced.
+            retryable, timed_out = self._restartable(exc)
             raise ConnectorError(
-                f"kafka sink: adding the commit marker to transaction {self._seq} failed: {exc}",
-                retryable=restartable(exc),
+                f"kafka sink {self.transactional_id}: adding the commit marker to transaction "
+                f"{self._seq} failed{timed_out}: {exc}",
+                retryable=retryable,
             ) from exc
 
     def _read_marker(self, topic: str) -> int:
@@ -428,9 +462,10 @@ class TransactionalKafkaSink(KafkaSink, TwoPhaseSink):
             # a coordinator that moved or a producer that failed fatally is retryable. A fenced one
             # (another instance with this transactional id) is not: a restart would fence that one in
             # turn.
+            retryable, timed_out = self._restartable(exc)
             raise ConnectorError(
-                f"kafka sink: commit_transaction failed: {exc}",
-                retryable=restartable(exc),
+                f"kafka sink {self.transactional_id}: commit_transaction failed{timed_out}: {exc}",
+                retryable=retryable,
             ) from exc
         self._in_transaction = False
         self._prepared = False
