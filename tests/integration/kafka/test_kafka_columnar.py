@@ -20,7 +20,6 @@ from kafka_helpers import Broker, consume_all, produce
 from arrowflow.connectors.kafka import KafkaSource
 from arrowflow.connectors.kafka.columnar import librdkafka_path
 from arrowflow.connectors.kafka.source import ColumnarReader
-from arrowflow.errors import ConfigurationError, ConnectorError
 
 ALL_META = ["_key", "_topic", "_partition", "_offset", "_timestamp", "_headers"]
 
@@ -275,15 +274,6 @@ def test_kernel_fetcher_reassigned_reads_from_the_new_offset(
         f.read(1, 0.0)
 
 
-def test_bad_configuration_fails_at_construction() -> None:
-    with pytest.raises(ConnectorError, match="fetch must be one of"):
-        KafkaSource("127.0.0.1:1", topics=["t"], fetch="kernel")
-    with pytest.raises(ConnectorError, match="error_cb"):
-        KafkaSource("127.0.0.1:1", topics=["t"], fetch="columnar", client_options={"error_cb": print})
-    with pytest.raises(ConnectorError, match="fetch_max_bytes"):
-        KafkaSource("127.0.0.1:1", topics=["t"], fetch="columnar", fetch_max_bytes=0)
-
-
 @pytest.mark.parametrize("fetch", ["client", "columnar"])
 def test_batches_hold_at_most_max_poll_records(
     broker: Broker, new_topic: Callable[..., str], fetch: str
@@ -303,9 +293,3 @@ def test_batches_hold_at_most_max_poll_records(
     reader.close()
     assert [v for b in batches for v in b.column("value").to_pylist()] == values
     assert max(b.num_rows for b in batches) == 100
-
-
-def test_max_poll_records_must_be_positive() -> None:
-    with pytest.raises(ConfigurationError, match="max_poll_records") as info:
-        KafkaSource("127.0.0.1:1", topics=["t"], max_poll_records=0)
-    assert info.value.option == "max_poll_records"

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..._ext import load as _load_kernel
+from ...config import resolve_config
 from ...errors import ConfigurationError
 from ...source import Position, Source, Split, SplitReader
 from .config import DataGenConfig, FieldsLike
@@ -48,6 +49,7 @@ class DataGenSource(Source):
         generator: GeneratorFunction | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        config: DataGenConfig | None = None,
     ) -> None:
         if schema_spec is not None and fields is not None:
             raise ConfigurationError("give schema_spec or fields=, not both", option="fields")
@@ -61,18 +63,8 @@ class DataGenSource(Source):
                 raise ConfigurationError(
                     "fields must be a mapping or a list of (name, generator) pairs", option="fields"
                 ) from exc
-        self.config = DataGenConfig(
-            fields=pairs,
-            count=count,
-            rows_per_second=rows_per_second,
-            seed=seed,
-            batch_size=batch_size,
-            num_splits=num_splits,
-            threads=threads,
-            generator=generator,
-            clock=clock,
-            sleep=sleep,
-        )
+        self.config = resolve_config(DataGenConfig, config, {**locals(), "fields": pairs})
+        pairs = self.config.fields
         self._schema = pa.schema([pa.field(name, gen.arrow_type()) for name, gen in pairs]) if pairs else None
 
     @property

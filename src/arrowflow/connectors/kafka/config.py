@@ -20,6 +20,7 @@ on the connectors), and ``config.config`` still reads it.
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 
 from ...config import (
     caller_stacklevel,
+    check_at_most,
     check_choice,
     check_non_negative,
     check_positive,
@@ -131,6 +133,12 @@ def _check_client_options(options: Mapping[str, Any], reserved: Sequence[str]) -
     return hide_secrets(options)
 
 
+#: How the source's readers consume (see :class:`KafkaSourceConfig`'s ``fetch``).
+FETCH_MODES = ("client", "columnar")
+#: The environment variable that picks ``fetch`` when it is not given.
+FETCH_ENV = "ARROWFLOW_KAFKA_FETCH"
+
+
 @_renamed
 @dataclass(frozen=True, kw_only=True)
 class KafkaSourceConfig:
@@ -182,6 +190,15 @@ class KafkaSourceConfig:
     error_policy: Any = "fail"
     """Where payloads that fail to decode go: ``"fail"``, ``"skip"`` or a dead-letter sink (rows ``payload,
     topic, partition, offset, error``)."""
+    fetch: str | None = None
+    """How the readers consume: ``"client"`` (confluent-kafka's ``Consumer.consume``) or ``"columnar"``
+    (the ``kafka_fetch`` kernel, no Python object per message; it runs no Python callbacks of
+    ``client_options`` but ``stats_cb``). Not given: the ``ARROWFLOW_KAFKA_FETCH`` environment variable
+    when the configuration is made, else ``"client"``."""
+    fetch_max_bytes: int = 64 << 20
+    """``fetch="columnar"``: payload bytes per batch at most (1 .. 2**31-1)."""
+    max_poll_records: int = 16_384
+    """Messages per batch at most, whatever the pipeline asks for (Kafka's ``max.poll.records``)."""
 
     def __post_init__(self) -> None:
         check_type("bootstrap_servers", self.bootstrap_servers, str)
@@ -228,6 +245,25 @@ class KafkaSourceConfig:
         object.__setattr__(
             self, "client_options", _check_client_options(self.client_options, _SOURCE_RESERVED)
         )
+        if self.fetch is None:
+            object.__setattr__(self, "fetch", os.environ.get(FETCH_ENV) or "client")
+            if self.fetch not in FETCH_MODES:
+                raise ConfigurationError(
+                    f"{FETCH_ENV}={self.fetch!r} is not allowed; choose one of {FETCH_MODES}", option="fetch"
+                )
+        check_choice("fetch", self.fetch, FETCH_MODES)
+        check_type("fetch_max_bytes", self.fetch_max_bytes, int)
+        check_positive("fetch_max_bytes", self.fetch_max_bytes)
+        check_at_most("fetch_max_bytes", self.fetch_max_bytes, 0x7FFFFFFF, "the kernel's int32 limit")
+        check_type("max_poll_records", self.max_poll_records, int)
+        check_positive("max_poll_records", self.max_poll_records)
+        if self.fetch == "columnar":
+            hooks = sorted(k for k, v in self.client_options.items() if callable(v) and k != "stats_cb")
+            if hooks:
+                raise ConfigurationError(
+                    f"fetch='columnar' runs no Python callbacks; client_options {hooks} need fetch='client'",
+                    option="client_options",
+                )
 
     @property
     def bounded(self) -> bool:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -50,7 +49,7 @@ import pyarrow as pa
 
 from ...config import NO_OPTIONS, REQUIRED, resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
-from ...errors import ConfigurationError, ConnectorError
+from ...errors import ConnectorError
 from ...formats import Format, Raw, decode_with_policy
 from ...source import Position, Source, Split, SplitReader, check_int_position, stop_position
 from .admin import STATISTICS_INTERVAL_MS, ClientStats, client_config, list_partitions, metadata_client
@@ -68,9 +67,6 @@ _META_TYPES: dict[str, pa.DataType] = {
     "_timestamp": pa.timestamp("ms", tz="UTC"),
     "_headers": pa.map_(pa.string(), pa.binary()),
 }
-#: How the readers consume (see the module docstring); the environment variable picks the default.
-FETCH_MODES = ("client", "columnar")
-FETCH_ENV = "ARROWFLOW_KAFKA_FETCH"
 #: Each reader's librdkafka prefetch (``client_options`` overrides it). There is one consumer per partition,
 #: and librdkafka's default queue (64 MB of payload per consumer, ~2.5x that in memory with its
 #: per-message bookkeeping at small messages) made peak RSS grow with the partition count; 8 MB per
@@ -121,7 +117,7 @@ class KafkaSource(Source):
     ``Raw`` binary column ``value``); ``key_format`` optionally decodes keys into more columns.
     ``metadata_columns`` adds any of ``_key, _topic, _partition, _offset, _timestamp, _headers``.
     Offsets: see :mod:`arrowflow.connectors.kafka.config`. ``client_options`` passes librdkafka
-    consumer options through. Every option but ``fetch`` and ``fetch_max_bytes`` is a field of
+    consumer options through. Every option is a field of
     :class:`~arrowflow.connectors.kafka.KafkaSourceConfig`; ``config=`` takes a whole one (0.1.0's
     ``config={...}`` of librdkafka options still works, with a ``DeprecationWarning``).
     """
@@ -165,35 +161,10 @@ class KafkaSource(Source):
         self._stats = ClientStats(c.client_options.get("stats_cb"))
         if not self.bounded and not self.config.partitions:
             self.discovery_interval = self.config.discovery_interval
-        self.fetch = fetch if fetch is not None else os.environ.get(FETCH_ENV) or "client"
-        if self.fetch not in FETCH_MODES:
-            raise ConnectorError(f"kafka source: fetch must be one of {FETCH_MODES}, got {self.fetch!r}")
-        if (
-            isinstance(fetch_max_bytes, bool)
-            or not isinstance(fetch_max_bytes, int)
-            or not (1 <= fetch_max_bytes <= 0x7FFFFFFF)
-        ):
-            raise ConnectorError(
-                f"kafka source: fetch_max_bytes must be an int in 1..2**31-1, got {fetch_max_bytes!r}"
-            )
-        self.fetch_max_bytes = fetch_max_bytes
-        if (
-            isinstance(max_poll_records, bool)
-            or not isinstance(max_poll_records, int)
-            or max_poll_records < 1
-        ):
-            raise ConfigurationError(
-                f"kafka source: max_poll_records must be an int >= 1, got {max_poll_records!r}",
-                option="max_poll_records",
-            )
-        self.max_poll_records = max_poll_records
-        if self.fetch == "columnar":
-            hooks = sorted(k for k, v in c.client_options.items() if callable(v) and k != "stats_cb")
-            if hooks:
-                raise ConnectorError(
-                    f"kafka source: fetch='columnar' runs no Python callbacks; client_options {hooks} "
-                    "need fetch='client'"
-                )
+        #: The configuration's ``fetch``, ``fetch_max_bytes`` and ``max_poll_records`` (0.1.0 attributes).
+        self.fetch: str = c.fetch or "client"
+        self.fetch_max_bytes = c.fetch_max_bytes
+        self.max_poll_records = c.max_poll_records
 
     @property
     def bounded(self) -> bool:

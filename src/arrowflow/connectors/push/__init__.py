@@ -44,14 +44,23 @@ in arrowflow's memory, not when a checkpoint holds it: rows buffered when the pr
 and nothing is replayed after a restart. Rows that were answered 200 are never dropped while the
 process lives (tests check that no accepted row is lost).
 
-The sources are in :mod:`.tcp` and :mod:`.http`, the listener options they share in :mod:`.config`
-(:class:`PushListenerConfig`), their common base in :mod:`._server`.
+The sources are in :mod:`.tcp` and :mod:`.http`, their options in :mod:`.config`
+(:class:`TcpPushSourceConfig` and :class:`HttpPushSourceConfig`, on the listener options they share,
+:class:`PushListenerConfig`), their common base in :mod:`._server`.
 """
 
 from __future__ import annotations
 
-from .config import PushListenerConfig, server_tls_context
+from .config import HttpPushSourceConfig, PushListenerConfig, TcpPushSourceConfig, server_tls_context
 from .http import HttpPushSource, parse_body
 from .tcp import TcpPushSource
 
-__all__ = ["HttpPushSource", "PushListenerConfig", "TcpPushSource", "parse_body", "server_tls_context"]
+__all__ = [
+    "HttpPushSource",
+    "HttpPushSourceConfig",
+    "PushListenerConfig",
+    "TcpPushSource",
+    "TcpPushSourceConfig",
+    "parse_body",
+    "server_tls_context",
+]

@@ -1,5 +1,6 @@
-"""The listener options both push sources share (:class:`PushListenerConfig`), checked in one place,
-and the server-side TLS context they make of ``tls_cert``/``tls_key``.
+"""The push sources' options, checked in one place: the listener options both share
+(:class:`PushListenerConfig`), each source's own (:class:`TcpPushSourceConfig`,
+:class:`HttpPushSourceConfig`), and the server-side TLS context made of ``tls_cert``/``tls_key``.
 """
 
 from __future__ import annotations
@@ -7,9 +8,15 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
-from ...config import check_positive, check_type
+import pyarrow as pa
+
+from ...config import Secret, check_choice, check_non_negative, check_positive, check_type
 from ...errors import ConfigurationError
+from ...formats.base import Format
+
+__all__ = ["HttpPushSourceConfig", "PushListenerConfig", "TcpPushSourceConfig", "server_tls_context"]
 
 
 def _check_timeout(option: str, value: float | None) -> float | None:
@@ -82,3 +89,58 @@ class PushListenerConfig:
         # Loaded once here so a bad path or key fails at construction; the context itself is made
         # again when listening (an SSLContext does not pickle).
         server_tls_context(self.tls_cert, self.tls_key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpPushSourceConfig(PushListenerConfig):
+    """Options of :class:`~.tcp.TcpPushSource`: the listener's, with TCP's defaults, and the framing."""
+
+    framing: str = "newline"
+    """``"newline"`` (frames end with ``\\n``) or ``"length"`` (a 4-byte big-endian length first)."""
+    format: Any = None
+    """The :class:`~arrowflow.formats.Format` frames are decoded with (``None``: ``Raw()``, one binary
+    ``value`` column)."""
+    max_frame_bytes: int = 1 << 20
+    """A longer frame closes its connection (counted in ``connections_dropped``)."""
+    header_timeout: float | None = 300.0
+    body_timeout: float | None = 30.0
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("framing", self.framing, ("newline", "length"))
+        check_type("format", self.format, Format, allow_none=True)
+        check_type("max_frame_bytes", self.max_frame_bytes, int)
+        check_positive("max_frame_bytes", self.max_frame_bytes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HttpPushSourceConfig(PushListenerConfig):
+    """Options of :class:`~.http.HttpPushSource`: the listener's, with HTTP's defaults, and the
+    endpoint's."""
+
+    path: str = "/"
+    """The path POSTs go to (another path answers ``404``)."""
+    schema: pa.Schema | None = None
+    """The schema bodies must fit (``400`` otherwise); ``None``: inferred per body."""
+    max_body_bytes: int = 16 << 20
+    """A larger body is answered ``413`` without being read."""
+    token: Secret | str | None = None
+    """A bearer token every request must carry (``401`` otherwise); hidden from reprs."""
+    accept_timeout: float = 0.5
+    """Seconds a request waits for room in a full buffer before ``429`` (with ``Retry-After``)."""
+    header_timeout: float | None = 10.0
+    body_timeout: float | None = 30.0
+    max_connections: int = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_type("path", self.path, str)
+        check_type("schema", self.schema, pa.Schema, allow_none=True)
+        check_type("max_body_bytes", self.max_body_bytes, int)
+        check_positive("max_body_bytes", self.max_body_bytes)
+        check_type("token", self.token, (Secret, str), allow_none=True)
+        if isinstance(self.token, str):
+            object.__setattr__(self, "token", Secret(self.token))
+        check_non_negative("accept_timeout", self.accept_timeout)
+        object.__setattr__(self, "accept_timeout", float(self.accept_timeout))

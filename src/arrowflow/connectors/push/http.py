@@ -16,11 +16,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...config import Secret, check_positive, check_type, resolve_config, reveal
+from ...config import Secret, resolve_config, reveal
 from ...errors import ArrowflowError, ConnectorError, SerializationError
 from ..queue.buffer import to_batch
 from ._server import PushSource
-from .config import PushListenerConfig, server_tls_context
+from .config import HttpPushSourceConfig, server_tls_context
 
 _CONTENT_TYPES = {
     "application/json": "json",
@@ -84,20 +84,15 @@ class HttpPushSource(PushSource):
         max_connections: int = 64,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        config: HttpPushSourceConfig | None = None,
     ) -> None:
-        # The listener options are this constructor's keywords of the same names.
-        super().__init__(resolve_config(PushListenerConfig, None, locals()))
-        check_type("path", path, str)
-        check_type("schema", schema, pa.Schema, allow_none=True)
-        check_type("max_body_bytes", max_body_bytes, int)
-        check_positive("max_body_bytes", max_body_bytes)
-        check_type("token", token, (Secret, str), allow_none=True)
-        check_type("accept_timeout", accept_timeout, (int, float))
-        self.path = path
-        self._schema = schema
-        self.max_body_bytes = max_body_bytes
-        self.token = Secret(token) if isinstance(token, str) else token
-        self.accept_timeout = float(accept_timeout)
+        self.config = c = resolve_config(HttpPushSourceConfig, config, locals())
+        super().__init__(c)
+        self.path = c.path
+        self._schema = c.schema
+        self.max_body_bytes = c.max_body_bytes
+        self.token: Secret | None = c.token  # type: ignore[assignment]  # a str became a Secret
+        self.accept_timeout = c.accept_timeout
         self._server: ThreadingHTTPServer | None = None
         self._closed = False
         self._rejects: queue.Queue[socket.socket | None] = queue.Queue(maxsize=256)

@@ -12,13 +12,13 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from ...config import check_choice, check_positive, check_type, resolve_config
+from ...config import resolve_config
 from ...error_policy import ErrorPolicy, ErrorPolicyLike
 from ...errors import ArrowflowError, SerializationError
 from ...formats import Raw
 from ...formats.base import Format, decode_with_policy
 from ._server import PushSource
-from .config import PushListenerConfig, server_tls_context
+from .config import TcpPushSourceConfig, server_tls_context
 
 _NL = 10
 
@@ -43,16 +43,13 @@ class TcpPushSource(PushSource):
         max_connections: int = 256,
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
+        config: TcpPushSourceConfig | None = None,
     ) -> None:
-        # The listener options are this constructor's keywords of the same names.
-        super().__init__(resolve_config(PushListenerConfig, None, locals()))
-        check_choice("framing", framing, ("newline", "length"))
-        check_type("max_frame_bytes", max_frame_bytes, int)
-        check_positive("max_frame_bytes", max_frame_bytes)
-        self.framing = framing
-        self.format = format if format is not None else Raw()
-        check_type("format", self.format, Format)
-        self.max_frame_bytes = max_frame_bytes
+        self.config = c = resolve_config(TcpPushSourceConfig, config, locals())
+        super().__init__(c)
+        self.framing = c.framing
+        self.format: Format = c.format if c.format is not None else Raw()
+        self.max_frame_bytes = c.max_frame_bytes
         # Bad frames of one client must not stop the others: "skip" (counted) by default.
         self.error_policy = ErrorPolicy.resolve(error_policy, name=self.name)
         self._sock: socket.socket | None = None
