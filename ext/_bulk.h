@@ -15,8 +15,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <sys/mman.h>
+
+#include "_threads.h"
 
 enum { BF_NONE = 0, BF_CONST = 1, BF_STR = 2, BF_INT = 3 };
 enum { BE_OK = 0, BE_NOMEM = 1, BE_OVERFLOW = 2, BE_INTERNAL = 3 };
@@ -305,8 +306,6 @@ static int bulk_write(const bplan *pl, int64_t nrows, const int32_t *offsets, ch
     if (nthreads > nrows) nthreads = nrows > 0 ? (int)nrows : 1;
     if (nthreads < 1) nthreads = 1;
     btask tasks[16];
-    pthread_t tids[16];
-    int started[16];
     for (int t = 0; t < nthreads; t++) {
         tasks[t].pl = pl;
         tasks[t].start = nrows * t / nthreads;
@@ -314,12 +313,7 @@ static int bulk_write(const bplan *pl, int64_t nrows, const int32_t *offsets, ch
         tasks[t].p = buf + offsets[tasks[t].start];
         tasks[t].got = NULL;
     }
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tids[t], NULL, bulk_task_run, &tasks[t]) == 0;
-    bulk_task_run(&tasks[0]);
-    for (int t = 1; t < nthreads; t++) {
-        if (started[t]) pthread_join(tids[t], NULL);
-        else bulk_task_run(&tasks[t]);
-    }
+    af_fork_join(bulk_task_run, tasks, sizeof(btask), nthreads);
     for (int t = 0; t < nthreads; t++)
         if (tasks[t].got != buf + offsets[tasks[t].end]) return BE_INTERNAL;
     return BE_OK;

@@ -8,10 +8,11 @@
 #define AF_DATAGEN_H
 
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "_threads.h"
 
 #define DG_GAMMA 0x9E3779B97F4A7C15ULL
 
@@ -326,14 +327,9 @@ static void *dg_worker(void *arg) {
  * one, taking them from a shared queue. A thread that cannot be started is simply not used. */
 static void dg_run_tasks(dg_task *tasks, int ntasks, int threads) {
     dg_queue q = {tasks, ntasks, 0};
-    pthread_t tids[16];
-    int started[16] = {0};
     if (threads > 16) threads = 16;
     if (threads > ntasks) threads = ntasks;
-    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tids[t], NULL, dg_worker, &q) == 0;
-    dg_worker(&q);
-    for (int t = 1; t < threads; t++)
-        if (started[t]) pthread_join(tids[t], NULL);
+    af_fork_join(dg_worker, &q, 0, threads); /* every thread takes tasks from the one queue */
 }
 
 /* Runs whole-column tasks on `threads` threads, cutting every splittable one into chunks of

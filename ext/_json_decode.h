@@ -18,7 +18,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
+
+#include "_threads.h"
 
 enum { AFJ_OK = 0, AFJ_SYNTAX, AFJ_MISMATCH, AFJ_DUPLICATE, AFJ_UNEXPECTED, AFJ_UNSUPPORTED, AFJ_NOMEM };
 enum { AFJ_KIND_STRING = 0, AFJ_KIND_NUMBER = 1, AFJ_KIND_BOOL = 2 };
@@ -341,19 +342,19 @@ static int afj_scan2(const uint8_t *data, const int64_t *offsets, int64_t n, int
         offs2[k] = out_offsets[k] + mid;
         valid2[k] = out_valid[k] + mid;
     }
-    afj_task t2 = {data, offsets + mid, n - mid, nkeys, keys, keylens, kinds, strict, offs2, valid2, bufs2,
-                   seen + nkeys, -1, AFJ_OK};
-    pthread_t tid;
-    int threaded = pthread_create(&tid, NULL, afj_task_run, &t2) == 0;
-    if (!threaded) afj_task_run(&t2);
-    /* The first range's last end offset (out_offsets[k][mid]) is written here, never by task 2. */
-    int rc = afj_scan(data, offsets, mid, nkeys, keys, keylens, kinds, strict, out_offsets, out_valid, bufs,
-                      seen, bad_row);
-    if (threaded) pthread_join(tid, NULL);
-    if (rc != AFJ_OK) return rc;
-    if (t2.rc != AFJ_OK) {
-        *bad_row = mid + t2.bad_row;
-        return t2.rc;
+    /* The first range's last end offset (out_offsets[k][mid]) is written by task 0, never by task 1. */
+    afj_task t[2] = {
+        {data, offsets, mid, nkeys, keys, keylens, kinds, strict, out_offsets, out_valid, bufs, seen, *bad_row,
+         AFJ_OK},
+        {data, offsets + mid, n - mid, nkeys, keys, keylens, kinds, strict, offs2, valid2, bufs2, seen + nkeys, -1,
+         AFJ_OK},
+    };
+    af_fork_join(afj_task_run, t, sizeof(afj_task), 2);
+    *bad_row = t[0].bad_row;
+    if (t[0].rc != AFJ_OK) return t[0].rc;
+    if (t[1].rc != AFJ_OK) {
+        *bad_row = mid + t[1].bad_row;
+        return t[1].rc;
     }
     for (int k = 0; k < nkeys; k++) {
         int64_t base = bufs[k].len;

@@ -13,13 +13,13 @@
 #define ARROWFLOW_JSON_ENCODE_H
 
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "_json_dtoa.h"
+#include "_threads.h"
 
 enum {
     JT_NULL = 0,
@@ -988,24 +988,16 @@ static void *jtask_run(void *arg) {
     return NULL;
 }
 
-/* Runs ntasks tasks, the first on the calling thread and the others on new threads. Returns 0, or
- * -1 if a thread could not be started (the remaining tasks then run on the calling thread). */
+/* Runs ntasks tasks, the first on the calling thread and the others on new threads (af_fork_join:
+ * a thread that cannot be started leaves its task to the calling thread). Returns 0. */
 static int jrun_tasks(jtask *tasks, int ntasks) {
-    pthread_t tids[64];
-    int started[64];
-    if (ntasks > 64) ntasks = 64;
     /* The caller appends the other tasks' output to the first task's buffer: size that one for the
      * whole batch up front, so the stitch copies into pages that are already huge-page advised
      * instead of growing the block (a remap that loses the 2 MiB alignment). Virtual memory only:
      * pages are faulted in as they are written. */
     if (ntasks > 1 && tasks[0].st.cap == 0)
         js_grow(&tasks[0].st, jestimate(tasks[0].top, tasks[0].start, tasks[ntasks - 1].end));
-    for (int t = 1; t < ntasks; t++) started[t] = pthread_create(&tids[t], NULL, jtask_run, &tasks[t]) == 0;
-    jtask_run(&tasks[0]);
-    for (int t = 1; t < ntasks; t++) {
-        if (started[t]) pthread_join(tids[t], NULL);
-        else jtask_run(&tasks[t]);
-    }
+    af_fork_join(jtask_run, tasks, sizeof(jtask), ntasks);
     return 0;
 }
 
