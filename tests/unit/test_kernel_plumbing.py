@@ -39,3 +39,10 @@ def test_shared_plumbing_lives_in_one_file(pattern: str, allowed: list[str], wha
     found = [p.name for p in SOURCES if re.search(pattern, p.read_text(), re.MULTILINE)]
     assert [n for n in found if n not in allowed] == [], f"{found} {what}"
     assert all(n in found for n in allowed), f"{allowed} no longer hold what the pattern names"
+
+
+def test_the_architecture_page_lists_every_kernel() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| (`[a-z0-9_]+`(?:, `[a-z0-9_]+`)*) \|", text, re.MULTILINE)
+    listed = sorted(name for row in rows for name in re.findall(r"`([a-z0-9_]+)`", row))
+    assert listed == KERNELS
