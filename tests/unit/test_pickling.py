@@ -15,9 +15,11 @@ pickled as a factory). The coverage test fails when a registry connector has no 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import pickle
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from arrowflow import Secret, Split
 from arrowflow.connectors.collection import CollectionSource
 from arrowflow.connectors.registry import CONNECTORS
 from arrowflow.formats import ArrowIpc, Avro, Csv, Json, Raw
+from arrowflow.pipeline_spec.build import _hints
 
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("x", pa.float64())])
 BATCH = pa.record_batch(
@@ -231,6 +234,11 @@ def test_connector_factory_and_config_pickle(connector: str, name: str, tmp_path
     again = pickle.loads(pickle.dumps(factory))
     assert again.func is cls and again.keywords.keys() == options.keys()
     if not construct:
+        # The class would connect: its configuration, built from the same options, must pickle.
+        hint = _hints(cls)["config"]  # annotations resolved one by one (some are TYPE_CHECKING-only)
+        config_type = next(t for t in typing.get_args(hint) if dataclasses.is_dataclass(t))
+        config = config_type(**options)
+        assert pickle.loads(pickle.dumps(config)) == config
         return
     original, rebuilt = factory(), again()
     try:
